@@ -1,0 +1,78 @@
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration file as written. Every table rejects keys it does not know.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    /// The downstream listener and HTTP hygiene.
+    #[serde(default)]
+    pub server: RawServer,
+    /// How aggregated capability names are formed.
+    #[serde(default)]
+    pub naming: RawNaming,
+    /// The MCP servers behind the gateway, in routing order.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<RawUpstream>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Socket address to bind, default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Path of the MCP endpoint, default `/mcp`.
+    pub path: Option<String>,
+    /// Host header values accepted, default loopback names.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origin header values accepted, default loopback origins on any port.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Largest request body, default 4 MiB.
+    pub max_body_bytes: Option<usize>,
+    /// Time allowed to send request headers, default `10s`.
+    pub header_timeout: Option<String>,
+    /// Time an upstream has to answer one request, default `300s`.
+    pub request_timeout: Option<String>,
+    /// Time in-flight calls get to finish on SIGTERM, default `30s`.
+    pub shutdown_grace: Option<String>,
+    /// Keep-alive comment interval on SSE streams, default `15s`.
+    pub sse_keep_alive: Option<String>,
+    /// Answer POSTs with plain JSON instead of SSE where possible, default false.
+    pub json_response: Option<bool>,
+}
+
+/// `[naming]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNaming {
+    /// `auto` (prefix only with several upstreams), `always` or `never`.
+    pub prefix: Option<String>,
+    /// Between prefix and name, default `__`.
+    pub separator: Option<String>,
+}
+
+/// `[[upstream]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Unique name.
+    pub name: String,
+    /// Program to run for a stdio upstream.
+    pub command: Option<String>,
+    /// Its arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment for the child.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory of the child.
+    pub cwd: Option<PathBuf>,
+    /// Endpoint of a streamable HTTP upstream.
+    pub url: Option<String>,
+    /// `auto`, `2025-11-25` or `2026-07-28`.
+    pub era: Option<String>,
+    /// Prefix for this upstream's names, default its `name`.
+    pub prefix: Option<String>,
+}

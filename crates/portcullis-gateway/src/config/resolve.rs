@@ -1,0 +1,291 @@
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use portcullis_mcp::{EraPreference, UpstreamSpec, UpstreamTransport};
+use url::Url;
+
+use super::{
+    ConfigError,
+    raw::{Raw, RawNaming, RawServer, RawUpstream},
+};
+
+/// A resolved configuration: every value parsed, checked and defaulted.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Socket address to bind.
+    pub listen: SocketAddr,
+    /// Path of the MCP endpoint.
+    pub path: String,
+    /// Host header values accepted (lowercase, optional port).
+    pub allowed_hosts: Vec<String>,
+    /// Origin header values accepted; a port of `*` matches any port.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed to send request headers.
+    pub header_timeout: Duration,
+    /// Time an upstream has to answer one request.
+    pub request_timeout: Duration,
+    /// Time in-flight calls get to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Keep-alive comment interval on SSE streams.
+    pub sse_keep_alive: Duration,
+    /// Answer POSTs with plain JSON instead of SSE where possible.
+    pub json_response: bool,
+    /// How aggregated names are formed.
+    pub naming: Naming,
+    /// The upstreams, in routing order, each with its resolved prefix.
+    pub upstreams: Vec<(UpstreamSpec, Option<String>)>,
+}
+
+/// How aggregated capability names are formed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    /// When names get prefixes.
+    pub prefix: PrefixMode,
+    /// Between prefix and name.
+    pub separator: String,
+}
+
+/// When names get prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixMode {
+    /// Only when there are several upstreams.
+    Auto,
+    /// Always.
+    Always,
+    /// Never: names must not collide across upstreams.
+    Never,
+}
+
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
+
+impl Config {
+    /// Read and resolve a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text, path)
+    }
+
+    /// Resolve TOML text; `origin` names it in error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let raw: Raw = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: error.to_string().trim_end().to_owned(),
+        })?;
+        Self::resolve(raw)
+    }
+
+    /// Resolve a parsed file: the only way to build a `Config`.
+    pub fn resolve(raw: Raw) -> Result<Self, ConfigError> {
+        let Raw { server, naming, upstreams } = raw;
+        let RawServer {
+            listen,
+            path,
+            allowed_hosts,
+            allowed_origins,
+            max_body_bytes,
+            header_timeout,
+            request_timeout,
+            shutdown_grace,
+            sse_keep_alive,
+            json_response,
+        } = server;
+        let listen = listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen = listen.parse().map_err(|_| {
+            ConfigError::invalid("server.listen", format!("`{listen}` is not a socket address"))
+        })?;
+        let path = path.unwrap_or_else(|| "/mcp".to_owned());
+        if !path.starts_with('/') || path.contains(['?', '#', '{', '}', '*']) {
+            return Err(ConfigError::invalid("server.path", "must be a plain path starting with `/`"));
+        }
+        let naming = resolve_naming(naming)?;
+        if upstreams.is_empty() {
+            return Err(ConfigError::invalid("upstream", "at least one `[[upstream]]` is required"));
+        }
+        let several = upstreams.len() > 1;
+        let mut resolved = Vec::with_capacity(upstreams.len());
+        for (index, upstream) in upstreams.into_iter().enumerate() {
+            let key = format!("upstream[{index}]");
+            let (spec, prefix) = resolve_upstream(&key, upstream, &naming, several)?;
+            if resolved.iter().any(|(other, _): &(UpstreamSpec, _)| other.name == spec.name) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.name"),
+                    format!("`{}` is used twice", spec.name),
+                ));
+            }
+            resolved.push((spec, prefix));
+        }
+        if naming.prefix == PrefixMode::Never && several {
+            tracing::debug!("several upstreams without prefixes: colliding names go to the first");
+        }
+        Ok(Self {
+            listen,
+            path,
+            allowed_hosts: allowed_hosts
+                .unwrap_or_else(|| LOOPBACK_HOSTS.map(str::to_owned).to_vec())
+                .into_iter()
+                .map(|host| host.to_ascii_lowercase())
+                .collect(),
+            allowed_origins: allowed_origins
+                .unwrap_or_else(|| LOOPBACK_ORIGINS.map(str::to_owned).to_vec()),
+            max_body_bytes: max_body_bytes.unwrap_or(4 * 1024 * 1024),
+            header_timeout: duration("server.header_timeout", header_timeout, 10_000)?,
+            request_timeout: duration("server.request_timeout", request_timeout, 300_000)?,
+            shutdown_grace: duration("server.shutdown_grace", shutdown_grace, 30_000)?,
+            sse_keep_alive: duration("server.sse_keep_alive", sse_keep_alive, 15_000)?,
+            json_response: json_response.unwrap_or(false),
+            naming,
+            upstreams: resolved,
+        })
+    }
+}
+
+fn resolve_naming(raw: RawNaming) -> Result<Naming, ConfigError> {
+    let prefix = match raw.prefix.as_deref().unwrap_or("auto") {
+        "auto" => PrefixMode::Auto,
+        "always" => PrefixMode::Always,
+        "never" => PrefixMode::Never,
+        other => {
+            return Err(ConfigError::invalid(
+                "naming.prefix",
+                format!("`{other}`: expected `auto`, `always` or `never`"),
+            ));
+        }
+    };
+    let separator = raw.separator.unwrap_or_else(|| "__".to_owned());
+    if separator.is_empty() {
+        return Err(ConfigError::invalid("naming.separator", "must not be empty"));
+    }
+    Ok(Naming { prefix, separator })
+}
+
+fn resolve_upstream(
+    key: &str,
+    raw: RawUpstream,
+    naming: &Naming,
+    several: bool,
+) -> Result<(UpstreamSpec, Option<String>), ConfigError> {
+    let RawUpstream { name, command, args, env, cwd, url, era, prefix } = raw;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(ConfigError::invalid(
+            format!("{key}.name"),
+            "use letters, digits, `-` and `_` only",
+        ));
+    }
+    let transport = match (command, url) {
+        (Some(command), None) => UpstreamTransport::Stdio { command, args, env, cwd },
+        (None, Some(url)) => {
+            let parsed = Url::parse(&url).map_err(|error| {
+                ConfigError::invalid(format!("{key}.url"), format!("`{url}`: {error}"))
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::invalid(format!("{key}.url"), "must be http or https"));
+            }
+            if !args.is_empty() || !env.is_empty() || cwd.is_some() {
+                return Err(ConfigError::invalid(
+                    key,
+                    "`args`, `env` and `cwd` belong to stdio upstreams (`command`)",
+                ));
+            }
+            UpstreamTransport::Http { url: parsed }
+        }
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(key, "give either `command` or `url`, not both"));
+        }
+        (None, None) => {
+            return Err(ConfigError::invalid(key, "give `command` (stdio) or `url` (HTTP)"));
+        }
+    };
+    let era = match era.as_deref().unwrap_or("auto") {
+        "auto" => EraPreference::Auto,
+        "2025-11-25" => EraPreference::Sessions,
+        "2026-07-28" => EraPreference::Stateless,
+        other => {
+            return Err(ConfigError::invalid(
+                format!("{key}.era"),
+                format!("`{other}`: expected `auto`, `2025-11-25` or `2026-07-28`"),
+            ));
+        }
+    };
+    let prefix = match naming.prefix {
+        PrefixMode::Never => None,
+        PrefixMode::Auto if !several => None,
+        PrefixMode::Auto | PrefixMode::Always => Some(prefix.unwrap_or_else(|| name.clone())),
+    };
+    Ok((UpstreamSpec { name, transport, era }, prefix))
+}
+
+/// Parse `500ms`, `10s` or `5m`; absent means `default_ms`.
+fn duration(key: &str, value: Option<String>, default_ms: u64) -> Result<Duration, ConfigError> {
+    let Some(text) = value else { return Ok(Duration::from_millis(default_ms)) };
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || {
+        ConfigError::invalid(key, format!("`{text}`: expected a whole number with ms, s or m"))
+    };
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number.saturating_mul(60))),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
+        Config::resolve(raw).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let error = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(error.contains("unknown field `lisen`"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+    }
+
+    #[test]
+    fn single_upstream_gets_no_prefix_and_loopback_defaults() {
+        let config = parse("[[upstream]]\nname = \"a\"\ncommand = \"x\"\n").unwrap();
+        assert_eq!(config.upstreams[0].1, None);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(config.allowed_hosts.contains(&"localhost".to_owned()));
+    }
+
+    #[test]
+    fn several_upstreams_are_prefixed_by_name() {
+        let config = parse(
+            "[[upstream]]\nname = \"a\"\ncommand = \"x\"\n[[upstream]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/mcp\"\nprefix = \"bee\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.upstreams[0].1.as_deref(), Some("a"));
+        assert_eq!(config.upstreams[1].1.as_deref(), Some("bee"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("[[upstream]]\nname = \"a\"\n", "upstream[0]"),
+            ("[[upstream]]\nname = \"a\"\nurl = \"ftp://x\"\n", "upstream[0].url"),
+            ("[server]\nheader_timeout = \"ten\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n", "server.header_timeout"),
+            ("[[upstream]]\nname = \"a b\"\ncommand = \"x\"\n", "upstream[0].name"),
+            ("", "upstream"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(&format!("`{key}`")), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        assert_eq!(duration("k", Some("250ms".into()), 0).unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("k", Some("2m".into()), 0).unwrap(), Duration::from_secs(120));
+        assert!(duration("k", Some("5h".into()), 0).is_err());
+    }
+}

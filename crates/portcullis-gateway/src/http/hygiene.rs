@@ -1,0 +1,121 @@
+//! Host and Origin allow-lists and the body size limit, before anything else reads the request.
+//!
+//! SECURITY: a browser page on another origin can reach a loopback server; checking Origin stops
+//! it from driving the gateway (DNS rebinding, cross-site requests). Host is checked for the same
+//! reason: a rebinding attack sends the attacker's host name.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{StatusCode, header};
+
+use crate::config::Config;
+
+pub(super) struct Policy {
+    hosts: Vec<String>,
+    origins: Vec<String>,
+    max_body_bytes: usize,
+}
+
+impl Policy {
+    pub(super) fn from_config(config: &Config) -> Self {
+        Self {
+            hosts: config.allowed_hosts.clone(),
+            origins: config.allowed_origins.iter().map(|o| o.to_ascii_lowercase()).collect(),
+            max_body_bytes: config.max_body_bytes,
+        }
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let bare = strip_port(&host);
+        self.hosts.iter().any(|allowed| *allowed == host || *allowed == bare)
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.to_ascii_lowercase();
+        self.origins.iter().any(|allowed| match allowed.strip_suffix(":*") {
+            Some(base) => {
+                origin == base
+                    || origin
+                        .strip_prefix(base)
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+            }
+            None => *allowed == origin,
+        })
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(end) = host.strip_prefix('[').and_then(|rest| rest.find(']')) {
+        return &host[..end + 2];
+    }
+    host.rsplit_once(':').map_or(host, |(name, _)| name)
+}
+
+pub(super) async fn check(State(policy): State<Arc<Policy>>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    if !host.is_some_and(|host| policy.host_allowed(&host)) {
+        return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed\n").into_response();
+    }
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|origin| policy.origin_allowed(origin));
+        if !allowed {
+            return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed\n").into_response();
+        }
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > policy.max_body_bytes as u64) {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy {
+            hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
+            origins: vec!["http://localhost:*".into(), "https://app.example.com".into()],
+            max_body_bytes: 10,
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_with_any_port_pass() {
+        let policy = policy();
+        for host in ["localhost", "LOCALHOST:8080", "127.0.0.1:1", "[::1]:443"] {
+            assert!(policy.host_allowed(host), "{host}");
+        }
+        for host in ["evil.example", "127.0.0.2", "localhost.evil.example:80"] {
+            assert!(!policy.host_allowed(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn origins_match_exactly_or_by_port_wildcard() {
+        let policy = policy();
+        for origin in ["http://localhost:3000", "http://localhost", "https://app.example.com"] {
+            assert!(policy.origin_allowed(origin), "{origin}");
+        }
+        for origin in ["null", "http://localhost.evil:1", "http://localhost:", "https://localhost:1", "https://app.example.com:8443"] {
+            assert!(!policy.origin_allowed(origin), "{origin}");
+        }
+    }
+}

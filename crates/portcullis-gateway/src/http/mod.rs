@@ -1,0 +1,50 @@
+//! The HTTP side: the router, its layers, and the listener loop.
+//!
+//! Layers, outermost first (the first sees the request first):
+//! 1. `track`: counts in-flight MCP POSTs, so shutdown can wait for calls to finish;
+//! 2. `hygiene::check`: Host and Origin allow-lists (403), body size by Content-Length (413);
+//! 3. `RequestBodyLimitLayer`: the same size limit for bodies without a Content-Length (413);
+//! 4. the router: `path` -> rmcp's streamable HTTP service running the MCP proxy.
+
+mod hygiene;
+mod serve;
+
+use std::sync::Arc;
+
+use axum::{Router, middleware};
+use rmcp::transport::{
+    StreamableHttpServerConfig, StreamableHttpService,
+    streamable_http_server::session::local::LocalSessionManager,
+};
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::{
+    config::Config,
+    proxy::{Gateway, GatewayHandler},
+};
+
+pub use serve::{Inflight, run};
+
+/// Build the gateway's HTTP app. `streams` ends every open SSE stream when cancelled.
+pub fn app(config: &Config, gateway: Arc<Gateway>, inflight: Inflight, streams: CancellationToken) -> Router {
+    let mut mcp = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(config.allowed_hosts.clone())
+        .with_allowed_origins(config.allowed_origins.clone())
+        .with_sse_keep_alive(Some(config.sse_keep_alive))
+        .with_json_response(config.json_response)
+        .with_max_request_body_bytes(config.max_body_bytes)
+        .with_cancellation_token(streams);
+    mcp.legacy_session_mode = true;
+    let service = StreamableHttpService::new(
+        move || Ok(GatewayHandler::new(gateway.clone())),
+        Arc::new(LocalSessionManager::default()),
+        mcp,
+    );
+    let policy = Arc::new(hygiene::Policy::from_config(config));
+    Router::new()
+        .route_service(&config.path, service)
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(policy, hygiene::check))
+        .layer(middleware::from_fn_with_state(inflight, serve::track))
+}

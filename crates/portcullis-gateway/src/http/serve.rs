@@ -1,0 +1,116 @@
+//! The listener loop: TCP_NODELAY, header timeout, graceful shutdown that lets calls finish.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::Request, extract::State, middleware::Next, response::Response};
+use http::Method;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
+
+/// Counts MCP calls in progress (POSTs), so shutdown can wait for them and only for them: SSE
+/// streams stay open forever and must not hold shutdown up.
+#[derive(Clone, Default)]
+pub struct Inflight(Arc<(AtomicUsize, Notify)>);
+
+impl Inflight {
+    async fn drained(&self) {
+        loop {
+            let notified = self.0.1.notified();
+            if self.0.0.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct Ticket(Inflight);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.0.0.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.0.1.notify_waiters();
+        }
+    }
+}
+
+pub(super) async fn track(State(inflight): State<Inflight>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    inflight.0.0.fetch_add(1, Ordering::SeqCst);
+    let ticket = Ticket(inflight);
+    let response = next.run(request).await;
+    // An SSE answer to a call is still in progress until its body ends; keep the ticket alive
+    // as long as the body.
+    let (parts, body) = response.into_parts();
+    let body = axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+        let _ = &ticket;
+        frame
+    }));
+    Response::from_parts(parts, body)
+}
+
+/// Serve `app` on `listener` until `shutdown` fires; then stop accepting, let in-flight calls
+/// finish (at most `grace`), end the SSE streams through `streams`, and return.
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    grace: Duration,
+    inflight: Inflight,
+    streams: CancellationToken,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors or similar: back off briefly rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        // Without it, small SSE frames wait for delayed ACKs: about 40 ms per reply.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection.into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight calls");
+    if tokio::time::timeout(grace, inflight.drained()).await.is_err() {
+        tracing::warn!(?grace, "calls still running after the grace period; closing anyway");
+    }
+    streams.cancel();
+    if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await.is_err() {
+        tracing::debug!("some connections did not close in time");
+    }
+    Ok(())
+}

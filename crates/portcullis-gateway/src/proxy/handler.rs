@@ -1,0 +1,492 @@
+//! The downstream MCP server: every operation routed to the upstream that owns it.
+
+// resources/subscribe and sampling are deprecated by the newest revision but still relayed.
+#![expect(deprecated)]
+
+use std::sync::Arc;
+
+use rmcp::{
+    ErrorData as McpError, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientRequest, CompleteRequestParams,
+        CompleteResult, CustomRequest, CustomResult, ErrorCode, GetPromptRequestParams,
+        GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, InitializeRequestParams,
+        InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
+        Reference, Request, ServerCapabilities, ServerConfig, ServerResult, SetLevelRequestParams,
+        SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams, UpdateTaskParams,
+    },
+    service::{RequestContext, SubscriptionContext},
+};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Gateway,
+    forward::{forward, fulfil, max_input_rounds},
+    list::Listing,
+    session::Session,
+};
+
+/// The proxy as rmcp sees it: one per downstream session, or one per stateless request.
+#[derive(Clone)]
+pub struct GatewayHandler {
+    gateway: Arc<Gateway>,
+    session: Arc<Session>,
+    // Cancelled when the last clone drops, which ends the session's change-forwarding task.
+    _alive: Arc<tokio_util::sync::DropGuard>,
+    alive: CancellationToken,
+}
+
+impl GatewayHandler {
+    /// A handler for a new downstream session or stateless request.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        let alive = CancellationToken::new();
+        Self {
+            gateway,
+            session: Arc::new(Session::default()),
+            _alive: Arc::new(alive.clone().drop_guard()),
+            alive,
+        }
+    }
+
+    async fn send(
+        &self,
+        index: usize,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, McpError> {
+        let live = self.session.connection(&self.gateway, index).await?;
+        forward(&live, request, context, self.gateway.request_timeout).await
+    }
+
+    /// Forward a call that may come back input-required. A stateless caller gets that result
+    /// as it is; a session caller cannot read it, so the gateway asks it the questions itself
+    /// (elicitation, sampling, roots) and retries with the answers.
+    async fn send_bridged<P: Bridged>(
+        &self,
+        index: usize,
+        mut params: P,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, McpError> {
+        for _ in 0..max_input_rounds() {
+            let result = self.send(index, params.clone().into_request(), context).await?;
+            match result {
+                ServerResult::InputRequiredResult(input) if self.session.is_session() => {
+                    let (responses, state) = fulfil(input, context).await?;
+                    params.answer(responses, state);
+                }
+                other => return Ok(other),
+            }
+        }
+        Err(McpError::internal_error("upstream kept asking for input", None))
+    }
+
+    async fn list<L: Listing + DeserializeOwned>(
+        &self,
+        params: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<L, McpError> {
+        let gateway = &self.gateway;
+        if gateway.upstream_count() == 1 {
+            let mut page = reshape(self.send(0, L::request(params), &context).await?, L::page)?;
+            page.parts().0.iter_mut().for_each(|item| L::adopt(gateway, 0, item));
+            return Ok(page);
+        }
+        // Several upstreams: every page of each, as one page. Cursors of different upstreams
+        // cannot be combined into one honest cursor.
+        let mut items = Vec::new();
+        for index in 0..gateway.upstream_count() {
+            let mut cursor = None;
+            loop {
+                let params = PaginatedRequestParams::default().with_cursor(cursor.take());
+                let result = self.send(index, L::request(Some(params)), &context).await;
+                let mut page = match result.and_then(|result| reshape(result, L::page)) {
+                    Ok(page) => page,
+                    Err(error) => {
+                        tracing::warn!(upstream = index, code = ?error.code, "list failed; upstream left out");
+                        break;
+                    }
+                };
+                let (page_items, next) = page.parts();
+                page_items.iter_mut().for_each(|item| L::adopt(gateway, index, item));
+                items.append(page_items);
+                match next.take() {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(L::of(items))
+    }
+
+    fn not_found_tool() -> McpError {
+        McpError::invalid_params("tool not found", None)
+    }
+}
+
+impl ServerHandler for GatewayHandler {
+    fn get_info(&self) -> ServerConfig {
+        let mut capabilities = ServerCapabilities::default();
+        for (_, live) in self.gateway.upstreams.iter().filter_map(|u| u.shared.live().ok().map(|l| ((), l))) {
+            merge(&mut capabilities, &live.capabilities);
+        }
+        let mut info = ServerConfig::default();
+        info.capabilities = capabilities;
+        info.server_info = Implementation::new("portcullis", env!("CARGO_PKG_VERSION"));
+        info
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        context.peer.set_peer_info(request.clone());
+        self.session.begin(context.peer.clone(), request.clone());
+        tokio::spawn(forward_changes(self.gateway.clone(), context.peer.clone(), self.alive.clone()));
+        self.negotiate_initialize(&request)
+    }
+
+    async fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let index = match &mut request.r#ref {
+            Reference::Prompt(prompt) => {
+                let (index, name) = self
+                    .gateway
+                    .route_name(&prompt.name)
+                    .ok_or_else(|| McpError::invalid_params("prompt not found", None))?;
+                prompt.name = name;
+                index
+            }
+            Reference::Resource(resource) => self.gateway.route_uri(&resource.uri)[0],
+            _ => return Err(McpError::invalid_params("unsupported completion reference", None)),
+        };
+        let result = self.send(index, ClientRequest::CompleteRequest(Request::new(request)), &context).await?;
+        reshape(result, |r| match r {
+            ServerResult::CompleteResult(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        for index in 0..self.gateway.upstream_count() {
+            let request = ClientRequest::SetLevelRequest(Request::new(request.clone()));
+            if let Err(error) = self.send(index, request, &context).await {
+                // An upstream without logging simply does not log; the others still do.
+                tracing::debug!(upstream = index, code = ?error.code, "set level refused");
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_prompt(
+        &self,
+        mut request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        let (index, name) = self
+            .gateway
+            .route_name(&request.name)
+            .ok_or_else(|| McpError::invalid_params("prompt not found", None))?;
+        request.name = name;
+        match self.send_bridged(index, request, &context).await? {
+            ServerResult::InputRequiredResult(input) => Ok(GetPromptResponse::InputRequired(input)),
+            other => reshape(other, |r| match r {
+                ServerResult::GetPromptResult(r) => Some(r),
+                _ => None,
+            })
+            .map(GetPromptResponse::Complete),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        self.list(request, context).await
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        self.list(request, context).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.list(request, context).await
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let candidates = self.gateway.route_uri(&request.uri);
+        let mut last = McpError::resource_not_found("resource not found", None);
+        for index in candidates {
+            match self.send_bridged(index, request.clone(), &context).await {
+                Ok(ServerResult::InputRequiredResult(input)) => {
+                    return Ok(ReadResourceResponse::InputRequired(input));
+                }
+                Ok(other) => {
+                    self.gateway.learn_resource(&request.uri, index);
+                    return reshape(other, |r| match r {
+                        ServerResult::ReadResourceResult(r) => Some(r),
+                        _ => None,
+                    })
+                    .map(ReadResourceResponse::Complete);
+                }
+                // Another upstream may own it; "not found" from this one is not the answer yet.
+                Err(error) if is_not_found(&error) => last = error,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last)
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        Some(requested.clone())
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let mut changes = self.gateway.changes.subscribe();
+        loop {
+            tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                change = changes.recv() => match change {
+                    // The sink drops what the subscription did not ask for.
+                    Ok(notification) => { let _ = context.sink().send(notification).await; }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let index = self.gateway.route_uri(&request.uri)[0];
+        self.send(index, ClientRequest::SubscribeRequest(Request::new(request)), &context).await?;
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let index = self.gateway.route_uri(&request.uri)[0];
+        self.send(index, ClientRequest::UnsubscribeRequest(Request::new(request)), &context).await?;
+        Ok(())
+    }
+
+    async fn call_tool(
+        &self,
+        mut request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let (index, name) = self.gateway.route_name(&request.name).ok_or_else(Self::not_found_tool)?;
+        request.name = name.into();
+        match self.send_bridged(index, request, &context).await? {
+            ServerResult::InputRequiredResult(input) => Ok(CallToolResponse::InputRequired(input)),
+            ServerResult::CreateTaskResult(task) => {
+                self.gateway.learn_task(&task.task.task_id, index);
+                Ok(CallToolResponse::Task(task))
+            }
+            other => reshape(other, |r| match r {
+                ServerResult::CallToolResult(r) => Some(r),
+                _ => None,
+            })
+            .map(CallToolResponse::Complete),
+        }
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        self.list(request, context).await
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        if self.gateway.upstream_count() != 1 {
+            return Err(McpError::new(ErrorCode::METHOD_NOT_FOUND, request.method, None));
+        }
+        let result = self.send(0, ClientRequest::CustomRequest(request), &context).await?;
+        reshape(result, |r| match r {
+            ServerResult::CustomResult(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        let index = self.task_owner(&request.task_id)?;
+        let result = self.send(index, ClientRequest::GetTaskRequest(Request::new(request)), &context).await?;
+        reshape(result, |r| match r {
+            ServerResult::GetTaskResult(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let index = self.task_owner(&request.task_id)?;
+        self.send(index, ClientRequest::UpdateTaskRequest(Request::new(request)), &context).await?;
+        Ok(())
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let index = self.task_owner(&request.task_id)?;
+        self.send(index, ClientRequest::CancelTaskRequest(Request::new(request)), &context).await?;
+        Ok(())
+    }
+}
+
+impl GatewayHandler {
+    fn task_owner(&self, task_id: &str) -> Result<usize, McpError> {
+        match self.gateway.route_task(task_id) {
+            Some(index) => Ok(index),
+            None if self.gateway.upstream_count() == 1 => Ok(0),
+            None => Err(McpError::invalid_params("task not found", None)),
+        }
+    }
+}
+
+/// Request parameters that can carry answers to an input-required result.
+trait Bridged: Clone {
+    fn into_request(self) -> ClientRequest;
+    fn answer(&mut self, responses: Option<rmcp::model::InputResponses>, state: Option<String>);
+}
+
+impl Bridged for CallToolRequestParams {
+    fn into_request(self) -> ClientRequest {
+        ClientRequest::CallToolRequest(Request::new(self))
+    }
+    fn answer(&mut self, responses: Option<rmcp::model::InputResponses>, state: Option<String>) {
+        self.input_responses = responses;
+        self.request_state = state;
+    }
+}
+
+impl Bridged for GetPromptRequestParams {
+    fn into_request(self) -> ClientRequest {
+        ClientRequest::GetPromptRequest(Request::new(self))
+    }
+    fn answer(&mut self, responses: Option<rmcp::model::InputResponses>, state: Option<String>) {
+        self.input_responses = responses;
+        self.request_state = state;
+    }
+}
+
+impl Bridged for ReadResourceRequestParams {
+    fn into_request(self) -> ClientRequest {
+        ClientRequest::ReadResourceRequest(Request::new(self))
+    }
+    fn answer(&mut self, responses: Option<rmcp::model::InputResponses>, state: Option<String>) {
+        self.input_responses = responses;
+        self.request_state = state;
+    }
+}
+
+/// Take the expected result kind out of an upstream answer. The wire union is untagged, so a
+/// result can decode as a look-alike kind (a tool result with no content reads as an empty
+/// result); such an answer is re-read as the kind the request asked for.
+fn reshape<T: DeserializeOwned>(
+    result: ServerResult,
+    pick: impl Fn(ServerResult) -> Option<T>,
+) -> Result<T, McpError> {
+    let value = serde_json::to_value(&result);
+    if let Some(picked) = pick(result) {
+        return Ok(picked);
+    }
+    value
+        .and_then(serde_json::from_value)
+        .map_err(|_| McpError::internal_error("upstream answered with the wrong kind of result", None))
+}
+
+fn is_not_found(error: &McpError) -> bool {
+    error.code == ErrorCode::RESOURCE_NOT_FOUND || error.code == ErrorCode::INVALID_PARAMS
+}
+
+/// Union of what the upstreams can do, as the gateway announces it.
+fn merge(into: &mut ServerCapabilities, from: &ServerCapabilities) {
+    let mut merged = serde_json::to_value(&*into).unwrap_or_default();
+    let other = serde_json::to_value(from).unwrap_or_default();
+    deep_merge(&mut merged, other);
+    if let Ok(capabilities) = serde_json::from_value(merged) {
+        *into = capabilities;
+    }
+}
+
+fn deep_merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    match (into, from) {
+        (serde_json::Value::Object(into), serde_json::Value::Object(from)) => {
+            for (key, value) in from {
+                deep_merge(into.entry(key).or_insert(serde_json::Value::Null), value);
+            }
+        }
+        (serde_json::Value::Bool(into), serde_json::Value::Bool(from)) => *into |= from,
+        (into, from) if into.is_null() => *into = from,
+        _ => {}
+    }
+}
+
+/// List changes seen on shared connections reach this session until it ends.
+async fn forward_changes(
+    gateway: Arc<Gateway>,
+    peer: rmcp::service::Peer<RoleServer>,
+    alive: CancellationToken,
+) {
+    let mut changes = gateway.changes.subscribe();
+    loop {
+        let change = tokio::select! {
+            () = alive.cancelled() => return,
+            change = changes.recv() => change,
+        };
+        match change {
+            Ok(notification @ (rmcp::model::ServerNotification::ToolListChangedNotification(_)
+            | rmcp::model::ServerNotification::PromptListChangedNotification(_)
+            | rmcp::model::ServerNotification::ResourceListChangedNotification(_))) => {
+                if peer.send_notification(notification).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

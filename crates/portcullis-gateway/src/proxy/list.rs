@@ -1,0 +1,117 @@
+//! The four list operations as one: forwarded to a single upstream page by page, or gathered
+//! from every upstream, renamed and returned as one page.
+
+use rmcp::model::{
+    ClientRequest, Cursor, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    ListToolsResult, PaginatedRequestParams, RequestOptionalParam, ServerResult,
+};
+
+use super::Gateway;
+
+/// A list result kind: how to ask for it, and what the gateway does to each item.
+pub(super) trait Listing: Sized {
+    type Item;
+    /// The request for one page.
+    fn request(params: Option<PaginatedRequestParams>) -> ClientRequest;
+    /// The page in an upstream's answer, if the answer is of this kind.
+    fn page(result: ServerResult) -> Option<Self>;
+    /// Items and the cursor of the next page.
+    fn parts(&mut self) -> (&mut Vec<Self::Item>, &mut Option<Cursor>);
+    /// Give an item of upstream `index` its public form, and learn its route.
+    fn adopt(gateway: &Gateway, index: usize, item: &mut Self::Item);
+    /// One page holding `items`.
+    fn of(items: Vec<Self::Item>) -> Self;
+}
+
+impl Listing for ListToolsResult {
+    type Item = rmcp::model::Tool;
+    fn request(params: Option<PaginatedRequestParams>) -> ClientRequest {
+        ClientRequest::ListToolsRequest(request(params))
+    }
+    fn page(result: ServerResult) -> Option<Self> {
+        match result {
+            ServerResult::ListToolsResult(page) => Some(page),
+            _ => None,
+        }
+    }
+    fn parts(&mut self) -> (&mut Vec<Self::Item>, &mut Option<Cursor>) {
+        (&mut self.tools, &mut self.next_cursor)
+    }
+    fn adopt(gateway: &Gateway, index: usize, item: &mut Self::Item) {
+        item.name = gateway.public_name(index, &item.name).into();
+    }
+    fn of(items: Vec<Self::Item>) -> Self {
+        Self::with_all_items(items)
+    }
+}
+
+impl Listing for ListPromptsResult {
+    type Item = rmcp::model::Prompt;
+    fn request(params: Option<PaginatedRequestParams>) -> ClientRequest {
+        ClientRequest::ListPromptsRequest(request(params))
+    }
+    fn page(result: ServerResult) -> Option<Self> {
+        match result {
+            ServerResult::ListPromptsResult(page) => Some(page),
+            _ => None,
+        }
+    }
+    fn parts(&mut self) -> (&mut Vec<Self::Item>, &mut Option<Cursor>) {
+        (&mut self.prompts, &mut self.next_cursor)
+    }
+    fn adopt(gateway: &Gateway, index: usize, item: &mut Self::Item) {
+        item.name = gateway.public_name(index, &item.name);
+    }
+    fn of(items: Vec<Self::Item>) -> Self {
+        Self::with_all_items(items)
+    }
+}
+
+impl Listing for ListResourcesResult {
+    type Item = rmcp::model::Resource;
+    fn request(params: Option<PaginatedRequestParams>) -> ClientRequest {
+        ClientRequest::ListResourcesRequest(request(params))
+    }
+    fn page(result: ServerResult) -> Option<Self> {
+        match result {
+            ServerResult::ListResourcesResult(page) => Some(page),
+            _ => None,
+        }
+    }
+    fn parts(&mut self) -> (&mut Vec<Self::Item>, &mut Option<Cursor>) {
+        (&mut self.resources, &mut self.next_cursor)
+    }
+    fn adopt(gateway: &Gateway, index: usize, item: &mut Self::Item) {
+        // URIs are global names already: they are routed, never rewritten.
+        gateway.learn_resource(&item.uri, index);
+    }
+    fn of(items: Vec<Self::Item>) -> Self {
+        Self::with_all_items(items)
+    }
+}
+
+impl Listing for ListResourceTemplatesResult {
+    type Item = rmcp::model::ResourceTemplate;
+    fn request(params: Option<PaginatedRequestParams>) -> ClientRequest {
+        ClientRequest::ListResourceTemplatesRequest(request(params))
+    }
+    fn page(result: ServerResult) -> Option<Self> {
+        match result {
+            ServerResult::ListResourceTemplatesResult(page) => Some(page),
+            _ => None,
+        }
+    }
+    fn parts(&mut self) -> (&mut Vec<Self::Item>, &mut Option<Cursor>) {
+        (&mut self.resource_templates, &mut self.next_cursor)
+    }
+    fn adopt(gateway: &Gateway, index: usize, item: &mut Self::Item) {
+        gateway.learn_template(&item.uri_template, index);
+    }
+    fn of(items: Vec<Self::Item>) -> Self {
+        Self::with_all_items(items)
+    }
+}
+
+fn request<M: Default, P>(params: Option<P>) -> RequestOptionalParam<M, P> {
+    RequestOptionalParam { method: M::default(), params, extensions: Default::default() }
+}

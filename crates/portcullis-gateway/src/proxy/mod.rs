@@ -1,0 +1,119 @@
+//! The MCP proxy: one downstream MCP server (rmcp's streamable HTTP service, both eras) whose
+//! handler forwards every operation to the upstream that owns it.
+//!
+//! A [`Gateway`] is built once per process and holds the supervised upstreams. A [`GatewayHandler`]
+//! is made per downstream session (2025-11-25) or per stateless request (2026-07-28). A session
+//! talking to a session-era upstream gets connections of its own to that upstream, so that what
+//! the upstream says in one caller's session (log lines, elicitation, resource updates) reaches
+//! that caller and nobody else. Stateless requests and stateless upstreams share one connection.
+
+mod forward;
+mod handler;
+mod list;
+mod route;
+mod session;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use portcullis_mcp::{SharedUpstream, UpstreamStatus};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, Implementation, ProtocolVersion, ServerNotification,
+};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Naming};
+
+pub use handler::GatewayHandler;
+
+/// How long a request waits for an upstream that is (re)starting before it is answered with an
+/// error.
+const READY_WAIT: Duration = Duration::from_secs(5);
+// Bounds on what the gateway remembers for routing; past these, lookups fall back to probing.
+const MAX_LEARNED_ROUTES: usize = 100_000;
+
+/// Process-wide proxy state: the upstreams and what the gateway learned about routing.
+pub struct Gateway {
+    upstreams: Vec<Upstream>,
+    naming: Naming,
+    request_timeout: Duration,
+    changes: broadcast::Sender<ServerNotification>,
+    routes: Mutex<Routes>,
+}
+
+struct Upstream {
+    shared: Arc<SharedUpstream>,
+    prefix: Option<String>,
+}
+
+/// Which upstream owns a resource URI or a task id, learned from results passing through.
+#[derive(Default)]
+struct Routes {
+    resources: HashMap<String, usize>,
+    templates: Vec<(String, usize)>,
+    tasks: HashMap<String, usize>,
+}
+
+impl Gateway {
+    /// Start supervising every configured upstream. Returns at once; upstreams connect in the
+    /// background and [`Gateway::wait_ready`] waits for them.
+    pub fn start(config: &Config, shutdown: &CancellationToken) -> Arc<Self> {
+        let (changes, _) = broadcast::channel(256);
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|(spec, prefix)| Upstream {
+                shared: SharedUpstream::start(
+                    spec.clone(),
+                    client_info(),
+                    changes.clone(),
+                    shutdown.child_token(),
+                ),
+                prefix: prefix.clone(),
+            })
+            .collect();
+        Arc::new(Self {
+            upstreams,
+            naming: config.naming.clone(),
+            request_timeout: config.request_timeout,
+            changes,
+            routes: Mutex::new(Routes::default()),
+        })
+    }
+
+    /// Wait up to `timeout` for every upstream's first connection; report each one's status.
+    pub async fn wait_ready(&self, timeout: Duration) -> Vec<(String, UpstreamStatus)> {
+        let waits = self.upstreams.iter().map(|u| u.shared.ready(timeout));
+        futures::future::join_all(waits).await;
+        self.status()
+    }
+
+    /// Each upstream's name and status.
+    pub fn status(&self) -> Vec<(String, UpstreamStatus)> {
+        self.upstreams.iter().map(|u| (u.shared.spec().name.clone(), u.shared.status())).collect()
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What the gateway's shared connections announce to upstreams.
+fn client_info() -> ClientConfig {
+    // Shared connections serve many callers; announce what the gateway can relay for them.
+    let capabilities: ClientCapabilities = serde_json::from_value(serde_json::json!({
+        "elicitation": { "form": {}, "url": {} },
+        "sampling": {},
+    }))
+    .unwrap_or_default();
+    let mut info = ClientConfig::new(
+        capabilities,
+        Implementation::new("portcullis", env!("CARGO_PKG_VERSION")),
+    );
+    info.protocol_version = ProtocolVersion::V_2025_11_25;
+    info
+}

@@ -1,0 +1,32 @@
+use thiserror::Error;
+
+/// Why an upstream could not be reached or used.
+#[derive(Debug, Error)]
+pub enum UpstreamError {
+    /// The child process could not be started.
+    #[error("upstream `{upstream}`: cannot start `{command}`")]
+    Spawn {
+        /// The upstream's configured name.
+        upstream: String,
+        /// The program that failed to start.
+        command: String,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The MCP handshake (initialize or server/discover) failed.
+    #[error("upstream `{upstream}`: handshake failed")]
+    Handshake {
+        /// The upstream's configured name.
+        upstream: String,
+        /// What went wrong.
+        #[source]
+        source: rmcp::service::ClientInitializeError,
+    },
+    /// The upstream is down and waiting for its next restart.
+    #[error("upstream `{upstream}` is unavailable")]
+    Unavailable {
+        /// The upstream's configured name.
+        upstream: String,
+    },
+}

@@ -1,0 +1,257 @@
+//! The client side of an upstream connection: what the upstream sends on its own.
+//!
+//! An upstream may, while the gateway waits for an answer, report progress, log, ask the user
+//! (elicitation), ask the model (sampling), or say its lists changed. The relay delivers each to
+//! the downstream client it belongs to. Attribution, most precise first: the HTTP response stream
+//! the message arrived on (SEP-2260), the progress token the gateway minted, the downstream
+//! session that owns the connection, the only request in flight. What cannot be attributed is
+//! dropped, never broadcast: one caller's upstream chatter must not reach another caller.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use rmcp::{
+    ErrorData as McpError, RoleClient, RoleServer,
+    model::{
+        ClientConfig, ClientResult, ErrorCode, GetExtensions, ProgressToken, RequestId,
+        ServerNotification, ServerRequest,
+    },
+    service::{
+        InboundStreamOrigin, NotificationContext, OriginatingRequestId, Peer, RequestContext,
+        RequestHandle, Service,
+    },
+};
+use tokio::sync::broadcast;
+
+/// Who receives what an upstream connection sends on its own.
+#[derive(Clone)]
+pub enum Downstream {
+    /// The connection belongs to one downstream session: unattributed messages go to it.
+    Session(Peer<RoleServer>),
+    /// The connection is shared by many callers: only attributable messages are delivered.
+    Shared,
+}
+
+/// Receives upstream-initiated traffic for one connection.
+#[derive(Clone)]
+pub struct Relay {
+    upstream: Arc<str>,
+    downstream: Downstream,
+    inflight: Inflight,
+    info: ClientConfig,
+    changes: broadcast::Sender<ServerNotification>,
+}
+
+impl Relay {
+    /// A relay for a connection to `upstream`, announcing `info` (client identity and
+    /// capabilities) in the handshake. List changes and resource updates a shared connection
+    /// cannot attribute are published on `changes`.
+    pub fn new(
+        upstream: &str,
+        downstream: Downstream,
+        info: ClientConfig,
+        changes: broadcast::Sender<ServerNotification>,
+    ) -> Self {
+        Self { upstream: upstream.into(), downstream, inflight: Inflight::default(), info, changes }
+    }
+
+    /// The table of requests this connection is forwarding right now.
+    pub fn inflight(&self) -> &Inflight {
+        &self.inflight
+    }
+
+    fn route(&self, extensions: &rmcp::model::Extensions) -> Option<Route> {
+        if let Some(InboundStreamOrigin::OutboundRequest(id)) = extensions.get() {
+            if let Some(entry) = self.inflight.by_request(id) {
+                return Some(Route::Request(entry));
+            }
+        }
+        match &self.downstream {
+            Downstream::Session(peer) => Some(Route::Session(peer.clone())),
+            Downstream::Shared => self.inflight.only_one().map(Route::Request),
+        }
+    }
+}
+
+enum Route {
+    Request(Arc<Entry>),
+    Session(Peer<RoleServer>),
+}
+
+impl Route {
+    fn peer(&self) -> &Peer<RoleServer> {
+        match self {
+            Self::Request(entry) => &entry.peer,
+            Self::Session(peer) => peer,
+        }
+    }
+}
+
+impl Service<RoleClient> for Relay {
+    async fn handle_request(
+        &self,
+        mut request: ServerRequest,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, McpError> {
+        if let ServerRequest::PingRequest(_) = request {
+            return Ok(ClientResult::empty(()));
+        }
+        let Some(route) = self.route(&context.extensions) else {
+            tracing::debug!(upstream = %self.upstream, "upstream request with no downstream to ask");
+            return Err(McpError::new(
+                ErrorCode::INTERNAL_ERROR,
+                "no client is waiting on this request",
+                None,
+            ));
+        };
+        if let Route::Request(entry) = &route {
+            // Deliver on the originating call's response stream, as the upstream did.
+            request.extensions_mut().insert(OriginatingRequestId(entry.downstream_id.clone()));
+        }
+        route.peer().send_request(request).await.map_err(|error| match error {
+            rmcp::service::ServiceError::McpError(error) => error,
+            other => McpError::internal_error(format!("downstream client: {other}"), None),
+        })
+    }
+
+    async fn handle_notification(
+        &self,
+        mut notification: ServerNotification,
+        context: NotificationContext<RoleClient>,
+    ) -> Result<(), McpError> {
+        let route = match &mut notification {
+            ServerNotification::ProgressNotification(progress) => {
+                let Some(entry) = self.inflight.by_progress(&progress.params.progress_token).await
+                else {
+                    return Ok(());
+                };
+                // The caller named its own token, or asked for no progress at all.
+                let Some(token) = entry.progress.clone() else { return Ok(()) };
+                progress.params.progress_token = token;
+                Route::Request(entry)
+            }
+            ServerNotification::ToolListChangedNotification(_)
+            | ServerNotification::PromptListChangedNotification(_)
+            | ServerNotification::ResourceListChangedNotification(_)
+            | ServerNotification::ResourceUpdatedNotification(_) => {
+                match &self.downstream {
+                    Downstream::Session(peer) => Route::Session(peer.clone()),
+                    Downstream::Shared => {
+                        // Nobody listening is fine: the next list call sees the change anyway.
+                        let _ = self.changes.send(notification);
+                        return Ok(());
+                    }
+                }
+            }
+            ServerNotification::SubscriptionsAcknowledgedNotification(_) => return Ok(()),
+            // Logging, cancellation, task status, custom and future kinds: whoever we can
+            // attribute them to, else nobody.
+            _ => {
+                let Some(route) = self.route(&context.extensions) else { return Ok(()) };
+                route
+            }
+        };
+        if let Err(error) = route.peer().send_notification(notification).await {
+            tracing::debug!(upstream = %self.upstream, %error, "downstream gone; notification dropped");
+        }
+        Ok(())
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+}
+
+/// The downstream end of one forwarded request.
+struct Entry {
+    peer: Peer<RoleServer>,
+    downstream_id: RequestId,
+    progress: Option<ProgressToken>,
+}
+
+/// Requests a connection is forwarding now, by upstream request id and upstream progress token.
+#[derive(Clone, Default)]
+pub struct Inflight(Arc<Mutex<Maps>>);
+
+#[derive(Default)]
+struct Maps {
+    by_request: HashMap<RequestId, Arc<Entry>>,
+    by_progress: HashMap<ProgressToken, Arc<Entry>>,
+}
+
+impl Inflight {
+    /// Remember that `handle` forwards the downstream request of `context` until the guard drops.
+    pub fn register(
+        &self,
+        handle: &RequestHandle<RoleClient>,
+        context: &RequestContext<RoleServer>,
+    ) -> InflightGuard {
+        let entry = Arc::new(Entry {
+            peer: context.peer.clone(),
+            downstream_id: context.id.clone(),
+            progress: context.meta.get_progress_token(),
+        });
+        let mut maps = self.lock();
+        maps.by_request.insert(handle.id.clone(), entry.clone());
+        maps.by_progress.insert(handle.progress_token.clone(), entry);
+        InflightGuard {
+            inflight: self.clone(),
+            request: handle.id.clone(),
+            progress: handle.progress_token.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
+        // A panic elsewhere while holding the lock leaves plain maps behind: still usable.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn by_request(&self, id: &RequestId) -> Option<Arc<Entry>> {
+        self.lock().by_request.get(id).cloned()
+    }
+
+    async fn by_progress(&self, token: &ProgressToken) -> Option<Arc<Entry>> {
+        // The upstream can report progress before `register` ran: the request is on the wire
+        // a moment before its handle comes back. Wait briefly rather than lose the report.
+        for _ in 0..20 {
+            if let Some(entry) = self.lock().by_progress.get(token).cloned() {
+                return Some(entry);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        None
+    }
+
+    fn only_one(&self) -> Option<Arc<Entry>> {
+        let maps = self.lock();
+        if maps.by_request.len() == 1 { maps.by_request.values().next().cloned() } else { None }
+    }
+
+    /// How many requests are in flight.
+    pub fn len(&self) -> usize {
+        self.lock().by_request.len()
+    }
+
+    /// Whether no request is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Removes a forwarded request from the in-flight table when the forwarding ends, however it ends.
+pub struct InflightGuard {
+    inflight: Inflight,
+    request: RequestId,
+    progress: ProgressToken,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        let mut maps = self.inflight.lock();
+        maps.by_request.remove(&self.request);
+        maps.by_progress.remove(&self.progress);
+    }
+}

@@ -1,0 +1,108 @@
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use portcullis_gateway::{
+    config::Config,
+    http::{self, Inflight, app},
+    proxy::Gateway,
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Portcullis: an authorization gateway for remote MCP servers.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway from a TOML configuration file.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a ready-made gateway on loopback in front of a built-in upstream; no config needed.
+    Demo {
+        /// Port to listen on (127.0.0.1 only).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Where the demo keeps its state.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The demo's built-in upstream, an MCP server on stdin/stdout (started by `demo`).
+    #[command(hide = true)]
+    DemoUpstream,
+}
+
+pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            serve(config, None).await
+        }
+        Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
+        Command::DemoUpstream => crate::demo_upstream::run().await,
+    }
+}
+
+
+
+/// Run the gateway until SIGTERM or Ctrl-C. `banner` is printed once the socket is bound.
+pub(crate) async fn serve(config: Config, banner: Option<&dyn Fn(SocketAddr) -> String>) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let upstreams = CancellationToken::new();
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let gateway = Gateway::start(&config, &upstreams);
+    for (name, status) in gateway.wait_ready(Duration::from_secs(10)).await {
+        tracing::info!(upstream = %name, ?status, "upstream status at start");
+    }
+    let inflight = Inflight::default();
+    let streams = CancellationToken::new();
+    let router = app(&config, gateway, inflight.clone(), streams.clone());
+    tracing::info!(address = %local, path = %config.path, "listening");
+    if let Some(banner) = banner {
+        #[expect(clippy::print_stdout, reason = "the banner is the command's output")]
+        {
+            println!("{}", banner(local));
+        }
+    }
+    tokio::spawn(signal(shutdown.clone()));
+    http::run(listener, router, config.header_timeout, config.shutdown_grace, inflight, streams, shutdown).await?;
+    upstreams.cancel();
+    // Let supervisors close their connections (stdio children get a clean end of input).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(())
+}
+
+async fn signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C still works");
+                let _ = ctrl_c.await;
+                shutdown.cancel();
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

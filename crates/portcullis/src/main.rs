@@ -1,0 +1,33 @@
+//! `portcullis`: the command line. Parses arguments, sets up logging, loads configuration and runs
+//! the gateway; everything else lives in the library crates.
+
+mod cli;
+mod demo;
+mod demo_upstream;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    let filter = std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info".to_owned());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("portcullis: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run_command(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("portcullis: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
