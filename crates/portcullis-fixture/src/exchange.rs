@@ -6,7 +6,10 @@
 //! `inputResponses`, echoing the `requestState` it was given.
 //!
 //! See: SEP-2322 (multi round-trip requests), SEP-2575 (stateless requests).
-#![expect(deprecated, reason = "sampling and roots are SEP-2577-deprecated but still in the suite")]
+#![expect(
+    deprecated,
+    reason = "sampling and roots are SEP-2577-deprecated but still in the suite"
+)]
 
 use std::collections::BTreeMap;
 
@@ -41,9 +44,10 @@ impl Question {
         message: impl Into<String>,
         schema: Value,
     ) -> Result<Self, ErrorData> {
-        let requested_schema: ElicitationSchema = serde_json::from_value(schema).map_err(|error| {
-            ErrorData::internal_error(format!("fixture elicitation schema: {error}"), None)
-        })?;
+        let requested_schema: ElicitationSchema =
+            serde_json::from_value(schema).map_err(|error| {
+                ErrorData::internal_error(format!("fixture elicitation schema: {error}"), None)
+            })?;
         let params = ElicitRequestParams::FormElicitationParams {
             meta: None,
             message: message.into(),
@@ -73,20 +77,48 @@ impl Question {
         }
     }
 
-    /// The client capability a client must have declared to be asked this question.
-    fn required_capability(&self) -> Option<ClientCapabilities> {
-        let mut required = ClientCapabilities::default();
-        match &self.request {
-            InputRequest::Elicitation(_) => {
-                required.elicitation = Some(ElicitationCapability::default());
-            }
-            InputRequest::CreateMessage(_) => {
-                required.sampling = Some(SamplingCapability::default());
-            }
-            InputRequest::ListRoots(_) => required.roots = Some(RootsCapabilities::default()),
-            _ => return None,
+    /// The request itself, for asking it from inside a task (`tasks/update` brings the answer).
+    pub(crate) fn into_request(self) -> InputRequest {
+        self.request
+    }
+}
+
+/// The client capability a question needs (SEP-2575: never ask for an undeclared one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Capability {
+    Elicitation,
+    Sampling,
+    Roots,
+}
+
+impl Capability {
+    /// `None` for request kinds a newer rmcp may add; the fixture never builds those.
+    fn of(request: &InputRequest) -> Option<Self> {
+        match request {
+            InputRequest::Elicitation(_) => Some(Self::Elicitation),
+            InputRequest::CreateMessage(_) => Some(Self::Sampling),
+            InputRequest::ListRoots(_) => Some(Self::Roots),
+            _ => None,
         }
-        Some(required)
+    }
+
+    fn declared_in(self, declared: &ClientCapabilities) -> bool {
+        match self {
+            Self::Elicitation => declared.elicitation.is_some(),
+            Self::Sampling => declared.sampling.is_some(),
+            Self::Roots => declared.roots.is_some(),
+        }
+    }
+
+    /// The `requiredCapabilities` of a -32021 error for this capability.
+    fn required(self) -> ClientCapabilities {
+        let mut required = ClientCapabilities::default();
+        match self {
+            Self::Elicitation => required.elicitation = Some(ElicitationCapability::default()),
+            Self::Sampling => required.sampling = Some(SamplingCapability::default()),
+            Self::Roots => required.roots = Some(RootsCapabilities::default()),
+        }
+        required
     }
 }
 
@@ -184,6 +216,13 @@ pub(crate) enum StatePolicy {
     Sealed(RoundState),
 }
 
+impl StatePolicy {
+    /// [`Self::Sealed`] at round `round`, carrying `carried` forward.
+    pub(crate) fn sealed(round: u32, carried: Vec<String>) -> Self {
+        Self::Sealed(RoundState { round, carried })
+    }
+}
+
 /// The MRTR inputs of one request and what it needs to ask for more.
 #[derive(Debug)]
 pub(crate) struct Exchange<'a> {
@@ -222,12 +261,7 @@ impl<'a> Exchange<'a> {
     /// Whether the client declared the capability `question` needs, for this request.
     pub(crate) fn client_supports(&self, question: &Question) -> bool {
         let declared = self.context.client_capabilities().unwrap_or_default();
-        match &question.request {
-            InputRequest::Elicitation(_) => declared.elicitation.is_some(),
-            InputRequest::CreateMessage(_) => declared.sampling.is_some(),
-            InputRequest::ListRoots(_) => declared.roots.is_some(),
-            _ => false,
-        }
+        Capability::of(&question.request).is_some_and(|needed| needed.declared_in(&declared))
     }
 
     /// Ask `questions`: in-band on a session, by MRTR on a stateless request.
@@ -240,8 +274,9 @@ impl<'a> Exchange<'a> {
     ) -> Result<Answers, Interrupt> {
         // See: SEP-2575, a server MUST NOT rely on a capability the client did not declare.
         if let Some(missing) = questions.iter().find(|q| !self.client_supports(q)) {
+            let required = Capability::of(&missing.request).map(Capability::required);
             return Err(ErrorData::missing_required_client_capability(
-                missing.required_capability().unwrap_or_default(),
+                required.unwrap_or_default(),
             )
             .into());
         }
@@ -265,7 +300,7 @@ impl<'a> Exchange<'a> {
                     .await
                     .map(Answer::Sample),
                 InputRequest::ListRoots(_) => peer.list_roots().await.map(Answer::Roots),
-                _ => return Err(ErrorData::internal_error("unsupported input request", None)),
+                _ => return Err(unsupported()),
             }
             .map_err(|error| client_failed(question.key, error))?;
             answers.0.insert(question.key, answer);
@@ -313,11 +348,11 @@ impl<'a> Exchange<'a> {
             let Some(value) = responses.get(question.key) else {
                 return Ok(None);
             };
-            let answer = match &question.request {
-                InputRequest::Elicitation(_) => parse(question.key, value).map(Answer::Elicit),
-                InputRequest::CreateMessage(_) => parse(question.key, value).map(Answer::Sample),
-                InputRequest::ListRoots(_) => parse(question.key, value).map(Answer::Roots),
-                _ => Err(ErrorData::internal_error("unsupported input request", None)),
+            let answer = match Capability::of(&question.request) {
+                Some(Capability::Elicitation) => parse(question.key, value).map(Answer::Elicit),
+                Some(Capability::Sampling) => parse(question.key, value).map(Answer::Sample),
+                Some(Capability::Roots) => parse(question.key, value).map(Answer::Roots),
+                None => Err(unsupported()),
             }?;
             answers.0.insert(question.key, answer);
         }
@@ -334,11 +369,18 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, value: &Value) -> Result<T, 
     })
 }
 
+fn unsupported() -> ErrorData {
+    ErrorData::internal_error("unsupported input request", None)
+}
+
 /// Map a failed in-band request; a client-side MCP error keeps its code.
 fn client_failed(key: &str, error: ServiceError) -> ErrorData {
     match error {
         ServiceError::McpError(error) => error,
-        other => ErrorData::internal_error(format!("asking the client for `{key}` failed: {other}"), None),
+        other => ErrorData::internal_error(
+            format!("asking the client for `{key}` failed: {other}"),
+            None,
+        ),
     }
 }
 

@@ -1,5 +1,8 @@
 //! Log notifications (`notifications/message`) gated by the level the client asked for.
-#![expect(deprecated, reason = "MCP logging is SEP-2577-deprecated but still in the suite")]
+#![expect(
+    deprecated,
+    reason = "MCP logging is SEP-2577-deprecated but still in the suite"
+)]
 
 use rmcp::{
     RoleServer,
@@ -94,6 +97,10 @@ mod tests {
             LoggingLevel::Alert,
             LoggingLevel::Emergency,
         ];
-        assert!(order.windows(2).all(|pair| severity(pair[0]) < severity(pair[1])));
+        assert!(
+            order
+                .windows(2)
+                .all(|pair| severity(pair[0]) < severity(pair[1]))
+        );
     }
 }

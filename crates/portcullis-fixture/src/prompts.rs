@@ -46,11 +46,18 @@ pub(crate) fn list() -> Vec<Prompt> {
         Prompt::new(
             WITH_EMBEDDED_RESOURCE,
             Some("A prompt that includes an embedded resource"),
-            Some(vec![required("resourceUri", "URI of the resource to embed")]),
+            Some(vec![required(
+                "resourceUri",
+                "URI of the resource to embed",
+            )]),
         )
         .with_title("Prompt With Embedded Resource"),
-        Prompt::new(WITH_IMAGE, Some("A prompt that includes image content"), None)
-            .with_title("Prompt With Image"),
+        Prompt::new(
+            WITH_IMAGE,
+            Some("A prompt that includes image content"),
+            None,
+        )
+        .with_title("Prompt With Image"),
         Prompt::new(
             INPUT_REQUIRED,
             Some("A prompt that asks the user for context before it is returned"),
@@ -113,7 +120,11 @@ async fn input_required(exchange: &Exchange<'_>) -> Result<GetPromptResponse, In
         "properties": { "context": { "type": "string" } },
         "required": ["context"]
     });
-    let question = Question::elicit("user_context", "What context should the prompt use?", schema)?;
+    let question = Question::elicit(
+        "user_context",
+        "What context should the prompt use?",
+        schema,
+    )?;
     let answers = exchange.ask(vec![question], StatePolicy::Unsealed).await?;
     let context = answers
         .accepted_text("user_context", "context")

@@ -51,7 +51,8 @@ pub(crate) fn read(uri: &str) -> Result<ReadResourceResult, ErrorData> {
         WATCHED => ResourceContents::text("Watched resource content", uri),
         _ => match template_id(uri) {
             Some(id) => {
-                let data = json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") });
+                let data =
+                    json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") });
                 ResourceContents::text(data.to_string(), uri).with_mime_type("application/json")
             }
             None => {

@@ -3,7 +3,10 @@
 //! Over HTTP the service factory builds one handler per legacy session and one per stateless
 //! request, so anything two requests must both see (a list change announced on one request and
 //! delivered on another's `subscriptions/listen` stream) lives in [`Shared`].
-#![expect(deprecated, reason = "logging/setLevel is SEP-2577-deprecated but still in the suite")]
+#![expect(
+    deprecated,
+    reason = "logging/setLevel is SEP-2577-deprecated but still in the suite"
+)]
 
 use std::{
     collections::{BTreeSet, hash_map::RandomState},
@@ -15,6 +18,7 @@ use std::{
 use rmcp::{
     ErrorData,
     model::{LoggingLevel, RequestStateCodec, RequestStateError, SealOptions},
+    task_manager::TaskManager,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -35,10 +39,19 @@ pub(crate) enum ListChange {
 }
 
 /// Process-wide state, shared by every session and stateless request.
-#[derive(Debug)]
 pub(crate) struct Shared {
     changes: broadcast::Sender<ListChange>,
     seal: StateSeal,
+    /// Tasks outlive the request that created them; `tasks/get` may come from anywhere.
+    tasks: TaskManager,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("seal", &self.seal)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -47,6 +60,7 @@ impl Shared {
         Ok(Self {
             changes,
             seal: StateSeal::new()?,
+            tasks: TaskManager::new(),
         })
     }
 
@@ -63,6 +77,10 @@ impl Shared {
 
     pub(crate) fn seal(&self) -> &StateSeal {
         &self.seal
+    }
+
+    pub(crate) fn tasks(&self) -> &TaskManager {
+        &self.tasks
     }
 }
 

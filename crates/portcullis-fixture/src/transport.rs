@@ -48,11 +48,7 @@ pub(crate) async fn serve_http(addr: SocketAddr) -> anyhow::Result<()> {
         // SECURITY: the fixture runs unauthenticated on loopback; Host and Origin checks are what
         // stop a DNS-rebinding page from driving it (the suite's dns-rebinding-protection).
         .with_allowed_hosts(["localhost", "127.0.0.1", "::1"])
-        .with_allowed_origins([
-            "http://localhost:*",
-            "http://127.0.0.1:*",
-            "http://[::1]:*",
-        ]);
+        .with_allowed_origins(["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]);
     let service = StreamableHttpService::new(
         move || Ok(FixtureServer::new(shared.clone())),
         Arc::new(LocalSessionManager::default()),

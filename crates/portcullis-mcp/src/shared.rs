@@ -8,7 +8,7 @@ use std::{
 use portcullis_core::Era;
 use rmcp::{
     RoleClient,
-    model::{ClientConfig, ServerCapabilities, ServerNotification},
+    model::{ClientConfig, ServerCapabilities, ServerNotification, SubscriptionFilter},
     service::Peer,
 };
 use tokio::sync::{broadcast, watch};
@@ -137,6 +137,11 @@ async fn supervise(
                 *shared.lock() =
                     Some(Live { peer, inflight, era, capabilities: Arc::new(capabilities) });
                 shared.status.send_replace(UpstreamStatus::Up { era });
+                let listening = CancellationToken::new();
+                let _stop_listening = listening.clone().drop_guard();
+                if era == Era::Stateless {
+                    tokio::spawn(listen(name.clone(), peer_of(&shared), changes.clone(), listening));
+                }
                 let since = Instant::now();
                 let stop = connection.cancellation_token();
                 let waiting = connection.waiting();
@@ -167,6 +172,55 @@ async fn supervise(
             () = shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn peer_of(shared: &SharedUpstream) -> Option<Peer<RoleClient>> {
+    shared.lock().as_ref().map(|live| live.peer.clone())
+}
+
+/// A stateless upstream tells of list changes only on a `subscriptions/listen` stream: keep one
+/// open for as long as the connection lives, and publish what arrives.
+async fn listen(
+    name: String,
+    peer: Option<Peer<RoleClient>>,
+    changes: broadcast::Sender<ServerNotification>,
+    stop: CancellationToken,
+) {
+    let Some(peer) = peer else { return };
+    let filter = SubscriptionFilter::builder()
+        .tools_list_changed()
+        .prompts_list_changed()
+        .resources_list_changed()
+        .build();
+    while !stop.is_cancelled() {
+        let mut subscription = tokio::select! {
+            () = stop.cancelled() => return,
+            opened = peer.listen(filter.clone()) => match opened {
+                Ok(subscription) => subscription,
+                Err(error) => {
+                    tracing::debug!(upstream = %name, %error, "upstream offers no listen stream");
+                    return;
+                }
+            },
+        };
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => {
+                    let _ = subscription.cancel().await;
+                    return;
+                }
+                next = subscription.next() => next,
+            };
+            match next {
+                Ok(Some(notification)) => {
+                    let _ = changes.send(notification);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // The upstream ended the stream; open another after a pause.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -44,7 +44,10 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Serve { config } => {
             let config = Config::load(&config)?;
-            serve(config, None).await
+            let path = config.path.clone();
+            // Scripts and tests read the bound address from this line (the port may be 0).
+            let banner = move |address: SocketAddr| format!("listening http://{address}{path}");
+            serve(config, &banner).await
         }
         Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
         Command::DemoUpstream => crate::demo_upstream::run().await,
@@ -53,8 +56,8 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
 
 
 
-/// Run the gateway until SIGTERM or Ctrl-C. `banner` is printed once the socket is bound.
-pub(crate) async fn serve(config: Config, banner: Option<&dyn Fn(SocketAddr) -> String>) -> anyhow::Result<()> {
+/// Run the gateway until SIGTERM or Ctrl-C. `banner` is printed on stdout once the socket is bound.
+pub(crate) async fn serve(config: Config, banner: &dyn Fn(SocketAddr) -> String) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
     let listener = TcpListener::bind(config.listen)
@@ -69,11 +72,9 @@ pub(crate) async fn serve(config: Config, banner: Option<&dyn Fn(SocketAddr) -> 
     let streams = CancellationToken::new();
     let router = app(&config, gateway, inflight.clone(), streams.clone());
     tracing::info!(address = %local, path = %config.path, "listening");
-    if let Some(banner) = banner {
-        #[expect(clippy::print_stdout, reason = "the banner is the command's output")]
-        {
-            println!("{}", banner(local));
-        }
+    #[expect(clippy::print_stdout, reason = "the banner is the command's output")]
+    {
+        println!("{}", banner(local));
     }
     tokio::spawn(signal(shutdown.clone()));
     http::run(listener, router, config.header_timeout, config.shutdown_grace, inflight, streams, shutdown).await?;

@@ -24,7 +24,7 @@ pub(crate) async fn run(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<
              Stop with Ctrl-C."
         )
     };
-    crate::cli::serve(config, Some(&banner)).await
+    crate::cli::serve(config, &banner).await
 }
 
 fn toml_string(text: &str) -> String {

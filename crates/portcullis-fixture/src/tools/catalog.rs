@@ -56,19 +56,55 @@ fn description(tool: FixtureTool) -> &'static str {
         FixtureTool::InputCapabilities => {
             "Asks only for input the client declared a capability for"
         }
+        FixtureTool::Greet => "Returns a greeting; never runs as a task",
+        FixtureTool::SlowCompute => {
+            "Sleeps for `seconds`, as a task when the client supports the tasks extension"
+        }
+        FixtureTool::FailingJob => "Task that completes with a tool error (task required)",
+        FixtureTool::ProtocolErrorJob => "Task that fails with a protocol-level error",
+        FixtureTool::ConfirmDelete => {
+            "Task that waits for the user to confirm deleting a file (task required)"
+        }
+        FixtureTool::MultiInput => "Task that waits for two confirmations at once (task required)",
+        FixtureTool::ToolWithTask => {
+            "Asks for a name by input-required result, then finishes as a task (task required)"
+        }
         FixtureTool::Echo => "Returns its text argument",
-        FixtureTool::Slow => "Sleeps for ms milliseconds, then returns \"done\"; honours cancellation",
-        FixtureTool::HeaderEcho => "Returns its region argument, which travels in an Mcp-Param header",
+        FixtureTool::Slow => {
+            "Sleeps for ms milliseconds, then returns \"done\"; honours cancellation"
+        }
+        FixtureTool::Crash => {
+            "Exits the fixture process without answering (upstream-failure tests)"
+        }
+        FixtureTool::HeaderEcho => {
+            "Returns its region argument, which travels in an Mcp-Param header"
+        }
     }
 }
 
 fn input_schema(tool: FixtureTool) -> JsonObject {
     let schema = match tool {
-        FixtureTool::Sampling => object_with_strings(&[("prompt", "The prompt to send to the LLM")]),
+        FixtureTool::Sampling => {
+            object_with_strings(&[("prompt", "The prompt to send to the LLM")])
+        }
         FixtureTool::Elicitation => {
             object_with_strings(&[("message", "The message to show the user")])
         }
         FixtureTool::Echo => object_with_strings(&[("text", "The text to return")]),
+        FixtureTool::Greet => object_with_strings(&[("name", "Who to greet")]),
+        FixtureTool::SlowCompute => json!({
+            "type": "object",
+            "properties": {
+                "seconds": { "type": "number", "minimum": 0, "description": "How long to work" },
+                "label": { "type": "string", "description": "A label echoed in the result" }
+            }
+        }),
+        FixtureTool::ConfirmDelete => json!({
+            "type": "object",
+            "properties": {
+                "filename": { "type": "string", "description": "The file to (pretend to) delete" }
+            }
+        }),
         FixtureTool::Slow => json!({
             "type": "object",
             "properties": {
@@ -158,8 +194,17 @@ mod tests {
     #[test]
     fn every_tool_has_an_object_schema_and_a_description() {
         for tool in catalog() {
-            assert_eq!(tool.input_schema.get("type"), Some(&json!("object")), "{}", tool.name);
-            assert!(tool.description.is_some_and(|d| !d.is_empty()), "{}", tool.name);
+            assert_eq!(
+                tool.input_schema.get("type"),
+                Some(&json!("object")),
+                "{}",
+                tool.name
+            );
+            assert!(
+                tool.description.is_some_and(|d| !d.is_empty()),
+                "{}",
+                tool.name
+            );
         }
     }
 

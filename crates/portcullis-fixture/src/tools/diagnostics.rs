@@ -1,5 +1,8 @@
 //! Tools that exercise notifications, capabilities and cancellation rather than content.
-#![expect(deprecated, reason = "MCP logging is SEP-2577-deprecated but still in the suite")]
+#![expect(
+    deprecated,
+    reason = "MCP logging is SEP-2577-deprecated but still in the suite"
+)]
 
 use std::time::Duration;
 
@@ -17,6 +20,9 @@ use crate::{era::Era, state::ListChange};
 /// Pause between the notifications of one call, so clients see them arrive over time.
 const STEP: Duration = Duration::from_millis(50);
 
+/// Exit status of `fixture_crash`: EX_SOFTWARE, distinct from a clean shutdown.
+const CRASH_EXIT_CODE: i32 = 70;
+
 /// Upper bound for `fixture_slow`, so a typo cannot park a request for hours.
 const MAX_SLOW_MS: u64 = 10 * 60 * 1000;
 
@@ -27,7 +33,8 @@ pub(super) async fn with_logging(call: &Call<'_>) -> Result<CallToolResponse, Er
     tokio::time::sleep(STEP).await;
     log.send(LoggingLevel::Info, "Tool processing data").await;
     tokio::time::sleep(STEP).await;
-    log.send(LoggingLevel::Info, "Tool execution completed").await;
+    log.send(LoggingLevel::Info, "Tool execution completed")
+        .await;
     Ok(text("Logging test completed"))
 }
 
@@ -124,6 +131,13 @@ pub(super) async fn slow(call: &Call<'_>) -> Result<CallToolResponse, ErrorData>
         () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(text("done")),
         () = call.context.ct.cancelled() => Err(cancelled()),
     }
+}
+
+/// Exit the whole process without answering, so gateway tests can watch an upstream die
+/// mid-call and be restarted.
+pub(super) fn crash() -> ! {
+    tracing::warn!("fixture_crash called: exiting");
+    std::process::exit(CRASH_EXIT_CODE)
 }
 
 /// The error of a cancelled call; rmcp drops it, since a cancelled request gets no response.

@@ -9,10 +9,7 @@ use rmcp::model::CallToolResponse;
 use serde_json::{Value, json};
 
 use super::{Call, text};
-use crate::{
-    exchange::{Answers, Interrupt, Question, StatePolicy},
-    state::RoundState,
-};
+use crate::exchange::{Answers, Interrupt, Question, StatePolicy};
 
 /// The key each tool's single question has in `inputRequests`.
 const KEY: &str = "input";
@@ -129,12 +126,8 @@ async fn answer_with(
 }
 
 async fn ask_once(call: &Call<'_>, question: Question) -> Result<Answers, Interrupt> {
-    let state = RoundState {
-        round: 1,
-        carried: Vec::new(),
-    };
     call.exchange()
-        .ask(vec![question], StatePolicy::Sealed(state))
+        .ask(vec![question], StatePolicy::sealed(1, Vec::new()))
         .await
 }
 

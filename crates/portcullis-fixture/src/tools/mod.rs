@@ -1,4 +1,5 @@
-//! The fixture's tools: the suite's `test_*` contract plus `fixture_*` tools for gateway tests.
+//! The fixture's tools: the suite's `test_*` contract, the tasks-extension fixtures (`greet`,
+//! `slow_compute`, ...), and `fixture_*` tools for gateway tests.
 //!
 //! [`FixtureTool`] is the one place tool names are spelled; listing ([`catalog`]) and dispatch
 //! ([`call`]) both go through it, so a tool cannot be listed without being callable.
@@ -8,6 +9,7 @@ mod content;
 mod diagnostics;
 mod interactive;
 mod mrtr;
+mod tasks;
 
 use rmcp::{
     ErrorData, RoleServer,
@@ -53,14 +55,22 @@ pub(crate) enum FixtureTool {
     InputMultiRound,
     InputTamperedState,
     InputCapabilities,
+    Greet,
+    SlowCompute,
+    FailingJob,
+    ProtocolErrorJob,
+    ConfirmDelete,
+    MultiInput,
+    ToolWithTask,
     Echo,
     Slow,
+    Crash,
     HeaderEcho,
 }
 
 impl FixtureTool {
     /// Listing order of `tools/list`.
-    pub(crate) const ALL: [Self; 30] = [
+    pub(crate) const ALL: [Self; 38] = [
         Self::SimpleText,
         Self::ImageContent,
         Self::AudioContent,
@@ -88,8 +98,16 @@ impl FixtureTool {
         Self::InputMultiRound,
         Self::InputTamperedState,
         Self::InputCapabilities,
+        Self::Greet,
+        Self::SlowCompute,
+        Self::FailingJob,
+        Self::ProtocolErrorJob,
+        Self::ConfirmDelete,
+        Self::MultiInput,
+        Self::ToolWithTask,
         Self::Echo,
         Self::Slow,
+        Self::Crash,
         Self::HeaderEcho,
     ];
 
@@ -123,8 +141,16 @@ impl FixtureTool {
             Self::InputMultiRound => "test_input_required_result_multi_round",
             Self::InputTamperedState => "test_input_required_result_tampered_state",
             Self::InputCapabilities => "test_input_required_result_capabilities",
+            Self::Greet => "greet",
+            Self::SlowCompute => "slow_compute",
+            Self::FailingJob => "failing_job",
+            Self::ProtocolErrorJob => "protocol_error_job",
+            Self::ConfirmDelete => "confirm_delete",
+            Self::MultiInput => "multi_input",
+            Self::ToolWithTask => "test_tool_with_task",
             Self::Echo => "fixture_echo",
             Self::Slow => "fixture_slow",
+            Self::Crash => "fixture_crash",
             Self::HeaderEcho => "fixture_header_echo",
         }
     }
@@ -222,8 +248,16 @@ pub(crate) async fn call(call: &Call<'_>) -> Result<CallToolResponse, ErrorData>
         FixtureTool::InputMultipleInputs => Interrupt::finish(mrtr::multiple_inputs(call).await),
         FixtureTool::InputMultiRound => Interrupt::finish(mrtr::multi_round(call).await),
         FixtureTool::InputCapabilities => Interrupt::finish(mrtr::capabilities(call).await),
+        FixtureTool::Greet => tasks::greet(call),
+        FixtureTool::SlowCompute => tasks::slow_compute(call).await,
+        FixtureTool::FailingJob => tasks::failing_job(call),
+        FixtureTool::ProtocolErrorJob => tasks::protocol_error_job(call),
+        FixtureTool::ConfirmDelete => tasks::confirm_delete(call),
+        FixtureTool::MultiInput => tasks::multi_input(call),
+        FixtureTool::ToolWithTask => Interrupt::finish(tasks::tool_with_task(call).await),
         FixtureTool::Echo => diagnostics::echo(call),
         FixtureTool::Slow => diagnostics::slow(call).await,
+        FixtureTool::Crash => diagnostics::crash(),
         FixtureTool::HeaderEcho => diagnostics::header_echo(call),
     }
 }

@@ -7,10 +7,7 @@ use rmcp::{ErrorData, model::CallToolResponse};
 use serde_json::{Value, json};
 
 use super::{Call, text};
-use crate::{
-    exchange::{Interrupt, Question, StatePolicy},
-    state::RoundState,
-};
+use crate::exchange::{Interrupt, Question, StatePolicy};
 
 fn name_question(key: &'static str, message: &str) -> Result<Question, ErrorData> {
     Question::elicit(key, message, one_string_field("name"))
@@ -24,14 +21,13 @@ fn one_string_field(field: &str) -> Value {
     })
 }
 
-fn round(round: u32, carried: Vec<String>) -> StatePolicy {
-    StatePolicy::Sealed(RoundState { round, carried })
-}
-
 /// A1: one elicitation, no `requestState`, so a retry carrying only the answer completes.
 pub(super) async fn elicitation(call: &Call<'_>) -> Result<CallToolResponse, Interrupt> {
     let question = name_question("user_name", "What is your name?")?;
-    let answers = call.exchange().ask(vec![question], StatePolicy::Unsealed).await?;
+    let answers = call
+        .exchange()
+        .ask(vec![question], StatePolicy::Unsealed)
+        .await?;
     // A declined or cancelled form is a valid answer; there is just no name in it.
     let name = answers
         .accepted_text("user_name", "name")
@@ -42,7 +38,10 @@ pub(super) async fn elicitation(call: &Call<'_>) -> Result<CallToolResponse, Int
 /// A2: one sampling request.
 pub(super) async fn sampling(call: &Call<'_>) -> Result<CallToolResponse, Interrupt> {
     let question = Question::sample("capital_question", "What is the capital of France?", 100);
-    let answers = call.exchange().ask(vec![question], StatePolicy::Unsealed).await?;
+    let answers = call
+        .exchange()
+        .ask(vec![question], StatePolicy::Unsealed)
+        .await?;
     let reply = answers
         .sampled_text("capital_question")
         .unwrap_or_else(|| "no response".to_owned());
@@ -52,7 +51,10 @@ pub(super) async fn sampling(call: &Call<'_>) -> Result<CallToolResponse, Interr
 /// A3: one `roots/list` request.
 pub(super) async fn list_roots(call: &Call<'_>) -> Result<CallToolResponse, Interrupt> {
     let question = Question::list_roots("client_roots");
-    let answers = call.exchange().ask(vec![question], StatePolicy::Unsealed).await?;
+    let answers = call
+        .exchange()
+        .ask(vec![question], StatePolicy::Unsealed)
+        .await?;
     let uris = answers.root_uris("client_roots").unwrap_or_default();
     Ok(text(format!("Client roots: {}", uris.join(", "))))
 }
@@ -66,7 +68,10 @@ pub(super) async fn request_state(call: &Call<'_>) -> Result<CallToolResponse, I
         "required": ["ok"]
     });
     let question = Question::elicit("confirm", "Please confirm", schema)?;
-    let answers = call.exchange().ask(vec![question], round(1, Vec::new())).await?;
+    let answers = call
+        .exchange()
+        .ask(vec![question], StatePolicy::sealed(1, Vec::new()))
+        .await?;
     let confirmed = answers
         .elicitation("confirm")
         .and_then(|result| result.content.as_ref())
@@ -83,8 +88,13 @@ pub(super) async fn multiple_inputs(call: &Call<'_>) -> Result<CallToolResponse,
         Question::sample("greeting", "Generate a greeting", 50),
         Question::list_roots("client_roots"),
     ];
-    let answers = call.exchange().ask(questions, round(1, Vec::new())).await?;
-    let name = answers.accepted_text("user_name", "name").unwrap_or_default();
+    let answers = call
+        .exchange()
+        .ask(questions, StatePolicy::sealed(1, Vec::new()))
+        .await?;
+    let name = answers
+        .accepted_text("user_name", "name")
+        .unwrap_or_default();
     let greeting = answers.sampled_text("greeting").unwrap_or_default();
     let roots = answers.root_uris("client_roots").unwrap_or_default().len();
     Ok(text(format!(
@@ -101,7 +111,9 @@ pub(super) async fn multi_round(call: &Call<'_>) -> Result<CallToolResponse, Int
         (2, Some(name)) => name.clone(),
         _ => {
             let question = name_question("step1", "Step 1: What is your name?")?;
-            let answers = exchange.ask(vec![question], round(1, Vec::new())).await?;
+            let answers = exchange
+                .ask(vec![question], StatePolicy::sealed(1, Vec::new()))
+                .await?;
             answers.accepted_text("step1", "name").unwrap_or_default()
         }
     };
@@ -110,7 +122,9 @@ pub(super) async fn multi_round(call: &Call<'_>) -> Result<CallToolResponse, Int
         "Step 2: What is your favorite color?",
         one_string_field("color"),
     )?;
-    let answers = exchange.ask(vec![question], round(2, vec![name.clone()])).await?;
+    let answers = exchange
+        .ask(vec![question], StatePolicy::sealed(2, vec![name.clone()]))
+        .await?;
     let color = answers.accepted_text("step2", "color").unwrap_or_default();
     Ok(text(format!("Multi-round complete: {name} likes {color}")))
 }
@@ -131,7 +145,12 @@ pub(super) async fn capabilities(call: &Call<'_>) -> Result<CallToolResponse, In
             "No input requested: the client declared none of elicitation, sampling or roots",
         ));
     }
-    let answers = exchange.ask(questions, round(1, Vec::new())).await?;
+    let answers = exchange
+        .ask(questions, StatePolicy::sealed(1, Vec::new()))
+        .await?;
     let received: Vec<&str> = answers.keys().collect();
-    Ok(text(format!("capabilities-ok: received {}", received.join(","))))
+    Ok(text(format!(
+        "capabilities-ok: received {}",
+        received.join(",")
+    )))
 }

@@ -17,6 +17,7 @@ use rmcp::{
 // Keys of the per-request protocol metadata (2026-07-28). The upstream connection adds its own.
 const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 const PROTOCOL_KEY_PREFIX: &str = "io.modelcontextprotocol/";
+const LOG_LEVEL_KEY: &str = "io.modelcontextprotocol/logLevel";
 const PROGRESS_TOKEN_KEY: &str = "progressToken";
 /// Rounds of input-required a bridged call may take before it is abandoned.
 const MAX_INPUT_ROUNDS: usize = 10;
@@ -26,21 +27,31 @@ const MAX_INPUT_ROUNDS: usize = 10;
 /// The downstream request's `_meta` travels on, less what belongs to the downstream hop: its
 /// progress token (the connection mints its own and the relay maps it back) and protocol keys the
 /// upstream's era does not use. Cancelling the downstream request cancels the upstream one.
+///
+/// `session_log_level` is the level a downstream session chose (or `debug` if it never chose, as
+/// a session-era server logs everything then); a stateless upstream learns it per request.
 pub(super) async fn forward(
     live: &Live,
     mut request: ClientRequest,
     context: &RequestContext<RoleServer>,
     timeout: Duration,
+    session_log_level: Option<&str>,
 ) -> Result<ServerResult, McpError> {
     let mut meta = context.meta.clone();
     meta.0.0.retain(|key, _| match live.era {
         Era::Sessions => key != PROGRESS_TOKEN_KEY && !key.starts_with(PROTOCOL_KEY_PREFIX),
         Era::Stateless => key != PROGRESS_TOKEN_KEY && key != PROTOCOL_VERSION_KEY,
     });
-    *request.get_meta_mut() = meta;
+    if let (Era::Stateless, Some(level)) = (live.era, session_log_level) {
+        meta.0.0.insert(LOG_LEVEL_KEY.to_owned(), level.into());
+    }
+    // Applied after the connection's own per-request metadata, so the caller's declared
+    // capabilities and client info win: the upstream must not assume more than the caller has.
+    *request.get_meta_mut() = Default::default();
+    let options = PeerRequestOptions::with_timeout(timeout).with_meta(meta);
     let handle = live
         .peer
-        .send_request_with_option(request, PeerRequestOptions::with_timeout(timeout))
+        .send_request_with_option(request, options)
         .await
         .map_err(|error| upstream_failure(&error))?;
     let _inflight = live.inflight.register(&handle, context);

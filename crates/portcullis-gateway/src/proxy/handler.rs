@@ -57,7 +57,8 @@ impl GatewayHandler {
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, McpError> {
         let live = self.session.connection(&self.gateway, index).await?;
-        forward(&live, request, context, self.gateway.request_timeout).await
+        let level = self.session.log_level();
+        forward(&live, request, context, self.gateway.request_timeout, level.as_deref()).await
     }
 
     /// Forward a call that may come back input-required. A stateless caller gets that result
@@ -91,6 +92,10 @@ impl GatewayHandler {
         if gateway.upstream_count() == 1 {
             let mut page = reshape(self.send(0, L::request(params), &context).await?, L::page)?;
             page.parts().0.iter_mut().for_each(|item| L::adopt(gateway, 0, item));
+            if self.session.is_session() {
+                // Cache hints are a stateless-era field; a session client never asked for them.
+                page.clear_cache_hints();
+            }
             return Ok(page);
         }
         // Several upstreams: every page of each, as one page. Cursors of different upstreams
@@ -177,6 +182,9 @@ impl ServerHandler for GatewayHandler {
         request: SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        if let Ok(serde_json::Value::String(level)) = serde_json::to_value(request.level) {
+            self.session.set_log_level(level);
+        }
         for index in 0..self.gateway.upstream_count() {
             let request = ClientRequest::SetLevelRequest(Request::new(request.clone()));
             if let Err(error) = self.send(index, request, &context).await {
@@ -325,6 +333,10 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         self.list(request, context).await
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.gateway.tool(name)
     }
 
     async fn on_custom_request(

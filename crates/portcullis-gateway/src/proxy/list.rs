@@ -21,6 +21,8 @@ pub(super) trait Listing: Sized {
     fn adopt(gateway: &Gateway, index: usize, item: &mut Self::Item);
     /// One page holding `items`.
     fn of(items: Vec<Self::Item>) -> Self;
+    /// Drop `ttlMs` and `cacheScope`.
+    fn clear_cache_hints(&mut self);
 }
 
 impl Listing for ListToolsResult {
@@ -39,9 +41,14 @@ impl Listing for ListToolsResult {
     }
     fn adopt(gateway: &Gateway, index: usize, item: &mut Self::Item) {
         item.name = gateway.public_name(index, &item.name).into();
+        gateway.learn_tool(item);
     }
     fn of(items: Vec<Self::Item>) -> Self {
         Self::with_all_items(items)
+    }
+    fn clear_cache_hints(&mut self) {
+        self.ttl_ms = None;
+        self.cache_scope = None;
     }
 }
 
@@ -64,6 +71,10 @@ impl Listing for ListPromptsResult {
     }
     fn of(items: Vec<Self::Item>) -> Self {
         Self::with_all_items(items)
+    }
+    fn clear_cache_hints(&mut self) {
+        self.ttl_ms = None;
+        self.cache_scope = None;
     }
 }
 
@@ -88,6 +99,10 @@ impl Listing for ListResourcesResult {
     fn of(items: Vec<Self::Item>) -> Self {
         Self::with_all_items(items)
     }
+    fn clear_cache_hints(&mut self) {
+        self.ttl_ms = None;
+        self.cache_scope = None;
+    }
 }
 
 impl Listing for ListResourceTemplatesResult {
@@ -109,6 +124,10 @@ impl Listing for ListResourceTemplatesResult {
     }
     fn of(items: Vec<Self::Item>) -> Self {
         Self::with_all_items(items)
+    }
+    fn clear_cache_hints(&mut self) {
+        self.ttl_ms = None;
+        self.cache_scope = None;
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Gateway {
 struct Upstream {
     shared: Arc<SharedUpstream>,
     prefix: Option<String>,
+    /// Set once the upstream refused a session handshake while answering stateless requests.
+    stateless_only: std::sync::atomic::AtomicBool,
 }
 
 /// Which upstream owns a resource URI or a task id, learned from results passing through.
@@ -56,6 +58,9 @@ struct Routes {
     resources: HashMap<String, usize>,
     templates: Vec<(String, usize)>,
     tasks: HashMap<String, usize>,
+    /// The last listed definition of each tool, by public name: rmcp validates `Mcp-Param-*`
+    /// headers of stateless calls against its input schema.
+    tools: HashMap<String, rmcp::model::Tool>,
 }
 
 impl Gateway {
@@ -74,6 +79,7 @@ impl Gateway {
                     shutdown.child_token(),
                 ),
                 prefix: prefix.clone(),
+                stateless_only: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
         Arc::new(Self {

@@ -62,6 +62,17 @@ impl Gateway {
         }
     }
 
+    pub(super) fn learn_tool(&self, tool: &rmcp::model::Tool) {
+        let mut routes = self.routes();
+        if routes.tools.len() < MAX_LEARNED_ROUTES || routes.tools.contains_key(tool.name.as_ref()) {
+            routes.tools.insert(tool.name.to_string(), tool.clone());
+        }
+    }
+
+    pub(super) fn tool(&self, public: &str) -> Option<rmcp::model::Tool> {
+        self.routes().tools.get(public).cloned()
+    }
+
     pub(super) fn learn_task(&self, task_id: &str, index: usize) {
         let mut routes = self.routes();
         if routes.tasks.len() >= MAX_LEARNED_ROUTES {

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, sync::OnceLock};
 
 use portcullis_core::Era;
-use portcullis_mcp::{Connection, Downstream, EraPreference, Live, Relay, connect};
+use portcullis_mcp::{Connection, Downstream, EraPreference, Live, Relay, UpstreamError, connect};
 use rmcp::{
     ErrorData as McpError, RoleServer,
     model::{InitializeRequestParams, ProtocolVersion},
@@ -20,12 +20,29 @@ pub(super) struct Session {
     downstream: OnceLock<(Peer<RoleServer>, InitializeRequestParams)>,
     /// Connections of this session, by upstream index; dropped (and children killed) with it.
     connections: Mutex<HashMap<usize, Connection>>,
+    /// The level from the session's last `logging/setLevel`.
+    log_level: std::sync::Mutex<Option<String>>,
 }
 
 impl Session {
     pub(super) fn begin(&self, peer: Peer<RoleServer>, params: InitializeRequestParams) {
         // A second initialize on one session is a client bug; the first one stays in force.
         let _ = self.downstream.set((peer, params));
+    }
+
+    pub(super) fn set_log_level(&self, level: String) {
+        *self.log_level.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(level);
+    }
+
+    /// The log level to ask stateless upstreams for on this session's behalf: what it chose, or
+    /// everything if it never chose (session-era servers log everything until told otherwise).
+    /// Stateless callers carry their own level in each request.
+    pub(super) fn log_level(&self) -> Option<String> {
+        if !self.is_session() {
+            return None;
+        }
+        let chosen = self.log_level.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(chosen.clone().unwrap_or_else(|| "debug".to_owned()))
     }
 
     /// Whether this handler serves a downstream session (rather than one stateless request).
@@ -43,7 +60,10 @@ impl Session {
         let upstream = &gateway.upstreams[index];
         let shared = upstream.shared.ready(READY_WAIT).await.map_err(|e| unavailable(&e))?;
         let Some((peer, params)) = self.downstream.get() else { return Ok(shared) };
-        if shared.era == Era::Stateless {
+        // A session client is best served by a session of its own upstream-side, in the same
+        // era, even when the upstream also speaks the stateless one: subscriptions, log levels
+        // and server-to-client requests then mean exactly what they meant to the client.
+        if upstream.stateless_only.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(shared);
         }
         let mut connections = self.connections.lock().await;
@@ -63,9 +83,17 @@ impl Session {
             info,
             gateway.changes.clone(),
         );
-        let connection = connect(upstream.shared.spec(), EraPreference::Sessions, relay)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let connection = match connect(upstream.shared.spec(), EraPreference::Sessions, relay).await
+        {
+            Ok(connection) => connection,
+            // It answers the stateless era but refuses `initialize`: share the stateless
+            // connection from now on and bridge in the gateway.
+            Err(UpstreamError::Handshake { .. }) if shared.era == Era::Stateless => {
+                upstream.stateless_only.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Ok(shared);
+            }
+            Err(error) => return Err(unavailable(&error)),
+        };
         let live = live(&connection, &shared);
         connections.insert(index, connection);
         Ok(live)

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Run the official MCP conformance suite THROUGH the gateway:
+#   suite -> portcullis serve -> portcullis-fixture (over stdio, then over HTTP)
+# for @modelcontextprotocol/conformance 0.1.16 (--suite all) and 0.2.0-alpha.12
+# (--requirements 2025-11-25 and 2026-07-28), each against a strict expected-failures file.
+# Usage: tests/conformance/run.sh [TARGET_DIR]   (binaries must be built; default target/debug)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${1:-$root/target/debug}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cd "$here"
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund >/dev/null
+fi
+node=$here/node_modules/.bin/node
+"$node" --version | grep -q '^v22\.' || { echo "conformance: node 22 expected, got $("$node" --version)"; exit 1; }
+
+# Start a program that prints `listening URL` on stdout; echo the URL.
+start() {
+  local log=$1; shift
+  "$@" >"$log.out" 2>"$log.err" &
+  pids+=($!)
+  for _ in $(seq 1 200); do
+    if grep -q '^listening ' "$log.out" 2>/dev/null; then
+      sed -n 's/^listening //p' "$log.out" | head -n1
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "conformance: $* did not start; its stderr:" >&2
+  cat "$log.err" >&2
+  return 1
+}
+
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+status=0
+summary=()
+
+# run LABEL PACKAGE EXPECTED-FAILURES ARGS...
+run_suite() {
+  local label=$1 package=$2 expected=$3; shift 3
+  local log="$work/$label.log"
+  echo "::: $label"
+  if "$node" "node_modules/$package/dist/index.js" server "$@" --expected-failures "$here/$expected" >"$log" 2>&1; then
+    verdict=ok
+  else
+    verdict=FAILED
+    status=1
+  fi
+  # The suite's own summary: per-scenario lines, totals, and the baseline verdict.
+  sed -n '/=== SUMMARY ===/,$p' "$log" | sed 's/\x1b\[[0-9;]*m//g'
+  local total
+  total=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^Total: ' | tail -n1 || true)
+  summary+=("$label: ${total:-no total printed} [$verdict]")
+  if [ "$verdict" = FAILED ] && ! grep -q '=== SUMMARY ===' "$log"; then
+    tail -n 40 "$log"
+  fi
+}
+
+for transport in stdio http; do
+  if [ "$transport" = stdio ]; then
+    upstream="command = \"$bin/portcullis-fixture\"
+args = [\"--stdio\"]"
+  else
+    fixture_url=$(start "$work/fixture" "$bin/portcullis-fixture" --http 127.0.0.1:0)
+    upstream="url = \"$fixture_url\""
+  fi
+  cat >"$work/gateway-$transport.toml" <<TOML
+[server]
+listen = "127.0.0.1:0"
+
+[[upstream]]
+name = "fixture"
+$upstream
+TOML
+  url=$(start "$work/gateway-$transport" "$bin/portcullis" serve --config "$work/gateway-$transport.toml")
+  echo "conformance: suite -> $url -> fixture over $transport"
+  run_suite "0.1.16 all via $transport" conformance-0.1.16 expected-failures-0.1.16.yaml \
+    --url "$url" --suite all
+  run_suite "alpha.12 2025-11-25 via $transport" conformance-0.2.0-alpha.12 expected-failures-2025-11-25.yaml \
+    --url "$url" --requirements 2025-11-25
+  run_suite "alpha.12 2026-07-28 via $transport" conformance-0.2.0-alpha.12 expected-failures-2026-07-28.yaml \
+    --url "$url" --requirements 2026-07-28
+  stop_all
+done
+
+echo
+echo "=== conformance through the gateway ==="
+printf '%s\n' "${summary[@]}"
+exit $status

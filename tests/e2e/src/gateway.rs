@@ -1,0 +1,65 @@
+use std::{path::Path, sync::Arc, time::Duration};
+
+use portcullis_gateway::{
+    config::Config,
+    http::{self, Inflight},
+    proxy::Gateway,
+};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// A gateway on `127.0.0.1:0`, built through the same `http::run` that `portcullis serve` uses.
+pub struct TestGateway {
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub base: String,
+    /// The MCP endpoint.
+    pub url: String,
+    /// The proxy, for status checks.
+    pub gateway: Arc<Gateway>,
+    shutdown: CancellationToken,
+    upstreams: CancellationToken,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestGateway {
+    /// Start a gateway from TOML text (its `listen` is ignored).
+    pub async fn spawn(toml: &str) -> Self {
+        let config = Config::parse(toml, Path::new("<test>")).expect("test config resolves");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let address = listener.local_addr().expect("local address");
+        let upstreams = CancellationToken::new();
+        let gateway = Gateway::start(&config, &upstreams);
+        gateway.wait_ready(Duration::from_secs(20)).await;
+        let inflight = Inflight::default();
+        let streams = CancellationToken::new();
+        let app = http::app(&config, gateway.clone(), inflight.clone(), streams.clone());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(http::run(
+            listener,
+            app,
+            config.header_timeout,
+            config.shutdown_grace,
+            inflight,
+            streams,
+            shutdown.clone(),
+        ));
+        let base = format!("http://{address}");
+        Self { url: format!("{base}{}", config.path), base, gateway, shutdown, upstreams, task: Some(task) }
+    }
+
+    /// Ask for a graceful shutdown and wait until the listener loop has returned.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+        }
+        self.upstreams.cancel();
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.upstreams.cancel();
+    }
+}

@@ -1,0 +1,33 @@
+//! End-to-end tests: rmcp clients of both eras, through a gateway on a loopback socket, to
+//! fixture upstreams over stdio and HTTP.
+//!
+//! - `relay`: calls, lists, progress, logging, elicitation and sampling through the gateway;
+//! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
+//! - `failure`: an upstream that dies mid-call, and its restart;
+//! - `hygiene`: Origin, Host, body size, terminated sessions, graceful shutdown.
+
+mod aggregate;
+mod failure;
+mod hygiene;
+mod relay;
+
+use portcullis_e2e::{HttpFixture, fixture_bin};
+
+/// An `[[upstream]]` table for the fixture over stdio.
+fn stdio_upstream(name: &str) -> String {
+    format!(
+        "[[upstream]]\nname = \"{name}\"\ncommand = {bin:?}\nargs = [\"--stdio\"]\n",
+        bin = fixture_bin().to_string_lossy()
+    )
+}
+
+/// An `[[upstream]]` table for a fixture over HTTP.
+fn http_upstream(name: &str, fixture: &HttpFixture) -> String {
+    format!("[[upstream]]\nname = \"{name}\"\nurl = \"{}\"\n", fixture.url)
+}
+
+/// The text of the first content block of a tool result.
+fn first_text(result: &rmcp::model::CallToolResult) -> String {
+    let value = serde_json::to_value(result).expect("serialize result");
+    value["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+}
