@@ -16,7 +16,9 @@ impl CorrelationId {
     /// A fresh id, unique within this process and unlikely to repeat across restarts: the start
     /// of the current second joined with a process-wide sequence number.
     pub fn fresh() -> Self {
-        let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
         Self(format!("pc-{seconds:x}-{sequence:06x}"))
     }

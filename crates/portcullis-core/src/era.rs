@@ -27,7 +27,11 @@ impl Era {
     /// The era a negotiated protocol version belongs to. Versions are ISO dates, so they compare
     /// lexically in time order; anything before 2026-07-28 uses the session lifecycle.
     pub fn of_version(version: &str) -> Self {
-        if version >= Self::Stateless.as_str() { Self::Stateless } else { Self::Sessions }
+        if version >= Self::Stateless.as_str() {
+            Self::Stateless
+        } else {
+            Self::Sessions
+        }
     }
 }
 
@@ -46,7 +50,11 @@ pub struct UnknownEra {
 
 impl fmt::Display for UnknownEra {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown protocol era `{}`: expected `2025-11-25` or `2026-07-28`", self.given)
+        write!(
+            f,
+            "unknown protocol era `{}`: expected `2025-11-25` or `2026-07-28`",
+            self.given
+        )
     }
 }
 
@@ -59,7 +67,9 @@ impl FromStr for Era {
         match s {
             "2025-11-25" => Ok(Self::Sessions),
             "2026-07-28" => Ok(Self::Stateless),
-            other => Err(UnknownEra { given: other.to_owned() }),
+            other => Err(UnknownEra {
+                given: other.to_owned(),
+            }),
         }
     }
 }

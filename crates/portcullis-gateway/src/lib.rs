@@ -5,5 +5,5 @@
 //! binary) or the upstream transports (`portcullis-mcp`).
 
 pub mod config;
-pub mod proxy;
 pub mod http;
+pub mod proxy;

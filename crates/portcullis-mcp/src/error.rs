@@ -21,7 +21,7 @@ pub enum UpstreamError {
         upstream: String,
         /// What went wrong.
         #[source]
-        source: rmcp::service::ClientInitializeError,
+        source: Box<rmcp::service::ClientInitializeError>,
     },
     /// The upstream is down and waiting for its next restart.
     #[error("upstream `{upstream}` is unavailable")]

@@ -55,7 +55,13 @@ impl Relay {
         info: ClientConfig,
         changes: broadcast::Sender<ServerNotification>,
     ) -> Self {
-        Self { upstream: upstream.into(), downstream, inflight: Inflight::default(), info, changes }
+        Self {
+            upstream: upstream.into(),
+            downstream,
+            inflight: Inflight::default(),
+            info,
+            changes,
+        }
     }
 
     /// The table of requests this connection is forwarding right now.
@@ -64,10 +70,10 @@ impl Relay {
     }
 
     fn route(&self, extensions: &rmcp::model::Extensions) -> Option<Route> {
-        if let Some(InboundStreamOrigin::OutboundRequest(id)) = extensions.get() {
-            if let Some(entry) = self.inflight.by_request(id) {
-                return Some(Route::Request(entry));
-            }
+        if let Some(InboundStreamOrigin::OutboundRequest(id)) = extensions.get()
+            && let Some(entry) = self.inflight.by_request(id)
+        {
+            return Some(Route::Request(entry));
         }
         match &self.downstream {
             Downstream::Session(peer) => Some(Route::Session(peer.clone())),
@@ -109,12 +115,18 @@ impl Service<RoleClient> for Relay {
         };
         if let Route::Request(entry) = &route {
             // Deliver on the originating call's response stream, as the upstream did.
-            request.extensions_mut().insert(OriginatingRequestId(entry.downstream_id.clone()));
+            request
+                .extensions_mut()
+                .insert(OriginatingRequestId(entry.downstream_id.clone()));
         }
-        route.peer().send_request(request).await.map_err(|error| match error {
-            rmcp::service::ServiceError::McpError(error) => error,
-            other => McpError::internal_error(format!("downstream client: {other}"), None),
-        })
+        route
+            .peer()
+            .send_request(request)
+            .await
+            .map_err(|error| match error {
+                rmcp::service::ServiceError::McpError(error) => error,
+                other => McpError::internal_error(format!("downstream client: {other}"), None),
+            })
     }
 
     async fn handle_notification(
@@ -124,12 +136,17 @@ impl Service<RoleClient> for Relay {
     ) -> Result<(), McpError> {
         let route = match &mut notification {
             ServerNotification::ProgressNotification(progress) => {
-                let Some(entry) = self.inflight.by_progress(&progress.params.progress_token).await
+                let Some(entry) = self
+                    .inflight
+                    .by_progress(&progress.params.progress_token)
+                    .await
                 else {
                     return Ok(());
                 };
                 // The caller named its own token, or asked for no progress at all.
-                let Some(token) = entry.progress.clone() else { return Ok(()) };
+                let Some(token) = entry.progress.clone() else {
+                    return Ok(());
+                };
                 progress.params.progress_token = token;
                 Route::Request(entry)
             }
@@ -150,7 +167,9 @@ impl Service<RoleClient> for Relay {
             // Logging, cancellation, task status, custom and future kinds: whoever we can
             // attribute them to, else nobody.
             _ => {
-                let Some(route) = self.route(&context.extensions) else { return Ok(()) };
+                let Some(route) = self.route(&context.extensions) else {
+                    return Ok(());
+                };
                 route
             }
         };
@@ -196,7 +215,8 @@ impl Inflight {
         });
         let mut maps = self.lock();
         maps.by_request.insert(handle.id.clone(), entry.clone());
-        maps.by_progress.insert(handle.progress_token.clone(), entry);
+        maps.by_progress
+            .insert(handle.progress_token.clone(), entry);
         InflightGuard {
             inflight: self.clone(),
             request: handle.id.clone(),
@@ -227,7 +247,11 @@ impl Inflight {
 
     fn only_one(&self) -> Option<Arc<Entry>> {
         let maps = self.lock();
-        if maps.by_request.len() == 1 { maps.by_request.values().next().cloned() } else { None }
+        if maps.by_request.len() == 1 {
+            maps.by_request.values().next().cloned()
+        } else {
+            None
+        }
     }
 
     /// How many requests are in flight.

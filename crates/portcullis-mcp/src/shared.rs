@@ -74,7 +74,11 @@ impl SharedUpstream {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (status, _) = watch::channel(UpstreamStatus::Starting);
-        let shared = Arc::new(Self { spec, live: Mutex::new(None), status });
+        let shared = Arc::new(Self {
+            spec,
+            live: Mutex::new(None),
+            status,
+        });
         tokio::spawn(supervise(shared.clone(), info, changes, shutdown));
         shared
     }
@@ -88,7 +92,9 @@ impl SharedUpstream {
     pub fn live(&self) -> Result<Live, UpstreamError> {
         self.lock()
             .clone()
-            .ok_or_else(|| UpstreamError::Unavailable { upstream: self.spec.name.clone() })
+            .ok_or_else(|| UpstreamError::Unavailable {
+                upstream: self.spec.name.clone(),
+            })
     }
 
     /// The current connection, waiting up to `timeout` for a first or restarted one.
@@ -131,16 +137,30 @@ async fn supervise(
                 let peer = connection.peer().clone();
                 let (era, capabilities) = peer.peer_info().map_or_else(
                     || (Era::Sessions, ServerCapabilities::default()),
-                    |info| (Era::of_version(info.protocol_version.as_str()), info.capabilities.clone()),
+                    |info| {
+                        (
+                            Era::of_version(info.protocol_version.as_str()),
+                            info.capabilities.clone(),
+                        )
+                    },
                 );
                 tracing::info!(upstream = %name, %era, transport = %shared.spec.describe(), "upstream connected");
-                *shared.lock() =
-                    Some(Live { peer, inflight, era, capabilities: Arc::new(capabilities) });
+                *shared.lock() = Some(Live {
+                    peer,
+                    inflight,
+                    era,
+                    capabilities: Arc::new(capabilities),
+                });
                 shared.status.send_replace(UpstreamStatus::Up { era });
                 let listening = CancellationToken::new();
                 let _stop_listening = listening.clone().drop_guard();
                 if era == Era::Stateless {
-                    tokio::spawn(listen(name.clone(), peer_of(&shared), changes.clone(), listening));
+                    tokio::spawn(listen(
+                        name.clone(),
+                        peer_of(&shared),
+                        changes.clone(),
+                        listening,
+                    ));
                 }
                 let since = Instant::now();
                 let stop = connection.cancellation_token();
@@ -166,7 +186,9 @@ async fn supervise(
         };
         failures += 1;
         tracing::warn!(upstream = %name, %reason, retry_in = ?backoff, "upstream down; restarting");
-        shared.status.send_replace(UpstreamStatus::Down { reason, failures });
+        shared
+            .status
+            .send_replace(UpstreamStatus::Down { reason, failures });
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
             () = shutdown.cancelled() => return,

@@ -88,11 +88,23 @@ pub async fn connect(
             legacy_version: Some(ProtocolVersion::V_2025_11_25),
         },
     };
-    let handshake = |source| UpstreamError::Handshake { upstream: spec.name.clone(), source };
+    let handshake = |source: rmcp::service::ClientInitializeError| UpstreamError::Handshake {
+        upstream: spec.name.clone(),
+        source: Box::new(source),
+    };
     match &spec.transport {
-        UpstreamTransport::Stdio { command, args, env, cwd } => {
+        UpstreamTransport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } => {
             let mut cmd = tokio::process::Command::new(command);
-            cmd.args(args).env_clear().envs(inherited_env()).envs(env).kill_on_drop(true);
+            cmd.args(args)
+                .env_clear()
+                .envs(inherited_env())
+                .envs(env)
+                .kill_on_drop(true);
             if let Some(cwd) = cwd {
                 cmd.current_dir(cwd);
             }
@@ -104,12 +116,16 @@ pub async fn connect(
                     command: command.clone(),
                     source,
                 })?;
-            serve_client_with_lifecycle(relay, child, lifecycle).await.map_err(handshake)
+            serve_client_with_lifecycle(relay, child, lifecycle)
+                .await
+                .map_err(handshake)
         }
         UpstreamTransport::Http { url } => {
             let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
             let transport = StreamableHttpClientTransport::from_config(config);
-            serve_client_with_lifecycle(relay, transport, lifecycle).await.map_err(handshake)
+            serve_client_with_lifecycle(relay, transport, lifecycle)
+                .await
+                .map_err(handshake)
         }
     }
 }
@@ -118,5 +134,7 @@ pub async fn connect(
 // secrets from its environment; the operator passes anything else explicitly with `env`.
 fn inherited_env() -> Vec<(String, String)> {
     const KEEP: [&str; 5] = ["PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"];
-    std::env::vars().filter(|(key, _)| KEEP.contains(&key.as_str())).collect()
+    std::env::vars()
+        .filter(|(key, _)| KEEP.contains(&key.as_str()))
+        .collect()
 }

@@ -54,10 +54,11 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
     }
 }
 
-
-
 /// Run the gateway until SIGTERM or Ctrl-C. `banner` is printed on stdout once the socket is bound.
-pub(crate) async fn serve(config: Config, banner: &dyn Fn(SocketAddr) -> String) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    config: Config,
+    banner: &dyn Fn(SocketAddr) -> String,
+) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
     let listener = TcpListener::bind(config.listen)
@@ -77,7 +78,16 @@ pub(crate) async fn serve(config: Config, banner: &dyn Fn(SocketAddr) -> String)
         println!("{}", banner(local));
     }
     tokio::spawn(signal(shutdown.clone()));
-    http::run(listener, router, config.header_timeout, config.shutdown_grace, inflight, streams, shutdown).await?;
+    http::run(
+        listener,
+        router,
+        config.header_timeout,
+        config.shutdown_grace,
+        inflight,
+        streams,
+        shutdown,
+    )
+    .await?;
     upstreams.cancel();
     // Let supervisors close their connections (stdio children get a clean end of input).
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -88,15 +98,16 @@ async fn signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C still works");
-                let _ = ctrl_c.await;
-                shutdown.cancel();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot watch SIGTERM; Ctrl-C still works");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -26,14 +26,19 @@ fn tool(name: &'static str, description: &'static str, schema: Value) -> Tool {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
-    Tool::new(Cow::Borrowed(name), Cow::Borrowed(description), Arc::new(schema))
+    Tool::new(
+        Cow::Borrowed(name),
+        Cow::Borrowed(description),
+        Arc::new(schema),
+    )
 }
 
 impl ServerHandler for DemoUpstream {
     fn get_info(&self) -> ServerConfig {
         let mut info = ServerConfig::default();
         info.capabilities = ServerCapabilities::builder().enable_tools().build();
-        info.server_info = Implementation::new("portcullis-demo-upstream", env!("CARGO_PKG_VERSION"));
+        info.server_info =
+            Implementation::new("portcullis-demo-upstream", env!("CARGO_PKG_VERSION"));
         info
     }
 
@@ -65,13 +70,23 @@ impl ServerHandler for DemoUpstream {
         let text = match request.name.as_ref() {
             "echo" => match arguments.get("text").and_then(Value::as_str) {
                 Some(text) => text.to_owned(),
-                None => return Ok(CallToolResult::error(vec![ContentBlock::text("`text` is required")]).into()),
+                None => {
+                    return Ok(CallToolResult::error(vec![ContentBlock::text(
+                        "`text` is required",
+                    )])
+                    .into());
+                }
             },
             "add" => {
                 let number = |key: &str| arguments.get(key).and_then(Value::as_f64);
                 match (number("a"), number("b")) {
                     (Some(a), Some(b)) => (a + b).to_string(),
-                    _ => return Ok(CallToolResult::error(vec![ContentBlock::text("`a` and `b` must be numbers")]).into()),
+                    _ => {
+                        return Ok(CallToolResult::error(vec![ContentBlock::text(
+                            "`a` and `b` must be numbers",
+                        )])
+                        .into());
+                    }
                 }
             }
             _ => return Err(McpError::invalid_params("tool not found", None)),

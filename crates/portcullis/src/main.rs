@@ -11,12 +11,19 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    let filter = std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info".to_owned());
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the binary reads the environment, once, here"
+    )]
+    let filter = std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info,rmcp=warn".to_owned());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("portcullis: cannot start the async runtime: {error}");

@@ -10,7 +10,10 @@ use rmcp::{
         ElicitRequestParams, ElicitResult, Implementation, LoggingMessageNotificationParam,
         ProgressNotificationParam, ProtocolVersion,
     },
-    service::{ClientLifecycleMode, NotificationContext, RequestContext, RunningService, serve_client_with_lifecycle},
+    service::{
+        ClientLifecycleMode, NotificationContext, RequestContext, RunningService,
+        serve_client_with_lifecycle,
+    },
     transport::StreamableHttpClientTransport,
 };
 
@@ -76,7 +79,11 @@ impl ClientHandler for TestClient {
         serde_json::from_value(answer).map_err(|e| McpError::internal_error(e.to_string(), None))
     }
 
-    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
         self.progress.lock().expect("lock").push(params);
     }
 
@@ -90,11 +97,19 @@ impl ClientHandler for TestClient {
 }
 
 /// Connect an rmcp client of `era` to `url`.
-pub async fn connect(url: &str, era: Era, client: TestClient) -> RunningService<RoleClient, TestClient> {
+pub async fn connect(
+    url: &str,
+    era: Era,
+    client: TestClient,
+) -> RunningService<RoleClient, TestClient> {
     let lifecycle = match era {
         Era::Sessions => ClientLifecycleMode::Initialize,
-        Era::Stateless => ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] },
+        Era::Stateless => ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
     };
     let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
-    serve_client_with_lifecycle(client, transport, lifecycle).await.expect("client connects through the gateway")
+    serve_client_with_lifecycle(client, transport, lifecycle)
+        .await
+        .expect("client connects through the gateway")
 }

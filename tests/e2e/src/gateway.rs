@@ -25,7 +25,9 @@ impl TestGateway {
     /// Start a gateway from TOML text (its `listen` is ignored).
     pub async fn spawn(toml: &str) -> Self {
         let config = Config::parse(toml, Path::new("<test>")).expect("test config resolves");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let address = listener.local_addr().expect("local address");
         let upstreams = CancellationToken::new();
         let gateway = Gateway::start(&config, &upstreams);
@@ -44,7 +46,14 @@ impl TestGateway {
             shutdown.clone(),
         ));
         let base = format!("http://{address}");
-        Self { url: format!("{base}{}", config.path), base, gateway, shutdown, upstreams, task: Some(task) }
+        Self {
+            url: format!("{base}{}", config.path),
+            base,
+            gateway,
+            shutdown,
+            upstreams,
+            task: Some(task),
+        }
     }
 
     /// Ask for a graceful shutdown and wait until the listener loop has returned.

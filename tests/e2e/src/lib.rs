@@ -1,12 +1,12 @@
 //! Test kit for end-to-end tests: a gateway on an ephemeral loopback port, fixture upstreams over
 //! stdio and HTTP, and rmcp clients of either era. Never compiled into the product.
 
-#![expect(clippy::expect_used, clippy::panic, reason = "test support fails loudly")]
+#![expect(clippy::expect_used, reason = "test support fails loudly")]
 
 mod client;
 mod fixture;
 mod gateway;
 
 pub use client::{Era, TestClient, connect};
-pub use fixture::{HttpFixture, fixture_bin};
+pub use fixture::{HttpFixture, fixture_bin, workspace_bin};
 pub use gateway::TestGateway;

@@ -35,6 +35,9 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self::Invalid { key: key.into(), problem: problem.into() }
+        Self::Invalid {
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
 }

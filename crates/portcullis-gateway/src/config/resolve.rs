@@ -63,8 +63,10 @@ const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*",
 impl Config {
     /// Read and resolve a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -79,7 +81,11 @@ impl Config {
 
     /// Resolve a parsed file: the only way to build a `Config`.
     pub fn resolve(raw: Raw) -> Result<Self, ConfigError> {
-        let Raw { server, naming, upstreams } = raw;
+        let Raw {
+            server,
+            naming,
+            upstreams,
+        } = raw;
         let RawServer {
             listen,
             path,
@@ -94,22 +100,34 @@ impl Config {
         } = server;
         let listen = listen.as_deref().unwrap_or("127.0.0.1:8080");
         let listen = listen.parse().map_err(|_| {
-            ConfigError::invalid("server.listen", format!("`{listen}` is not a socket address"))
+            ConfigError::invalid(
+                "server.listen",
+                format!("`{listen}` is not a socket address"),
+            )
         })?;
         let path = path.unwrap_or_else(|| "/mcp".to_owned());
         if !path.starts_with('/') || path.contains(['?', '#', '{', '}', '*']) {
-            return Err(ConfigError::invalid("server.path", "must be a plain path starting with `/`"));
+            return Err(ConfigError::invalid(
+                "server.path",
+                "must be a plain path starting with `/`",
+            ));
         }
         let naming = resolve_naming(naming)?;
         if upstreams.is_empty() {
-            return Err(ConfigError::invalid("upstream", "at least one `[[upstream]]` is required"));
+            return Err(ConfigError::invalid(
+                "upstream",
+                "at least one `[[upstream]]` is required",
+            ));
         }
         let several = upstreams.len() > 1;
         let mut resolved = Vec::with_capacity(upstreams.len());
         for (index, upstream) in upstreams.into_iter().enumerate() {
             let key = format!("upstream[{index}]");
             let (spec, prefix) = resolve_upstream(&key, upstream, &naming, several)?;
-            if resolved.iter().any(|(other, _): &(UpstreamSpec, _)| other.name == spec.name) {
+            if resolved
+                .iter()
+                .any(|(other, _): &(UpstreamSpec, _)| other.name == spec.name)
+            {
                 return Err(ConfigError::invalid(
                     format!("{key}.name"),
                     format!("`{}` is used twice", spec.name),
@@ -156,7 +174,10 @@ fn resolve_naming(raw: RawNaming) -> Result<Naming, ConfigError> {
     };
     let separator = raw.separator.unwrap_or_else(|| "__".to_owned());
     if separator.is_empty() {
-        return Err(ConfigError::invalid("naming.separator", "must not be empty"));
+        return Err(ConfigError::invalid(
+            "naming.separator",
+            "must not be empty",
+        ));
     }
     Ok(Naming { prefix, separator })
 }
@@ -167,21 +188,42 @@ fn resolve_upstream(
     naming: &Naming,
     several: bool,
 ) -> Result<(UpstreamSpec, Option<String>), ConfigError> {
-    let RawUpstream { name, command, args, env, cwd, url, era, prefix } = raw;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    let RawUpstream {
+        name,
+        command,
+        args,
+        env,
+        cwd,
+        url,
+        era,
+        prefix,
+    } = raw;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(ConfigError::invalid(
             format!("{key}.name"),
             "use letters, digits, `-` and `_` only",
         ));
     }
     let transport = match (command, url) {
-        (Some(command), None) => UpstreamTransport::Stdio { command, args, env, cwd },
+        (Some(command), None) => UpstreamTransport::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        },
         (None, Some(url)) => {
             let parsed = Url::parse(&url).map_err(|error| {
                 ConfigError::invalid(format!("{key}.url"), format!("`{url}`: {error}"))
             })?;
             if !matches!(parsed.scheme(), "http" | "https") {
-                return Err(ConfigError::invalid(format!("{key}.url"), "must be http or https"));
+                return Err(ConfigError::invalid(
+                    format!("{key}.url"),
+                    "must be http or https",
+                ));
             }
             if !args.is_empty() || !env.is_empty() || cwd.is_some() {
                 return Err(ConfigError::invalid(
@@ -192,10 +234,16 @@ fn resolve_upstream(
             UpstreamTransport::Http { url: parsed }
         }
         (Some(_), Some(_)) => {
-            return Err(ConfigError::invalid(key, "give either `command` or `url`, not both"));
+            return Err(ConfigError::invalid(
+                key,
+                "give either `command` or `url`, not both",
+            ));
         }
         (None, None) => {
-            return Err(ConfigError::invalid(key, "give `command` (stdio) or `url` (HTTP)"));
+            return Err(ConfigError::invalid(
+                key,
+                "give `command` (stdio) or `url` (HTTP)",
+            ));
         }
     };
     let era = match era.as_deref().unwrap_or("auto") {
@@ -214,16 +262,30 @@ fn resolve_upstream(
         PrefixMode::Auto if !several => None,
         PrefixMode::Auto | PrefixMode::Always => Some(prefix.unwrap_or_else(|| name.clone())),
     };
-    Ok((UpstreamSpec { name, transport, era }, prefix))
+    Ok((
+        UpstreamSpec {
+            name,
+            transport,
+            era,
+        },
+        prefix,
+    ))
 }
 
 /// Parse `500ms`, `10s` or `5m`; absent means `default_ms`.
 fn duration(key: &str, value: Option<String>, default_ms: u64) -> Result<Duration, ConfigError> {
-    let Some(text) = value else { return Ok(Duration::from_millis(default_ms)) };
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let Some(text) = value else {
+        return Ok(Duration::from_millis(default_ms));
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let bad = || {
-        ConfigError::invalid(key, format!("`{text}`: expected a whole number with ms, s or m"))
+        ConfigError::invalid(
+            key,
+            format!("`{text}`: expected a whole number with ms, s or m"),
+        )
     };
     let number: u64 = number.parse().map_err(|_| bad())?;
     match unit {
@@ -272,9 +334,18 @@ mod tests {
     fn bad_values_name_their_key() {
         for (text, key) in [
             ("[[upstream]]\nname = \"a\"\n", "upstream[0]"),
-            ("[[upstream]]\nname = \"a\"\nurl = \"ftp://x\"\n", "upstream[0].url"),
-            ("[server]\nheader_timeout = \"ten\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n", "server.header_timeout"),
-            ("[[upstream]]\nname = \"a b\"\ncommand = \"x\"\n", "upstream[0].name"),
+            (
+                "[[upstream]]\nname = \"a\"\nurl = \"ftp://x\"\n",
+                "upstream[0].url",
+            ),
+            (
+                "[server]\nheader_timeout = \"ten\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n",
+                "server.header_timeout",
+            ),
+            (
+                "[[upstream]]\nname = \"a b\"\ncommand = \"x\"\n",
+                "upstream[0].name",
+            ),
             ("", "upstream"),
         ] {
             let error = parse(text).unwrap_err();
@@ -284,8 +355,14 @@ mod tests {
 
     #[test]
     fn durations_accept_units() {
-        assert_eq!(duration("k", Some("250ms".into()), 0).unwrap(), Duration::from_millis(250));
-        assert_eq!(duration("k", Some("2m".into()), 0).unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            duration("k", Some("250ms".into()), 0).unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            duration("k", Some("2m".into()), 0).unwrap(),
+            Duration::from_secs(120)
+        );
         assert!(duration("k", Some("5h".into()), 0).is_err());
     }
 }

@@ -25,7 +25,11 @@ impl Policy {
     pub(super) fn from_config(config: &Config) -> Self {
         Self {
             hosts: config.allowed_hosts.clone(),
-            origins: config.allowed_origins.iter().map(|o| o.to_ascii_lowercase()).collect(),
+            origins: config
+                .allowed_origins
+                .iter()
+                .map(|o| o.to_ascii_lowercase())
+                .collect(),
             max_body_bytes: config.max_body_bytes,
         }
     }
@@ -33,21 +37,27 @@ impl Policy {
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
         let bare = strip_port(&host);
-        self.hosts.iter().any(|allowed| *allowed == host || *allowed == bare)
+        self.hosts
+            .iter()
+            .any(|allowed| *allowed == host || *allowed == bare)
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
         let origin = origin.to_ascii_lowercase();
-        self.origins.iter().any(|allowed| match allowed.strip_suffix(":*") {
-            Some(base) => {
-                origin == base
-                    || origin
-                        .strip_prefix(base)
-                        .and_then(|rest| rest.strip_prefix(':'))
-                        .is_some_and(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
-            }
-            None => *allowed == origin,
-        })
+        self.origins
+            .iter()
+            .any(|allowed| match allowed.strip_suffix(":*") {
+                Some(base) => {
+                    origin == base
+                        || origin
+                            .strip_prefix(base)
+                            .and_then(|rest| rest.strip_prefix(':'))
+                            .is_some_and(|port| {
+                                !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+                            })
+                }
+                None => *allowed == origin,
+            })
     }
 }
 
@@ -58,7 +68,11 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
-pub(super) async fn check(State(policy): State<Arc<Policy>>, request: Request, next: Next) -> Response {
+pub(super) async fn check(
+    State(policy): State<Arc<Policy>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let host = request
         .headers()
         .get(header::HOST)
@@ -69,7 +83,9 @@ pub(super) async fn check(State(policy): State<Arc<Policy>>, request: Request, n
         return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed\n").into_response();
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|origin| policy.origin_allowed(origin));
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|origin| policy.origin_allowed(origin));
         if !allowed {
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed\n").into_response();
         }
@@ -92,7 +108,10 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
-            origins: vec!["http://localhost:*".into(), "https://app.example.com".into()],
+            origins: vec![
+                "http://localhost:*".into(),
+                "https://app.example.com".into(),
+            ],
             max_body_bytes: 10,
         }
     }
@@ -111,10 +130,20 @@ mod tests {
     #[test]
     fn origins_match_exactly_or_by_port_wildcard() {
         let policy = policy();
-        for origin in ["http://localhost:3000", "http://localhost", "https://app.example.com"] {
+        for origin in [
+            "http://localhost:3000",
+            "http://localhost",
+            "https://app.example.com",
+        ] {
             assert!(policy.origin_allowed(origin), "{origin}");
         }
-        for origin in ["null", "http://localhost.evil:1", "http://localhost:", "https://localhost:1", "https://app.example.com:8443"] {
+        for origin in [
+            "null",
+            "http://localhost.evil:1",
+            "http://localhost:",
+            "https://localhost:1",
+            "https://app.example.com:8443",
+        ] {
             assert!(!policy.origin_allowed(origin), "{origin}");
         }
     }

@@ -27,7 +27,12 @@ use crate::{
 pub use serve::{Inflight, run};
 
 /// Build the gateway's HTTP app. `streams` ends every open SSE stream when cancelled.
-pub fn app(config: &Config, gateway: Arc<Gateway>, inflight: Inflight, streams: CancellationToken) -> Router {
+pub fn app(
+    config: &Config,
+    gateway: Arc<Gateway>,
+    inflight: Inflight,
+    streams: CancellationToken,
+) -> Router {
     let mut mcp = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts.clone())
         .with_allowed_origins(config.allowed_origins.clone())

@@ -45,7 +45,11 @@ impl Drop for Ticket {
     }
 }
 
-pub(super) async fn track(State(inflight): State<Inflight>, request: Request, next: Next) -> Response {
+pub(super) async fn track(
+    State(inflight): State<Inflight>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -75,7 +79,10 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     builder.http2().timer(TokioTimer::new());
     loop {
         let (stream, _) = tokio::select! {
@@ -105,11 +112,20 @@ pub async fn run(
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight calls");
-    if tokio::time::timeout(grace, inflight.drained()).await.is_err() {
-        tracing::warn!(?grace, "calls still running after the grace period; closing anyway");
+    if tokio::time::timeout(grace, inflight.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "calls still running after the grace period; closing anyway"
+        );
     }
     streams.cancel();
-    if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::debug!("some connections did not close in time");
     }
     Ok(())

@@ -90,16 +90,27 @@ pub(super) async fn fulfil(
                 return Err(McpError::invalid_request("unsupported input request", None));
             }
         };
-        request.extensions_mut().insert(OriginatingRequestId(context.id.clone()));
-        let answer = context.peer.send_request(request).await.map_err(|error| match error {
-            ServiceError::McpError(error) => error,
-            other => McpError::internal_error(format!("client did not answer: {other}"), None),
-        })?;
+        request
+            .extensions_mut()
+            .insert(OriginatingRequestId(context.id.clone()));
+        let answer = context
+            .peer
+            .send_request(request)
+            .await
+            .map_err(|error| match error {
+                ServiceError::McpError(error) => error,
+                other => McpError::internal_error(format!("client did not answer: {other}"), None),
+            })?;
         let value = match answer {
             ClientResult::CreateMessageResult(result) => serde_json::to_value(result),
             ClientResult::ElicitResult(result) => serde_json::to_value(result),
             ClientResult::ListRootsResult(result) => serde_json::to_value(result),
-            _ => return Err(McpError::internal_error("client answered out of turn", None)),
+            _ => {
+                return Err(McpError::internal_error(
+                    "client answered out of turn",
+                    None,
+                ));
+            }
         }
         .map_err(|error| McpError::internal_error(error.to_string(), None))?;
         responses.insert(key, value);

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientRequest, CompleteRequestParams,
-        CompleteResult, CustomRequest, CustomResult, ErrorCode, GetPromptRequestParams,
-        GetPromptResponse, GetTaskParams, GetTaskResult, Implementation, InitializeRequestParams,
-        InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-        ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
-        Reference, Request, ServerCapabilities, ServerConfig, ServerResult, SetLevelRequestParams,
-        SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams, UpdateTaskParams,
+        CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientRequest,
+        CompleteRequestParams, CompleteResult, CustomRequest, CustomResult, ErrorCode,
+        GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, Implementation,
+        InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+        ReadResourceResponse, Reference, Request, ServerCapabilities, ServerConfig, ServerResult,
+        SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
+        UnsubscribeRequestParams, UpdateTaskParams,
     },
     service::{RequestContext, SubscriptionContext},
 };
@@ -58,7 +59,14 @@ impl GatewayHandler {
     ) -> Result<ServerResult, McpError> {
         let live = self.session.connection(&self.gateway, index).await?;
         let level = self.session.log_level();
-        forward(&live, request, context, self.gateway.request_timeout, level.as_deref()).await
+        forward(
+            &live,
+            request,
+            context,
+            self.gateway.request_timeout,
+            level.as_deref(),
+        )
+        .await
     }
 
     /// Forward a call that may come back input-required. A stateless caller gets that result
@@ -71,7 +79,9 @@ impl GatewayHandler {
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, McpError> {
         for _ in 0..max_input_rounds() {
-            let result = self.send(index, params.clone().into_request(), context).await?;
+            let result = self
+                .send(index, params.clone().into_request(), context)
+                .await?;
             match result {
                 ServerResult::InputRequiredResult(input) if self.session.is_session() => {
                     let (responses, state) = fulfil(input, context).await?;
@@ -80,7 +90,10 @@ impl GatewayHandler {
                 other => return Ok(other),
             }
         }
-        Err(McpError::internal_error("upstream kept asking for input", None))
+        Err(McpError::internal_error(
+            "upstream kept asking for input",
+            None,
+        ))
     }
 
     async fn list<L: Listing + DeserializeOwned>(
@@ -91,7 +104,10 @@ impl GatewayHandler {
         let gateway = &self.gateway;
         if gateway.upstream_count() == 1 {
             let mut page = reshape(self.send(0, L::request(params), &context).await?, L::page)?;
-            page.parts().0.iter_mut().for_each(|item| L::adopt(gateway, 0, item));
+            page.parts()
+                .0
+                .iter_mut()
+                .for_each(|item| L::adopt(gateway, 0, item));
             if self.session.is_session() {
                 // Cache hints are a stateless-era field; a session client never asked for them.
                 page.clear_cache_hints();
@@ -114,7 +130,9 @@ impl GatewayHandler {
                     }
                 };
                 let (page_items, next) = page.parts();
-                page_items.iter_mut().for_each(|item| L::adopt(gateway, index, item));
+                page_items
+                    .iter_mut()
+                    .for_each(|item| L::adopt(gateway, index, item));
                 items.append(page_items);
                 match next.take() {
                     Some(next) => cursor = Some(next),
@@ -133,7 +151,12 @@ impl GatewayHandler {
 impl ServerHandler for GatewayHandler {
     fn get_info(&self) -> ServerConfig {
         let mut capabilities = ServerCapabilities::default();
-        for (_, live) in self.gateway.upstreams.iter().filter_map(|u| u.shared.live().ok().map(|l| ((), l))) {
+        for (_, live) in self
+            .gateway
+            .upstreams
+            .iter()
+            .filter_map(|u| u.shared.live().ok().map(|l| ((), l)))
+        {
             merge(&mut capabilities, &live.capabilities);
         }
         let mut info = ServerConfig::default();
@@ -149,7 +172,11 @@ impl ServerHandler for GatewayHandler {
     ) -> Result<InitializeResult, McpError> {
         context.peer.set_peer_info(request.clone());
         self.session.begin(context.peer.clone(), request.clone());
-        tokio::spawn(forward_changes(self.gateway.clone(), context.peer.clone(), self.alive.clone()));
+        tokio::spawn(forward_changes(
+            self.gateway.clone(),
+            context.peer.clone(),
+            self.alive.clone(),
+        ));
         self.negotiate_initialize(&request)
     }
 
@@ -168,9 +195,20 @@ impl ServerHandler for GatewayHandler {
                 index
             }
             Reference::Resource(resource) => self.gateway.route_uri(&resource.uri)[0],
-            _ => return Err(McpError::invalid_params("unsupported completion reference", None)),
+            _ => {
+                return Err(McpError::invalid_params(
+                    "unsupported completion reference",
+                    None,
+                ));
+            }
         };
-        let result = self.send(index, ClientRequest::CompleteRequest(Request::new(request)), &context).await?;
+        let result = self
+            .send(
+                index,
+                ClientRequest::CompleteRequest(Request::new(request)),
+                &context,
+            )
+            .await?;
         reshape(result, |r| match r {
             ServerResult::CompleteResult(r) => Some(r),
             _ => None,
@@ -267,7 +305,10 @@ impl ServerHandler for GatewayHandler {
         Err(last)
     }
 
-    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
         Some(requested.clone())
     }
 
@@ -292,7 +333,12 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let index = self.gateway.route_uri(&request.uri)[0];
-        self.send(index, ClientRequest::SubscribeRequest(Request::new(request)), &context).await?;
+        self.send(
+            index,
+            ClientRequest::SubscribeRequest(Request::new(request)),
+            &context,
+        )
+        .await?;
         Ok(())
     }
 
@@ -302,7 +348,12 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let index = self.gateway.route_uri(&request.uri)[0];
-        self.send(index, ClientRequest::UnsubscribeRequest(Request::new(request)), &context).await?;
+        self.send(
+            index,
+            ClientRequest::UnsubscribeRequest(Request::new(request)),
+            &context,
+        )
+        .await?;
         Ok(())
     }
 
@@ -311,7 +362,10 @@ impl ServerHandler for GatewayHandler {
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let (index, name) = self.gateway.route_name(&request.name).ok_or_else(Self::not_found_tool)?;
+        let (index, name) = self
+            .gateway
+            .route_name(&request.name)
+            .ok_or_else(Self::not_found_tool)?;
         request.name = name.into();
         match self.send_bridged(index, request, &context).await? {
             ServerResult::InputRequiredResult(input) => Ok(CallToolResponse::InputRequired(input)),
@@ -345,9 +399,15 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, McpError> {
         if self.gateway.upstream_count() != 1 {
-            return Err(McpError::new(ErrorCode::METHOD_NOT_FOUND, request.method, None));
+            return Err(McpError::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                request.method,
+                None,
+            ));
         }
-        let result = self.send(0, ClientRequest::CustomRequest(request), &context).await?;
+        let result = self
+            .send(0, ClientRequest::CustomRequest(request), &context)
+            .await?;
         reshape(result, |r| match r {
             ServerResult::CustomResult(r) => Some(r),
             _ => None,
@@ -360,7 +420,13 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
         let index = self.task_owner(&request.task_id)?;
-        let result = self.send(index, ClientRequest::GetTaskRequest(Request::new(request)), &context).await?;
+        let result = self
+            .send(
+                index,
+                ClientRequest::GetTaskRequest(Request::new(request)),
+                &context,
+            )
+            .await?;
         reshape(result, |r| match r {
             ServerResult::GetTaskResult(r) => Some(r),
             _ => None,
@@ -373,7 +439,12 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let index = self.task_owner(&request.task_id)?;
-        self.send(index, ClientRequest::UpdateTaskRequest(Request::new(request)), &context).await?;
+        self.send(
+            index,
+            ClientRequest::UpdateTaskRequest(Request::new(request)),
+            &context,
+        )
+        .await?;
         Ok(())
     }
 
@@ -383,7 +454,12 @@ impl ServerHandler for GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
         let index = self.task_owner(&request.task_id)?;
-        self.send(index, ClientRequest::CancelTaskRequest(Request::new(request)), &context).await?;
+        self.send(
+            index,
+            ClientRequest::CancelTaskRequest(Request::new(request)),
+            &context,
+        )
+        .await?;
         Ok(())
     }
 }
@@ -445,9 +521,9 @@ fn reshape<T: DeserializeOwned>(
     if let Some(picked) = pick(result) {
         return Ok(picked);
     }
-    value
-        .and_then(serde_json::from_value)
-        .map_err(|_| McpError::internal_error("upstream answered with the wrong kind of result", None))
+    value.and_then(serde_json::from_value).map_err(|_| {
+        McpError::internal_error("upstream answered with the wrong kind of result", None)
+    })
 }
 
 fn is_not_found(error: &McpError) -> bool {
@@ -490,9 +566,11 @@ async fn forward_changes(
             change = changes.recv() => change,
         };
         match change {
-            Ok(notification @ (rmcp::model::ServerNotification::ToolListChangedNotification(_)
-            | rmcp::model::ServerNotification::PromptListChangedNotification(_)
-            | rmcp::model::ServerNotification::ResourceListChangedNotification(_))) => {
+            Ok(
+                notification @ (rmcp::model::ServerNotification::ToolListChangedNotification(_)
+                | rmcp::model::ServerNotification::PromptListChangedNotification(_)
+                | rmcp::model::ServerNotification::ResourceListChangedNotification(_)),
+            ) => {
                 if peer.send_notification(notification).await.is_err() {
                     return;
                 }

@@ -132,5 +132,9 @@ impl Listing for ListResourceTemplatesResult {
 }
 
 fn request<M: Default, P>(params: Option<P>) -> RequestOptionalParam<M, P> {
-    RequestOptionalParam { method: M::default(), params, extensions: Default::default() }
+    RequestOptionalParam {
+        method: M::default(),
+        params,
+        extensions: Default::default(),
+    }
 }

@@ -100,7 +100,10 @@ impl Gateway {
 
     /// Each upstream's name and status.
     pub fn status(&self) -> Vec<(String, UpstreamStatus)> {
-        self.upstreams.iter().map(|u| (u.shared.spec().name.clone(), u.shared.status())).collect()
+        self.upstreams
+            .iter()
+            .map(|u| (u.shared.spec().name.clone(), u.shared.status()))
+            .collect()
     }
 
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {

@@ -14,14 +14,23 @@ impl Gateway {
     /// The upstream and upstream-side name for a public tool or prompt name.
     pub(super) fn route_name(&self, public: &str) -> Option<(usize, String)> {
         let separator = &self.naming.separator;
-        let prefixed = self.upstreams.iter().enumerate().find_map(|(index, upstream)| {
-            let prefix = upstream.prefix.as_deref()?;
-            let rest = public.strip_prefix(prefix)?.strip_prefix(separator.as_str())?;
-            Some((index, rest.to_owned()))
-        });
+        let prefixed = self
+            .upstreams
+            .iter()
+            .enumerate()
+            .find_map(|(index, upstream)| {
+                let prefix = upstream.prefix.as_deref()?;
+                let rest = public
+                    .strip_prefix(prefix)?
+                    .strip_prefix(separator.as_str())?;
+                Some((index, rest.to_owned()))
+            });
         // Unprefixed upstreams own whatever no prefix claims; the first one wins.
         prefixed.or_else(|| {
-            let index = self.upstreams.iter().position(|upstream| upstream.prefix.is_none())?;
+            let index = self
+                .upstreams
+                .iter()
+                .position(|upstream| upstream.prefix.is_none())?;
             Some((index, public.to_owned()))
         })
     }
@@ -55,7 +64,10 @@ impl Gateway {
         // The literal text before the first expression is what a concrete URI must start with.
         let literal = template.split('{').next().unwrap_or_default().to_owned();
         let mut routes = self.routes();
-        if !routes.templates.iter().any(|(known, i)| *known == literal && *i == index)
+        if !routes
+            .templates
+            .iter()
+            .any(|(known, i)| *known == literal && *i == index)
             && routes.templates.len() < MAX_LEARNED_ROUTES
         {
             routes.templates.push((literal, index));
@@ -64,7 +76,8 @@ impl Gateway {
 
     pub(super) fn learn_tool(&self, tool: &rmcp::model::Tool) {
         let mut routes = self.routes();
-        if routes.tools.len() < MAX_LEARNED_ROUTES || routes.tools.contains_key(tool.name.as_ref()) {
+        if routes.tools.len() < MAX_LEARNED_ROUTES || routes.tools.contains_key(tool.name.as_ref())
+        {
             routes.tools.insert(tool.name.to_string(), tool.clone());
         }
     }

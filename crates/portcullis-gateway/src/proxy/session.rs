@@ -31,7 +31,10 @@ impl Session {
     }
 
     pub(super) fn set_log_level(&self, level: String) {
-        *self.log_level.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(level);
+        *self
+            .log_level
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(level);
     }
 
     /// The log level to ask stateless upstreams for on this session's behalf: what it chose, or
@@ -41,7 +44,10 @@ impl Session {
         if !self.is_session() {
             return None;
         }
-        let chosen = self.log_level.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let chosen = self
+            .log_level
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         Some(chosen.clone().unwrap_or_else(|| "debug".to_owned()))
     }
 
@@ -58,19 +64,28 @@ impl Session {
         index: usize,
     ) -> Result<Live, McpError> {
         let upstream = &gateway.upstreams[index];
-        let shared = upstream.shared.ready(READY_WAIT).await.map_err(|e| unavailable(&e))?;
-        let Some((peer, params)) = self.downstream.get() else { return Ok(shared) };
+        let shared = upstream
+            .shared
+            .ready(READY_WAIT)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let Some((peer, params)) = self.downstream.get() else {
+            return Ok(shared);
+        };
         // A session client is best served by a session of its own upstream-side, in the same
         // era, even when the upstream also speaks the stateless one: subscriptions, log levels
         // and server-to-client requests then mean exactly what they meant to the client.
-        if upstream.stateless_only.load(std::sync::atomic::Ordering::Relaxed) {
+        if upstream
+            .stateless_only
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return Ok(shared);
         }
         let mut connections = self.connections.lock().await;
-        if let Some(connection) = connections.get(&index) {
-            if !connection.is_closed() {
-                return Ok(live(connection, &shared));
-            }
+        if let Some(connection) = connections.get(&index)
+            && !connection.is_closed()
+        {
+            return Ok(live(connection, &shared));
         }
         // The upstream sees the downstream client's own identity and capabilities, so it offers
         // exactly what that client can handle.
@@ -89,7 +104,9 @@ impl Session {
             // It answers the stateless era but refuses `initialize`: share the stateless
             // connection from now on and bridge in the gateway.
             Err(UpstreamError::Handshake { .. }) if shared.era == Era::Stateless => {
-                upstream.stateless_only.store(true, std::sync::atomic::Ordering::Relaxed);
+                upstream
+                    .stateless_only
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 return Ok(shared);
             }
             Err(error) => return Err(unavailable(&error)),

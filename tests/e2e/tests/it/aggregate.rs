@@ -6,16 +6,28 @@ use crate::{first_text, http_upstream, stdio_upstream};
 #[tokio::test]
 async fn several_upstreams_are_listed_with_prefixes_and_routed_back() {
     let fixture = HttpFixture::start().await;
-    let toml = format!("{}{}", stdio_upstream("local"), http_upstream("remote", &fixture));
+    let toml = format!(
+        "{}{}",
+        stdio_upstream("local"),
+        http_upstream("remote", &fixture)
+    );
     let gateway = TestGateway::spawn(&toml).await;
     for era in [Era::Sessions, Era::Stateless] {
         let client = connect(&gateway.url, era, TestClient::default()).await;
-        let names: Vec<_> =
-            client.list_all_tools().await.expect("list").iter().map(|t| t.name.to_string()).collect();
+        let names: Vec<_> = client
+            .list_all_tools()
+            .await
+            .expect("list")
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
         for expected in ["local__fixture_echo", "remote__fixture_echo"] {
             assert!(names.contains(&expected.to_owned()), "{era:?}: {names:?}");
         }
-        assert!(!names.contains(&"fixture_echo".to_owned()), "unprefixed name leaked: {names:?}");
+        assert!(
+            !names.contains(&"fixture_echo".to_owned()),
+            "unprefixed name leaked: {names:?}"
+        );
         for upstream in ["local", "remote"] {
             let mut params = CallToolRequestParams::new(format!("{upstream}__fixture_echo"));
             params.arguments = serde_json::json!({"text": upstream}).as_object().cloned();
@@ -23,13 +35,26 @@ async fn several_upstreams_are_listed_with_prefixes_and_routed_back() {
             assert_eq!(first_text(&result), upstream);
         }
         let prompts = client.list_all_prompts().await.expect("prompts");
-        assert!(prompts.iter().any(|p| p.name == "remote__test_simple_prompt"), "{prompts:?}");
+        assert!(
+            prompts
+                .iter()
+                .any(|p| p.name == "remote__test_simple_prompt"),
+            "{prompts:?}"
+        );
         let resource = client
-            .read_resource(rmcp::model::ReadResourceRequestParams::new("test://static-text"))
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(
+                "test://static-text",
+            ))
             .await
             .expect("resource routed to an upstream that has it");
-        assert!(serde_json::to_string(&resource).expect("json").contains("static"));
-        let unknown = client.call_tool(CallToolRequestParams::new("nowhere__fixture_echo")).await;
+        assert!(
+            serde_json::to_string(&resource)
+                .expect("json")
+                .contains("static")
+        );
+        let unknown = client
+            .call_tool(CallToolRequestParams::new("nowhere__fixture_echo"))
+            .await;
         assert!(unknown.is_err(), "an unroutable name is an error");
         client.cancel().await.expect("close");
     }

@@ -19,10 +19,16 @@ async fn an_upstream_killed_mid_call_gives_a_clean_error_and_is_restarted() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     fixture.kill().await;
-    let outcome = tokio::time::timeout(Duration::from_secs(20), call).await.expect("answer in time").expect("join");
+    let outcome = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("answer in time")
+        .expect("join");
     let error = outcome.expect_err("a call whose upstream died fails");
     let text = error.to_string();
-    assert!(text.contains("upstream unavailable"), "clean JSON-RPC error expected, got: {text}");
+    assert!(
+        text.contains("upstream unavailable"),
+        "clean JSON-RPC error expected, got: {text}"
+    );
     client.cancel().await.expect("close");
     drop(gateway);
 }
@@ -35,8 +41,13 @@ async fn a_stdio_upstream_that_exits_is_restarted_and_serves_again() {
     );
     let gateway = TestGateway::spawn(&toml).await;
     let client = connect(&gateway.url, Era::Stateless, TestClient::default()).await;
-    let crash = client.call_tool(CallToolRequestParams::new("fixture_crash")).await;
-    assert!(crash.is_err(), "the call that killed the upstream fails cleanly");
+    let crash = client
+        .call_tool(CallToolRequestParams::new("fixture_crash"))
+        .await;
+    assert!(
+        crash.is_err(),
+        "the call that killed the upstream fails cleanly"
+    );
     let mut echo = CallToolRequestParams::new("fixture_echo");
     echo.arguments = json!({"text": "back"}).as_object().cloned();
     let mut answer = None;
@@ -47,6 +58,10 @@ async fn a_stdio_upstream_that_exits_is_restarted_and_serves_again() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(answer.as_deref(), Some("back"), "restarted upstream answers");
+    assert_eq!(
+        answer.as_deref(),
+        Some("back"),
+        "restarted upstream answers"
+    );
     client.cancel().await.expect("close");
 }

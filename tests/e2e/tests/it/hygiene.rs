@@ -1,4 +1,4 @@
-use portcullis_e2e::{TestGateway};
+use portcullis_e2e::TestGateway;
 use reqwest::StatusCode;
 
 use crate::stdio_upstream;
@@ -15,26 +15,51 @@ fn post(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
 async fn a_foreign_origin_is_refused() {
     let gateway = TestGateway::spawn(&stdio_upstream("fixture")).await;
     let http = reqwest::Client::new();
-    let response = post(&http, &gateway.url).header("origin", "https://evil.example").body(INIT).send().await.unwrap();
+    let response = post(&http, &gateway.url)
+        .header("origin", "https://evil.example")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    let response = post(&http, &gateway.url).header("origin", "http://localhost:5173").body(INIT).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "a loopback origin is fine");
+    let response = post(&http, &gateway.url)
+        .header("origin", "http://localhost:5173")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "a loopback origin is fine"
+    );
 }
 
 #[tokio::test]
 async fn a_foreign_host_is_refused() {
     let gateway = TestGateway::spawn(&stdio_upstream("fixture")).await;
     let http = reqwest::Client::new();
-    let response = post(&http, &gateway.url).header("host", "rebind.evil.example").body(INIT).send().await.unwrap();
+    let response = post(&http, &gateway.url)
+        .header("host", "rebind.evil.example")
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
 async fn an_oversized_body_gets_413() {
-    let toml = format!("[server]\nmax_body_bytes = 1024\n{}", stdio_upstream("fixture"));
+    let toml = format!(
+        "[server]\nmax_body_bytes = 1024\n{}",
+        stdio_upstream("fixture")
+    );
     let gateway = TestGateway::spawn(&toml).await;
     let http = reqwest::Client::new();
-    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(4096));
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(4096)
+    );
     let response = post(&http, &gateway.url).body(big).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -45,7 +70,13 @@ async fn a_terminated_session_gets_404() {
     let http = reqwest::Client::new();
     let response = post(&http, &gateway.url).body(INIT).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let session = response.headers().get("mcp-session-id").expect("session id").to_str().unwrap().to_owned();
+    let session = response
+        .headers()
+        .get("mcp-session-id")
+        .expect("session id")
+        .to_str()
+        .unwrap()
+        .to_owned();
     let _ = response.text().await;
     let deleted = http
         .delete(&gateway.url)
@@ -54,7 +85,11 @@ async fn a_terminated_session_gets_404() {
         .send()
         .await
         .unwrap();
-    assert!(deleted.status().is_success(), "DELETE ends the session: {}", deleted.status());
+    assert!(
+        deleted.status().is_success(),
+        "DELETE ends the session: {}",
+        deleted.status()
+    );
     let after = post(&http, &gateway.url)
         .header("mcp-session-id", &session)
         .header("mcp-protocol-version", "2025-11-25")
@@ -68,13 +103,21 @@ async fn a_terminated_session_gets_404() {
 #[tokio::test]
 async fn shutdown_lets_an_inflight_call_finish() {
     let gateway = TestGateway::spawn(&stdio_upstream("fixture")).await;
-    let client = portcullis_e2e::connect(&gateway.url, portcullis_e2e::Era::Stateless, Default::default()).await;
+    let client = portcullis_e2e::connect(
+        &gateway.url,
+        portcullis_e2e::Era::Stateless,
+        Default::default(),
+    )
+    .await;
     let mut slow = rmcp::model::CallToolRequestParams::new("fixture_slow");
     slow.arguments = serde_json::json!({"ms": 800}).as_object().cloned();
     let peer = client.peer().clone();
     let call = tokio::spawn(async move { peer.call_tool(slow).await });
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     gateway.shutdown().await;
-    let result = call.await.expect("join").expect("the in-flight call completes during shutdown");
+    let result = call
+        .await
+        .expect("join")
+        .expect("the in-flight call completes during shutdown");
     assert_eq!(crate::first_text(&result), "done");
 }

@@ -6,6 +6,11 @@
 //! - `failure`: an upstream that dies mid-call, and its restart;
 //! - `hygiene`: Origin, Host, body size, terminated sessions, graceful shutdown.
 
+#![expect(
+    clippy::expect_used,
+    reason = "a test helper that cannot go on fails loudly"
+)]
+
 mod aggregate;
 mod failure;
 mod hygiene;
@@ -23,11 +28,17 @@ fn stdio_upstream(name: &str) -> String {
 
 /// An `[[upstream]]` table for a fixture over HTTP.
 fn http_upstream(name: &str, fixture: &HttpFixture) -> String {
-    format!("[[upstream]]\nname = \"{name}\"\nurl = \"{}\"\n", fixture.url)
+    format!(
+        "[[upstream]]\nname = \"{name}\"\nurl = \"{}\"\n",
+        fixture.url
+    )
 }
 
 /// The text of the first content block of a tool result.
 fn first_text(result: &rmcp::model::CallToolResult) -> String {
     let value = serde_json::to_value(result).expect("serialize result");
-    value["content"][0]["text"].as_str().unwrap_or_default().to_owned()
+    value["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }

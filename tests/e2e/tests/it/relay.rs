@@ -12,14 +12,33 @@ fn call(name: &str, arguments: serde_json::Value) -> CallToolRequestParams {
 
 async fn echo_round_trip(gateway: &TestGateway, era: Era) {
     let client = connect(&gateway.url, era, TestClient::default()).await;
-    let tools = client.list_all_tools().await.expect("tools/list through the gateway");
+    let tools = client
+        .list_all_tools()
+        .await
+        .expect("tools/list through the gateway");
     let names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
-    assert!(names.contains(&"fixture_echo".to_owned()), "{era:?}: {names:?}");
-    assert!(names.contains(&"test_simple_text".to_owned()), "{era:?}: {names:?}");
-    let result = client.call_tool(call("fixture_echo", json!({"text": "through the gate"}))).await.expect("call");
+    assert!(
+        names.contains(&"fixture_echo".to_owned()),
+        "{era:?}: {names:?}"
+    );
+    assert!(
+        names.contains(&"test_simple_text".to_owned()),
+        "{era:?}: {names:?}"
+    );
+    let result = client
+        .call_tool(call("fixture_echo", json!({"text": "through the gate"})))
+        .await
+        .expect("call");
     assert_eq!(first_text(&result), "through the gate", "{era:?}");
-    let simple = client.call_tool(call("test_simple_text", json!({}))).await.expect("call");
-    assert_eq!(first_text(&simple), "This is a simple text response for testing.", "{era:?}");
+    let simple = client
+        .call_tool(call("test_simple_text", json!({})))
+        .await
+        .expect("call");
+    assert_eq!(
+        first_text(&simple),
+        "This is a simple text response for testing.",
+        "{era:?}"
+    );
     client.cancel().await.expect("close client");
 }
 
@@ -43,7 +62,10 @@ async fn clients_of_both_eras_reach_an_http_upstream() {
 #[tokio::test]
 async fn clients_of_both_eras_reach_a_session_era_upstream() {
     let fixture = HttpFixture::start().await;
-    let toml = format!("{}era = \"2025-11-25\"\n", http_upstream("fixture", &fixture));
+    let toml = format!(
+        "{}era = \"2025-11-25\"\n",
+        http_upstream("fixture", &fixture)
+    );
     let gateway = TestGateway::spawn(&toml).await;
     for era in [Era::Sessions, Era::Stateless] {
         echo_round_trip(&gateway, era).await;
@@ -57,18 +79,31 @@ async fn elicitation_and_sampling(upstream: &str) {
         let asked = client.elicitations.clone();
         let running = connect(&gateway.url, era, client).await;
         let result = running
-            .call_tool(call("test_elicitation", json!({"message": "Please confirm through the gate"})))
+            .call_tool(call(
+                "test_elicitation",
+                json!({"message": "Please confirm through the gate"}),
+            ))
             .await
             .expect("elicitation call");
         let text = serde_json::to_string(&result).expect("json");
-        assert!(text.contains("accept"), "{era:?} elicitation result: {text}");
-        assert_eq!(asked.lock().expect("lock").as_slice(), ["Please confirm through the gate"], "{era:?}");
+        assert!(
+            text.contains("accept"),
+            "{era:?} elicitation result: {text}"
+        );
+        assert_eq!(
+            asked.lock().expect("lock").as_slice(),
+            ["Please confirm through the gate"],
+            "{era:?}"
+        );
         let sampled = running
             .call_tool(call("test_sampling", json!({"prompt": "say hi"})))
             .await
             .expect("sampling call");
         let text = serde_json::to_string(&sampled).expect("json");
-        assert!(text.contains("sampled by e2e"), "{era:?} sampling result: {text}");
+        assert!(
+            text.contains("sampled by e2e"),
+            "{era:?} sampling result: {text}"
+        );
         running.cancel().await.expect("close client");
     }
 }
@@ -96,7 +131,10 @@ async fn progress_and_logs_reach_the_calling_session() {
         .call_tool(call("test_tool_with_progress", json!({})))
         .await
         .expect("progress call");
-    running.call_tool(call("test_tool_with_logging", json!({}))).await.expect("logging call");
+    running
+        .call_tool(call("test_tool_with_logging", json!({})))
+        .await
+        .expect("logging call");
     // Notifications may trail the response on another stream; give them a moment.
     for _ in 0..50 {
         if progress.lock().expect("lock").len() >= 3 && logs.lock().expect("lock").len() >= 3 {
@@ -104,8 +142,16 @@ async fn progress_and_logs_reach_the_calling_session() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let progress: Vec<f64> = progress.lock().expect("lock").iter().map(|p| p.progress).collect();
+    let progress: Vec<f64> = progress
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|p| p.progress)
+        .collect();
     assert_eq!(progress, [0.0, 50.0, 100.0], "progress relayed in order");
-    assert!(logs.lock().expect("lock").len() >= 3, "log notifications relayed");
+    assert!(
+        logs.lock().expect("lock").len() >= 3,
+        "log notifications relayed"
+    );
     running.cancel().await.expect("close client");
 }
