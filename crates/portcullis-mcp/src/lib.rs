@@ -12,11 +12,15 @@
 //! bearer token: the gateway cannot pass a token on even by mistake.
 
 mod error;
+mod http;
 mod relay;
 mod shared;
 mod upstream;
 
 pub use error::UpstreamError;
+pub use http::{HttpTransport, HttpTransportError, TRANSPORT_FAILURE};
 pub use relay::{Downstream, Inflight, InflightGuard, Relay};
 pub use shared::{Live, SharedUpstream, UpstreamStatus};
-pub use upstream::{Connection, EraPreference, UpstreamSpec, UpstreamTransport, connect};
+pub use upstream::{
+    Connection, EraPreference, UpstreamSpec, UpstreamTransport, connect, http_client,
+};

@@ -60,6 +60,7 @@ pub struct Live {
 /// An upstream with one shared, supervised connection.
 pub struct SharedUpstream {
     spec: UpstreamSpec,
+    http: reqwest::Client,
     live: Mutex<Option<Live>>,
     status: watch::Sender<UpstreamStatus>,
 }
@@ -76,6 +77,7 @@ impl SharedUpstream {
         let (status, _) = watch::channel(UpstreamStatus::Starting);
         let shared = Arc::new(Self {
             spec,
+            http: crate::http_client(),
             live: Mutex::new(None),
             status,
         });
@@ -86,6 +88,11 @@ impl SharedUpstream {
     /// The upstream as configured.
     pub fn spec(&self) -> &UpstreamSpec {
         &self.spec
+    }
+
+    /// The pooled HTTP client for this upstream; per-session connections use it too.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// The current connection, or `Unavailable` while the upstream is down.
@@ -129,7 +136,7 @@ async fn supervise(
         let relay = Relay::new(&name, Downstream::Shared, info.clone(), changes.clone());
         let inflight = relay.inflight().clone();
         let attempt = tokio::select! {
-            attempt = connect(&shared.spec, shared.spec.era, relay) => attempt,
+            attempt = connect(&shared.spec, shared.spec.era, relay, &shared.http) => attempt,
             () = shutdown.cancelled() => return,
         };
         let reason = match attempt {

@@ -3,14 +3,11 @@ use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 use rmcp::{
     model::ProtocolVersion,
     service::{ClientLifecycleMode, RunningService, serve_client_with_lifecycle},
-    transport::{
-        StreamableHttpClientTransport, TokioChildProcess,
-        streamable_http_client::StreamableHttpClientTransportConfig,
-    },
+    transport::TokioChildProcess,
 };
 use url::Url;
 
-use crate::{UpstreamError, relay::Relay};
+use crate::{UpstreamError, http::HttpTransport, relay::Relay};
 
 /// One live MCP connection to an upstream, with the relay that receives its traffic.
 pub type Connection = RunningService<rmcp::RoleClient, Relay>;
@@ -73,10 +70,13 @@ impl UpstreamSpec {
 ///
 /// `era` overrides the spec's preference; per-session connections pass `Sessions` because they
 /// exist only for upstreams that already turned out to be session-era servers.
+///
+/// `http` is the client HTTP upstreams are reached with; share one so connections are pooled.
 pub async fn connect(
     spec: &UpstreamSpec,
     era: EraPreference,
     relay: Relay,
+    http: &reqwest::Client,
 ) -> Result<Connection, UpstreamError> {
     let lifecycle = match era {
         EraPreference::Sessions => ClientLifecycleMode::Initialize,
@@ -121,13 +121,25 @@ pub async fn connect(
                 .map_err(handshake)
         }
         UpstreamTransport::Http { url } => {
-            let config = StreamableHttpClientTransportConfig::with_uri(url.as_str());
-            let transport = StreamableHttpClientTransport::from_config(config);
+            let transport = HttpTransport::new(http.clone(), url.clone());
             serve_client_with_lifecycle(relay, transport, lifecycle)
                 .await
                 .map_err(handshake)
         }
     }
+}
+
+/// The HTTP client for upstreams: pooled, no Nagle delay, bounded connect time, and no overall
+/// timeout (SSE answers and listen streams legitimately stay open).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        // Building fails only when the TLS backend cannot initialise; the default client then
+        // reports that failure on each request instead of at start.
+        .unwrap_or_default()
 }
 
 // SECURITY: a child gets only what it needs to run (PATH, HOME, locale), never the gateway's

@@ -54,7 +54,9 @@ async fn main() {
     };
     std::fs::write(
         &config,
-        format!("[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n"
+        ),
     )
     .expect("write bench config");
     let config_arg = config.to_string_lossy().into_owned();

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use portcullis_core::{CorrelationId, Era};
-use portcullis_mcp::{Live, UpstreamError};
+use portcullis_mcp::{Live, TRANSPORT_FAILURE, UpstreamError};
 use rmcp::{
     ErrorData as McpError, RoleServer,
     model::{
@@ -137,6 +137,26 @@ pub(super) fn unavailable(error: &UpstreamError) -> McpError {
 
 fn upstream_failure(error: &ServiceError) -> McpError {
     match error {
+        // The HTTP transport could not reach the upstream: a malfunction, like a closed pipe.
+        ServiceError::McpError(error)
+            if error
+                .data
+                .as_ref()
+                .is_some_and(|data| data.get(TRANSPORT_FAILURE).is_some()) =>
+        {
+            let correlation = CorrelationId::fresh();
+            let reason = error
+                .data
+                .as_ref()
+                .and_then(|d| d.get(TRANSPORT_FAILURE))
+                .cloned();
+            tracing::warn!(%correlation, ?reason, "upstream failed mid-request");
+            McpError::new(
+                ErrorCode::INTERNAL_ERROR,
+                "upstream unavailable",
+                Some(serde_json::json!({ "correlationId": correlation.as_str() })),
+            )
+        }
         // The upstream answered with an error: it is the upstream's answer, pass it on intact.
         ServiceError::McpError(error) => error.clone(),
         ServiceError::Timeout { .. } => {

@@ -150,15 +150,21 @@ impl GatewayHandler {
 
 impl ServerHandler for GatewayHandler {
     fn get_info(&self) -> ServerConfig {
-        let mut capabilities = ServerCapabilities::default();
-        for (_, live) in self
+        let lives: Vec<_> = self
             .gateway
             .upstreams
             .iter()
-            .filter_map(|u| u.shared.live().ok().map(|l| ((), l)))
-        {
-            merge(&mut capabilities, &live.capabilities);
-        }
+            .filter_map(|u| u.shared.live().ok())
+            .collect();
+        let capabilities = match lives.as_slice() {
+            [only] => (*only.capabilities).clone(),
+            several => several
+                .iter()
+                .fold(ServerCapabilities::default(), |mut union, live| {
+                    merge(&mut union, &live.capabilities);
+                    union
+                }),
+        };
         let mut info = ServerConfig::default();
         info.capabilities = capabilities;
         info.server_info = Implementation::new("portcullis", env!("CARGO_PKG_VERSION"));

@@ -98,7 +98,13 @@ impl Session {
             info,
             gateway.changes.clone(),
         );
-        let connection = match connect(upstream.shared.spec(), EraPreference::Sessions, relay).await
+        let connection = match connect(
+            upstream.shared.spec(),
+            EraPreference::Sessions,
+            relay,
+            upstream.shared.http(),
+        )
+        .await
         {
             Ok(connection) => connection,
             // It answers the stateless era but refuses `initialize`: share the stateless
