@@ -125,7 +125,8 @@ impl GatewayHandler {
                 let mut page = match result.and_then(|result| reshape(result, L::page)) {
                     Ok(page) => page,
                     Err(error) => {
-                        tracing::warn!(upstream = index, code = ?error.code, "list failed; upstream left out");
+                        let upstream = gateway.upstream_name(index);
+                        tracing::warn!(%upstream, code = ?error.code, "list failed; upstream left out");
                         break;
                     }
                 };
@@ -233,7 +234,7 @@ impl ServerHandler for GatewayHandler {
             let request = ClientRequest::SetLevelRequest(Request::new(request.clone()));
             if let Err(error) = self.send(index, request, &context).await {
                 // An upstream without logging simply does not log; the others still do.
-                tracing::debug!(upstream = index, code = ?error.code, "set level refused");
+                tracing::debug!(upstream = %self.gateway.upstream_name(index), code = ?error.code, "set level refused");
             }
         }
         Ok(())

@@ -98,6 +98,11 @@ impl Gateway {
         self.routes().tasks.get(task_id).copied()
     }
 
+    /// The configured name of upstream `index`, for logs.
+    pub(super) fn upstream_name(&self, index: usize) -> &str {
+        &self.upstreams[index].shared.spec().name
+    }
+
     /// How many upstreams there are.
     pub(super) fn upstream_count(&self) -> usize {
         self.upstreams.len()

@@ -3,6 +3,7 @@
 //!
 //! - `relay`: calls, lists, progress, logging, elicitation and sampling through the gateway;
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
+//! - `binary`: the real `portcullis demo` process, its banner, a client, SIGTERM;
 //! - `failure`: an upstream that dies mid-call, and its restart;
 //! - `hygiene`: Origin, Host, body size, terminated sessions, graceful shutdown.
 
@@ -12,6 +13,7 @@
 )]
 
 mod aggregate;
+mod binary;
 mod failure;
 mod hygiene;
 mod relay;

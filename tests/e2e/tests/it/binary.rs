@@ -1,0 +1,54 @@
+use std::{process::Stdio, time::Duration};
+
+use portcullis_e2e::{Era, TestClient, connect, workspace_bin};
+use rmcp::model::CallToolRequestParams;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+};
+
+use crate::first_text;
+
+/// The real `portcullis demo`: prints its URL, serves a real client, and exits cleanly on
+/// SIGTERM after letting an in-flight call finish.
+#[tokio::test]
+async fn the_demo_serves_a_client_and_stops_gracefully_on_sigterm() {
+    let mut demo = Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(["demo", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start portcullis demo");
+    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let mut url = None;
+    while let Some(line) = lines.next_line().await.expect("read banner") {
+        if let Some(found) = line.trim().strip_prefix("MCP endpoint:") {
+            url = Some(found.trim().to_owned());
+            break;
+        }
+    }
+    let url = url.expect("the demo banner names the MCP endpoint");
+    assert!(url.starts_with("http://127.0.0.1:"), "loopback only: {url}");
+
+    let client = connect(&url, Era::Sessions, TestClient::default()).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+    assert!(tools.iter().any(|tool| tool.name == "add"), "{tools:?}");
+    let mut add = CallToolRequestParams::new("add");
+    add.arguments = serde_json::json!({"a": 2, "b": 40}).as_object().cloned();
+    let result = client.call_tool(add).await.expect("tools/call add");
+    assert_eq!(first_text(&result), "42");
+    client.cancel().await.expect("close");
+
+    let pid = demo.id().expect("pid").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), demo.wait())
+        .await
+        .expect("the demo exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "clean exit after SIGTERM: {status}");
+}
