@@ -10,10 +10,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bin=${1:-$root/target/debug}
 work=$(mktemp -d)
-pids=()
+# `start` runs in a command substitution (a subshell), so it records pids in a file.
+pidfile="$work/pids"
+: >"$pidfile"
+stop_all() {
+  while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$pidfile"
+  while read -r pid; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  done <"$pidfile"
+  : >"$pidfile"
+}
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_all
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -29,7 +37,7 @@ node=$here/node_modules/.bin/node
 start() {
   local log=$1; shift
   "$@" >"$log.out" 2>"$log.err" &
-  pids+=($!)
+  echo $! >>"$pidfile"
   for _ in $(seq 1 200); do
     if grep -q '^listening ' "$log.out" 2>/dev/null; then
       sed -n 's/^listening //p' "$log.out" | head -n1
@@ -40,12 +48,6 @@ start() {
   echo "conformance: $* did not start; its stderr:" >&2
   cat "$log.err" >&2
   return 1
-}
-
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
 }
 
 status=0

@@ -41,6 +41,11 @@ pub struct RawServer {
     pub sse_keep_alive: Option<String>,
     /// Answer POSTs with plain JSON instead of SSE where possible, default false.
     pub json_response: Option<bool>,
+    /// A session idle this long is closed with its upstream connections, default `5m`.
+    pub session_idle_timeout: Option<String>,
+    /// Most upstream connections held for sessions at once (each may be a child process),
+    /// default 256; past it, sessions share the gateway's connection.
+    pub max_session_connections: Option<usize>,
 }
 
 /// `[naming]`

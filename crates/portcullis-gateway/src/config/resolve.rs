@@ -31,6 +31,10 @@ pub struct Config {
     pub sse_keep_alive: Duration,
     /// Answer POSTs with plain JSON instead of SSE where possible.
     pub json_response: bool,
+    /// A session idle this long is closed with its upstream connections.
+    pub session_idle_timeout: Duration,
+    /// Most upstream connections held for sessions at once.
+    pub max_session_connections: usize,
     /// How aggregated names are formed.
     pub naming: Naming,
     /// The upstreams, in routing order, each with its resolved prefix.
@@ -97,6 +101,8 @@ impl Config {
             shutdown_grace,
             sse_keep_alive,
             json_response,
+            session_idle_timeout,
+            max_session_connections,
         } = server;
         let listen = listen.as_deref().unwrap_or("127.0.0.1:8080");
         let listen = listen.parse().map_err(|_| {
@@ -154,6 +160,12 @@ impl Config {
             shutdown_grace: duration("server.shutdown_grace", shutdown_grace, 30_000)?,
             sse_keep_alive: duration("server.sse_keep_alive", sse_keep_alive, 15_000)?,
             json_response: json_response.unwrap_or(false),
+            session_idle_timeout: duration(
+                "server.session_idle_timeout",
+                session_idle_timeout,
+                300_000,
+            )?,
+            max_session_connections: max_session_connections.unwrap_or(256),
             naming,
             upstreams: resolved,
         })

@@ -41,9 +41,11 @@ pub fn app(
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_cancellation_token(streams);
     mcp.legacy_session_mode = true;
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(config.session_idle_timeout);
     let service = StreamableHttpService::new(
         move || Ok(GatewayHandler::new(gateway.clone())),
-        Arc::new(LocalSessionManager::default()),
+        Arc::new(sessions),
         mcp,
     );
     let policy = Arc::new(hygiene::Policy::from_config(config));

@@ -39,6 +39,9 @@ const MAX_LEARNED_ROUTES: usize = 100_000;
 /// Process-wide proxy state: the upstreams and what the gateway learned about routing.
 pub struct Gateway {
     upstreams: Vec<Upstream>,
+    /// Permits for per-session upstream connections; bounds child processes and sockets that
+    /// clients can make the gateway hold by opening sessions.
+    session_connections: Arc<tokio::sync::Semaphore>,
     naming: Naming,
     request_timeout: Duration,
     changes: broadcast::Sender<ServerNotification>,
@@ -84,6 +87,9 @@ impl Gateway {
             .collect();
         Arc::new(Self {
             upstreams,
+            session_connections: Arc::new(tokio::sync::Semaphore::new(
+                config.max_session_connections,
+            )),
             naming: config.naming.clone(),
             request_timeout: config.request_timeout,
             changes,
@@ -104,6 +110,11 @@ impl Gateway {
             .iter()
             .map(|u| (u.shared.spec().name.clone(), u.shared.status()))
             .collect()
+    }
+
+    /// How many per-session upstream connections are held now.
+    pub fn session_connections_in_use(&self, limit: usize) -> usize {
+        limit.saturating_sub(self.session_connections.available_permits())
     }
 
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {

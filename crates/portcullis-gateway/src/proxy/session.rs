@@ -9,7 +9,7 @@ use rmcp::{
     model::{InitializeRequestParams, ProtocolVersion},
     service::Peer,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit};
 
 use super::{Gateway, READY_WAIT, forward::unavailable};
 
@@ -18,8 +18,9 @@ use super::{Gateway, READY_WAIT, forward::unavailable};
 pub(super) struct Session {
     /// Set by `initialize`: the session's client and what it declared.
     downstream: OnceLock<(Peer<RoleServer>, InitializeRequestParams)>,
-    /// Connections of this session, by upstream index; dropped (and children killed) with it.
-    connections: Mutex<HashMap<usize, Connection>>,
+    /// Connections of this session, by upstream index, each with the permit it holds; dropped
+    /// (and children killed) with the session.
+    connections: Mutex<HashMap<usize, (Connection, OwnedSemaphorePermit)>>,
     /// The level from the session's last `logging/setLevel`.
     log_level: std::sync::Mutex<Option<String>>,
 }
@@ -82,11 +83,20 @@ impl Session {
             return Ok(shared);
         }
         let mut connections = self.connections.lock().await;
-        if let Some(connection) = connections.get(&index)
+        if let Some((connection, _)) = connections.get(&index)
             && !connection.is_closed()
         {
             return Ok(live(connection, &shared));
         }
+        // A closed connection gives its permit back before a new one is taken.
+        connections.remove(&index);
+        let Ok(permit) = gateway.session_connections.clone().try_acquire_owned() else {
+            tracing::warn!(
+                upstream = %upstream.shared.spec().name,
+                "session connection limit reached; this session shares the gateway's connection"
+            );
+            return Ok(shared);
+        };
         // The upstream sees the downstream client's own identity and capabilities, so it offers
         // exactly what that client can handle.
         let mut info = params.clone();
@@ -118,7 +128,7 @@ impl Session {
             Err(error) => return Err(unavailable(&error)),
         };
         let live = live(&connection, &shared);
-        connections.insert(index, connection);
+        connections.insert(index, (connection, permit));
         Ok(live)
     }
 }

@@ -121,3 +121,50 @@ async fn shutdown_lets_an_inflight_call_finish() {
         .expect("the in-flight call completes during shutdown");
     assert_eq!(crate::first_text(&result), "done");
 }
+
+#[tokio::test]
+async fn sessions_beyond_the_connection_limit_share_and_closed_sessions_give_theirs_back() {
+    let toml = format!(
+        "[server]\nmax_session_connections = 1\n{}",
+        stdio_upstream("fixture")
+    );
+    let gateway = TestGateway::spawn(&toml).await;
+    let first = portcullis_e2e::connect(
+        &gateway.url,
+        portcullis_e2e::Era::Sessions,
+        Default::default(),
+    )
+    .await;
+    let second = portcullis_e2e::connect(
+        &gateway.url,
+        portcullis_e2e::Era::Sessions,
+        Default::default(),
+    )
+    .await;
+    for client in [&first, &second] {
+        let tools = client
+            .list_all_tools()
+            .await
+            .expect("both sessions are served");
+        assert!(tools.iter().any(|t| t.name == "fixture_echo"));
+    }
+    assert_eq!(
+        gateway.gateway.session_connections_in_use(1),
+        1,
+        "only one session got its own connection"
+    );
+    first.cancel().await.expect("close first");
+    second.cancel().await.expect("close second");
+    let mut in_use = 1;
+    for _ in 0..100 {
+        in_use = gateway.gateway.session_connections_in_use(1);
+        if in_use == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        in_use, 0,
+        "a closed session releases its upstream connection"
+    );
+}
