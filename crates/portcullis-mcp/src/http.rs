@@ -101,8 +101,19 @@ impl Transport<RoleClient> for HttpTransport {
         &mut self,
         item: ClientJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let outcome = self.inner.clone().dispatch(item);
-        async move { outcome }
+        // rmcp runs each send future as its own task, so the POST and the reading of its answer
+        // happen right here, without another task hop.
+        let prepared = self.inner.prepare(item);
+        let inner = self.inner.clone();
+        async move {
+            let (headers, body, outbound) = prepared?;
+            let start_get_stream = outbound.method.as_deref() == Some("notifications/initialized");
+            inner.post(headers, body, &outbound).await;
+            if start_get_stream {
+                inner.open_get_stream();
+            }
+            Ok(())
+        }
     }
 
     async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
@@ -137,7 +148,11 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn dispatch(self: Arc<Self>, item: ClientJsonRpcMessage) -> Result<(), HttpTransportError> {
+    /// Encode one message and the headers that go with it.
+    fn prepare(
+        &self,
+        item: ClientJsonRpcMessage,
+    ) -> Result<(HeaderMap, Vec<u8>, Outbound), HttpTransportError> {
         if self.closed.is_cancelled() {
             return Err(HttpTransportError::Closed);
         }
@@ -198,14 +213,7 @@ impl Inner {
                 headers.insert("mcp-name", value);
             }
         }
-        let start_get_stream = method.as_deref() == Some("notifications/initialized");
-        tokio::spawn(async move {
-            self.post(headers, body, &outbound).await;
-            if start_get_stream {
-                self.open_get_stream();
-            }
-        });
-        Ok(())
+        Ok((headers, body, outbound))
     }
 
     async fn post(&self, headers: HeaderMap, body: Vec<u8>, outbound: &Outbound) {
@@ -277,12 +285,16 @@ impl Inner {
             };
             let Some(Ok(chunk)) = chunk else { break };
             buffer.extend_from_slice(&chunk);
-            while let Some((event, rest)) = split_event(&buffer) {
-                if let Some(message) = event_data(event).and_then(|d| self.decode(&d, outbound)) {
+            let mut consumed = 0;
+            while let Some((event, rest)) = split_event(&buffer[consumed..]) {
+                let next = buffer.len() - rest.len();
+                let message = event_data(event).and_then(|d| self.decode(&d, outbound));
+                consumed = next;
+                if let Some(message) = message {
                     answered |= self.deliver(message, outbound).await;
                 }
-                buffer = rest.to_vec();
             }
+            buffer.drain(..consumed);
             if buffer.len() > MAX_EVENT_BYTES {
                 tracing::warn!("upstream SSE event too large; stream dropped");
                 break;
