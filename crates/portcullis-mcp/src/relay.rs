@@ -4,8 +4,8 @@
 //! (elicitation), ask the model (sampling), or say its lists changed. The relay delivers each to
 //! the downstream client it belongs to. Attribution, most precise first: the HTTP response stream
 //! the message arrived on (SEP-2260), the progress token the gateway minted, the downstream
-//! session that owns the connection, the only request in flight. What cannot be attributed is
-//! dropped, never broadcast: one caller's upstream chatter must not reach another caller.
+//! session that owns the connection. What cannot be attributed is dropped, never broadcast or
+//! guessed: one caller's upstream chatter must not reach another caller.
 
 use std::{
     collections::HashMap,
@@ -77,7 +77,9 @@ impl Relay {
         }
         match &self.downstream {
             Downstream::Session(peer) => Some(Route::Session(peer.clone())),
-            Downstream::Shared => self.inflight.only_one().map(Route::Request),
+            // SECURITY: guessing ("the only request in flight") would hand one caller's late or
+            // background upstream messages to another caller; unattributable means dropped.
+            Downstream::Shared => None,
         }
     }
 }
@@ -243,15 +245,6 @@ impl Inflight {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         None
-    }
-
-    fn only_one(&self) -> Option<Arc<Entry>> {
-        let maps = self.lock();
-        if maps.by_request.len() == 1 {
-            maps.by_request.values().next().cloned()
-        } else {
-            None
-        }
     }
 
     /// How many requests are in flight.
