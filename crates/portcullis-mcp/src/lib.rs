@@ -11,6 +11,7 @@
 //! decides who may call what. The upstream API has no parameter that could carry a caller's
 //! bearer token: the gateway cannot pass a token on even by mistake.
 
+pub mod envelope;
 mod error;
 mod http;
 mod relay;

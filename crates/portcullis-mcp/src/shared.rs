@@ -104,6 +104,11 @@ impl SharedUpstream {
             })
     }
 
+    /// The era of the current connection, without cloning it; `None` while down.
+    pub fn era(&self) -> Option<Era> {
+        self.lock().as_ref().map(|live| live.era)
+    }
+
     /// The current connection, waiting up to `timeout` for a first or restarted one.
     pub async fn ready(&self, timeout: Duration) -> Result<Live, UpstreamError> {
         let mut status = self.status.subscribe();

@@ -4,9 +4,11 @@
 //! 1. `track`: counts in-flight MCP POSTs, so shutdown can wait for calls to finish;
 //! 2. `hygiene::check`: Host and Origin allow-lists (403), body size by Content-Length (413);
 //! 3. `RequestBodyLimitLayer`: the same size limit for bodies without a Content-Length (413);
-//! 4. the router: `path` -> rmcp's streamable HTTP service running the MCP proxy.
+//! 4. the router: `path` -> `relay` (stateless requests that need no translation, as bytes to
+//!    their upstream) -> rmcp's streamable HTTP service running the typed MCP proxy.
 
 mod hygiene;
+mod relay;
 mod serve;
 
 use std::sync::Arc;
@@ -41,6 +43,10 @@ pub fn app(
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_cancellation_token(streams);
     mcp.legacy_session_mode = true;
+    let relay = Arc::new(relay::Relay {
+        gateway: gateway.clone(),
+        max_body_bytes: config.max_body_bytes,
+    });
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(config.session_idle_timeout);
     let service = StreamableHttpService::new(
@@ -49,9 +55,10 @@ pub fn app(
         mcp,
     );
     let policy = Arc::new(hygiene::Policy::from_config(config));
-    Router::new()
+    let mcp = Router::new()
         .route_service(&config.path, service)
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .route_layer(middleware::from_fn_with_state(relay, relay::relay));
+    mcp.layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(middleware::from_fn_with_state(policy, hygiene::check))
         .layer(middleware::from_fn_with_state(inflight, serve::track))
 }

@@ -10,6 +10,7 @@
 mod forward;
 mod handler;
 mod list;
+mod relay;
 mod route;
 mod session;
 
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Naming};
 
 pub use handler::GatewayHandler;
+pub use relay::RelayTarget;
 
 /// How long a request waits for an upstream that is (re)starting before it is answered with an
 /// error.
