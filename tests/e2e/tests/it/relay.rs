@@ -155,3 +155,67 @@ async fn progress_and_logs_reach_the_calling_session() {
     );
     running.cancel().await.expect("close client");
 }
+
+const META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"raw","version":"0"},"io.modelcontextprotocol/clientCapabilities":{}}"#;
+
+fn stateless_post(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    name: Option<&str>,
+    body: String,
+) -> reqwest::RequestBuilder {
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = name {
+        request = request.header("mcp-name", name);
+    }
+    request.body(body)
+}
+
+#[tokio::test]
+async fn stateless_requests_are_relayed_and_contradicting_headers_are_still_rejected() {
+    let fixture = HttpFixture::start().await;
+    let gateway = TestGateway::spawn(&http_upstream("fixture", &fixture)).await;
+    let http = reqwest::Client::new();
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"fixture_echo","arguments":{{"text":"relayed"}},{META}}}}}"#
+    );
+    let response = stateless_post(
+        &http,
+        &gateway.url,
+        "tools/call",
+        Some("fixture_echo"),
+        call.clone(),
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("body");
+    assert!(
+        text.contains(r#""text":"relayed""#) && text.contains(r#""id":7"#),
+        "{text}"
+    );
+
+    // The header names another tool than the body: rmcp's validation answers, as without relay.
+    let response = stateless_post(
+        &http,
+        &gateway.url,
+        "tools/call",
+        Some("test_simple_text"),
+        call,
+    )
+    .send()
+    .await
+    .expect("send");
+    assert_eq!(
+        response.status(),
+        400,
+        "a header that contradicts the body is rejected"
+    );
+}
