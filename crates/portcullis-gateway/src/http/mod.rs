@@ -46,6 +46,7 @@ pub fn app(
     let relay = Arc::new(relay::Relay {
         gateway: gateway.clone(),
         max_body_bytes: config.max_body_bytes,
+        plain: relay::plain_client(),
     });
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(config.session_idle_timeout);
