@@ -1,0 +1,218 @@
+//! JWT access tokens (RFC 9068) verified against the issuer's JWKS.
+//!
+//! The algorithm comes from the key, never from the token: the `kid` picks a key from the set,
+//! the key says how it verifies (RS256, PS256, ES256, EdDSA), and a token whose header names
+//! anything else is rejected. `none` and HMAC are never accepted: there is no shared secret.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Validation,
+    errors::ErrorKind,
+    jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgorithm},
+};
+use serde_json::Value;
+use tokio::sync::{Mutex, RwLock};
+use url::Url;
+
+use crate::{BearerToken, ClaimMapping, VerifiedPrincipal};
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthnError {
+    /// Not a JWT, or its parts do not decode.
+    #[error("token is malformed")]
+    Malformed,
+    /// No key of the issuer has the token's `kid`, even after refetching the set.
+    #[error("token is signed with an unknown key")]
+    UnknownKey,
+    /// The header names an algorithm the key does not use.
+    #[error("token algorithm does not match its key")]
+    Algorithm,
+    /// The signature does not verify.
+    #[error("token signature is invalid")]
+    Signature,
+    /// `exp` has passed.
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// `iss` is not the configured issuer.
+    #[error("token is from another issuer")]
+    Issuer,
+    /// `aud` does not contain this resource.
+    #[error("token is for another resource")]
+    Audience,
+    /// A required claim is missing.
+    #[error("token lacks the `{claim}` claim")]
+    MissingClaim {
+        /// The claim.
+        claim: &'static str,
+    },
+    /// The issuer's keys cannot be fetched and none are cached: a malfunction, not a denial.
+    #[error("issuer keys are unavailable")]
+    Unavailable,
+}
+
+impl AuthnError {
+    /// Whether this is a malfunction (answer 503) rather than a bad token (answer 401).
+    pub fn is_malfunction(&self) -> bool {
+        matches!(self, Self::Unavailable)
+    }
+}
+
+/// How a JWT issuer is trusted.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// The exact `iss` value.
+    pub issuer: String,
+    /// The resource identifier `aud` must contain.
+    pub audience: String,
+    /// Where the issuer publishes its keys.
+    pub jwks_uri: Url,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Shortest time between two key refetches, so unknown-`kid` tokens cannot hammer the issuer.
+    pub refetch_interval: Duration,
+    /// Where the claims keep subject, tenant, roles, scopes and client id.
+    pub mapping: ClaimMapping,
+}
+
+/// Verifies JWT access tokens of one issuer.
+pub struct JwtVerifier {
+    config: JwtConfig,
+    http: reqwest::Client,
+    keys: RwLock<Arc<JwkSet>>,
+    // Held while fetching: concurrent misses wait for one fetch instead of each making one.
+    fetch: Mutex<Option<Instant>>,
+}
+
+impl JwtVerifier {
+    /// A verifier; keys are fetched on first use.
+    pub fn new(config: JwtConfig, http: reqwest::Client) -> Self {
+        Self {
+            config,
+            http,
+            keys: RwLock::new(Arc::new(JwkSet { keys: Vec::new() })),
+            fetch: Mutex::new(None),
+        }
+    }
+
+    /// Verify `token` and map its claims to a principal.
+    pub async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, AuthnError> {
+        let header =
+            jsonwebtoken::decode_header(token.expose()).map_err(|_| AuthnError::Malformed)?;
+        let kid = header.kid.ok_or(AuthnError::UnknownKey)?;
+        let jwk = self.key(&kid).await?;
+        let algorithm = algorithm_of(&jwk).ok_or(AuthnError::UnknownKey)?;
+        if header.alg != algorithm {
+            return Err(AuthnError::Algorithm);
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| AuthnError::UnknownKey)?;
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = self.config.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let data = jsonwebtoken::decode::<Value>(token.expose(), &key, &validation)
+            .map_err(|error| classify(error.kind()))?;
+        VerifiedPrincipal::from_claims(&self.config.issuer, &data.claims, &self.config.mapping)
+            .ok_or(AuthnError::MissingClaim { claim: "sub" })
+    }
+
+    async fn key(&self, kid: &str) -> Result<Jwk, AuthnError> {
+        if let Some(jwk) = self.keys.read().await.find(kid) {
+            return Ok(jwk.clone());
+        }
+        let mut last_fetch = self.fetch.lock().await;
+        // Another caller may have fetched while this one waited for the lock.
+        if let Some(jwk) = self.keys.read().await.find(kid) {
+            return Ok(jwk.clone());
+        }
+        let cached = !self.keys.read().await.keys.is_empty();
+        if cached && last_fetch.is_some_and(|at| at.elapsed() < self.config.refetch_interval) {
+            return Err(AuthnError::UnknownKey);
+        }
+        *last_fetch = Some(Instant::now());
+        match self.fetch_keys().await {
+            Some(set) => *self.keys.write().await = Arc::new(set),
+            // The last good set stays; with none at all, this is a malfunction.
+            None if cached => return Err(AuthnError::UnknownKey),
+            None => return Err(AuthnError::Unavailable),
+        }
+        self.keys
+            .read()
+            .await
+            .find(kid)
+            .cloned()
+            .ok_or(AuthnError::UnknownKey)
+    }
+
+    async fn fetch_keys(&self) -> Option<JwkSet> {
+        let response = self
+            .http
+            .get(self.config.jwks_uri.clone())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        let set = match response {
+            Ok(response) if response.status().is_success() => response.json::<JwkSet>().await.ok(),
+            Ok(response) => {
+                tracing::warn!(status = %response.status(), uri = %self.config.jwks_uri, "JWKS fetch refused");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, uri = %self.config.jwks_uri, "JWKS unreachable");
+                None
+            }
+        };
+        set.filter(|set| !set.keys.is_empty())
+    }
+}
+
+/// The one algorithm a key verifies with. An RSA key that does not say is RS256, the RFC 9068
+/// default; HMAC keys are never used.
+fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
+    let declared = jwk.common.key_algorithm;
+    match (&jwk.algorithm, declared) {
+        (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => Some(Algorithm::RS256),
+        (AlgorithmParameters::RSA(_), Some(KeyAlgorithm::PS256)) => Some(Algorithm::PS256),
+        (AlgorithmParameters::EllipticCurve(ec), None | Some(KeyAlgorithm::ES256))
+            if ec.curve == EllipticCurve::P256 =>
+        {
+            Some(Algorithm::ES256)
+        }
+        (AlgorithmParameters::OctetKeyPair(okp), None | Some(KeyAlgorithm::EdDSA))
+            if okp.curve == EllipticCurve::Ed25519 =>
+        {
+            Some(Algorithm::EdDSA)
+        }
+        _ => None,
+    }
+}
+
+fn classify(kind: &ErrorKind) -> AuthnError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthnError::Expired,
+        ErrorKind::ImmatureSignature => AuthnError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthnError::Issuer,
+        ErrorKind::InvalidAudience => AuthnError::Audience,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => AuthnError::Algorithm,
+        ErrorKind::MissingRequiredClaim(claim) => AuthnError::MissingClaim {
+            claim: match claim.as_str() {
+                "exp" => "exp",
+                "iss" => "iss",
+                "aud" => "aud",
+                _ => "sub",
+            },
+        },
+        ErrorKind::InvalidSignature => AuthnError::Signature,
+        _ => AuthnError::Malformed,
+    }
+}
