@@ -89,6 +89,11 @@ listen = "127.0.0.1:0"
 [[upstream]]
 name = "fixture"
 $upstream
+
+# The suite sends no token. Until the token-injecting proxy of the authentication work exists,
+# the conformance gateway runs open, on loopback only.
+[danger]
+unauthenticated = true
 TOML
   url=$(start "$work/gateway-$transport" "$bin/portcullis" serve --config "$work/gateway-$transport.toml")
   echo "conformance: suite -> $url -> fixture over $transport"

@@ -9,7 +9,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -24,7 +27,7 @@ use rmcp::{
         RequestHandle, Service,
     },
 };
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 /// Who receives what an upstream connection sends on its own.
 #[derive(Clone)]
@@ -175,8 +178,20 @@ impl Service<RoleClient> for Relay {
                 route
             }
         };
+        let entry = match &route {
+            Route::Request(entry) => Some(entry.clone()),
+            Route::Session(_) => None,
+        };
+        if let Some(entry) = &entry {
+            entry.delivering.fetch_add(1, Ordering::SeqCst);
+        }
         if let Err(error) = route.peer().send_notification(notification).await {
             tracing::debug!(upstream = %self.upstream, %error, "downstream gone; notification dropped");
+        }
+        if let Some(entry) = entry
+            && entry.delivering.fetch_sub(1, Ordering::SeqCst) == 1
+        {
+            entry.delivered.notify_waiters();
         }
         Ok(())
     }
@@ -191,6 +206,11 @@ struct Entry {
     peer: Peer<RoleServer>,
     downstream_id: RequestId,
     progress: Option<ProgressToken>,
+    /// Notifications for this request being delivered right now. rmcp hands each notification
+    /// to its own task, so the answer can overtake them; the forwarder waits for these to land
+    /// before it answers, so the caller sees progress and logs before the result, as sent.
+    delivering: AtomicUsize,
+    delivered: Notify,
 }
 
 /// Requests a connection is forwarding now, by upstream request id and upstream progress token.
@@ -214,12 +234,15 @@ impl Inflight {
             peer: context.peer.clone(),
             downstream_id: context.id.clone(),
             progress: context.meta.get_progress_token(),
+            delivering: AtomicUsize::new(0),
+            delivered: Notify::new(),
         });
         let mut maps = self.lock();
         maps.by_request.insert(handle.id.clone(), entry.clone());
         maps.by_progress
-            .insert(handle.progress_token.clone(), entry);
+            .insert(handle.progress_token.clone(), entry.clone());
         InflightGuard {
+            entry,
             inflight: self.clone(),
             request: handle.id.clone(),
             progress: handle.progress_token.clone(),
@@ -260,9 +283,29 @@ impl Inflight {
 
 /// Removes a forwarded request from the in-flight table when the forwarding ends, however it ends.
 pub struct InflightGuard {
+    entry: Arc<Entry>,
     inflight: Inflight,
     request: RequestId,
     progress: ProgressToken,
+}
+
+impl InflightGuard {
+    /// Wait, briefly, until notifications that arrived before the answer have been delivered.
+    pub async fn settled(&self) {
+        // Let notification tasks rmcp spawned before it handed over the answer start running.
+        tokio::task::yield_now().await;
+        let wait = async {
+            loop {
+                let delivered = self.entry.delivered.notified();
+                if self.entry.delivering.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                delivered.await;
+            }
+        };
+        // A stuck downstream must not hold the answer forever.
+        let _ = tokio::time::timeout(Duration::from_secs(1), wait).await;
+    }
 }
 
 impl Drop for InflightGuard {

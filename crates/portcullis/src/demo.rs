@@ -11,7 +11,7 @@ pub(crate) async fn run(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<
     }
     let exe = std::env::current_exe().context("cannot find the portcullis executable")?;
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[upstream]]\nname = \"demo\"\ncommand = {command}\nargs = [\"demo-upstream\"]\n",
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[upstream]]\nname = \"demo\"\ncommand = {command}\nargs = [\"demo-upstream\"]\n\n# The embedded authorization server is not built yet; until it is, the demo is open.\n[danger]\nunauthenticated = true\n",
         command = toml_string(&exe.to_string_lossy()),
     );
     let config = Config::parse(&text, Path::new("<built-in demo configuration>"))?;
@@ -21,6 +21,7 @@ pub(crate) async fn run(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<
             "Portcullis demo is running.\n\n  MCP endpoint:  http://{address}{path}\n\n\
              Connect a client, for example:\n  \
              npx @modelcontextprotocol/inspector --transport http --server-url http://{address}{path}\n\n\
+             This demo has no authentication yet: keep it on loopback.\n\n\
              Stop with Ctrl-C."
         )
     };

@@ -55,7 +55,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n"
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n[danger]\nunauthenticated = true\n"
         ),
     )
     .expect("write bench config");

@@ -24,7 +24,14 @@ pub struct TestGateway {
 impl TestGateway {
     /// Start a gateway from TOML text (its `listen` is ignored).
     pub async fn spawn(toml: &str) -> Self {
-        let config = Config::parse(toml, Path::new("<test>")).expect("test config resolves");
+        // Tests of the proxy itself run open; tests of authentication bring their own `[auth]`.
+        let open = "\n[danger]\nunauthenticated = true\n";
+        let toml = if toml.contains("[auth]") {
+            toml.to_owned()
+        } else {
+            format!("{toml}{open}")
+        };
+        let config = Config::parse(&toml, Path::new("<test>")).expect("test config resolves");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");

@@ -15,6 +15,53 @@ pub struct Raw {
     /// The MCP servers behind the gateway, in routing order.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<RawUpstream>,
+    /// Who may call: the OAuth resource server settings.
+    pub auth: Option<RawAuth>,
+    /// Settings that weaken a check. Each one logs a warning at start-up.
+    #[serde(default)]
+    pub danger: RawDanger,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// The URL clients use for the MCP endpoint; the resource identifier tokens must name.
+    pub public_url: String,
+    /// A human-readable name for the metadata document.
+    pub resource_name: Option<String>,
+    /// Scopes advertised and asked for in challenges to tokenless callers: the minimal set.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, default `30s`.
+    pub leeway: Option<String>,
+    /// The issuers whose tokens are accepted.
+    #[serde(default, rename = "issuer")]
+    pub issuers: Vec<RawIssuer>,
+}
+
+/// `[[auth.issuer]]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// The exact `iss` of its tokens, also its identifier in the metadata document.
+    pub issuer: String,
+    /// Where its signing keys are published.
+    pub jwks_uri: String,
+    /// Claim layout: `standard`, `keycloak` or `entra`.
+    pub claims: Option<String>,
+}
+
+/// `[danger]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDanger {
+    /// Serve MCP without authentication (no `[auth]`): anyone who reaches the port may call.
+    #[serde(default)]
+    pub unauthenticated: bool,
+    /// Accept issuers and JWKS over plain http (not only https) for non-loopback hosts.
+    #[serde(default)]
+    pub insecure_issuers: bool,
 }
 
 /// `[server]`

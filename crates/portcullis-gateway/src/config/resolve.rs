@@ -3,9 +3,11 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use portcullis_mcp::{EraPreference, UpstreamSpec, UpstreamTransport};
 use url::Url;
 
+use portcullis_authn::{ClaimMapping, ProtectedResource, Scopes};
+
 use super::{
     ConfigError,
-    raw::{Raw, RawNaming, RawServer, RawUpstream},
+    raw::{Raw, RawAuth, RawNaming, RawServer, RawUpstream},
 };
 
 /// A resolved configuration: every value parsed, checked and defaulted.
@@ -39,6 +41,34 @@ pub struct Config {
     pub naming: Naming,
     /// The upstreams, in routing order, each with its resolved prefix.
     pub upstreams: Vec<(UpstreamSpec, Option<String>)>,
+    /// Authentication; `None` only when `[danger] unauthenticated = true`.
+    pub auth: Option<Auth>,
+}
+
+/// Resolved `[auth]`.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// This endpoint as a protected resource.
+    pub resource: ProtectedResource,
+    /// Its human-readable name.
+    pub resource_name: String,
+    /// Scopes advertised and challenged for.
+    pub scopes: Scopes,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// The accepted issuers.
+    pub issuers: Vec<Issuer>,
+}
+
+/// One accepted token issuer.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Its exact `iss`.
+    pub issuer: String,
+    /// Where its keys are published.
+    pub jwks_uri: Url,
+    /// Where its tokens keep the caller's attributes.
+    pub mapping: ClaimMapping,
 }
 
 /// How aggregated capability names are formed.
@@ -89,7 +119,24 @@ impl Config {
             server,
             naming,
             upstreams,
+            auth,
+            danger,
         } = raw;
+        let auth = match (auth, danger.unauthenticated) {
+            (Some(auth), _) => Some(resolve_auth(auth, danger.insecure_issuers)?),
+            (None, true) => {
+                tracing::warn!(
+                    "[danger] unauthenticated = true: anyone who reaches the port may call every upstream"
+                );
+                None
+            }
+            (None, false) => {
+                return Err(ConfigError::invalid(
+                    "auth",
+                    "an `[auth]` section is required (or `[danger] unauthenticated = true`)",
+                ));
+            }
+        };
         let RawServer {
             listen,
             path,
@@ -168,8 +215,73 @@ impl Config {
             max_session_connections: max_session_connections.unwrap_or(256),
             naming,
             upstreams: resolved,
+            auth,
         })
     }
+}
+
+fn resolve_auth(raw: RawAuth, insecure_issuers: bool) -> Result<Auth, ConfigError> {
+    let resource = ProtectedResource::new(&raw.public_url)
+        .map_err(|error| ConfigError::invalid("auth.public_url", error.to_string()))?;
+    let scopes = Scopes::new(raw.scopes)
+        .map_err(|error| ConfigError::invalid("auth.scopes", error.to_string()))?;
+    if raw.issuers.is_empty() {
+        return Err(ConfigError::invalid(
+            "auth.issuer",
+            "at least one `[[auth.issuer]]` is required",
+        ));
+    }
+    if insecure_issuers {
+        tracing::warn!(
+            "[danger] insecure_issuers = true: issuer keys may be fetched over plain http"
+        );
+    }
+    let mut issuers = Vec::new();
+    for (index, issuer) in raw.issuers.into_iter().enumerate() {
+        let key = format!("auth.issuer[{index}]");
+        let jwks_uri = Url::parse(&issuer.jwks_uri).map_err(|error| {
+            ConfigError::invalid(
+                format!("{key}.jwks_uri"),
+                format!("`{}`: {error}", issuer.jwks_uri),
+            )
+        })?;
+        let loopback = jwks_uri
+            .host_str()
+            .is_some_and(|h| matches!(h, "localhost" | "127.0.0.1" | "[::1]"));
+        // SECURITY: keys fetched over plain http from the network can be swapped in transit,
+        // and then any token verifies.
+        if jwks_uri.scheme() != "https"
+            && !(jwks_uri.scheme() == "http" && (loopback || insecure_issuers))
+        {
+            return Err(ConfigError::invalid(
+                format!("{key}.jwks_uri"),
+                "must be https (plain http only on loopback, or with `[danger] insecure_issuers`)",
+            ));
+        }
+        let mapping = match issuer.claims.as_deref().unwrap_or("standard") {
+            "standard" => ClaimMapping::standard(),
+            "keycloak" => ClaimMapping::keycloak(),
+            "entra" => ClaimMapping::entra(),
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.claims"),
+                    format!("`{other}`: expected `standard`, `keycloak` or `entra`"),
+                ));
+            }
+        };
+        issuers.push(Issuer {
+            issuer: issuer.issuer,
+            jwks_uri,
+            mapping,
+        });
+    }
+    Ok(Auth {
+        resource,
+        resource_name: raw.resource_name.unwrap_or_else(|| "Portcullis".to_owned()),
+        scopes,
+        leeway: duration("auth.leeway", raw.leeway, 30_000)?,
+        issuers,
+    })
 }
 
 fn resolve_naming(raw: RawNaming) -> Result<Naming, ConfigError> {
@@ -313,7 +425,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {
-        let raw: Raw = toml::from_str(text).map_err(|e| e.to_string())?;
+        let text = format!("{text}\n[danger]\nunauthenticated = true\n");
+        let raw: Raw = toml::from_str(&text).map_err(|e| e.to_string())?;
         Config::resolve(raw).map_err(|e| e.to_string())
     }
 

@@ -4,16 +4,19 @@
 //! 1. `track`: counts in-flight MCP POSTs, so shutdown can wait for calls to finish;
 //! 2. `hygiene::check`: Host and Origin allow-lists (403), body size by Content-Length (413);
 //! 3. `RequestBodyLimitLayer`: the same size limit for bodies without a Content-Length (413);
-//! 4. the router: `path` -> `relay` (stateless requests that need no translation, as bytes to
+//! 4. the router: `/.well-known/oauth-protected-resource[path]` (open), and
+//!    `path` -> `authn::authenticate` (401/503 without a verified token; session owner check) ->
+//!    `relay` (stateless requests that need no translation, as bytes to
 //!    their upstream) -> rmcp's streamable HTTP service running the typed MCP proxy.
 
+mod authn;
 mod hygiene;
 mod relay;
 mod serve;
 
 use std::sync::Arc;
 
-use axum::{Router, middleware};
+use axum::{Router, middleware, routing::get};
 use rmcp::transport::{
     StreamableHttpServerConfig, StreamableHttpService,
     streamable_http_server::session::local::LocalSessionManager,
@@ -56,9 +59,25 @@ pub fn app(
         mcp,
     );
     let policy = Arc::new(hygiene::Policy::from_config(config));
-    let mcp = Router::new()
+    let mut mcp = Router::new()
         .route_service(&config.path, service)
         .route_layer(middleware::from_fn_with_state(relay, relay::relay));
+    if let Some(auth) = &config.auth {
+        let authn = Arc::new(authn::Authn::new(auth, config.session_idle_timeout));
+        mcp = mcp.route_layer(middleware::from_fn_with_state(
+            authn.clone(),
+            authn::authenticate,
+        ));
+        // RFC 9728 §3.1: at the path-inserted location, and at the root for clients that
+        // look there first.
+        const ROOT: &str = "/.well-known/oauth-protected-resource";
+        let mut metadata =
+            Router::new().route(&auth.resource.metadata_path(), get(authn::metadata));
+        if auth.resource.metadata_path() != ROOT {
+            metadata = metadata.route(ROOT, get(authn::metadata));
+        }
+        mcp = mcp.merge(metadata.with_state(authn));
+    }
     mcp.layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(middleware::from_fn_with_state(policy, hygiene::check))
         .layer(middleware::from_fn_with_state(inflight, serve::track))

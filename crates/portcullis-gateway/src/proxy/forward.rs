@@ -57,7 +57,10 @@ pub(super) async fn forward(
     let _inflight = live.inflight.register(&handle, context);
     let upstream_id = handle.id.clone();
     tokio::select! {
-        answer = handle.await_response() => answer.map_err(|error| upstream_failure(&error)),
+        answer = handle.await_response() => {
+            _inflight.settled().await;
+            answer.map_err(|error| upstream_failure(&error))
+        }
         () = context.ct.cancelled() => {
             let cancel = CancelledNotificationParam::new(
                 Some(upstream_id),

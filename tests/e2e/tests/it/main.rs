@@ -2,6 +2,7 @@
 //! fixture upstreams over stdio and HTTP.
 //!
 //! - `relay`: calls, lists, progress, logging, elicitation and sampling through the gateway;
+//! - `authn`: bearer tokens verified at every request, challenges, session ownership;
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
 //! - `binary`: the real `portcullis demo` process, its banner, a client, SIGTERM;
 //! - `failure`: an upstream that dies mid-call, and its restart;
@@ -9,10 +10,12 @@
 
 #![expect(
     clippy::expect_used,
+    clippy::unwrap_used,
     reason = "a test helper that cannot go on fails loudly"
 )]
 
 mod aggregate;
+mod authn;
 mod binary;
 mod failure;
 mod hygiene;

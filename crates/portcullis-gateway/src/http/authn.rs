@@ -1,0 +1,277 @@
+//! Authentication of every MCP request, and the metadata that tells clients how to get a token.
+//!
+//! Runs on the MCP route only (`route_layer`), before the relay and rmcp: nothing reads a body,
+//! opens a session or reaches an upstream for a caller without a verified token. Every request is
+//! verified anew: a session id is never a credential (SECURITY: it travels in a header a
+//! compromised client or proxy can replay), and a session belongs to the caller who opened it.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json,
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, StatusCode, header};
+use portcullis_authn::{
+    BearerToken, Challenge, JwtConfig, JwtVerifier, ProtectedResourceMetadata, VerifiedPrincipal,
+};
+use portcullis_core::CorrelationId;
+
+use crate::config::Auth;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+// Bound on remembered session owners. Owners idle longer than the session timeout are forgotten
+// first; a session that cannot be bound cannot be used (it answers 404), never the reverse.
+const MAX_BOUND_SESSIONS: usize = 100_000;
+
+struct Binding {
+    owner: (String, String),
+    last_seen: Instant,
+}
+
+pub(super) struct Authn {
+    verifiers: Vec<(String, JwtVerifier)>,
+    challenge_scopes: portcullis_authn::Scopes,
+    metadata_url: String,
+    metadata: ProtectedResourceMetadata,
+    owners: Mutex<HashMap<String, Binding>>,
+    session_idle_timeout: Duration,
+}
+
+impl Authn {
+    pub(super) fn new(auth: &Auth, session_idle_timeout: Duration) -> Self {
+        let http = portcullis_mcp::http_client();
+        let verifiers = auth
+            .issuers
+            .iter()
+            .map(|issuer| {
+                let config = JwtConfig {
+                    issuer: issuer.issuer.clone(),
+                    audience: auth.resource.identifier().to_owned(),
+                    jwks_uri: issuer.jwks_uri.clone(),
+                    leeway: auth.leeway,
+                    refetch_interval: Duration::from_secs(10),
+                    mapping: issuer.mapping.clone(),
+                };
+                (
+                    issuer.issuer.clone(),
+                    JwtVerifier::new(config, http.clone()),
+                )
+            })
+            .collect();
+        let metadata = ProtectedResourceMetadata::new(
+            &auth.resource,
+            auth.issuers
+                .iter()
+                .map(|issuer| issuer.issuer.clone())
+                .collect(),
+            &auth.scopes,
+            &auth.resource_name,
+        );
+        Self {
+            verifiers,
+            challenge_scopes: auth.scopes.clone(),
+            metadata_url: auth.resource.metadata_url(),
+            metadata,
+            owners: Mutex::new(HashMap::new()),
+            session_idle_timeout,
+        }
+    }
+
+    async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, Refusal> {
+        // The unverified `iss` only picks which issuer's keys to try; that issuer's verifier
+        // then checks `iss` again along with the signature.
+        let claimed = unverified_issuer(token.expose());
+        let verifier = self
+            .verifiers
+            .iter()
+            .find(|(issuer, _)| Some(issuer.as_str()) == claimed.as_deref())
+            .map(|(_, verifier)| verifier)
+            .ok_or(Refusal::Challenge(Challenge::InvalidToken))?;
+        verifier.verify(token).await.map_err(|error| {
+            if error.is_malfunction() {
+                Refusal::Unavailable
+            } else {
+                tracing::info!(reason = %error, "token refused");
+                Refusal::Challenge(Challenge::InvalidToken)
+            }
+        })
+    }
+
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, Binding>> {
+        self.owners.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+enum Refusal {
+    Challenge(Challenge),
+    Unavailable,
+}
+
+pub(super) async fn authenticate(
+    State(authn): State<Arc<Authn>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let values = request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(HeaderValue::as_bytes);
+    let principal = match BearerToken::from_authorization(values) {
+        Ok(None) => Err(Refusal::Challenge(Challenge::Missing {
+            scopes: authn.challenge_scopes.clone(),
+        })),
+        Err(error) => {
+            tracing::info!(reason = %error, "authorization header refused");
+            Err(Refusal::Challenge(Challenge::InvalidToken))
+        }
+        Ok(Some(token)) => authn.verify(&token).await,
+    };
+    let principal = match principal {
+        Ok(principal) => principal,
+        Err(Refusal::Challenge(challenge)) => return challenge_response(&authn, &challenge),
+        Err(Refusal::Unavailable) => return unavailable(),
+    };
+    let owner = (
+        principal.issuer().to_owned(),
+        principal.subject().to_owned(),
+    );
+    let session = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(session) = &session {
+        let mut owners = authn.owners();
+        match owners.get_mut(session) {
+            Some(binding) if binding.owner == owner => binding.last_seen = Instant::now(),
+            // SECURITY: another caller's session, or one the gateway does not know the owner
+            // of, answers exactly like a session that does not exist: a stolen id neither
+            // works nor confirms that it is live.
+            _ => {
+                tracing::info!("session id presented by a caller who did not open it");
+                return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+            }
+        }
+    }
+    let deleting = request.method() == http::Method::DELETE;
+    request.extensions_mut().insert(principal);
+    let response = next.run(request).await;
+    match (
+        &session,
+        response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        (None, Some(created)) => authn.bind(created, owner),
+        (Some(ended), _) if deleting && response.status().is_success() => {
+            authn.owners().remove(ended);
+        }
+        _ => {}
+    }
+    response
+}
+
+impl Authn {
+    fn bind(&self, session: &str, owner: (String, String)) {
+        let mut owners = self.owners();
+        if owners.len() >= MAX_BOUND_SESSIONS {
+            let idle = self.session_idle_timeout;
+            owners.retain(|_, binding| binding.last_seen.elapsed() < idle);
+        }
+        if owners.len() >= MAX_BOUND_SESSIONS {
+            tracing::warn!("too many live sessions; the new one is refused on first use");
+            return;
+        }
+        owners.insert(
+            session.to_owned(),
+            Binding {
+                owner,
+                last_seen: Instant::now(),
+            },
+        );
+    }
+}
+
+fn challenge_response(authn: &Authn, challenge: &Challenge) -> Response {
+    let status = StatusCode::from_u16(challenge.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let mut response = (status, status.canonical_reason().unwrap_or_default()).into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge.header_value(&authn.metadata_url)) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+fn unavailable() -> Response {
+    let correlation = CorrelationId::fresh();
+    tracing::warn!(%correlation, "token could not be verified: issuer keys unavailable");
+    let body = serde_json::json!({
+        "error": "temporarily_unavailable",
+        "error_description": "the identity provider cannot be reached; try again shortly",
+        "correlationId": correlation.as_str(),
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+pub(super) async fn metadata(State(authn): State<Arc<Authn>>) -> Response {
+    Json(authn.metadata.clone()).into_response()
+}
+
+/// The `iss` claim of a JWT, read without verifying anything: only to choose a verifier.
+fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64url_decode(payload)?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    for byte in text.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            b'=' => break,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(value);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issuer_is_read_from_the_payload_without_trusting_it() {
+        // {"alg":"none"} . {"iss":"https://as.example","sub":"x"} . (no signature)
+        let token = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2FzLmV4YW1wbGUiLCJzdWIiOiJ4In0.";
+        assert_eq!(
+            unverified_issuer(token).as_deref(),
+            Some("https://as.example")
+        );
+        assert_eq!(unverified_issuer("garbage"), None);
+        assert_eq!(unverified_issuer("a.!!!.c"), None);
+    }
+}

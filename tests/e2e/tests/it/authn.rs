@@ -1,0 +1,227 @@
+//! Authentication at the gateway: every request carries a token that is verified, tokenless
+//! callers learn where to get one, and a session belongs to whoever opened it.
+
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Json, Router, routing::get};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, jwk::Jwk};
+use portcullis_e2e::TestGateway;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::stdio_upstream;
+
+const ISSUER: &str = "https://issuer.example";
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+
+struct Issuer {
+    key: EncodingKey,
+}
+
+impl Issuer {
+    fn token(&self, subject: &str, audience: &str) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = json!({"iss": ISSUER, "sub": subject, "aud": audience, "exp": now + 300, "scope": "tools:read"});
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+async fn jwks() -> (Issuer, String) {
+    let key = EncodingKey::from_ec_pem(include_bytes!(
+        "../../../../crates/portcullis-authn/tests/keys/es256.pem"
+    ))
+    .unwrap();
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+    jwk.common.key_id = Some("k1".into());
+    let set = Arc::new(json!({ "keys": [jwk] }));
+    let app = Router::new().route(
+        "/jwks",
+        get(move || {
+            let set = set.clone();
+            async move { Json((*set).clone()) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (Issuer { key }, format!("http://{address}/jwks"))
+}
+
+fn auth_config(jwks_uri: &str) -> String {
+    format!(
+        "[auth]\npublic_url = \"http://127.0.0.1:8080/mcp\"\nresource_name = \"e2e\"\nscopes = [\"tools:read\"]\n\n[[auth.issuer]]\nissuer = \"{ISSUER}\"\njwks_uri = \"{jwks_uri}\"\n\n{}",
+        stdio_upstream("fixture")
+    )
+}
+
+fn post(http: &reqwest::Client, url: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    let request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    match token {
+        Some(token) => request.header("authorization", format!("Bearer {token}")),
+        None => request,
+    }
+}
+
+const METADATA_URL: &str = "http://127.0.0.1:8080/.well-known/oauth-protected-resource/mcp";
+
+#[tokio::test]
+async fn the_metadata_document_is_served_at_the_path_inserted_url_and_the_root() {
+    let (_, jwks_uri) = jwks().await;
+    let gateway = TestGateway::spawn(&auth_config(&jwks_uri)).await;
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let document: Value = reqwest::get(format!("{}{path}", gateway.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(document["resource"], "http://127.0.0.1:8080/mcp", "{path}");
+        assert_eq!(document["authorization_servers"], json!([ISSUER]));
+        assert_eq!(document["bearer_methods_supported"], json!(["header"]));
+        assert_eq!(document["scopes_supported"], json!(["tools:read"]));
+    }
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_get_the_right_challenge_and_never_pass() {
+    let (issuer, jwks_uri) = jwks().await;
+    let gateway = TestGateway::spawn(&auth_config(&jwks_uri)).await;
+    let http = reqwest::Client::new();
+    let missing = format!(r#"Bearer resource_metadata="{METADATA_URL}", scope="tools:read""#);
+    let invalid = format!(r#"Bearer error="invalid_token", resource_metadata="{METADATA_URL}""#);
+    let wrong_audience = issuer.token("user-42", "https://other.example/mcp");
+    let huge = "a".repeat(64 * 1024);
+    let cases: Vec<(&str, reqwest::RequestBuilder, &str)> = vec![
+        ("no token", post(&http, &gateway.url, None), &missing),
+        (
+            "token in the query string only",
+            post(
+                &http,
+                &format!(
+                    "{}?access_token={}",
+                    gateway.url,
+                    issuer.token("user-42", "http://127.0.0.1:8080/mcp")
+                ),
+                None,
+            ),
+            &missing,
+        ),
+        (
+            "malformed",
+            post(&http, &gateway.url, Some("not-a-jwt")),
+            &invalid,
+        ),
+        (
+            "another resource's token",
+            post(&http, &gateway.url, Some(&wrong_audience)),
+            &invalid,
+        ),
+        (
+            "basic credentials",
+            post(&http, &gateway.url, None).header("authorization", "Basic dXNlcjpwYXNz"),
+            &invalid,
+        ),
+        (
+            "64 KiB token",
+            post(&http, &gateway.url, Some(&huge)),
+            &invalid,
+        ),
+    ];
+    for (label, request, challenge) in cases {
+        let response = request.body(INIT).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{label}");
+        let header = response
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header.as_deref(), Some(challenge), "{label}");
+        assert!(
+            response.headers().get("mcp-session-id").is_none(),
+            "{label}: no session for a refused caller"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_session_answers_only_the_caller_who_opened_it() {
+    let (issuer, jwks_uri) = jwks().await;
+    let gateway = TestGateway::spawn(&auth_config(&jwks_uri)).await;
+    let http = reqwest::Client::new();
+    let alice = issuer.token("alice", "http://127.0.0.1:8080/mcp");
+    let mallory = issuer.token("mallory", "http://127.0.0.1:8080/mcp");
+    let opened = post(&http, &gateway.url, Some(&alice))
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.status(), StatusCode::OK);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let _ = opened.text().await;
+    let with_session = |token: &str| {
+        post(&http, &gateway.url, Some(token))
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .body(LIST)
+    };
+    let stolen = with_session(&mallory).send().await.unwrap();
+    assert_eq!(
+        stolen.status(),
+        StatusCode::NOT_FOUND,
+        "another caller's session id is not found"
+    );
+    let own = with_session(&alice).send().await.unwrap();
+    assert_eq!(own.status(), StatusCode::OK, "the owner keeps using it");
+    assert!(own.text().await.unwrap().contains("fixture_echo"));
+    let no_token = post(&http, &gateway.url, None)
+        .header("mcp-session-id", &session)
+        .body(LIST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        no_token.status(),
+        StatusCode::UNAUTHORIZED,
+        "a session id is not a credential"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_identity_provider_is_a_503_not_a_denial() {
+    let (issuer, _) = jwks().await;
+    let gateway = TestGateway::spawn(&auth_config("http://127.0.0.1:9/jwks")).await;
+    let response = post(
+        &reqwest::Client::new(),
+        &gateway.url,
+        Some(&issuer.token("alice", "http://127.0.0.1:8080/mcp")),
+    )
+    .body(INIT)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["correlationId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("pc-")),
+        "{body}"
+    );
+}
