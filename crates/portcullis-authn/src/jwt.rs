@@ -72,8 +72,8 @@ pub struct JwtConfig {
     pub issuer: String,
     /// The resource identifier `aud` must contain.
     pub audience: String,
-    /// Where the issuer publishes its keys.
-    pub jwks_uri: Url,
+    /// Where the issuer publishes its keys; `None` discovers it from the issuer's metadata.
+    pub jwks_uri: Option<Url>,
     /// Clock skew allowed on `exp` and `nbf`.
     pub leeway: Duration,
     /// Shortest time between two key refetches, so unknown-`kid` tokens cannot hammer the issuer.
@@ -87,6 +87,7 @@ pub struct JwtVerifier {
     config: JwtConfig,
     http: reqwest::Client,
     keys: RwLock<Arc<JwkSet>>,
+    discovered: RwLock<Option<Url>>,
     // Held while fetching: concurrent misses wait for one fetch instead of each making one.
     fetch: Mutex<Option<Instant>>,
 }
@@ -98,6 +99,7 @@ impl JwtVerifier {
             config,
             http,
             keys: RwLock::new(Arc::new(JwkSet { keys: Vec::new() })),
+            discovered: RwLock::new(None),
             fetch: Mutex::new(None),
         }
     }
@@ -155,24 +157,41 @@ impl JwtVerifier {
     }
 
     async fn fetch_keys(&self) -> Option<JwkSet> {
+        let uri = self.jwks_uri().await?;
         let response = self
             .http
-            .get(self.config.jwks_uri.clone())
+            .get(uri.clone())
             .timeout(Duration::from_secs(5))
             .send()
             .await;
         let set = match response {
             Ok(response) if response.status().is_success() => response.json::<JwkSet>().await.ok(),
             Ok(response) => {
-                tracing::warn!(status = %response.status(), uri = %self.config.jwks_uri, "JWKS fetch refused");
+                tracing::warn!(status = %response.status(), %uri, "JWKS fetch refused");
                 None
             }
             Err(error) => {
-                tracing::warn!(%error, uri = %self.config.jwks_uri, "JWKS unreachable");
+                tracing::warn!(%error, %uri, "JWKS unreachable");
                 None
             }
         };
         set.filter(|set| !set.keys.is_empty())
+    }
+
+    /// The configured key set URL, or the one the issuer's metadata names (found once).
+    async fn jwks_uri(&self) -> Option<Url> {
+        if let Some(uri) = &self.config.jwks_uri {
+            return Some(uri.clone());
+        }
+        if let Some(uri) = self.discovered.read().await.clone() {
+            return Some(uri);
+        }
+        let uri = crate::discovery::jwks_uri(&self.http, &self.config.issuer).await;
+        if uri.is_none() {
+            tracing::warn!(issuer = %self.config.issuer, "issuer metadata names no usable jwks_uri");
+        }
+        self.discovered.write().await.clone_from(&uri);
+        uri
     }
 }
 

@@ -58,7 +58,7 @@ fn verifier(jwks_uri: &str) -> JwtVerifier {
         JwtConfig {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
-            jwks_uri: jwks_uri.parse().unwrap(),
+            jwks_uri: Some(jwks_uri.parse().unwrap()),
             leeway: Duration::from_secs(5),
             refetch_interval: Duration::from_millis(0),
             mapping: ClaimMapping::standard(),
@@ -271,5 +271,64 @@ async fn a_new_key_is_found_by_refetching_and_an_unreachable_issuer_is_a_malfunc
     assert!(
         outcome.unwrap_err().is_malfunction(),
         "an unreachable issuer is never a 401"
+    );
+}
+
+#[tokio::test]
+async fn keys_are_found_through_the_issuers_metadata_and_a_foreign_document_is_ignored() {
+    let keys = keys();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let set = keys.set.clone();
+    let honest = json!({ "issuer": base, "jwks_uri": format!("{base}/keys") });
+    let app = Router::new()
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(move || {
+                let honest = honest.clone();
+                async move { Json(honest) }
+            }),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server/liar",
+            get(|| async { Json(json!({ "issuer": "https://someone.else", "jwks_uri": "http://127.0.0.1:9/keys" })) }),
+        )
+        .route(
+            "/keys",
+            get(move || {
+                let set = set.lock().unwrap().clone();
+                async move { Json(set) }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let discovering = |issuer: &str| {
+        JwtVerifier::new(
+            JwtConfig {
+                issuer: issuer.into(),
+                audience: AUDIENCE.into(),
+                jwks_uri: None,
+                leeway: Duration::from_secs(5),
+                refetch_interval: Duration::from_millis(0),
+                mapping: ClaimMapping::standard(),
+            },
+            reqwest::Client::new(),
+        )
+    };
+    let mut c = claims();
+    c["iss"] = json!(base);
+    let token = sign(&keys.ec, Algorithm::ES256, "ec-1", &c);
+    let principal = discovering(&base)
+        .verify(&bearer(&token))
+        .await
+        .expect("discovered keys");
+    assert_eq!(principal.issuer(), base);
+
+    let liar = format!("{base}/liar");
+    c["iss"] = json!(liar);
+    let token = sign(&keys.ec, Algorithm::ES256, "ec-1", &c);
+    assert_eq!(
+        discovering(&liar).verify(&bearer(&token)).await,
+        Err(AuthnError::Unavailable)
     );
 }

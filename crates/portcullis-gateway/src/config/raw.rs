@@ -46,8 +46,9 @@ pub struct RawAuth {
 pub struct RawIssuer {
     /// The exact `iss` of its tokens, also its identifier in the metadata document.
     pub issuer: String,
-    /// Where its signing keys are published.
-    pub jwks_uri: String,
+    /// Where its signing keys are published; default: found through the issuer's metadata
+    /// (RFC 8414, then OpenID Connect discovery).
+    pub jwks_uri: Option<String>,
     /// Claim layout: `standard`, `keycloak` or `entra`.
     pub claims: Option<String>,
 }

@@ -65,8 +65,8 @@ pub struct Auth {
 pub struct Issuer {
     /// Its exact `iss`.
     pub issuer: String,
-    /// Where its keys are published.
-    pub jwks_uri: Url,
+    /// Where its keys are published; `None`: discovered from the issuer.
+    pub jwks_uri: Option<Url>,
     /// Where its tokens keep the caller's attributes.
     pub mapping: ClaimMapping,
 }
@@ -239,25 +239,23 @@ fn resolve_auth(raw: RawAuth, insecure_issuers: bool) -> Result<Auth, ConfigErro
     let mut issuers = Vec::new();
     for (index, issuer) in raw.issuers.into_iter().enumerate() {
         let key = format!("auth.issuer[{index}]");
-        let jwks_uri = Url::parse(&issuer.jwks_uri).map_err(|error| {
+        let issuer_url = Url::parse(&issuer.issuer).map_err(|error| {
             ConfigError::invalid(
-                format!("{key}.jwks_uri"),
-                format!("`{}`: {error}", issuer.jwks_uri),
+                format!("{key}.issuer"),
+                format!("`{}`: {error}", issuer.issuer),
             )
         })?;
-        let loopback = jwks_uri
-            .host_str()
-            .is_some_and(|h| matches!(h, "localhost" | "127.0.0.1" | "[::1]"));
-        // SECURITY: keys fetched over plain http from the network can be swapped in transit,
-        // and then any token verifies.
-        if jwks_uri.scheme() != "https"
-            && !(jwks_uri.scheme() == "http" && (loopback || insecure_issuers))
-        {
-            return Err(ConfigError::invalid(
-                format!("{key}.jwks_uri"),
-                "must be https (plain http only on loopback, or with `[danger] insecure_issuers`)",
-            ));
-        }
+        check_transport(&format!("{key}.issuer"), &issuer_url, insecure_issuers)?;
+        let jwks_uri = match &issuer.jwks_uri {
+            Some(text) => {
+                let url = Url::parse(text).map_err(|error| {
+                    ConfigError::invalid(format!("{key}.jwks_uri"), format!("`{text}`: {error}"))
+                })?;
+                check_transport(&format!("{key}.jwks_uri"), &url, insecure_issuers)?;
+                Some(url)
+            }
+            None => None,
+        };
         let mapping = match issuer.claims.as_deref().unwrap_or("standard") {
             "standard" => ClaimMapping::standard(),
             "keycloak" => ClaimMapping::keycloak(),
@@ -282,6 +280,22 @@ fn resolve_auth(raw: RawAuth, insecure_issuers: bool) -> Result<Auth, ConfigErro
         leeway: duration("auth.leeway", raw.leeway, 30_000)?,
         issuers,
     })
+}
+
+// SECURITY: keys or metadata fetched over plain http from the network can be swapped in transit,
+// and then any token verifies.
+fn check_transport(key: &str, url: &Url, insecure: bool) -> Result<(), ConfigError> {
+    let loopback = url
+        .host_str()
+        .is_some_and(|host| matches!(host, "localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || insecure => Ok(()),
+        _ => Err(ConfigError::invalid(
+            key,
+            "must be https (plain http only on loopback, or with `[danger] insecure_issuers`)",
+        )),
+    }
 }
 
 fn resolve_naming(raw: RawNaming) -> Result<Naming, ConfigError> {

@@ -1,0 +1,103 @@
+//! Finding an issuer's keys from its identifier: RFC 8414 authorization server metadata first,
+//! then OpenID Connect discovery, in the order the MCP authorization spec gives.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+/// The metadata URLs to try for `issuer`, in order.
+///
+/// For `https://as.example/tenant1`: RFC 8414 with path insertion, OIDC with path insertion,
+/// then OIDC with the path appended. For an issuer without a path: RFC 8414, then OIDC.
+pub fn metadata_urls(issuer: &Url) -> Vec<Url> {
+    let path = issuer.path().trim_end_matches('/');
+    let at = |suffix: String| {
+        let mut url = issuer.clone();
+        url.set_path(&suffix);
+        url.set_query(None);
+        url.set_fragment(None);
+        url
+    };
+    if path.is_empty() {
+        vec![
+            at("/.well-known/oauth-authorization-server".to_owned()),
+            at("/.well-known/openid-configuration".to_owned()),
+        ]
+    } else {
+        vec![
+            at(format!("/.well-known/oauth-authorization-server{path}")),
+            at(format!("/.well-known/openid-configuration{path}")),
+            at(format!("{path}/.well-known/openid-configuration")),
+        ]
+    }
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    issuer: String,
+    jwks_uri: Option<String>,
+}
+
+/// The `jwks_uri` the issuer publishes, from the first metadata document that answers and names
+/// the same issuer (RFC 8414 §3.3: a document for another issuer is ignored, not trusted).
+pub(crate) async fn jwks_uri(http: &reqwest::Client, issuer: &str) -> Option<Url> {
+    let issuer_url = Url::parse(issuer).ok()?;
+    for url in metadata_urls(&issuer_url) {
+        let response = http
+            .get(url.clone())
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        let Ok(response) = response else { continue };
+        if !response.status().is_success() {
+            continue;
+        }
+        let Ok(metadata) = response.json::<Metadata>().await else {
+            continue;
+        };
+        if metadata.issuer != issuer {
+            tracing::warn!(%url, "authorization server metadata names another issuer; ignored");
+            continue;
+        }
+        if let Some(jwks_uri) = metadata.jwks_uri.and_then(|uri| Url::parse(&uri).ok()) {
+            return Some(jwks_uri);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(issuer: &str) -> Vec<String> {
+        metadata_urls(&Url::parse(issuer).unwrap())
+            .iter()
+            .map(Url::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn issuers_without_a_path_try_oauth_then_oidc() {
+        assert_eq!(
+            urls("https://as.example"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server",
+                "https://as.example/.well-known/openid-configuration"
+            ]
+        );
+    }
+
+    #[test]
+    fn issuers_with_a_path_insert_it_then_append_it() {
+        assert_eq!(
+            urls("https://as.example/tenant1/"),
+            [
+                "https://as.example/.well-known/oauth-authorization-server/tenant1",
+                "https://as.example/.well-known/openid-configuration/tenant1",
+                "https://as.example/tenant1/.well-known/openid-configuration"
+            ]
+        );
+    }
+}
