@@ -53,6 +53,9 @@ pub enum AuthnError {
         /// The claim.
         claim: &'static str,
     },
+    /// Introspection says the token is not active (revoked, expired, unknown).
+    #[error("token is not active")]
+    Inactive,
     /// The issuer's keys cannot be fetched and none are cached: a malfunction, not a denial.
     #[error("issuer keys are unavailable")]
     Unavailable,

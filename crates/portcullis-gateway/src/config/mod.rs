@@ -8,4 +8,4 @@ mod resolve;
 
 pub use error::ConfigError;
 pub use raw::Raw;
-pub use resolve::{Auth, Config, Issuer, Naming, PrefixMode};
+pub use resolve::{Auth, Config, Introspection, Issuer, Naming, PrefixMode};

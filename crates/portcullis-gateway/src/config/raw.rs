@@ -51,6 +51,16 @@ pub struct RawIssuer {
     pub jwks_uri: Option<String>,
     /// Claim layout: `standard`, `keycloak` or `entra`.
     pub claims: Option<String>,
+    /// RFC 7662 endpoint for opaque tokens of this issuer.
+    pub introspection_endpoint: Option<String>,
+    /// The gateway's client id at the introspection endpoint.
+    pub client_id: Option<String>,
+    /// A file holding the gateway's client secret there (kept out of the config itself).
+    pub client_secret_file: Option<std::path::PathBuf>,
+    /// `basic` (default) or `post`.
+    pub client_auth: Option<String>,
+    /// Longest time an introspection answer is reused, default `30s`.
+    pub introspection_cache: Option<String>,
 }
 
 /// `[danger]`

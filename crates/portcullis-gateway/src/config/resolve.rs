@@ -3,11 +3,11 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use portcullis_mcp::{EraPreference, UpstreamSpec, UpstreamTransport};
 use url::Url;
 
-use portcullis_authn::{ClaimMapping, ProtectedResource, Scopes};
+use portcullis_authn::{ClaimMapping, ClientAuth, ClientSecret, ProtectedResource, Scopes};
 
 use super::{
     ConfigError,
-    raw::{Raw, RawAuth, RawNaming, RawServer, RawUpstream},
+    raw::{Raw, RawAuth, RawIssuer, RawNaming, RawServer, RawUpstream},
 };
 
 /// A resolved configuration: every value parsed, checked and defaulted.
@@ -69,6 +69,19 @@ pub struct Issuer {
     pub jwks_uri: Option<Url>,
     /// Where its tokens keep the caller's attributes.
     pub mapping: ClaimMapping,
+    /// How its opaque tokens are checked, if it issues any.
+    pub introspection: Option<Introspection>,
+}
+
+/// An issuer's RFC 7662 endpoint and the gateway's credentials there.
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    /// The endpoint.
+    pub endpoint: Url,
+    /// The gateway's client authentication.
+    pub client: ClientAuth,
+    /// Longest reuse of one answer.
+    pub cache_ttl: Duration,
 }
 
 /// How aggregated capability names are formed.
@@ -267,10 +280,12 @@ fn resolve_auth(raw: RawAuth, insecure_issuers: bool) -> Result<Auth, ConfigErro
                 ));
             }
         };
+        let introspection = resolve_introspection(&key, &issuer, insecure_issuers)?;
         issuers.push(Issuer {
             issuer: issuer.issuer,
             jwks_uri,
             mapping,
+            introspection,
         });
     }
     Ok(Auth {
@@ -280,6 +295,79 @@ fn resolve_auth(raw: RawAuth, insecure_issuers: bool) -> Result<Auth, ConfigErro
         leeway: duration("auth.leeway", raw.leeway, 30_000)?,
         issuers,
     })
+}
+
+fn resolve_introspection(
+    key: &str,
+    issuer: &RawIssuer,
+    insecure: bool,
+) -> Result<Option<Introspection>, ConfigError> {
+    let Some(endpoint) = &issuer.introspection_endpoint else {
+        if issuer.client_id.is_some() || issuer.client_secret_file.is_some() {
+            return Err(ConfigError::invalid(
+                key,
+                "`client_id` and `client_secret_file` need `introspection_endpoint`",
+            ));
+        }
+        return Ok(None);
+    };
+    let endpoint = Url::parse(endpoint).map_err(|error| {
+        ConfigError::invalid(
+            format!("{key}.introspection_endpoint"),
+            format!("`{endpoint}`: {error}"),
+        )
+    })?;
+    check_transport(
+        &format!("{key}.introspection_endpoint"),
+        &endpoint,
+        insecure,
+    )?;
+    let (Some(id), Some(path)) = (&issuer.client_id, &issuer.client_secret_file) else {
+        return Err(ConfigError::invalid(
+            key,
+            "introspection needs `client_id` and `client_secret_file` (RFC 7662 §2.1)",
+        ));
+    };
+    let secret = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?
+        .trim()
+        .to_owned();
+    if secret.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.client_secret_file"),
+            "the file is empty",
+        ));
+    }
+    let secret = ClientSecret::new(secret);
+    let client = match issuer.client_auth.as_deref().unwrap_or("basic") {
+        "basic" => ClientAuth::Basic {
+            id: id.clone(),
+            secret,
+        },
+        "post" => ClientAuth::Post {
+            id: id.clone(),
+            secret,
+        },
+        other => {
+            return Err(ConfigError::invalid(
+                format!("{key}.client_auth"),
+                format!("`{other}`: expected `basic` or `post`"),
+            ));
+        }
+    };
+    let cache_ttl = duration(
+        &format!("{key}.introspection_cache"),
+        issuer.introspection_cache.clone(),
+        30_000,
+    )?;
+    Ok(Some(Introspection {
+        endpoint,
+        client,
+        cache_ttl,
+    }))
 }
 
 // SECURITY: keys or metadata fetched over plain http from the network can be swapped in transit,

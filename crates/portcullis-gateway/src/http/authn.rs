@@ -19,7 +19,8 @@ use axum::{
 };
 use http::{HeaderValue, StatusCode, header};
 use portcullis_authn::{
-    BearerToken, Challenge, JwtConfig, JwtVerifier, ProtectedResourceMetadata, VerifiedPrincipal,
+    BearerToken, Challenge, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier,
+    ProtectedResourceMetadata, VerifiedPrincipal,
 };
 use portcullis_core::CorrelationId;
 
@@ -37,6 +38,8 @@ struct Binding {
 
 pub(super) struct Authn {
     verifiers: Vec<(String, JwtVerifier)>,
+    // Opaque tokens carry no issuer; the first issuer that introspects checks them.
+    introspector: Option<Introspector>,
     challenge_scopes: portcullis_authn::Scopes,
     metadata_url: String,
     metadata: ProtectedResourceMetadata,
@@ -65,6 +68,19 @@ impl Authn {
                 )
             })
             .collect();
+        let introspector = auth.issuers.iter().find_map(|issuer| {
+            let introspection = issuer.introspection.as_ref()?;
+            let config = IntrospectionConfig {
+                issuer: issuer.issuer.clone(),
+                endpoint: introspection.endpoint.clone(),
+                client: introspection.client.clone(),
+                audience: auth.resource.identifier().to_owned(),
+                cache_ttl: introspection.cache_ttl,
+                leeway: auth.leeway,
+                mapping: issuer.mapping.clone(),
+            };
+            Some(Introspector::new(config, http.clone()))
+        });
         let metadata = ProtectedResourceMetadata::new(
             &auth.resource,
             auth.issuers
@@ -76,6 +92,7 @@ impl Authn {
         );
         Self {
             verifiers,
+            introspector,
             challenge_scopes: auth.scopes.clone(),
             metadata_url: auth.resource.metadata_url(),
             metadata,
@@ -88,13 +105,18 @@ impl Authn {
         // The unverified `iss` only picks which issuer's keys to try; that issuer's verifier
         // then checks `iss` again along with the signature.
         let claimed = unverified_issuer(token.expose());
-        let verifier = self
+        let jwt = self
             .verifiers
             .iter()
             .find(|(issuer, _)| Some(issuer.as_str()) == claimed.as_deref())
-            .map(|(_, verifier)| verifier)
-            .ok_or(Refusal::Challenge(Challenge::InvalidToken))?;
-        verifier.verify(token).await.map_err(|error| {
+            .map(|(_, verifier)| verifier);
+        let outcome = match (jwt, &self.introspector) {
+            (Some(verifier), _) => verifier.verify(token).await,
+            // Not a JWT of a known issuer: only introspection can vouch for it.
+            (None, Some(introspector)) if claimed.is_none() => introspector.verify(token).await,
+            (None, _) => return Err(Refusal::Challenge(Challenge::InvalidToken)),
+        };
+        outcome.map_err(|error| {
             if error.is_malfunction() {
                 Refusal::Unavailable
             } else {

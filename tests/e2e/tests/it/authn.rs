@@ -225,3 +225,55 @@ async fn an_unreachable_identity_provider_is_a_503_not_a_denial() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn opaque_tokens_are_checked_by_introspection() {
+    let (_, jwks_uri) = jwks().await;
+    let app = Router::new().route(
+        "/introspect",
+        axum::routing::post(|body: String| async move {
+            let active = body.contains("token=opaque-good");
+            Json(if active {
+                json!({"active": true, "aud": "http://127.0.0.1:8080/mcp", "sub": "svc-1", "client_id": "svc"})
+            } else {
+                json!({"active": false})
+            })
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let secret = std::env::temp_dir().join(format!("portcullis-e2e-secret-{}", std::process::id()));
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let config = auth_config(&jwks_uri).replacen(
+        "\n\n[[upstream]]",
+        &format!(
+            "\nintrospection_endpoint = \"{endpoint}\"\nclient_id = \"gateway\"\nclient_secret_file = {:?}\n\n[[upstream]]",
+            secret.to_string_lossy()
+        ),
+        1,
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let http = reqwest::Client::new();
+    let good = post(&http, &gateway.url, Some("opaque-good"))
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        good.status(),
+        StatusCode::OK,
+        "an active opaque token for this resource passes"
+    );
+    let bad = post(&http, &gateway.url, Some("opaque-revoked"))
+        .body(INIT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.status(),
+        StatusCode::UNAUTHORIZED,
+        "an inactive one is refused"
+    );
+    let _ = std::fs::remove_file(&secret);
+}

@@ -1,0 +1,245 @@
+//! Opaque tokens, checked with the issuer's RFC 7662 introspection endpoint.
+//!
+//! Answers are cached by a SHA-256 of the token (never the token itself) until the earlier of
+//! the token's `exp` and the cache lifetime, so a revoked token stops working within that
+//! lifetime and the issuer is not asked on every request.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::Value;
+use url::Url;
+
+use crate::{AuthnError, BearerToken, ClaimMapping, VerifiedPrincipal};
+
+// Past this many cached answers the cache starts over; an attacker spraying random tokens then
+// costs introspection calls, not memory.
+const MAX_CACHED: usize = 10_000;
+// A refusal is remembered briefly: long enough to absorb a retry storm, short enough that a
+// token issued a moment ago is not refused for long.
+const REFUSAL_TTL: Duration = Duration::from_secs(5);
+
+/// Answers by token digest, each with the instant it stops being reused.
+type Cache = HashMap<[u8; 32], (Instant, Result<VerifiedPrincipal, AuthnError>)>;
+
+/// A client secret for the introspection endpoint. Never printed.
+#[derive(Clone)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    /// Wrap a secret.
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(<redacted>)")
+    }
+}
+
+/// How the gateway authenticates to the introspection endpoint (RFC 7662 §2.1 requires it).
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (`client_secret_basic`).
+    Basic {
+        /// Client id.
+        id: String,
+        /// Client secret.
+        secret: ClientSecret,
+    },
+    /// Id and secret in the form body (`client_secret_post`).
+    Post {
+        /// Client id.
+        id: String,
+        /// Client secret.
+        secret: ClientSecret,
+    },
+}
+
+/// How an introspecting issuer is trusted.
+#[derive(Debug, Clone)]
+pub struct IntrospectionConfig {
+    /// The issuer; an `iss` in the answer must equal it.
+    pub issuer: String,
+    /// The introspection endpoint.
+    pub endpoint: Url,
+    /// The gateway's credentials there.
+    pub client: ClientAuth,
+    /// The resource identifier `aud` must contain.
+    pub audience: String,
+    /// Longest time an answer is reused.
+    pub cache_ttl: Duration,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Where the answer keeps subject, tenant, roles, scopes and client id.
+    pub mapping: ClaimMapping,
+}
+
+/// Verifies opaque tokens through introspection.
+pub struct Introspector {
+    config: IntrospectionConfig,
+    http: reqwest::Client,
+    cache: Mutex<Cache>,
+}
+
+impl Introspector {
+    /// An introspector for `config`.
+    pub fn new(config: IntrospectionConfig, http: reqwest::Client) -> Self {
+        Self {
+            config,
+            http,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Verify `token`, from the cache when a fresh answer is there.
+    pub async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, AuthnError> {
+        let key = digest(token.expose());
+        if let Some((until, answer)) = self.cache().get(&key)
+            && Instant::now() < *until
+        {
+            return answer.clone();
+        }
+        let answer = self.introspect(token).await;
+        let lifetime = match &answer {
+            // Malfunctions are not cached: the next request asks again.
+            Err(AuthnError::Unavailable) => return Err(AuthnError::Unavailable),
+            Err(_) => REFUSAL_TTL,
+            Ok((_, exp)) => {
+                let left = exp.map_or(self.config.cache_ttl, |exp| {
+                    Duration::from_secs(exp.saturating_sub(unix_now()))
+                });
+                left.min(self.config.cache_ttl)
+            }
+        };
+        let answer = answer.map(|(principal, _)| principal);
+        let mut cache = self.cache();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(key, (Instant::now() + lifetime, answer.clone()));
+        answer
+    }
+
+    async fn introspect(
+        &self,
+        token: &BearerToken,
+    ) -> Result<(VerifiedPrincipal, Option<u64>), AuthnError> {
+        let mut form = vec![
+            ("token", token.expose().to_owned()),
+            ("token_type_hint", "access_token".to_owned()),
+        ];
+        let mut request = self
+            .http
+            .post(self.config.endpoint.clone())
+            .timeout(Duration::from_secs(5));
+        match &self.config.client {
+            ClientAuth::Basic { id, secret } => request = request.basic_auth(id, Some(&secret.0)),
+            ClientAuth::Post { id, secret } => {
+                form.push(("client_id", id.clone()));
+                form.push(("client_secret", secret.0.clone()));
+            }
+        }
+        let body = form
+            .iter()
+            .map(|(key, value)| format!("{key}={}", form_encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let response = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body)
+            .send()
+            .await;
+        let answer: Value = match response {
+            Ok(response) if response.status().is_success() => {
+                response.json().await.map_err(|_| AuthnError::Unavailable)?
+            }
+            Ok(response) => {
+                tracing::warn!(status = %response.status(), "introspection refused the gateway");
+                return Err(AuthnError::Unavailable);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "introspection endpoint unreachable");
+                return Err(AuthnError::Unavailable);
+            }
+        };
+        self.judge(&answer)
+    }
+
+    fn judge(&self, answer: &Value) -> Result<(VerifiedPrincipal, Option<u64>), AuthnError> {
+        if answer.get("active") != Some(&Value::Bool(true)) {
+            return Err(AuthnError::Inactive);
+        }
+        if let Some(issuer) = answer.get("iss")
+            && issuer.as_str() != Some(self.config.issuer.as_str())
+        {
+            return Err(AuthnError::Issuer);
+        }
+        // SECURITY: a token the server cannot see is meant for it is refused; accepting tokens
+        // minted for another resource is the confused-deputy hole RFC 8707 closes.
+        let audience_ok = match answer.get("aud") {
+            Some(Value::String(aud)) => *aud == self.config.audience,
+            Some(Value::Array(auds)) => auds
+                .iter()
+                .any(|a| a.as_str() == Some(&self.config.audience)),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(AuthnError::Audience);
+        }
+        let now = unix_now();
+        let leeway = self.config.leeway.as_secs();
+        let exp = answer.get("exp").and_then(Value::as_u64);
+        if exp.is_some_and(|exp| exp + leeway < now) {
+            return Err(AuthnError::Expired);
+        }
+        if answer
+            .get("nbf")
+            .and_then(Value::as_u64)
+            .is_some_and(|nbf| nbf > now + leeway)
+        {
+            return Err(AuthnError::NotYetValid);
+        }
+        let principal =
+            VerifiedPrincipal::from_claims(&self.config.issuer, answer, &self.config.mapping)
+                .ok_or(AuthnError::MissingClaim { claim: "sub" })?;
+        Ok((principal, exp))
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `application/x-www-form-urlencoded` for one value.
+fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,181 @@
+//! Opaque tokens through a real RFC 7662 endpoint on a loopback socket: who is active, for which
+//! resource, how long an answer is reused, and that an unreachable endpoint is a malfunction.
+
+#![expect(clippy::unwrap_used, reason = "test setup fails loudly")]
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
+use portcullis_authn::{
+    AuthnError, BearerToken, ClaimMapping, ClientAuth, ClientSecret, IntrospectionConfig,
+    Introspector,
+};
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "http://127.0.0.1:8080/mcp";
+
+#[derive(Clone, Default)]
+struct Endpoint {
+    answers: Arc<Mutex<HashMap<String, Value>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+async fn introspect(
+    State(endpoint): State<Endpoint>,
+    headers: HeaderMap,
+    body: String,
+) -> Json<Value> {
+    endpoint.calls.fetch_add(1, Ordering::SeqCst);
+    // "gateway:s3cret" in HTTP Basic; anything else is not a client of this server.
+    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok())
+        == Some("Basic Z2F0ZXdheTpzM2NyZXQ=");
+    let token = body
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .unwrap_or_default()
+        .to_owned();
+    let answer = match authorized {
+        true => endpoint
+            .answers
+            .lock()
+            .unwrap()
+            .get(&token)
+            .cloned()
+            .unwrap_or(json!({"active": false})),
+        false => json!({"active": false}),
+    };
+    Json(answer)
+}
+
+async fn serve(endpoint: Endpoint) -> String {
+    let app = Router::new()
+        .route("/introspect", post(introspect))
+        .with_state(endpoint);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/introspect")
+}
+
+fn introspector(url: &str, secret: &str, ttl: Duration) -> Introspector {
+    Introspector::new(
+        IntrospectionConfig {
+            issuer: "https://issuer.example".into(),
+            endpoint: url.parse().unwrap(),
+            client: ClientAuth::Basic {
+                id: "gateway".into(),
+                secret: ClientSecret::new(secret.into()),
+            },
+            audience: AUDIENCE.into(),
+            cache_ttl: ttl,
+            leeway: Duration::from_secs(5),
+            mapping: ClaimMapping::standard(),
+        },
+        reqwest::Client::new(),
+    )
+}
+
+fn bearer(token: &str) -> BearerToken {
+    BearerToken::from_authorization([format!("Bearer {token}").as_bytes()].into_iter())
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn active_tokens_for_this_resource_pass_and_everything_else_is_refused() {
+    let endpoint = Endpoint::default();
+    {
+        let mut answers = endpoint.answers.lock().unwrap();
+        answers.insert("good".into(), json!({"active": true, "iss": "https://issuer.example", "aud": [AUDIENCE], "sub": "user-42", "scope": "policies:read", "tenant": "tenant-a"}));
+        answers.insert(
+            "elsewhere".into(),
+            json!({"active": true, "aud": "https://other.example/mcp", "sub": "user-42"}),
+        );
+        answers.insert("no-aud".into(), json!({"active": true, "sub": "user-42"}));
+        answers.insert(
+            "foreign-iss".into(),
+            json!({"active": true, "iss": "https://evil.example", "aud": AUDIENCE, "sub": "x"}),
+        );
+        answers.insert(
+            "expired".into(),
+            json!({"active": true, "aud": AUDIENCE, "sub": "x", "exp": 1}),
+        );
+        answers.insert("no-sub".into(), json!({"active": true, "aud": AUDIENCE}));
+    }
+    let url = serve(endpoint.clone()).await;
+    let introspector = introspector(&url, "s3cret", Duration::from_secs(60));
+    let principal = introspector.verify(&bearer("good")).await.unwrap();
+    assert_eq!(
+        (principal.subject(), principal.tenant()),
+        ("user-42", Some("tenant-a"))
+    );
+    for (token, expected) in [
+        ("revoked", AuthnError::Inactive),
+        ("elsewhere", AuthnError::Audience),
+        ("no-aud", AuthnError::Audience),
+        ("foreign-iss", AuthnError::Issuer),
+        ("expired", AuthnError::Expired),
+        ("no-sub", AuthnError::MissingClaim { claim: "sub" }),
+    ] {
+        assert_eq!(
+            introspector.verify(&bearer(token)).await,
+            Err(expected),
+            "{token}"
+        );
+    }
+    let wrong_secret = self::introspector(&url, "guess", Duration::from_secs(60));
+    assert_eq!(
+        wrong_secret.verify(&bearer("good")).await,
+        Err(AuthnError::Inactive),
+        "the endpoint refuses unknown clients"
+    );
+}
+
+#[tokio::test]
+async fn answers_are_reused_until_the_cache_lifetime_then_revocation_takes_effect() {
+    let endpoint = Endpoint::default();
+    endpoint.answers.lock().unwrap().insert(
+        "t".into(),
+        json!({"active": true, "aud": AUDIENCE, "sub": "u"}),
+    );
+    let url = serve(endpoint.clone()).await;
+    let introspector = introspector(&url, "s3cret", Duration::from_millis(300));
+    for _ in 0..5 {
+        introspector.verify(&bearer("t")).await.unwrap();
+    }
+    assert_eq!(
+        endpoint.calls.load(Ordering::SeqCst),
+        1,
+        "one call serves repeated requests"
+    );
+    endpoint
+        .answers
+        .lock()
+        .unwrap()
+        .insert("t".into(), json!({"active": false}));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        introspector.verify(&bearer("t")).await,
+        Err(AuthnError::Inactive),
+        "revoked after the cache lifetime"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_malfunction_and_is_not_cached() {
+    let introspector = introspector(
+        "http://127.0.0.1:9/introspect",
+        "s3cret",
+        Duration::from_secs(60),
+    );
+    let outcome = introspector.verify(&bearer("t")).await;
+    assert_eq!(outcome, Err(AuthnError::Unavailable));
+    assert!(outcome.unwrap_err().is_malfunction());
+}
