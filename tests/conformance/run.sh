@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the official MCP conformance suite THROUGH the gateway:
-#   suite -> portcullis serve -> portcullis-fixture (over stdio, then over HTTP)
+# Run the official MCP conformance suite THROUGH the gateway, with authentication on:
+#   suite -> token-injecting proxy -> portcullis serve -> portcullis-fixture (stdio, then HTTP)
 # for @modelcontextprotocol/conformance 0.1.16 (--suite all) and 0.2.0-alpha.12
 # (--requirements 2025-11-25 and 2026-07-28), each against a strict expected-failures file.
 # Usage: tests/conformance/run.sh [TARGET_DIR]   (binaries must be built; default target/debug)
@@ -33,14 +33,15 @@ fi
 node=$here/node_modules/.bin/node
 "$node" --version | grep -q '^v22\.' || { echo "conformance: node 22 expected, got $("$node" --version)"; exit 1; }
 
-# Start a program that prints `listening URL` on stdout; echo the URL.
+# Start a program in the background and wait for the stdout line that starts with WORD; echo the
+# rest of that line. Usage: start LOG WORD PROGRAM ARGS...
 start() {
-  local log=$1; shift
+  local log=$1 word=$2; shift 2
   "$@" >"$log.out" 2>"$log.err" &
   echo $! >>"$pidfile"
   for _ in $(seq 1 200); do
-    if grep -q '^listening ' "$log.out" 2>/dev/null; then
-      sed -n 's/^listening //p' "$log.out" | head -n1
+    if grep -q "^$word " "$log.out" 2>/dev/null; then
+      sed -n "s/^$word //p" "$log.out" | head -n1
       return 0
     fi
     sleep 0.05
@@ -74,12 +75,18 @@ run_suite() {
   fi
 }
 
+# Authentication stays on: the suite sends no token, so a loopback proxy adds one, minted by a
+# throwaway test issuer for the gateway's resource identifier.
+resource="http://127.0.0.1/mcp"
+
 for transport in stdio http; do
+  issuer=$(start "$work/issuer-$transport" issuer "$bin/conformance-proxy" issuer --resource "$resource")
+  token=$(sed -n 's/^token //p' "$work/issuer-$transport.out" | head -n1)
   if [ "$transport" = stdio ]; then
     upstream="command = \"$bin/portcullis-fixture\"
 args = [\"--stdio\"]"
   else
-    fixture_url=$(start "$work/fixture" "$bin/portcullis-fixture" --http 127.0.0.1:0)
+    fixture_url=$(start "$work/fixture" listening "$bin/portcullis-fixture" --http 127.0.0.1:0)
     upstream="url = \"$fixture_url\""
   fi
   cat >"$work/gateway-$transport.toml" <<TOML
@@ -90,13 +97,17 @@ listen = "127.0.0.1:0"
 name = "fixture"
 $upstream
 
-# The suite sends no token. Until the token-injecting proxy of the authentication work exists,
-# the conformance gateway runs open, on loopback only.
-[danger]
-unauthenticated = true
+[auth]
+public_url = "$resource"
+scopes = ["mcp"]
+
+[[auth.issuer]]
+issuer = "$issuer"
+jwks_uri = "$issuer/jwks"
 TOML
-  url=$(start "$work/gateway-$transport" "$bin/portcullis" serve --config "$work/gateway-$transport.toml")
-  echo "conformance: suite -> $url -> fixture over $transport"
+  gateway=$(start "$work/gateway-$transport" listening "$bin/portcullis" serve --config "$work/gateway-$transport.toml")
+  url=$(start "$work/proxy-$transport" listening "$bin/conformance-proxy" forward --gateway "$gateway" --token "$token")
+  echo "conformance: suite -> token-injecting proxy $url -> gateway $gateway (auth on) -> fixture over $transport"
   run_suite "0.1.16 all via $transport" conformance-0.1.16 expected-failures-0.1.16.yaml \
     --url "$url" --suite all
   run_suite "alpha.12 2025-11-25 via $transport" conformance-0.2.0-alpha.12 expected-failures-2025-11-25.yaml \
