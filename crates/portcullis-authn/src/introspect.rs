@@ -207,8 +207,16 @@ impl Introspector {
         {
             return Err(AuthnError::NotYetValid);
         }
+        // A client-credentials token speaks for the client itself: RFC 7662 answers often carry
+        // only `client_id` then, which is the subject (as `sub` is in RFC 9068 JWTs).
+        let mut answer = answer.clone();
+        if answer.get("sub").is_none()
+            && let Some(client) = answer.get("client_id").cloned()
+        {
+            answer["sub"] = client;
+        }
         let principal =
-            VerifiedPrincipal::from_claims(&self.config.issuer, answer, &self.config.mapping)
+            VerifiedPrincipal::from_claims(&self.config.issuer, &answer, &self.config.mapping)
                 .ok_or(AuthnError::MissingClaim { claim: "sub" })?;
         Ok((principal, exp))
     }

@@ -108,6 +108,10 @@ async fn active_tokens_for_this_resource_pass_and_everything_else_is_refused() {
             json!({"active": true, "aud": AUDIENCE, "sub": "x", "exp": 1}),
         );
         answers.insert("no-sub".into(), json!({"active": true, "aud": AUDIENCE}));
+        answers.insert(
+            "service".into(),
+            json!({"active": true, "aud": AUDIENCE, "client_id": "svc-7"}),
+        );
     }
     let url = serve(endpoint.clone()).await;
     let introspector = introspector(&url, "s3cret", Duration::from_secs(60));
