@@ -179,7 +179,7 @@ pub(super) async fn authenticate(
             // works nor confirms that it is live.
             _ => {
                 tracing::info!("session id presented by a caller who did not open it");
-                return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+                return session_not_found();
             }
         }
     }
@@ -221,6 +221,14 @@ impl Authn {
             },
         );
     }
+}
+
+/// Exactly what rmcp answers for a session it does not know: same status, same body, no
+/// content type. Any difference would tell a thief that the stolen session is alive.
+fn session_not_found() -> Response {
+    let mut response = Response::new(axum::body::Body::from("Not Found: Session not found"));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
 }
 
 fn challenge_response(authn: &Authn, challenge: &Challenge) -> Response {

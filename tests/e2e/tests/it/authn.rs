@@ -187,6 +187,33 @@ async fn a_session_answers_only_the_caller_who_opened_it() {
         StatusCode::NOT_FOUND,
         "another caller's session id is not found"
     );
+    // Byte for byte what rmcp itself answers for a session that never existed (asked of an
+    // open gateway, where nothing but rmcp decides), so a thief learns nothing.
+    let open = TestGateway::spawn(&stdio_upstream("fixture")).await;
+    let never = post(&http, &open.url, None)
+        .header("mcp-session-id", "never-existed")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(LIST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(never.status(), StatusCode::NOT_FOUND);
+    let names = |response: &reqwest::Response| -> Vec<String> {
+        let mut names: Vec<String> = response.headers().keys().map(|k| k.to_string()).collect();
+        names.retain(|name| name != "date");
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&stolen),
+        names(&never),
+        "same headers as a session that never existed"
+    );
+    assert_eq!(
+        stolen.text().await.unwrap(),
+        never.text().await.unwrap(),
+        "same body"
+    );
     let own = with_session(&alice).send().await.unwrap();
     assert_eq!(own.status(), StatusCode::OK, "the owner keeps using it");
     assert!(own.text().await.unwrap().contains("fixture_echo"));
