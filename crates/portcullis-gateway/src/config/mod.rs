@@ -2,10 +2,12 @@
 //! is resolved (socket addresses, durations, upstream specs) and is the only form the rest of the
 //! gateway sees. [`Config::resolve`] is its only constructor.
 
+mod auth;
 mod error;
 mod raw;
 mod resolve;
 
+pub use auth::{Auth, Introspection, Issuer};
 pub use error::ConfigError;
 pub use raw::Raw;
-pub use resolve::{Auth, Config, Introspection, Issuer, Naming, PrefixMode};
+pub use resolve::{Config, Naming, PrefixMode};

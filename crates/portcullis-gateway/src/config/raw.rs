@@ -51,6 +51,8 @@ pub struct RawIssuer {
     pub jwks_uri: Option<String>,
     /// Claim layout: `standard`, `keycloak` or `entra`.
     pub claims: Option<String>,
+    /// JSON pointers that override the layout's, attribute by attribute.
+    pub claim_paths: Option<RawClaimPaths>,
     /// RFC 7662 endpoint for opaque tokens of this issuer.
     pub introspection_endpoint: Option<String>,
     /// The gateway's client id at the introspection endpoint.
@@ -61,6 +63,22 @@ pub struct RawIssuer {
     pub client_auth: Option<String>,
     /// Longest time an introspection answer is reused, default `30s`.
     pub introspection_cache: Option<String>,
+}
+
+/// `[auth.issuer.claim_paths]`: JSON pointers into the token's claims, tried in order.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimPaths {
+    /// Where the subject is, e.g. `["/sub"]`.
+    pub subject: Option<Vec<String>>,
+    /// Where the tenant is.
+    pub tenant: Option<Vec<String>>,
+    /// Where roles are (all pointers contribute).
+    pub roles: Option<Vec<String>>,
+    /// Where scopes are (all pointers contribute).
+    pub scopes: Option<Vec<String>>,
+    /// Where the client id is.
+    pub client_id: Option<Vec<String>>,
 }
 
 /// `[danger]`

@@ -1,0 +1,224 @@
+//! `[auth]` resolved: the protected resource, its issuers and how each one's tokens are checked.
+
+use std::time::Duration;
+
+use portcullis_authn::{ClaimMapping, ClientAuth, ClientSecret, ProtectedResource, Scopes};
+use url::Url;
+
+use super::{
+    ConfigError,
+    raw::{RawAuth, RawIssuer},
+    resolve::duration,
+};
+
+/// Resolved `[auth]`.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// This endpoint as a protected resource.
+    pub resource: ProtectedResource,
+    /// Its human-readable name.
+    pub resource_name: String,
+    /// Scopes advertised and challenged for.
+    pub scopes: Scopes,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// The accepted issuers.
+    pub issuers: Vec<Issuer>,
+}
+
+/// One accepted token issuer.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Its exact `iss`.
+    pub issuer: String,
+    /// Where its keys are published; `None`: discovered from the issuer.
+    pub jwks_uri: Option<Url>,
+    /// Where its tokens keep the caller's attributes.
+    pub mapping: ClaimMapping,
+    /// How its opaque tokens are checked, if it issues any.
+    pub introspection: Option<Introspection>,
+}
+
+/// An issuer's RFC 7662 endpoint and the gateway's credentials there.
+#[derive(Debug, Clone)]
+pub struct Introspection {
+    /// The endpoint.
+    pub endpoint: Url,
+    /// The gateway's client authentication.
+    pub client: ClientAuth,
+    /// Longest reuse of one answer.
+    pub cache_ttl: Duration,
+}
+
+pub(super) fn resolve_auth(raw: RawAuth, insecure_issuers: bool) -> Result<Auth, ConfigError> {
+    let resource = ProtectedResource::new(&raw.public_url)
+        .map_err(|error| ConfigError::invalid("auth.public_url", error.to_string()))?;
+    let scopes = Scopes::new(raw.scopes)
+        .map_err(|error| ConfigError::invalid("auth.scopes", error.to_string()))?;
+    if raw.issuers.is_empty() {
+        return Err(ConfigError::invalid(
+            "auth.issuer",
+            "at least one `[[auth.issuer]]` is required",
+        ));
+    }
+    if insecure_issuers {
+        tracing::warn!(
+            "[danger] insecure_issuers = true: issuer keys may be fetched over plain http"
+        );
+    }
+    let mut issuers = Vec::new();
+    for (index, issuer) in raw.issuers.into_iter().enumerate() {
+        let key = format!("auth.issuer[{index}]");
+        let issuer_url = Url::parse(&issuer.issuer).map_err(|error| {
+            ConfigError::invalid(
+                format!("{key}.issuer"),
+                format!("`{}`: {error}", issuer.issuer),
+            )
+        })?;
+        check_transport(&format!("{key}.issuer"), &issuer_url, insecure_issuers)?;
+        let jwks_uri = match &issuer.jwks_uri {
+            Some(text) => {
+                let url = Url::parse(text).map_err(|error| {
+                    ConfigError::invalid(format!("{key}.jwks_uri"), format!("`{text}`: {error}"))
+                })?;
+                check_transport(&format!("{key}.jwks_uri"), &url, insecure_issuers)?;
+                Some(url)
+            }
+            None => None,
+        };
+        let mut mapping = match issuer.claims.as_deref().unwrap_or("standard") {
+            "standard" => ClaimMapping::standard(),
+            "keycloak" => ClaimMapping::keycloak(),
+            "entra" => ClaimMapping::entra(),
+            other => {
+                return Err(ConfigError::invalid(
+                    format!("{key}.claims"),
+                    format!("`{other}`: expected `standard`, `keycloak` or `entra`"),
+                ));
+            }
+        };
+        if let Some(paths) = &issuer.claim_paths {
+            let key = format!("{key}.claim_paths");
+            let fields = [
+                (&paths.subject, &mut mapping.subject, "subject"),
+                (&paths.tenant, &mut mapping.tenant, "tenant"),
+                (&paths.roles, &mut mapping.roles, "roles"),
+                (&paths.scopes, &mut mapping.scopes, "scopes"),
+                (&paths.client_id, &mut mapping.client_id, "client_id"),
+            ];
+            for (given, field, name) in fields {
+                let Some(given) = given else { continue };
+                if let Some(bad) = given.iter().find(|p| !p.starts_with('/')) {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{name}"),
+                        format!("`{bad}` is not a JSON pointer (it must start with `/`)"),
+                    ));
+                }
+                field.clone_from(given);
+            }
+        }
+        let introspection = resolve_introspection(&key, &issuer, insecure_issuers)?;
+        issuers.push(Issuer {
+            issuer: issuer.issuer,
+            jwks_uri,
+            mapping,
+            introspection,
+        });
+    }
+    Ok(Auth {
+        resource,
+        resource_name: raw.resource_name.unwrap_or_else(|| "Portcullis".to_owned()),
+        scopes,
+        leeway: duration("auth.leeway", raw.leeway, 30_000)?,
+        issuers,
+    })
+}
+
+fn resolve_introspection(
+    key: &str,
+    issuer: &RawIssuer,
+    insecure: bool,
+) -> Result<Option<Introspection>, ConfigError> {
+    let Some(endpoint) = &issuer.introspection_endpoint else {
+        if issuer.client_id.is_some() || issuer.client_secret_file.is_some() {
+            return Err(ConfigError::invalid(
+                key,
+                "`client_id` and `client_secret_file` need `introspection_endpoint`",
+            ));
+        }
+        return Ok(None);
+    };
+    let endpoint = Url::parse(endpoint).map_err(|error| {
+        ConfigError::invalid(
+            format!("{key}.introspection_endpoint"),
+            format!("`{endpoint}`: {error}"),
+        )
+    })?;
+    check_transport(
+        &format!("{key}.introspection_endpoint"),
+        &endpoint,
+        insecure,
+    )?;
+    let (Some(id), Some(path)) = (&issuer.client_id, &issuer.client_secret_file) else {
+        return Err(ConfigError::invalid(
+            key,
+            "introspection needs `client_id` and `client_secret_file` (RFC 7662 §2.1)",
+        ));
+    };
+    let secret = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?
+        .trim()
+        .to_owned();
+    if secret.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.client_secret_file"),
+            "the file is empty",
+        ));
+    }
+    let secret = ClientSecret::new(secret);
+    let client = match issuer.client_auth.as_deref().unwrap_or("basic") {
+        "basic" => ClientAuth::Basic {
+            id: id.clone(),
+            secret,
+        },
+        "post" => ClientAuth::Post {
+            id: id.clone(),
+            secret,
+        },
+        other => {
+            return Err(ConfigError::invalid(
+                format!("{key}.client_auth"),
+                format!("`{other}`: expected `basic` or `post`"),
+            ));
+        }
+    };
+    let cache_ttl = duration(
+        &format!("{key}.introspection_cache"),
+        issuer.introspection_cache.clone(),
+        30_000,
+    )?;
+    Ok(Some(Introspection {
+        endpoint,
+        client,
+        cache_ttl,
+    }))
+}
+
+// SECURITY: keys or metadata fetched over plain http from the network can be swapped in transit,
+// and then any token verifies.
+fn check_transport(key: &str, url: &Url, insecure: bool) -> Result<(), ConfigError> {
+    let loopback = url
+        .host_str()
+        .is_some_and(|host| matches!(host, "localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback || insecure => Ok(()),
+        _ => Err(ConfigError::invalid(
+            key,
+            "must be https (plain http only on loopback, or with `[danger] insecure_issuers`)",
+        )),
+    }
+}
