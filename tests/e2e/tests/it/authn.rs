@@ -304,3 +304,75 @@ async fn opaque_tokens_are_checked_by_introspection() {
     );
     let _ = std::fs::remove_file(&secret);
 }
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs_even_at_trace_level() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+
+    let (issuer, jwks_uri) = jwks().await;
+    let config =
+        std::env::temp_dir().join(format!("portcullis-e2e-logs-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}",
+            auth_config(&jwks_uri)
+        ),
+    )
+    .unwrap();
+    let mut gateway =
+        tokio::process::Command::new(portcullis_e2e::workspace_bin("portcullis", "portcullis"))
+            .args(["serve", "--config", &config.to_string_lossy()])
+            .env("PORTCULLIS_LOG", "trace")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut stdout = BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let url = stdout
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap()
+        .strip_prefix("listening ")
+        .unwrap()
+        .to_owned();
+    let mut stderr = gateway.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let http = reqwest::Client::new();
+    let good = issuer.token("alice", "http://127.0.0.1:8080/mcp");
+    let foreign = issuer.token("alice", "https://other.example/mcp");
+    let tokens = [good.as_str(), foreign.as_str(), "opaque-and-secret-value"];
+    for token in tokens {
+        let _ = post(&http, &url, Some(token))
+            .body(INIT)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await;
+    }
+    let pid = gateway.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(20), gateway.wait()).await;
+    let logs = logs.await.unwrap();
+    let _ = std::fs::remove_file(&config);
+    assert!(
+        logs.contains("token refused"),
+        "the refusal is logged (with its reason)"
+    );
+    for token in tokens {
+        // The signature part is what makes a token a credential; check each part anyway.
+        for part in token.split('.').filter(|part| part.len() > 8) {
+            assert!(!logs.contains(part), "a token part reached the logs");
+        }
+    }
+}
