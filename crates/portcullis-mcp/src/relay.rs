@@ -269,16 +269,6 @@ impl Inflight {
         }
         None
     }
-
-    /// How many requests are in flight.
-    pub fn len(&self) -> usize {
-        self.lock().by_request.len()
-    }
-
-    /// Whether no request is in flight.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Removes a forwarded request from the in-flight table when the forwarding ends, however it ends.

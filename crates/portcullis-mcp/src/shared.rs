@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use portcullis_core::Era;
+use portcullis_core::{Era, error_chain};
 use rmcp::{
     RoleClient,
     model::{ClientConfig, ServerCapabilities, ServerNotification, SubscriptionFilter},
@@ -256,16 +256,4 @@ async fn listen(
         // The upstream ended the stream; open another after a pause.
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// An error with its causes, joined with `: ` as our log lines expect.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

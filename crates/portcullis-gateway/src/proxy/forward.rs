@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use portcullis_core::{CorrelationId, Era};
+use portcullis_core::{CorrelationId, Era, error_chain};
 use portcullis_mcp::{Live, TRANSPORT_FAILURE, UpstreamError};
 use rmcp::{
     ErrorData as McpError, RoleServer,
@@ -181,15 +181,4 @@ fn upstream_failure(error: &ServiceError) -> McpError {
             )
         }
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -44,6 +44,7 @@ pub struct Gateway {
     /// Permits for per-session upstream connections; bounds child processes and sockets that
     /// clients can make the gateway hold by opening sessions.
     session_connections: Arc<tokio::sync::Semaphore>,
+    max_session_connections: usize,
     naming: Naming,
     request_timeout: Duration,
     changes: broadcast::Sender<ServerNotification>,
@@ -92,6 +93,7 @@ impl Gateway {
             session_connections: Arc::new(tokio::sync::Semaphore::new(
                 config.max_session_connections,
             )),
+            max_session_connections: config.max_session_connections,
             naming: config.naming.clone(),
             request_timeout: config.request_timeout,
             changes,
@@ -115,8 +117,9 @@ impl Gateway {
     }
 
     /// How many per-session upstream connections are held now.
-    pub fn session_connections_in_use(&self, limit: usize) -> usize {
-        limit.saturating_sub(self.session_connections.available_permits())
+    pub fn session_connections_in_use(&self) -> usize {
+        self.max_session_connections
+            .saturating_sub(self.session_connections.available_permits())
     }
 
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {

@@ -149,7 +149,7 @@ async fn sessions_beyond_the_connection_limit_share_and_closed_sessions_give_the
         assert!(tools.iter().any(|t| t.name == "fixture_echo"));
     }
     assert_eq!(
-        gateway.gateway.session_connections_in_use(1),
+        gateway.gateway.session_connections_in_use(),
         1,
         "only one session got its own connection"
     );
@@ -157,7 +157,7 @@ async fn sessions_beyond_the_connection_limit_share_and_closed_sessions_give_the
     second.cancel().await.expect("close second");
     let mut in_use = 1;
     for _ in 0..100 {
-        in_use = gateway.gateway.session_connections_in_use(1);
+        in_use = gateway.gateway.session_connections_in_use();
         if in_use == 0 {
             break;
         }
