@@ -26,14 +26,28 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Run a ready-made gateway on loopback in front of a built-in upstream; no config needed.
+    /// Run a ready-made gateway on loopback: a built-in upstream behind an embedded OAuth
+    /// authorization server; no config needed.
     Demo {
         /// Port to listen on (127.0.0.1 only).
         #[arg(long, default_value_t = 8080)]
         port: u16,
-        /// Where the demo keeps its state.
+        /// Where the demo keeps its signing key and sample identities
+        /// [default: $XDG_DATA_HOME/portcullis/demo or ~/.local/share/portcullis/demo].
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+    /// Print an access token that the running demo (same data dir) accepts, for curl.
+    Token {
+        /// The identity to issue it for (a subject in the data dir's identities.toml).
+        #[arg(long = "as", value_name = "IDENTITY")]
+        identity: String,
+        /// The demo's data dir [default: as for `demo`].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A scope to grant (repeat for several) [default: every scope the identity may hold].
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
     },
     /// The demo's built-in upstream, an MCP server on stdin/stdout (started by `demo`).
     #[command(hide = true)]
@@ -47,23 +61,41 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             let path = config.path.clone();
             // Scripts and tests read the bound address from this line (the port may be 0).
             let banner = move |address: SocketAddr| format!("listening http://{address}{path}");
-            serve(config, &banner).await
+            let listener = TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            serve(config, listener, axum::Router::new(), &banner).await
         }
-        Command::Demo { port, data_dir } => crate::demo::run(port, data_dir).await,
+        Command::Demo { port, data_dir } => {
+            crate::demo::run(port, data_dir.unwrap_or_else(crate::demo::default_data_dir)).await
+        }
+        Command::Token {
+            identity,
+            data_dir,
+            scopes,
+        } => {
+            let data_dir = data_dir.unwrap_or_else(crate::demo::default_data_dir);
+            let token = crate::demo::token(&data_dir, &identity, &scopes)?;
+            #[expect(clippy::print_stdout, reason = "the token is the command's output")]
+            {
+                println!("{token}");
+            }
+            Ok(())
+        }
         Command::DemoUpstream => crate::demo_upstream::run().await,
     }
 }
 
-/// Run the gateway until SIGTERM or Ctrl-C. `banner` is printed on stdout once the socket is bound.
+/// Run the gateway on `listener` until SIGTERM or Ctrl-C, with `beside` served next to it.
+/// `banner` is printed on stdout once the gateway is ready.
 pub(crate) async fn serve(
     config: Config,
+    listener: TcpListener,
+    beside: axum::Router,
     banner: &dyn Fn(SocketAddr) -> String,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     let gateway = Gateway::start(&config, &upstreams);
     for (name, status) in gateway.wait_ready(Duration::from_secs(10)).await {
@@ -71,7 +103,7 @@ pub(crate) async fn serve(
     }
     let inflight = Inflight::default();
     let streams = CancellationToken::new();
-    let router = app(&config, gateway, inflight.clone(), streams.clone());
+    let router = app(&config, gateway, inflight.clone(), streams.clone(), beside);
     tracing::info!(address = %local, path = %config.path, "listening");
     #[expect(clippy::print_stdout, reason = "the banner is the command's output")]
     {

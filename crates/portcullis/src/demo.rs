@@ -1,31 +1,120 @@
-//! `portcullis demo`: a gateway on loopback in front of the built-in upstream, no config needed.
+//! `portcullis demo`: the gateway on loopback in front of the built-in upstream, protected by
+//! the embedded authorization server on the same port; and `portcullis token` for curl users.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use portcullis_devauth::{DevAuth, DevAuthConfig};
 use portcullis_gateway::config::Config;
+use tokio::net::TcpListener;
 
-pub(crate) async fn run(port: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    if let Some(dir) = &data_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+/// The scope a client starts with; `update_policy` needs more (the step-up walk-through).
+const START_SCOPES: &[&str] = &["policies:read"];
+
+pub(crate) async fn run(port: u16, data_dir: PathBuf) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    // Bound first: the issuer and the resource URL name the real port, also when it is 0.
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let address = listener.local_addr()?;
+    let issuer = format!("http://{address}");
+    let resource = format!("{issuer}/mcp");
+    let auth = DevAuth::open(
+        &data_dir,
+        DevAuthConfig {
+            issuer: issuer.clone(),
+            resources: vec![resource.clone()],
+            default_scopes: START_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        },
+    )?;
     let exe = std::env::current_exe().context("cannot find the portcullis executable")?;
     let text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[upstream]]\nname = \"demo\"\ncommand = {command}\nargs = [\"demo-upstream\"]\n\n# The embedded authorization server is not built yet; until it is, the demo is open.\n[danger]\nunauthenticated = true\n",
+        r#"[server]
+listen = "{address}"
+
+[[upstream]]
+name = "demo"
+command = {command}
+args = ["demo-upstream"]
+
+[auth]
+public_url = "{resource}"
+resource_name = "Portcullis demo"
+scopes = {start}
+
+[[auth.issuer]]
+issuer = "{issuer}"
+
+[auth.scope_hierarchy]
+"policies:write" = ["policies:read"]
+
+[[capability]]
+tool = "search_policies"
+scopes = ["policies:read"]
+
+[[capability]]
+tool = "update_policy"
+scopes = ["policies:write"]
+"#,
         command = toml_string(&exe.to_string_lossy()),
+        start = serde_json::to_string(START_SCOPES).unwrap_or_default(),
     );
     let config = Config::parse(&text, Path::new("<built-in demo configuration>"))?;
-    let path = config.path.clone();
+    let identities = DevAuth::identities_path(&data_dir);
+    let people: Vec<String> = auth
+        .directory()
+        .identities
+        .iter()
+        .map(|identity| identity.subject.clone())
+        .collect();
+    let dir = data_dir.display().to_string();
     let banner = move |address: std::net::SocketAddr| {
         format!(
-            "Portcullis demo is running.\n\n  MCP endpoint:  http://{address}{path}\n\n\
-             Connect a client, for example:\n  \
-             npx @modelcontextprotocol/inspector --transport http --server-url http://{address}{path}\n\n\
-             This demo has no authentication yet: keep it on loopback.\n\n\
-             Stop with Ctrl-C."
+            "Portcullis demo is running.\n\n  \
+             MCP endpoint:  http://{address}/mcp\n  \
+             Sign-in:       http://{address}/authorize (embedded authorization server, dev-grade)\n  \
+             Identities:    {people} (from {identities})\n\n\
+             Connect a client; it finds the sign-in page by itself, for example:\n  \
+             npx @modelcontextprotocol/inspector --transport http --server-url http://{address}/mcp\n\n\
+             Or with curl:\n  \
+             TOKEN=$(portcullis token --as user-42 --data-dir '{dir}')\n  \
+             curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    \
+             -H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: 2026-07-28' \\\n    \
+             -H 'Mcp-Method: tools/list' http://{address}/mcp \\\n    \
+             -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{{\"_meta\":{{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{{}}}}}}}}'\n\n\
+             Anyone who can reach this port can sign in as anyone: keep it on loopback.\n\n\
+             Stop with Ctrl-C.",
+            people = people.join(", "),
+            identities = identities.display(),
         )
     };
-    crate::cli::serve(config, &banner).await
+    crate::cli::serve(config, listener, auth.router(), &banner).await
+}
+
+/// A token for `identity` from the demo recorded in `data_dir`.
+pub(crate) fn token(data_dir: &Path, identity: &str, scopes: &[String]) -> anyhow::Result<String> {
+    let auth = DevAuth::open_recorded(data_dir)?;
+    let scopes = (!scopes.is_empty()).then_some(scopes);
+    Ok(auth.mint(identity, scopes)?)
+}
+
+/// `$XDG_DATA_HOME/portcullis/demo`, else `~/.local/share/portcullis/demo`, else
+/// `./portcullis-demo`: the same place for `demo` and `token`, so they agree by default.
+pub(crate) fn default_data_dir() -> PathBuf {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the binary reads the environment, here and in main only"
+    )]
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")));
+    base.map_or_else(
+        || PathBuf::from("portcullis-demo"),
+        |base| base.join("portcullis").join("demo"),
+    )
 }
 
 fn toml_string(text: &str) -> String {

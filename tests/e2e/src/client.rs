@@ -14,7 +14,9 @@ use rmcp::{
         ClientLifecycleMode, NotificationContext, RequestContext, RunningService,
         serve_client_with_lifecycle,
     },
-    transport::StreamableHttpClientTransport,
+    transport::{
+        StreamableHttpClientTransport, streamable_http_client::StreamableHttpClientTransportConfig,
+    },
 };
 
 /// Which protocol era a test client speaks.
@@ -102,13 +104,27 @@ pub async fn connect(
     era: Era,
     client: TestClient,
 ) -> RunningService<RoleClient, TestClient> {
+    connect_as(url, era, client, None).await
+}
+
+/// Connect an rmcp client of `era` to `url`, sending `token` as its bearer token.
+pub async fn connect_as(
+    url: &str,
+    era: Era,
+    client: TestClient,
+    token: Option<&str>,
+) -> RunningService<RoleClient, TestClient> {
     let lifecycle = match era {
         Era::Sessions => ClientLifecycleMode::Initialize,
         Era::Stateless => ClientLifecycleMode::Discover {
             preferred_versions: vec![ProtocolVersion::V_2026_07_28],
         },
     };
-    let transport = StreamableHttpClientTransport::from_uri(url.to_owned());
+    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_owned());
+    if let Some(token) = token {
+        config = config.auth_header(token);
+    }
+    let transport = StreamableHttpClientTransport::from_config(config);
     serve_client_with_lifecycle(client, transport, lifecycle)
         .await
         .expect("client connects through the gateway")

@@ -41,7 +41,13 @@ impl TestGateway {
         gateway.wait_ready(Duration::from_secs(20)).await;
         let inflight = Inflight::default();
         let streams = CancellationToken::new();
-        let app = http::app(&config, gateway.clone(), inflight.clone(), streams.clone());
+        let app = http::app(
+            &config,
+            gateway.clone(),
+            inflight.clone(),
+            streams.clone(),
+            axum::Router::new(),
+        );
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(http::run(
             listener,

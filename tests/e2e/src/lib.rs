@@ -7,6 +7,6 @@ mod client;
 mod fixture;
 mod gateway;
 
-pub use client::{Era, TestClient, connect};
+pub use client::{Era, TestClient, connect, connect_as};
 pub use fixture::{HttpFixture, fixture_bin, workspace_bin};
 pub use gateway::TestGateway;

@@ -17,6 +17,9 @@ pub struct Raw {
     pub upstreams: Vec<RawUpstream>,
     /// Who may call: the OAuth resource server settings.
     pub auth: Option<RawAuth>,
+    /// What each capability requires.
+    #[serde(default, rename = "capability")]
+    pub capabilities: Vec<RawCapability>,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -38,6 +41,24 @@ pub struct RawAuth {
     /// The issuers whose tokens are accepted.
     #[serde(default, rename = "issuer")]
     pub issuers: Vec<RawIssuer>,
+    /// Scopes that imply others: `"policies:write" = ["policies:read"]`.
+    #[serde(default)]
+    pub scope_hierarchy: BTreeMap<String, Vec<String>>,
+}
+
+/// `[[capability]]`: exactly one of `tool`, `prompt` or `resource` names it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapability {
+    /// A tool's name, as clients see it.
+    pub tool: Option<String>,
+    /// A prompt's name, as clients see it.
+    pub prompt: Option<String>,
+    /// A resource's URI.
+    pub resource: Option<String>,
+    /// Every scope a call needs.
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// `[[auth.issuer]]`

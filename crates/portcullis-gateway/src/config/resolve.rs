@@ -93,10 +93,17 @@ impl Config {
             naming,
             upstreams,
             auth,
+            capabilities,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
-            (Some(auth), _) => Some(resolve_auth(auth, danger.insecure_issuers)?),
+            (Some(auth), _) => Some(resolve_auth(auth, capabilities, danger.insecure_issuers)?),
+            (None, true) if capabilities.iter().any(|c| !c.scopes.is_empty()) => {
+                return Err(ConfigError::invalid(
+                    "capability",
+                    "scopes can only be required of authenticated callers: add `[auth]`",
+                ));
+            }
             (None, true) => {
                 tracing::warn!(
                     "[danger] unauthenticated = true: anyone who reaches the port may call every upstream"

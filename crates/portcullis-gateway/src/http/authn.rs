@@ -158,7 +158,9 @@ pub(super) async fn authenticate(
     };
     let principal = match principal {
         Ok(principal) => principal,
-        Err(Refusal::Challenge(challenge)) => return challenge_response(&authn, &challenge),
+        Err(Refusal::Challenge(challenge)) => {
+            return challenge_response(&authn.metadata_url, &challenge);
+        }
         Err(Refusal::Unavailable) => return unavailable(),
     };
     let owner = (
@@ -231,10 +233,10 @@ fn session_not_found() -> Response {
     response
 }
 
-fn challenge_response(authn: &Authn, challenge: &Challenge) -> Response {
+pub(super) fn challenge_response(metadata_url: &str, challenge: &Challenge) -> Response {
     let status = StatusCode::from_u16(challenge.status()).unwrap_or(StatusCode::UNAUTHORIZED);
     let mut response = (status, status.canonical_reason().unwrap_or_default()).into_response();
-    if let Ok(value) = HeaderValue::from_str(&challenge.header_value(&authn.metadata_url)) {
+    if let Ok(value) = HeaderValue::from_str(&challenge.header_value(metadata_url)) {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, value);

@@ -6,13 +6,15 @@
 //! 3. `RequestBodyLimitLayer`: the same size limit for bodies without a Content-Length (413);
 //! 4. the router: `/.well-known/oauth-protected-resource[path]` (open), and
 //!    `path` -> `authn::authenticate` (401/503 without a verified token; session owner check) ->
-//!    `relay` (stateless requests that need no translation, as bytes to
+//!    `stepup::require_scopes` (403 `insufficient_scope` for a call the token's scopes do not
+//!    cover; only when some capability needs a scope) -> `relay` (stateless requests that need no translation, as bytes to
 //!    their upstream) -> rmcp's streamable HTTP service running the typed MCP proxy.
 
 mod authn;
 mod hygiene;
 mod relay;
 mod serve;
+mod stepup;
 
 use std::sync::Arc;
 
@@ -31,12 +33,15 @@ use crate::{
 
 pub use serve::{Inflight, run};
 
-/// Build the gateway's HTTP app. `streams` ends every open SSE stream when cancelled.
+/// Build the gateway's HTTP app. `streams` ends every open SSE stream when cancelled. `beside`
+/// holds routes served on the same listener behind the same hygiene layers (the demo's
+/// authorization server); usually empty.
 pub fn app(
     config: &Config,
     gateway: Arc<Gateway>,
     inflight: Inflight,
     streams: CancellationToken,
+    beside: Router,
 ) -> Router {
     let mut mcp = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts.clone())
@@ -63,6 +68,17 @@ pub fn app(
         .route_service(&config.path, service)
         .route_layer(middleware::from_fn_with_state(relay, relay::relay));
     if let Some(auth) = &config.auth {
+        if auth.catalog.requires_scopes() {
+            let step_up = Arc::new(stepup::StepUp {
+                catalog: auth.catalog.clone(),
+                metadata_url: auth.resource.metadata_url(),
+                max_body_bytes: config.max_body_bytes,
+            });
+            mcp = mcp.route_layer(middleware::from_fn_with_state(
+                step_up,
+                stepup::require_scopes,
+            ));
+        }
         let authn = Arc::new(authn::Authn::new(auth, config.session_idle_timeout));
         mcp = mcp.route_layer(middleware::from_fn_with_state(
             authn.clone(),
@@ -78,7 +94,8 @@ pub fn app(
         }
         mcp = mcp.merge(metadata.with_state(authn));
     }
-    mcp.layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+    mcp.merge(beside)
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
         .layer(middleware::from_fn_with_state(policy, hygiene::check))
         .layer(middleware::from_fn_with_state(inflight, serve::track))
 }

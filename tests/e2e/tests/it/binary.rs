@@ -1,6 +1,6 @@
 use std::{process::Stdio, time::Duration};
 
-use portcullis_e2e::{Era, TestClient, connect, workspace_bin};
+use portcullis_e2e::{Era, TestClient, connect_as, workspace_bin};
 use rmcp::model::CallToolRequestParams;
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -9,12 +9,14 @@ use tokio::{
 
 use crate::first_text;
 
-/// The real `portcullis demo`: prints its URL, serves a real client, and exits cleanly on
-/// SIGTERM after letting an in-flight call finish.
+/// The real `portcullis demo`: prints its URL, refuses a tokenless client, serves one holding
+/// a token from `portcullis token`, and exits cleanly on SIGTERM.
 #[tokio::test]
-async fn the_demo_serves_a_client_and_stops_gracefully_on_sigterm() {
+async fn the_demo_serves_a_client_with_a_cli_token_and_stops_gracefully_on_sigterm() {
+    let data_dir = std::env::temp_dir().join(format!("portcullis-demo-e2e-{}", std::process::id()));
+    let data = data_dir.to_str().expect("utf-8 temp dir");
     let mut demo = Command::new(workspace_bin("portcullis", "portcullis"))
-        .args(["demo", "--port", "0"])
+        .args(["demo", "--port", "0", "--data-dir", data])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -31,7 +33,29 @@ async fn the_demo_serves_a_client_and_stops_gracefully_on_sigterm() {
     let url = url.expect("the demo banner names the MCP endpoint");
     assert!(url.starts_with("http://127.0.0.1:"), "loopback only: {url}");
 
-    let client = connect(&url, Era::Sessions, TestClient::default()).await;
+    let refused = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let token = std::process::Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(["token", "--as", "user-42", "--data-dir", data])
+        .output()
+        .expect("portcullis token");
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let token = String::from_utf8(token.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let client = connect_as(&url, Era::Sessions, TestClient::default(), Some(&token)).await;
     let tools = client.list_all_tools().await.expect("tools/list");
     assert!(tools.iter().any(|tool| tool.name == "add"), "{tools:?}");
     let mut add = CallToolRequestParams::new("add");
@@ -51,4 +75,5 @@ async fn the_demo_serves_a_client_and_stops_gracefully_on_sigterm() {
         .expect("the demo exits after SIGTERM")
         .expect("wait");
     assert!(status.success(), "clean exit after SIGTERM: {status}");
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -3,6 +3,8 @@
 //!
 //! - `relay`: calls, lists, progress, logging, elicitation and sampling through the gateway;
 //! - `authn`: bearer tokens verified at every request, challenges, session ownership;
+//! - `stepup`: 403 `insufficient_scope` from the capability catalog, with the embedded
+//!   authorization server as the issuer;
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
 //! - `binary`: the real `portcullis demo` process, its banner, a client, SIGTERM;
 //! - `failure`: an upstream that dies mid-call, and its restart;
@@ -20,6 +22,7 @@ mod binary;
 mod failure;
 mod hygiene;
 mod relay;
+mod stepup;
 
 use portcullis_e2e::{HttpFixture, fixture_bin};
 
