@@ -104,6 +104,10 @@ scopes = ["mcp"]
 [[auth.issuer]]
 issuer = "$issuer"
 jwks_uri = "$issuer/jwks"
+
+# The suite checks the protocol, not policy: every authenticated caller may do everything.
+[policy]
+cedar = "permit (principal, action, resource);"
 TOML
   gateway=$(start "$work/gateway-$transport" listening "$bin/portcullis" serve --config "$work/gateway-$transport.toml")
   url=$(start "$work/proxy-$transport" listening "$bin/conformance-proxy" forward --gateway "$gateway" --token "$token")

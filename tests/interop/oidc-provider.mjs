@@ -86,6 +86,9 @@ introspection_endpoint = "${issuer}/token/introspection"
 client_id = "portcullis"
 client_secret_file = "${join(work, 'secret')}"
 
+[policy]
+cedar = "permit (principal, action, resource);"
+
 [[upstream]]
 name = "fixture"
 command = "${fixture}"

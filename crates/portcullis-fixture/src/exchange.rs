@@ -184,7 +184,7 @@ impl Answers {
 #[derive(Debug)]
 pub(crate) enum Interrupt {
     /// End this call with an input-required result; the client retries with the answers.
-    Ask(InputRequiredResult),
+    Ask(Box<InputRequiredResult>),
     Fail(ErrorData),
 }
 
@@ -201,7 +201,7 @@ impl Interrupt {
     ) -> Result<R, ErrorData> {
         match outcome {
             Ok(result) => Ok(result),
-            Err(Self::Ask(input_required)) => Ok(input_required.into()),
+            Err(Self::Ask(input_required)) => Ok((*input_required).into()),
             Err(Self::Fail(error)) => Err(error),
         }
     }
@@ -329,10 +329,10 @@ impl<'a> Exchange<'a> {
             .into_iter()
             .map(|question| (question.key.to_owned(), question.request))
             .collect();
-        Err(Interrupt::Ask(InputRequiredResult::new(
+        Err(Interrupt::Ask(Box::new(InputRequiredResult::new(
             Some(requests),
             next_state,
-        )))
+        ))))
     }
 
     /// Every question's answer from `inputResponses`, or `None` if any is missing.

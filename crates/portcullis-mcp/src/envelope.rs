@@ -19,6 +19,8 @@ pub struct Envelope<'a> {
     pub name: Option<String>,
     /// The protocol version the request declares in `params._meta`, if any.
     pub declared_version: Option<String>,
+    /// `params.arguments` of a call, as written.
+    pub arguments: Option<&'a RawValue>,
 }
 
 /// Why a body is not a single JSON-RPC request.
@@ -41,8 +43,10 @@ struct Wire<'a> {
 }
 
 #[derive(Deserialize, Default)]
-struct Targets {
+struct Targets<'a> {
     name: Option<String>,
+    #[serde(borrow, default)]
+    arguments: Option<&'a RawValue>,
     uri: Option<String>,
     #[serde(rename = "taskId")]
     task_id: Option<String>,
@@ -63,7 +67,7 @@ impl<'a> Envelope<'a> {
         if wire.jsonrpc != "2.0" {
             return Err(EnvelopeError::Malformed);
         }
-        let targets: Targets = match wire.params {
+        let targets: Targets<'a> = match wire.params {
             Some(params) => {
                 serde_json::from_str(params.get()).map_err(|_| EnvelopeError::Malformed)?
             }
@@ -80,6 +84,7 @@ impl<'a> Envelope<'a> {
             id: wire.id,
             name,
             declared_version: targets.meta.and_then(|meta| meta.protocol_version),
+            arguments: targets.arguments,
         })
     }
 }

@@ -1,17 +1,19 @@
-//! The capability catalog: each capability the gateway exposes and the scopes it needs.
+//! The capability catalog: each capability the gateway exposes, what it needs, how risky it is,
+//! and how its target object and tenant are named in a call.
 
 use std::collections::HashMap;
 
 use crate::ScopeHierarchy;
 
 /// What kind of thing a capability is, as MCP names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum CapabilityKind {
     /// A tool, called with `tools/call`.
     Tool,
     /// A prompt, fetched with `prompts/get`.
     Prompt,
-    /// A resource, read with `resources/read` or subscribed to, named by its URI.
+    /// A resource, read with `resources/read` or subscribed to, named by its URI (or a URI
+    /// template, for a family of resources).
     Resource,
 }
 
@@ -27,6 +29,95 @@ impl CapabilityKind {
             _ => None,
         }
     }
+
+    /// The word policies use: `tool`, `prompt`, `resource`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tool => "tool",
+            Self::Prompt => "prompt",
+            Self::Resource => "resource",
+        }
+    }
+}
+
+/// How much harm a call can do; higher tiers ask for approval by default (consent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RiskTier {
+    /// Reads only.
+    Read,
+    /// Changes something, recoverably.
+    Write,
+    /// Deletes or overwrites irrecoverably.
+    Destructive,
+    /// Changes who may do what.
+    Admin,
+    /// Spends money.
+    Spend,
+}
+
+impl RiskTier {
+    /// Parse the configuration word.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read" => Some(Self::Read),
+            "write" => Some(Self::Write),
+            "destructive" => Some(Self::Destructive),
+            "admin" => Some(Self::Admin),
+            "spend" => Some(Self::Spend),
+            _ => None,
+        }
+    }
+
+    /// The configuration word, also what policies see as `resource.risk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Destructive => "destructive",
+            Self::Admin => "admin",
+            Self::Spend => "spend",
+        }
+    }
+
+    /// The tier of a capability nobody configured: tools may change things; reading a
+    /// resource or a prompt does not.
+    pub fn unconfigured(kind: CapabilityKind) -> Self {
+        match kind {
+            CapabilityKind::Tool => Self::Write,
+            CapabilityKind::Prompt | CapabilityKind::Resource => Self::Read,
+        }
+    }
+}
+
+/// The type of an argument a policy may look at (`context.arguments.<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgumentType {
+    /// A string.
+    String,
+    /// An integer.
+    Long,
+    /// A boolean.
+    Bool,
+}
+
+impl ArgumentType {
+    /// Parse the configuration word.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "string" => Some(Self::String),
+            "long" => Some(Self::Long),
+            "bool" => Some(Self::Bool),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn cedar(self) -> &'static str {
+        match self {
+            Self::String => "String",
+            Self::Long => "Long",
+            Self::Bool => "Bool",
+        }
+    }
 }
 
 /// One capability as configured.
@@ -34,50 +125,124 @@ impl CapabilityKind {
 pub struct Capability {
     /// Its kind.
     pub kind: CapabilityKind,
-    /// Its name as clients see it (a resource's URI).
+    /// Its name as clients see it; for a resource, its URI or a URI template such as
+    /// `policy://{tenant}/{id}`.
     pub name: String,
+    /// The family it belongs to (`policies`, `tickets`): an action group in policies.
+    pub family: String,
     /// Every scope a call needs.
     pub scopes: Vec<String>,
+    /// Its risk tier.
+    pub risk: RiskTier,
+    /// The argument (or URI template segment) naming the target object.
+    pub object: Option<String>,
+    /// The argument (or URI template segment) naming the tenant the target belongs to.
+    pub tenant: Option<String>,
+    /// Arguments policies may read, with their types.
+    pub arguments: Vec<(String, ArgumentType)>,
+}
+
+impl Capability {
+    /// The Cedar action id of a call to it: `tool:search_policies`.
+    pub fn action(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.name)
+    }
+
+    /// For a resource template, the segments of `uri` by name; `None` if it does not match.
+    pub(crate) fn match_uri(&self, uri: &str) -> Option<Vec<(String, String)>> {
+        match_template(&self.name, uri)
+    }
 }
 
 /// Every configured capability, and the hierarchy their scopes are read through.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    capabilities: HashMap<(CapabilityKind, String), Capability>,
+    capabilities: Vec<Capability>,
+    by_name: HashMap<(CapabilityKind, String), usize>,
+    templates: Vec<usize>,
     hierarchy: ScopeHierarchy,
 }
 
 impl Catalog {
-    /// A catalog of `capabilities`; a later entry for the same kind and name replaces an
-    /// earlier one (configuration rejects duplicates before this).
+    /// A catalog of `capabilities` (configuration rejects duplicates before this; a later
+    /// duplicate is ignored).
     pub fn new(
         capabilities: impl IntoIterator<Item = Capability>,
         hierarchy: ScopeHierarchy,
     ) -> Self {
-        Self {
-            capabilities: capabilities
-                .into_iter()
-                .map(|c| ((c.kind, c.name.clone()), c))
-                .collect(),
+        let mut catalog = Self {
             hierarchy,
+            ..Self::default()
+        };
+        for capability in capabilities {
+            let key = (capability.kind, capability.name.clone());
+            if catalog.by_name.contains_key(&key) {
+                continue;
+            }
+            let index = catalog.capabilities.len();
+            if capability.kind == CapabilityKind::Resource && capability.name.contains('{') {
+                catalog.templates.push(index);
+            }
+            catalog.by_name.insert(key, index);
+            catalog.capabilities.push(capability);
         }
+        catalog
     }
 
-    /// Whether any capability needs a scope (if none does, no request needs to be inspected).
+    /// Every capability, in configuration order.
+    pub fn capabilities(&self) -> &[Capability] {
+        &self.capabilities
+    }
+
+    /// The scope hierarchy.
+    pub fn hierarchy(&self) -> &ScopeHierarchy {
+        &self.hierarchy
+    }
+
+    /// The capability a call to `name` (a resource's URI) is for, with the URI's template
+    /// segments when a template matched.
+    pub fn find(
+        &self,
+        kind: CapabilityKind,
+        name: &str,
+    ) -> Option<(&Capability, Vec<(String, String)>)> {
+        if let Some(&index) = self.by_name.get(&(kind, name.to_owned())) {
+            return self.capabilities.get(index).map(|c| (c, Vec::new()));
+        }
+        if kind != CapabilityKind::Resource {
+            return None;
+        }
+        self.templates.iter().find_map(|&index| {
+            let capability = self.capabilities.get(index)?;
+            capability
+                .match_uri(name)
+                .map(|segments| (capability, segments))
+        })
+    }
+
+    /// Whether any capability needs a scope.
     pub fn requires_scopes(&self) -> bool {
-        self.capabilities.values().any(|c| !c.scopes.is_empty())
+        self.capabilities.iter().any(|c| !c.scopes.is_empty())
     }
 
-    /// The scopes a call to `name` needs that `granted` does not provide. When any is
-    /// missing, the answer is **all** the scopes the call needs (so that one re-authorization
-    /// is enough, MCP's step-up), otherwise `None`.
+    /// The scopes a call to `name` needs that `granted` does not provide: when any is
+    /// missing, **all** the scopes the call needs (one re-authorization is then enough, MCP's
+    /// step-up), otherwise `None`.
     pub fn missing_scopes<'a>(
         &'a self,
         kind: CapabilityKind,
         name: &str,
         granted: &[String],
     ) -> Option<&'a [String]> {
-        let capability = self.capabilities.get(&(kind, name.to_owned()))?;
+        let (capability, _) = self.find(kind, name)?;
+        self.missing_for(capability, granted)
+    }
+
+    pub(crate) fn missing_for<'a>(
+        &self,
+        capability: &'a Capability,
+        granted: &[String],
+    ) -> Option<&'a [String]> {
         let held = |needed: &String| {
             self.hierarchy
                 .satisfies(granted.iter().map(String::as_str), needed)
@@ -86,23 +251,60 @@ impl Catalog {
     }
 }
 
+/// Match `uri` against a template whose `{name}` segments each stand for one non-empty run of
+/// characters without `/`. Anything else must match exactly.
+fn match_template(template: &str, uri: &str) -> Option<Vec<(String, String)>> {
+    let mut segments = Vec::new();
+    let mut rest = uri;
+    let mut pattern = template;
+    while let Some(open) = pattern.find('{') {
+        let literal = &pattern[..open];
+        rest = rest.strip_prefix(literal)?;
+        let close = pattern[open..].find('}')? + open;
+        let name = &pattern[open + 1..close];
+        pattern = &pattern[close + 1..];
+        let end = rest.find('/').unwrap_or(rest.len());
+        let end = match pattern.chars().next() {
+            Some(next) if next != '/' => rest[..end].find(next).unwrap_or(end),
+            _ => end,
+        };
+        let value = &rest[..end];
+        if value.is_empty() {
+            return None;
+        }
+        segments.push((name.to_owned(), value.to_owned()));
+        rest = &rest[end..];
+    }
+    (rest == pattern).then_some(segments)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn capability(kind: CapabilityKind, name: &str, scopes: &[&str]) -> Capability {
+        Capability {
+            kind,
+            name: name.into(),
+            family: "policies".into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            risk: RiskTier::Read,
+            object: None,
+            tenant: None,
+            arguments: Vec::new(),
+        }
+    }
+
     fn catalog() -> Catalog {
         Catalog::new(
             [
-                Capability {
-                    kind: CapabilityKind::Tool,
-                    name: "update_policy".into(),
-                    scopes: vec!["policies:write".into(), "audit:write".into()],
-                },
-                Capability {
-                    kind: CapabilityKind::Tool,
-                    name: "search_policies".into(),
-                    scopes: vec!["policies:read".into()],
-                },
+                capability(
+                    CapabilityKind::Tool,
+                    "update_policy",
+                    &["policies:write", "audit:write"],
+                ),
+                capability(CapabilityKind::Tool, "search_policies", &["policies:read"]),
+                capability(CapabilityKind::Resource, "policy://{tenant}/{id}", &[]),
             ],
             ScopeHierarchy::new([("policies:write".into(), vec!["policies:read".into()])]),
         )
@@ -128,12 +330,33 @@ mod tests {
     }
 
     #[test]
-    fn kinds_do_not_share_names_and_unlisted_capabilities_need_nothing_here() {
+    fn kinds_do_not_share_names() {
         let c = catalog();
+        assert!(c.find(CapabilityKind::Prompt, "update_policy").is_none());
+        assert!(c.find(CapabilityKind::Tool, "echo").is_none());
+    }
+
+    #[test]
+    fn resource_templates_match_whole_segments_only() {
+        let c = catalog();
+        let (found, segments) = c
+            .find(CapabilityKind::Resource, "policy://tenant-a/POL-1")
+            .unwrap();
+        assert_eq!(found.name, "policy://{tenant}/{id}");
         assert_eq!(
-            c.missing_scopes(CapabilityKind::Prompt, "update_policy", &[]),
-            None
+            segments,
+            [
+                ("tenant".into(), "tenant-a".into()),
+                ("id".into(), "POL-1".into())
+            ]
         );
-        assert_eq!(c.missing_scopes(CapabilityKind::Tool, "echo", &[]), None);
+        for miss in [
+            "policy://tenant-a/POL-1/extra",
+            "policy:///POL-1",
+            "policy://tenant-a/",
+            "hr-report://tenant-a/1",
+        ] {
+            assert!(c.find(CapabilityKind::Resource, miss).is_none(), "{miss}");
+        }
     }
 }

@@ -1,13 +1,21 @@
-//! Authorization for Portcullis: what each MCP operation requires of its caller.
+//! Authorization for Portcullis: what a caller may see and do, decided in one place.
 //!
-//! Today this is the scope layer of the decision: a [`Catalog`] of capabilities (tools,
-//! prompts, resources) and the scopes each needs, read through a [`ScopeHierarchy`]
-//! (`policies:write` implies `policies:read`). A caller whose token lacks a needed scope is
-//! told every scope the operation needs, in one answer, so that one re-authorization is enough.
+//! A [`Catalog`] describes every capability (tool, prompt, resource): its family, the scopes it
+//! needs (read through a [`ScopeHierarchy`]), its risk tier, and how a call names its target
+//! object and tenant. From it a Cedar schema is generated; the operator's policies are validated
+//! strictly against it ([`PolicyEngine::new`]). [`PolicyEngine::authorize`] decides a call and
+//! [`PolicyEngine::visible`] a list entry, from the same policies, always with reasons.
 //! It knows no HTTP and no JSON-RPC: the gateway names the operation, this crate judges it.
 
 mod catalog;
+mod decision;
+mod engine;
+mod load;
+mod schema;
 mod scopes;
 
-pub use catalog::{Capability, CapabilityKind, Catalog};
+pub use catalog::{ArgumentType, Capability, CapabilityKind, Catalog, RiskTier};
+pub use decision::{Authorized, Decision, Principal, ReasonCode, Reasons, Visibility};
+pub use engine::{Call, PolicyEngine};
+pub use load::PolicyError;
 pub use scopes::ScopeHierarchy;

@@ -30,6 +30,11 @@ pub(crate) async fn run(port: u16, data_dir: PathBuf) -> anyhow::Result<()> {
         },
     )?;
     let exe = std::env::current_exe().context("cannot find the portcullis executable")?;
+    let policies = data_dir.join("policies.cedar");
+    if !policies.exists() {
+        std::fs::write(&policies, DEMO_POLICIES)
+            .with_context(|| format!("cannot write {}", policies.display()))?;
+    }
     let text = format!(
         r#"[server]
 listen = "{address}"
@@ -52,14 +57,24 @@ issuer = "{issuer}"
 
 [[capability]]
 tool = "search_policies"
+family = "policies"
 scopes = ["policies:read"]
+risk = "read"
+arguments = {{ query = "string" }}
 
 [[capability]]
 tool = "update_policy"
+family = "policies"
 scopes = ["policies:write"]
+risk = "write"
+object = "id"
+
+[policy]
+file = {policies}
 "#,
         command = toml_string(&exe.to_string_lossy()),
         start = serde_json::to_string(START_SCOPES).unwrap_or_default(),
+        policies = toml_string(&policies.to_string_lossy()),
     );
     let config = Config::parse(&text, Path::new("<built-in demo configuration>"))?;
     let identities = DevAuth::identities_path(&data_dir);
@@ -70,12 +85,14 @@ scopes = ["policies:write"]
         .map(|identity| identity.subject.clone())
         .collect();
     let dir = data_dir.display().to_string();
+    let policies_shown = policies.display().to_string();
     let banner = move |address: std::net::SocketAddr| {
         format!(
             "Portcullis demo is running.\n\n  \
              MCP endpoint:  http://{address}/mcp\n  \
              Sign-in:       http://{address}/authorize (embedded authorization server, dev-grade)\n  \
-             Identities:    {people} (from {identities})\n\n\
+             Identities:    {people} (from {identities})\n  \
+             Policies:      {policies} (Cedar; edit and restart)\n\n\
              Connect a client; it finds the sign-in page by itself, for example:\n  \
              npx @modelcontextprotocol/inspector --transport http --server-url http://{address}/mcp\n\n\
              Or with curl:\n  \
@@ -88,10 +105,36 @@ scopes = ["policies:write"]
              Stop with Ctrl-C.",
             people = people.join(", "),
             identities = identities.display(),
+            policies = policies_shown,
         )
     };
     crate::cli::serve(config, listener, auth.router(), &banner).await
 }
+
+/// Who may do what in the demo, written to the data dir on first start for people to edit.
+const DEMO_POLICIES: &str = r#"// Who may do what in `portcullis demo` (Cedar). Roles come from the token: see identities.toml.
+// Edit and restart the demo; a policy that does not validate stops it with the file and line.
+
+// The harmless tools are for everyone who signs in.
+@id("everyone-echo-and-add")
+permit (principal, action == Action::"tool", resource)
+when { resource.capability == "echo" || resource.capability == "add" };
+
+// Everyone may search the policy library (the token still needs policies:read).
+@id("everyone-searches-policies")
+permit (principal, action == Action::"tool:search_policies", resource);
+
+// Editors and admins may change policies (the token needs policies:write: a step-up).
+@id("editors-update-policies")
+permit (
+  principal in Role::"editor",
+  action == Action::"tool:update_policy",
+  resource
+);
+
+@id("admins-manage-policies")
+permit (principal in Role::"admin", action in Action::"family:policies", resource);
+"#;
 
 /// A token for `identity` from the demo recorded in `data_dir`.
 pub(crate) fn token(data_dir: &Path, identity: &str, scopes: &[String]) -> anyhow::Result<String> {

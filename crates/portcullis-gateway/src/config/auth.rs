@@ -1,14 +1,14 @@
 //! `[auth]` resolved: the protected resource, its issuers and how each one's tokens are checked.
 
-use std::time::Duration;
+use std::{path::Path, sync::Arc, time::Duration};
 
 use portcullis_authn::{ClaimMapping, ClientAuth, ClientSecret, ProtectedResource, Scopes};
-use portcullis_policy::{Capability, CapabilityKind, Catalog, ScopeHierarchy};
+use portcullis_policy::PolicyEngine;
 use url::Url;
 
 use super::{
     ConfigError,
-    raw::{RawAuth, RawCapability, RawIssuer},
+    raw::{RawAuth, RawCapability, RawIssuer, RawPolicy},
     resolve::duration,
 };
 
@@ -25,8 +25,8 @@ pub struct Auth {
     pub leeway: Duration,
     /// The accepted issuers.
     pub issuers: Vec<Issuer>,
-    /// The scopes each capability needs, read through the scope hierarchy.
-    pub catalog: Catalog,
+    /// What callers may see and do: the catalog, its scopes and the Cedar policies.
+    pub policy: Arc<PolicyEngine>,
 }
 
 /// One accepted token issuer.
@@ -56,7 +56,9 @@ pub struct Introspection {
 pub(super) fn resolve_auth(
     raw: RawAuth,
     capabilities: Vec<RawCapability>,
+    policy: Option<RawPolicy>,
     insecure_issuers: bool,
+    base: &Path,
 ) -> Result<Auth, ConfigError> {
     let resource = ProtectedResource::new(&raw.public_url)
         .map_err(|error| ConfigError::invalid("auth.public_url", error.to_string()))?;
@@ -138,51 +140,8 @@ pub(super) fn resolve_auth(
         scopes,
         leeway: duration("auth.leeway", raw.leeway, 30_000)?,
         issuers,
-        catalog: resolve_catalog(capabilities, raw.scope_hierarchy)?,
+        policy: super::policy::resolve_policy(policy, capabilities, raw.scope_hierarchy, base)?,
     })
-}
-
-fn resolve_catalog(
-    raw: Vec<RawCapability>,
-    hierarchy: std::collections::BTreeMap<String, Vec<String>>,
-) -> Result<Catalog, ConfigError> {
-    for (scope, implied) in &hierarchy {
-        let key = format!("auth.scope_hierarchy.{scope}");
-        Scopes::new(std::iter::once(scope).chain(implied))
-            .map_err(|error| ConfigError::invalid(key, error.to_string()))?;
-    }
-    let mut capabilities: Vec<Capability> = Vec::with_capacity(raw.len());
-    for (index, capability) in raw.into_iter().enumerate() {
-        let key = format!("capability[{index}]");
-        let (kind, name) = match (capability.tool, capability.prompt, capability.resource) {
-            (Some(name), None, None) => (CapabilityKind::Tool, name),
-            (None, Some(name), None) => (CapabilityKind::Prompt, name),
-            (None, None, Some(uri)) => (CapabilityKind::Resource, uri),
-            _ => {
-                return Err(ConfigError::invalid(
-                    key,
-                    "name exactly one of `tool`, `prompt` or `resource`",
-                ));
-            }
-        };
-        let scopes = Scopes::new(capability.scopes)
-            .map_err(|error| ConfigError::invalid(format!("{key}.scopes"), error.to_string()))?;
-        if capabilities
-            .iter()
-            .any(|c| c.kind == kind && c.name == name)
-        {
-            return Err(ConfigError::invalid(
-                key,
-                format!("`{name}` is configured twice"),
-            ));
-        }
-        capabilities.push(Capability {
-            kind,
-            name,
-            scopes: scopes.iter().map(str::to_owned).collect(),
-        });
-    }
-    Ok(Catalog::new(capabilities, ScopeHierarchy::new(hierarchy)))
 }
 
 fn resolve_introspection(

@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod policy;
 mod raw;
 mod resolve;
 

@@ -20,6 +20,8 @@ pub struct Raw {
     /// What each capability requires.
     #[serde(default, rename = "capability")]
     pub capabilities: Vec<RawCapability>,
+    /// The Cedar policies that decide who may see and do what.
+    pub policy: Option<RawPolicy>,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -46,6 +48,16 @@ pub struct RawAuth {
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
 }
 
+/// `[policy]`: exactly one of `file` or `cedar`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// A Cedar policy file, relative to the configuration file.
+    pub file: Option<PathBuf>,
+    /// Cedar policies written inline.
+    pub cedar: Option<String>,
+}
+
 /// `[[capability]]`: exactly one of `tool`, `prompt` or `resource` names it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,11 +66,23 @@ pub struct RawCapability {
     pub tool: Option<String>,
     /// A prompt's name, as clients see it.
     pub prompt: Option<String>,
-    /// A resource's URI.
+    /// A resource's URI, or a URI template such as `policy://{tenant}/{id}`.
     pub resource: Option<String>,
+    /// Its family (an action group in policies), default `default`.
+    pub family: Option<String>,
     /// Every scope a call needs.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// `read`, `write`, `destructive`, `admin` or `spend`; default `write` for tools, `read`
+    /// otherwise.
+    pub risk: Option<String>,
+    /// The argument (or URI template segment) naming the target object.
+    pub object: Option<String>,
+    /// The argument (or URI template segment) naming the target's tenant.
+    pub tenant: Option<String>,
+    /// Arguments policies may read: name = `string`, `long` or `bool`.
+    #[serde(default)]
+    pub arguments: BTreeMap<String, String>,
 }
 
 /// `[[auth.issuer]]`

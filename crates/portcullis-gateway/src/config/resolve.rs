@@ -83,25 +83,33 @@ impl Config {
             path: origin.to_owned(),
             message: error.to_string().trim_end().to_owned(),
         })?;
-        Self::resolve(raw)
+        Self::resolve(raw, origin.parent().unwrap_or(Path::new(".")))
     }
 
-    /// Resolve a parsed file: the only way to build a `Config`.
-    pub fn resolve(raw: Raw) -> Result<Self, ConfigError> {
+    /// Resolve a parsed file: the only way to build a `Config`. Relative paths in it (the policy
+    /// file) are taken from `base`, the configuration file's directory.
+    pub fn resolve(raw: Raw, base: &Path) -> Result<Self, ConfigError> {
         let Raw {
             server,
             naming,
             upstreams,
             auth,
             capabilities,
+            policy,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
-            (Some(auth), _) => Some(resolve_auth(auth, capabilities, danger.insecure_issuers)?),
-            (None, true) if capabilities.iter().any(|c| !c.scopes.is_empty()) => {
+            (Some(auth), _) => Some(resolve_auth(
+                auth,
+                capabilities,
+                policy,
+                danger.insecure_issuers,
+                base,
+            )?),
+            (None, true) if !capabilities.is_empty() || policy.is_some() => {
                 return Err(ConfigError::invalid(
-                    "capability",
-                    "scopes can only be required of authenticated callers: add `[auth]`",
+                    "policy",
+                    "`[policy]` and `[[capability]]` decide for authenticated callers: add `[auth]`",
                 ));
             }
             (None, true) => {
@@ -347,7 +355,7 @@ mod tests {
     fn parse(text: &str) -> Result<Config, String> {
         let text = format!("{text}\n[danger]\nunauthenticated = true\n");
         let raw: Raw = toml::from_str(&text).map_err(|e| e.to_string())?;
-        Config::resolve(raw).map_err(|e| e.to_string())
+        Config::resolve(raw, Path::new(".")).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -400,7 +408,7 @@ mod tests {
 
     #[test]
     fn claim_paths_override_the_preset_and_must_be_pointers() {
-        let base = "[auth]\npublic_url = \"http://127.0.0.1/mcp\"\n[[auth.issuer]]\nissuer = \"http://127.0.0.1:1\"\nclaims = \"keycloak\"\n";
+        let base = "[auth]\npublic_url = \"http://127.0.0.1/mcp\"\n[[auth.issuer]]\nissuer = \"http://127.0.0.1:1\"\nclaims = \"keycloak\"\n[policy]\ncedar = \"\"\n";
         let ok = format!(
             "{base}[auth.issuer.claim_paths]\ntenant = [\"/org/id\"]\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n"
         );

@@ -6,15 +6,16 @@
 //! 3. `RequestBodyLimitLayer`: the same size limit for bodies without a Content-Length (413);
 //! 4. the router: `/.well-known/oauth-protected-resource[path]` (open), and
 //!    `path` -> `authn::authenticate` (401/503 without a verified token; session owner check) ->
-//!    `stepup::require_scopes` (403 `insufficient_scope` for a call the token's scopes do not
-//!    cover; only when some capability needs a scope) -> `relay` (stateless requests that need no translation, as bytes to
+//!    `authz::authorize` (one decision per call from the Cedar policies: 403
+//!    `insufficient_scope` for a step-up, else a verdict in the request's extensions) ->
+//!    `relay` (only allowed calls, stateless requests that need no translation, as bytes to
 //!    their upstream) -> rmcp's streamable HTTP service running the typed MCP proxy.
 
 mod authn;
+mod authz;
 mod hygiene;
 mod relay;
 mod serve;
-mod stepup;
 
 use std::sync::Arc;
 
@@ -53,6 +54,7 @@ pub fn app(
     mcp.legacy_session_mode = true;
     let relay = Arc::new(relay::Relay {
         gateway: gateway.clone(),
+        authorizing: config.auth.is_some(),
         max_body_bytes: config.max_body_bytes,
         plain: relay::plain_client(),
     });
@@ -68,17 +70,12 @@ pub fn app(
         .route_service(&config.path, service)
         .route_layer(middleware::from_fn_with_state(relay, relay::relay));
     if let Some(auth) = &config.auth {
-        if auth.catalog.requires_scopes() {
-            let step_up = Arc::new(stepup::StepUp {
-                catalog: auth.catalog.clone(),
-                metadata_url: auth.resource.metadata_url(),
-                max_body_bytes: config.max_body_bytes,
-            });
-            mcp = mcp.route_layer(middleware::from_fn_with_state(
-                step_up,
-                stepup::require_scopes,
-            ));
-        }
+        let authz = Arc::new(authz::Authz {
+            policy: auth.policy.clone(),
+            metadata_url: auth.resource.metadata_url(),
+            max_body_bytes: config.max_body_bytes,
+        });
+        mcp = mcp.route_layer(middleware::from_fn_with_state(authz, authz::authorize));
         let authn = Arc::new(authn::Authn::new(auth, config.session_idle_timeout));
         mcp = mcp.route_layer(middleware::from_fn_with_state(
             authn.clone(),

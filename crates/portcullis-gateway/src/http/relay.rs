@@ -20,7 +20,10 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use portcullis_core::{CorrelationId, Era};
 use portcullis_mcp::envelope::Envelope;
 
-use crate::proxy::{Gateway, RelayTarget};
+use crate::{
+    proxy::{Gateway, RelayTarget},
+    verdict::CallVerdict,
+};
 
 const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 const METHOD: &str = "mcp-method";
@@ -29,6 +32,9 @@ const PARAM_PREFIX: &str = "mcp-param-";
 
 pub(super) struct Relay {
     pub(super) gateway: Arc<Gateway>,
+    /// Policies are on: only calls with an `Allowed` verdict may skip the typed proxy, which
+    /// filters lists and answers refusals.
+    pub(super) authorizing: bool,
     pub(super) max_body_bytes: usize,
     pub(super) plain: Plain,
 }
@@ -52,7 +58,12 @@ pub(super) async fn relay(
 ) -> Response {
     let stateless = request.method() == Method::POST
         && header_is(request.headers(), PROTOCOL_VERSION, Era::Stateless.as_str());
-    if !stateless {
+    let allowed = !relay.authorizing
+        || matches!(
+            request.extensions().get::<CallVerdict>(),
+            Some(CallVerdict::Allowed(_))
+        );
+    if !stateless || !allowed {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();

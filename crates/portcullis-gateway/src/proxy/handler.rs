@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Gateway,
     forward::{forward, fulfil, max_input_rounds},
+    guard,
     list::Listing,
     session::Session,
 };
@@ -32,7 +33,7 @@ use super::{
 /// The proxy as rmcp sees it: one per downstream session, or one per stateless request.
 #[derive(Clone)]
 pub struct GatewayHandler {
-    gateway: Arc<Gateway>,
+    pub(super) gateway: Arc<Gateway>,
     session: Arc<Session>,
     // Cancelled when the last clone drops, which ends the session's change-forwarding task.
     _alive: Arc<tokio_util::sync::DropGuard>,
@@ -96,22 +97,41 @@ impl GatewayHandler {
         ))
     }
 
+    /// A list as this caller may see it.
     async fn list<L: Listing + DeserializeOwned>(
         &self,
         params: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<L, McpError> {
+        let mut page = self.gather::<L>(params, &context).await?;
+        guard::filter(&self.gateway, &context, &mut page)?;
+        if self.session.is_session() {
+            // Cache hints are a stateless-era field; a session client never asked for them.
+            page.clear_cache_hints();
+        }
+        Ok(page)
+    }
+
+    /// Every item, unfiltered: only to learn names and routes, never for a caller.
+    pub(super) async fn list_unfiltered<L: Listing + DeserializeOwned>(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<L, McpError> {
+        self.gather::<L>(None, context).await
+    }
+
+    async fn gather<L: Listing + DeserializeOwned>(
+        &self,
+        params: Option<PaginatedRequestParams>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<L, McpError> {
         let gateway = &self.gateway;
         if gateway.upstream_count() == 1 {
-            let mut page = reshape(self.send(0, L::request(params), &context).await?, L::page)?;
+            let mut page = reshape(self.send(0, L::request(params), context).await?, L::page)?;
             page.parts()
                 .0
                 .iter_mut()
                 .for_each(|item| L::adopt(gateway, 0, item));
-            if self.session.is_session() {
-                // Cache hints are a stateless-era field; a session client never asked for them.
-                page.clear_cache_hints();
-            }
             return Ok(page);
         }
         // Several upstreams: every page of each, as one page. Cursors of different upstreams
@@ -121,7 +141,7 @@ impl GatewayHandler {
             let mut cursor = None;
             loop {
                 let params = PaginatedRequestParams::default().with_cursor(cursor.take());
-                let result = self.send(index, L::request(Some(params)), &context).await;
+                let result = self.send(index, L::request(Some(params)), context).await;
                 let mut page = match result.and_then(|result| reshape(result, L::page)) {
                     Ok(page) => page,
                     Err(error) => {
@@ -147,6 +167,14 @@ impl GatewayHandler {
     fn not_found_tool() -> McpError {
         McpError::invalid_params("tool not found", None)
     }
+}
+
+fn not_found_prompt() -> McpError {
+    McpError::invalid_params("prompt not found", None)
+}
+
+fn not_found_resource() -> McpError {
+    McpError::resource_not_found("resource not found", None)
 }
 
 impl ServerHandler for GatewayHandler {
@@ -192,12 +220,13 @@ impl ServerHandler for GatewayHandler {
         mut request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
+        guard::admit_reference(&self.gateway, &context, &request.r#ref)?;
         let index = match &mut request.r#ref {
             Reference::Prompt(prompt) => {
                 let (index, name) = self
                     .gateway
                     .route_name(&prompt.name)
-                    .ok_or_else(|| McpError::invalid_params("prompt not found", None))?;
+                    .ok_or_else(not_found_prompt)?;
                 prompt.name = name;
                 index
             }
@@ -245,10 +274,11 @@ impl ServerHandler for GatewayHandler {
         mut request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
+        guard::admit(&self.gateway, &context, not_found_prompt)?;
         let (index, name) = self
             .gateway
             .route_name(&request.name)
-            .ok_or_else(|| McpError::invalid_params("prompt not found", None))?;
+            .ok_or_else(not_found_prompt)?;
         request.name = name;
         match self.send_bridged(index, request, &context).await? {
             ServerResult::InputRequiredResult(input) => Ok(GetPromptResponse::InputRequired(input)),
@@ -289,8 +319,9 @@ impl ServerHandler for GatewayHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        guard::admit(&self.gateway, &context, not_found_resource)?;
         let candidates = self.gateway.route_uri(&request.uri);
-        let mut last = McpError::resource_not_found("resource not found", None);
+        let mut last = not_found_resource();
         for index in candidates {
             match self.send_bridged(index, request.clone(), &context).await {
                 Ok(ServerResult::InputRequiredResult(input)) => {
@@ -339,6 +370,7 @@ impl ServerHandler for GatewayHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        guard::admit(&self.gateway, &context, not_found_resource)?;
         let index = self.gateway.route_uri(&request.uri)[0];
         self.send(
             index,
@@ -354,6 +386,7 @@ impl ServerHandler for GatewayHandler {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
+        guard::admit(&self.gateway, &context, not_found_resource)?;
         let index = self.gateway.route_uri(&request.uri)[0];
         self.send(
             index,
@@ -369,6 +402,10 @@ impl ServerHandler for GatewayHandler {
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        guard::admit(&self.gateway, &context, Self::not_found_tool)?;
+        if self.gateway.policy.is_some() && !self.knows_tool(&request.name, &context).await {
+            return Err(Self::not_found_tool());
+        }
         let (index, name) = self
             .gateway
             .route_name(&request.name)

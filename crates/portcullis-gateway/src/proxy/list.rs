@@ -1,9 +1,11 @@
 //! The four list operations as one: forwarded to a single upstream page by page, or gathered
 //! from every upstream, renamed and returned as one page.
 
+use portcullis_policy::{CapabilityKind, PolicyEngine, Principal};
 use rmcp::model::{
-    ClientRequest, Cursor, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, RequestOptionalParam, ServerResult,
+    CacheScope, ClientRequest, Cursor, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, RequestOptionalParam,
+    ServerResult,
 };
 
 use super::Gateway;
@@ -23,6 +25,10 @@ pub(super) trait Listing: Sized {
     fn of(items: Vec<Self::Item>) -> Self;
     /// Drop `ttlMs` and `cacheScope`.
     fn clear_cache_hints(&mut self);
+    /// Say the page holds what one caller may see: `cacheScope: private`.
+    fn mark_private(&mut self);
+    /// Whether `principal` may see `item`.
+    fn visible(policy: &PolicyEngine, principal: &Principal, era: &str, item: &Self::Item) -> bool;
 }
 
 impl Listing for ListToolsResult {
@@ -50,6 +56,17 @@ impl Listing for ListToolsResult {
         self.ttl_ms = None;
         self.cache_scope = None;
     }
+    fn mark_private(&mut self) {
+        self.cache_scope = Some(CacheScope::Private);
+    }
+    fn visible(
+        policy: &PolicyEngine,
+        principal: &Principal,
+        _era: &str,
+        item: &Self::Item,
+    ) -> bool {
+        policy.visible(principal, CapabilityKind::Tool, &item.name)
+    }
 }
 
 impl Listing for ListPromptsResult {
@@ -75,6 +92,17 @@ impl Listing for ListPromptsResult {
     fn clear_cache_hints(&mut self) {
         self.ttl_ms = None;
         self.cache_scope = None;
+    }
+    fn mark_private(&mut self) {
+        self.cache_scope = Some(CacheScope::Private);
+    }
+    fn visible(
+        policy: &PolicyEngine,
+        principal: &Principal,
+        _era: &str,
+        item: &Self::Item,
+    ) -> bool {
+        policy.visible(principal, CapabilityKind::Prompt, &item.name)
     }
 }
 
@@ -103,6 +131,12 @@ impl Listing for ListResourcesResult {
         self.ttl_ms = None;
         self.cache_scope = None;
     }
+    fn mark_private(&mut self) {
+        self.cache_scope = Some(CacheScope::Private);
+    }
+    fn visible(policy: &PolicyEngine, principal: &Principal, era: &str, item: &Self::Item) -> bool {
+        super::guard::resource_listed(policy, principal, era, &item.uri)
+    }
 }
 
 impl Listing for ListResourceTemplatesResult {
@@ -128,6 +162,17 @@ impl Listing for ListResourceTemplatesResult {
     fn clear_cache_hints(&mut self) {
         self.ttl_ms = None;
         self.cache_scope = None;
+    }
+    fn mark_private(&mut self) {
+        self.cache_scope = Some(CacheScope::Private);
+    }
+    fn visible(
+        policy: &PolicyEngine,
+        principal: &Principal,
+        _era: &str,
+        item: &Self::Item,
+    ) -> bool {
+        policy.visible(principal, CapabilityKind::Resource, &item.uri_template)
     }
 }
 

@@ -8,6 +8,7 @@
 //! that caller and nobody else. Stateless requests and stateless upstreams share one connection.
 
 mod forward;
+mod guard;
 mod handler;
 mod list;
 mod relay;
@@ -21,6 +22,7 @@ use std::{
 };
 
 use portcullis_mcp::{SharedUpstream, UpstreamStatus};
+use portcullis_policy::PolicyEngine;
 use rmcp::model::{
     ClientCapabilities, ClientConfig, Implementation, ProtocolVersion, ServerNotification,
 };
@@ -49,6 +51,10 @@ pub struct Gateway {
     request_timeout: Duration,
     changes: broadcast::Sender<ServerNotification>,
     routes: Mutex<Routes>,
+    /// The policies every call and list goes through; `None` only on an unauthenticated gateway.
+    policy: Option<Arc<PolicyEngine>>,
+    /// When the tool list was last re-learned for an unknown name.
+    tools_learned: Mutex<Option<std::time::Instant>>,
 }
 
 struct Upstream {
@@ -98,6 +104,8 @@ impl Gateway {
             request_timeout: config.request_timeout,
             changes,
             routes: Mutex::new(Routes::default()),
+            policy: config.auth.as_ref().map(|auth| auth.policy.clone()),
+            tools_learned: Mutex::new(None),
         })
     }
 

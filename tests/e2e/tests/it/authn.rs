@@ -14,28 +14,35 @@ use serde_json::{Value, json};
 
 use crate::stdio_upstream;
 
-const ISSUER: &str = "https://issuer.example";
+pub(crate) const ISSUER: &str = "https://issuer.example";
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
 
-struct Issuer {
+pub(crate) struct Issuer {
     key: EncodingKey,
 }
 
 impl Issuer {
     fn token(&self, subject: &str, audience: &str) -> String {
+        self.token_with(json!({"sub": subject, "aud": audience, "scope": "tools:read"}))
+    }
+
+    /// A token with `claims`, plus `iss` and a near `exp`.
+    pub(crate) fn token_with(&self, mut claims: Value) -> String {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let claims = json!({"iss": ISSUER, "sub": subject, "aud": audience, "exp": now + 300, "scope": "tools:read"});
+        claims["iss"] = json!(ISSUER);
+        claims["exp"] = json!(now + 300);
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some("k1".into());
         jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
     }
 }
 
-async fn jwks() -> (Issuer, String) {
+/// A JWKS on a loopback socket, and the issuer whose key it publishes (`ISSUER`).
+pub(crate) async fn jwks() -> (Issuer, String) {
     let key = EncodingKey::from_ec_pem(include_bytes!(
         "../../../../crates/portcullis-authn/tests/keys/es256.pem"
     ))
@@ -58,7 +65,7 @@ async fn jwks() -> (Issuer, String) {
 
 fn auth_config(jwks_uri: &str) -> String {
     format!(
-        "[auth]\npublic_url = \"http://127.0.0.1:8080/mcp\"\nresource_name = \"e2e\"\nscopes = [\"tools:read\"]\n\n[[auth.issuer]]\nissuer = \"{ISSUER}\"\njwks_uri = \"{jwks_uri}\"\n\n{}",
+        "[auth]\npublic_url = \"http://127.0.0.1:8080/mcp\"\nresource_name = \"e2e\"\nscopes = [\"tools:read\"]\n\n[policy]\ncedar = \"permit (principal, action, resource);\"\n\n[[auth.issuer]]\nissuer = \"{ISSUER}\"\njwks_uri = \"{jwks_uri}\"\n\n{}",
         stdio_upstream("fixture")
     )
 }

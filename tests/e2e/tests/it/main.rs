@@ -3,6 +3,7 @@
 //!
 //! - `relay`: calls, lists, progress, logging, elicitation and sampling through the gateway;
 //! - `authn`: bearer tokens verified at every request, challenges, session ownership;
+//! - `authz`: Cedar policies deciding lists and calls, safe denials, role changes mid-session;
 //! - `stepup`: 403 `insufficient_scope` from the capability catalog, with the embedded
 //!   authorization server as the issuer;
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
@@ -18,6 +19,7 @@
 
 mod aggregate;
 mod authn;
+mod authz;
 mod binary;
 mod failure;
 mod hygiene;

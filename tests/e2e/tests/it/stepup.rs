@@ -50,7 +50,8 @@ async fn setup(label: &str) -> Setup {
          [[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
          [auth.scope_hierarchy]\n\"policies:write\" = [\"policies:read\"]\n\n\
          [[capability]]\ntool = \"fixture_echo\"\nscopes = [\"policies:write\"]\n\n\
-         [[capability]]\ntool = \"greet\"\nscopes = [\"policies:read\"]\n\n{}",
+         [[capability]]\ntool = \"greet\"\nscopes = [\"policies:read\"]\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
         stdio_upstream("fixture")
     );
     Setup {

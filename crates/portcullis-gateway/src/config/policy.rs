@@ -1,0 +1,146 @@
+//! `[policy]` and `[[capability]]` resolved: the catalog, and the Cedar policies validated
+//! against the schema generated from it. A start-up that cannot load them does not start.
+
+use std::{collections::BTreeMap, path::Path, sync::Arc};
+
+use portcullis_authn::Scopes;
+use portcullis_policy::{
+    ArgumentType, Capability, CapabilityKind, Catalog, PolicyEngine, RiskTier, ScopeHierarchy,
+};
+
+use super::{
+    ConfigError,
+    raw::{RawCapability, RawPolicy},
+};
+
+pub(super) fn resolve_policy(
+    policy: Option<RawPolicy>,
+    capabilities: Vec<RawCapability>,
+    hierarchy: BTreeMap<String, Vec<String>>,
+    base: &Path,
+) -> Result<Arc<PolicyEngine>, ConfigError> {
+    let catalog = resolve_catalog(capabilities, hierarchy)?;
+    let (origin, text) = match policy {
+        None => {
+            return Err(ConfigError::invalid(
+                "policy",
+                "a `[policy]` section is required with `[auth]`: `file = \"policies.cedar\"`, \
+                 or `cedar = \"permit (principal, action, resource);\"` to let every \
+                 authenticated caller do everything",
+            ));
+        }
+        Some(RawPolicy {
+            file: Some(file),
+            cedar: None,
+        }) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                ConfigError::invalid("policy.file", format!("`{}`: {error}", path.display()))
+            })?;
+            (path.display().to_string(), text)
+        }
+        Some(RawPolicy {
+            file: None,
+            cedar: Some(text),
+        }) => ("policy.cedar".to_owned(), text),
+        Some(_) => {
+            return Err(ConfigError::invalid(
+                "policy",
+                "set exactly one of `file` and `cedar`",
+            ));
+        }
+    };
+    let engine = PolicyEngine::new(catalog, &origin, &text)
+        .map_err(|error| ConfigError::invalid("policy", error.to_string()))?;
+    Ok(Arc::new(engine))
+}
+
+fn resolve_catalog(
+    raw: Vec<RawCapability>,
+    hierarchy: BTreeMap<String, Vec<String>>,
+) -> Result<Catalog, ConfigError> {
+    for (scope, implied) in &hierarchy {
+        let key = format!("auth.scope_hierarchy.{scope}");
+        Scopes::new(std::iter::once(scope).chain(implied))
+            .map_err(|error| ConfigError::invalid(key, error.to_string()))?;
+    }
+    let mut capabilities: Vec<Capability> = Vec::with_capacity(raw.len());
+    for (index, capability) in raw.into_iter().enumerate() {
+        let key = format!("capability[{index}]");
+        let (kind, name) = match (capability.tool, capability.prompt, capability.resource) {
+            (Some(name), None, None) => (CapabilityKind::Tool, name),
+            (None, Some(name), None) => (CapabilityKind::Prompt, name),
+            (None, None, Some(uri)) => (CapabilityKind::Resource, uri),
+            _ => {
+                return Err(ConfigError::invalid(
+                    key,
+                    "name exactly one of `tool`, `prompt` or `resource`",
+                ));
+            }
+        };
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(ConfigError::invalid(
+                key,
+                "the name is empty or has control characters",
+            ));
+        }
+        let scopes = Scopes::new(capability.scopes)
+            .map_err(|error| ConfigError::invalid(format!("{key}.scopes"), error.to_string()))?;
+        if capabilities
+            .iter()
+            .any(|c| c.kind == kind && c.name == name)
+        {
+            return Err(ConfigError::invalid(
+                key,
+                format!("`{name}` is configured twice"),
+            ));
+        }
+        let risk = match capability.risk.as_deref() {
+            None => RiskTier::unconfigured(kind),
+            Some(text) => RiskTier::parse(text).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}.risk"),
+                    format!("`{text}`: expected read, write, destructive, admin or spend"),
+                )
+            })?,
+        };
+        let mut arguments = Vec::new();
+        for (argument, ty) in capability.arguments {
+            let ty = ArgumentType::parse(&ty).ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("{key}.arguments.{argument}"),
+                    format!("`{ty}`: expected string, long or bool"),
+                )
+            })?;
+            arguments.push((argument, ty));
+        }
+        // A URI template names its segments; an object or tenant must be one of them, or an
+        // argument of a tool or prompt.
+        if kind == CapabilityKind::Resource {
+            for (field, value) in [
+                ("object", &capability.object),
+                ("tenant", &capability.tenant),
+            ] {
+                if let Some(segment) = value
+                    && !name.contains(&format!("{{{segment}}}"))
+                {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.{field}"),
+                        format!("`{segment}` is not a segment of `{name}`"),
+                    ));
+                }
+            }
+        }
+        capabilities.push(Capability {
+            kind,
+            name,
+            family: capability.family.unwrap_or_else(|| "default".to_owned()),
+            scopes: scopes.iter().map(str::to_owned).collect(),
+            risk,
+            object: capability.object,
+            tenant: capability.tenant,
+            arguments,
+        });
+    }
+    Ok(Catalog::new(capabilities, ScopeHierarchy::new(hierarchy)))
+}

@@ -1,0 +1,131 @@
+//! Authorization of every call, after authentication and before the relay and rmcp.
+//!
+//! A POST naming a capability (`tools/call`, `prompts/get`, `resources/read`, subscribe) is
+//! decided here, once, on the body's own method, target and arguments: what would be executed
+//! is what is judged. A step-up is answered here (only HTTP can carry the 403 challenge); every
+//! other verdict travels on in the request's extensions (`CallVerdict`), where the relay
+//! forwards only `Allowed` calls and the typed proxy answers the rest exactly as it answers a
+//! name that does not exist, or with the fixed denial. The caller, as policies see it, travels
+//! on too, for list filtering.
+
+use std::sync::Arc;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{Method, StatusCode};
+use portcullis_authn::{Challenge, Scopes, VerifiedPrincipal};
+use portcullis_core::{CorrelationId, Era};
+use portcullis_mcp::envelope::Envelope;
+use portcullis_policy::{Call, CapabilityKind, Decision, PolicyEngine, Principal, Visibility};
+
+use crate::verdict::CallVerdict;
+
+pub(super) struct Authz {
+    pub(super) policy: Arc<PolicyEngine>,
+    pub(super) metadata_url: String,
+    pub(super) max_body_bytes: usize,
+}
+
+/// The verified caller as policies see it.
+pub(crate) fn principal(verified: &VerifiedPrincipal) -> Principal {
+    Principal {
+        subject: verified.subject().to_owned(),
+        issuer: verified.issuer().to_owned(),
+        tenant: verified.tenant().map(str::to_owned),
+        roles: verified.roles().to_vec(),
+        scopes: verified.scopes().to_vec(),
+        client_id: verified.client_id().map(str::to_owned),
+    }
+}
+
+pub(super) async fn authorize(
+    State(authz): State<Arc<Authz>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    // Authentication ran first; without its principal nothing is decided, nothing passes.
+    let Some(principal) = request
+        .extensions()
+        .get::<VerifiedPrincipal>()
+        .map(principal)
+    else {
+        let correlation = CorrelationId::fresh();
+        tracing::error!(%correlation, "request reached authorization unauthenticated");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error; reference {correlation}\n"),
+        )
+            .into_response();
+    };
+    let (mut parts, body) = request.into_parts();
+    if parts.method != Method::POST {
+        parts.extensions.insert(principal);
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    // Only the body limit can fail a read here: the layer outside already bounds it.
+    let Ok(bytes) = axum::body::to_bytes(body, authz.max_body_bytes).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
+    };
+    if let Ok(envelope) = Envelope::parse(&bytes)
+        && let Some(kind) = CapabilityKind::of_method(envelope.method)
+        && let Some(name) = envelope.name.as_deref()
+    {
+        let arguments = envelope
+            .arguments
+            .and_then(|raw| serde_json::from_str::<serde_json::Map<_, _>>(raw.get()).ok());
+        let era = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|value| value.to_str().ok())
+            .or(envelope.declared_version.as_deref())
+            .unwrap_or(Era::Sessions.as_str());
+        let call = Call {
+            kind,
+            name,
+            arguments: arguments.as_ref(),
+            era,
+        };
+        let decision = authz.policy.authorize(&principal, &call);
+        let reasons = decision.reasons();
+        let codes: Vec<&str> = reasons.codes.iter().map(|code| code.as_str()).collect();
+        let correlation = CorrelationId::fresh();
+        tracing::info!(
+            %correlation,
+            subject = %principal.subject,
+            method = envelope.method,
+            capability = name,
+            outcome = decision.outcome(),
+            policies = ?reasons.policies,
+            reasons = ?codes,
+            policy_version = %reasons.policy_version,
+            "authorization decision"
+        );
+        let verdict = match decision {
+            Decision::StepUp { scopes, .. } => {
+                return match Scopes::new(scopes) {
+                    Ok(scopes) => super::authn::challenge_response(
+                        &authz.metadata_url,
+                        &Challenge::InsufficientScope { scopes },
+                    ),
+                    // Configuration checked every scope; an unwritable one cannot get here.
+                    Err(_) => (StatusCode::FORBIDDEN, "Forbidden\n").into_response(),
+                };
+            }
+            Decision::Allow(authorized) => CallVerdict::Allowed(authorized),
+            Decision::Deny {
+                visibility: Visibility::Hidden,
+                ..
+            } => CallVerdict::Hidden,
+            Decision::Deny { .. } => CallVerdict::Denied(correlation),
+            Decision::AskApproval { .. } => CallVerdict::ApprovalRequired(correlation),
+        };
+        parts.extensions.insert(verdict);
+    }
+    parts.extensions.insert(principal);
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}

@@ -1,0 +1,153 @@
+//! The proxy's side of authorization: a call goes upstream only with an `Allowed` verdict, a
+//! refused one is answered as the verdict says, and lists show only what the caller could call.
+
+use std::time::{Duration, Instant};
+
+use portcullis_core::Era;
+use portcullis_policy::{Call, CapabilityKind, Decision, PolicyEngine, Principal};
+use rmcp::{
+    ErrorData as McpError, RoleServer,
+    model::{ListToolsResult, Reference},
+    service::RequestContext,
+};
+
+use super::{Gateway, GatewayHandler, list::Listing};
+use crate::verdict::{self, CallVerdict};
+
+// An unknown tool name makes the gateway re-learn the tool list, at most this often: often
+// enough for a new upstream tool to be found, rarely enough that random names cannot make the
+// gateway hammer its upstreams.
+const RELEARN_INTERVAL: Duration = Duration::from_secs(1);
+
+fn parts(context: &RequestContext<RoleServer>) -> Option<&http::request::Parts> {
+    context.extensions.get::<http::request::Parts>()
+}
+
+/// Refuse the call unless its verdict allows it; `not_found` is the answer for a name that does
+/// not exist. Without policies (an unauthenticated gateway, under `[danger]`) everything passes.
+pub(super) fn admit(
+    gateway: &Gateway,
+    context: &RequestContext<RoleServer>,
+    not_found: impl FnOnce() -> McpError,
+) -> Result<(), McpError> {
+    if gateway.policy.is_none() {
+        return Ok(());
+    }
+    match parts(context).and_then(|parts| parts.extensions.get::<CallVerdict>()) {
+        Some(verdict) => verdict.refusal(not_found).map_or(Ok(()), Err),
+        None => Err(verdict::missing()),
+    }
+}
+
+/// A completion reveals values of a prompt's or a resource template's arguments: only for a
+/// reference the caller could use.
+pub(super) fn admit_reference(
+    gateway: &Gateway,
+    context: &RequestContext<RoleServer>,
+    reference: &Reference,
+) -> Result<(), McpError> {
+    let Some(policy) = &gateway.policy else {
+        return Ok(());
+    };
+    let Some(principal) = parts(context).and_then(|parts| parts.extensions.get::<Principal>())
+    else {
+        return Err(verdict::missing());
+    };
+    let (kind, name, not_found) = match reference {
+        Reference::Prompt(prompt) => (
+            CapabilityKind::Prompt,
+            prompt.name.as_str(),
+            "prompt not found",
+        ),
+        Reference::Resource(resource) => (
+            CapabilityKind::Resource,
+            resource.uri.as_str(),
+            "resource not found",
+        ),
+        _ => return Ok(()),
+    };
+    if policy.visible(principal, kind, name) {
+        Ok(())
+    } else {
+        Err(McpError::invalid_params(not_found, None))
+    }
+}
+
+/// Keep the items `principal` could use; mark the page private to this caller.
+pub(super) fn filter<L: Listing>(
+    gateway: &Gateway,
+    context: &RequestContext<RoleServer>,
+    page: &mut L,
+) -> Result<(), McpError> {
+    let Some(policy) = &gateway.policy else {
+        return Ok(());
+    };
+    let parts = parts(context);
+    let Some(principal) = parts.and_then(|parts| parts.extensions.get::<Principal>()) else {
+        return Err(verdict::missing());
+    };
+    let era = parts
+        .and_then(|parts| parts.headers.get("mcp-protocol-version"))
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or(Era::Sessions.as_str());
+    let before = page.parts().0.len();
+    page.parts()
+        .0
+        .retain(|item| L::visible(policy, principal, era, item));
+    tracing::debug!(
+        subject = %principal.subject,
+        listed = page.parts().0.len(),
+        hidden = before - page.parts().0.len(),
+        "list filtered"
+    );
+    page.mark_private();
+    Ok(())
+}
+
+/// A resource is listed when reading it could be allowed (its URI may name its tenant and
+/// object); tools, prompts and templates when some call could be.
+pub(super) fn resource_listed(
+    policy: &PolicyEngine,
+    principal: &Principal,
+    era: &str,
+    uri: &str,
+) -> bool {
+    let call = Call {
+        kind: CapabilityKind::Resource,
+        name: uri,
+        arguments: None,
+        era,
+    };
+    !matches!(policy.authorize(principal, &call), Decision::Deny { .. })
+}
+
+impl GatewayHandler {
+    /// Whether a tool of this name exists upstream, re-learning the list (rate-limited) when it
+    /// is not known: a hidden tool and a tool that does not exist must get the same answer,
+    /// so with policies on the gateway answers both itself.
+    pub(super) async fn knows_tool(
+        &self,
+        name: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> bool {
+        if self.gateway.tool(name).is_some() {
+            return true;
+        }
+        let due = {
+            let mut last = self
+                .gateway
+                .tools_learned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = last.is_none_or(|at| at.elapsed() >= RELEARN_INTERVAL);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            let _ = self.list_unfiltered::<ListToolsResult>(context).await;
+        }
+        self.gateway.tool(name).is_some()
+    }
+}

@@ -1,0 +1,160 @@
+//! What `authorize()` answers, always with reasons: the determining policies and reason codes.
+
+/// The verified caller, as policies see it (built by the gateway from a verified token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// `sub`.
+    pub subject: String,
+    /// `iss`.
+    pub issuer: String,
+    /// The caller's tenant, if the token names one.
+    pub tenant: Option<String>,
+    /// Roles: the principal's parents in policies (`principal in Role::"editor"`).
+    pub roles: Vec<String>,
+    /// Scopes granted to the token.
+    pub scopes: Vec<String>,
+    /// The OAuth client the token was issued to.
+    pub client_id: Option<String>,
+}
+
+impl Principal {
+    /// Everything a decision can depend on, as one key: equal keys, equal decisions.
+    pub(crate) fn fingerprint(&self) -> String {
+        let mut roles = self.roles.clone();
+        roles.sort();
+        let mut scopes = self.scopes.clone();
+        scopes.sort();
+        // NUL cannot occur in a JSON string from a token, so fields cannot run together.
+        format!(
+            "{}\0{}\0{}\0{}\0{}\0{}",
+            self.issuer,
+            self.subject,
+            self.tenant.as_deref().unwrap_or("\u{1}"),
+            roles.join("\0\0"),
+            scopes.join("\0\0"),
+            self.client_id.as_deref().unwrap_or("\u{1}"),
+        )
+    }
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    /// A policy permits it.
+    Permitted,
+    /// No policy permits it (default deny).
+    NoPermit,
+    /// A policy forbids it.
+    Forbidden,
+    /// A policy could not be evaluated: denied, whatever the others say.
+    PolicyError,
+    /// The target belongs to another tenant and no permitting policy allows crossing tenants.
+    TenantMismatch,
+    /// The token lacks a scope the capability needs.
+    MissingScope,
+    /// An argument a policy reads has the wrong type.
+    ArgumentInvalid,
+    /// A human must approve it first.
+    ApprovalRequired,
+}
+
+impl ReasonCode {
+    /// The code as audit records and logs write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Permitted => "permitted",
+            Self::NoPermit => "no_permit",
+            Self::Forbidden => "forbidden",
+            Self::PolicyError => "policy_error",
+            Self::TenantMismatch => "tenant_mismatch",
+            Self::MissingScope => "missing_scope",
+            Self::ArgumentInvalid => "argument_invalid",
+            Self::ApprovalRequired => "approval_required",
+        }
+    }
+}
+
+/// The determining policies and the reason codes of one decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reasons {
+    /// Ids of the policies that determined it (their `@id`).
+    pub policies: Vec<String>,
+    /// Why.
+    pub codes: Vec<ReasonCode>,
+    /// The policy set version it was made under.
+    pub policy_version: String,
+}
+
+/// Whether a denied caller may learn that the capability (or object) exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Answer exactly as for something that does not exist.
+    Hidden,
+    /// The caller can see it: say it was denied, in plain words, nothing more.
+    Visible,
+}
+
+/// Proof that a call was allowed. Only [`crate::PolicyEngine::authorize`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    reasons: Reasons,
+}
+
+impl Authorized {
+    pub(crate) fn new(reasons: Reasons) -> Self {
+        Self { reasons }
+    }
+
+    /// Why it was allowed.
+    pub fn reasons(&self) -> &Reasons {
+        &self.reasons
+    }
+}
+
+/// The answer of `authorize()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Allow(Authorized),
+    /// No.
+    Deny {
+        /// What the caller may learn.
+        visibility: Visibility,
+        /// Why.
+        reasons: Reasons,
+    },
+    /// The caller would be allowed with a token holding `scopes` (all the call needs).
+    StepUp {
+        /// Every scope the call needs.
+        scopes: Vec<String>,
+        /// Why.
+        reasons: Reasons,
+    },
+    /// Allowed once a human approves.
+    AskApproval {
+        /// Why.
+        reasons: Reasons,
+    },
+}
+
+impl Decision {
+    /// The reasons, whatever the outcome.
+    pub fn reasons(&self) -> &Reasons {
+        match self {
+            Self::Allow(authorized) => authorized.reasons(),
+            Self::Deny { reasons, .. }
+            | Self::StepUp { reasons, .. }
+            | Self::AskApproval { reasons } => reasons,
+        }
+    }
+
+    /// The outcome as audit records write it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Allow(_) => "allow",
+            Self::Deny { .. } => "deny",
+            Self::StepUp { .. } => "step-up",
+            Self::AskApproval { .. } => "ask-approval",
+        }
+    }
+}

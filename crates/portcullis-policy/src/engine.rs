@@ -1,0 +1,476 @@
+//! `authorize()` for calls and `visible()` for lists: one policy set, one meaning.
+//!
+//! A call is decided in this order, so that each outcome means one thing:
+//! 1. Cedar, on the caller, the action and the target with its attributes. Any evaluation error
+//!    denies (Cedar itself would skip the erroring policy and might allow). Default deny.
+//! 2. Tenant pinning: a target of another tenant is denied (as not visible) unless a permitting
+//!    policy carries `@cross_tenant`.
+//! 3. Scopes: a caller the policies allow, whose token lacks a scope the capability needs, gets
+//!    `StepUp` naming every scope it needs. No scope can fix a denial, so scopes come after.
+//! 4. Approval: `@approval("required")` on a permitting policy, or a destructive, admin or
+//!    spend tier (unless a permitting policy says `@approval("none")`), asks a human.
+//!
+//! Listing asks whether *some* call could be allowed: Cedar partial evaluation with the target
+//! and the context unknown. A capability is hidden only when the policies deny whatever the
+//! target and arguments are; a residual (a condition on the unknowns) means "list it". Scopes
+//! do not hide anything (a missing scope is a step-up, not a denial).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Mutex, PoisonError},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use cedar_policy::{
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, PolicySet, Request, RequestBuilder, RestrictedExpression, Schema,
+};
+use serde_json::{Map, Value};
+
+use crate::{
+    Authorized, Capability, CapabilityKind, Catalog, Decision, PolicyError, Principal, ReasonCode,
+    Reasons, RiskTier, Visibility, load,
+    schema::{ROLE, TARGET, USER, cedar_schema},
+};
+
+// Bound on remembered list decisions (principals x capabilities); cleared when reached.
+const MAX_CACHED_PRINCIPALS: usize = 10_000;
+
+/// One call to decide.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// What kind of capability it calls.
+    pub kind: CapabilityKind,
+    /// Its name as the caller wrote it (a resource's URI).
+    pub name: &'a str,
+    /// Its arguments, if any.
+    pub arguments: Option<&'a Map<String, Value>>,
+    /// The protocol era of the request (`2025-11-25`, `2026-07-28`).
+    pub era: &'a str,
+}
+
+/// The loaded, validated policy set with its catalog and schema.
+pub struct PolicyEngine {
+    catalog: Catalog,
+    schema: Schema,
+    policies: PolicySet,
+    actions: Entities,
+    version: String,
+    authorizer: Authorizer,
+    visible: Mutex<HashMap<String, HashMap<String, bool>>>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyEngine {
+    /// Load `text` (the contents of `file`) against the schema generated from `catalog`.
+    pub fn new(catalog: Catalog, file: &str, text: &str) -> Result<Self, PolicyError> {
+        let schema_text = cedar_schema(&catalog);
+        let schema = load::schema(&schema_text)?;
+        let policies = load::policies(file, text, &schema)?;
+        let actions = schema
+            .action_entities()
+            .map_err(|error| PolicyError::Schema(error.to_string()))?;
+        let digest = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("{schema_text}\0{text}").as_bytes(),
+        );
+        let version: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Self {
+            catalog,
+            schema,
+            policies,
+            actions,
+            version,
+            authorizer: Authorizer::new(),
+            visible: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The policy set version: a digest of the schema and the policies.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The Cedar schema policies are validated against, as text.
+    pub fn schema_text(&self) -> String {
+        cedar_schema(&self.catalog)
+    }
+
+    /// Decide one call.
+    pub fn authorize(&self, principal: &Principal, call: &Call<'_>) -> Decision {
+        let found = self.catalog.find(call.kind, call.name);
+        let capability = found.as_ref().map(|(capability, _)| *capability);
+        let segments = found.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
+        let reasons = |codes: Vec<ReasonCode>, policies: Vec<String>| Reasons {
+            policies,
+            codes,
+            policy_version: self.version.clone(),
+        };
+        let named = |field: Option<&String>| {
+            let field = field?;
+            segments
+                .iter()
+                .find(|(name, _)| name == field)
+                .map(|(_, value)| value.clone())
+                .or_else(|| call.arguments?.get(field)?.as_str().map(str::to_owned))
+        };
+        let object = named(capability.and_then(|c| c.object.as_ref()));
+        let tenant = named(capability.and_then(|c| c.tenant.as_ref()));
+        let Some(arguments) = declared_arguments(capability, call.arguments) else {
+            return Decision::Deny {
+                visibility: Visibility::Visible,
+                reasons: reasons(vec![ReasonCode::ArgumentInvalid], Vec::new()),
+            };
+        };
+        let evaluated = self.evaluate(
+            principal,
+            call,
+            capability,
+            object.as_deref(),
+            tenant.as_deref(),
+            arguments,
+        );
+        let (permitted, policies) = match evaluated {
+            Ok(outcome) => outcome,
+            Err(code) => {
+                return Decision::Deny {
+                    visibility: self.deny_visibility(principal, call),
+                    reasons: reasons(vec![code], Vec::new()),
+                };
+            }
+        };
+        if !permitted {
+            let code = if policies.is_empty() {
+                ReasonCode::NoPermit
+            } else {
+                ReasonCode::Forbidden
+            };
+            return Decision::Deny {
+                visibility: self.deny_visibility(principal, call),
+                reasons: reasons(vec![code], policies),
+            };
+        }
+        let annotated = |key: &str, value: Option<&str>| {
+            policies.iter().any(|id| {
+                self.policies
+                    .annotation(&cedar_policy::PolicyId::new(id), key)
+                    .is_some_and(|found| value.is_none_or(|v| v == found))
+            })
+        };
+        if let Some(target_tenant) = &tenant
+            && principal.tenant.as_ref() != Some(target_tenant)
+            && !annotated("cross_tenant", None)
+        {
+            return Decision::Deny {
+                visibility: Visibility::Hidden,
+                reasons: reasons(vec![ReasonCode::TenantMismatch], policies),
+            };
+        }
+        if let Some(capability) = capability
+            && let Some(scopes) = self.catalog.missing_for(capability, &principal.scopes)
+        {
+            return Decision::StepUp {
+                scopes: scopes.to_vec(),
+                reasons: reasons(vec![ReasonCode::MissingScope], policies),
+            };
+        }
+        let risk = capability.map_or(RiskTier::unconfigured(call.kind), |c| c.risk);
+        let ask = annotated("approval", Some("required"))
+            || (risk >= RiskTier::Destructive && !annotated("approval", Some("none")));
+        if ask {
+            return Decision::AskApproval {
+                reasons: reasons(vec![ReasonCode::ApprovalRequired], policies),
+            };
+        }
+        Decision::Allow(Authorized::new(reasons(
+            vec![ReasonCode::Permitted],
+            policies,
+        )))
+    }
+
+    /// Whether `name` may be listed for `principal`: some call to it could be allowed.
+    pub fn visible(&self, principal: &Principal, kind: CapabilityKind, name: &str) -> bool {
+        let capability = self.catalog.find(kind, name).map(|(c, _)| c);
+        let action = action_id(kind, capability);
+        let fingerprint = principal.fingerprint();
+        let key = format!("{action}\0{name}");
+        if let Some(known) = self
+            .visible_cache()
+            .get(&fingerprint)
+            .and_then(|decisions| decisions.get(&key))
+        {
+            return *known;
+        }
+        let visible = self.possibly_allowed(principal, &action, kind, name, capability);
+        let mut cache = self.visible_cache();
+        if cache.len() >= MAX_CACHED_PRINCIPALS {
+            cache.clear();
+        }
+        cache.entry(fingerprint).or_default().insert(key, visible);
+        visible
+    }
+
+    fn visible_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, bool>>> {
+        self.visible.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn deny_visibility(&self, principal: &Principal, call: &Call<'_>) -> Visibility {
+        if self.visible(principal, call.kind, call.name) {
+            Visibility::Visible
+        } else {
+            Visibility::Hidden
+        }
+    }
+
+    /// Partial evaluation with what a list knows: the caller and the capability. The call's
+    /// object and tenant (when the capability names them) and its context are unknown, so a
+    /// policy that depends on them leaves a residual, which counts as "possibly allowed".
+    fn possibly_allowed(
+        &self,
+        principal: &Principal,
+        action: &str,
+        kind: CapabilityKind,
+        name: &str,
+        capability: Option<&Capability>,
+    ) -> bool {
+        let Ok(action_uid) = uid("Action", action) else {
+            return false;
+        };
+        let Ok((principal_uid, mut entities)) = principal_entities(principal) else {
+            return false;
+        };
+        let names = |field: Option<&String>| {
+            if field.is_some() {
+                Attribute::Unknown
+            } else {
+                Attribute::Absent
+            }
+        };
+        let object = names(capability.and_then(|c| c.object.as_ref()));
+        let tenant = names(capability.and_then(|c| c.tenant.as_ref()));
+        let Ok((target_uid, target)) = target_entity(kind, name, capability, object, tenant) else {
+            return false;
+        };
+        entities.push(target);
+        entities.extend(self.actions.get(&action_uid).cloned());
+        let Ok(entities) = Entities::from_entities(entities, None) else {
+            return false;
+        };
+        let Ok(request) = RequestBuilder::default()
+            .principal(principal_uid)
+            .action(action_uid)
+            .resource(target_uid)
+            .schema(&self.schema)
+            .build()
+        else {
+            return false;
+        };
+        let response = self
+            .authorizer
+            .is_authorized_partial(&request, &self.policies, &entities);
+        response.decision() != Some(CedarDecision::Deny)
+    }
+
+    /// Cedar's verdict: `(permitted, determining policy ids)`, or the reason it could not
+    /// decide (every such case denies).
+    fn evaluate(
+        &self,
+        principal: &Principal,
+        call: &Call<'_>,
+        capability: Option<&Capability>,
+        object: Option<&str>,
+        tenant: Option<&str>,
+        arguments: Map<String, Value>,
+    ) -> Result<(bool, Vec<String>), ReasonCode> {
+        let action = action_id(call.kind, capability);
+        let action_uid = uid("Action", &action).map_err(|()| ReasonCode::PolicyError)?;
+        let (principal_uid, mut entities) =
+            principal_entities(principal).map_err(|()| ReasonCode::PolicyError)?;
+        let (target_uid, target) = target_entity(
+            call.kind,
+            call.name,
+            capability,
+            object.map_or(Attribute::Absent, Attribute::Known),
+            tenant.map_or(Attribute::Absent, Attribute::Known),
+        )
+        .map_err(|()| ReasonCode::PolicyError)?;
+        entities.push(target);
+        entities.extend(self.actions.get(&action_uid).cloned());
+        let entities =
+            Entities::from_entities(entities, None).map_err(|_| ReasonCode::PolicyError)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let context = serde_json::json!({
+            "era": call.era,
+            "time": i64::try_from(now).unwrap_or(i64::MAX),
+            "arguments": Value::Object(arguments),
+        });
+        let context = Context::from_json_value(context, Some((&self.schema, &action_uid)))
+            .map_err(|_| ReasonCode::ArgumentInvalid)?;
+        let request = Request::new(
+            principal_uid,
+            action_uid,
+            target_uid,
+            context,
+            Some(&self.schema),
+        )
+        .map_err(|_| ReasonCode::PolicyError)?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        if response.diagnostics().errors().next().is_some() {
+            return Err(ReasonCode::PolicyError);
+        }
+        let policies = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        Ok((response.decision() == CedarDecision::Allow, policies))
+    }
+}
+
+/// An attribute of the target: given by the call, unknown (listing), or not there at all.
+#[derive(Clone, Copy)]
+enum Attribute<'a> {
+    Known(&'a str),
+    Unknown,
+    Absent,
+}
+
+/// The `Target` entity of a call: the capability's own attributes, always known, and the
+/// object's. While listing, an object the capability names has unknown `id`, `owner` and
+/// `classification` (its resolver would supply the last two on a call).
+fn target_entity(
+    kind: CapabilityKind,
+    name: &str,
+    capability: Option<&Capability>,
+    object: Attribute<'_>,
+    tenant: Attribute<'_>,
+) -> Result<(EntityUid, Entity), ()> {
+    let action = action_id(kind, capability);
+    let id = match object {
+        Attribute::Known(id) => id,
+        Attribute::Unknown => "?",
+        Attribute::Absent => "",
+    };
+    let target_uid = uid(TARGET, &format!("{action}#{id}"))?;
+    let risk = capability.map_or(RiskTier::unconfigured(kind), |c| c.risk);
+    let mut attributes = HashMap::from([
+        ("kind".to_owned(), string(kind.as_str())),
+        ("capability".to_owned(), string(name)),
+        (
+            "family".to_owned(),
+            string(capability.map_or("unconfigured", |c| c.family.as_str())),
+        ),
+        ("risk".to_owned(), string(risk.as_str())),
+    ]);
+    for (attribute, value) in [("id", object), ("tenant", tenant)] {
+        match value {
+            Attribute::Known(text) => {
+                attributes.insert(attribute.to_owned(), string(text));
+            }
+            Attribute::Unknown => {
+                attributes.insert(
+                    attribute.to_owned(),
+                    RestrictedExpression::new_unknown(attribute),
+                );
+            }
+            Attribute::Absent => {}
+        }
+    }
+    if matches!(object, Attribute::Unknown) {
+        for attribute in ["owner", "classification"] {
+            attributes.insert(
+                attribute.to_owned(),
+                RestrictedExpression::new_unknown(attribute),
+            );
+        }
+    }
+    let entity = Entity::new(target_uid.clone(), attributes, HashSet::new()).map_err(|_| ())?;
+    Ok((target_uid, entity))
+}
+
+fn action_id(kind: CapabilityKind, capability: Option<&Capability>) -> String {
+    capability.map_or_else(|| kind.as_str().to_owned(), Capability::action)
+}
+
+/// The arguments the capability declares for policies, type-checked; `None` when one has the
+/// wrong type (the call is malformed for its policies). Undeclared arguments are not shown.
+fn declared_arguments(
+    capability: Option<&Capability>,
+    given: Option<&Map<String, Value>>,
+) -> Option<Map<String, Value>> {
+    let mut declared = Map::new();
+    let (Some(capability), Some(given)) = (capability, given) else {
+        return Some(declared);
+    };
+    for (name, ty) in &capability.arguments {
+        let Some(value) = given.get(name) else {
+            continue;
+        };
+        let fits = match ty {
+            crate::ArgumentType::String => value.is_string(),
+            crate::ArgumentType::Long => value.is_i64(),
+            crate::ArgumentType::Bool => value.is_boolean(),
+        };
+        if !fits {
+            return None;
+        }
+        declared.insert(name.clone(), value.clone());
+    }
+    Some(declared)
+}
+
+fn uid(kind: &str, id: &str) -> Result<EntityUid, ()> {
+    let kind: EntityTypeName = kind.parse().map_err(|_| ())?;
+    Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
+}
+
+fn string(text: &str) -> RestrictedExpression {
+    RestrictedExpression::new_string(text.to_owned())
+}
+
+/// The caller as a `User` entity whose parents are its `Role`s, plus those roles.
+fn principal_entities(principal: &Principal) -> Result<(EntityUid, Vec<Entity>), ()> {
+    let user = uid(USER, &principal.subject)?;
+    let mut roles = HashSet::new();
+    let mut entities = Vec::new();
+    for role in &principal.roles {
+        let role = uid(ROLE, role)?;
+        entities.push(Entity::new_no_attrs(role.clone(), HashSet::new()));
+        roles.insert(role);
+    }
+    let mut attributes = HashMap::from([
+        ("subject".to_owned(), string(&principal.subject)),
+        ("issuer".to_owned(), string(&principal.issuer)),
+        (
+            "scopes".to_owned(),
+            RestrictedExpression::new_set(principal.scopes.iter().map(|s| string(s))),
+        ),
+    ]);
+    if let Some(tenant) = &principal.tenant {
+        attributes.insert("tenant".to_owned(), string(tenant));
+    }
+    if let Some(client) = &principal.client_id {
+        attributes.insert("clientId".to_owned(), string(client));
+    }
+    entities.push(Entity::new(user.clone(), attributes, roles).map_err(|_| ())?);
+    Ok((user, entities))
+}

@@ -1,0 +1,419 @@
+//! `authorize()` and `visible()` on the reference scenario (DESIGN.md §5), one test per
+//! semantic line of DESIGN.md §2, plus randomized checks of the invariants.
+
+#![expect(clippy::unwrap_used, reason = "test setup fails loudly")]
+
+use portcullis_policy::{
+    ArgumentType, Call, Capability, CapabilityKind, Catalog, Decision, PolicyEngine, PolicyError,
+    Principal, ReasonCode, RiskTier, ScopeHierarchy, Visibility,
+};
+use serde_json::{Map, Value, json};
+
+fn capability(name: &str, family: &str, scopes: &[&str], risk: RiskTier) -> Capability {
+    Capability {
+        kind: CapabilityKind::Tool,
+        name: name.into(),
+        family: family.into(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        risk,
+        object: Some("id".into()),
+        tenant: Some("tenant".into()),
+        arguments: vec![("amount".into(), ArgumentType::Long)],
+    }
+}
+
+fn catalog() -> Catalog {
+    Catalog::new(
+        [
+            capability(
+                "search_policies",
+                "policies",
+                &["policies:read"],
+                RiskTier::Read,
+            ),
+            capability(
+                "read_policy",
+                "policies",
+                &["policies:read"],
+                RiskTier::Read,
+            ),
+            capability(
+                "update_policy",
+                "policies",
+                &["policies:write"],
+                RiskTier::Write,
+            ),
+            capability(
+                "delete_record",
+                "records",
+                &["records:delete"],
+                RiskTier::Destructive,
+            ),
+            capability("send_email", "email", &["email:send"], RiskTier::Write),
+            Capability {
+                kind: CapabilityKind::Resource,
+                name: "policy://{tenant}/{id}".into(),
+                family: "policies".into(),
+                scopes: vec!["policies:read".into()],
+                risk: RiskTier::Read,
+                object: Some("id".into()),
+                tenant: Some("tenant".into()),
+                arguments: Vec::new(),
+            },
+        ],
+        ScopeHierarchy::new([("policies:write".into(), vec!["policies:read".into()])]),
+    )
+}
+
+const POLICIES: &str = r#"
+@id("readers")
+permit (principal in Role::"viewer", action in Action::"family:policies", resource)
+when { resource.risk == "read" };
+
+@id("editors")
+permit (principal in Role::"editor", action in Action::"family:policies", resource);
+
+@id("admins-cross-tenant")
+@cross_tenant
+permit (principal in Role::"admin", action in Action::"family:policies", resource);
+
+@id("admins-delete")
+permit (principal in Role::"admin", action == Action::"tool:delete_record", resource);
+
+@id("mail-with-approval")
+@approval("required")
+permit (principal in Role::"editor", action == Action::"tool:send_email", resource);
+
+@id("no-big-numbers")
+forbid (principal, action, resource)
+when { context.arguments has amount && context.arguments.amount > 1000 };
+
+@id("echo-for-everyone")
+permit (principal, action == Action::"tool", resource)
+when { resource.capability == "echo" };
+"#;
+
+fn engine() -> PolicyEngine {
+    PolicyEngine::new(catalog(), "policies.cedar", POLICIES).unwrap()
+}
+
+fn person(subject: &str, tenant: &str, roles: &[&str], scopes: &[&str]) -> Principal {
+    Principal {
+        subject: subject.into(),
+        issuer: "https://issuer.example".into(),
+        tenant: Some(tenant.into()),
+        roles: roles.iter().map(|s| (*s).to_owned()).collect(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        client_id: None,
+    }
+}
+
+fn call<'a>(name: &'a str, arguments: &'a Map<String, Value>) -> Call<'a> {
+    Call {
+        kind: CapabilityKind::Tool,
+        name,
+        arguments: Some(arguments),
+        era: "2026-07-28",
+    }
+}
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().unwrap()
+}
+
+fn codes(decision: &Decision) -> Vec<ReasonCode> {
+    decision.reasons().codes.clone()
+}
+
+#[test]
+fn the_seed_example_a_viewer_sees_search_but_not_update() {
+    let engine = engine();
+    let user42 = person("user-42", "tenant-a", &["viewer"], &["policies:read"]);
+    assert!(engine.visible(&user42, CapabilityKind::Tool, "search_policies"));
+    assert!(!engine.visible(&user42, CapabilityKind::Tool, "update_policy"));
+    let a = args(json!({"tenant": "tenant-a", "query": "leave"}));
+    let decision = engine.authorize(&user42, &call("search_policies", &a));
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+    assert_eq!(decision.reasons().policies, ["readers"]);
+    let decision = engine.authorize(&user42, &call("update_policy", &a));
+    assert!(
+        matches!(
+            decision,
+            Decision::Deny {
+                visibility: Visibility::Hidden,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+    assert_eq!(codes(&decision), [ReasonCode::NoPermit]);
+}
+
+#[test]
+fn an_editor_without_the_scope_sees_update_and_is_asked_to_step_up() {
+    let engine = engine();
+    let narrow = person("editor-a", "tenant-a", &["editor"], &["policies:read"]);
+    assert!(engine.visible(&narrow, CapabilityKind::Tool, "update_policy"));
+    let a = args(json!({"tenant": "tenant-a", "id": "POL-1"}));
+    match engine.authorize(&narrow, &call("update_policy", &a)) {
+        Decision::StepUp { scopes, reasons } => {
+            assert_eq!(scopes, ["policies:write"]);
+            assert_eq!(reasons.codes, [ReasonCode::MissingScope]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The hierarchy: policies:write alone also covers read_policy.
+    let wide = person("editor-a", "tenant-a", &["editor"], &["policies:write"]);
+    for name in ["update_policy", "read_policy"] {
+        let decision = engine.authorize(&wide, &call(name, &a));
+        assert!(
+            matches!(decision, Decision::Allow(_)),
+            "{name}: {decision:?}"
+        );
+    }
+}
+
+#[test]
+fn a_target_in_another_tenant_is_not_visible_unless_a_policy_crosses_tenants() {
+    let engine = engine();
+    let other = args(json!({"tenant": "tenant-b", "id": "POL-9"}));
+    let editor = person("editor-a", "tenant-a", &["editor"], &["policies:write"]);
+    let decision = engine.authorize(&editor, &call("read_policy", &other));
+    assert!(
+        matches!(
+            decision,
+            Decision::Deny {
+                visibility: Visibility::Hidden,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+    assert_eq!(codes(&decision), [ReasonCode::TenantMismatch]);
+    let admin = person("admin-a", "tenant-a", &["admin"], &["policies:read"]);
+    let decision = engine.authorize(&admin, &call("read_policy", &other));
+    assert!(matches!(decision, Decision::Allow(_)), "{decision:?}");
+    // The same holds for a tenant named by a resource URI.
+    let uri = Call {
+        kind: CapabilityKind::Resource,
+        name: "policy://tenant-b/POL-9",
+        arguments: None,
+        era: "2025-11-25",
+    };
+    let decision = engine.authorize(&editor, &uri);
+    assert_eq!(codes(&decision), [ReasonCode::TenantMismatch]);
+    let own = Call {
+        name: "policy://tenant-a/POL-1",
+        ..uri
+    };
+    assert!(matches!(
+        engine.authorize(&editor, &own),
+        Decision::Allow(_)
+    ));
+}
+
+#[test]
+fn forbid_wins_and_a_visible_capability_is_denied_in_plain_words() {
+    let engine = engine();
+    let editor = person("editor-a", "tenant-a", &["editor"], &["policies:write"]);
+    let big = args(json!({"tenant": "tenant-a", "amount": 5000}));
+    let decision = engine.authorize(&editor, &call("update_policy", &big));
+    assert!(
+        matches!(
+            decision,
+            Decision::Deny {
+                visibility: Visibility::Visible,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+    assert_eq!(codes(&decision), [ReasonCode::Forbidden]);
+    assert_eq!(decision.reasons().policies, ["no-big-numbers"]);
+    let wrong_type = args(json!({"tenant": "tenant-a", "amount": "lots"}));
+    let decision = engine.authorize(&editor, &call("update_policy", &wrong_type));
+    assert_eq!(codes(&decision), [ReasonCode::ArgumentInvalid]);
+}
+
+#[test]
+fn high_risk_tiers_and_annotated_policies_ask_for_approval() {
+    let engine = engine();
+    let admin = person("admin-a", "tenant-a", &["admin"], &["records:delete"]);
+    let a = args(json!({"tenant": "tenant-a", "id": "R-1"}));
+    let decision = engine.authorize(&admin, &call("delete_record", &a));
+    assert!(
+        matches!(decision, Decision::AskApproval { .. }),
+        "{decision:?}"
+    );
+    let editor = person("editor-a", "tenant-a", &["editor"], &["email:send"]);
+    let decision = engine.authorize(&editor, &call("send_email", &a));
+    assert!(
+        matches!(decision, Decision::AskApproval { .. }),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn unconfigured_capabilities_fall_under_their_kinds_action_and_default_deny() {
+    let engine = engine();
+    let anyone = person("user-42", "tenant-a", &[], &[]);
+    let none = Map::new();
+    assert!(matches!(
+        engine.authorize(&anyone, &call("echo", &none)),
+        Decision::Allow(_)
+    ));
+    assert!(engine.visible(&anyone, CapabilityKind::Tool, "echo"));
+    let decision = engine.authorize(&anyone, &call("rm_rf", &none));
+    assert!(matches!(
+        decision,
+        Decision::Deny {
+            visibility: Visibility::Hidden,
+            ..
+        }
+    ));
+    // An empty policy set denies everything.
+    let empty = PolicyEngine::new(catalog(), "empty.cedar", "").unwrap();
+    let admin = person("admin-a", "tenant-a", &["admin"], &["policies:read"]);
+    assert!(!empty.visible(&admin, CapabilityKind::Tool, "search_policies"));
+    assert!(matches!(
+        empty.authorize(&admin, &call("search_policies", &none)),
+        Decision::Deny { .. }
+    ));
+}
+
+#[test]
+fn a_policy_that_errors_denies_even_when_another_permits() {
+    // `amount * big` overflows for any amount above 1: Cedar would skip the erroring forbid
+    // and allow through "editors"; Portcullis denies.
+    let policies = format!(
+        "{POLICIES}\n@id(\"overflows\")\nforbid (principal, action, resource) when {{ context.arguments has amount && context.arguments.amount * 4611686018427387904 > 0 }};\n"
+    );
+    let engine = PolicyEngine::new(catalog(), "p.cedar", &policies).unwrap();
+    let editor = person("editor-a", "tenant-a", &["editor"], &["policies:write"]);
+    let a = args(json!({"tenant": "tenant-a", "amount": 3}));
+    let decision = engine.authorize(&editor, &call("update_policy", &a));
+    assert!(matches!(decision, Decision::Deny { .. }), "{decision:?}");
+    assert_eq!(codes(&decision), [ReasonCode::PolicyError]);
+}
+
+#[test]
+fn a_typo_in_an_attribute_fails_with_the_file_line_and_attribute() {
+    let typo = "@id(\"ok\")\npermit (principal, action, resource);\n\n@id(\"typo\")\npermit (principal, action, resource)\nwhen { resource.tenat == \"x\" };\n";
+    let strict = "@id(\"unguarded\")\npermit (principal, action, resource)\nwhen { resource.tenant == \"x\" };\n";
+    let unknown_action = "permit (principal, action == Action::\"tool:updat_policy\", resource);\n";
+    for (text, line, needle) in [
+        (typo, 6, "tenat"),
+        (strict, 3, "tenant"),
+        (unknown_action, 1, "updat_policy"),
+    ] {
+        match PolicyEngine::new(catalog(), "policies.cedar", text) {
+            Err(PolicyError::Invalid { problems, .. }) => {
+                assert!(
+                    problems.contains(&format!("policies.cedar:{line}:")),
+                    "{problems}"
+                );
+                assert!(problems.contains(needle), "{problems}");
+            }
+            other => panic!("{needle}: {other:?}"),
+        }
+    }
+    let syntax = "permit (principal, action, resource) when { ;\n";
+    assert!(matches!(
+        PolicyEngine::new(catalog(), "policies.cedar", syntax),
+        Err(PolicyError::Invalid { .. })
+    ));
+    let twice = "@id(\"a\")\npermit (principal, action, resource);\n@id(\"a\")\nforbid (principal, action, resource);\n";
+    assert!(matches!(
+        PolicyEngine::new(catalog(), "policies.cedar", twice),
+        Err(PolicyError::Invalid { problems, .. }) if problems.contains("two policies")
+    ));
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+const POOL: &[&str] = &[
+    "permit (principal in Role::\"viewer\", action in Action::\"family:policies\", resource) when { resource.risk == \"read\" };",
+    "permit (principal in Role::\"editor\", action, resource) when { resource has tenant && principal has tenant && resource.tenant == principal.tenant };",
+    "permit (principal, action == Action::\"tool:send_email\", resource) when { context.arguments has amount && context.arguments.amount < 10 };",
+    "forbid (principal in Role::\"suspended\", action, resource);",
+    "forbid (principal, action, resource) when { context.arguments has amount && context.arguments.amount > 100 };",
+    "permit (principal in Role::\"admin\", action, resource);",
+    "forbid (principal, action in Action::\"family:records\", resource) unless { principal in Role::\"admin\" };",
+    "permit (principal, action, resource) when { context.arguments has amount && context.arguments.amount * 4611686018427387904 > 0 };",
+];
+
+/// Listed iff possibly callable, a policy that errors never allows, forbid always wins: for
+/// random principals and random policy sets, over every target in a small domain.
+#[test]
+fn invariants_hold_for_random_principals_and_policy_sets() {
+    let mut rng = Rng(0x5eed_cafe_f00d_1234);
+    let names = [
+        "search_policies",
+        "read_policy",
+        "update_policy",
+        "delete_record",
+        "send_email",
+        "echo",
+    ];
+    let roles = ["viewer", "editor", "admin", "suspended", "hr"];
+    for round in 0..60 {
+        let policies: Vec<&str> = (0..1 + rng.next() % 4).map(|_| *rng.pick(POOL)).collect();
+        let text = policies.join("\n");
+        let engine = PolicyEngine::new(catalog(), "random.cedar", &text).unwrap();
+        let tenants = ["tenant-a", "tenant-b"];
+        let tenant = *rng.pick::<&str>(&tenants);
+        let principal = person(
+            "p",
+            tenant,
+            &[*rng.pick(&roles), *rng.pick(&roles)],
+            &[
+                "policies:read",
+                "policies:write",
+                "records:delete",
+                "email:send",
+            ],
+        );
+        for name in names {
+            let mut allowed_somewhere = false;
+            for tenant in ["tenant-a", "tenant-b"] {
+                for amount in [1, 50, 500] {
+                    let a = args(json!({"tenant": tenant, "amount": amount, "id": "X"}));
+                    let decision = engine.authorize(&principal, &call(name, &a));
+                    let permitted = !matches!(decision, Decision::Deny { .. });
+                    allowed_somewhere |= permitted;
+                    // `echo` is unconfigured: it declares no arguments, so no policy sees one.
+                    let sees_amount = name != "echo";
+                    if permitted
+                        && sees_amount
+                        && amount >= 50
+                        && text.contains("4611686018427387904")
+                    {
+                        // amount * 2^62 overflows from 2 up: that policy errors, so never allow.
+                        panic!("round {round}: an erroring policy set allowed {name}: {text}");
+                    }
+                    if sees_amount && amount > 100 && text.contains("amount > 100") {
+                        assert!(!permitted, "round {round}: forbid lost for {name}: {text}");
+                    }
+                }
+            }
+            let visible = engine.visible(&principal, CapabilityKind::Tool, name);
+            assert!(
+                visible || !allowed_somewhere,
+                "round {round}: {name} is callable but hidden: {text} {principal:?}"
+            );
+        }
+    }
+}
