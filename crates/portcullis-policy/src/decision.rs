@@ -17,23 +17,56 @@ pub struct Principal {
     pub client_id: Option<String>,
 }
 
+/// Which of a principal's attributes the policies can read, beyond its roles (which they
+/// always can): decided once per policy set, so that list decisions are shared by every
+/// principal who looks the same to the policies.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Reads {
+    pub(crate) identity: bool,
+    pub(crate) tenant: bool,
+    pub(crate) scopes: bool,
+}
+
+impl Reads {
+    /// Conservative: a policy text that could name an attribute counts as reading it.
+    pub(crate) fn of(policies: &str) -> Self {
+        Self {
+            identity: ["User::", "subject", "issuer", "clientId"]
+                .iter()
+                .any(|word| policies.contains(word)),
+            tenant: policies.contains("tenant"),
+            scopes: policies.contains("scopes"),
+        }
+    }
+}
+
 impl Principal {
-    /// Everything a decision can depend on, as one key: equal keys, equal decisions.
-    pub(crate) fn fingerprint(&self) -> String {
+    /// Everything the policies can read of this principal, as one key: equal keys, equal
+    /// decisions (for list decisions, which Cedar alone makes).
+    pub(crate) fn fingerprint(&self, reads: Reads) -> String {
         let mut roles = self.roles.clone();
         roles.sort();
-        let mut scopes = self.scopes.clone();
-        scopes.sort();
+        let mut key = roles.join("\0\0");
         // NUL cannot occur in a JSON string from a token, so fields cannot run together.
-        format!(
-            "{}\0{}\0{}\0{}\0{}\0{}",
-            self.issuer,
-            self.subject,
-            self.tenant.as_deref().unwrap_or("\u{1}"),
-            roles.join("\0\0"),
-            scopes.join("\0\0"),
-            self.client_id.as_deref().unwrap_or("\u{1}"),
-        )
+        if reads.identity {
+            for part in [&self.issuer, &self.subject] {
+                key.push_str("\0\u{2}");
+                key.push_str(part);
+            }
+            key.push_str("\0\u{2}");
+            key.push_str(self.client_id.as_deref().unwrap_or("\u{1}"));
+        }
+        if reads.tenant {
+            key.push_str("\0\u{3}");
+            key.push_str(self.tenant.as_deref().unwrap_or("\u{1}"));
+        }
+        if reads.scopes {
+            let mut scopes = self.scopes.clone();
+            scopes.sort();
+            key.push_str("\0\u{4}");
+            key.push_str(&scopes.join("\0\0"));
+        }
+        key
     }
 }
 

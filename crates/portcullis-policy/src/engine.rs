@@ -29,7 +29,9 @@ use serde_json::{Map, Value};
 
 use crate::{
     Authorized, Capability, CapabilityKind, Catalog, Decision, PolicyError, Principal, ReasonCode,
-    Reasons, RiskTier, Visibility, load,
+    Reasons, RiskTier, Visibility,
+    decision::Reads,
+    load,
     schema::{ROLE, TARGET, USER, cedar_schema},
 };
 
@@ -57,7 +59,19 @@ pub struct PolicyEngine {
     actions: Entities,
     version: String,
     authorizer: Authorizer,
-    visible: Mutex<HashMap<String, HashMap<String, bool>>>,
+    visible: Mutex<HashMap<String, VisibleByKind>>,
+    reads: Reads,
+}
+
+/// One principal's list decisions: per kind, by name.
+type VisibleByKind = [HashMap<String, bool>; 3];
+
+fn kind_index(kind: CapabilityKind) -> usize {
+    match kind {
+        CapabilityKind::Tool => 0,
+        CapabilityKind::Prompt => 1,
+        CapabilityKind::Resource => 2,
+    }
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -93,6 +107,7 @@ impl PolicyEngine {
             version,
             authorizer: Authorizer::new(),
             visible: Mutex::new(HashMap::new()),
+            reads: Reads::of(text),
         })
     }
 
@@ -205,27 +220,53 @@ impl PolicyEngine {
 
     /// Whether `name` may be listed for `principal`: some call to it could be allowed.
     pub fn visible(&self, principal: &Principal, kind: CapabilityKind, name: &str) -> bool {
-        let capability = self.catalog.find(kind, name).map(|(c, _)| c);
-        let action = action_id(kind, capability);
-        let fingerprint = principal.fingerprint();
-        let key = format!("{action}\0{name}");
-        if let Some(known) = self
-            .visible_cache()
-            .get(&fingerprint)
-            .and_then(|decisions| decisions.get(&key))
-        {
-            return *known;
-        }
-        let visible = self.possibly_allowed(principal, &action, kind, name, capability);
-        let mut cache = self.visible_cache();
-        if cache.len() >= MAX_CACHED_PRINCIPALS {
-            cache.clear();
-        }
-        cache.entry(fingerprint).or_default().insert(key, visible);
-        visible
+        self.visible_all(principal, kind, &[name])
+            .first()
+            .copied()
+            .unwrap_or(false)
     }
 
-    fn visible_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, bool>>> {
+    /// [`PolicyEngine::visible`] for a whole list at once: the caller's key is computed once
+    /// and the cache locked twice, not per item. Decisions are cached per principal (every
+    /// attribute a decision can depend on) for the life of this policy set.
+    pub fn visible_all(
+        &self,
+        principal: &Principal,
+        kind: CapabilityKind,
+        names: &[&str],
+    ) -> Vec<bool> {
+        let fingerprint = principal.fingerprint(self.reads);
+        let mut answers: Vec<Option<bool>> = {
+            let cache = self.visible_cache();
+            let known = cache
+                .get(&fingerprint)
+                .map(|kinds| &kinds[kind_index(kind)]);
+            names
+                .iter()
+                .map(|name| known.and_then(|known| known.get(*name).copied()))
+                .collect()
+        };
+        let mut learned = Vec::new();
+        for (answer, name) in answers.iter_mut().zip(names) {
+            if answer.is_none() {
+                let capability = self.catalog.find(kind, name).map(|(c, _)| c);
+                let action = action_id(kind, capability);
+                let visible = self.possibly_allowed(principal, &action, kind, name, capability);
+                *answer = Some(visible);
+                learned.push(((*name).to_owned(), visible));
+            }
+        }
+        if !learned.is_empty() {
+            let mut cache = self.visible_cache();
+            if cache.len() >= MAX_CACHED_PRINCIPALS {
+                cache.clear();
+            }
+            cache.entry(fingerprint).or_default()[kind_index(kind)].extend(learned);
+        }
+        answers.into_iter().map(|a| a.unwrap_or(false)).collect()
+    }
+
+    fn visible_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, VisibleByKind>> {
         self.visible.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -321,16 +362,13 @@ impl PolicyEngine {
             "time": i64::try_from(now).unwrap_or(i64::MAX),
             "arguments": Value::Object(arguments),
         });
-        let context = Context::from_json_value(context, Some((&self.schema, &action_uid)))
-            .map_err(|_| ReasonCode::ArgumentInvalid)?;
-        let request = Request::new(
-            principal_uid,
-            action_uid,
-            target_uid,
-            context,
-            Some(&self.schema),
-        )
-        .map_err(|_| ReasonCode::PolicyError)?;
+        // Built here from checked values (declared arguments were type-checked above), so the
+        // schema-directed parse and request validation, which dominated the cost of a
+        // decision, are skipped; `PolicyEngine::new` validated the policies against the schema.
+        let context =
+            Context::from_json_value(context, None).map_err(|_| ReasonCode::ArgumentInvalid)?;
+        let request = Request::new(principal_uid, action_uid, target_uid, context, None)
+            .map_err(|_| ReasonCode::PolicyError)?;
         let response = self
             .authorizer
             .is_authorized(&request, &self.policies, &entities);
@@ -439,7 +477,25 @@ fn declared_arguments(
 }
 
 fn uid(kind: &str, id: &str) -> Result<EntityUid, ()> {
-    let kind: EntityTypeName = kind.parse().map_err(|_| ())?;
+    // Parsing a type name runs Cedar's full parser: a few microseconds each, several times per
+    // decision. The four names are fixed, so each is parsed once per process.
+    static TYPES: std::sync::OnceLock<Option<[EntityTypeName; 4]>> = std::sync::OnceLock::new();
+    let types = TYPES
+        .get_or_init(|| {
+            Some([
+                "Action".parse().ok()?,
+                USER.parse().ok()?,
+                ROLE.parse().ok()?,
+                TARGET.parse().ok()?,
+            ])
+        })
+        .as_ref()
+        .ok_or(())?;
+    let index = ["Action", USER, ROLE, TARGET]
+        .iter()
+        .position(|name| *name == kind)
+        .ok_or(())?;
+    let kind = types.get(index).ok_or(())?.clone();
     Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
 }
 

@@ -417,3 +417,19 @@ fn invariants_hold_for_random_principals_and_policy_sets() {
         }
     }
 }
+
+#[test]
+fn list_decisions_are_shared_only_by_principals_the_policies_cannot_tell_apart() {
+    let by_name = "@id(\"alice-only\")\npermit (principal == User::\"alice\", action == Action::\"tool:read_policy\", resource);\n";
+    let engine = PolicyEngine::new(catalog(), "p.cedar", by_name).unwrap();
+    let alice = person("alice", "tenant-a", &["viewer"], &[]);
+    let bob = person("bob", "tenant-a", &["viewer"], &[]);
+    assert!(engine.visible(&alice, CapabilityKind::Tool, "read_policy"));
+    assert!(!engine.visible(&bob, CapabilityKind::Tool, "read_policy"));
+    let by_scope = "@id(\"scoped\")\npermit (principal, action == Action::\"tool:read_policy\", resource) when { principal.scopes.contains(\"policies:read\") };\n";
+    let engine = PolicyEngine::new(catalog(), "p.cedar", by_scope).unwrap();
+    let with = person("a", "tenant-a", &[], &["policies:read"]);
+    let without = person("a", "tenant-a", &[], &[]);
+    assert!(engine.visible(&with, CapabilityKind::Tool, "read_policy"));
+    assert!(!engine.visible(&without, CapabilityKind::Tool, "read_policy"));
+}

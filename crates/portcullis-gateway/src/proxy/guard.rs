@@ -91,9 +91,9 @@ pub(super) fn filter<L: Listing>(
         .and_then(|value| value.to_str().ok())
         .unwrap_or(Era::Sessions.as_str());
     let before = page.parts().0.len();
-    page.parts()
-        .0
-        .retain(|item| L::visible(policy, principal, era, item));
+    let keep = L::visible(policy, principal, era, page.parts().0);
+    let mut keep = keep.into_iter();
+    page.parts().0.retain(|_| keep.next().unwrap_or(false));
     tracing::debug!(
         subject = %principal.subject,
         listed = page.parts().0.len(),

@@ -27,8 +27,13 @@ pub(super) trait Listing: Sized {
     fn clear_cache_hints(&mut self);
     /// Say the page holds what one caller may see: `cacheScope: private`.
     fn mark_private(&mut self);
-    /// Whether `principal` may see `item`.
-    fn visible(policy: &PolicyEngine, principal: &Principal, era: &str, item: &Self::Item) -> bool;
+    /// Which of `items` `principal` may see.
+    fn visible(
+        policy: &PolicyEngine,
+        principal: &Principal,
+        era: &str,
+        items: &[Self::Item],
+    ) -> Vec<bool>;
 }
 
 impl Listing for ListToolsResult {
@@ -63,9 +68,10 @@ impl Listing for ListToolsResult {
         policy: &PolicyEngine,
         principal: &Principal,
         _era: &str,
-        item: &Self::Item,
-    ) -> bool {
-        policy.visible(principal, CapabilityKind::Tool, &item.name)
+        items: &[Self::Item],
+    ) -> Vec<bool> {
+        let names: Vec<&str> = items.iter().map(|item| item.name.as_ref()).collect();
+        policy.visible_all(principal, CapabilityKind::Tool, &names)
     }
 }
 
@@ -100,9 +106,10 @@ impl Listing for ListPromptsResult {
         policy: &PolicyEngine,
         principal: &Principal,
         _era: &str,
-        item: &Self::Item,
-    ) -> bool {
-        policy.visible(principal, CapabilityKind::Prompt, &item.name)
+        items: &[Self::Item],
+    ) -> Vec<bool> {
+        let names: Vec<&str> = items.iter().map(|item| item.name.as_str()).collect();
+        policy.visible_all(principal, CapabilityKind::Prompt, &names)
     }
 }
 
@@ -134,8 +141,16 @@ impl Listing for ListResourcesResult {
     fn mark_private(&mut self) {
         self.cache_scope = Some(CacheScope::Private);
     }
-    fn visible(policy: &PolicyEngine, principal: &Principal, era: &str, item: &Self::Item) -> bool {
-        super::guard::resource_listed(policy, principal, era, &item.uri)
+    fn visible(
+        policy: &PolicyEngine,
+        principal: &Principal,
+        era: &str,
+        items: &[Self::Item],
+    ) -> Vec<bool> {
+        items
+            .iter()
+            .map(|item| super::guard::resource_listed(policy, principal, era, &item.uri))
+            .collect()
     }
 }
 
@@ -170,9 +185,13 @@ impl Listing for ListResourceTemplatesResult {
         policy: &PolicyEngine,
         principal: &Principal,
         _era: &str,
-        item: &Self::Item,
-    ) -> bool {
-        policy.visible(principal, CapabilityKind::Resource, &item.uri_template)
+        items: &[Self::Item],
+    ) -> Vec<bool> {
+        let names: Vec<&str> = items
+            .iter()
+            .map(|item| item.uri_template.as_str())
+            .collect();
+        policy.visible_all(principal, CapabilityKind::Resource, &names)
     }
 }
 
