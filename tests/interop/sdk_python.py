@@ -257,7 +257,7 @@ class Run:
 
                 # Step-up: the SDK has to meet the 403 and re-authorize by itself.
                 before = len(self.events)
-                updated = await session.call_tool("update_policy", {"id": "POL-1", "text": "new text"})
+                updated = await session.call_tool("update_policy", {"id": "POL-A1", "text": "Employees get 26 days of annual leave."})
                 after = self.events[before:]
                 refused = next(
                     (

@@ -14,6 +14,7 @@ mod introspect;
 mod jwt;
 mod metadata;
 mod principal;
+pub mod signing;
 
 pub use bearer::{BearerError, BearerToken, MAX_TOKEN_BYTES};
 pub use challenge::{Challenge, ScopeError, Scopes};

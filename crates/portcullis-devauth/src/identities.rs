@@ -77,7 +77,10 @@ impl Directory {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let text = DEFAULT.replace("{secret}", &random_token());
                 // It holds the service account's secret.
-                write_private(path, text.as_bytes())?;
+                write_private(path, text.as_bytes()).map_err(|error| DevAuthError::File {
+                    path: error.path,
+                    reason: error.reason,
+                })?;
                 text
             }
             Err(error) => return Err(DevAuthError::io(path, &error)),
@@ -136,14 +139,14 @@ subject = "editor-a"
 name = "Editor, tenant-a"
 tenant = "tenant-a"
 roles = ["editor"]
-scopes = ["policies:read", "policies:write", "tickets:read", "tickets:write"]
+scopes = ["policies:read", "policies:write", "tickets:read", "tickets:write", "email:send"]
 
 [[identity]]
 subject = "editor-b"
 name = "Editor, tenant-b"
 tenant = "tenant-b"
 roles = ["editor"]
-scopes = ["policies:read", "policies:write", "tickets:read", "tickets:write"]
+scopes = ["policies:read", "policies:write", "tickets:read", "tickets:write", "email:send"]
 
 [[identity]]
 subject = "hr-a"

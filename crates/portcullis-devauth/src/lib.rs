@@ -141,7 +141,12 @@ impl DevAuth {
     }
 
     fn load(data_dir: &Path, config: DevAuthConfig) -> Result<Self, DevAuthError> {
-        let key = SigningKey::load_or_create(&data_dir.join(KEY_FILE))?;
+        let key = SigningKey::load_or_create(&data_dir.join(KEY_FILE)).map_err(|error| {
+            DevAuthError::File {
+                path: error.path,
+                reason: error.reason,
+            }
+        })?;
         let directory = Directory::load_or_create(&data_dir.join(IDENTITIES_FILE))?;
         Ok(Self(Arc::new(Inner {
             config,
@@ -247,7 +252,10 @@ impl DevAuth {
         if let Some(tenant) = tenant {
             claims["tenant"] = json!(tenant);
         }
-        self.0.key.sign(&claims)
+        self.0
+            .key
+            .sign("at+jwt", &claims)
+            .map_err(DevAuthError::Sign)
     }
 
     /// The scopes to grant: those asked for (or the defaults) that the subject may hold.

@@ -6,5 +6,6 @@
 
 pub mod config;
 pub mod http;
+pub mod identity;
 pub mod proxy;
 pub mod verdict;

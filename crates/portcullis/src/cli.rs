@@ -49,9 +49,19 @@ enum Command {
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
     },
-    /// The demo's built-in upstream, an MCP server on stdin/stdout (started by `demo`).
+    /// The demo's built-in upstream, the reference backend on stdin/stdout (started by `demo`).
     #[command(hide = true)]
-    DemoUpstream,
+    DemoUpstream {
+        /// Its SQLite database.
+        #[arg(long)]
+        db: PathBuf,
+        /// The gateway's identity assertion key set.
+        #[arg(long)]
+        identity_jwks: PathBuf,
+        /// The assertions' issuer.
+        #[arg(long)]
+        issuer: String,
+    },
 }
 
 pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
@@ -82,7 +92,11 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::DemoUpstream => crate::demo_upstream::run().await,
+        Command::DemoUpstream {
+            db,
+            identity_jwks,
+            issuer,
+        } => crate::demo_upstream::run(db, identity_jwks, issuer).await,
     }
 }
 

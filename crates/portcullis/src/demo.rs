@@ -35,6 +35,7 @@ pub(crate) async fn run(port: u16, data_dir: PathBuf) -> anyhow::Result<()> {
         std::fs::write(&policies, DEMO_POLICIES)
             .with_context(|| format!("cannot write {}", policies.display()))?;
     }
+    let path = |name: &str| toml_string(&data_dir.join(name).to_string_lossy());
     let text = format!(
         r#"[server]
 listen = "{address}"
@@ -42,7 +43,7 @@ listen = "{address}"
 [[upstream]]
 name = "demo"
 command = {command}
-args = ["demo-upstream"]
+args = ["demo-upstream", "--db", {db}, "--identity-jwks", {jwks}, "--issuer", "{resource}"]
 
 [auth]
 public_url = "{resource}"
@@ -54,27 +55,22 @@ issuer = "{issuer}"
 
 [auth.scope_hierarchy]
 "policies:write" = ["policies:read"]
+"tickets:write" = ["tickets:read"]
 
-[[capability]]
-tool = "search_policies"
-family = "policies"
-scopes = ["policies:read"]
-risk = "read"
-arguments = {{ query = "string" }}
-
-[[capability]]
-tool = "update_policy"
-family = "policies"
-scopes = ["policies:write"]
-risk = "write"
-object = "id"
+[identity]
+key_file = {key}
+jwks_file = {jwks}
 
 [policy]
 file = {policies}
-"#,
+
+{CATALOG}"#,
         command = toml_string(&exe.to_string_lossy()),
         start = serde_json::to_string(START_SCOPES).unwrap_or_default(),
         policies = toml_string(&policies.to_string_lossy()),
+        db = path("workspace.db"),
+        jwks = path("identity-jwks.json"),
+        key = path("identity-key.pem"),
     );
     let config = Config::parse(&text, Path::new("<built-in demo configuration>"))?;
     let identities = DevAuth::identities_path(&data_dir);
@@ -111,29 +107,116 @@ file = {policies}
     crate::cli::serve(config, listener, auth.router(), &banner).await
 }
 
+/// The reference backend's capabilities: what each needs, how risky it is, what it targets.
+const CATALOG: &str = r#"[[capability]]
+tool = "search_policies"
+family = "policies"
+scopes = ["policies:read"]
+risk = "read"
+arguments = { query = "string" }
+
+[[capability]]
+tool = "read_policy"
+family = "policies"
+scopes = ["policies:read"]
+risk = "read"
+object = "id"
+
+[[capability]]
+tool = "update_policy"
+family = "policies"
+scopes = ["policies:write"]
+risk = "write"
+object = "id"
+
+[[capability]]
+tool = "create_ticket"
+family = "tickets"
+scopes = ["tickets:write"]
+risk = "write"
+
+[[capability]]
+tool = "close_ticket"
+family = "tickets"
+scopes = ["tickets:write"]
+risk = "write"
+object = "id"
+
+[[capability]]
+tool = "delete_record"
+family = "records"
+scopes = ["records:delete"]
+risk = "destructive"
+object = "id"
+
+[[capability]]
+tool = "grant_access"
+family = "access"
+scopes = ["access:grant"]
+risk = "admin"
+
+[[capability]]
+tool = "send_email"
+family = "email"
+scopes = ["email:send"]
+risk = "write"
+
+[[capability]]
+tool = "describe_object"
+family = "internal"
+risk = "read"
+
+[[capability]]
+resource = "policy://{tenant}/{id}"
+family = "policies"
+scopes = ["policies:read"]
+risk = "read"
+object = "id"
+tenant = "tenant"
+
+[[capability]]
+resource = "hr-report://{tenant}/{id}"
+family = "hr"
+scopes = ["hr:read"]
+risk = "read"
+object = "id"
+tenant = "tenant"
+"#;
+
 /// Who may do what in the demo, written to the data dir on first start for people to edit.
 const DEMO_POLICIES: &str = r#"// Who may do what in `portcullis demo` (Cedar). Roles come from the token: see identities.toml.
 // Edit and restart the demo; a policy that does not validate stops it with the file and line.
+// Scopes are not written here: the catalog says which scopes each tool needs, and a token
+// without them gets a step-up challenge. Tenants are pinned by the gateway (`@cross_tenant`
+// lifts that), and the backend keeps every query to the caller's tenant again.
 
-// The harmless tools are for everyone who signs in.
-@id("everyone-echo-and-add")
-permit (principal, action == Action::"tool", resource)
-when { resource.capability == "echo" || resource.capability == "add" };
-
-// Everyone may search the policy library (the token still needs policies:read).
-@id("everyone-searches-policies")
-permit (principal, action == Action::"tool:search_policies", resource);
-
-// Editors and admins may change policies (the token needs policies:write: a step-up).
-@id("editors-update-policies")
+@id("everyone-reads-policies")
 permit (
-  principal in Role::"editor",
-  action == Action::"tool:update_policy",
+  principal,
+  action in [Action::"tool:search_policies", Action::"tool:read_policy", Action::"resource:policy://{tenant}/{id}"],
   resource
 );
 
-@id("admins-manage-policies")
-permit (principal in Role::"admin", action in Action::"family:policies", resource);
+@id("editors-change-policies")
+permit (principal in Role::"editor", action == Action::"tool:update_policy", resource);
+
+@id("editors-handle-tickets")
+permit (principal in Role::"editor", action in Action::"family:tickets", resource);
+
+@id("hr-reads-reports")
+permit (principal in Role::"hr", action == Action::"resource:hr-report://{tenant}/{id}", resource);
+
+@id("admins-run-the-workspace")
+permit (
+  principal in Role::"admin",
+  action in [Action::"family:policies", Action::"family:tickets", Action::"family:records", Action::"family:access"],
+  resource
+);
+
+// Sending email is allowed to editors, once a person approves each message.
+@id("editors-send-email-with-approval")
+@approval("required")
+permit (principal in Role::"editor", action == Action::"tool:send_email", resource);
 "#;
 
 /// A token for `identity` from the demo recorded in `data_dir`.

@@ -22,6 +22,8 @@ pub struct Raw {
     pub capabilities: Vec<RawCapability>,
     /// The Cedar policies that decide who may see and do what.
     pub policy: Option<RawPolicy>,
+    /// Signed identity assertions for upstreams.
+    pub identity: Option<RawIdentity>,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -46,6 +48,19 @@ pub struct RawAuth {
     /// Scopes that imply others: `"policies:write" = ["policies:read"]`.
     #[serde(default)]
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
+}
+
+/// `[identity]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// The ES256 signing key (PKCS#8 PEM), created readable by its owner only when absent;
+    /// relative to the configuration file.
+    pub key_file: PathBuf,
+    /// Where to write the public key set for upstreams to verify with (rewritten at start).
+    pub jwks_file: Option<PathBuf>,
+    /// How long an assertion is valid, default `60s`.
+    pub lifetime: Option<String>,
 }
 
 /// `[policy]`: exactly one of `file` or `cedar`.

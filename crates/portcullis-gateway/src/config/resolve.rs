@@ -1,13 +1,15 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
+use portcullis_authn::signing::SigningKey;
 use portcullis_mcp::{EraPreference, UpstreamSpec, UpstreamTransport};
 use url::Url;
 
 use super::{
     ConfigError,
     auth::{Auth, resolve_auth},
-    raw::{Raw, RawNaming, RawServer, RawUpstream},
+    raw::{Raw, RawIdentity, RawNaming, RawServer, RawUpstream},
 };
+use crate::identity::IdentityConfig;
 
 /// A resolved configuration: every value parsed, checked and defaulted.
 #[derive(Debug, Clone)]
@@ -42,6 +44,8 @@ pub struct Config {
     pub upstreams: Vec<(UpstreamSpec, Option<String>)>,
     /// Authentication; `None` only when `[danger] unauthenticated = true`.
     pub auth: Option<Auth>,
+    /// Signed identity assertions for upstreams, if configured.
+    pub identity: Option<IdentityConfig>,
 }
 
 /// How aggregated capability names are formed.
@@ -96,6 +100,7 @@ impl Config {
             auth,
             capabilities,
             policy,
+            identity,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
@@ -122,6 +127,16 @@ impl Config {
                 return Err(ConfigError::invalid(
                     "auth",
                     "an `[auth]` section is required (or `[danger] unauthenticated = true`)",
+                ));
+            }
+        };
+        let identity = match (identity, &auth) {
+            (None, _) => None,
+            (Some(identity), Some(auth)) => Some(resolve_identity(identity, auth, base)?),
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "identity",
+                    "identity assertions speak for authenticated callers: add `[auth]`",
                 ));
             }
         };
@@ -204,8 +219,41 @@ impl Config {
             naming,
             upstreams: resolved,
             auth,
+            identity,
         })
     }
+}
+
+fn resolve_identity(
+    raw: RawIdentity,
+    auth: &Auth,
+    base: &Path,
+) -> Result<IdentityConfig, ConfigError> {
+    let key_path = base.join(&raw.key_file);
+    let key = SigningKey::load_or_create(&key_path)
+        .map_err(|error| ConfigError::invalid("identity.key_file", error.to_string()))?;
+    if let Some(jwks_file) = &raw.jwks_file {
+        let path = base.join(jwks_file);
+        let text = serde_json::to_string_pretty(&key.jwks()).unwrap_or_default();
+        std::fs::write(&path, text).map_err(|error| {
+            ConfigError::invalid(
+                "identity.jwks_file",
+                format!("`{}`: {error}", path.display()),
+            )
+        })?;
+    }
+    let lifetime = duration("identity.lifetime", raw.lifetime, 60_000)?;
+    if lifetime > Duration::from_secs(300) {
+        return Err(ConfigError::invalid(
+            "identity.lifetime",
+            "at most 5m: an assertion is for one request",
+        ));
+    }
+    Ok(IdentityConfig {
+        key: std::sync::Arc::new(key),
+        issuer: auth.resource.identifier().to_owned(),
+        lifetime,
+    })
 }
 
 fn resolve_naming(raw: RawNaming) -> Result<Naming, ConfigError> {

@@ -55,6 +55,7 @@ pub fn app(
     let relay = Arc::new(relay::Relay {
         gateway: gateway.clone(),
         authorizing: config.auth.is_some(),
+        asserting: config.identity.is_some(),
         max_body_bytes: config.max_body_bytes,
         plain: relay::plain_client(),
     });

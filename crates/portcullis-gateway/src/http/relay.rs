@@ -35,6 +35,9 @@ pub(super) struct Relay {
     /// Policies are on: only calls with an `Allowed` verdict may skip the typed proxy, which
     /// filters lists and answers refusals.
     pub(super) authorizing: bool,
+    /// Identity assertions are on: each upstream request gets one in its `_meta`, which the
+    /// typed proxy adds; bytes relayed unchanged would arrive without it and be refused.
+    pub(super) asserting: bool,
     pub(super) max_body_bytes: usize,
     pub(super) plain: Plain,
 }
@@ -63,7 +66,7 @@ pub(super) async fn relay(
             request.extensions().get::<CallVerdict>(),
             Some(CallVerdict::Allowed(_))
         );
-    if !stateless || !allowed {
+    if !stateless || !allowed || relay.asserting {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();

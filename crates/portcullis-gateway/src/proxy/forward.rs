@@ -19,6 +19,8 @@ const PROTOCOL_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 const PROTOCOL_KEY_PREFIX: &str = "io.modelcontextprotocol/";
 const LOG_LEVEL_KEY: &str = "io.modelcontextprotocol/logLevel";
 const PROGRESS_TOKEN_KEY: &str = "progressToken";
+/// Where the gateway's signed identity assertion travels (see `crate::identity`).
+pub(crate) const IDENTITY_KEY: &str = "io.portcullis/identity";
 /// Rounds of input-required a bridged call may take before it is abandoned.
 const MAX_INPUT_ROUNDS: usize = 10;
 
@@ -30,18 +32,28 @@ const MAX_INPUT_ROUNDS: usize = 10;
 ///
 /// `session_log_level` is the level a downstream session chose (or `debug` if it never chose, as
 /// a session-era server logs everything then); a stateless upstream learns it per request.
+///
+/// `assertion` is the gateway's signed statement of who the caller is, for this upstream; a
+/// value of that key from the caller never travels on.
 pub(super) async fn forward(
     live: &Live,
     mut request: ClientRequest,
     context: &RequestContext<RoleServer>,
     timeout: Duration,
     session_log_level: Option<&str>,
+    assertion: Option<String>,
 ) -> Result<ServerResult, McpError> {
     let mut meta = context.meta.clone();
-    meta.0.0.retain(|key, _| match live.era {
-        Era::Sessions => key != PROGRESS_TOKEN_KEY && !key.starts_with(PROTOCOL_KEY_PREFIX),
-        Era::Stateless => key != PROGRESS_TOKEN_KEY && key != PROTOCOL_VERSION_KEY,
+    meta.0.0.retain(|key, _| {
+        key != IDENTITY_KEY
+            && match live.era {
+                Era::Sessions => key != PROGRESS_TOKEN_KEY && !key.starts_with(PROTOCOL_KEY_PREFIX),
+                Era::Stateless => key != PROGRESS_TOKEN_KEY && key != PROTOCOL_VERSION_KEY,
+            }
     });
+    if let Some(assertion) = assertion {
+        meta.0.0.insert(IDENTITY_KEY.to_owned(), assertion.into());
+    }
     if let (Era::Stateless, Some(level)) = (live.era, session_log_level) {
         meta.0.0.insert(LOG_LEVEL_KEY.to_owned(), level.into());
     }

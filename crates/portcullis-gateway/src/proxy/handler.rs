@@ -60,12 +60,14 @@ impl GatewayHandler {
     ) -> Result<ServerResult, McpError> {
         let live = self.session.connection(&self.gateway, index).await?;
         let level = self.session.log_level();
+        let assertion = self.gateway.assertion(index, context);
         forward(
             &live,
             request,
             context,
             self.gateway.request_timeout,
             level.as_deref(),
+            assertion,
         )
         .await
     }

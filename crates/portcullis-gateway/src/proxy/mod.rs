@@ -55,6 +55,8 @@ pub struct Gateway {
     policy: Option<Arc<PolicyEngine>>,
     /// When the tool list was last re-learned for an unknown name.
     tools_learned: Mutex<Option<std::time::Instant>>,
+    /// Signs who the caller is for upstreams, if configured.
+    asserter: Option<crate::identity::Asserter>,
 }
 
 struct Upstream {
@@ -106,7 +108,24 @@ impl Gateway {
             routes: Mutex::new(Routes::default()),
             policy: config.auth.as_ref().map(|auth| auth.policy.clone()),
             tools_learned: Mutex::new(None),
+            asserter: config.identity.clone().map(crate::identity::Asserter::new),
         })
+    }
+
+    /// The identity assertion for a request to upstream `index` on behalf of the caller of
+    /// `context`; `None` without assertions configured or without a caller (unauthenticated).
+    fn assertion(
+        &self,
+        index: usize,
+        context: &rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Option<String> {
+        let asserter = self.asserter.as_ref()?;
+        let principal = context
+            .extensions
+            .get::<http::request::Parts>()?
+            .extensions
+            .get::<portcullis_policy::Principal>()?;
+        asserter.assert(principal, &self.upstreams.get(index)?.shared.spec().name)
     }
 
     /// Wait up to `timeout` for every upstream's first connection; report each one's status.

@@ -57,11 +57,23 @@ async fn the_demo_serves_a_client_with_a_cli_token_and_stops_gracefully_on_sigte
         .to_owned();
     let client = connect_as(&url, Era::Sessions, TestClient::default(), Some(&token)).await;
     let tools = client.list_all_tools().await.expect("tools/list");
-    assert!(tools.iter().any(|tool| tool.name == "add"), "{tools:?}");
-    let mut add = CallToolRequestParams::new("add");
-    add.arguments = serde_json::json!({"a": 2, "b": 40}).as_object().cloned();
-    let result = client.call_tool(add).await.expect("tools/call add");
-    assert_eq!(first_text(&result), "42");
+    let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+    assert!(names.contains(&"search_policies"), "{names:?}");
+    assert!(
+        !names.contains(&"update_policy"),
+        "a viewer does not see it: {names:?}"
+    );
+    let mut search = CallToolRequestParams::new("search_policies");
+    search.arguments = serde_json::json!({"query": "leave"}).as_object().cloned();
+    let result = client
+        .call_tool(search)
+        .await
+        .expect("tools/call search_policies");
+    let text = first_text(&result);
+    assert!(
+        text.contains("POL-A1") && !text.contains("tenant-b"),
+        "{text}"
+    );
     client.cancel().await.expect("close");
 
     let pid = demo.id().expect("pid").to_string();

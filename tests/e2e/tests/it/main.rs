@@ -4,6 +4,8 @@
 //! - `relay`: calls, lists, progress, logging, elicitation and sampling through the gateway;
 //! - `authn`: bearer tokens verified at every request, challenges, session ownership;
 //! - `authz`: Cedar policies deciding lists and calls, safe denials, role changes mid-session;
+//! - `workspace`: the reference backend behind the gateway, identity assertions, a cross-tenant
+//!   sweep;
 //! - `stepup`: 403 `insufficient_scope` from the capability catalog, with the embedded
 //!   authorization server as the issuer;
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
@@ -25,6 +27,7 @@ mod failure;
 mod hygiene;
 mod relay;
 mod stepup;
+mod workspace;
 
 use portcullis_e2e::{HttpFixture, fixture_bin};
 

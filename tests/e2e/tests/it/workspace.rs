@@ -1,0 +1,243 @@
+//! The reference backend behind the gateway: the caller's identity reaches it only as the
+//! gateway's signed assertion (never the token, never a value the caller wrote), it keeps each
+//! tenant to its own data, and no tenant-a caller gets anything of tenant-b, by any tool.
+
+use portcullis_devauth::{DevAuth, DevAuthConfig};
+use portcullis_e2e::{TestGateway, workspace_bin};
+use serde_json::{Value, json};
+
+const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
+
+const POLICIES: &str = r#"
+@id("everyone-reads")
+permit (principal, action in [Action::"tool:search_policies", Action::"tool:read_policy", Action::"resource:policy://{tenant}/{id}"], resource);
+@id("editors")
+permit (principal in Role::"editor", action in [Action::"family:policies", Action::"family:tickets"], resource);
+@id("admins")
+permit (principal in Role::"admin", action in [Action::"family:policies", Action::"family:tickets", Action::"family:records"], resource);
+@id("hr")
+permit (principal in Role::"hr", action == Action::"resource:hr-report://{tenant}/{id}", resource);
+"#;
+
+const CATALOG: &str = r#"
+[[capability]]
+tool = "search_policies"
+family = "policies"
+risk = "read"
+[[capability]]
+tool = "read_policy"
+family = "policies"
+risk = "read"
+object = "id"
+[[capability]]
+tool = "update_policy"
+family = "policies"
+object = "id"
+[[capability]]
+tool = "close_ticket"
+family = "tickets"
+object = "id"
+[[capability]]
+tool = "delete_record"
+family = "records"
+risk = "destructive"
+object = "id"
+[[capability]]
+resource = "policy://{tenant}/{id}"
+family = "policies"
+object = "id"
+tenant = "tenant"
+[[capability]]
+resource = "hr-report://{tenant}/{id}"
+family = "hr"
+object = "id"
+tenant = "tenant"
+"#;
+
+struct Setup {
+    gateway: TestGateway,
+    auth: DevAuth,
+    http: reqwest::Client,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn setup(label: &str) -> Setup {
+    let dir = std::env::temp_dir().join(format!("workspace-{label}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let auth = DevAuth::open(
+        &dir,
+        DevAuthConfig {
+            issuer: issuer.clone(),
+            resources: vec![RESOURCE.to_owned()],
+            default_scopes: vec![],
+        },
+    )
+    .unwrap();
+    let router = auth.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let jwks = dir.join("identity-jwks.json");
+    let backend = workspace_bin("portcullis-workspace", "portcullis-workspace");
+    let config = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
+         [identity]\nkey_file = {key:?}\njwks_file = {jwks:?}\n\n\
+         [policy]\ncedar = '''{POLICIES}'''\n{CATALOG}\n\
+         [[upstream]]\nname = \"workspace\"\ncommand = {backend:?}\n\
+         args = [\"--db\", \":memory:\", \"--identity-jwks\", {jwks:?}, \"--issuer\", \"{RESOURCE}\"]\n",
+        key = dir.join("identity-key.pem"),
+    );
+    Setup {
+        gateway: TestGateway::spawn(&config).await,
+        auth,
+        http: reqwest::Client::new(),
+        dir,
+    }
+}
+
+impl Setup {
+    fn token(&self, subject: &str) -> String {
+        self.auth.mint(subject, None).unwrap()
+    }
+
+    /// A stateless request; the JSON-RPC message of its answer.
+    async fn rpc(&self, token: &str, method: &str, mut params: Value) -> String {
+        let mut meta = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        });
+        if let Some(extra) = params.get("_meta").and_then(Value::as_object) {
+            meta.as_object_mut().unwrap().extend(extra.clone());
+        }
+        params["_meta"] = meta;
+        let mut request = self
+            .http
+            .post(&self.gateway.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .bearer_auth(token);
+        if let Some(name) = params
+            .get("name")
+            .or(params.get("uri"))
+            .and_then(Value::as_str)
+        {
+            request = request.header("mcp-name", name);
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let text = request
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter_map(|line| line.strip_prefix("data: "))
+            .rfind(|data| !data.trim().is_empty())
+            .unwrap_or(&text)
+            .to_owned()
+    }
+
+    async fn call(&self, token: &str, tool: &str, arguments: Value) -> String {
+        self.rpc(
+            token,
+            "tools/call",
+            json!({"name": tool, "arguments": arguments}),
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn the_backend_sees_only_the_gateways_assertion_and_keeps_to_the_callers_tenant() {
+    let setup = setup("assertion").await;
+    let viewer = setup.token("user-42");
+    let found = setup
+        .call(&viewer, "search_policies", json!({"query": ""}))
+        .await;
+    assert!(found.contains("POL-A1"), "{found}");
+    assert!(
+        !found.contains("tenant-b") && !found.contains("POL-A2"),
+        "tenant-a, not confidential: {found}"
+    );
+    // A caller-written assertion claiming tenant-b never reaches the backend: the gateway's own
+    // replaces it (and the backend would refuse an unsigned one).
+    let forged = json!({"name": "search_policies", "arguments": {"query": ""},
+        "_meta": {"io.portcullis/identity": "eyJhbGciOiJub25lIn0.eyJ0ZW5hbnQiOiJ0ZW5hbnQtYiJ9."}});
+    let answer = setup.rpc(&viewer, "tools/call", forged).await;
+    assert_eq!(answer, found, "the forged assertion changed nothing");
+    let hidden = setup
+        .call(&viewer, "read_policy", json!({"id": "POL-B1"}))
+        .await;
+    let missing = setup
+        .call(&viewer, "read_policy", json!({"id": "POL-NONE"}))
+        .await;
+    assert_eq!(
+        hidden, missing,
+        "another tenant's document answers as a missing one"
+    );
+}
+
+/// Every tool and resource, called by every tenant-a identity, against every tenant-b object:
+/// nothing succeeds, nothing of tenant-b comes back.
+#[tokio::test]
+async fn a_cross_tenant_sweep_finds_nothing() {
+    let setup = setup("sweep").await;
+    let objects = ["POL-B1", "POL-B2", "TCK-B1", "REC-B1", "HR-B1"];
+    let mut calls = 0;
+    for subject in ["user-42", "admin-a", "editor-a", "hr-a"] {
+        let token = setup.token(subject);
+        for id in objects {
+            for (tool, arguments) in [
+                ("read_policy", json!({"id": id})),
+                ("update_policy", json!({"id": id, "text": "overwritten"})),
+                ("close_ticket", json!({"id": id})),
+                ("delete_record", json!({"id": id})),
+            ] {
+                let answer = setup.call(&token, tool, arguments).await;
+                let message: Value = serde_json::from_str(&answer).unwrap();
+                let refused =
+                    message.get("error").is_some() || message["result"]["isError"] == json!(true);
+                assert!(refused, "{subject} {tool} {id} succeeded: {answer}");
+                assert!(
+                    !answer.contains("tenant-b"),
+                    "{subject} {tool} {id}: {answer}"
+                );
+                calls += 1;
+            }
+            for uri in [
+                format!("policy://tenant-b/{id}"),
+                format!("hr-report://tenant-b/{id}"),
+            ] {
+                let answer = setup
+                    .rpc(&token, "resources/read", json!({"uri": uri}))
+                    .await;
+                assert!(
+                    answer.contains("\"error\""),
+                    "{subject} read {uri}: {answer}"
+                );
+                assert!(!answer.contains("tenant-b/"), "{subject} {uri}: {answer}");
+                calls += 1;
+            }
+        }
+    }
+    assert_eq!(calls, 4 * 5 * 6);
+    // The sweep's documents are untouched: tenant-b's editor still reads the original text.
+    let editor_b = setup.token("editor-b");
+    let own = setup
+        .call(&editor_b, "read_policy", json!({"id": "POL-B1"}))
+        .await;
+    assert!(
+        own.contains("30 days") && !own.contains("overwritten"),
+        "{own}"
+    );
+}
