@@ -91,6 +91,15 @@ impl Directory {
         })
     }
 
+    /// Read an identities file (`portcullis review` and `explain` take the demo's format).
+    pub fn load(path: &Path) -> Result<Self, DevAuthError> {
+        let text = std::fs::read_to_string(path).map_err(|error| DevAuthError::io(path, &error))?;
+        Self::parse(&text).map_err(|reason| DevAuthError::File {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
     fn parse(text: &str) -> Result<Self, String> {
         let directory: Self = toml::from_str(text).map_err(|error| error.to_string())?;
         let mut seen = std::collections::HashSet::new();

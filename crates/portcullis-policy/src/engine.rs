@@ -121,6 +121,14 @@ impl PolicyEngine {
         &self.catalog
     }
 
+    pub(crate) fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    pub(crate) fn actions(&self) -> &Entities {
+        &self.actions
+    }
+
     /// The Cedar schema policies are validated against, as text.
     pub fn schema_text(&self) -> String {
         cedar_schema(&self.catalog)
@@ -375,11 +383,13 @@ impl PolicyEngine {
         if response.diagnostics().errors().next().is_some() {
             return Err(ReasonCode::PolicyError);
         }
-        let policies = response
+        // Cedar reports a set; sorted, the same decision always reads the same.
+        let mut policies: Vec<String> = response
             .diagnostics()
             .reason()
             .map(ToString::to_string)
             .collect();
+        policies.sort();
         Ok((response.decision() == CedarDecision::Allow, policies))
     }
 }

@@ -11,6 +11,7 @@ mod catalog;
 mod decision;
 mod engine;
 mod load;
+mod matrix;
 mod schema;
 mod scopes;
 
@@ -18,4 +19,5 @@ pub use catalog::{ArgumentType, Capability, CapabilityKind, Catalog, RiskTier};
 pub use decision::{Authorized, Decision, Principal, ReasonCode, Reasons, Visibility};
 pub use engine::{Call, PolicyEngine};
 pub use load::PolicyError;
+pub use matrix::{Approval, MatrixRow, ReviewRow};
 pub use scopes::ScopeHierarchy;

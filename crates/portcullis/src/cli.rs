@@ -49,6 +49,49 @@ enum Command {
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
     },
+    /// Print the authorization matrix: per capability its scopes, checks, approval and the
+    /// policies that can permit or forbid it.
+    Matrix {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "md")]
+        format: crate::operator::Format,
+    },
+    /// Run sample identities (different tenants and roles) through every capability and print
+    /// each decision with its reasons.
+    Review {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Sample identities, in the demo's `identities.toml` format.
+        #[arg(long)]
+        identities: PathBuf,
+    },
+    /// Explain one decision: `explain --config F --identities I --as user-42 tools/call
+    /// read_policy '{"id":"POL-B1"}'`.
+    Explain {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Sample identities, in the demo's `identities.toml` format.
+        #[arg(long)]
+        identities: PathBuf,
+        /// The identity making the request.
+        #[arg(long = "as", value_name = "IDENTITY")]
+        identity: String,
+        /// The token's scopes [default: every scope the identity may hold].
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// The MCP method: tools/call, prompts/get or resources/read.
+        method: String,
+        /// The tool or prompt name, or the resource URI.
+        name: String,
+        /// The arguments, as a JSON object.
+        #[arg(value_name = "ARGS-JSON")]
+        arguments: Option<String>,
+    },
     /// The demo's built-in upstream, the reference backend on stdin/stdout (started by `demo`).
     #[command(hide = true)]
     DemoUpstream {
@@ -92,12 +135,41 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Matrix { config, format } => print(&crate::operator::matrix(&config, format)?),
+        Command::Review { config, identities } => {
+            print(&crate::operator::review(&config, &identities)?)
+        }
+        Command::Explain {
+            config,
+            identities,
+            identity,
+            scopes,
+            method,
+            name,
+            arguments,
+        } => print(&crate::operator::explain(&crate::operator::Explain {
+            config: &config,
+            identities: &identities,
+            subject: &identity,
+            scopes: &scopes,
+            method: &method,
+            name: &name,
+            arguments: arguments.as_deref(),
+        })?),
         Command::DemoUpstream {
             db,
             identity_jwks,
             issuer,
         } => crate::demo_upstream::run(db, identity_jwks, issuer).await,
     }
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    #[expect(clippy::print_stdout, reason = "the report is the command's output")]
+    {
+        print!("{text}");
+    }
+    Ok(())
 }
 
 /// Run the gateway on `listener` until SIGTERM or Ctrl-C, with `beside` served next to it.

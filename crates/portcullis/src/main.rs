@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod demo_upstream;
+mod operator;
 
 use std::process::ExitCode;
 

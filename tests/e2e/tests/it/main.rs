@@ -11,6 +11,8 @@
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
 //! - `binary`: the real `portcullis demo` process, its banner, a client, SIGTERM;
 //! - `failure`: an upstream that dies mid-call, and its restart;
+//! - `golden_authz`: the data-driven cases of tests/authz/*.yaml, both eras;
+//! - `operator`: `portcullis matrix`, `review` and `explain`, against golden files;
 //! - `hygiene`: Origin, Host, body size, terminated sessions, graceful shutdown.
 
 #![expect(
@@ -24,7 +26,9 @@ mod authn;
 mod authz;
 mod binary;
 mod failure;
+mod golden_authz;
 mod hygiene;
+mod operator;
 mod relay;
 mod stepup;
 mod workspace;

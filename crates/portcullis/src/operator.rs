@@ -1,0 +1,306 @@
+//! Operator tools over a configuration's live catalog and policies: `matrix` (what each
+//! capability needs and which checks apply), `review` (sample identities through every
+//! capability) and `explain` (one decision and why).
+
+use std::{fmt::Write, path::Path};
+
+use anyhow::{Context, bail};
+use portcullis_devauth::Directory;
+use portcullis_gateway::config::Config;
+use portcullis_policy::{
+    Approval, Call, CapabilityKind, Decision, MatrixRow, PolicyEngine, Principal, ReviewRow,
+    Visibility,
+};
+
+/// How `matrix` writes its table.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Markdown.
+    Md,
+    /// Comma-separated values (RFC 4180).
+    Csv,
+    /// An HTML page.
+    Html,
+}
+
+fn engine(config: &Path) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
+    let config = Config::load(config)?;
+    match config.auth {
+        Some(auth) => Ok(auth.policy),
+        None => bail!("this configuration has no `[auth]`, so no policies decide anything"),
+    }
+}
+
+/// People from an identities file (the demo's `identities.toml` format), as policies see them
+/// holding every scope they may be granted.
+fn identities(path: &Path) -> anyhow::Result<Vec<Principal>> {
+    let directory = Directory::load(path)?;
+    Ok(directory
+        .identities
+        .iter()
+        .map(|identity| Principal {
+            subject: identity.subject.clone(),
+            issuer: "review".to_owned(),
+            tenant: identity.tenant.clone(),
+            roles: identity.roles.clone(),
+            scopes: identity.scopes.clone(),
+            client_id: None,
+        })
+        .collect())
+}
+
+pub(crate) fn matrix(config: &Path, format: Format) -> anyhow::Result<String> {
+    let engine = engine(config)?;
+    let header = [
+        "Capability",
+        "Kind",
+        "Family",
+        "Scopes",
+        "Risk",
+        "Tenant check",
+        "Object check",
+        "Approval",
+        "Permitted by",
+        "Forbidden by",
+        "Audit",
+    ];
+    let rows: Vec<[String; 11]> = engine.matrix().iter().map(matrix_cells).collect();
+    Ok(table(format, &header, &rows, engine.version()))
+}
+
+fn matrix_cells(row: &MatrixRow) -> [String; 11] {
+    let capability = &row.capability;
+    let list = |items: &[String], empty: &str| {
+        if items.is_empty() {
+            empty.to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    [
+        capability.name.clone(),
+        capability.kind.as_str().to_owned(),
+        capability.family.clone(),
+        list(&row.scopes, "-"),
+        capability.risk.as_str().to_owned(),
+        row.tenant_check.as_ref().map_or_else(
+            || "backend only".to_owned(),
+            |field| format!("gateway pins `{field}`"),
+        ),
+        row.object_check
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |field| format!("`{field}`")),
+        match &row.approval {
+            Approval::No => "no".to_owned(),
+            Approval::RiskTier => "yes (risk tier)".to_owned(),
+            Approval::Policies(ids) => format!("yes ({})", ids.join(", ")),
+        },
+        list(&row.permits, "nobody (default deny)"),
+        list(&row.forbids, "-"),
+        "every decision logged".to_owned(),
+    ]
+}
+
+pub(crate) fn review(config: &Path, identities_file: &Path) -> anyhow::Result<String> {
+    let engine = engine(config)?;
+    let people = identities(identities_file)?;
+    let header = [
+        "Identity",
+        "Capability",
+        "Target",
+        "Listed",
+        "Decision",
+        "Policies",
+        "Reasons",
+    ];
+    let rows: Vec<[String; 7]> = engine.review(&people).iter().map(review_cells).collect();
+    Ok(table(Format::Md, &header, &rows, engine.version()))
+}
+
+fn review_cells(row: &ReviewRow) -> [String; 7] {
+    let reasons = row.decision.reasons();
+    [
+        row.subject.clone(),
+        row.capability.clone(),
+        row.target.clone(),
+        if row.listed { "yes" } else { "no" }.to_owned(),
+        outcome(&row.decision),
+        if reasons.policies.is_empty() {
+            "-".to_owned()
+        } else {
+            reasons.policies.join(", ")
+        },
+        reasons
+            .codes
+            .iter()
+            .map(|code| code.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    ]
+}
+
+fn outcome(decision: &Decision) -> String {
+    match decision {
+        Decision::Allow(_) => "allow".to_owned(),
+        Decision::Deny {
+            visibility: Visibility::Hidden,
+            ..
+        } => "deny (not visible)".to_owned(),
+        Decision::Deny { .. } => "deny (denied by policy)".to_owned(),
+        Decision::StepUp { scopes, .. } => format!("step-up ({})", scopes.join(" ")),
+        Decision::AskApproval { .. } => "ask approval".to_owned(),
+    }
+}
+
+pub(crate) struct Explain<'a> {
+    pub(crate) config: &'a Path,
+    pub(crate) identities: &'a Path,
+    pub(crate) subject: &'a str,
+    pub(crate) scopes: &'a [String],
+    pub(crate) method: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) arguments: Option<&'a str>,
+}
+
+pub(crate) fn explain(request: &Explain<'_>) -> anyhow::Result<String> {
+    let engine = engine(request.config)?;
+    let people = identities(request.identities)?;
+    let Some(mut principal) = people.into_iter().find(|p| p.subject == request.subject) else {
+        bail!(
+            "no identity `{}` in {}",
+            request.subject,
+            request.identities.display()
+        );
+    };
+    if !request.scopes.is_empty() {
+        principal.scopes = request.scopes.to_vec();
+    }
+    let Some(kind) = CapabilityKind::of_method(request.method) else {
+        bail!(
+            "`{}` is not decided per capability; use tools/call, prompts/get or resources/read",
+            request.method
+        );
+    };
+    let arguments = match request.arguments {
+        Some(text) => Some(
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+                .context("ARGS-JSON must be a JSON object")?,
+        ),
+        None => None,
+    };
+    let call = Call {
+        kind,
+        name: request.name,
+        arguments: arguments.as_ref(),
+        era: "2026-07-28",
+    };
+    let decision = engine.authorize(&principal, &call);
+    let listed = engine.visible(&principal, kind, request.name);
+    let capability = engine.catalog().find(kind, request.name).map(|(c, _)| c);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "identity:    {} (tenant {}; roles {}; scopes {})",
+        principal.subject,
+        principal.tenant.as_deref().unwrap_or("none"),
+        principal.roles.join(", "),
+        principal.scopes.join(" ")
+    );
+    let _ = writeln!(
+        out,
+        "request:     {} {} {}",
+        request.method,
+        request.name,
+        request.arguments.unwrap_or("{}")
+    );
+    let _ = match capability {
+        Some(c) => writeln!(
+            out,
+            "capability:  {} {} (family {}, risk {}, needs {})",
+            c.kind.as_str(),
+            c.name,
+            c.family,
+            c.risk.as_str(),
+            if c.scopes.is_empty() {
+                "no scope".to_owned()
+            } else {
+                c.scopes.join(" ")
+            }
+        ),
+        None => writeln!(
+            out,
+            "capability:  not in the catalog (decided as `Action::\"{}\"`)",
+            kind.as_str()
+        ),
+    };
+    let _ = writeln!(out, "listed:      {}", if listed { "yes" } else { "no" });
+    let _ = writeln!(out, "decision:    {}", outcome(&decision));
+    let reasons = decision.reasons();
+    let _ = writeln!(
+        out,
+        "policies:    {}",
+        if reasons.policies.is_empty() {
+            "none determined it".to_owned()
+        } else {
+            reasons.policies.join(", ")
+        }
+    );
+    let codes: Vec<&str> = reasons.codes.iter().map(|code| code.as_str()).collect();
+    let _ = writeln!(out, "reasons:     {}", codes.join(", "));
+    let _ = writeln!(out, "policy set:  {}", reasons.policy_version);
+    Ok(out)
+}
+
+fn table<const N: usize>(
+    format: Format,
+    header: &[&str; N],
+    rows: &[[String; N]],
+    version: &str,
+) -> String {
+    let mut out = String::new();
+    match format {
+        Format::Md => {
+            let _ = writeln!(out, "| {} |", header.join(" | "));
+            let _ = writeln!(out, "|{}", "---|".repeat(N));
+            for row in rows {
+                let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
+            }
+            let _ = writeln!(out, "\nPolicy set version {version}.");
+        }
+        Format::Csv => {
+            let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+            let _ = writeln!(out, "{}", header.map(quote).join(","));
+            for row in rows {
+                let cells: Vec<String> = row.iter().map(|c| quote(c)).collect();
+                let _ = writeln!(out, "{}", cells.join(","));
+            }
+        }
+        Format::Html => {
+            let escape = |c: &str| {
+                c.replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('"', "&quot;")
+            };
+            let _ = writeln!(
+                out,
+                "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Authorization matrix</title></head><body>\n<table>\n<tr>{}</tr>",
+                header.map(|h| format!("<th>{}</th>", escape(h))).join("")
+            );
+            for row in rows {
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|c| format!("<td>{}</td>", escape(c)))
+                    .collect();
+                let _ = writeln!(out, "<tr>{}</tr>", cells.join(""));
+            }
+            let _ = writeln!(
+                out,
+                "</table>\n<p>Policy set version {}.</p>\n</body></html>",
+                escape(version)
+            );
+        }
+    }
+    out
+}
