@@ -16,6 +16,11 @@ pub enum CallVerdict {
     Denied(CorrelationId),
     /// A human must approve first, and this gateway cannot ask yet.
     ApprovalRequired(CorrelationId),
+    /// The call's object does not exist for this caller, or may not be seen: answered with
+    /// the capability's own "not found" tool error, the same text for both.
+    ObjectHidden(String),
+    /// Something the decision needed failed (the object's resolver): refused, never allowed.
+    Malfunction(CorrelationId),
 }
 
 /// JSON-RPC codes Portcullis defines, outside the range the spec reserves (-32768..-32000).
@@ -37,6 +42,13 @@ impl CallVerdict {
                 ),
                 Some(serde_json::json!({ "correlationId": correlation.as_str() })),
             )),
+            // The typed proxy answers this with the capability's own tool error before it asks
+            // here (`hidden_object`); should it ever get here, "not found" is still no pass.
+            Self::ObjectHidden(_) => Some(not_found()),
+            Self::Malfunction(correlation) => Some(McpError::internal_error(
+                format!("internal error; reference {correlation}"),
+                Some(serde_json::json!({ "correlationId": correlation.as_str() })),
+            )),
             Self::ApprovalRequired(correlation) => Some(McpError::new(
                 ErrorCode(APPROVAL_REQUIRED),
                 format!(
@@ -45,6 +57,16 @@ impl CallVerdict {
                 ),
                 Some(serde_json::json!({ "correlationId": correlation.as_str() })),
             )),
+        }
+    }
+}
+
+impl CallVerdict {
+    /// The "not found" text of a hidden object, if that is the verdict.
+    pub(crate) fn hidden_object(&self) -> Option<&str> {
+        match self {
+            Self::ObjectHidden(text) => Some(text),
+            _ => None,
         }
     }
 }

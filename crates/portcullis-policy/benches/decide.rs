@@ -34,6 +34,7 @@ fn engine(tools: usize) -> (PolicyEngine, Vec<String>) {
         object: Some("id".into()),
         tenant: Some("tenant".into()),
         arguments: vec![("amount".into(), ArgumentType::Long)],
+        resolver: None,
     });
     let mut policies = String::new();
     for family in 0..FAMILIES {
@@ -74,6 +75,7 @@ fn decide(c: &mut Criterion) {
         name: "tool_2",
         arguments: Some(arguments),
         era: "2026-07-28",
+        object: None,
     };
     c.bench_function("authorize one call", |b| {
         b.iter(|| black_box(engine.authorize(&caller, black_box(&call))));

@@ -120,6 +120,32 @@ impl ArgumentType {
     }
 }
 
+/// How to learn a call's target object from the backend before deciding: call `tool` on the
+/// capability's upstream with `arguments`, where the string `{object}` stands for the call's
+/// object id. The answer's structured content is `{"exists": bool, "tenant"?, "owner"?,
+/// "classification"?}`, as the backend sees it for this caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolver {
+    /// The backend tool that describes objects.
+    pub tool: String,
+    /// Its arguments.
+    pub arguments: serde_json::Map<String, serde_json::Value>,
+    /// The text of the tool error the capability answers for an object that does not exist;
+    /// an object the caller may not see gets exactly the same answer.
+    pub not_found: String,
+}
+
+/// A target object's attributes, from the backend's source of truth.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectAttributes {
+    /// The tenant it belongs to.
+    pub tenant: Option<String>,
+    /// Who owns it.
+    pub owner: Option<String>,
+    /// Its classification (`internal`, `confidential`, ...).
+    pub classification: Option<String>,
+}
+
 /// One capability as configured.
 #[derive(Debug, Clone)]
 pub struct Capability {
@@ -140,6 +166,8 @@ pub struct Capability {
     pub tenant: Option<String>,
     /// Arguments policies may read, with their types.
     pub arguments: Vec<(String, ArgumentType)>,
+    /// How its target object is resolved, if it is.
+    pub resolver: Option<Resolver>,
 }
 
 impl Capability {
@@ -292,6 +320,7 @@ mod tests {
             object: None,
             tenant: None,
             arguments: Vec::new(),
+            resolver: None,
         }
     }
 

@@ -16,23 +16,26 @@
 //! do not hide anything (a missing scope is a step-up, not a denial).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Mutex, PoisonError},
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
-    EntityUid, PolicySet, Request, RequestBuilder, RestrictedExpression, Schema,
+    Authorizer, Context, Decision as CedarDecision, Entities, PolicySet, Request, RequestBuilder,
+    Schema,
 };
 use serde_json::{Map, Value};
 
 use crate::{
-    Authorized, Capability, CapabilityKind, Catalog, Decision, PolicyError, Principal, ReasonCode,
-    Reasons, RiskTier, Visibility,
+    Authorized, Capability, CapabilityKind, Catalog, Decision, ObjectAttributes, PolicyError,
+    Principal, ReasonCode, Reasons, RiskTier, Visibility,
     decision::Reads,
+    entities::{
+        Attribute, Target, action_id, declared_arguments, principal_entities, target_entity, uid,
+    },
     load,
-    schema::{ROLE, TARGET, USER, cedar_schema},
+    schema::cedar_schema,
 };
 
 // Bound on remembered list decisions (principals x capabilities); cleared when reached.
@@ -49,6 +52,9 @@ pub struct Call<'a> {
     pub arguments: Option<&'a Map<String, Value>>,
     /// The protocol era of the request (`2025-11-25`, `2026-07-28`).
     pub era: &'a str,
+    /// The target object's attributes as its backend resolved them, for a capability with a
+    /// resolver; its tenant is the one pinned, whatever the arguments say.
+    pub object: Option<&'a ObjectAttributes>,
 }
 
 /// The loaded, validated policy set with its catalog and schema.
@@ -153,7 +159,10 @@ impl PolicyEngine {
                 .or_else(|| call.arguments?.get(field)?.as_str().map(str::to_owned))
         };
         let object = named(capability.and_then(|c| c.object.as_ref()));
-        let tenant = named(capability.and_then(|c| c.tenant.as_ref()));
+        let resolved = call.object;
+        let tenant = resolved
+            .and_then(|attributes| attributes.tenant.clone())
+            .or_else(|| named(capability.and_then(|c| c.tenant.as_ref())));
         let Some(arguments) = declared_arguments(capability, call.arguments) else {
             return Decision::Deny {
                 visibility: Visibility::Visible,
@@ -164,8 +173,11 @@ impl PolicyEngine {
             principal,
             call,
             capability,
-            object.as_deref(),
-            tenant.as_deref(),
+            Target {
+                object: object.as_deref(),
+                tenant: tenant.as_deref(),
+                resolved,
+            },
             arguments,
         );
         let (permitted, policies) = match evaluated {
@@ -183,8 +195,16 @@ impl PolicyEngine {
             } else {
                 ReasonCode::Forbidden
             };
+            // A forbid that looks at the target object hides the object: telling the caller
+            // "denied" would tell it the object exists. One that looks only at the caller or
+            // the arguments is a denial it may see.
+            let visibility = if policies.iter().any(|id| self.reads_object(id)) {
+                Visibility::Hidden
+            } else {
+                self.deny_visibility(principal, call)
+            };
             return Decision::Deny {
-                visibility: self.deny_visibility(principal, call),
+                visibility,
                 reasons: reasons(vec![code], policies),
             };
         }
@@ -278,6 +298,25 @@ impl PolicyEngine {
         self.visible.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether policy `id` can depend on the target object (its attributes or identity).
+    /// Conservative: any mention of `resource` beyond the bare scope variable counts.
+    fn reads_object(&self, id: &str) -> bool {
+        self.policies
+            .policy(&cedar_policy::PolicyId::new(id))
+            .map(ToString::to_string)
+            .is_some_and(|text| {
+                [
+                    "resource.",
+                    "resource has",
+                    "resource ==",
+                    "resource in",
+                    "resource is",
+                ]
+                .iter()
+                .any(|form| text.contains(form))
+            })
+    }
+
     fn deny_visibility(&self, principal: &Principal, call: &Call<'_>) -> Visibility {
         if self.visible(principal, call.kind, call.name) {
             Visibility::Visible
@@ -312,7 +351,8 @@ impl PolicyEngine {
         };
         let object = names(capability.and_then(|c| c.object.as_ref()));
         let tenant = names(capability.and_then(|c| c.tenant.as_ref()));
-        let Ok((target_uid, target)) = target_entity(kind, name, capability, object, tenant) else {
+        let Ok((target_uid, target)) = target_entity(kind, name, capability, object, tenant, None)
+        else {
             return false;
         };
         entities.push(target);
@@ -342,8 +382,7 @@ impl PolicyEngine {
         principal: &Principal,
         call: &Call<'_>,
         capability: Option<&Capability>,
-        object: Option<&str>,
-        tenant: Option<&str>,
+        target: Target<'_>,
         arguments: Map<String, Value>,
     ) -> Result<(bool, Vec<String>), ReasonCode> {
         let action = action_id(call.kind, capability);
@@ -354,8 +393,9 @@ impl PolicyEngine {
             call.kind,
             call.name,
             capability,
-            object.map_or(Attribute::Absent, Attribute::Known),
-            tenant.map_or(Attribute::Absent, Attribute::Known),
+            target.object.map_or(Attribute::Absent, Attribute::Known),
+            target.tenant.map_or(Attribute::Absent, Attribute::Known),
+            target.resolved,
         )
         .map_err(|()| ReasonCode::PolicyError)?;
         entities.push(target);
@@ -392,151 +432,4 @@ impl PolicyEngine {
         policies.sort();
         Ok((response.decision() == CedarDecision::Allow, policies))
     }
-}
-
-/// An attribute of the target: given by the call, unknown (listing), or not there at all.
-#[derive(Clone, Copy)]
-enum Attribute<'a> {
-    Known(&'a str),
-    Unknown,
-    Absent,
-}
-
-/// The `Target` entity of a call: the capability's own attributes, always known, and the
-/// object's. While listing, an object the capability names has unknown `id`, `owner` and
-/// `classification` (its resolver would supply the last two on a call).
-fn target_entity(
-    kind: CapabilityKind,
-    name: &str,
-    capability: Option<&Capability>,
-    object: Attribute<'_>,
-    tenant: Attribute<'_>,
-) -> Result<(EntityUid, Entity), ()> {
-    let action = action_id(kind, capability);
-    let id = match object {
-        Attribute::Known(id) => id,
-        Attribute::Unknown => "?",
-        Attribute::Absent => "",
-    };
-    let target_uid = uid(TARGET, &format!("{action}#{id}"))?;
-    let risk = capability.map_or(RiskTier::unconfigured(kind), |c| c.risk);
-    let mut attributes = HashMap::from([
-        ("kind".to_owned(), string(kind.as_str())),
-        ("capability".to_owned(), string(name)),
-        (
-            "family".to_owned(),
-            string(capability.map_or("unconfigured", |c| c.family.as_str())),
-        ),
-        ("risk".to_owned(), string(risk.as_str())),
-    ]);
-    for (attribute, value) in [("id", object), ("tenant", tenant)] {
-        match value {
-            Attribute::Known(text) => {
-                attributes.insert(attribute.to_owned(), string(text));
-            }
-            Attribute::Unknown => {
-                attributes.insert(
-                    attribute.to_owned(),
-                    RestrictedExpression::new_unknown(attribute),
-                );
-            }
-            Attribute::Absent => {}
-        }
-    }
-    if matches!(object, Attribute::Unknown) {
-        for attribute in ["owner", "classification"] {
-            attributes.insert(
-                attribute.to_owned(),
-                RestrictedExpression::new_unknown(attribute),
-            );
-        }
-    }
-    let entity = Entity::new(target_uid.clone(), attributes, HashSet::new()).map_err(|_| ())?;
-    Ok((target_uid, entity))
-}
-
-fn action_id(kind: CapabilityKind, capability: Option<&Capability>) -> String {
-    capability.map_or_else(|| kind.as_str().to_owned(), Capability::action)
-}
-
-/// The arguments the capability declares for policies, type-checked; `None` when one has the
-/// wrong type (the call is malformed for its policies). Undeclared arguments are not shown.
-fn declared_arguments(
-    capability: Option<&Capability>,
-    given: Option<&Map<String, Value>>,
-) -> Option<Map<String, Value>> {
-    let mut declared = Map::new();
-    let (Some(capability), Some(given)) = (capability, given) else {
-        return Some(declared);
-    };
-    for (name, ty) in &capability.arguments {
-        let Some(value) = given.get(name) else {
-            continue;
-        };
-        let fits = match ty {
-            crate::ArgumentType::String => value.is_string(),
-            crate::ArgumentType::Long => value.is_i64(),
-            crate::ArgumentType::Bool => value.is_boolean(),
-        };
-        if !fits {
-            return None;
-        }
-        declared.insert(name.clone(), value.clone());
-    }
-    Some(declared)
-}
-
-fn uid(kind: &str, id: &str) -> Result<EntityUid, ()> {
-    // Parsing a type name runs Cedar's full parser: a few microseconds each, several times per
-    // decision. The four names are fixed, so each is parsed once per process.
-    static TYPES: std::sync::OnceLock<Option<[EntityTypeName; 4]>> = std::sync::OnceLock::new();
-    let types = TYPES
-        .get_or_init(|| {
-            Some([
-                "Action".parse().ok()?,
-                USER.parse().ok()?,
-                ROLE.parse().ok()?,
-                TARGET.parse().ok()?,
-            ])
-        })
-        .as_ref()
-        .ok_or(())?;
-    let index = ["Action", USER, ROLE, TARGET]
-        .iter()
-        .position(|name| *name == kind)
-        .ok_or(())?;
-    let kind = types.get(index).ok_or(())?.clone();
-    Ok(EntityUid::from_type_name_and_id(kind, EntityId::new(id)))
-}
-
-fn string(text: &str) -> RestrictedExpression {
-    RestrictedExpression::new_string(text.to_owned())
-}
-
-/// The caller as a `User` entity whose parents are its `Role`s, plus those roles.
-fn principal_entities(principal: &Principal) -> Result<(EntityUid, Vec<Entity>), ()> {
-    let user = uid(USER, &principal.subject)?;
-    let mut roles = HashSet::new();
-    let mut entities = Vec::new();
-    for role in &principal.roles {
-        let role = uid(ROLE, role)?;
-        entities.push(Entity::new_no_attrs(role.clone(), HashSet::new()));
-        roles.insert(role);
-    }
-    let mut attributes = HashMap::from([
-        ("subject".to_owned(), string(&principal.subject)),
-        ("issuer".to_owned(), string(&principal.issuer)),
-        (
-            "scopes".to_owned(),
-            RestrictedExpression::new_set(principal.scopes.iter().map(|s| string(s))),
-        ),
-    ]);
-    if let Some(tenant) = &principal.tenant {
-        attributes.insert("tenant".to_owned(), string(tenant));
-    }
-    if let Some(client) = &principal.client_id {
-        attributes.insert("clientId".to_owned(), string(client));
-    }
-    entities.push(Entity::new(user.clone(), attributes, roles).map_err(|_| ())?);
-    Ok((user, entities))
 }

@@ -10,12 +10,15 @@
 mod catalog;
 mod decision;
 mod engine;
+mod entities;
 mod load;
 mod matrix;
 mod schema;
 mod scopes;
 
-pub use catalog::{ArgumentType, Capability, CapabilityKind, Catalog, RiskTier};
+pub use catalog::{
+    ArgumentType, Capability, CapabilityKind, Catalog, ObjectAttributes, Resolver, RiskTier,
+};
 pub use decision::{Authorized, Decision, Principal, ReasonCode, Reasons, Visibility};
 pub use engine::{Call, PolicyEngine};
 pub use load::PolicyError;

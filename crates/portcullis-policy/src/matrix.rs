@@ -134,6 +134,7 @@ impl PolicyEngine {
                         name: &name,
                         arguments: Some(&arguments),
                         era: "2026-07-28",
+                        object: None,
                     };
                     rows.push(ReviewRow {
                         subject: principal.subject.clone(),

@@ -19,6 +19,7 @@ fn capability(name: &str, family: &str, scopes: &[&str], risk: RiskTier) -> Capa
         object: Some("id".into()),
         tenant: Some("tenant".into()),
         arguments: vec![("amount".into(), ArgumentType::Long)],
+        resolver: None,
     }
 }
 
@@ -59,6 +60,7 @@ fn catalog() -> Catalog {
                 object: Some("id".into()),
                 tenant: Some("tenant".into()),
                 arguments: Vec::new(),
+                resolver: None,
             },
         ],
         ScopeHierarchy::new([("policies:write".into(), vec!["policies:read".into()])]),
@@ -114,6 +116,7 @@ fn call<'a>(name: &'a str, arguments: &'a Map<String, Value>) -> Call<'a> {
         name,
         arguments: Some(arguments),
         era: "2026-07-28",
+        object: None,
     }
 }
 
@@ -199,6 +202,7 @@ fn a_target_in_another_tenant_is_not_visible_unless_a_policy_crosses_tenants() {
         name: "policy://tenant-b/POL-9",
         arguments: None,
         era: "2025-11-25",
+        object: None,
     };
     let decision = engine.authorize(&editor, &uri);
     assert_eq!(codes(&decision), [ReasonCode::TenantMismatch]);
@@ -432,4 +436,35 @@ fn list_decisions_are_shared_only_by_principals_the_policies_cannot_tell_apart()
     let without = person("a", "tenant-a", &[], &[]);
     assert!(engine.visible(&with, CapabilityKind::Tool, "read_policy"));
     assert!(!engine.visible(&without, CapabilityKind::Tool, "read_policy"));
+}
+
+#[test]
+fn a_forbid_on_the_object_hides_it_and_a_forbid_on_the_arguments_is_a_visible_denial() {
+    let policies = format!(
+        "{POLICIES}\n@id(\"confidential\")\nforbid (principal, action, resource) when {{ resource has tenant && resource.tenant == \"tenant-secret\" }};\n"
+    );
+    let engine = PolicyEngine::new(catalog(), "p.cedar", &policies).unwrap();
+    let admin = person("admin-a", "tenant-a", &["admin"], &["policies:read"]);
+    let secret = args(json!({"tenant": "tenant-secret", "id": "X"}));
+    let decision = engine.authorize(&admin, &call("read_policy", &secret));
+    assert!(
+        matches!(
+            decision,
+            Decision::Deny {
+                visibility: Visibility::Hidden,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+    let editor = person("editor-a", "tenant-a", &["editor"], &["policies:write"]);
+    let big = args(json!({"tenant": "tenant-a", "amount": 5000}));
+    let decision = engine.authorize(&editor, &call("update_policy", &big));
+    assert!(matches!(
+        decision,
+        Decision::Deny {
+            visibility: Visibility::Visible,
+            ..
+        }
+    ));
 }

@@ -83,13 +83,18 @@ fn matrix_cells(row: &MatrixRow) -> [String; 11] {
         capability.family.clone(),
         list(&row.scopes, "-"),
         capability.risk.as_str().to_owned(),
-        row.tenant_check.as_ref().map_or_else(
-            || "backend only".to_owned(),
-            |field| format!("gateway pins `{field}`"),
-        ),
-        row.object_check
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), |field| format!("`{field}`")),
+        match (&row.tenant_check, &capability.resolver) {
+            (Some(field), _) => format!("gateway pins `{field}`"),
+            (None, Some(_)) => "gateway pins the resolved tenant".to_owned(),
+            (None, None) => "backend only".to_owned(),
+        },
+        match (&row.object_check, &capability.resolver) {
+            (None, _) => "-".to_owned(),
+            (Some(field), None) => format!("`{field}` (backend only)"),
+            (Some(field), Some(resolver)) => {
+                format!("`{field}` resolved by `{}`", resolver.tool)
+            }
+        },
         match &row.approval {
             Approval::No => "no".to_owned(),
             Approval::RiskTier => "yes (risk tier)".to_owned(),
@@ -193,6 +198,7 @@ pub(crate) fn explain(request: &Explain<'_>) -> anyhow::Result<String> {
         name: request.name,
         arguments: arguments.as_ref(),
         era: "2026-07-28",
+        object: None,
     };
     let decision = engine.authorize(&principal, &call);
     let listed = engine.visible(&principal, kind, request.name);

@@ -5,7 +5,8 @@ use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use portcullis_authn::Scopes;
 use portcullis_policy::{
-    ArgumentType, Capability, CapabilityKind, Catalog, PolicyEngine, RiskTier, ScopeHierarchy,
+    ArgumentType, Capability, CapabilityKind, Catalog, PolicyEngine, Resolver, RiskTier,
+    ScopeHierarchy,
 };
 
 use super::{
@@ -131,6 +132,36 @@ fn resolve_catalog(
                 }
             }
         }
+        let resolver = match capability.resolve {
+            None => None,
+            Some(resolve) => {
+                if capability.object.is_none() || kind != CapabilityKind::Tool {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.resolve"),
+                        "only a tool that names its `object` can resolve it",
+                    ));
+                }
+                let arguments = resolve
+                    .arguments
+                    .into_iter()
+                    .map(|(name, value)| {
+                        serde_json::to_value(value)
+                            .map(|value| (name, value))
+                            .map_err(|error| {
+                                ConfigError::invalid(
+                                    format!("{key}.resolve.arguments"),
+                                    error.to_string(),
+                                )
+                            })
+                    })
+                    .collect::<Result<_, _>>()?;
+                Some(Resolver {
+                    tool: resolve.tool,
+                    arguments,
+                    not_found: resolve.not_found,
+                })
+            }
+        };
         capabilities.push(Capability {
             kind,
             name,
@@ -140,6 +171,7 @@ fn resolve_catalog(
             object: capability.object,
             tenant: capability.tenant,
             arguments,
+            resolver,
         });
     }
     Ok(Catalog::new(capabilities, ScopeHierarchy::new(hierarchy)))

@@ -98,6 +98,21 @@ pub struct RawCapability {
     /// Arguments policies may read: name = `string`, `long` or `bool`.
     #[serde(default)]
     pub arguments: BTreeMap<String, String>,
+    /// How the target object's attributes are learned from the backend before deciding.
+    pub resolve: Option<RawResolve>,
+}
+
+/// `resolve = { tool = "...", arguments = { ... }, not_found = "..." }`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolve {
+    /// The backend tool describing objects.
+    pub tool: String,
+    /// Its arguments; the string `{object}` stands for the call's object id.
+    #[serde(default)]
+    pub arguments: BTreeMap<String, toml::Value>,
+    /// The tool error text answered for an object that does not exist (or may not be seen).
+    pub not_found: String,
 }
 
 /// `[[auth.issuer]]`

@@ -20,12 +20,60 @@ use http::{Method, StatusCode};
 use portcullis_authn::{Challenge, Scopes, VerifiedPrincipal};
 use portcullis_core::{CorrelationId, Era};
 use portcullis_mcp::envelope::Envelope;
-use portcullis_policy::{Call, CapabilityKind, Decision, PolicyEngine, Principal, Visibility};
+use portcullis_policy::{
+    Call, CapabilityKind, Decision, ObjectAttributes, PolicyEngine, Principal, Visibility,
+};
 
-use crate::verdict::CallVerdict;
+use crate::{proxy::Gateway, verdict::CallVerdict};
+
+/// Why a call's object has no attributes to decide on.
+enum Unresolved {
+    /// It does not exist for this caller: the capability's "not found" text.
+    Missing(String),
+    /// The resolver failed.
+    Failed,
+}
+
+/// The call's object, resolved from its backend when the capability says how, with the
+/// capability's "not found" text; `Ok(None)` when there is nothing to resolve.
+async fn resolve(
+    authz: &Authz,
+    principal: &Principal,
+    kind: CapabilityKind,
+    name: &str,
+    arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<Option<(ObjectAttributes, String)>, Unresolved> {
+    let Some((capability, _)) = authz.policy.catalog().find(kind, name) else {
+        return Ok(None);
+    };
+    let (Some(resolver), Some(field)) = (&capability.resolver, &capability.object) else {
+        return Ok(None);
+    };
+    // A call that names no object, or not as a string, has nothing to resolve; the backend
+    // answers it as it would.
+    let Some(object) = arguments
+        .and_then(|a| a.get(field))
+        .and_then(|v| v.as_str())
+    else {
+        return Ok(None);
+    };
+    match authz
+        .gateway
+        .resolve_object(principal, name, resolver, object)
+        .await
+    {
+        Ok(Some(attributes)) => Ok(Some((attributes, resolver.not_found.clone()))),
+        Ok(None) => Err(Unresolved::Missing(resolver.not_found.clone())),
+        Err(error) => {
+            tracing::warn!(%error, "object resolution failed");
+            Err(Unresolved::Failed)
+        }
+    }
+}
 
 pub(super) struct Authz {
     pub(super) policy: Arc<PolicyEngine>,
+    pub(super) gateway: Arc<Gateway>,
     pub(super) metadata_url: String,
     pub(super) max_body_bytes: usize,
 }
@@ -83,16 +131,37 @@ pub(super) async fn authorize(
             .and_then(|value| value.to_str().ok())
             .or(envelope.declared_version.as_deref())
             .unwrap_or(Era::Sessions.as_str());
+        let correlation = CorrelationId::fresh();
+        let resolved = match resolve(&authz, &principal, kind, name, arguments.as_ref()).await {
+            Ok(resolved) => resolved,
+            Err(unresolved) => {
+                let verdict = match unresolved {
+                    Unresolved::Missing(text) => {
+                        tracing::info!(%correlation, subject = %principal.subject, method = envelope.method, capability = name, outcome = "deny", reasons = ?["object_not_found"], "authorization decision");
+                        CallVerdict::ObjectHidden(text)
+                    }
+                    Unresolved::Failed => {
+                        tracing::warn!(%correlation, subject = %principal.subject, capability = name, outcome = "error", "the call's object could not be resolved: refused");
+                        CallVerdict::Malfunction(correlation)
+                    }
+                };
+                parts.extensions.insert(verdict);
+                parts.extensions.insert(principal);
+                return next
+                    .run(Request::from_parts(parts, Body::from(bytes)))
+                    .await;
+            }
+        };
         let call = Call {
             kind,
             name,
             arguments: arguments.as_ref(),
             era,
+            object: resolved.as_ref().map(|(attributes, _)| attributes),
         };
         let decision = authz.policy.authorize(&principal, &call);
         let reasons = decision.reasons();
         let codes: Vec<&str> = reasons.codes.iter().map(|code| code.as_str()).collect();
-        let correlation = CorrelationId::fresh();
         tracing::info!(
             %correlation,
             subject = %principal.subject,
@@ -116,6 +185,14 @@ pub(super) async fn authorize(
                 };
             }
             Decision::Allow(authorized) => CallVerdict::Allowed(authorized),
+            // An object of another tenant, on a capability the caller can see: it answers as
+            // the object not existing, in the capability's own words.
+            Decision::Deny {
+                visibility: Visibility::Hidden,
+                ..
+            } if resolved.is_some() && authz.policy.visible(&principal, kind, name) => {
+                CallVerdict::ObjectHidden(resolved.map(|(_, text)| text).unwrap_or_default())
+            }
             Decision::Deny {
                 visibility: Visibility::Hidden,
                 ..

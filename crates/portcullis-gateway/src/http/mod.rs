@@ -52,6 +52,7 @@ pub fn app(
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_cancellation_token(streams);
     mcp.legacy_session_mode = true;
+    let gateway_for_authz = gateway.clone();
     let relay = Arc::new(relay::Relay {
         gateway: gateway.clone(),
         authorizing: config.auth.is_some(),
@@ -73,6 +74,7 @@ pub fn app(
     if let Some(auth) = &config.auth {
         let authz = Arc::new(authz::Authz {
             policy: auth.policy.clone(),
+            gateway: gateway_for_authz.clone(),
             metadata_url: auth.resource.metadata_url(),
             max_body_bytes: config.max_body_bytes,
         });

@@ -39,6 +39,15 @@ pub(super) fn admit(
     }
 }
 
+/// The capability's own "not found" answer, when the call's object is hidden or missing.
+pub(super) fn hidden_object(context: &RequestContext<RoleServer>) -> Option<String> {
+    parts(context)?
+        .extensions
+        .get::<CallVerdict>()?
+        .hidden_object()
+        .map(str::to_owned)
+}
+
 /// A completion reveals values of a prompt's or a resource template's arguments: only for a
 /// reference the caller could use.
 pub(super) fn admit_reference(
@@ -117,6 +126,7 @@ pub(super) fn resource_listed(
         name: uri,
         arguments: None,
         era,
+        object: None,
     };
     !matches!(policy.authorize(principal, &call), Decision::Deny { .. })
 }

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use rmcp::{
     ErrorData as McpError, RoleServer, ServerHandler,
     model::{
-        CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientRequest,
-        CompleteRequestParams, CompleteResult, CustomRequest, CustomResult, ErrorCode,
-        GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult, Implementation,
-        InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
-        ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-        ReadResourceResponse, Reference, Request, ServerCapabilities, ServerConfig, ServerResult,
-        SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter,
-        UnsubscribeRequestParams, UpdateTaskParams,
+        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ClientRequest,
+        CompleteRequestParams, CompleteResult, ContentBlock, CustomRequest, CustomResult,
+        ErrorCode, GetPromptRequestParams, GetPromptResponse, GetTaskParams, GetTaskResult,
+        Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        ReadResourceRequestParams, ReadResourceResponse, Reference, Request, ServerCapabilities,
+        ServerConfig, ServerResult, SetLevelRequestParams, SubscribeRequestParams,
+        SubscriptionFilter, UnsubscribeRequestParams, UpdateTaskParams,
     },
     service::{RequestContext, SubscriptionContext},
 };
@@ -26,7 +26,6 @@ use super::{
     Gateway,
     forward::{forward, fulfil, max_input_rounds},
     guard,
-    list::Listing,
     session::Session,
 };
 
@@ -34,7 +33,7 @@ use super::{
 #[derive(Clone)]
 pub struct GatewayHandler {
     pub(super) gateway: Arc<Gateway>,
-    session: Arc<Session>,
+    pub(super) session: Arc<Session>,
     // Cancelled when the last clone drops, which ends the session's change-forwarding task.
     _alive: Arc<tokio_util::sync::DropGuard>,
     alive: CancellationToken,
@@ -52,7 +51,7 @@ impl GatewayHandler {
         }
     }
 
-    async fn send(
+    pub(super) async fn send(
         &self,
         index: usize,
         request: ClientRequest,
@@ -97,73 +96,6 @@ impl GatewayHandler {
             "upstream kept asking for input",
             None,
         ))
-    }
-
-    /// A list as this caller may see it.
-    async fn list<L: Listing + DeserializeOwned>(
-        &self,
-        params: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<L, McpError> {
-        let mut page = self.gather::<L>(params, &context).await?;
-        guard::filter(&self.gateway, &context, &mut page)?;
-        if self.session.is_session() {
-            // Cache hints are a stateless-era field; a session client never asked for them.
-            page.clear_cache_hints();
-        }
-        Ok(page)
-    }
-
-    /// Every item, unfiltered: only to learn names and routes, never for a caller.
-    pub(super) async fn list_unfiltered<L: Listing + DeserializeOwned>(
-        &self,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<L, McpError> {
-        self.gather::<L>(None, context).await
-    }
-
-    async fn gather<L: Listing + DeserializeOwned>(
-        &self,
-        params: Option<PaginatedRequestParams>,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<L, McpError> {
-        let gateway = &self.gateway;
-        if gateway.upstream_count() == 1 {
-            let mut page = reshape(self.send(0, L::request(params), context).await?, L::page)?;
-            page.parts()
-                .0
-                .iter_mut()
-                .for_each(|item| L::adopt(gateway, 0, item));
-            return Ok(page);
-        }
-        // Several upstreams: every page of each, as one page. Cursors of different upstreams
-        // cannot be combined into one honest cursor.
-        let mut items = Vec::new();
-        for index in 0..gateway.upstream_count() {
-            let mut cursor = None;
-            loop {
-                let params = PaginatedRequestParams::default().with_cursor(cursor.take());
-                let result = self.send(index, L::request(Some(params)), context).await;
-                let mut page = match result.and_then(|result| reshape(result, L::page)) {
-                    Ok(page) => page,
-                    Err(error) => {
-                        let upstream = gateway.upstream_name(index);
-                        tracing::warn!(%upstream, code = ?error.code, "list failed; upstream left out");
-                        break;
-                    }
-                };
-                let (page_items, next) = page.parts();
-                page_items
-                    .iter_mut()
-                    .for_each(|item| L::adopt(gateway, index, item));
-                items.append(page_items);
-                match next.take() {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-        }
-        Ok(L::of(items))
     }
 
     fn not_found_tool() -> McpError {
@@ -404,6 +336,11 @@ impl ServerHandler for GatewayHandler {
         mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        if let Some(text) = guard::hidden_object(&context) {
+            return Ok(CallToolResponse::Complete(CallToolResult::error(vec![
+                ContentBlock::text(text),
+            ])));
+        }
         guard::admit(&self.gateway, &context, Self::not_found_tool)?;
         if self.gateway.policy.is_some() && !self.knows_tool(&request.name, &context).await {
             return Err(Self::not_found_tool());
@@ -559,7 +496,7 @@ impl Bridged for ReadResourceRequestParams {
 /// Take the expected result kind out of an upstream answer. The wire union is untagged, so a
 /// result can decode as a look-alike kind (a tool result with no content reads as an empty
 /// result); such an answer is re-read as the kind the request asked for.
-fn reshape<T: DeserializeOwned>(
+pub(super) fn reshape<T: DeserializeOwned>(
     result: ServerResult,
     pick: impl Fn(ServerResult) -> Option<T>,
 ) -> Result<T, McpError> {

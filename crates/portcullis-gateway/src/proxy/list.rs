@@ -8,7 +8,10 @@ use rmcp::model::{
     ServerResult,
 };
 
-use super::Gateway;
+use rmcp::{ErrorData as McpError, RoleServer, service::RequestContext};
+use serde::de::DeserializeOwned;
+
+use super::{Gateway, GatewayHandler, guard, handler::reshape};
 
 /// A list result kind: how to ask for it, and what the gateway does to each item.
 pub(super) trait Listing: Sized {
@@ -200,5 +203,74 @@ fn request<M: Default, P>(params: Option<P>) -> RequestOptionalParam<M, P> {
         method: M::default(),
         params,
         extensions: Default::default(),
+    }
+}
+
+impl GatewayHandler {
+    /// A list as this caller may see it.
+    pub(super) async fn list<L: Listing + DeserializeOwned>(
+        &self,
+        params: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<L, McpError> {
+        let mut page = self.gather::<L>(params, &context).await?;
+        guard::filter(&self.gateway, &context, &mut page)?;
+        if self.session.is_session() {
+            // Cache hints are a stateless-era field; a session client never asked for them.
+            page.clear_cache_hints();
+        }
+        Ok(page)
+    }
+
+    /// Every item, unfiltered: only to learn names and routes, never for a caller.
+    pub(super) async fn list_unfiltered<L: Listing + DeserializeOwned>(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<L, McpError> {
+        self.gather::<L>(None, context).await
+    }
+
+    async fn gather<L: Listing + DeserializeOwned>(
+        &self,
+        params: Option<PaginatedRequestParams>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<L, McpError> {
+        let gateway = &self.gateway;
+        if gateway.upstream_count() == 1 {
+            let mut page = reshape(self.send(0, L::request(params), context).await?, L::page)?;
+            page.parts()
+                .0
+                .iter_mut()
+                .for_each(|item| L::adopt(gateway, 0, item));
+            return Ok(page);
+        }
+        // Several upstreams: every page of each, as one page. Cursors of different upstreams
+        // cannot be combined into one honest cursor.
+        let mut items = Vec::new();
+        for index in 0..gateway.upstream_count() {
+            let mut cursor = None;
+            loop {
+                let params = PaginatedRequestParams::default().with_cursor(cursor.take());
+                let result = self.send(index, L::request(Some(params)), context).await;
+                let mut page = match result.and_then(|result| reshape(result, L::page)) {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let upstream = gateway.upstream_name(index);
+                        tracing::warn!(%upstream, code = ?error.code, "list failed; upstream left out");
+                        break;
+                    }
+                };
+                let (page_items, next) = page.parts();
+                page_items
+                    .iter_mut()
+                    .for_each(|item| L::adopt(gateway, index, item));
+                items.append(page_items);
+                match next.take() {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(L::of(items))
     }
 }

@@ -12,6 +12,7 @@ mod guard;
 mod handler;
 mod list;
 mod relay;
+mod resolve;
 mod route;
 mod session;
 
@@ -33,6 +34,7 @@ use crate::config::{Config, Naming};
 
 pub use handler::GatewayHandler;
 pub use relay::RelayTarget;
+pub use resolve::ResolveError;
 
 /// How long a request waits for an upstream that is (re)starting before it is answered with an
 /// error.
@@ -57,6 +59,8 @@ pub struct Gateway {
     tools_learned: Mutex<Option<std::time::Instant>>,
     /// Signs who the caller is for upstreams, if configured.
     asserter: Option<crate::identity::Asserter>,
+    /// Object attributes learned from resolvers, briefly.
+    objects: resolve::ObjectCache,
 }
 
 struct Upstream {
@@ -109,6 +113,7 @@ impl Gateway {
             policy: config.auth.as_ref().map(|auth| auth.policy.clone()),
             tools_learned: Mutex::new(None),
             asserter: config.identity.clone().map(crate::identity::Asserter::new),
+            objects: resolve::ObjectCache::default(),
         })
     }
 
@@ -119,12 +124,20 @@ impl Gateway {
         index: usize,
         context: &rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> Option<String> {
-        let asserter = self.asserter.as_ref()?;
         let principal = context
             .extensions
             .get::<http::request::Parts>()?
             .extensions
             .get::<portcullis_policy::Principal>()?;
+        self.assertion_for(principal, index)
+    }
+
+    fn assertion_for(
+        &self,
+        principal: &portcullis_policy::Principal,
+        index: usize,
+    ) -> Option<String> {
+        let asserter = self.asserter.as_ref()?;
         asserter.assert(principal, &self.upstreams.get(index)?.shared.spec().name)
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use portcullis_devauth::{DevAuth, DevAuthConfig};
 use portcullis_e2e::{TestGateway, workspace_bin};
 use portcullis_gateway::config::Config;
-use portcullis_policy::{Call, CapabilityKind, Decision, Principal, Visibility};
+use portcullis_policy::{Call, CapabilityKind, Decision, ObjectAttributes, Principal, Visibility};
 use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,7 +21,16 @@ struct Case {
     identity: String,
     scopes: Option<Vec<String>>,
     request: Request,
+    object: Option<Object>,
     expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Object {
+    tenant: Option<String>,
+    owner: Option<String>,
+    classification: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -207,11 +216,17 @@ impl Harness {
             client_id: None,
         };
         let arguments = case.request.arguments.as_ref().and_then(Value::as_object);
+        let object = case.object.as_ref().map(|o| ObjectAttributes {
+            tenant: o.tenant.clone(),
+            owner: o.owner.clone(),
+            classification: o.classification.clone(),
+        });
         let call = Call {
             kind,
             name: case.request.name.as_deref()?,
             arguments,
             era: "2026-07-28",
+            object: object.as_ref(),
         };
         let policy = &self.config.auth.as_ref()?.policy;
         Some(policy.authorize(&principal, &call))
