@@ -23,5 +23,5 @@ pub use http::{HttpTransport, HttpTransportError, TRANSPORT_FAILURE};
 pub use relay::{Downstream, Inflight, InflightGuard, Relay};
 pub use shared::{Live, SharedUpstream, UpstreamStatus};
 pub use upstream::{
-    Connection, EraPreference, UpstreamSpec, UpstreamTransport, connect, http_client,
+    Connection, Credential, EraPreference, UpstreamSpec, UpstreamTransport, connect, http_client,
 };

@@ -75,9 +75,14 @@ impl SharedUpstream {
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (status, _) = watch::channel(UpstreamStatus::Starting);
+        let credential = match &spec.transport {
+            crate::UpstreamTransport::Http { credential, .. } => credential.as_ref(),
+            crate::UpstreamTransport::Stdio { .. } => None,
+        };
+        let http = crate::upstream::upstream_client(credential);
         let shared = Arc::new(Self {
             spec,
-            http: crate::http_client(),
+            http,
             live: Mutex::new(None),
             status,
         });

@@ -41,7 +41,35 @@ pub enum UpstreamTransport {
     Http {
         /// The MCP endpoint URL.
         url: Url,
+        /// The gateway's own credential there, sent as a bearer token on every request (never
+        /// a caller's token).
+        credential: Option<Credential>,
     },
+}
+
+/// The gateway's credential at an upstream. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    /// A credential from its text (surrounding whitespace removed).
+    pub fn new(text: &str) -> Self {
+        Self(text.trim().to_owned())
+    }
+
+    /// The `Authorization` header value carrying it.
+    pub fn header_value(&self) -> Option<reqwest::header::HeaderValue> {
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", self.0)).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(..)")
+    }
 }
 
 /// Which protocol era the gateway speaks to an upstream.
@@ -61,7 +89,7 @@ impl UpstreamSpec {
     pub fn describe(&self) -> String {
         match &self.transport {
             UpstreamTransport::Stdio { command, .. } => format!("stdio `{command}`"),
-            UpstreamTransport::Http { url } => format!("http {}", url.as_str()),
+            UpstreamTransport::Http { url, .. } => format!("http {}", url.as_str()),
         }
     }
 }
@@ -120,7 +148,7 @@ pub async fn connect(
                 .await
                 .map_err(handshake)
         }
-        UpstreamTransport::Http { url } => {
+        UpstreamTransport::Http { url, .. } => {
             let transport = HttpTransport::new(http.clone(), url.clone());
             serve_client_with_lifecycle(relay, transport, lifecycle)
                 .await
@@ -132,7 +160,21 @@ pub async fn connect(
 /// The HTTP client for upstreams: pooled, no Nagle delay, bounded connect time, and no overall
 /// timeout (SSE answers and listen streams legitimately stay open).
 pub fn http_client() -> reqwest::Client {
+    client_with(None)
+}
+
+/// The HTTP client for one upstream: as [`http_client`], sending `credential` on every request.
+pub(crate) fn upstream_client(credential: Option<&Credential>) -> reqwest::Client {
+    client_with(credential.and_then(Credential::header_value))
+}
+
+fn client_with(authorization: Option<reqwest::header::HeaderValue>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(value) = authorization {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .tcp_nodelay(true)
         .connect_timeout(std::time::Duration::from_secs(10))
         .pool_idle_timeout(std::time::Duration::from_secs(60))

@@ -227,6 +227,9 @@ pub struct RawUpstream {
     pub cwd: Option<PathBuf>,
     /// Endpoint of a streamable HTTP upstream.
     pub url: Option<String>,
+    /// A file holding the gateway's own credential at an HTTP upstream, sent as a bearer token
+    /// on every request to it (the caller's token never is).
+    pub credential_file: Option<PathBuf>,
     /// `auto`, `2025-11-25` or `2026-07-28`.
     pub era: Option<String>,
     /// Prefix for this upstream's names, default its `name`.

@@ -1,7 +1,7 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use portcullis_authn::signing::SigningKey;
-use portcullis_mcp::{EraPreference, UpstreamSpec, UpstreamTransport};
+use portcullis_mcp::{Credential, EraPreference, UpstreamSpec, UpstreamTransport};
 use url::Url;
 
 use super::{
@@ -179,7 +179,7 @@ impl Config {
         let mut resolved = Vec::with_capacity(upstreams.len());
         for (index, upstream) in upstreams.into_iter().enumerate() {
             let key = format!("upstream[{index}]");
-            let (spec, prefix) = resolve_upstream(&key, upstream, &naming, several)?;
+            let (spec, prefix) = resolve_upstream(&key, upstream, &naming, base, several)?;
             if resolved
                 .iter()
                 .any(|(other, _): &(UpstreamSpec, _)| other.name == spec.name)
@@ -282,6 +282,7 @@ fn resolve_upstream(
     key: &str,
     raw: RawUpstream,
     naming: &Naming,
+    base: &Path,
     several: bool,
 ) -> Result<(UpstreamSpec, Option<String>), ConfigError> {
     let RawUpstream {
@@ -291,6 +292,7 @@ fn resolve_upstream(
         env,
         cwd,
         url,
+        credential_file,
         era,
         prefix,
     } = raw;
@@ -302,6 +304,12 @@ fn resolve_upstream(
         return Err(ConfigError::invalid(
             format!("{key}.name"),
             "use letters, digits, `-` and `_` only",
+        ));
+    }
+    if command.is_some() && credential_file.is_some() {
+        return Err(ConfigError::invalid(
+            format!("{key}.credential_file"),
+            "a stdio upstream is a child process: give it credentials with `env`",
         ));
     }
     let transport = match (command, url) {
@@ -327,7 +335,30 @@ fn resolve_upstream(
                     "`args`, `env` and `cwd` belong to stdio upstreams (`command`)",
                 ));
             }
-            UpstreamTransport::Http { url: parsed }
+            let credential = match credential_file {
+                None => None,
+                Some(file) => {
+                    let path = base.join(file);
+                    let text = std::fs::read_to_string(&path).map_err(|error| {
+                        ConfigError::invalid(
+                            format!("{key}.credential_file"),
+                            format!("`{}`: {error}", path.display()),
+                        )
+                    })?;
+                    let credential = Credential::new(&text);
+                    if credential.header_value().is_none() {
+                        return Err(ConfigError::invalid(
+                            format!("{key}.credential_file"),
+                            "the credential cannot be sent in a header (control characters?)",
+                        ));
+                    }
+                    Some(credential)
+                }
+            };
+            UpstreamTransport::Http {
+                url: parsed,
+                credential,
+            }
         }
         (Some(_), Some(_)) => {
             return Err(ConfigError::invalid(

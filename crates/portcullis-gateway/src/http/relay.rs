@@ -138,6 +138,10 @@ async fn forward(
         for (name, value) in relayed {
             request = request.header(name, value);
         }
+        // The gateway's own credential (the reqwest path has it as a default header).
+        if let Some(credential) = &target.credential {
+            request = request.header(header::AUTHORIZATION, credential);
+        }
         match request.body(http_body_util::Full::new(body)) {
             Ok(request) => plain
                 .request(request)

@@ -20,6 +20,8 @@ pub struct RelayTarget {
     pub http: reqwest::Client,
     /// The upstream's name, for logs.
     pub upstream: String,
+    /// The gateway's own `Authorization` there, if configured.
+    pub credential: Option<http::HeaderValue>,
 }
 
 impl Gateway {
@@ -43,13 +45,14 @@ impl Gateway {
             _ => return None,
         };
         let upstream = &self.upstreams[index];
-        let UpstreamTransport::Http { url } = &upstream.shared.spec().transport else {
+        let UpstreamTransport::Http { url, credential } = &upstream.shared.spec().transport else {
             return None;
         };
         (upstream.shared.era()? == Era::Stateless).then(|| RelayTarget {
             url: url.clone(),
             http: upstream.shared.http().clone(),
             upstream: upstream.shared.spec().name.clone(),
+            credential: credential.as_ref().and_then(|c| c.header_value()),
         })
     }
 }

@@ -9,6 +9,7 @@
 //! - `stepup`: 403 `insufficient_scope` from the capability catalog, with the embedded
 //!   authorization server as the issuer;
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
+//! - `credential`: HTTP upstreams see the gateway's own credential, never the caller's token;
 //! - `binary`: the real `portcullis demo` process, its banner, a client, SIGTERM;
 //! - `failure`: an upstream that dies mid-call, and its restart;
 //! - `golden_authz`: the data-driven cases of tests/authz/*.yaml, both eras;
@@ -25,6 +26,7 @@ mod aggregate;
 mod authn;
 mod authz;
 mod binary;
+mod credential;
 mod failure;
 mod golden_authz;
 mod hygiene;
