@@ -76,6 +76,7 @@ fn decide(c: &mut Criterion) {
         arguments: Some(arguments),
         era: "2026-07-28",
         object: None,
+        risk_hint: None,
     };
     c.bench_function("authorize one call", |b| {
         b.iter(|| black_box(engine.authorize(&caller, black_box(&call))));

@@ -55,6 +55,17 @@ pub struct Call<'a> {
     /// The target object's attributes as its backend resolved them, for a capability with a
     /// resolver; its tenant is the one pinned, whatever the arguments say.
     pub object: Option<&'a ObjectAttributes>,
+    /// A tier the upstream's own annotations suggest (`destructiveHint`): it can raise the
+    /// configured tier, never lower it.
+    pub risk_hint: Option<RiskTier>,
+}
+
+impl Call<'_> {
+    /// The call's risk tier: the configured (or default) tier, raised by the upstream's hint.
+    fn risk(&self, capability: Option<&Capability>) -> RiskTier {
+        let base = capability.map_or(RiskTier::unconfigured(self.kind), |c| c.risk);
+        self.risk_hint.map_or(base, |hint| base.max(hint))
+    }
 }
 
 /// The loaded, validated policy set with its catalog and schema.
@@ -232,7 +243,7 @@ impl PolicyEngine {
                 reasons: reasons(vec![ReasonCode::MissingScope], policies),
             };
         }
-        let risk = capability.map_or(RiskTier::unconfigured(call.kind), |c| c.risk);
+        let risk = call.risk(capability);
         let ask = annotated("approval", Some("required"))
             || (risk >= RiskTier::Destructive && !annotated("approval", Some("none")));
         if ask {
@@ -351,7 +362,9 @@ impl PolicyEngine {
         };
         let object = names(capability.and_then(|c| c.object.as_ref()));
         let tenant = names(capability.and_then(|c| c.tenant.as_ref()));
-        let Ok((target_uid, target)) = target_entity(kind, name, capability, object, tenant, None)
+        let risk = capability.map_or(RiskTier::unconfigured(kind), |c| c.risk);
+        let Ok((target_uid, target)) =
+            target_entity(kind, name, capability, object, tenant, None, risk)
         else {
             return false;
         };
@@ -396,6 +409,7 @@ impl PolicyEngine {
             target.object.map_or(Attribute::Absent, Attribute::Known),
             target.tenant.map_or(Attribute::Absent, Attribute::Known),
             target.resolved,
+            call.risk(capability),
         )
         .map_err(|()| ReasonCode::PolicyError)?;
         entities.push(target);

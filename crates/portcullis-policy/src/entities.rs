@@ -37,6 +37,7 @@ pub(crate) fn target_entity(
     object: Attribute<'_>,
     tenant: Attribute<'_>,
     resolved: Option<&ObjectAttributes>,
+    risk: RiskTier,
 ) -> Result<(EntityUid, Entity), ()> {
     let action = action_id(kind, capability);
     let id = match object {
@@ -45,7 +46,6 @@ pub(crate) fn target_entity(
         Attribute::Absent => "",
     };
     let target_uid = uid(TARGET, &format!("{action}#{id}"))?;
-    let risk = capability.map_or(RiskTier::unconfigured(kind), |c| c.risk);
     let mut attributes = HashMap::from([
         ("kind".to_owned(), string(kind.as_str())),
         ("capability".to_owned(), string(name)),

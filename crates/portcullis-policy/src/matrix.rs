@@ -135,6 +135,7 @@ impl PolicyEngine {
                         arguments: Some(&arguments),
                         era: "2026-07-28",
                         object: None,
+                        risk_hint: None,
                     };
                     rows.push(ReviewRow {
                         subject: principal.subject.clone(),

@@ -117,6 +117,7 @@ fn call<'a>(name: &'a str, arguments: &'a Map<String, Value>) -> Call<'a> {
         arguments: Some(arguments),
         era: "2026-07-28",
         object: None,
+        risk_hint: None,
     }
 }
 
@@ -203,6 +204,7 @@ fn a_target_in_another_tenant_is_not_visible_unless_a_policy_crosses_tenants() {
         arguments: None,
         era: "2025-11-25",
         object: None,
+        risk_hint: None,
     };
     let decision = engine.authorize(&editor, &uri);
     assert_eq!(codes(&decision), [ReasonCode::TenantMismatch]);
@@ -359,8 +361,41 @@ const POOL: &[&str] = &[
     "permit (principal, action, resource) when { context.arguments has amount && context.arguments.amount * 4611686018427387904 > 0 };",
 ];
 
+/// A catalog of the same tools with random families, risk tiers and tenant arguments (every
+/// family and tool the policy pool names stays present, so each set validates).
+fn random_catalog(rng: &mut Rng) -> Catalog {
+    let names = [
+        "search_policies",
+        "read_policy",
+        "update_policy",
+        "delete_record",
+        "send_email",
+    ];
+    let risks = [
+        RiskTier::Read,
+        RiskTier::Write,
+        RiskTier::Destructive,
+        RiskTier::Admin,
+        RiskTier::Spend,
+    ];
+    let capabilities = names.iter().enumerate().map(|(i, name)| {
+        let family = match i {
+            0 => "policies",
+            3 => "records",
+            _ => *rng.pick(&["policies", "records", "email"]),
+        };
+        let mut c = capability(name, family, &[], *rng.pick(&risks));
+        if rng.next().is_multiple_of(2) {
+            c.tenant = None;
+        }
+        c
+    });
+    Catalog::new(capabilities, ScopeHierarchy::default())
+}
+
 /// Listed iff possibly callable, a policy that errors never allows, forbid always wins: for
-/// random principals and random policy sets, over every target in a small domain.
+/// random principals, random catalogs and random policy sets, over every target in a small
+/// domain.
 #[test]
 fn invariants_hold_for_random_principals_and_policy_sets() {
     let mut rng = Rng(0x5eed_cafe_f00d_1234);
@@ -376,7 +411,7 @@ fn invariants_hold_for_random_principals_and_policy_sets() {
     for round in 0..60 {
         let policies: Vec<&str> = (0..1 + rng.next() % 4).map(|_| *rng.pick(POOL)).collect();
         let text = policies.join("\n");
-        let engine = PolicyEngine::new(catalog(), "random.cedar", &text).unwrap();
+        let engine = PolicyEngine::new(random_catalog(&mut rng), "random.cedar", &text).unwrap();
         let tenants = ["tenant-a", "tenant-b"];
         let tenant = *rng.pick::<&str>(&tenants);
         let principal = person(
@@ -467,4 +502,35 @@ fn a_forbid_on_the_object_hides_it_and_a_forbid_on_the_arguments_is_a_visible_de
             ..
         }
     ));
+}
+
+#[test]
+fn an_upstream_hint_can_raise_a_risk_tier_but_never_lower_it() {
+    let engine = engine();
+    let anyone = person("user-42", "tenant-a", &[], &[]);
+    let none = Map::new();
+    let hinted = |hint| Call {
+        risk_hint: hint,
+        ..call("echo", &none)
+    };
+    assert!(matches!(
+        engine.authorize(&anyone, &hinted(None)),
+        Decision::Allow(_)
+    ));
+    let destructive = engine.authorize(&anyone, &hinted(Some(RiskTier::Destructive)));
+    assert!(
+        matches!(destructive, Decision::AskApproval { .. }),
+        "{destructive:?}"
+    );
+    let admin = person("admin-a", "tenant-a", &["admin"], &["records:delete"]);
+    let a = args(json!({"tenant": "tenant-a", "id": "R-1"}));
+    let lowered = Call {
+        risk_hint: Some(RiskTier::Read),
+        ..call("delete_record", &a)
+    };
+    let decision = engine.authorize(&admin, &lowered);
+    assert!(
+        matches!(decision, Decision::AskApproval { .. }),
+        "a read hint lowered nothing: {decision:?}"
+    );
 }

@@ -199,6 +199,7 @@ pub(crate) fn explain(request: &Explain<'_>) -> anyhow::Result<String> {
         arguments: arguments.as_ref(),
         era: "2026-07-28",
         object: None,
+        risk_hint: None,
     };
     let decision = engine.authorize(&principal, &call);
     let listed = engine.visible(&principal, kind, request.name);

@@ -49,6 +49,11 @@ async fn resolve(
     let (Some(resolver), Some(field)) = (&capability.resolver, &capability.object) else {
         return Ok(None);
     };
+    // A capability the caller cannot see is decided (and answered) as not existing: asking
+    // its backend first would answer in the capability's words, and give it away.
+    if !authz.policy.visible(principal, kind, name) {
+        return Ok(None);
+    }
     // A call that names no object, or not as a string, has nothing to resolve; the backend
     // answers it as it would.
     let Some(object) = arguments
@@ -158,6 +163,9 @@ pub(super) async fn authorize(
             arguments: arguments.as_ref(),
             era,
             object: resolved.as_ref().map(|(attributes, _)| attributes),
+            risk_hint: (kind == CapabilityKind::Tool)
+                .then(|| authz.gateway.risk_hint(name))
+                .flatten(),
         };
         let decision = authz.policy.authorize(&principal, &call);
         let reasons = decision.reasons();

@@ -127,6 +127,7 @@ pub(super) fn resource_listed(
         arguments: None,
         era,
         object: None,
+        risk_hint: None,
     };
     !matches!(policy.authorize(principal, &call), Decision::Deny { .. })
 }

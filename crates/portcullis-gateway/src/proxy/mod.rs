@@ -141,6 +141,14 @@ impl Gateway {
         asserter.assert(principal, &self.upstreams.get(index)?.shared.spec().name)
     }
 
+    /// The tier a tool's own annotations suggest, from its last listing: `destructiveHint`
+    /// raises a tier; `readOnlyHint` is never trusted to lower one, so it suggests nothing.
+    pub fn risk_hint(&self, public_name: &str) -> Option<portcullis_policy::RiskTier> {
+        let annotations = self.tool(public_name)?.annotations?;
+        (annotations.destructive_hint == Some(true))
+            .then_some(portcullis_policy::RiskTier::Destructive)
+    }
+
     /// Wait up to `timeout` for every upstream's first connection; report each one's status.
     pub async fn wait_ready(&self, timeout: Duration) -> Vec<(String, UpstreamStatus)> {
         let waits = self.upstreams.iter().map(|u| u.shared.ready(timeout));

@@ -227,6 +227,7 @@ impl Harness {
             arguments,
             era: "2026-07-28",
             object: object.as_ref(),
+            risk_hint: None,
         };
         let policy = &self.config.auth.as_ref()?.policy;
         Some(policy.authorize(&principal, &call))

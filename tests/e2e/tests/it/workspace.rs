@@ -29,19 +29,23 @@ tool = "read_policy"
 family = "policies"
 risk = "read"
 object = "id"
+resolve = { tool = "describe_object", arguments = { kind = "policy", id = "{object}" }, not_found = "policy not found" }
 [[capability]]
 tool = "update_policy"
 family = "policies"
 object = "id"
+resolve = { tool = "describe_object", arguments = { kind = "policy", id = "{object}" }, not_found = "policy not found" }
 [[capability]]
 tool = "close_ticket"
 family = "tickets"
 object = "id"
+resolve = { tool = "describe_object", arguments = { kind = "ticket", id = "{object}" }, not_found = "ticket not found" }
 [[capability]]
 tool = "delete_record"
 family = "records"
 risk = "destructive"
 object = "id"
+resolve = { tool = "describe_object", arguments = { kind = "record", id = "{object}" }, not_found = "record not found" }
 [[capability]]
 resource = "policy://{tenant}/{id}"
 family = "policies"
@@ -185,10 +189,28 @@ async fn the_backend_sees_only_the_gateways_assertion_and_keeps_to_the_callers_t
         hidden, missing,
         "another tenant's document answers as a missing one"
     );
+    // A tool the viewer cannot see answers as a missing tool, whatever object it names: its
+    // object is not looked up, so its own "not found" wording cannot give it away.
+    let update = setup
+        .call(
+            &viewer,
+            "update_policy",
+            json!({"id": "POL-B1", "text": "x"}),
+        )
+        .await;
+    let no_tool = setup
+        .call(
+            &viewer,
+            "no_such_tool",
+            json!({"id": "POL-B1", "text": "x"}),
+        )
+        .await;
+    assert_eq!(update, no_tool);
 }
 
 /// Every tool and resource, called by every tenant-a identity, against every tenant-b object:
-/// nothing succeeds, nothing of tenant-b comes back.
+/// nothing succeeds, nothing of tenant-b comes back, and every tool answers byte for byte as
+/// for an object that does not exist.
 #[tokio::test]
 async fn a_cross_tenant_sweep_finds_nothing() {
     let setup = setup("sweep").await;
@@ -203,6 +225,8 @@ async fn a_cross_tenant_sweep_finds_nothing() {
                 ("close_ticket", json!({"id": id})),
                 ("delete_record", json!({"id": id})),
             ] {
+                let mut missing = arguments.clone();
+                missing["id"] = json!("NO-SUCH-OBJECT");
                 let answer = setup.call(&token, tool, arguments).await;
                 let message: Value = serde_json::from_str(&answer).unwrap();
                 let refused =
@@ -212,6 +236,9 @@ async fn a_cross_tenant_sweep_finds_nothing() {
                     !answer.contains("tenant-b"),
                     "{subject} {tool} {id}: {answer}"
                 );
+                // Not visible is not found: the same bytes as an object that does not exist.
+                let not_found = setup.call(&token, tool, missing).await;
+                assert_eq!(answer, not_found, "{subject} {tool} {id}");
                 calls += 1;
             }
             for uri in [
