@@ -5,7 +5,8 @@
 //! first directly on the upstream and then through the gateway, in the same run. Requests are
 //! stateless 2026-07-28 POSTs so that both paths do exactly the same work per call.
 //!
-//! Run: `cargo bench -p portcullis-e2e --bench gateway_hop` (env BENCH_SECONDS, default 5).
+//! Run: `cargo bench -p portcullis-e2e --bench gateway_hop` (env BENCH_SECONDS, default 5;
+//! BENCH_UPSTREAM=stdio; BENCH_AUTH=1 for authentication and Cedar authorization on).
 
 #![expect(
     clippy::expect_used,
@@ -52,10 +53,21 @@ async fn main() {
         ),
         _ => format!("url = \"{}\"", fixture.url),
     };
+    // BENCH_AUTH=1 turns authentication and authorization on: every request carries a JWT
+    // from an in-process authorization server, verified and decided by Cedar policies.
+    #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
+    let authenticated = std::env::var("BENCH_AUTH").is_ok_and(|v| v == "1");
+    let data = std::env::temp_dir().join(format!("portcullis-bench-auth-{}", std::process::id()));
+    let (security, token) = if authenticated {
+        let (section, token) = auth_section(&data).await;
+        (section, Some(token))
+    } else {
+        ("[danger]\nunauthenticated = true\n".to_owned(), None)
+    };
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n[danger]\nunauthenticated = true\n"
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n{security}"
         ),
     )
     .expect("write bench config");
@@ -92,22 +104,18 @@ async fn main() {
     for operation in &operations {
         for concurrency in [1usize, 16] {
             // Warm both paths (connections, caches) before measuring.
-            drive(
-                &fixture.url,
-                operation,
-                concurrency,
-                Duration::from_millis(500),
-            )
-            .await;
-            drive(
+            let warm = Duration::from_millis(500);
+            drive(&fixture.url, operation, concurrency, warm, None).await;
+            drive(&gateway.url, operation, concurrency, warm, token.as_deref()).await;
+            let direct = drive(&fixture.url, operation, concurrency, duration, None).await;
+            let through = drive(
                 &gateway.url,
                 operation,
                 concurrency,
-                Duration::from_millis(500),
+                duration,
+                token.as_deref(),
             )
             .await;
-            let direct = drive(&fixture.url, operation, concurrency, duration).await;
-            let through = drive(&gateway.url, operation, concurrency, duration).await;
             println!(
                 "| {} | {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {} |",
                 operation.label,
@@ -125,6 +133,51 @@ async fn main() {
         }
     }
     let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// The policies of the authenticated run: viewers call the echo tool; everything else the
+/// fixture offers is open to every caller.
+const BENCH_POLICIES: &str = r#"
+@id("viewers-echo")
+permit (principal in Role::"viewer", action in Action::"family:demo", resource);
+@id("everyone-else")
+permit (principal, action in [Action::"tool", Action::"prompt", Action::"resource"], resource);
+"#;
+
+/// An in-process authorization server, and the `[auth]`, `[policy]` and catalog sections that
+/// trust it; with a token for `user-42` (a viewer).
+async fn auth_section(data: &std::path::Path) -> (String, String) {
+    std::fs::create_dir_all(data).expect("bench data dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", listener.local_addr().expect("address"));
+    let resource = "http://127.0.0.1:8080/mcp";
+    let auth = portcullis_devauth::DevAuth::open(
+        data,
+        portcullis_devauth::DevAuthConfig {
+            issuer: issuer.clone(),
+            resources: vec![resource.to_owned()],
+            default_scopes: vec![],
+        },
+    )
+    .expect("authorization server");
+    let router = auth.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let token = auth.mint("user-42", None).expect("token");
+    let policies = toml_literal(BENCH_POLICIES);
+    let section = format!(
+        "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
+         [[capability]]\ntool = \"fixture_echo\"\nfamily = \"demo\"\nscopes = [\"policies:read\"]\nrisk = \"read\"\n\n\
+         [policy]\ncedar = {policies}\n"
+    );
+    (section, token)
+}
+
+/// A TOML multi-line literal string holding `text` (which has no `'''`).
+fn toml_literal(text: &str) -> String {
+    format!("'''{text}'''")
 }
 
 fn micros(duration: Duration) -> String {
@@ -136,6 +189,7 @@ async fn drive(
     operation: &Operation,
     concurrency: usize,
     duration: Duration,
+    token: Option<&str>,
 ) -> Measurement {
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
@@ -149,6 +203,7 @@ async fn drive(
         let body = operation.body.clone();
         let method = operation.method;
         let name = operation.name;
+        let token = token.map(str::to_owned);
         tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(16_384);
             // Bounded by time and by count, whichever ends first.
@@ -163,6 +218,9 @@ async fn drive(
                     .body(body.clone());
                 if let Some(name) = name {
                     request = request.header("mcp-name", name);
+                }
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
                 }
                 let response = request.send().await.expect("request sent");
                 assert!(
