@@ -93,7 +93,17 @@ pub struct JwtVerifier {
     discovered: RwLock<Option<Url>>,
     // Held while fetching: concurrent misses wait for one fetch instead of each making one.
     fetch: Mutex<Option<Instant>>,
+    // Tokens already verified, by SHA-256 (never the token), until the earlier of their `exp`
+    // and `VERIFIED_TTL`: the same bytes verify the same way, and an ES256 check per request
+    // was a large part of a call's cost. Failures are never kept.
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Instant, VerifiedPrincipal)>>,
 }
+
+/// Longest reuse of one verification: bounds how long a token signed by a key the issuer has
+/// since withdrawn keeps working.
+const VERIFIED_TTL: Duration = Duration::from_secs(30);
+// Past this many remembered tokens the memory starts over.
+const MAX_VERIFIED: usize = 10_000;
 
 impl JwtVerifier {
     /// A verifier; keys are fetched on first use.
@@ -104,11 +114,45 @@ impl JwtVerifier {
             keys: RwLock::new(Arc::new(JwkSet { keys: Vec::new() })),
             discovered: RwLock::new(None),
             fetch: Mutex::new(None),
+            verified: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
     /// Verify `token` and map its claims to a principal.
     pub async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, AuthnError> {
+        let digest = crate::introspect::digest(token.expose());
+        if let Some((until, principal)) = self.remembered().get(&digest)
+            && Instant::now() < *until
+        {
+            return Ok(principal.clone());
+        }
+        let (principal, exp) = self.verify_fully(token).await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let left = Duration::from_secs(exp.saturating_sub(now)).min(VERIFIED_TTL);
+        let mut remembered = self.remembered();
+        if remembered.len() >= MAX_VERIFIED {
+            remembered.clear();
+        }
+        remembered.insert(digest, (Instant::now() + left, principal.clone()));
+        Ok(principal)
+    }
+
+    fn remembered(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<[u8; 32], (Instant, VerifiedPrincipal)>>
+    {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every check, and the token's `exp`.
+    async fn verify_fully(
+        &self,
+        token: &BearerToken,
+    ) -> Result<(VerifiedPrincipal, u64), AuthnError> {
         let header =
             jsonwebtoken::decode_header(token.expose()).map_err(|_| AuthnError::Malformed)?;
         let kid = header.kid.ok_or(AuthnError::UnknownKey)?;
@@ -127,8 +171,11 @@ impl JwtVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Value>(token.expose(), &key, &validation)
             .map_err(|error| classify(error.kind()))?;
-        VerifiedPrincipal::from_claims(&self.config.issuer, &data.claims, &self.config.mapping)
-            .ok_or(AuthnError::MissingClaim { claim: "sub" })
+        let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let principal =
+            VerifiedPrincipal::from_claims(&self.config.issuer, &data.claims, &self.config.mapping)
+                .ok_or(AuthnError::MissingClaim { claim: "sub" })?;
+        Ok((principal, exp))
     }
 
     async fn key(&self, kid: &str) -> Result<Jwk, AuthnError> {

@@ -332,3 +332,29 @@ async fn keys_are_found_through_the_issuers_metadata_and_a_foreign_document_is_i
         Err(AuthnError::Unavailable)
     );
 }
+
+/// A verified token is remembered by its hash, never past its `exp`: an expired token is
+/// refused even though it verified before.
+#[tokio::test]
+async fn a_remembered_token_still_expires() {
+    let keys = keys();
+    let uri = serve_jwks(keys.set.clone()).await;
+    let verifier = JwtVerifier::new(
+        JwtConfig {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            jwks_uri: Some(uri.parse().unwrap()),
+            leeway: Duration::ZERO,
+            refetch_interval: Duration::from_millis(0),
+            mapping: ClaimMapping::standard(),
+        },
+        reqwest::Client::new(),
+    );
+    let mut short = claims();
+    short["exp"] = json!(now() + 1);
+    let token = sign(&keys.ec, Algorithm::ES256, "ec-1", &short);
+    assert!(verifier.verify(&bearer(&token)).await.is_ok());
+    assert!(verifier.verify(&bearer(&token)).await.is_ok(), "remembered");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(verifier.verify(&bearer(&token)).await.is_err(), "expired");
+}
