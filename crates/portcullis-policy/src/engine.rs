@@ -62,7 +62,7 @@ pub struct Call<'a> {
 
 impl Call<'_> {
     /// The call's risk tier: the configured (or default) tier, raised by the upstream's hint.
-    fn risk(&self, capability: Option<&Capability>) -> RiskTier {
+    fn risk_of(&self, capability: Option<&Capability>) -> RiskTier {
         let base = capability.map_or(RiskTier::unconfigured(self.kind), |c| c.risk);
         self.risk_hint.map_or(base, |hint| base.max(hint))
     }
@@ -149,6 +149,12 @@ impl PolicyEngine {
     /// The Cedar schema policies are validated against, as text.
     pub fn schema_text(&self) -> String {
         cedar_schema(&self.catalog)
+    }
+
+    /// The risk tier of `call`: its capability's (or the default), raised by its hint.
+    pub fn risk(&self, call: &Call<'_>) -> RiskTier {
+        let capability = self.catalog.find(call.kind, call.name).map(|(c, _)| c);
+        call.risk_of(capability)
     }
 
     /// Decide one call.
@@ -243,7 +249,7 @@ impl PolicyEngine {
                 reasons: reasons(vec![ReasonCode::MissingScope], policies),
             };
         }
-        let risk = call.risk(capability);
+        let risk = call.risk_of(capability);
         let ask = annotated("approval", Some("required"))
             || (risk >= RiskTier::Destructive && !annotated("approval", Some("none")));
         if ask {
@@ -409,7 +415,7 @@ impl PolicyEngine {
             target.object.map_or(Attribute::Absent, Attribute::Known),
             target.tenant.map_or(Attribute::Absent, Attribute::Known),
             target.resolved,
-            call.risk(capability),
+            call.risk_of(capability),
         )
         .map_err(|()| ReasonCode::PolicyError)?;
         entities.push(target);

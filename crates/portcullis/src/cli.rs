@@ -92,6 +92,11 @@ enum Command {
         #[arg(value_name = "ARGS-JSON")]
         arguments: Option<String>,
     },
+    /// Read the audit trail: verify its chain, query it, or follow it.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// The demo's built-in upstream, the reference backend on stdin/stdout (started by `demo`).
     #[command(hide = true)]
     DemoUpstream {
@@ -104,6 +109,29 @@ enum Command {
         /// The assertions' issuer.
         #[arg(long)]
         issuer: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check that every record links to the one before it; name the first that does not.
+    Verify {
+        #[command(flatten)]
+        source: crate::audit::Source,
+    },
+    /// Print the records that match.
+    Query {
+        #[command(flatten)]
+        source: crate::audit::Source,
+        #[command(flatten)]
+        filters: crate::audit::Filters,
+    },
+    /// Print matching records as they are written, until Ctrl-C.
+    Tail {
+        #[command(flatten)]
+        source: crate::audit::Source,
+        #[command(flatten)]
+        filters: crate::audit::Filters,
     },
 }
 
@@ -135,6 +163,13 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Audit { command } => match command {
+            AuditCommand::Verify { source } => print(&crate::audit::verify(&source)?),
+            AuditCommand::Query { source, filters } => {
+                print(&crate::audit::query(&source, &filters)?)
+            }
+            AuditCommand::Tail { source, filters } => crate::audit::tail(&source, &filters).await,
+        },
         Command::Matrix { config, format } => print(&crate::operator::matrix(&config, format)?),
         Command::Review { config, identities } => {
             print(&crate::operator::review(&config, &identities)?)
@@ -189,7 +224,15 @@ pub(crate) async fn serve(
     }
     let inflight = Inflight::default();
     let streams = CancellationToken::new();
-    let router = app(&config, gateway, inflight.clone(), streams.clone(), beside);
+    let trail = portcullis_gateway::trail::Trail::open(&config)?;
+    let router = app(
+        &config,
+        gateway,
+        inflight.clone(),
+        streams.clone(),
+        beside,
+        trail,
+    );
     tracing::info!(address = %local, path = %config.path, "listening");
     #[expect(clippy::print_stdout, reason = "the banner is the command's output")]
     {

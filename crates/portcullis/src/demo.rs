@@ -8,6 +8,9 @@ use portcullis_devauth::{DevAuth, DevAuthConfig};
 use portcullis_gateway::config::Config;
 use tokio::net::TcpListener;
 
+/// The demo's audit trail, in its data dir (also what `portcullis audit --data-dir` reads).
+pub(crate) const AUDIT_FILE: &str = "audit.db";
+
 /// The scope a client starts with; `update_policy` needs more (the step-up walk-through).
 const START_SCOPES: &[&str] = &["policies:read"];
 
@@ -61,6 +64,9 @@ issuer = "{issuer}"
 key_file = {key}
 jwks_file = {jwks}
 
+[audit]
+sqlite = {audit}
+
 [policy]
 file = {policies}
 
@@ -71,6 +77,7 @@ file = {policies}
         db = path("workspace.db"),
         jwks = path("identity-jwks.json"),
         key = path("identity-key.pem"),
+        audit = path(AUDIT_FILE),
     );
     let config = Config::parse(&text, Path::new("<built-in demo configuration>"))?;
     let identities = DevAuth::identities_path(&data_dir);
@@ -88,7 +95,8 @@ file = {policies}
              MCP endpoint:  http://{address}/mcp\n  \
              Sign-in:       http://{address}/authorize (embedded authorization server, dev-grade)\n  \
              Identities:    {people} (from {identities})\n  \
-             Policies:      {policies} (Cedar; edit and restart)\n\n\
+             Policies:      {policies} (Cedar; edit and restart)\n  \
+             Audit trail:   portcullis audit query --data-dir '{dir}'\n\n\
              Connect a client; it finds the sign-in page by itself, for example:\n  \
              npx @modelcontextprotocol/inspector --transport http --server-url http://{address}/mcp\n\n\
              Or with curl:\n  \

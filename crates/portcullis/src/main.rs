@@ -1,6 +1,7 @@
 //! `portcullis`: the command line. Parses arguments, sets up logging, loads configuration and runs
 //! the gateway; everything else lives in the library crates.
 
+mod audit;
 mod cli;
 mod demo;
 mod demo_upstream;

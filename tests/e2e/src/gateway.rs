@@ -47,6 +47,7 @@ impl TestGateway {
             inflight.clone(),
             streams.clone(),
             axum::Router::new(),
+            portcullis_gateway::trail::Trail::open(&config).expect("test audit trail opens"),
         );
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(http::run(

@@ -24,6 +24,8 @@ pub struct Raw {
     pub policy: Option<RawPolicy>,
     /// Signed identity assertions for upstreams.
     pub identity: Option<RawIdentity>,
+    /// The audit trail.
+    pub audit: Option<RawAudit>,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -48,6 +50,14 @@ pub struct RawAuth {
     /// Scopes that imply others: `"policies:write" = ["policies:read"]`.
     #[serde(default)]
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The SQLite trail, relative to the configuration file; created when absent.
+    pub sqlite: PathBuf,
 }
 
 /// `[identity]`

@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: Option<Auth>,
     /// Signed identity assertions for upstreams, if configured.
     pub identity: Option<IdentityConfig>,
+    /// The SQLite audit trail, if configured.
+    pub audit: Option<std::path::PathBuf>,
 }
 
 /// How aggregated capability names are formed.
@@ -101,6 +103,7 @@ impl Config {
             capabilities,
             policy,
             identity,
+            audit,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
@@ -220,6 +223,7 @@ impl Config {
             upstreams: resolved,
             auth,
             identity,
+            audit: audit.map(|audit| base.join(audit.sqlite)),
         })
     }
 }

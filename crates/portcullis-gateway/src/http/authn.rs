@@ -24,7 +24,12 @@ use portcullis_authn::{
 };
 use portcullis_core::CorrelationId;
 
-use crate::config::Auth;
+use portcullis_audit::{AuditDecision, Durability};
+
+use crate::{
+    config::Auth,
+    trail::{self, Trail},
+};
 
 const SESSION_HEADER: &str = "mcp-session-id";
 // Bound on remembered session owners. Owners idle longer than the session timeout are forgotten
@@ -45,10 +50,17 @@ pub(super) struct Authn {
     metadata: ProtectedResourceMetadata,
     owners: Mutex<HashMap<String, Binding>>,
     session_idle_timeout: Duration,
+    trail: Trail,
+    path: String,
 }
 
 impl Authn {
-    pub(super) fn new(auth: &Auth, session_idle_timeout: Duration) -> Self {
+    pub(super) fn new(
+        auth: &Auth,
+        session_idle_timeout: Duration,
+        trail: Trail,
+        path: String,
+    ) -> Self {
         let http = portcullis_mcp::http_client();
         let verifiers = auth
             .issuers
@@ -98,6 +110,8 @@ impl Authn {
             metadata,
             owners: Mutex::new(HashMap::new()),
             session_idle_timeout,
+            trail,
+            path,
         }
     }
 
@@ -156,12 +170,39 @@ pub(super) async fn authenticate(
         }
         Ok(Some(token)) => authn.verify(&token).await,
     };
+    let request_line = format!("{} {}", request.method(), authn.path);
     let principal = match principal {
         Ok(principal) => principal,
         Err(Refusal::Challenge(challenge)) => {
+            let reason = match challenge {
+                Challenge::Missing { .. } => "missing_token",
+                _ => "invalid_token",
+            };
+            let correlation = CorrelationId::fresh();
+            let record = trail::refusal(
+                correlation.as_str(),
+                &request_line,
+                AuditDecision::Deny,
+                401,
+                reason,
+                None,
+            );
+            let _ = authn.trail.record(record, Durability::Queued).await;
             return challenge_response(&authn.metadata_url, &challenge);
         }
-        Err(Refusal::Unavailable) => return unavailable(),
+        Err(Refusal::Unavailable) => {
+            let correlation = CorrelationId::fresh();
+            let record = trail::refusal(
+                correlation.as_str(),
+                &request_line,
+                AuditDecision::Error,
+                503,
+                "identity_provider_unavailable",
+                None,
+            );
+            let _ = authn.trail.record(record, Durability::Queued).await;
+            return unavailable(&correlation);
+        }
     };
     let owner = (
         principal.issuer().to_owned(),
@@ -173,16 +214,29 @@ pub(super) async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let Some(session) = &session {
-        let mut owners = authn.owners();
-        match owners.get_mut(session) {
-            Some(binding) if binding.owner == owner => binding.last_seen = Instant::now(),
-            // SECURITY: another caller's session, or one the gateway does not know the owner
-            // of, answers exactly like a session that does not exist: a stolen id neither
-            // works nor confirms that it is live.
-            _ => {
-                tracing::info!("session id presented by a caller who did not open it");
-                return session_not_found();
+        let owned = match authn.owners().get_mut(session) {
+            Some(binding) if binding.owner == owner => {
+                binding.last_seen = Instant::now();
+                true
             }
+            _ => false,
+        };
+        // SECURITY: another caller's session, or one the gateway does not know the owner of,
+        // answers exactly like a session that does not exist: a stolen id neither works nor
+        // confirms that it is live.
+        if !owned {
+            tracing::info!("session id presented by a caller who did not open it");
+            let correlation = CorrelationId::fresh();
+            let record = trail::refusal(
+                correlation.as_str(),
+                &request_line,
+                AuditDecision::Deny,
+                404,
+                "session_not_owned",
+                Some(&principal),
+            );
+            let _ = authn.trail.record(record, Durability::Queued).await;
+            return session_not_found();
         }
     }
     let deleting = request.method() == http::Method::DELETE;
@@ -244,8 +298,7 @@ pub(super) fn challenge_response(metadata_url: &str, challenge: &Challenge) -> R
     response
 }
 
-fn unavailable() -> Response {
-    let correlation = CorrelationId::fresh();
+fn unavailable(correlation: &CorrelationId) -> Response {
     tracing::warn!(%correlation, "token could not be verified: issuer keys unavailable");
     let body = serde_json::json!({
         "error": "temporarily_unavailable",

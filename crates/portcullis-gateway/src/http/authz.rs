@@ -17,14 +17,19 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{Method, StatusCode};
+use portcullis_audit::{AuditDecision, Durability};
 use portcullis_authn::{Challenge, Scopes, VerifiedPrincipal};
 use portcullis_core::{CorrelationId, Era};
 use portcullis_mcp::envelope::Envelope;
 use portcullis_policy::{
-    Call, CapabilityKind, Decision, ObjectAttributes, PolicyEngine, Principal, Visibility,
+    Call, CapabilityKind, Decision, ObjectAttributes, PolicyEngine, Principal, RiskTier, Visibility,
 };
 
-use crate::{proxy::Gateway, verdict::CallVerdict};
+use crate::{
+    proxy::Gateway,
+    trail::{self, Decided, Trail},
+    verdict::CallVerdict,
+};
 
 /// Why a call's object has no attributes to decide on.
 enum Unresolved {
@@ -77,6 +82,7 @@ async fn resolve(
 }
 
 pub(super) struct Authz {
+    pub(super) trail: Trail,
     pub(super) policy: Arc<PolicyEngine>,
     pub(super) gateway: Arc<Gateway>,
     pub(super) metadata_url: String,
@@ -137,19 +143,49 @@ pub(super) async fn authorize(
             .or(envelope.declared_version.as_deref())
             .unwrap_or(Era::Sessions.as_str());
         let correlation = CorrelationId::fresh();
+        let session = parts
+            .headers
+            .get("mcp-session-id")
+            .and_then(|value| value.to_str().ok());
+        let object = authz
+            .policy
+            .catalog()
+            .find(kind, name)
+            .and_then(|(capability, _)| capability.object.as_ref())
+            .and_then(|field| arguments.as_ref()?.get(field)?.as_str());
+        let decided = Decided {
+            correlation: correlation.as_str(),
+            method: envelope.method,
+            capability: name,
+            target: object,
+            arguments: arguments.as_ref(),
+            era,
+            session,
+        };
         let resolved = match resolve(&authz, &principal, kind, name, arguments.as_ref()).await {
             Ok(resolved) => resolved,
             Err(unresolved) => {
-                let verdict = match unresolved {
+                let (verdict, outcome, reason) = match unresolved {
                     Unresolved::Missing(text) => {
                         tracing::info!(%correlation, subject = %principal.subject, method = envelope.method, capability = name, outcome = "deny", reasons = ?["object_not_found"], "authorization decision");
-                        CallVerdict::ObjectHidden(text)
+                        (
+                            CallVerdict::ObjectHidden(text),
+                            AuditDecision::Deny,
+                            "object_not_found",
+                        )
                     }
                     Unresolved::Failed => {
                         tracing::warn!(%correlation, subject = %principal.subject, capability = name, outcome = "error", "the call's object could not be resolved: refused");
-                        CallVerdict::Malfunction(correlation)
+                        (
+                            CallVerdict::Malfunction(correlation.clone()),
+                            AuditDecision::Error,
+                            "object_unresolved",
+                        )
                     }
                 };
+                let mut record = trail::called(&principal, &decided, outcome);
+                record.reasons = vec![reason.to_owned()];
+                let _ = authz.trail.record(record, Durability::Queued).await;
                 parts.extensions.insert(verdict);
                 parts.extensions.insert(principal);
                 return next
@@ -168,6 +204,26 @@ pub(super) async fn authorize(
                 .flatten(),
         };
         let decision = authz.policy.authorize(&principal, &call);
+        // A call that may change something is recorded durably before it is forwarded; if the
+        // trail cannot take it, the call does not happen.
+        let state_changing =
+            matches!(decision, Decision::Allow(_)) && authz.policy.risk(&call) > RiskTier::Read;
+        let durability = if state_changing {
+            Durability::Durable
+        } else {
+            Durability::Queued
+        };
+        let record = trail::decision(&principal, &decided, &decision);
+        if authz.trail.record(record, durability).await.is_err() && state_changing {
+            tracing::error!(%correlation, capability = name, "audit trail unavailable: state-changing call refused");
+            parts
+                .extensions
+                .insert(CallVerdict::Malfunction(correlation));
+            parts.extensions.insert(principal);
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+        }
         let reasons = decision.reasons();
         let codes: Vec<&str> = reasons.codes.iter().map(|code| code.as_str()).collect();
         tracing::info!(

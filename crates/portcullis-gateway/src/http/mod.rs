@@ -30,6 +30,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::{
     config::Config,
     proxy::{Gateway, GatewayHandler},
+    trail::Trail,
 };
 
 pub use serve::{Inflight, run};
@@ -43,6 +44,7 @@ pub fn app(
     inflight: Inflight,
     streams: CancellationToken,
     beside: Router,
+    trail: Trail,
 ) -> Router {
     let mut mcp = StreamableHttpServerConfig::default()
         .with_allowed_hosts(config.allowed_hosts.clone())
@@ -73,13 +75,19 @@ pub fn app(
         .route_layer(middleware::from_fn_with_state(relay, relay::relay));
     if let Some(auth) = &config.auth {
         let authz = Arc::new(authz::Authz {
+            trail: trail.clone(),
             policy: auth.policy.clone(),
             gateway: gateway_for_authz.clone(),
             metadata_url: auth.resource.metadata_url(),
             max_body_bytes: config.max_body_bytes,
         });
         mcp = mcp.route_layer(middleware::from_fn_with_state(authz, authz::authorize));
-        let authn = Arc::new(authn::Authn::new(auth, config.session_idle_timeout));
+        let authn = Arc::new(authn::Authn::new(
+            auth,
+            config.session_idle_timeout,
+            trail,
+            config.path.clone(),
+        ));
         mcp = mcp.route_layer(middleware::from_fn_with_state(
             authn.clone(),
             authn::authenticate,

@@ -2,6 +2,7 @@
 //! fixture upstreams over stdio and HTTP.
 //!
 //! - `relay`: calls, lists, progress, logging, elicitation and sampling through the gateway;
+//! - `audit`: the records each refusal and decision leaves, the chain, failing closed;
 //! - `authn`: bearer tokens verified at every request, challenges, session ownership;
 //! - `authz`: Cedar policies deciding lists and calls, safe denials, role changes mid-session;
 //! - `workspace`: the reference backend behind the gateway, identity assertions, a cross-tenant
@@ -23,6 +24,7 @@
 )]
 
 mod aggregate;
+mod audit;
 mod authn;
 mod authz;
 mod binary;

@@ -1,0 +1,210 @@
+//! One audit record, version 1. Field order is the canonical order: the chain hashes the JSON
+//! of a record exactly as serialised here.
+
+use serde::{Deserialize, Serialize};
+
+/// What was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Allowed.
+    Allow,
+    /// Denied (by policy, or refused before a decision: no or a bad token, a stolen session).
+    Deny,
+    /// The caller must re-authorize with more scope.
+    StepUp,
+    /// A person must approve.
+    AskApproval,
+    /// Something failed; the request was refused.
+    Error,
+}
+
+impl Decision {
+    /// The word records and filters use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::StepUp => "step-up",
+            Self::AskApproval => "ask-approval",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Record format version.
+    pub v: u32,
+    /// When, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// The correlation id the caller was given (or that the logs carry).
+    pub correlation: String,
+    /// Protocol era of the request, if known.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub era: Option<String>,
+    /// The 2025-11-25 session id, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub session: Option<String>,
+    /// Token issuer, once authenticated.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub issuer: Option<String>,
+    /// Subject, once authenticated.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<String>,
+    /// Tenant, if the token names one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tenant: Option<String>,
+    /// OAuth client.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub client_id: Option<String>,
+    /// HTTP method and path for requests refused before parsing, else the MCP method.
+    pub method: String,
+    /// The capability called, if any.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub capability: Option<String>,
+    /// The target object, if the call names one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+    /// SHA-256 of the canonical arguments (object keys sorted), hex; never the arguments.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub arguments_digest: Option<String>,
+    /// The decision.
+    pub decision: Decision,
+    /// Ids of the determining policies.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// Reason codes.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// The policy set version.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_version: Option<String>,
+    /// The HTTP status the caller got, when the refusal was at the HTTP level.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status: Option<u16>,
+}
+
+impl AuditRecord {
+    /// A record of `decision` on `method`, now, with everything else empty.
+    pub fn new(correlation: &str, method: &str, decision: Decision) -> Self {
+        Self {
+            v: 1,
+            time: now_rfc3339(),
+            correlation: correlation.to_owned(),
+            era: None,
+            session: None,
+            issuer: None,
+            subject: None,
+            tenant: None,
+            client_id: None,
+            method: method.to_owned(),
+            capability: None,
+            target: None,
+            arguments_digest: None,
+            decision,
+            policies: Vec::new(),
+            reasons: Vec::new(),
+            policy_version: None,
+            status: None,
+        }
+    }
+
+    /// The canonical form the chain hashes.
+    pub(crate) fn canonical(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// SHA-256, hex, of `value` in canonical JSON (object keys sorted at every level), so that the
+/// digest of the same arguments is the same whatever order a client wrote them in.
+pub fn arguments_digest(value: &serde_json::Value) -> String {
+    let mut canonical = String::new();
+    write_canonical(value, &mut canonical);
+    hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref())
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String((*key).clone()).to_string());
+                out.push(':');
+                if let Some(inner) = map.get(*key) {
+                    write_canonical(inner, out);
+                }
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`, computed from the civil calendar (no time zone data).
+pub(crate) fn now_rfc3339() -> String {
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = elapsed.as_secs();
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        elapsed.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_digests_ignore_key_order_and_nothing_else() {
+        let a = serde_json::json!({"b": 1, "a": {"y": [1, 2], "x": "s"}});
+        let b = serde_json::json!({"a": {"x": "s", "y": [1, 2]}, "b": 1});
+        let c = serde_json::json!({"a": {"x": "s", "y": [2, 1]}, "b": 1});
+        assert_eq!(arguments_digest(&a), arguments_digest(&b));
+        assert_ne!(arguments_digest(&a), arguments_digest(&c));
+    }
+
+    #[test]
+    fn time_is_rfc_3339_utc() {
+        let time = now_rfc3339();
+        assert_eq!(time.len(), 24, "{time}");
+        assert!(time.starts_with("20") && time.ends_with('Z'), "{time}");
+    }
+}

@@ -1,0 +1,117 @@
+//! The gateway's audit trail: a record for every decision and every refusal, built from what
+//! the request path knows. Tokens, secrets and headers never go in; arguments only as a digest.
+
+use portcullis_audit::{AuditDecision, AuditError, AuditRecord, Durability, SqliteSink};
+use portcullis_policy::{Decision, Principal};
+
+/// Where records go; with no `[audit]` configured, nowhere.
+#[derive(Clone, Default)]
+pub struct Trail(Option<SqliteSink>);
+
+impl Trail {
+    /// The trail `config` names (`[audit] sqlite`), opened; none without one.
+    pub fn open(config: &crate::config::Config) -> Result<Self, AuditError> {
+        match &config.audit {
+            Some(path) => Ok(Self(Some(SqliteSink::open(path)?))),
+            None => Ok(Self(None)),
+        }
+    }
+
+    /// Record `record`. A failure is returned to callers that must fail closed (a durable
+    /// record before a state-changing call) and logged for the others.
+    pub async fn record(
+        &self,
+        record: AuditRecord,
+        durability: Durability,
+    ) -> Result<(), AuditError> {
+        let Some(sink) = &self.0 else {
+            return Ok(());
+        };
+        let outcome = sink.record(record, durability).await;
+        if let Err(error) = &outcome {
+            tracing::error!(%error, "audit record not written");
+        }
+        outcome
+    }
+}
+
+/// A record of a request refused before any decision (401, 404 for a stolen session, 503).
+pub(crate) fn refusal(
+    correlation: &str,
+    request: &str,
+    decision: AuditDecision,
+    status: u16,
+    reason: &str,
+    principal: Option<&portcullis_authn::VerifiedPrincipal>,
+) -> AuditRecord {
+    let mut record = AuditRecord::new(correlation, request, decision);
+    record.status = Some(status);
+    record.reasons = vec![reason.to_owned()];
+    if let Some(principal) = principal {
+        record.issuer = Some(principal.issuer().to_owned());
+        record.subject = Some(principal.subject().to_owned());
+        record.tenant = principal.tenant().map(str::to_owned);
+        record.client_id = principal.client_id().map(str::to_owned);
+    }
+    record
+}
+
+/// The parts of a decided call a record keeps.
+pub(crate) struct Decided<'a> {
+    pub(crate) correlation: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) capability: &'a str,
+    pub(crate) target: Option<&'a str>,
+    pub(crate) arguments: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub(crate) era: &'a str,
+    pub(crate) session: Option<&'a str>,
+}
+
+/// A record of a decision on a call by `principal`.
+pub(crate) fn decision(
+    principal: &Principal,
+    call: &Decided<'_>,
+    decision: &Decision,
+) -> AuditRecord {
+    let outcome = match decision {
+        Decision::Allow(_) => AuditDecision::Allow,
+        Decision::Deny { .. } => AuditDecision::Deny,
+        Decision::StepUp { .. } => AuditDecision::StepUp,
+        Decision::AskApproval { .. } => AuditDecision::AskApproval,
+    };
+    let reasons = decision.reasons();
+    let mut record = called(principal, call, outcome);
+    record.policies.clone_from(&reasons.policies);
+    record.reasons = reasons
+        .codes
+        .iter()
+        .map(|code| code.as_str().to_owned())
+        .collect();
+    record.policy_version = Some(reasons.policy_version.clone());
+    if matches!(decision, Decision::StepUp { .. }) {
+        record.status = Some(403);
+    }
+    record
+}
+
+/// A record of a call on `principal`'s behalf with `outcome` and no policy decision (the
+/// object did not resolve).
+pub(crate) fn called(
+    principal: &Principal,
+    call: &Decided<'_>,
+    outcome: AuditDecision,
+) -> AuditRecord {
+    let mut record = AuditRecord::new(call.correlation, call.method, outcome);
+    record.era = Some(call.era.to_owned());
+    record.session = call.session.map(str::to_owned);
+    record.issuer = Some(principal.issuer.clone());
+    record.subject = Some(principal.subject.clone());
+    record.tenant.clone_from(&principal.tenant);
+    record.client_id.clone_from(&principal.client_id);
+    record.capability = Some(call.capability.to_owned());
+    record.target = call.target.map(str::to_owned);
+    record.arguments_digest = call.arguments.map(|arguments| {
+        portcullis_audit::arguments_digest(&serde_json::Value::Object(arguments.clone()))
+    });
+    record
+}

@@ -1,0 +1,201 @@
+//! The audit trail through the gateway: every refusal and decision leaves exactly the expected
+//! record, the chain verifies, and a state-changing call is refused when its record cannot be
+//! made durable.
+
+use portcullis_audit::{AuditDecision, Filter, VerifyReport};
+use portcullis_e2e::TestGateway;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::{
+    authn::{ISSUER, jwks},
+    stdio_upstream,
+};
+
+const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
+
+fn config(jwks_uri: &str, audit: &std::path::Path) -> String {
+    format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\nscopes = [\"tools:read\"]\n\n\
+         [audit]\nsqlite = {audit:?}\n\n\
+         [policy]\ncedar = '''\n\
+         @id(\"viewers-echo\")\npermit (principal in Role::\"viewer\", action == Action::\"tool:fixture_echo\", resource);\n\
+         @id(\"editors-greet\")\npermit (principal in Role::\"editor\", action == Action::\"tool:greet\", resource);\n\
+         @id(\"no-shouting\")\nforbid (principal, action == Action::\"tool:fixture_echo\", resource) when {{ context.arguments has text && context.arguments.text == \"SHOUT\" }};\n'''\n\n\
+         [[capability]]\ntool = \"fixture_echo\"\nrisk = \"read\"\narguments = {{ text = \"string\" }}\n\n\
+         [[capability]]\ntool = \"greet\"\nrisk = \"write\"\nscopes = [\"greet:write\"]\n\n\
+         [[auth.issuer]]\nissuer = \"{ISSUER}\"\njwks_uri = \"{jwks_uri}\"\n\n{}",
+        stdio_upstream("fixture")
+    )
+}
+
+async fn call(
+    url: &str,
+    token: Option<&str>,
+    tool: &str,
+    arguments: Value,
+) -> (StatusCode, String) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": tool, "arguments": arguments,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                  "io.modelcontextprotocol/clientCapabilities": {}}}});
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.body(body.to_string()).send().await.unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
+    let dir = std::env::temp_dir().join(format!("audit-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trail = dir.join("audit.db");
+    let (issuer, jwks_uri) = jwks().await;
+    let gateway = TestGateway::spawn(&config(&jwks_uri, &trail)).await;
+    let token = |roles: &[&str], scope: &str| {
+        issuer.token_with(json!({"sub": "user-42", "aud": RESOURCE, "tenant": "tenant-a", "roles": roles, "scope": scope}))
+    };
+    let viewer = token(&["viewer"], "tools:read");
+    let editor = token(&["editor"], "tools:read");
+    let wide = token(&["editor"], "tools:read greet:write");
+    let steps = [
+        (
+            None,
+            "fixture_echo",
+            json!({"text": "hi"}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Some(viewer.as_str()),
+            "fixture_echo",
+            json!({"text": "hi"}),
+            StatusCode::OK,
+        ),
+        (
+            Some(viewer.as_str()),
+            "fixture_echo",
+            json!({"text": "SHOUT"}),
+            StatusCode::OK,
+        ),
+        (
+            Some(viewer.as_str()),
+            "greet",
+            json!({"name": "x"}),
+            StatusCode::OK,
+        ),
+        (
+            Some(editor.as_str()),
+            "greet",
+            json!({"name": "x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Some(wide.as_str()),
+            "greet",
+            json!({"name": "x"}),
+            StatusCode::OK,
+        ),
+    ];
+    for (token, tool, arguments, status) in steps {
+        assert_eq!(
+            call(&gateway.url, token, tool, arguments).await.0,
+            status,
+            "{tool}"
+        );
+    }
+    // The last call was durable before it was forwarded; the ones before it were queued
+    // first, so all are in the trail now.
+    let records = portcullis_audit::query(&trail, &Filter::default()).unwrap();
+    let seen: Vec<Seen<'_>> = records
+        .iter()
+        .map(|(_, r)| {
+            (
+                r.decision,
+                r.capability.as_deref(),
+                r.reasons.iter().map(String::as_str).collect(),
+                r.status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (AuditDecision::Deny, None, vec!["missing_token"], Some(401)),
+            (
+                AuditDecision::Allow,
+                Some("fixture_echo"),
+                vec!["permitted"],
+                None
+            ),
+            (
+                AuditDecision::Deny,
+                Some("fixture_echo"),
+                vec!["forbidden"],
+                None
+            ),
+            (AuditDecision::Deny, Some("greet"), vec!["no_permit"], None),
+            (
+                AuditDecision::StepUp,
+                Some("greet"),
+                vec!["missing_scope"],
+                Some(403)
+            ),
+            (AuditDecision::Allow, Some("greet"), vec!["permitted"], None),
+        ]
+    );
+    let forbidden = &records[2].1;
+    assert_eq!(forbidden.policies, ["no-shouting"]);
+    assert_eq!(forbidden.subject.as_deref(), Some("user-42"));
+    assert!(
+        forbidden
+            .arguments_digest
+            .as_ref()
+            .is_some_and(|d| d.len() == 64)
+    );
+    let all = serde_json::to_string(&records.iter().map(|(_, r)| r).collect::<Vec<_>>()).unwrap();
+    assert!(
+        !all.contains(&viewer) && !all.contains("SHOUT"),
+        "no tokens, no raw arguments"
+    );
+    assert_eq!(
+        portcullis_audit::verify(&trail).unwrap(),
+        VerifyReport::Intact { records: 6 }
+    );
+
+    // A trail that cannot take the record: the state-changing call is refused, the read still
+    // answers.
+    let blocker = rusqlite_lock(&trail);
+    let (_, refused) = call(&gateway.url, Some(&wide), "greet", json!({"name": "y"})).await;
+    assert!(
+        refused.contains("-32603") && refused.contains("pc-"),
+        "{refused}"
+    );
+    drop(blocker);
+    let (_, read) = call(
+        &gateway.url,
+        Some(&viewer),
+        "fixture_echo",
+        json!({"text": "ok"}),
+    )
+    .await;
+    assert!(read.contains("\"ok\""), "{read}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the test reads off a record: decision, capability, reasons, HTTP status.
+type Seen<'a> = (AuditDecision, Option<&'a str>, Vec<&'a str>, Option<u16>);
+
+/// Another writer holding the database's write lock, as a stuck disk would.
+fn rusqlite_lock(path: &std::path::Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+    connection
+}
