@@ -10,6 +10,7 @@
 //! - `stepup`: 403 `insufficient_scope` from the capability catalog, with the embedded
 //!   authorization server as the issuer;
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
+//! - `crash`: SIGKILL mid-load loses no record of a call the client saw succeed;
 //! - `credential`: HTTP upstreams see the gateway's own credential, never the caller's token;
 //! - `binary`: the real `portcullis demo` process, its banner, a client, SIGTERM;
 //! - `failure`: an upstream that dies mid-call, and its restart;
@@ -28,6 +29,7 @@ mod audit;
 mod authn;
 mod authz;
 mod binary;
+mod crash;
 mod credential;
 mod failure;
 mod golden_authz;
