@@ -84,6 +84,15 @@ pub struct AuditRecord {
     /// The HTTP status the caller got, when the refusal was at the HTTP level.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub status: Option<u16>,
+    /// For the record of a forwarded call's outcome: the upstream that served it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub upstream: Option<String>,
+    /// For the record of a forwarded call's outcome: `ok`, `tool-error` or `error`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub outcome: Option<String>,
+    /// For the record of a forwarded call's outcome: milliseconds the upstream took.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub latency_ms: Option<u64>,
 }
 
 impl AuditRecord {
@@ -108,6 +117,9 @@ impl AuditRecord {
             reasons: Vec::new(),
             policy_version: None,
             status: None,
+            upstream: None,
+            outcome: None,
+            latency_ms: None,
         }
     }
 

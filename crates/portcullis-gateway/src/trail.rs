@@ -94,6 +94,28 @@ pub(crate) fn decision(
     record
 }
 
+/// A record of what became of an allowed call: the upstream's answer, and how long it took.
+pub(crate) fn outcome(
+    principal: &Principal,
+    correlation: &str,
+    method: &str,
+    capability: &str,
+    upstream: &str,
+    outcome: &str,
+    latency: std::time::Duration,
+) -> AuditRecord {
+    let mut record = AuditRecord::new(correlation, method, AuditDecision::Allow);
+    record.issuer = Some(principal.issuer.clone());
+    record.subject = Some(principal.subject.clone());
+    record.tenant.clone_from(&principal.tenant);
+    record.client_id.clone_from(&principal.client_id);
+    record.capability = Some(capability.to_owned());
+    record.upstream = Some(upstream.to_owned());
+    record.outcome = Some(outcome.to_owned());
+    record.latency_ms = Some(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
+    record
+}
+
 /// A record of a call on `principal`'s behalf with `outcome` and no policy decision (the
 /// object did not resolve).
 pub(crate) fn called(

@@ -8,8 +8,8 @@ use rmcp::{ErrorData as McpError, model::ErrorCode};
 /// A call's verdict. (A step-up never gets here: it is answered with HTTP 403.)
 #[derive(Debug, Clone)]
 pub enum CallVerdict {
-    /// Go ahead.
-    Allowed(Authorized),
+    /// Go ahead; the decision's record has this correlation id, as its outcome's will.
+    Allowed(Authorized, CorrelationId),
     /// Answer exactly as for something that does not exist.
     Hidden,
     /// Denied by policy, on something the caller can see.
@@ -32,7 +32,7 @@ impl CallVerdict {
     /// name that does not exist.
     pub(crate) fn refusal(&self, not_found: impl FnOnce() -> McpError) -> Option<McpError> {
         match self {
-            Self::Allowed(_) => None,
+            Self::Allowed(..) => None,
             Self::Hidden => Some(not_found()),
             Self::Denied(correlation) => Some(McpError::new(
                 ErrorCode(DENIED_BY_POLICY),
@@ -62,6 +62,14 @@ impl CallVerdict {
 }
 
 impl CallVerdict {
+    /// The correlation id of an allowed call.
+    pub(crate) fn allowed(&self) -> Option<&CorrelationId> {
+        match self {
+            Self::Allowed(_, correlation) => Some(correlation),
+            _ => None,
+        }
+    }
+
     /// The "not found" text of a hidden object, if that is the verdict.
     pub(crate) fn hidden_object(&self) -> Option<&str> {
         match self {

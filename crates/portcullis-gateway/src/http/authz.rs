@@ -248,7 +248,7 @@ pub(super) async fn authorize(
                     Err(_) => (StatusCode::FORBIDDEN, "Forbidden\n").into_response(),
                 };
             }
-            Decision::Allow(authorized) => CallVerdict::Allowed(authorized),
+            Decision::Allow(authorized) => CallVerdict::Allowed(authorized, correlation),
             // An object of another tenant, on a capability the caller can see: it answers as
             // the object not existing, in the capability's own words.
             Decision::Deny {

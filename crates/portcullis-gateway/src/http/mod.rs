@@ -54,6 +54,7 @@ pub fn app(
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_cancellation_token(streams);
     mcp.legacy_session_mode = true;
+    gateway.attach_trail(trail.clone());
     let gateway_for_authz = gateway.clone();
     let relay = Arc::new(relay::Relay {
         gateway: gateway.clone(),

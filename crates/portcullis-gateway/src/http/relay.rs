@@ -64,7 +64,7 @@ pub(super) async fn relay(
     let allowed = !relay.authorizing
         || matches!(
             request.extensions().get::<CallVerdict>(),
-            Some(CallVerdict::Allowed(_))
+            Some(CallVerdict::Allowed(..))
         );
     if !stateless || !allowed || relay.asserting {
         return next.run(request).await;
@@ -77,9 +77,40 @@ pub(super) async fn relay(
     let target = Envelope::parse(&bytes)
         .ok()
         .filter(|envelope| consistent(&parts.headers, envelope))
-        .and_then(|envelope| Some((relay.gateway.relay_target(&envelope)?, raw_id(&envelope))));
+        .and_then(|envelope| {
+            let called = (
+                envelope.method.to_owned(),
+                envelope.name.clone().unwrap_or_default(),
+            );
+            Some((
+                relay.gateway.relay_target(&envelope)?,
+                raw_id(&envelope),
+                called,
+            ))
+        });
     match target {
-        Some((target, id)) => forward(&relay.plain, target, &parts.headers, bytes, &id).await,
+        Some((target, id, (method, capability))) => {
+            let started = std::time::Instant::now();
+            let upstream = target.upstream.clone();
+            let response = forward(&relay.plain, target, &parts.headers, bytes, &id).await;
+            // The body is still streaming: the outcome relayed bytes can give is the status.
+            let outcome = if response.status().is_success() {
+                "ok"
+            } else {
+                "error"
+            };
+            relay
+                .gateway
+                .record_relayed_outcome(
+                    &parts.extensions,
+                    (&method, &capability),
+                    &upstream,
+                    outcome,
+                    started.elapsed(),
+                )
+                .await;
+            response
+        }
         None => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

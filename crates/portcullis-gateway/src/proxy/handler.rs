@@ -349,8 +349,20 @@ impl ServerHandler for GatewayHandler {
             .gateway
             .route_name(&request.name)
             .ok_or_else(Self::not_found_tool)?;
+        let capability = request.name.to_string();
         request.name = name.into();
-        match self.send_bridged(index, request, &context).await? {
+        let started = std::time::Instant::now();
+        let answer = self.send_bridged(index, request, &context).await;
+        let outcome = match &answer {
+            Ok(ServerResult::CallToolResult(result)) if result.is_error == Some(true) => {
+                "tool-error"
+            }
+            Ok(_) => "ok",
+            Err(_) => "error",
+        };
+        self.record_outcome(&context, "tools/call", &capability, index, started, outcome)
+            .await;
+        match answer? {
             ServerResult::InputRequiredResult(input) => Ok(CallToolResponse::InputRequired(input)),
             ServerResult::CreateTaskResult(task) => {
                 self.gateway.learn_task(&task.task.task_id, index);

@@ -61,6 +61,8 @@ pub struct Gateway {
     asserter: Option<crate::identity::Asserter>,
     /// Object attributes learned from resolvers, briefly.
     objects: resolve::ObjectCache,
+    /// Where outcomes of allowed calls are recorded (set once the HTTP app is built).
+    trail: std::sync::OnceLock<crate::trail::Trail>,
 }
 
 struct Upstream {
@@ -114,6 +116,7 @@ impl Gateway {
             tools_learned: Mutex::new(None),
             asserter: config.identity.clone().map(crate::identity::Asserter::new),
             objects: resolve::ObjectCache::default(),
+            trail: std::sync::OnceLock::new(),
         })
     }
 
@@ -139,6 +142,46 @@ impl Gateway {
     ) -> Option<String> {
         let asserter = self.asserter.as_ref()?;
         asserter.assert(principal, &self.upstreams.get(index)?.shared.spec().name)
+    }
+
+    /// Record the outcomes of allowed calls to `trail` (the first trail attached stays).
+    pub fn attach_trail(&self, trail: crate::trail::Trail) {
+        let _ = self.trail.set(trail);
+    }
+
+    /// Record the outcome of a call the byte relay forwarded (see `GatewayHandler`'s for
+    /// the typed path).
+    pub async fn record_relayed_outcome(
+        &self,
+        extensions: &http::Extensions,
+        (method, capability): (&str, &str),
+        upstream: &str,
+        outcome: &str,
+        latency: Duration,
+    ) {
+        let Some(trail) = self.trail.get() else {
+            return;
+        };
+        let (Some(principal), Some(correlation)) = (
+            extensions.get::<portcullis_policy::Principal>(),
+            extensions
+                .get::<crate::verdict::CallVerdict>()
+                .and_then(crate::verdict::CallVerdict::allowed),
+        ) else {
+            return;
+        };
+        let record = crate::trail::outcome(
+            principal,
+            correlation.as_str(),
+            method,
+            capability,
+            upstream,
+            outcome,
+            latency,
+        );
+        let _ = trail
+            .record(record, portcullis_audit::Durability::Queued)
+            .await;
     }
 
     /// The tier a tool's own annotations suggest, from its last listing: `destructiveHint`

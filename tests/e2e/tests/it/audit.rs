@@ -113,7 +113,31 @@ async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
     }
     // The last call was durable before it was forwarded; the ones before it were queued
     // first, so all are in the trail now.
-    let records = portcullis_audit::query(&trail, &Filter::default()).unwrap();
+    // Outcomes are queued after the answer is sent: give the writer a moment.
+    let mut all_records = Vec::new();
+    for _ in 0..100 {
+        all_records = portcullis_audit::query(&trail, &Filter::default()).unwrap();
+        if all_records.len() >= 8 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Each allowed call also has the record of its outcome, under the same correlation id.
+    let (outcomes, records): (Vec<_>, Vec<_>) = all_records
+        .iter()
+        .cloned()
+        .partition(|(_, r)| r.outcome.is_some());
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+    for (_, outcome) in &outcomes {
+        assert_eq!(outcome.outcome.as_deref(), Some("ok"));
+        assert_eq!(outcome.upstream.as_deref(), Some("fixture"));
+        assert!(
+            records
+                .iter()
+                .any(|(_, decision)| decision.correlation == outcome.correlation
+                    && decision.decision == AuditDecision::Allow)
+        );
+    }
     let seen: Vec<Seen<'_>> = records
         .iter()
         .map(|(_, r)| {
@@ -167,7 +191,7 @@ async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
     );
     assert_eq!(
         portcullis_audit::verify(&trail).unwrap(),
-        VerifyReport::Intact { records: 6 }
+        VerifyReport::Intact { records: 8 }
     );
 
     // A trail that cannot take the record: the state-changing call is refused, the read still
