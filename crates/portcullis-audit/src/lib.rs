@@ -11,4 +11,4 @@ mod record;
 mod sqlite;
 
 pub use record::{AuditRecord, Decision as AuditDecision, arguments_digest};
-pub use sqlite::{AuditError, Durability, Filter, SqliteSink, VerifyReport, query, verify};
+pub use sqlite::{AuditError, Durability, Filter, SqliteSink, Stats, VerifyReport, query, verify};

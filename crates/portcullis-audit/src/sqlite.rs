@@ -54,6 +54,20 @@ struct Job {
 #[derive(Clone)]
 pub struct SqliteSink {
     queue: mpsc::Sender<Job>,
+    stats: std::sync::Arc<Stats>,
+}
+
+/// What the writer has done, for metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Batches committed.
+    pub commits: std::sync::atomic::AtomicU64,
+    /// Records committed.
+    pub records: std::sync::atomic::AtomicU64,
+    /// Total time spent committing, in microseconds.
+    pub commit_micros: std::sync::atomic::AtomicU64,
+    /// Batches that failed.
+    pub failures: std::sync::atomic::AtomicU64,
 }
 
 impl SqliteSink {
@@ -88,14 +102,26 @@ impl SqliteSink {
             })
             .map_err(open_error)?;
         let (queue, jobs) = mpsc::channel(QUEUE);
+        let stats = std::sync::Arc::new(Stats::default());
+        let writer_stats = stats.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(connection, jobs, last))
+            .spawn(move || writer(connection, jobs, last, &writer_stats))
             .map_err(|error| AuditError::Open {
                 path: path.to_owned(),
                 reason: error.to_string(),
             })?;
-        Ok(Self { queue })
+        Ok(Self { queue, stats })
+    }
+
+    /// Records waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    /// What the writer has done.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// Record `record`; with [`Durability::Durable`], return only once it is on disk.
@@ -128,7 +154,13 @@ impl SqliteSink {
     }
 }
 
-fn writer(mut connection: Connection, mut jobs: mpsc::Receiver<Job>, mut last: String) {
+fn writer(
+    mut connection: Connection,
+    mut jobs: mpsc::Receiver<Job>,
+    mut last: String,
+    stats: &Stats,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -137,9 +169,19 @@ fn writer(mut connection: Connection, mut jobs: mpsc::Receiver<Job>, mut last: S
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let outcome = write(&mut connection, &batch, &mut last).map_err(|error| error.to_string());
-        if let Err(error) = &outcome {
-            tracing::error!(%error, records = batch.len(), "audit write failed");
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match &outcome {
+            Ok(()) => {
+                stats.commits.fetch_add(1, Relaxed);
+                stats.records.fetch_add(batch.len() as u64, Relaxed);
+                stats.commit_micros.fetch_add(micros, Relaxed);
+            }
+            Err(error) => {
+                stats.failures.fetch_add(1, Relaxed);
+                tracing::error!(%error, records = batch.len(), "audit write failed");
+            }
         }
         for job in batch {
             if let Some(done) = job.done {

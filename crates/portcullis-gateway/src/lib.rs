@@ -7,6 +7,7 @@
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod proxy;
 pub mod trail;
 pub mod verdict;

@@ -1,20 +1,40 @@
 //! The gateway's audit trail: a record for every decision and every refusal, built from what
 //! the request path knows. Tokens, secrets and headers never go in; arguments only as a digest.
 
+use std::time::Duration;
+
 use portcullis_audit::{AuditDecision, AuditError, AuditRecord, Durability, SqliteSink};
 use portcullis_policy::{Decision, Principal};
 
-/// Where records go; with no `[audit]` configured, nowhere.
+/// Where records go (with no `[audit]` configured, nowhere), and the counters `/metrics`
+/// shows.
 #[derive(Clone, Default)]
-pub struct Trail(Option<SqliteSink>);
+pub struct Trail {
+    sink: Option<SqliteSink>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+}
 
 impl Trail {
     /// The trail `config` names (`[audit] sqlite`), opened; none without one.
     pub fn open(config: &crate::config::Config) -> Result<Self, AuditError> {
-        match &config.audit {
-            Some(path) => Ok(Self(Some(SqliteSink::open(path)?))),
-            None => Ok(Self(None)),
-        }
+        let sink = match &config.audit {
+            Some(path) => Some(SqliteSink::open(path)?),
+            None => None,
+        };
+        Ok(Self {
+            sink,
+            metrics: std::sync::Arc::default(),
+        })
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// The `/metrics` text.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.sink.as_ref())
     }
 
     /// Record `record`. A failure is returned to callers that must fail closed (a durable
@@ -24,7 +44,21 @@ impl Trail {
         record: AuditRecord,
         durability: Durability,
     ) -> Result<(), AuditError> {
-        let Some(sink) = &self.0 else {
+        match (record.outcome.as_deref(), &record.upstream) {
+            (Some(outcome), Some(upstream)) => self.metrics.upstream(
+                upstream,
+                outcome,
+                Duration::from_millis(record.latency_ms.unwrap_or(0)),
+            ),
+            _ if record.capability.is_some() => self.metrics.decision(
+                record.decision.as_str(),
+                record.capability.as_deref().unwrap_or("-"),
+            ),
+            _ => self
+                .metrics
+                .authentication_failure(record.reasons.first().map_or("-", String::as_str)),
+        }
+        let Some(sink) = &self.sink else {
             return Ok(());
         };
         let outcome = sink.record(record, durability).await;

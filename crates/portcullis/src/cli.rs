@@ -225,6 +225,14 @@ pub(crate) async fn serve(
     let inflight = Inflight::default();
     let streams = CancellationToken::new();
     let trail = portcullis_gateway::trail::Trail::open(&config)?;
+    if let Some(admin) = config.admin {
+        let listener = TcpListener::bind(admin)
+            .await
+            .with_context(|| format!("cannot listen on {admin} (admin)"))?;
+        tracing::info!(address = %listener.local_addr()?, "metrics at /metrics");
+        let app = http::admin_app(trail.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
     let router = app(
         &config,
         gateway,

@@ -16,6 +16,8 @@ pub struct TestGateway {
     pub url: String,
     /// The proxy, for status checks.
     pub gateway: Arc<Gateway>,
+    /// Its audit trail and counters.
+    pub trail: portcullis_gateway::trail::Trail,
     shutdown: CancellationToken,
     upstreams: CancellationToken,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -41,13 +43,15 @@ impl TestGateway {
         gateway.wait_ready(Duration::from_secs(20)).await;
         let inflight = Inflight::default();
         let streams = CancellationToken::new();
+        let trail =
+            portcullis_gateway::trail::Trail::open(&config).expect("test audit trail opens");
         let app = http::app(
             &config,
             gateway.clone(),
             inflight.clone(),
             streams.clone(),
             axum::Router::new(),
-            portcullis_gateway::trail::Trail::open(&config).expect("test audit trail opens"),
+            trail.clone(),
         );
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(http::run(
@@ -64,6 +68,7 @@ impl TestGateway {
             url: format!("{base}{}", config.path),
             base,
             gateway,
+            trail,
             shutdown,
             upstreams,
             task: Some(task),

@@ -26,6 +26,8 @@ pub struct Raw {
     pub identity: Option<RawIdentity>,
     /// The audit trail.
     pub audit: Option<RawAudit>,
+    /// The admin listener (`/metrics`).
+    pub admin: Option<RawAdmin>,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -50,6 +52,14 @@ pub struct RawAuth {
     /// Scopes that imply others: `"policies:write" = ["policies:read"]`.
     #[serde(default)]
     pub scope_hierarchy: BTreeMap<String, Vec<String>>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Socket address for `/metrics`; keep it off the network callers reach.
+    pub listen: String,
 }
 
 /// `[audit]`

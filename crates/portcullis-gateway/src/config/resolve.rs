@@ -48,6 +48,8 @@ pub struct Config {
     pub identity: Option<IdentityConfig>,
     /// The SQLite audit trail, if configured.
     pub audit: Option<std::path::PathBuf>,
+    /// Where `/metrics` is served, if anywhere.
+    pub admin: Option<SocketAddr>,
 }
 
 /// How aggregated capability names are formed.
@@ -104,6 +106,7 @@ impl Config {
             policy,
             identity,
             audit,
+            admin,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
@@ -224,6 +227,15 @@ impl Config {
             auth,
             identity,
             audit: audit.map(|audit| base.join(audit.sqlite)),
+            admin: match admin {
+                None => None,
+                Some(admin) => Some(admin.listen.parse().map_err(|_| {
+                    ConfigError::invalid(
+                        "admin.listen",
+                        format!("`{}` is not a socket address", admin.listen),
+                    )
+                })?),
+            },
         })
     }
 }

@@ -216,6 +216,7 @@ pub(super) async fn authorize(
         let record = trail::decision(&principal, &decided, &decision);
         if authz.trail.record(record, durability).await.is_err() && state_changing {
             tracing::error!(%correlation, capability = name, "audit trail unavailable: state-changing call refused");
+            authz.trail.metrics().audit_refusal();
             parts
                 .extensions
                 .insert(CallVerdict::Malfunction(correlation));

@@ -35,6 +35,23 @@ use crate::{
 
 pub use serve::{Inflight, run};
 
+/// The admin app: `GET /metrics` (Prometheus text). Served on its own listener, apart from
+/// the MCP endpoint, so that it is never reachable where callers are.
+pub fn admin_app(trail: Trail) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let trail = trail.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    trail.render_metrics(),
+                )
+            }
+        }),
+    )
+}
+
 /// Build the gateway's HTTP app. `streams` ends every open SSE stream when cancelled. `beside`
 /// holds routes served on the same listener behind the same hygiene layers (the demo's
 /// authorization server); usually empty.

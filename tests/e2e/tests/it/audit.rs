@@ -194,6 +194,23 @@ async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
         VerifyReport::Intact { records: 8 }
     );
 
+    // The same story in /metrics, on the admin app.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let app = portcullis_gateway::http::admin_app(gateway.trail.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let metrics = reqwest::get(&admin).await.unwrap().text().await.unwrap();
+    for line in [
+        "portcullis_authentication_failures_total{reason=\"missing_token\"} 1",
+        "portcullis_decisions_total{outcome=\"allow\",capability=\"greet\"} 1",
+        "portcullis_decisions_total{outcome=\"deny\",capability=\"fixture_echo\"} 1",
+        "portcullis_decisions_total{outcome=\"step-up\",capability=\"greet\"} 1",
+        "portcullis_upstream_requests_total{upstream=\"fixture\",outcome=\"ok\"} 2",
+        "portcullis_audit_records_total 8",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+
     // A trail that cannot take the record: the state-changing call is refused, the read still
     // answers.
     let blocker = rusqlite_lock(&trail);
