@@ -37,15 +37,20 @@ enum Refusal {
     Redirect(Response),
 }
 
+/// The parameters in `raw` and the request they make, or the answer that refuses it.
+async fn request(auth: &DevAuth, raw: &[u8]) -> Result<(Params, Valid), Response> {
+    let params = Params::parse(raw).map_err(|error| error_page(&error))?;
+    match validate(auth, &params).await {
+        Ok(valid) => Ok((params, valid)),
+        Err(Refusal::Page(error)) => Err(error_page(&error)),
+        Err(Refusal::Redirect(response)) => Err(response),
+    }
+}
+
 pub(crate) async fn page(State(auth): State<DevAuth>, RawQuery(query): RawQuery) -> Response {
-    let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
-        Ok(params) => params,
-        Err(error) => return error_page(&error),
-    };
-    let valid = match validate(&auth, &params).await {
-        Ok(valid) => valid,
-        Err(Refusal::Page(error)) => return error_page(&error),
-        Err(Refusal::Redirect(response)) => return response,
+    let (params, valid) = match request(&auth, query.unwrap_or_default().as_bytes()).await {
+        Ok(request) => request,
+        Err(refusal) => return refusal,
     };
     // The headless shortcut: a known `login_hint` signs in without showing the page.
     if let Some(hint) = params.get("login_hint")
@@ -57,15 +62,10 @@ pub(crate) async fn page(State(auth): State<DevAuth>, RawQuery(query): RawQuery)
 }
 
 pub(crate) async fn sign_in(State(auth): State<DevAuth>, body: Bytes) -> Response {
-    let params = match Params::parse(&body) {
-        Ok(params) => params,
-        Err(error) => return error_page(&error),
-    };
     // The form carries the original request back: check all of it again.
-    let valid = match validate(&auth, &params).await {
-        Ok(valid) => valid,
-        Err(Refusal::Page(error)) => return error_page(&error),
-        Err(Refusal::Redirect(response)) => return response,
+    let (params, valid) = match request(&auth, &body).await {
+        Ok(request) => request,
+        Err(refusal) => return refusal,
     };
     match params.get("identity") {
         Some(subject) if auth.directory().identity(subject).is_some() => {

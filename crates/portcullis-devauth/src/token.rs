@@ -108,15 +108,25 @@ impl Credentials {
     }
 }
 
+/// The registered (or metadata-document) client the credentials authenticate.
+async fn authenticated(
+    auth: &DevAuth,
+    credentials: &Credentials,
+) -> Result<crate::clients::Client, OAuthError> {
+    let client = auth.0.clients.find(&credentials.client_id).await?;
+    if client.authenticates(credentials.method, credentials.secret.as_deref()) {
+        Ok(client)
+    } else {
+        Err(OAuthError::invalid_client("client authentication failed"))
+    }
+}
+
 async fn authorization_code(
     auth: &DevAuth,
     credentials: &Credentials,
     params: &Params,
 ) -> Result<Value, OAuthError> {
-    let client = auth.0.clients.find(&credentials.client_id).await?;
-    if !client.authenticates(credentials.method, credentials.secret.as_deref()) {
-        return Err(OAuthError::invalid_client("client authentication failed"));
-    }
+    let client = authenticated(auth, credentials).await?;
     let code = params.require("code")?;
     // Single use: the code is gone whether or not what follows succeeds.
     let pending = auth
@@ -156,10 +166,7 @@ async fn refresh_token(
     credentials: &Credentials,
     params: &Params,
 ) -> Result<Value, OAuthError> {
-    let client = auth.0.clients.find(&credentials.client_id).await?;
-    if !client.authenticates(credentials.method, credentials.secret.as_deref()) {
-        return Err(OAuthError::invalid_client("client authentication failed"));
-    }
+    let client = authenticated(auth, credentials).await?;
     let presented = s256(params.require("refresh_token")?);
     // Rotation: a refresh token is used once; the answer carries its successor.
     let refresh = auth

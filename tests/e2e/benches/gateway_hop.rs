@@ -57,12 +57,11 @@ async fn main() {
     // from an in-process authorization server, verified and decided by Cedar policies.
     #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
     let authenticated = std::env::var("BENCH_AUTH").is_ok_and(|v| v == "1");
-    let data = std::env::temp_dir().join(format!("portcullis-bench-auth-{}", std::process::id()));
-    let (security, token) = if authenticated {
-        let (section, token) = auth_section(&data).await;
-        (section, Some(token))
+    let (security, token, _issuer) = if authenticated {
+        let (section, token, issuer) = auth_section().await;
+        (section, Some(token), Some(issuer))
     } else {
-        ("[danger]\nunauthenticated = true\n".to_owned(), None)
+        ("[danger]\nunauthenticated = true\n".to_owned(), None, None)
     };
     std::fs::write(
         &config,
@@ -133,7 +132,6 @@ async fn main() {
         }
     }
     let _ = std::fs::remove_file(&config);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// The policies of the authenticated run: viewers call the echo tool; everything else the
@@ -146,33 +144,19 @@ permit (principal, action in [Action::"tool", Action::"prompt", Action::"resourc
 "#;
 
 /// An in-process authorization server, and the `[auth]`, `[policy]` and catalog sections that
-/// trust it; with a token for `user-42` (a viewer).
-async fn auth_section(data: &std::path::Path) -> (String, String) {
-    std::fs::create_dir_all(data).expect("bench data dir");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let issuer = format!("http://{}", listener.local_addr().expect("address"));
+/// trust it; with a token for `user-42` (a viewer). Keep the issuer alive while it serves.
+async fn auth_section() -> (String, String, portcullis_e2e::DevIssuer) {
     let resource = "http://127.0.0.1:8080/mcp";
-    let auth = portcullis_devauth::DevAuth::open(
-        data,
-        portcullis_devauth::DevAuthConfig {
-            issuer: issuer.clone(),
-            resources: vec![resource.to_owned()],
-            default_scopes: vec![],
-        },
-    )
-    .expect("authorization server");
-    let router = auth.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let token = auth.mint("user-42", None).expect("token");
+    let issuer = portcullis_e2e::DevIssuer::start("bench", resource, &[]).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
     let policies = toml_literal(BENCH_POLICIES);
     let section = format!(
         "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
          [[capability]]\ntool = \"fixture_echo\"\nfamily = \"demo\"\nscopes = [\"policies:read\"]\nrisk = \"read\"\n\n\
-         [policy]\ncedar = {policies}\n"
+         [policy]\ncedar = {policies}\n",
+        issuer = issuer.issuer,
     );
-    (section, token)
+    (section, token, issuer)
 }
 
 /// A TOML multi-line literal string holding `text` (which has no `'''`).

@@ -6,7 +6,9 @@
 mod client;
 mod fixture;
 mod gateway;
+mod issuer;
 
 pub use client::{Era, TestClient, connect, connect_as};
 pub use fixture::{HttpFixture, fixture_bin, workspace_bin};
 pub use gateway::TestGateway;
+pub use issuer::{DevIssuer, last_message};

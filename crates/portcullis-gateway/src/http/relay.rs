@@ -101,7 +101,7 @@ pub(super) async fn relay(
             };
             relay
                 .gateway
-                .record_relayed_outcome(
+                .record_outcome(
                     &parts.extensions,
                     (&method, &capability),
                     &upstream,

@@ -133,43 +133,26 @@ pub(super) fn resource_listed(
 }
 
 impl GatewayHandler {
-    /// Record what became of an allowed call (with its decision's correlation id); nothing
-    /// for a call no policy decided.
+    /// Record what became of an allowed call on the typed path.
     pub(super) async fn record_outcome(
         &self,
         context: &RequestContext<RoleServer>,
-        method: &str,
-        capability: &str,
+        called: (&str, &str),
         index: usize,
         started: Instant,
         outcome: &str,
     ) {
-        let Some(trail) = self.gateway.trail.get() else {
-            return;
-        };
         let Some(parts) = parts(context) else {
             return;
         };
-        let (Some(principal), Some(correlation)) = (
-            parts.extensions.get::<Principal>(),
-            parts
-                .extensions
-                .get::<CallVerdict>()
-                .and_then(CallVerdict::allowed),
-        ) else {
-            return;
-        };
-        let record = crate::trail::outcome(
-            principal,
-            correlation.as_str(),
-            method,
-            capability,
-            self.gateway.upstream_name(index),
-            outcome,
-            started.elapsed(),
-        );
-        let _ = trail
-            .record(record, portcullis_audit::Durability::Queued)
+        self.gateway
+            .record_outcome(
+                &parts.extensions,
+                called,
+                self.gateway.upstream_name(index),
+                outcome,
+                started.elapsed(),
+            )
             .await;
     }
 

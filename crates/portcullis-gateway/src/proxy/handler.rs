@@ -360,8 +360,14 @@ impl ServerHandler for GatewayHandler {
             Ok(_) => "ok",
             Err(_) => "error",
         };
-        self.record_outcome(&context, "tools/call", &capability, index, started, outcome)
-            .await;
+        self.record_outcome(
+            &context,
+            ("tools/call", &capability),
+            index,
+            started,
+            outcome,
+        )
+        .await;
         match answer? {
             ServerResult::InputRequiredResult(input) => Ok(CallToolResponse::InputRequired(input)),
             ServerResult::CreateTaskResult(task) => {

@@ -149,9 +149,9 @@ impl Gateway {
         let _ = self.trail.set(trail);
     }
 
-    /// Record the outcome of a call the byte relay forwarded (see `GatewayHandler`'s for
-    /// the typed path).
-    pub async fn record_relayed_outcome(
+    /// Record what became of an allowed call (typed path or byte relay), under its decision's
+    /// correlation id; nothing for a call no policy decided.
+    pub async fn record_outcome(
         &self,
         extensions: &http::Extensions,
         (method, capability): (&str, &str),

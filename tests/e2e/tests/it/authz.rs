@@ -115,12 +115,7 @@ impl<'a> Caller<'a> {
         let response = self.post(token, body).await;
         let status = response.status();
         let text = response.text().await.unwrap();
-        let message = text
-            .lines()
-            .filter_map(|line| line.strip_prefix("data: "))
-            .rfind(|data| !data.trim().is_empty())
-            .unwrap_or(&text)
-            .to_owned();
+        let message = portcullis_e2e::last_message(&text);
         (status, message)
     }
 

@@ -4,8 +4,7 @@
 
 use std::path::PathBuf;
 
-use portcullis_devauth::{DevAuth, DevAuthConfig};
-use portcullis_e2e::{TestGateway, workspace_bin};
+use portcullis_e2e::{DevIssuer, TestGateway, last_message, workspace_bin};
 use portcullis_gateway::config::Config;
 use portcullis_policy::{Call, CapabilityKind, Decision, ObjectAttributes, Principal, Visibility};
 use reqwest::StatusCode;
@@ -65,43 +64,24 @@ fn repo(path: &str) -> PathBuf {
 
 struct Harness {
     gateway: TestGateway,
-    auth: DevAuth,
+    issuer: DevIssuer,
     config: Config,
     http: reqwest::Client,
-    dir: PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 async fn harness() -> Harness {
-    let dir = std::env::temp_dir().join(format!("golden-authz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let auth = DevAuth::open(
-        &dir,
-        DevAuthConfig {
-            issuer: issuer.clone(),
-            resources: vec![RESOURCE.to_owned()],
-            default_scopes: vec![],
-        },
-    )
-    .unwrap();
-    let router = auth.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let issuer = DevIssuer::start("golden-authz", RESOURCE, &[]).await;
+    let dir = issuer.dir();
     let jwks = dir.join("identity-jwks.json");
     let catalog = std::fs::read_to_string(repo("crates/portcullis/demo/catalog.toml")).unwrap();
     let text = format!(
-        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
          [auth.scope_hierarchy]\n\"policies:write\" = [\"policies:read\"]\n\n\
          [identity]\nkey_file = {key:?}\njwks_file = {jwks:?}\n\n\
          [policy]\nfile = {policies:?}\n\n\
          [[upstream]]\nname = \"workspace\"\ncommand = {backend:?}\n\
          args = [\"--db\", \":memory:\", \"--identity-jwks\", {jwks:?}, \"--issuer\", \"{RESOURCE}\"]\n\n{catalog}",
+        issuer.issuer,
         key = dir.join("identity-key.pem"),
         policies = repo("crates/portcullis/demo/policies.cedar"),
         backend = workspace_bin("portcullis-workspace", "portcullis-workspace"),
@@ -109,10 +89,9 @@ async fn harness() -> Harness {
     let config = Config::parse(&text, std::path::Path::new("<golden>")).unwrap();
     Harness {
         gateway: TestGateway::spawn(&text).await,
-        auth,
+        issuer,
         config,
         http: reqwest::Client::new(),
-        dir,
     }
 }
 
@@ -167,12 +146,7 @@ impl Harness {
             .get("www-authenticate")
             .map(|v| v.to_str().unwrap().to_owned());
         let text = response.text().await.unwrap();
-        let message = text
-            .lines()
-            .filter_map(|line| line.strip_prefix("data: "))
-            .rfind(|data| !data.trim().is_empty())
-            .unwrap_or(&text)
-            .to_owned();
+        let message = last_message(&text);
         (status, challenge, message)
     }
 
@@ -206,7 +180,7 @@ impl Harness {
 
     fn decide(&self, case: &Case, scopes: &[String]) -> Option<Decision> {
         let kind = CapabilityKind::of_method(&case.request.method)?;
-        let identity = self.auth.directory().identity(&case.identity)?;
+        let identity = self.issuer.auth.directory().identity(&case.identity)?;
         let principal = Principal {
             subject: identity.subject.clone(),
             issuer: "golden".into(),
@@ -336,13 +310,18 @@ async fn golden_authorization_cases_hold_in_both_eras() {
             serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         for case in &cases {
             let allowed = &harness
+                .issuer
                 .auth
                 .directory()
                 .identity(&case.identity)
                 .unwrap()
                 .scopes;
             let scopes = case.scopes.clone().unwrap_or_else(|| allowed.clone());
-            let token = harness.auth.mint(&case.identity, Some(&scopes)).unwrap();
+            let token = harness
+                .issuer
+                .auth
+                .mint(&case.identity, Some(&scopes))
+                .unwrap();
             check_decision(case, harness.decide(case, &scopes));
             let session = harness.open_session(&token).await;
             for (era, session) in [("2026-07-28", None), ("2025-11-25", Some(session.as_str()))] {

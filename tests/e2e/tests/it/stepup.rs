@@ -2,8 +2,7 @@
 //! needing a scope the token lacks gets one 403 naming every scope it needs, in both eras, and
 //! the same caller with a wider token carries on (in its session, for 2025-11-25).
 
-use portcullis_devauth::{DevAuth, DevAuthConfig};
-use portcullis_e2e::TestGateway;
+use portcullis_e2e::{DevIssuer, TestGateway};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -15,56 +14,36 @@ const STATELESS: &str = "2026-07-28";
 
 struct Setup {
     gateway: TestGateway,
-    auth: DevAuth,
+    issuer: DevIssuer,
     http: reqwest::Client,
-    _dir: Dir,
-}
-
-struct Dir(std::path::PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 async fn setup(label: &str) -> Setup {
-    let dir = std::env::temp_dir().join(format!("stepup-{label}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let auth = DevAuth::open(
-        &dir,
-        DevAuthConfig {
-            issuer: issuer.clone(),
-            resources: vec![RESOURCE.to_owned()],
-            default_scopes: vec!["policies:read".to_owned()],
-        },
-    )
-    .unwrap();
-    let router = auth.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let issuer = DevIssuer::start(&format!("stepup-{label}"), RESOURCE, &["policies:read"]).await;
     // Found by RFC 8414 discovery from the issuer, as in the demo.
     let config = format!(
         "[auth]\npublic_url = \"{RESOURCE}\"\nscopes = [\"policies:read\"]\n\n\
-         [[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
+         [[auth.issuer]]\nissuer = \"{}\"\n\n\
          [auth.scope_hierarchy]\n\"policies:write\" = [\"policies:read\"]\n\n\
          [[capability]]\ntool = \"fixture_echo\"\nscopes = [\"policies:write\"]\n\n\
          [[capability]]\ntool = \"greet\"\nscopes = [\"policies:read\"]\n\n\
          [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+        issuer.issuer,
         stdio_upstream("fixture")
     );
     Setup {
         gateway: TestGateway::spawn(&config).await,
-        auth,
+        issuer,
         http: reqwest::Client::new(),
-        _dir: Dir(dir),
     }
 }
 
 impl Setup {
     fn token(&self, subject: &str, scope: &str) -> String {
-        self.auth.mint(subject, Some(&[scope.to_owned()])).unwrap()
+        self.issuer
+            .auth
+            .mint(subject, Some(&[scope.to_owned()]))
+            .unwrap()
     }
 
     fn post(&self, token: &str, body: &Value) -> reqwest::RequestBuilder {

@@ -2,8 +2,7 @@
 //! gateway's signed assertion (never the token, never a value the caller wrote), it keeps each
 //! tenant to its own data, and no tenant-a caller gets anything of tenant-b, by any tool.
 
-use portcullis_devauth::{DevAuth, DevAuthConfig};
-use portcullis_e2e::{TestGateway, workspace_bin};
+use portcullis_e2e::{DevIssuer, TestGateway, last_message, workspace_bin};
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
@@ -60,54 +59,34 @@ tenant = "tenant"
 
 struct Setup {
     gateway: TestGateway,
-    auth: DevAuth,
+    issuer: DevIssuer,
     http: reqwest::Client,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 async fn setup(label: &str) -> Setup {
-    let dir = std::env::temp_dir().join(format!("workspace-{label}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let issuer = format!("http://{}", listener.local_addr().unwrap());
-    let auth = DevAuth::open(
-        &dir,
-        DevAuthConfig {
-            issuer: issuer.clone(),
-            resources: vec![RESOURCE.to_owned()],
-            default_scopes: vec![],
-        },
-    )
-    .unwrap();
-    let router = auth.router();
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let issuer = DevIssuer::start(&format!("workspace-{label}"), RESOURCE, &[]).await;
+    let dir = issuer.dir();
     let jwks = dir.join("identity-jwks.json");
     let backend = workspace_bin("portcullis-workspace", "portcullis-workspace");
     let config = format!(
-        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
          [identity]\nkey_file = {key:?}\njwks_file = {jwks:?}\n\n\
          [policy]\ncedar = '''{POLICIES}'''\n{CATALOG}\n\
          [[upstream]]\nname = \"workspace\"\ncommand = {backend:?}\n\
          args = [\"--db\", \":memory:\", \"--identity-jwks\", {jwks:?}, \"--issuer\", \"{RESOURCE}\"]\n",
+        issuer.issuer,
         key = dir.join("identity-key.pem"),
     );
     Setup {
         gateway: TestGateway::spawn(&config).await,
-        auth,
+        issuer,
         http: reqwest::Client::new(),
-        dir,
     }
 }
 
 impl Setup {
     fn token(&self, subject: &str) -> String {
-        self.auth.mint(subject, None).unwrap()
+        self.issuer.auth.mint(subject, None).unwrap()
     }
 
     /// A stateless request; the JSON-RPC message of its answer.
@@ -144,11 +123,7 @@ impl Setup {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .filter_map(|line| line.strip_prefix("data: "))
-            .rfind(|data| !data.trim().is_empty())
-            .unwrap_or(&text)
-            .to_owned()
+        last_message(&text)
     }
 
     async fn call(&self, token: &str, tool: &str, arguments: Value) -> String {
