@@ -26,6 +26,7 @@ use super::{
     Gateway,
     forward::{forward, fulfil, max_input_rounds},
     guard,
+    route::TaskRoute,
     session::Session,
 };
 
@@ -371,7 +372,8 @@ impl ServerHandler for GatewayHandler {
         match answer? {
             ServerResult::InputRequiredResult(input) => Ok(CallToolResponse::InputRequired(input)),
             ServerResult::CreateTaskResult(task) => {
-                self.gateway.learn_task(&task.task.task_id, index);
+                self.gateway
+                    .learn_task(&task.task.task_id, index, caller(&context));
                 Ok(CallToolResponse::Task(task))
             }
             other => reshape(other, |r| match r {
@@ -420,7 +422,7 @@ impl ServerHandler for GatewayHandler {
         request: GetTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        let index = self.task_owner(&request.task_id)?;
+        let index = self.task_owner(&request.task_id, &context)?;
         let result = self
             .send(
                 index,
@@ -439,7 +441,7 @@ impl ServerHandler for GatewayHandler {
         request: UpdateTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let index = self.task_owner(&request.task_id)?;
+        let index = self.task_owner(&request.task_id, &context)?;
         self.send(
             index,
             ClientRequest::UpdateTaskRequest(Request::new(request)),
@@ -454,7 +456,7 @@ impl ServerHandler for GatewayHandler {
         request: CancelTaskParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let index = self.task_owner(&request.task_id)?;
+        let index = self.task_owner(&request.task_id, &context)?;
         self.send(
             index,
             ClientRequest::CancelTaskRequest(Request::new(request)),
@@ -466,13 +468,32 @@ impl ServerHandler for GatewayHandler {
 }
 
 impl GatewayHandler {
-    fn task_owner(&self, task_id: &str) -> Result<usize, McpError> {
-        match self.gateway.route_task(task_id) {
-            Some(index) => Ok(index),
-            None if self.gateway.upstream_count() == 1 => Ok(0),
-            None => Err(McpError::invalid_params("task not found", None)),
+    fn task_owner(
+        &self,
+        task_id: &str,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<usize, McpError> {
+        let caller = caller(context);
+        match self.gateway.route_task(task_id, caller.as_ref()) {
+            TaskRoute::Owned(index) => Ok(index),
+            // A task made through the byte relay is not known here; with one upstream it can
+            // only be there (and that upstream checks its caller's assertion, if it can).
+            TaskRoute::Unknown if self.gateway.upstream_count() == 1 => Ok(0),
+            TaskRoute::Unknown | TaskRoute::Foreign => {
+                Err(McpError::invalid_params("task not found", None))
+            }
         }
     }
+}
+
+/// The authenticated caller of `context` as (issuer, subject); `None` on an open gateway.
+fn caller(context: &RequestContext<RoleServer>) -> Option<(String, String)> {
+    let principal = context
+        .extensions
+        .get::<http::request::Parts>()?
+        .extensions
+        .get::<portcullis_policy::Principal>()?;
+    Some((principal.issuer.clone(), principal.subject.clone()))
 }
 
 /// Request parameters that can carry answers to an input-required result.

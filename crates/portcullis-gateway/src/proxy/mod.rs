@@ -77,7 +77,8 @@ struct Upstream {
 struct Routes {
     resources: HashMap<String, usize>,
     templates: Vec<(String, usize)>,
-    tasks: HashMap<String, usize>,
+    /// Task ids, with the upstream that made each and the caller (issuer, subject) it is for.
+    tasks: HashMap<String, (usize, Option<(String, String)>)>,
     /// The last listed definition of each tool, by public name: rmcp validates `Mcp-Param-*`
     /// headers of stateless calls against its input schema.
     tools: HashMap<String, rmcp::model::Tool>,

@@ -86,16 +86,22 @@ impl Gateway {
         self.routes().tools.get(public).cloned()
     }
 
-    pub(super) fn learn_task(&self, task_id: &str, index: usize) {
+    pub(super) fn learn_task(&self, task_id: &str, index: usize, owner: Option<(String, String)>) {
         let mut routes = self.routes();
         if routes.tasks.len() >= MAX_LEARNED_ROUTES {
             routes.tasks.clear();
         }
-        routes.tasks.insert(task_id.to_owned(), index);
+        routes.tasks.insert(task_id.to_owned(), (index, owner));
     }
 
-    pub(super) fn route_task(&self, task_id: &str) -> Option<usize> {
-        self.routes().tasks.get(task_id).copied()
+    /// Where a task lives, for `caller`. SECURITY: a task's result is its caller's; a task id
+    /// someone else learned answers like one that does not exist.
+    pub(super) fn route_task(&self, task_id: &str, caller: Option<&(String, String)>) -> TaskRoute {
+        match self.routes().tasks.get(task_id) {
+            Some((index, owner)) if owner.as_ref() == caller => TaskRoute::Owned(*index),
+            Some(_) => TaskRoute::Foreign,
+            None => TaskRoute::Unknown,
+        }
     }
 
     /// The configured name of upstream `index`, for logs.
@@ -107,4 +113,15 @@ impl Gateway {
     pub(super) fn upstream_count(&self) -> usize {
         self.upstreams.len()
     }
+}
+
+/// What the gateway knows of a task id.
+pub(super) enum TaskRoute {
+    /// Made by this caller, on this upstream.
+    Owned(usize),
+    /// Made by someone else.
+    Foreign,
+    /// Never seen here (it may have been made through the byte relay, which does not read
+    /// answers).
+    Unknown,
 }

@@ -5,6 +5,7 @@
 //! - `audit`: the records each refusal and decision leaves, the chain, failing closed;
 //! - `authn`: bearer tokens verified at every request, challenges, session ownership;
 //! - `authz`: Cedar policies deciding lists and calls, safe denials, role changes mid-session;
+//! - `tasks`: a task answers only the caller it was made for;
 //! - `workspace`: the reference backend behind the gateway, identity assertions, a cross-tenant
 //!   sweep;
 //! - `stepup`: 403 `insufficient_scope` from the capability catalog, with the embedded
@@ -37,6 +38,7 @@ mod hygiene;
 mod operator;
 mod relay;
 mod stepup;
+mod tasks;
 mod workspace;
 
 use portcullis_e2e::{HttpFixture, fixture_bin};
