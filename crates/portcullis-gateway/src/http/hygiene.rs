@@ -13,17 +13,19 @@ use axum::{
 };
 use http::{StatusCode, header};
 
-use crate::config::Config;
+use crate::{config::Config, trail::Trail};
 
 pub(super) struct Policy {
     hosts: Vec<String>,
     origins: Vec<String>,
     max_body_bytes: usize,
+    trail: Trail,
 }
 
 impl Policy {
-    pub(super) fn from_config(config: &Config) -> Self {
+    pub(super) fn from_config(config: &Config, trail: Trail) -> Self {
         Self {
+            trail,
             hosts: config.allowed_hosts.clone(),
             origins: config
                 .allowed_origins
@@ -79,7 +81,14 @@ pub(super) async fn check(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
         .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    // The path only: a query string may hold what must never be recorded (a token).
+    let line = format!(
+        "{} {}",
+        request.method(),
+        request.uri().path().chars().take(200).collect::<String>()
+    );
     if !host.is_some_and(|host| policy.host_allowed(&host)) {
+        refused(&policy.trail, &line, 403, "host_not_allowed").await;
         return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed\n").into_response();
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
@@ -87,6 +96,7 @@ pub(super) async fn check(
             .to_str()
             .is_ok_and(|origin| policy.origin_allowed(origin));
         if !allowed {
+            refused(&policy.trail, &line, 403, "origin_not_allowed").await;
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed\n").into_response();
         }
     }
@@ -96,9 +106,26 @@ pub(super) async fn check(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > policy.max_body_bytes as u64) {
+        refused(&policy.trail, &line, 413, "body_too_large").await;
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
     }
     next.run(request).await
+}
+
+/// Every request refused here is recorded too, with what is known of it (nothing of who).
+async fn refused(trail: &Trail, line: &str, status: u16, reason: &str) {
+    let correlation = portcullis_core::CorrelationId::fresh();
+    let record = crate::trail::refusal(
+        correlation.as_str(),
+        line,
+        portcullis_audit::AuditDecision::Deny,
+        status,
+        reason,
+        None,
+    );
+    let _ = trail
+        .record(record, portcullis_audit::Durability::Queued)
+        .await;
 }
 
 #[cfg(test)]
@@ -113,6 +140,7 @@ mod tests {
                 "https://app.example.com".into(),
             ],
             max_body_bytes: 10,
+            trail: Trail::default(),
         }
     }
 

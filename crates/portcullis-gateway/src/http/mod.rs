@@ -87,7 +87,7 @@ pub fn app(
         Arc::new(sessions),
         mcp,
     );
-    let policy = Arc::new(hygiene::Policy::from_config(config));
+    let policy = Arc::new(hygiene::Policy::from_config(config, trail.clone()));
     let mut mcp = Router::new()
         .route_service(&config.path, service)
         .route_layer(middleware::from_fn_with_state(relay, relay::relay));

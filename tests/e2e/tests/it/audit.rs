@@ -228,6 +228,27 @@ async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
     )
     .await;
     assert!(read.contains("\"ok\""), "{read}");
+    // Refused before anything is parsed (DNS rebinding guard): recorded too.
+    let rebound = reqwest::Client::new()
+        .post(&gateway.url)
+        .header("host", "evil.example")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), StatusCode::FORBIDDEN);
+    let mut found = false;
+    for _ in 0..100 {
+        let records = portcullis_audit::query(&trail, &Filter::default()).unwrap();
+        found = records
+            .iter()
+            .any(|(_, r)| r.reasons == ["host_not_allowed"] && r.status == Some(403));
+        if found {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(found, "the Host refusal has its record");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
