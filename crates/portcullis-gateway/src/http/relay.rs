@@ -92,7 +92,17 @@ pub(super) async fn relay(
         Some((target, id, (method, capability))) => {
             let started = std::time::Instant::now();
             let upstream = target.upstream.clone();
+            let index = target.index;
             let response = forward(&relay.plain, target, &parts.headers, bytes, &id).await;
+            // A call can answer with a task; the task is its caller's, so the gateway must
+            // learn its id from the relayed bytes as the typed path does from the result.
+            let response = match parts.extensions.get::<portcullis_policy::Principal>() {
+                Some(principal) if method == "tools/call" => {
+                    let owner = (principal.issuer.clone(), principal.subject.clone());
+                    learn_tasks(response, relay.gateway.clone(), index, owner)
+                }
+                _ => response,
+            };
             // The body is still streaming: the outcome relayed bytes can give is the status.
             let outcome = if response.status().is_success() {
                 "ok"
@@ -116,6 +126,49 @@ pub(super) async fn relay(
                 .await
         }
     }
+}
+
+/// Watch a relayed answer for a task result and learn its id for `owner`. Only the first
+/// 64 KiB are looked at: a task result is small, and an answer too large to be one is passed
+/// on untouched.
+fn learn_tasks(
+    response: Response,
+    gateway: Arc<Gateway>,
+    index: usize,
+    owner: (String, String),
+) -> Response {
+    const WATCHED: usize = 64 * 1024;
+    let (parts, body) = response.into_parts();
+    let mut seen = String::new();
+    let mut owner = Some(owner);
+    let body = http_body_util::BodyExt::map_frame(body, move |frame| {
+        if let Some(data) = frame.data_ref()
+            && owner.is_some()
+            && seen.len() < WATCHED
+        {
+            seen.push_str(&String::from_utf8_lossy(data));
+            if let Some(task_id) = task_id(&seen)
+                && let Some(owner) = owner.take()
+            {
+                gateway.learn_task(&task_id, index, Some(owner));
+            }
+        }
+        frame
+    });
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// The `taskId` of a task result in `text` (JSON or SSE `data:` lines), if it holds one.
+fn task_id(text: &str) -> Option<String> {
+    text.lines()
+        .map(|line| line.strip_prefix("data:").unwrap_or(line).trim())
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|message| {
+            let result = message.get("result")?;
+            (result.get("resultType")?.as_str()? == "task")
+                .then(|| result.get("taskId")?.as_str().map(str::to_owned))
+                .flatten()
+        })
 }
 
 /// Whether the headers say what the body says. Anything unusual (a missing or contradicting

@@ -476,9 +476,10 @@ impl GatewayHandler {
         let caller = caller(context);
         match self.gateway.route_task(task_id, caller.as_ref()) {
             TaskRoute::Owned(index) => Ok(index),
-            // A task made through the byte relay is not known here; with one upstream it can
-            // only be there (and that upstream checks its caller's assertion, if it can).
-            TaskRoute::Unknown if self.gateway.upstream_count() == 1 => Ok(0),
+            // An open gateway does not bind tasks to callers: with one upstream, it is there.
+            // An authenticated caller reaches only tasks it was seen to start (on either path),
+            // so a task id of someone else's answers exactly like one that never existed.
+            TaskRoute::Unknown if caller.is_none() && self.gateway.upstream_count() == 1 => Ok(0),
             TaskRoute::Unknown | TaskRoute::Foreign => {
                 Err(McpError::invalid_params("task not found", None))
             }

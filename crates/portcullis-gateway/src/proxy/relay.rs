@@ -22,6 +22,8 @@ pub struct RelayTarget {
     pub upstream: String,
     /// The gateway's own `Authorization` there, if configured.
     pub credential: Option<http::HeaderValue>,
+    /// Its index among the gateway's upstreams.
+    pub index: usize,
 }
 
 impl Gateway {
@@ -53,6 +55,7 @@ impl Gateway {
             http: upstream.shared.http().clone(),
             upstream: upstream.shared.spec().name.clone(),
             credential: credential.as_ref().and_then(|c| c.header_value()),
+            index,
         })
     }
 }

@@ -86,7 +86,7 @@ impl Gateway {
         self.routes().tools.get(public).cloned()
     }
 
-    pub(super) fn learn_task(&self, task_id: &str, index: usize, owner: Option<(String, String)>) {
+    pub(crate) fn learn_task(&self, task_id: &str, index: usize, owner: Option<(String, String)>) {
         let mut routes = self.routes();
         if routes.tasks.len() >= MAX_LEARNED_ROUTES {
             routes.tasks.clear();
