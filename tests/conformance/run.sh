@@ -8,7 +8,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-bin=${1:-$root/target/debug}
+bin=$(cd "${1:-$root/target/debug}" && pwd)
 work=$(mktemp -d)
 # `start` runs in a command substitution (a subshell), so it records pids in a file.
 pidfile="$work/pids"

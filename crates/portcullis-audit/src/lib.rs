@@ -7,8 +7,10 @@
 //! A state-changing call waits until its record is durable ([`Durability::Durable`]); if the
 //! sink cannot write, the caller refuses the call. Never a token, a secret or a raw header.
 
+mod lines;
 mod record;
 mod sqlite;
 
+pub use lines::{LineSink, LineTarget, verify_lines};
 pub use record::{AuditRecord, Decision as AuditDecision, arguments_digest};
 pub use sqlite::{AuditError, Durability, Filter, SqliteSink, Stats, VerifyReport, query, verify};

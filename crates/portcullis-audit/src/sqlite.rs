@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::record::{AuditRecord, hex};
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const QUEUE: usize = 4096;
 const BATCH: usize = 512;
 
@@ -209,7 +209,7 @@ fn write(connection: &mut Connection, batch: &[Job], last: &mut String) -> rusql
     Ok(())
 }
 
-fn chain(previous: &str, record: &str) -> String {
+pub(crate) fn chain(previous: &str, record: &str) -> String {
     let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     context.update(previous.as_bytes());
     context.update(record.as_bytes());

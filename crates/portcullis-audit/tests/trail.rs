@@ -136,3 +136,42 @@ async fn a_trail_that_cannot_be_written_fails_the_durable_record() {
         VerifyReport::Intact { .. }
     ));
 }
+
+#[tokio::test]
+async fn a_json_lines_trail_chains_across_rotations_and_finds_an_edit() {
+    let dir = dir("lines");
+    let path = dir.0.join("audit.jsonl");
+    let target = portcullis_audit::LineTarget::File {
+        path: path.clone(),
+        max_bytes: 2_000,
+    };
+    let sink = portcullis_audit::LineSink::open(target.clone()).unwrap();
+    for i in 0..40 {
+        sink.record(
+            record(&format!("user-{i}"), AuditDecision::Allow),
+            Durability::Durable,
+        )
+        .await
+        .unwrap();
+    }
+    assert!(dir.0.join("audit.jsonl.1").exists(), "rotated");
+    // Reopened, it continues the same chain.
+    drop(sink);
+    let sink = portcullis_audit::LineSink::open(target).unwrap();
+    sink.record(
+        record("user-last", AuditDecision::Deny),
+        Durability::Durable,
+    )
+    .await
+    .unwrap();
+    let VerifyReport::Intact { records } = portcullis_audit::verify_lines(&path).unwrap() else {
+        panic!("broken");
+    };
+    assert!(records > 5, "{records}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("user-last", "user-else", 1)).unwrap();
+    assert!(matches!(
+        portcullis_audit::verify_lines(&path).unwrap(),
+        VerifyReport::Broken { .. }
+    ));
+}

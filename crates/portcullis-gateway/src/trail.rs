@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use portcullis_audit::{AuditDecision, AuditError, AuditRecord, Durability, SqliteSink};
+use portcullis_audit::{
+    AuditDecision, AuditError, AuditRecord, Durability, LineSink, LineTarget, SqliteSink,
+};
 use portcullis_policy::{Decision, Principal};
 
 /// Where records go (with no `[audit]` configured, nowhere), and the counters `/metrics`
@@ -11,18 +13,30 @@ use portcullis_policy::{Decision, Principal};
 #[derive(Clone, Default)]
 pub struct Trail {
     sink: Option<SqliteSink>,
+    lines: Vec<LineSink>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Trail {
     /// The trail `config` names (`[audit] sqlite`), opened; none without one.
     pub fn open(config: &crate::config::Config) -> Result<Self, AuditError> {
-        let sink = match &config.audit {
-            Some(path) => Some(SqliteSink::open(path)?),
-            None => None,
+        let Some(audit) = &config.audit else {
+            return Ok(Self::default());
         };
+        let sink = audit.sqlite.as_deref().map(SqliteSink::open).transpose()?;
+        let mut lines = Vec::new();
+        if let Some(path) = &audit.jsonl {
+            lines.push(LineSink::open(LineTarget::File {
+                path: path.clone(),
+                max_bytes: audit.jsonl_max_bytes,
+            })?);
+        }
+        if audit.stdout {
+            lines.push(LineSink::open(LineTarget::Stdout)?);
+        }
         Ok(Self {
             sink,
+            lines,
             metrics: std::sync::Arc::default(),
         })
     }
@@ -58,10 +72,18 @@ impl Trail {
                 .metrics
                 .authentication_failure(record.reasons.first().map_or("-", String::as_str)),
         }
-        let Some(sink) = &self.sink else {
-            return Ok(());
-        };
-        let outcome = sink.record(record, durability).await;
+        // Every sink gets every record; a durable record is durable only once all have it.
+        let mut outcome = Ok(());
+        for line in &self.lines {
+            if let Err(error) = line.record(record.clone(), durability).await {
+                outcome = Err(error);
+            }
+        }
+        if let Some(sink) = &self.sink
+            && let Err(error) = sink.record(record, durability).await
+        {
+            outcome = Err(error);
+        }
         if let Err(error) = &outcome {
             tracing::error!(%error, "audit record not written");
         }

@@ -28,7 +28,8 @@ impl Source {
         match (&self.config, &self.data_dir) {
             (Some(config), _) => Config::load(config)?
                 .audit
-                .context("this configuration has no `[audit]` trail"),
+                .and_then(|audit| audit.sqlite)
+                .context("this configuration has no `[audit] sqlite` trail to read"),
             (None, Some(dir)) => Ok(dir.join(crate::demo::AUDIT_FILE)),
             (None, None) => bail!("give --config or --data-dir"),
         }
@@ -80,6 +81,22 @@ impl Filters {
 }
 
 pub(crate) fn verify(source: &Source) -> anyhow::Result<String> {
+    // A configuration may name a JSON lines trail instead of (or beside) SQLite.
+    if let Some(config) = &source.config
+        && let Some(audit) = Config::load(config)?.audit
+        && let Some(jsonl) = audit.jsonl
+        && audit.sqlite.is_none()
+    {
+        return match portcullis_audit::verify_lines(&jsonl)? {
+            VerifyReport::Intact { records } => Ok(format!(
+                "{}: intact, {records} records, every one linked to the one before\n",
+                jsonl.display()
+            )),
+            VerifyReport::Broken { seq, reason } => {
+                bail!("{}: broken at record {seq}: {reason}", jsonl.display())
+            }
+        };
+    }
     let path = source.path()?;
     match portcullis_audit::verify(&path)? {
         VerifyReport::Intact { records } => Ok(format!(

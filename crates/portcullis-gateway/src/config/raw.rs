@@ -62,12 +62,19 @@ pub struct RawAdmin {
     pub listen: String,
 }
 
-/// `[audit]`
+/// `[audit]`: one or more sinks, all written for every record.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAudit {
     /// The SQLite trail, relative to the configuration file; created when absent.
-    pub sqlite: PathBuf,
+    pub sqlite: Option<PathBuf>,
+    /// A JSON lines trail, relative to the configuration file, rotated by size.
+    pub jsonl: Option<PathBuf>,
+    /// Size that rotates the JSON lines file, default 64 MiB.
+    pub jsonl_max_bytes: Option<u64>,
+    /// Also write JSON lines to standard output (for log shippers), default false.
+    #[serde(default)]
+    pub stdout: bool,
 }
 
 /// `[identity]`

@@ -46,10 +46,23 @@ pub struct Config {
     pub auth: Option<Auth>,
     /// Signed identity assertions for upstreams, if configured.
     pub identity: Option<IdentityConfig>,
-    /// The SQLite audit trail, if configured.
-    pub audit: Option<std::path::PathBuf>,
+    /// The audit trail's sinks, if configured.
+    pub audit: Option<AuditConfig>,
     /// Where `/metrics` is served, if anywhere.
     pub admin: Option<SocketAddr>,
+}
+
+/// Resolved `[audit]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The SQLite trail.
+    pub sqlite: Option<std::path::PathBuf>,
+    /// The JSON lines trail.
+    pub jsonl: Option<std::path::PathBuf>,
+    /// Its rotation size.
+    pub jsonl_max_bytes: u64,
+    /// JSON lines on standard output.
+    pub stdout: bool,
 }
 
 /// How aggregated capability names are formed.
@@ -226,7 +239,21 @@ impl Config {
             upstreams: resolved,
             auth,
             identity,
-            audit: audit.map(|audit| base.join(audit.sqlite)),
+            audit: match audit {
+                None => None,
+                Some(audit) if audit.sqlite.is_none() && audit.jsonl.is_none() && !audit.stdout => {
+                    return Err(ConfigError::invalid(
+                        "audit",
+                        "name at least one sink: `sqlite`, `jsonl` or `stdout = true`",
+                    ));
+                }
+                Some(audit) => Some(AuditConfig {
+                    sqlite: audit.sqlite.map(|path| base.join(path)),
+                    jsonl: audit.jsonl.map(|path| base.join(path)),
+                    jsonl_max_bytes: audit.jsonl_max_bytes.unwrap_or(64 * 1024 * 1024),
+                    stdout: audit.stdout,
+                }),
+            },
             admin: match admin {
                 None => None,
                 Some(admin) => Some(admin.listen.parse().map_err(|_| {

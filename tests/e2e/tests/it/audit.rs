@@ -261,3 +261,43 @@ fn rusqlite_lock(path: &std::path::Path) -> rusqlite::Connection {
     connection.execute_batch("BEGIN EXCLUSIVE;").unwrap();
     connection
 }
+
+#[tokio::test]
+async fn several_sinks_get_every_record() {
+    let dir = std::env::temp_dir().join(format!("audit-sinks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trail = dir.join("audit.db");
+    let lines = dir.join("audit.jsonl");
+    let (issuer, jwks_uri) = jwks().await;
+    let config =
+        config(&jwks_uri, &trail).replace("[audit]\n", &format!("[audit]\njsonl = {lines:?}\n"));
+    let gateway = TestGateway::spawn(&config).await;
+    let viewer = issuer.token_with(json!({"sub": "user-42", "aud": RESOURCE, "roles": ["viewer"]}));
+    for text in ["a", "SHOUT", "b"] {
+        call(
+            &gateway.url,
+            Some(&viewer),
+            "fixture_echo",
+            json!({"text": text}),
+        )
+        .await;
+    }
+    call(&gateway.url, None, "fixture_echo", json!({})).await;
+    let mut counts = (0, 0);
+    for _ in 0..100 {
+        let sqlite = portcullis_audit::verify(&trail).unwrap();
+        let jsonl = portcullis_audit::verify_lines(&lines).unwrap();
+        if let (VerifyReport::Intact { records: a }, VerifyReport::Intact { records: b }) =
+            (sqlite, jsonl)
+        {
+            counts = (a, b);
+            if a >= 6 && a == b {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Three decisions, two outcomes (the allowed calls), one 401: in both sinks.
+    assert_eq!(counts, (6, 6));
+    let _ = std::fs::remove_dir_all(&dir);
+}
