@@ -184,6 +184,7 @@ impl Service<RoleClient> for Relay {
         };
         if let Some(entry) = &entry {
             entry.delivering.fetch_add(1, Ordering::SeqCst);
+            entry.seen.fetch_add(1, Ordering::SeqCst);
         }
         if let Err(error) = route.peer().send_notification(notification).await {
             tracing::debug!(upstream = %self.upstream, %error, "downstream gone; notification dropped");
@@ -211,6 +212,8 @@ struct Entry {
     /// before it answers, so the caller sees progress and logs before the result, as sent.
     delivering: AtomicUsize,
     delivered: Notify,
+    /// Notifications for this request whose delivery has started, ever.
+    seen: AtomicUsize,
 }
 
 /// Requests a connection is forwarding now, by upstream request id and upstream progress token.
@@ -236,6 +239,7 @@ impl Inflight {
             progress: context.meta.get_progress_token(),
             delivering: AtomicUsize::new(0),
             delivered: Notify::new(),
+            seen: AtomicUsize::new(0),
         });
         let mut maps = self.lock();
         maps.by_request.insert(handle.id.clone(), entry.clone());
@@ -282,15 +286,29 @@ pub struct InflightGuard {
 impl InflightGuard {
     /// Wait, briefly, until notifications that arrived before the answer have been delivered.
     pub async fn settled(&self) {
-        // Let notification tasks rmcp spawned before it handed over the answer start running.
-        tokio::task::yield_now().await;
         let wait = async {
+            let mut last_seen = None;
             loop {
-                let delivered = self.entry.delivered.notified();
-                if self.entry.delivering.load(Ordering::SeqCst) == 0 {
+                // Let notification tasks rmcp spawned before it handed over the answer start.
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+                loop {
+                    let delivered = self.entry.delivered.notified();
+                    if self.entry.delivering.load(Ordering::SeqCst) == 0 {
+                        break;
+                    }
+                    delivered.await;
+                }
+                // A caller that asked for progress also waits out a short quiet spell: a
+                // notification task that had not started yet would otherwise lose the race to
+                // the answer (seen under load), and the caller would drop what came late.
+                let seen = self.entry.seen.load(Ordering::SeqCst);
+                if self.entry.progress.is_none() || last_seen == Some(seen) {
                     return;
                 }
-                delivered.await;
+                last_seen = Some(seen);
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         };
         // A stuck downstream must not hold the answer forever.
