@@ -57,3 +57,50 @@ pub fn last_message(text: &str) -> String {
         .unwrap_or(text)
         .to_owned()
 }
+
+/// One stateless (2026-07-28) request with `token`, its headers agreeing with its body, and
+/// `capabilities` declared; the status and the JSON-RPC message of the answer.
+pub async fn stateless_rpc(
+    url: &str,
+    token: Option<&str>,
+    method: &str,
+    params: serde_json::Value,
+    capabilities: serde_json::Value,
+) -> (reqwest::StatusCode, String) {
+    let mut params = params;
+    let mut meta = serde_json::json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+    });
+    if let (Some(meta), Some(extra)) = (
+        meta.as_object_mut(),
+        params.get("_meta").and_then(serde_json::Value::as_object),
+    ) {
+        meta.extend(extra.clone());
+    }
+    params["_meta"] = meta;
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    let name = ["name", "uri", "taskId"]
+        .iter()
+        .find_map(|key| params.get(*key).and_then(serde_json::Value::as_str));
+    if let Some(name) = name {
+        request = request.header("mcp-name", name);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let response = request
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status();
+    let text = response.text().await.expect("body read");
+    (status, last_message(&text))
+}

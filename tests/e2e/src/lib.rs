@@ -11,4 +11,4 @@ mod issuer;
 pub use client::{Era, TestClient, connect, connect_as};
 pub use fixture::{HttpFixture, fixture_bin, workspace_bin};
 pub use gateway::TestGateway;
-pub use issuer::{DevIssuer, last_message};
+pub use issuer::{DevIssuer, last_message, stateless_rpc};

@@ -3,7 +3,7 @@
 //! made durable.
 
 use portcullis_audit::{AuditDecision, Filter, VerifyReport};
-use portcullis_e2e::TestGateway;
+use portcullis_e2e::{TestGateway, stateless_rpc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -35,22 +35,8 @@ async fn call(
     tool: &str,
     arguments: Value,
 ) -> (StatusCode, String) {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": tool, "arguments": arguments,
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientCapabilities": {}}}});
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", tool);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.body(body.to_string()).send().await.unwrap();
-    (response.status(), response.text().await.unwrap())
+    let params = json!({"name": tool, "arguments": arguments});
+    stateless_rpc(url, token, "tools/call", params, json!({})).await
 }
 
 #[tokio::test]

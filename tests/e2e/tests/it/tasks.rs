@@ -2,7 +2,7 @@
 //! cancel it, and gets exactly the answer for a task that does not exist. Both paths: the
 //! typed proxy (a stdio upstream) and the byte relay (an HTTP upstream).
 
-use portcullis_e2e::{HttpFixture, TestGateway, last_message};
+use portcullis_e2e::{HttpFixture, TestGateway, stateless_rpc};
 use serde_json::{Value, json};
 
 use crate::{
@@ -13,37 +13,9 @@ use crate::{
 const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
 
 async fn rpc(url: &str, token: &str, method: &str, params: Value) -> Value {
-    let mut params = params;
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {
-            "extensions": {"io.modelcontextprotocol/tasks": {}}
-        },
-    });
-    let mut request = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", method)
-        .bearer_auth(token);
-    if let Some(name) = params
-        .get("name")
-        .or(params.get("taskId"))
-        .and_then(Value::as_str)
-    {
-        request = request.header("mcp-name", name);
-    }
-    let body = json!({"jsonrpc": "2.0", "id": 3, "method": method, "params": params});
-    let text = request
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    serde_json::from_str(&last_message(&text)).unwrap()
+    let capabilities = json!({"extensions": {"io.modelcontextprotocol/tasks": {}}});
+    let (_, message) = stateless_rpc(url, Some(token), method, params, capabilities).await;
+    serde_json::from_str(&message).unwrap()
 }
 
 async fn a_task_is_its_callers_alone(upstream: &str) {

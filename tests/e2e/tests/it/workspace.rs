@@ -2,7 +2,7 @@
 //! gateway's signed assertion (never the token, never a value the caller wrote), it keeps each
 //! tenant to its own data, and no tenant-a caller gets anything of tenant-b, by any tool.
 
-use portcullis_e2e::{DevIssuer, TestGateway, last_message, workspace_bin};
+use portcullis_e2e::{DevIssuer, TestGateway, stateless_rpc, workspace_bin};
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
@@ -60,7 +60,6 @@ tenant = "tenant"
 struct Setup {
     gateway: TestGateway,
     issuer: DevIssuer,
-    http: reqwest::Client,
 }
 
 async fn setup(label: &str) -> Setup {
@@ -80,7 +79,6 @@ async fn setup(label: &str) -> Setup {
     Setup {
         gateway: TestGateway::spawn(&config).await,
         issuer,
-        http: reqwest::Client::new(),
     }
 }
 
@@ -90,40 +88,10 @@ impl Setup {
     }
 
     /// A stateless request; the JSON-RPC message of its answer.
-    async fn rpc(&self, token: &str, method: &str, mut params: Value) -> String {
-        let mut meta = json!({
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {},
-        });
-        if let Some(extra) = params.get("_meta").and_then(Value::as_object) {
-            meta.as_object_mut().unwrap().extend(extra.clone());
-        }
-        params["_meta"] = meta;
-        let mut request = self
-            .http
-            .post(&self.gateway.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", method)
-            .bearer_auth(token);
-        if let Some(name) = params
-            .get("name")
-            .or(params.get("uri"))
-            .and_then(Value::as_str)
-        {
-            request = request.header("mcp-name", name);
-        }
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let text = request
-            .body(body.to_string())
-            .send()
+    async fn rpc(&self, token: &str, method: &str, params: Value) -> String {
+        stateless_rpc(&self.gateway.url, Some(token), method, params, json!({}))
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        last_message(&text)
+            .1
     }
 
     async fn call(&self, token: &str, tool: &str, arguments: Value) -> String {
