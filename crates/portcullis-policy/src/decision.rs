@@ -25,6 +25,10 @@ pub(crate) struct Reads {
     pub(crate) identity: bool,
     pub(crate) tenant: bool,
     pub(crate) scopes: bool,
+    /// Whether any policy can read the time (`context.time`): if none can, equal principals
+    /// making equal calls (target, declared arguments, era) get equal verdicts, and may share
+    /// them.
+    pub(crate) time: bool,
 }
 
 impl Reads {
@@ -36,6 +40,7 @@ impl Reads {
                 .any(|word| policies.contains(word)),
             tenant: policies.contains("tenant"),
             scopes: policies.contains("scopes"),
+            time: policies.contains("time"),
         }
     }
 }

@@ -77,8 +77,13 @@ pub struct PolicyEngine {
     version: String,
     authorizer: Authorizer,
     visible: Mutex<HashMap<String, VisibleByKind>>,
+    // Cedar's verdicts on calls, when no policy reads the time (see `Reads`).
+    decided: Mutex<HashMap<String, (bool, Vec<String>)>>,
     reads: Reads,
 }
+
+// Bound on remembered call verdicts; cleared when reached.
+const MAX_DECIDED: usize = 100_000;
 
 /// One principal's list decisions: per kind, by name.
 type VisibleByKind = [HashMap<String, bool>; 3];
@@ -124,6 +129,7 @@ impl PolicyEngine {
             version,
             authorizer: Authorizer::new(),
             visible: Mutex::new(HashMap::new()),
+            decided: Mutex::new(HashMap::new()),
             reads: Reads::of(text),
         })
     }
@@ -397,6 +403,54 @@ impl PolicyEngine {
     /// Cedar's verdict: `(permitted, determining policy ids)`, or the reason it could not
     /// decide (every such case denies).
     fn evaluate(
+        &self,
+        principal: &Principal,
+        call: &Call<'_>,
+        capability: Option<&Capability>,
+        target: Target<'_>,
+        arguments: Map<String, Value>,
+    ) -> Result<(bool, Vec<String>), ReasonCode> {
+        // Everything a verdict that ignores the time can depend on: the principal as policies
+        // see it, the action, every attribute of the target, the era and the arguments.
+        let key = (!self.reads.time).then(|| {
+            let resolved = target.resolved;
+            let field = |value: Option<&str>| value.unwrap_or("\u{1}").to_owned();
+            [
+                principal.fingerprint(self.reads),
+                action_id(call.kind, capability),
+                call.name.to_owned(),
+                field(target.object),
+                field(target.tenant),
+                field(resolved.and_then(|r| r.owner.as_deref())),
+                field(resolved.and_then(|r| r.classification.as_deref())),
+                call.risk_of(capability).as_str().to_owned(),
+                call.era.to_owned(),
+                // Declared arguments only, type-checked, in the catalog's order.
+                Value::Object(arguments.clone()).to_string(),
+            ]
+            .join("\0")
+        });
+        if let Some(key) = &key
+            && let Some(known) = self
+                .decided
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(key)
+        {
+            return Ok(known.clone());
+        }
+        let verdict = self.evaluate_fully(principal, call, capability, target, arguments)?;
+        if let Some(key) = key {
+            let mut decided = self.decided.lock().unwrap_or_else(PoisonError::into_inner);
+            if decided.len() >= MAX_DECIDED {
+                decided.clear();
+            }
+            decided.insert(key, verdict.clone());
+        }
+        Ok(verdict)
+    }
+
+    fn evaluate_fully(
         &self,
         principal: &Principal,
         call: &Call<'_>,

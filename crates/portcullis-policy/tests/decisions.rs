@@ -534,3 +534,40 @@ fn an_upstream_hint_can_raise_a_risk_tier_but_never_lower_it() {
         "a read hint lowered nothing: {decision:?}"
     );
 }
+
+#[test]
+fn remembered_verdicts_follow_everything_a_policy_can_read() {
+    let policies = "@id(\"editors\")\npermit (principal in Role::\"editor\", action in Action::\"family:policies\", resource)\nwhen { resource has tenant && resource.tenant == \"tenant-a\" };\n";
+    let engine = PolicyEngine::new(catalog(), "p.cedar", policies).unwrap();
+    let editor = person("editor-a", "tenant-a", &["editor"], &["policies:read"]);
+    let viewer = person("user-42", "tenant-a", &["viewer"], &["policies:read"]);
+    let own = args(json!({"tenant": "tenant-a", "id": "POL-1"}));
+    let other = args(json!({"tenant": "tenant-b", "id": "POL-1"}));
+    for _ in 0..3 {
+        assert!(matches!(
+            engine.authorize(&editor, &call("read_policy", &own)),
+            Decision::Allow(_)
+        ));
+        assert!(matches!(
+            engine.authorize(&viewer, &call("read_policy", &own)),
+            Decision::Deny { .. }
+        ));
+        let crossing = engine.authorize(&editor, &call("read_policy", &other));
+        assert!(matches!(crossing, Decision::Deny { .. }), "{crossing:?}");
+    }
+    // Arguments are part of what is remembered: the forbid on a big amount still bites.
+    let engine = self::engine();
+    let editor = person("editor-a", "tenant-a", &["editor"], &["policies:write"]);
+    let small = args(json!({"tenant": "tenant-a", "amount": 5}));
+    let big = args(json!({"tenant": "tenant-a", "amount": 5000}));
+    for _ in 0..3 {
+        assert!(matches!(
+            engine.authorize(&editor, &call("update_policy", &small)),
+            Decision::Allow(_)
+        ));
+        assert!(matches!(
+            engine.authorize(&editor, &call("update_policy", &big)),
+            Decision::Deny { .. }
+        ));
+    }
+}
