@@ -8,6 +8,7 @@
 //! sink cannot write, the caller refuses the call. Never a token, a secret or a raw header.
 
 mod lines;
+mod queue;
 mod record;
 mod sqlite;
 

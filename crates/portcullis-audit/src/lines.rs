@@ -9,15 +9,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use tokio::sync::{mpsc, oneshot};
-
 use crate::{
     AuditError, AuditRecord, Durability,
+    queue::Queue,
     sqlite::{GENESIS, chain},
 };
 
-const QUEUE: usize = 4096;
-const BATCH: usize = 512;
 /// Rotated files kept beside the live one (`audit.jsonl.1` is the newest).
 const KEEP: usize = 5;
 
@@ -35,15 +32,10 @@ pub enum LineTarget {
     Stdout,
 }
 
-struct Job {
-    record: AuditRecord,
-    done: Option<oneshot::Sender<Result<(), String>>>,
-}
-
 /// A handle on a line sink; clones share one writer.
 #[derive(Clone)]
 pub struct LineSink {
-    queue: mpsc::Sender<Job>,
+    queue: Queue,
 }
 
 impl LineSink {
@@ -54,11 +46,14 @@ impl LineSink {
             LineTarget::File { path, .. } => last_line(path)?,
             LineTarget::Stdout => (0, GENESIS.to_owned()),
         };
-        let (queue, jobs) = mpsc::channel(QUEUE);
-        std::thread::Builder::new()
-            .name("audit-lines".into())
-            .spawn(move || writer(&target, jobs, seq, last))
-            .map_err(|error| AuditError::Write(error.to_string()))?;
+        let (mut seq, mut last) = (seq, last);
+        let queue = Queue::start("audit-lines", move |records| {
+            let (next_seq, next_last, text) = lines(records, seq, &last);
+            write(&target, text.as_bytes()).map_err(|error| error.to_string())?;
+            (seq, last) = (next_seq, next_last);
+            Ok(())
+        })
+        .map_err(|error| AuditError::Write(error.to_string()))?;
         Ok(Self { queue })
     }
 
@@ -68,19 +63,7 @@ impl LineSink {
         record: AuditRecord,
         durability: Durability,
     ) -> Result<(), AuditError> {
-        let (done, committed) = oneshot::channel();
-        let job = Job {
-            record,
-            done: (durability == Durability::Durable).then_some(done),
-        };
-        self.queue.send(job).await.map_err(|_| AuditError::Closed)?;
-        if durability == Durability::Durable {
-            committed
-                .await
-                .map_err(|_| AuditError::Closed)?
-                .map_err(AuditError::Write)?;
-        }
-        Ok(())
+        self.queue.record(record, durability).await
     }
 }
 
@@ -113,40 +96,20 @@ fn last_line(path: &Path) -> Result<(u64, String), AuditError> {
     Ok(last)
 }
 
-fn writer(target: &LineTarget, mut jobs: mpsc::Receiver<Job>, mut seq: u64, mut last: String) {
-    while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let mut text = String::new();
-        let (mut next_seq, mut next_last) = (seq, last.clone());
-        for job in &batch {
-            let record = job.record.canonical();
-            let hash = chain(&next_last, &record);
-            next_seq += 1;
-            text.push_str(&format!(
-                "{{\"seq\":{next_seq},\"prev_hash\":\"{next_last}\",\"hash\":\"{hash}\",\"record\":{record}}}\n"
-            ));
-            next_last = hash;
-        }
-        let outcome = write(target, text.as_bytes()).map_err(|error| error.to_string());
-        match &outcome {
-            Ok(()) => {
-                seq = next_seq;
-                last = next_last;
-            }
-            Err(error) => tracing::error!(%error, records = batch.len(), "audit lines not written"),
-        }
-        for job in batch {
-            if let Some(done) = job.done {
-                let _ = done.send(outcome.clone());
-            }
-        }
+/// The lines for `records` after record `seq` with hash `last`, and the new `seq` and `last`.
+fn lines(records: &[&AuditRecord], seq: u64, last: &str) -> (u64, String, String) {
+    let mut text = String::new();
+    let (mut seq, mut last) = (seq, last.to_owned());
+    for record in records {
+        let record = record.canonical();
+        let hash = chain(&last, &record);
+        seq += 1;
+        text.push_str(&format!(
+            "{{\"seq\":{seq},\"prev_hash\":\"{last}\",\"hash\":\"{hash}\",\"record\":{record}}}\n"
+        ));
+        last = hash;
     }
+    (seq, last, text)
 }
 
 fn write(target: &LineTarget, bytes: &[u8]) -> std::io::Result<()> {

@@ -8,14 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::{
+    queue::Queue,
+    record::{AuditRecord, hex},
+};
 use rusqlite::{Connection, OpenFlags, params};
-use tokio::sync::{mpsc, oneshot};
-
-use crate::record::{AuditRecord, hex};
 
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-const QUEUE: usize = 4096;
-const BATCH: usize = 512;
 
 /// How long a caller waits for its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,15 +44,10 @@ pub enum AuditError {
     Closed,
 }
 
-struct Job {
-    record: AuditRecord,
-    done: Option<oneshot::Sender<Result<(), String>>>,
-}
-
 /// A handle on the trail; clones share one writer.
 #[derive(Clone)]
 pub struct SqliteSink {
-    queue: mpsc::Sender<Job>,
+    queue: Queue,
     stats: std::sync::Arc<Stats>,
 }
 
@@ -101,22 +95,27 @@ impl SqliteSink {
                 other => Err(other),
             })
             .map_err(open_error)?;
-        let (queue, jobs) = mpsc::channel(QUEUE);
         let stats = std::sync::Arc::new(Stats::default());
         let writer_stats = stats.clone();
-        std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || writer(connection, jobs, last, &writer_stats))
-            .map_err(|error| AuditError::Open {
-                path: path.to_owned(),
-                reason: error.to_string(),
-            })?;
+        let mut connection = connection;
+        let mut last = last;
+        let queue = Queue::start("audit-writer", move |records| {
+            let started = std::time::Instant::now();
+            let outcome =
+                write(&mut connection, records, &mut last).map_err(|error| error.to_string());
+            writer_stats.count(records.len(), started.elapsed(), outcome.is_ok());
+            outcome
+        })
+        .map_err(|error| AuditError::Open {
+            path: path.to_owned(),
+            reason: error.to_string(),
+        })?;
         Ok(Self { queue, stats })
     }
 
     /// Records waiting to be written.
     pub fn queued(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.queue.queued()
     }
 
     /// What the writer has done.
@@ -130,75 +129,36 @@ impl SqliteSink {
         record: AuditRecord,
         durability: Durability,
     ) -> Result<(), AuditError> {
-        match durability {
-            Durability::Queued => self
-                .queue
-                .send(Job { record, done: None })
-                .await
-                .map_err(|_| AuditError::Closed),
-            Durability::Durable => {
-                let (done, committed) = oneshot::channel();
-                self.queue
-                    .send(Job {
-                        record,
-                        done: Some(done),
-                    })
-                    .await
-                    .map_err(|_| AuditError::Closed)?;
-                committed
-                    .await
-                    .map_err(|_| AuditError::Closed)?
-                    .map_err(AuditError::Write)
-            }
+        self.queue.record(record, durability).await
+    }
+}
+
+impl Stats {
+    fn count(&self, records: usize, took: std::time::Duration, committed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if committed {
+            self.commits.fetch_add(1, Relaxed);
+            self.records.fetch_add(records as u64, Relaxed);
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            self.commit_micros.fetch_add(micros, Relaxed);
+        } else {
+            self.failures.fetch_add(1, Relaxed);
         }
     }
 }
 
-fn writer(
-    mut connection: Connection,
-    mut jobs: mpsc::Receiver<Job>,
-    mut last: String,
-    stats: &Stats,
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let started = std::time::Instant::now();
-        let outcome = write(&mut connection, &batch, &mut last).map_err(|error| error.to_string());
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        match &outcome {
-            Ok(()) => {
-                stats.commits.fetch_add(1, Relaxed);
-                stats.records.fetch_add(batch.len() as u64, Relaxed);
-                stats.commit_micros.fetch_add(micros, Relaxed);
-            }
-            Err(error) => {
-                stats.failures.fetch_add(1, Relaxed);
-                tracing::error!(%error, records = batch.len(), "audit write failed");
-            }
-        }
-        for job in batch {
-            if let Some(done) = job.done {
-                let _ = done.send(outcome.clone());
-            }
-        }
-    }
-}
-
-fn write(connection: &mut Connection, batch: &[Job], last: &mut String) -> rusqlite::Result<()> {
+fn write(
+    connection: &mut Connection,
+    records: &[&AuditRecord],
+    last: &mut String,
+) -> rusqlite::Result<()> {
     let transaction = connection.transaction()?;
     let mut previous = last.clone();
     {
         let mut insert = transaction
             .prepare_cached("INSERT INTO audit (record, prev_hash, hash) VALUES (?1, ?2, ?3)")?;
-        for job in batch {
-            let record = job.record.canonical();
+        for record in records {
+            let record = record.canonical();
             let hash = chain(&previous, &record);
             insert.execute(params![record, previous, hash])?;
             previous = hash;

@@ -41,6 +41,11 @@ impl Trail {
         })
     }
 
+    /// Whether records are kept anywhere (the counters are kept in any case).
+    pub(crate) fn keeps_records(&self) -> bool {
+        self.sink.is_some() || !self.lines.is_empty()
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics

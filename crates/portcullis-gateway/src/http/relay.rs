@@ -139,15 +139,16 @@ fn learn_tasks(
 ) -> Response {
     const WATCHED: usize = 64 * 1024;
     let (parts, body) = response.into_parts();
-    let mut seen = String::new();
+    // Bytes, not text: a character split across two frames must not be lost to the watch.
+    let mut seen: Vec<u8> = Vec::new();
     let mut owner = Some(owner);
     let body = http_body_util::BodyExt::map_frame(body, move |frame| {
         if let Some(data) = frame.data_ref()
             && owner.is_some()
             && seen.len() < WATCHED
         {
-            seen.push_str(&String::from_utf8_lossy(data));
-            if let Some(task_id) = task_id(&seen)
+            seen.extend_from_slice(data);
+            if let Some(task_id) = task_id(&String::from_utf8_lossy(&seen))
                 && let Some(owner) = owner.take()
             {
                 gateway.learn_task(&task_id, index, Some(owner));
