@@ -177,6 +177,25 @@ pub(crate) fn outcome(
     record
 }
 
+/// A record of a request the proxy refused for `principal` without a call decision (a
+/// completion on a reference it cannot see).
+pub(crate) fn refused_request(
+    principal: &Principal,
+    method: &str,
+    capability: &str,
+    reason: &str,
+) -> AuditRecord {
+    let correlation = portcullis_core::CorrelationId::fresh();
+    let mut record = AuditRecord::new(correlation.as_str(), method, AuditDecision::Deny);
+    record.issuer = Some(principal.issuer.clone());
+    record.subject = Some(principal.subject.clone());
+    record.tenant.clone_from(&principal.tenant);
+    record.client_id.clone_from(&principal.client_id);
+    record.capability = Some(capability.to_owned());
+    record.reasons = vec![reason.to_owned()];
+    record
+}
+
 /// A record of a call on `principal`'s behalf with `outcome` and no policy decision (the
 /// object did not resolve).
 pub(crate) fn called(

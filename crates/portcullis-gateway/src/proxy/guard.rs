@@ -50,7 +50,7 @@ pub(super) fn hidden_object(context: &RequestContext<RoleServer>) -> Option<Stri
 
 /// A completion reveals values of a prompt's or a resource template's arguments: only for a
 /// reference the caller could use.
-pub(super) fn admit_reference(
+pub(super) async fn admit_reference(
     gateway: &Gateway,
     context: &RequestContext<RoleServer>,
     reference: &Reference,
@@ -76,10 +76,16 @@ pub(super) fn admit_reference(
         _ => return Ok(()),
     };
     if policy.visible(principal, kind, name) {
-        Ok(())
-    } else {
-        Err(McpError::invalid_params(not_found, None))
+        return Ok(());
     }
+    if let Some(trail) = gateway.trail.get() {
+        let record =
+            crate::trail::refused_request(principal, "completion/complete", name, "not_visible");
+        let _ = trail
+            .record(record, portcullis_audit::Durability::Queued)
+            .await;
+    }
+    Err(McpError::invalid_params(not_found, None))
 }
 
 /// Keep the items `principal` could use; mark the page private to this caller.

@@ -155,7 +155,7 @@ impl ServerHandler for GatewayHandler {
         mut request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
-        guard::admit_reference(&self.gateway, &context, &request.r#ref)?;
+        guard::admit_reference(&self.gateway, &context, &request.r#ref).await?;
         let index = match &mut request.r#ref {
             Reference::Prompt(prompt) => {
                 let (index, name) = self
