@@ -10,9 +10,9 @@ use std::{
 };
 
 use crate::{
-    AuditError, AuditRecord, Durability,
+    AuditError, AuditRecord, Filter, Sink, VerifyReport,
+    chain::{GENESIS, Walk, chain},
     queue::Queue,
-    sqlite::{GENESIS, chain},
 };
 
 /// Rotated files kept beside the live one (`audit.jsonl.1` is the newest).
@@ -32,61 +32,44 @@ pub enum LineTarget {
     Stdout,
 }
 
-/// A handle on a line sink; clones share one writer.
-#[derive(Clone)]
-pub struct LineSink {
-    queue: Queue,
-}
-
-impl LineSink {
-    /// Open `target` (continuing the chain of a file that already has lines) and start its
-    /// writer.
-    pub fn open(target: LineTarget) -> Result<Self, AuditError> {
-        let (seq, last) = match &target {
-            LineTarget::File { path, .. } => last_line(path)?,
-            LineTarget::Stdout => (0, GENESIS.to_owned()),
-        };
-        let (mut seq, mut last) = (seq, last);
-        let queue = Queue::start("audit-lines", move |records| {
-            let (next_seq, next_last, text) = lines(records, seq, &last);
-            write(&target, text.as_bytes()).map_err(|error| error.to_string())?;
-            (seq, last) = (next_seq, next_last);
-            Ok(())
-        })
-        .map_err(|error| AuditError::Write(error.to_string()))?;
-        Ok(Self { queue })
-    }
-
-    /// Record `record`; with [`Durability::Durable`], return once it is written and synced.
-    pub async fn record(
-        &self,
-        record: AuditRecord,
-        durability: Durability,
-    ) -> Result<(), AuditError> {
-        self.queue.record(record, durability).await
-    }
+/// Open `target` (continuing the chain of a file that already has lines) and start its writer.
+pub(crate) fn open(target: LineTarget) -> Result<Sink, AuditError> {
+    let (mut seq, mut last) = match &target {
+        LineTarget::File { path, .. } => last_line(path)?,
+        LineTarget::Stdout => (0, GENESIS.to_owned()),
+    };
+    let kind = match target {
+        LineTarget::File { .. } => "jsonl",
+        LineTarget::Stdout => "stdout",
+    };
+    let queue = Queue::start("audit-lines", move |records| {
+        let (next_seq, next_last, text) = lines(records, seq, &last);
+        write(&target, text.as_bytes()).map_err(|error| error.to_string())?;
+        (seq, last) = (next_seq, next_last);
+        Ok(())
+    })
+    .map_err(|error| AuditError::Write(error.to_string()))?;
+    Ok(Sink::new(kind, queue))
 }
 
 /// The sequence number and hash of the last line of `path` (none yet: 0 and the genesis).
 fn last_line(path: &Path) -> Result<(u64, String), AuditError> {
+    // A device or a pipe (`/dev/stdout`, say) has no past lines to continue from.
+    if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file()) {
+        return Ok((0, GENESIS.to_owned()));
+    }
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Ok((0, GENESIS.to_owned()));
         }
         Err(error) => {
-            return Err(AuditError::Open {
-                path: path.to_owned(),
-                reason: error.to_string(),
-            });
+            return Err(AuditError::open(path.display(), error));
         }
     };
     let mut last = (0, GENESIS.to_owned());
     for line in BufReader::new(file).lines() {
-        let line = line.map_err(|error| AuditError::Open {
-            path: path.to_owned(),
-            reason: error.to_string(),
-        })?;
+        let line = line.map_err(|error| AuditError::open(path.display(), error))?;
         if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line)
             && let (Some(seq), Some(hash)) = (entry["seq"].as_u64(), entry["hash"].as_str())
         {
@@ -142,55 +125,80 @@ fn rotate(path: &Path) -> std::io::Result<()> {
     std::fs::rename(path, numbered(1))
 }
 
-/// Check the chain of a JSON lines trail: its rotated files, oldest first, then the live one.
-pub fn verify_lines(path: &Path) -> Result<crate::VerifyReport, AuditError> {
+/// One stored line: its place in the chain and its record.
+struct Entry {
+    seq: i64,
+    prev_hash: String,
+    hash: String,
+    record: Result<AuditRecord, ()>,
+}
+
+/// Every line of a JSON lines trail: its rotated files, oldest first, then the live one.
+fn entries(path: &Path, mut each: impl FnMut(Entry) -> bool) -> Result<(), AuditError> {
     let mut files: Vec<PathBuf> = (1..=KEEP)
         .rev()
         .map(|n| PathBuf::from(format!("{}.{n}", path.display())))
         .filter(|file| file.exists())
         .collect();
     files.push(path.to_owned());
-    let (mut previous, mut expected, mut count) = (None::<String>, None::<u64>, 0u64);
     for file in files {
-        let reader = BufReader::new(File::open(&file).map_err(|error| AuditError::Open {
-            path: file.clone(),
-            reason: error.to_string(),
-        })?);
-        for line in reader.lines() {
-            let line = line.map_err(|error| AuditError::Open {
-                path: file.clone(),
-                reason: error.to_string(),
-            })?;
-            let broken = |seq: u64, reason: &str| {
-                Ok(crate::VerifyReport::Broken {
-                    seq: i64::try_from(seq).unwrap_or(i64::MAX),
-                    reason: reason.to_owned(),
-                })
+        let opened = File::open(&file).map_err(|error| AuditError::open(file.display(), error))?;
+        for line in BufReader::new(opened).lines() {
+            let line = line.map_err(|error| AuditError::open(file.display(), error))?;
+            let entry = serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default();
+            let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+            let entry = Entry {
+                seq: entry["seq"].as_i64().unwrap_or(0),
+                prev_hash: text("prev_hash"),
+                hash: text("hash"),
+                record: serde_json::from_value(entry["record"].clone()).map_err(|_| ()),
             };
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                return broken(expected.unwrap_or(0), "a line is not JSON");
-            };
-            let seq = entry["seq"].as_u64().unwrap_or(0);
-            let prev = entry["prev_hash"].as_str().unwrap_or_default();
-            let hash = entry["hash"].as_str().unwrap_or_default();
-            let record = serde_json::from_value::<AuditRecord>(entry["record"].clone());
-            let Ok(record) = record else {
-                return broken(seq, "it is not an audit record");
-            };
-            if expected.is_some_and(|expected| expected != seq) {
-                return broken(seq, "a record before it is missing");
+            if !each(entry) {
+                return Ok(());
             }
-            // The oldest kept file may start after rotated-away records: trust its first link.
-            if previous.as_deref().is_some_and(|previous| previous != prev) {
-                return broken(seq, "it does not link to the record before it");
-            }
-            if chain(prev, &record.canonical()) != hash {
-                return broken(seq, "its content does not match its hash");
-            }
-            previous = Some(hash.to_owned());
-            expected = Some(seq + 1);
-            count += 1;
         }
     }
-    Ok(crate::VerifyReport::Intact { records: count })
+    Ok(())
+}
+
+/// Check the chain of a JSON lines trail. The oldest kept file may start after rotated-away
+/// records, so its first link is taken on trust.
+pub fn verify_lines(path: &Path) -> Result<VerifyReport, AuditError> {
+    let mut walk = Walk::from_oldest_kept();
+    let mut broken = None;
+    entries(path, |entry| {
+        let outcome = match &entry.record {
+            Ok(record) => walk.step(
+                entry.seq,
+                &record.canonical(),
+                &entry.prev_hash,
+                &entry.hash,
+            ),
+            Err(()) => Err(VerifyReport::Broken {
+                seq: entry.seq,
+                reason: "it is not an audit record".to_owned(),
+            }),
+        };
+        broken = outcome.err();
+        broken.is_none()
+    })?;
+    Ok(broken.unwrap_or_else(|| walk.finish()))
+}
+
+/// The records of a JSON lines trail that `filter` matches, in order.
+pub(crate) fn query_lines(
+    path: &Path,
+    filter: &Filter,
+) -> Result<Vec<(i64, AuditRecord)>, AuditError> {
+    let mut found = Vec::new();
+    entries(path, |entry| {
+        if let Ok(record) = entry.record
+            && entry.seq > filter.after.unwrap_or(0)
+            && filter.matches(&record)
+        {
+            found.push((entry.seq, record));
+        }
+        true
+    })?;
+    Ok(found)
 }

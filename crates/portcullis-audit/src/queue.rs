@@ -1,13 +1,22 @@
 //! The queue in front of every sink: callers hand records to one writer thread, which takes
 //! whatever is queued (up to a batch) in one write, then tells each caller that waits. The
 //! queue is bounded: when it is full, callers wait (backpressure); nothing is dropped.
+//!
+//! A failed write fails the durable records in it (their callers refuse their calls) and keeps
+//! the others, which are written again, first, once the sink takes writes again: a read's
+//! record survives an outage of its sink for as long as the process lives.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{AuditError, AuditRecord, Durability};
+use crate::{AuditError, AuditRecord, Durability, Stats};
 
 const QUEUE: usize = 4096;
 const BATCH: usize = 512;
+/// The pause after a failed write, doubling up to the most.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MOST: Duration = Duration::from_secs(2);
 
 struct Job {
     record: AuditRecord,
@@ -16,7 +25,10 @@ struct Job {
 
 /// The sending end; clones share one writer.
 #[derive(Clone)]
-pub(crate) struct Queue(mpsc::Sender<Job>);
+pub(crate) struct Queue {
+    jobs: mpsc::Sender<Job>,
+    stats: Arc<Stats>,
+}
 
 impl Queue {
     /// Start a writer thread named `name` that hands each batch to `write`.
@@ -25,30 +37,56 @@ impl Queue {
         mut write: impl FnMut(&[&AuditRecord]) -> Result<(), String> + Send + 'static,
     ) -> std::io::Result<Self> {
         let (queue, mut jobs) = mpsc::channel::<Job>(QUEUE);
+        let stats = Arc::new(Stats::default());
+        let writer_stats = stats.clone();
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
-                while let Some(first) = jobs.blocking_recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match jobs.try_recv() {
-                            Ok(job) => batch.push(job),
-                            Err(_) => break,
+                let mut waiting = VecDeque::<Job>::new();
+                let mut pause = RETRY_FIRST;
+                loop {
+                    if waiting.is_empty() {
+                        match jobs.blocking_recv() {
+                            Some(job) => waiting.push_back(job),
+                            None => return,
                         }
                     }
+                    while waiting.len() < QUEUE
+                        && let Ok(job) = jobs.try_recv()
+                    {
+                        waiting.push_back(job);
+                    }
+                    let batch: Vec<Job> = waiting.drain(..waiting.len().min(BATCH)).collect();
                     let records: Vec<&AuditRecord> = batch.iter().map(|job| &job.record).collect();
+                    let started = std::time::Instant::now();
                     let outcome = write(&records);
+                    writer_stats.count(records.len(), started.elapsed(), outcome.is_ok());
                     if let Err(error) = &outcome {
                         tracing::error!(%error, records = batch.len(), "audit write failed");
                     }
+                    let failed = outcome.is_err();
+                    let mut kept = Vec::new();
                     for job in batch {
-                        if let Some(done) = job.done {
-                            let _ = done.send(outcome.clone());
+                        match job.done {
+                            Some(done) => {
+                                let _ = done.send(outcome.clone());
+                            }
+                            None if failed => kept.push(job),
+                            None => {}
                         }
+                    }
+                    for job in kept.into_iter().rev() {
+                        waiting.push_front(job);
+                    }
+                    if failed {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(RETRY_MOST);
+                    } else {
+                        pause = RETRY_FIRST;
                     }
                 }
             })?;
-        Ok(Self(queue))
+        Ok(Self { jobs: queue, stats })
     }
 
     /// Queue `record`; with [`Durability::Durable`], return only once it is written.
@@ -62,7 +100,7 @@ impl Queue {
             record,
             done: (durability == Durability::Durable).then_some(done),
         };
-        self.0.send(job).await.map_err(|_| AuditError::Closed)?;
+        self.jobs.send(job).await.map_err(|_| AuditError::Closed)?;
         if durability == Durability::Durable {
             written
                 .await
@@ -74,6 +112,11 @@ impl Queue {
 
     /// Records waiting to be written.
     pub(crate) fn queued(&self) -> usize {
-        self.0.max_capacity() - self.0.capacity()
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
+    /// What the writer has done.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
     }
 }

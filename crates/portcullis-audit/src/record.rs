@@ -70,6 +70,10 @@ pub struct AuditRecord {
     /// SHA-256 of the canonical arguments (object keys sorted), hex; never the arguments.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub arguments_digest: Option<String>,
+    /// The arguments themselves, only where `[audit] raw_arguments` allows, redacted field by
+    /// field.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub arguments: Option<serde_json::Value>,
     /// The decision.
     pub decision: Decision,
     /// Ids of the determining policies.
@@ -93,6 +97,12 @@ pub struct AuditRecord {
     /// For the record of a forwarded call's outcome: milliseconds the upstream took.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub latency_ms: Option<u64>,
+    /// For the record of a filtered list: how many items the caller was shown.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub listed: Option<u32>,
+    /// For the record of a filtered list: how many items policy withheld from it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub withheld: Option<u32>,
 }
 
 impl AuditRecord {
@@ -112,6 +122,7 @@ impl AuditRecord {
             capability: None,
             target: None,
             arguments_digest: None,
+            arguments: None,
             decision,
             policies: Vec::new(),
             reasons: Vec::new(),
@@ -120,6 +131,8 @@ impl AuditRecord {
             upstream: None,
             outcome: None,
             latency_ms: None,
+            listed: None,
+            withheld: None,
         }
     }
 

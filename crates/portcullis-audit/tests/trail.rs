@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use portcullis_audit::{
-    AuditDecision, AuditRecord, Durability, Filter, SqliteSink, VerifyReport, query, verify,
+    AuditDecision, AuditRecord, Durability, Filter, VerifyReport, query, verify,
 };
 
 struct Dir(PathBuf);
@@ -32,7 +32,7 @@ fn record(subject: &str, decision: AuditDecision) -> AuditRecord {
 }
 
 async fn write(path: &std::path::Path, n: usize) {
-    let sink = SqliteSink::open(path).unwrap();
+    let sink = portcullis_audit::sqlite(path).unwrap();
     for i in 0..n {
         let decision = if i % 2 == 0 {
             AuditDecision::Allow
@@ -119,7 +119,7 @@ async fn a_trail_that_cannot_be_written_fails_the_durable_record() {
     let dir = dir("readonly");
     let path = dir.0.join("audit.db");
     write(&path, 1).await;
-    let sink = SqliteSink::open(&path).unwrap();
+    let sink = portcullis_audit::sqlite(&path).unwrap();
     // Another process takes the write lock and holds it: the writer cannot commit.
     let blocker = rusqlite::Connection::open(&path).unwrap();
     blocker.execute_batch("BEGIN EXCLUSIVE;").unwrap();
@@ -145,7 +145,7 @@ async fn a_json_lines_trail_chains_across_rotations_and_finds_an_edit() {
         path: path.clone(),
         max_bytes: 2_000,
     };
-    let sink = portcullis_audit::LineSink::open(target.clone()).unwrap();
+    let sink = portcullis_audit::lines(target.clone()).unwrap();
     for i in 0..40 {
         sink.record(
             record(&format!("user-{i}"), AuditDecision::Allow),
@@ -157,7 +157,7 @@ async fn a_json_lines_trail_chains_across_rotations_and_finds_an_edit() {
     assert!(dir.0.join("audit.jsonl.1").exists(), "rotated");
     // Reopened, it continues the same chain.
     drop(sink);
-    let sink = portcullis_audit::LineSink::open(target).unwrap();
+    let sink = portcullis_audit::lines(target).unwrap();
     sink.record(
         record("user-last", AuditDecision::Deny),
         Durability::Durable,

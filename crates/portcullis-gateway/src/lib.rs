@@ -9,5 +9,6 @@ pub mod http;
 pub mod identity;
 pub mod metrics;
 pub mod proxy;
+mod redact;
 pub mod trail;
 pub mod verdict;

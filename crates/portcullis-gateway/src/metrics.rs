@@ -57,6 +57,12 @@ impl Metrics {
         );
     }
 
+    /// A list filtered for a caller.
+    pub(crate) fn list(&self, method: &str) {
+        let labels = format!("method=\"{}\"", escape(method));
+        self.add("portcullis_lists_filtered_total", labels, 1.0);
+    }
+
     /// A request refused before any decision.
     pub(crate) fn authentication_failure(&self, reason: &str) {
         self.add(
@@ -89,7 +95,7 @@ impl Metrics {
     }
 
     /// The exposition text, with the audit writer's figures appended.
-    pub fn render(&self, audit: Option<&portcullis_audit::SqliteSink>) -> String {
+    pub fn render(&self, audit: &[portcullis_audit::Sink]) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = String::new();
         let counters = self
@@ -114,33 +120,35 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{{labels}}} {value}");
             }
         }
-        if let Some(sink) = audit {
-            let stats = sink.stats();
-            let _ = writeln!(out, "# TYPE portcullis_audit_queue_depth gauge");
-            let _ = writeln!(out, "portcullis_audit_queue_depth {}", sink.queued());
-            let _ = writeln!(out, "# TYPE portcullis_audit_records_total counter");
-            let _ = writeln!(
-                out,
-                "portcullis_audit_records_total {}",
-                stats.records.load(Relaxed)
-            );
-            let _ = writeln!(out, "# TYPE portcullis_audit_write_failures_total counter");
-            let _ = writeln!(
-                out,
-                "portcullis_audit_write_failures_total {}",
-                stats.failures.load(Relaxed)
-            );
-            let micros = stats.commit_micros.load(Relaxed) as f64;
-            let _ = writeln!(out, "portcullis_audit_commit_seconds_sum {}", micros / 1e6);
-            let _ = writeln!(
-                out,
-                "portcullis_audit_commit_seconds_count {}",
-                stats.commits.load(Relaxed)
-            );
+        let series: [(&str, &str, SinkReading); 5] = [
+            ("portcullis_audit_queue_depth", "gauge", |s| {
+                s.queued() as f64
+            }),
+            ("portcullis_audit_records_total", "counter", |s| {
+                s.stats().records.load(Relaxed) as f64
+            }),
+            ("portcullis_audit_write_failures_total", "counter", |s| {
+                s.stats().failures.load(Relaxed) as f64
+            }),
+            ("portcullis_audit_commit_seconds_sum", "untyped", |s| {
+                s.stats().commit_micros.load(Relaxed) as f64 / 1e6
+            }),
+            ("portcullis_audit_commit_seconds_count", "untyped", |s| {
+                s.stats().commits.load(Relaxed) as f64
+            }),
+        ];
+        for (name, kind, value) in series.iter().filter(|_| !audit.is_empty()) {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for sink in audit {
+                let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.kind(), value(sink));
+            }
         }
         out
     }
 }
+
+/// One figure of an audit sink.
+type SinkReading = fn(&portcullis_audit::Sink) -> f64;
 
 fn escape(text: &str) -> String {
     text.replace('\\', "\\\\")

@@ -3,17 +3,16 @@
 
 use std::time::Duration;
 
-use portcullis_audit::{
-    AuditDecision, AuditError, AuditRecord, Durability, LineSink, LineTarget, SqliteSink,
-};
+use portcullis_audit::{AuditDecision, AuditError, AuditRecord, Durability, LineTarget, Sink};
 use portcullis_policy::{Decision, Principal};
 
 /// Where records go (with no `[audit]` configured, nowhere), and the counters `/metrics`
 /// shows.
 #[derive(Clone, Default)]
 pub struct Trail {
-    sink: Option<SqliteSink>,
-    lines: Vec<LineSink>,
+    sinks: Vec<Sink>,
+    /// With `raw_arguments`, how arguments are redacted; without, records keep only digests.
+    arguments: Option<crate::redact::Redaction>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
@@ -23,27 +22,34 @@ impl Trail {
         let Some(audit) = &config.audit else {
             return Ok(Self::default());
         };
-        let sink = audit.sqlite.as_deref().map(SqliteSink::open).transpose()?;
-        let mut lines = Vec::new();
+        let mut sinks = Vec::new();
+        if let Some(path) = &audit.sqlite {
+            sinks.push(portcullis_audit::sqlite(path)?);
+        }
+        if let Some(url) = &audit.postgres {
+            sinks.push(portcullis_audit::postgres(url)?);
+        }
         if let Some(path) = &audit.jsonl {
-            lines.push(LineSink::open(LineTarget::File {
+            sinks.push(portcullis_audit::lines(LineTarget::File {
                 path: path.clone(),
                 max_bytes: audit.jsonl_max_bytes,
             })?);
         }
         if audit.stdout {
-            lines.push(LineSink::open(LineTarget::Stdout)?);
+            sinks.push(portcullis_audit::lines(LineTarget::Stdout)?);
         }
         Ok(Self {
-            sink,
-            lines,
+            sinks,
+            arguments: audit
+                .raw_arguments
+                .then(|| crate::redact::Redaction::new(&audit.redact)),
             metrics: std::sync::Arc::default(),
         })
     }
 
     /// Whether records are kept anywhere (the counters are kept in any case).
     pub(crate) fn keeps_records(&self) -> bool {
-        self.sink.is_some() || !self.lines.is_empty()
+        !self.sinks.is_empty()
     }
 
     /// The counters.
@@ -53,7 +59,7 @@ impl Trail {
 
     /// The `/metrics` text.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.sink.as_ref())
+        self.metrics.render(&self.sinks)
     }
 
     /// Record `record`. A failure is returned to callers that must fail closed (a durable
@@ -69,6 +75,7 @@ impl Trail {
                 outcome,
                 Duration::from_millis(record.latency_ms.unwrap_or(0)),
             ),
+            _ if record.listed.is_some() => self.metrics.list(&record.method),
             _ if record.capability.is_some() => self.metrics.decision(
                 record.decision.as_str(),
                 record.capability.as_deref().unwrap_or("-"),
@@ -77,17 +84,17 @@ impl Trail {
                 .metrics
                 .authentication_failure(record.reasons.first().map_or("-", String::as_str)),
         }
+        let mut record = record;
+        record.arguments = match (&self.arguments, record.arguments.take()) {
+            (Some(redaction), Some(arguments)) => Some(redaction.apply(arguments)),
+            _ => None,
+        };
         // Every sink gets every record; a durable record is durable only once all have it.
         let mut outcome = Ok(());
-        for line in &self.lines {
-            if let Err(error) = line.record(record.clone(), durability).await {
+        for sink in &self.sinks {
+            if let Err(error) = sink.record(record.clone(), durability).await {
                 outcome = Err(error);
             }
-        }
-        if let Some(sink) = &self.sink
-            && let Err(error) = sink.record(record, durability).await
-        {
-            outcome = Err(error);
         }
         if let Err(error) = &outcome {
             tracing::error!(%error, "audit record not written");
@@ -177,6 +184,30 @@ pub(crate) fn outcome(
     record
 }
 
+/// A record of a list filtered for `principal`: how many items it was shown and how many
+/// policy withheld (never which).
+pub(crate) fn listed(
+    principal: &Principal,
+    (method, era, session): (&str, &str, Option<&str>),
+    listed: usize,
+    withheld: usize,
+    policy_version: &str,
+) -> AuditRecord {
+    let correlation = portcullis_core::CorrelationId::fresh();
+    let mut record = AuditRecord::new(correlation.as_str(), method, AuditDecision::Allow);
+    record.era = Some(era.to_owned());
+    record.session = session.map(str::to_owned);
+    record.issuer = Some(principal.issuer.clone());
+    record.subject = Some(principal.subject.clone());
+    record.tenant.clone_from(&principal.tenant);
+    record.client_id.clone_from(&principal.client_id);
+    record.reasons = vec!["filtered".to_owned()];
+    record.policy_version = Some(policy_version.to_owned());
+    record.listed = Some(u32::try_from(listed).unwrap_or(u32::MAX));
+    record.withheld = Some(u32::try_from(withheld).unwrap_or(u32::MAX));
+    record
+}
+
 /// A record of a request the proxy refused for `principal` without a call decision (a
 /// completion on a reference it cannot see).
 pub(crate) fn refused_request(
@@ -212,8 +243,11 @@ pub(crate) fn called(
     record.client_id.clone_from(&principal.client_id);
     record.capability = Some(call.capability.to_owned());
     record.target = call.target.map(str::to_owned);
-    record.arguments_digest = call.arguments.map(|arguments| {
-        portcullis_audit::arguments_digest(&serde_json::Value::Object(arguments.clone()))
-    });
+    let arguments = call
+        .arguments
+        .map(|arguments| serde_json::Value::Object(arguments.clone()));
+    record.arguments_digest = arguments.as_ref().map(portcullis_audit::arguments_digest);
+    // Kept only if `[audit] raw_arguments` allows; [`Trail::record`] redacts or drops it.
+    record.arguments = arguments;
     record
 }

@@ -1,21 +1,17 @@
 //! `portcullis audit verify|query|tail`: read a trail, of a configuration (`--config`) or of a
 //! demo's data dir (`--data-dir`), while the gateway runs (SQLite readers do not block it).
 
-use std::{
-    fmt::Write,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{fmt::Write, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
-use portcullis_audit::{AuditRecord, Filter, VerifyReport};
+use portcullis_audit::{AuditRecord, Filter, Store, VerifyReport};
 use portcullis_gateway::config::Config;
 
 /// Which trail.
 #[derive(Debug, clap::Args)]
 #[group(required = true, multiple = false)]
 pub(crate) struct Source {
-    /// The gateway's configuration file (its `[audit] sqlite`).
+    /// The gateway's configuration file (its `[audit]` trails).
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// A `portcullis demo` data dir.
@@ -24,15 +20,36 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    fn path(&self) -> anyhow::Result<PathBuf> {
-        match (&self.config, &self.data_dir) {
-            (Some(config), _) => Config::load(config)?
-                .audit
-                .and_then(|audit| audit.sqlite)
-                .context("this configuration has no `[audit] sqlite` trail to read"),
-            (None, Some(dir)) => Ok(dir.join(crate::demo::AUDIT_FILE)),
-            (None, None) => bail!("give --config or --data-dir"),
+    /// Every trail the source names: a configuration's SQLite, PostgreSQL and JSON lines
+    /// trails, in that order (the first is the one `query` and `tail` read).
+    fn stores(&self) -> anyhow::Result<Vec<Store>> {
+        let Some(config) = &self.config else {
+            let dir = self
+                .data_dir
+                .as_deref()
+                .context("give --config or --data-dir")?;
+            return Ok(vec![Store::Sqlite(dir.join(crate::demo::AUDIT_FILE))]);
+        };
+        let audit = Config::load(config)?.audit;
+        let stores: Vec<Store> = audit
+            .map(|audit| {
+                let sqlite = audit.sqlite.map(Store::Sqlite);
+                let postgres = audit.postgres.map(Store::Postgres);
+                let jsonl = audit.jsonl.map(Store::Lines);
+                [sqlite, postgres, jsonl].into_iter().flatten().collect()
+            })
+            .unwrap_or_default();
+        if stores.is_empty() {
+            bail!(
+                "this configuration keeps no trail to read: give `[audit]` a sqlite, postgres or jsonl sink"
+            );
         }
+        Ok(stores)
+    }
+
+    fn store(&self) -> anyhow::Result<Store> {
+        let mut stores = self.stores()?;
+        Ok(stores.remove(0))
     }
 }
 
@@ -81,47 +98,39 @@ impl Filters {
 }
 
 pub(crate) fn verify(source: &Source) -> anyhow::Result<String> {
-    // A configuration may name a JSON lines trail instead of (or beside) SQLite.
-    if let Some(config) = &source.config
-        && let Some(audit) = Config::load(config)?.audit
-        && let Some(jsonl) = audit.jsonl
-        && audit.sqlite.is_none()
-    {
-        return match portcullis_audit::verify_lines(&jsonl)? {
-            VerifyReport::Intact { records } => Ok(format!(
-                "{}: intact, {records} records, every one linked to the one before\n",
-                jsonl.display()
-            )),
-            VerifyReport::Broken { seq, reason } => {
-                bail!("{}: broken at record {seq}: {reason}", jsonl.display())
+    let mut out = String::new();
+    let mut broken = Vec::new();
+    for store in source.stores()? {
+        match store.verify()? {
+            VerifyReport::Intact { records } => {
+                let _ = writeln!(
+                    out,
+                    "{store}: intact, {records} records, every one linked to the one before"
+                );
             }
-        };
-    }
-    let path = source.path()?;
-    match portcullis_audit::verify(&path)? {
-        VerifyReport::Intact { records } => Ok(format!(
-            "{}: intact, {records} records, every one linked to the one before\n",
-            path.display()
-        )),
-        VerifyReport::Broken { seq, reason } => {
-            bail!("{}: broken at record {seq}: {reason}", path.display())
+            VerifyReport::Broken { seq, reason } => {
+                broken.push(format!("{store}: broken at record {seq}: {reason}"));
+            }
         }
     }
+    if !broken.is_empty() {
+        bail!("{out}{}", broken.join("\n"));
+    }
+    Ok(out)
 }
 
 pub(crate) fn query(source: &Source, filters: &Filters) -> anyhow::Result<String> {
-    let path = source.path()?;
-    let records = portcullis_audit::query(&path, &filters.filter())?;
+    let records = source.store()?.query(&filters.filter())?;
     render(&records, &filters.format, true)
 }
 
 pub(crate) async fn tail(source: &Source, filters: &Filters) -> anyhow::Result<()> {
-    let path = source.path()?;
+    let store = source.store()?;
     let mut filter = filters.filter();
     let mut header = true;
     loop {
-        if Path::new(&path).exists() {
-            let records = portcullis_audit::query(&path, &filter)?;
+        if store.exists() {
+            let records = store.query(&filter)?;
             if let Some((seq, _)) = records.last() {
                 filter.after = Some(*seq);
             }

@@ -7,6 +7,11 @@
 //!
 //! Run: `cargo bench -p portcullis-e2e --bench gateway_hop` (env BENCH_SECONDS, default 5;
 //! BENCH_UPSTREAM=stdio; BENCH_AUTH=1 for authentication and Cedar authorization on).
+//!
+//! BENCH_AUDIT=sqlite|jsonl|postgres compares two gateways instead, both with authentication
+//! and policies on: without an audit trail (the baseline) and with one (postgres needs
+//! PORTCULLIS_TEST_POSTGRES). Its `greet` call is state-changing, so its decision record is
+//! durable before the call is forwarded; the echo call's record is queued.
 
 #![expect(
     clippy::expect_used,
@@ -42,7 +47,6 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5u64);
     let fixture = HttpFixture::start().await;
-    let config = std::env::temp_dir().join(format!("portcullis-bench-{}.toml", std::process::id()));
     // BENCH_UPSTREAM=stdio puts the fixture behind the gateway as a child process instead; the
     // direct baseline stays the HTTP fixture.
     #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
@@ -56,26 +60,57 @@ async fn main() {
     // BENCH_AUTH=1 turns authentication and authorization on: every request carries a JWT
     // from an in-process authorization server, verified and decided by Cedar policies.
     #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
-    let authenticated = std::env::var("BENCH_AUTH").is_ok_and(|v| v == "1");
+    let audit = std::env::var("BENCH_AUDIT")
+        .ok()
+        .map(|sink| audit_section(&sink));
+    #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
+    let authenticated = audit.is_some() || std::env::var("BENCH_AUTH").is_ok_and(|v| v == "1");
     let (security, token, _issuer) = if authenticated {
         let (section, token, issuer) = auth_section().await;
         (section, Some(token), Some(issuer))
     } else {
         ("[danger]\nunauthenticated = true\n".to_owned(), None, None)
     };
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n{security}"
-        ),
-    )
-    .expect("write bench config");
-    let config_arg = config.to_string_lossy().into_owned();
-    let gateway = HttpFixture::start_program(
-        workspace_bin("portcullis", "portcullis"),
-        &["serve", "--config", &config_arg],
-    )
-    .await;
+    let start_gateway = |label: &str, extra: &str| {
+        let config = std::env::temp_dir().join(format!(
+            "portcullis-bench-{label}-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n{security}\n{extra}"
+            ),
+        )
+        .expect("write bench config");
+        let config_arg = config.to_string_lossy().into_owned();
+        async move {
+            HttpFixture::start_program(
+                workspace_bin("portcullis", "portcullis"),
+                &["serve", "--config", &config_arg],
+            )
+            .await
+        }
+    };
+    let gateway = start_gateway("measured", audit.as_deref().unwrap_or_default()).await;
+    // The baseline: the upstream itself, or (comparing audit) the gateway without a trail.
+    let baseline_gateway = match &audit {
+        Some(_) => Some(start_gateway("baseline", "").await),
+        None => None,
+    };
+    let (baseline_label, baseline_url) = match &baseline_gateway {
+        Some(gateway) => ("gateway without audit", gateway.url.as_str()),
+        None => ("direct", fixture.url.as_str()),
+    };
+    let baseline_token = audit.as_ref().and(token.as_deref());
+    println!(
+        "baseline: {baseline_label}; measured: {}",
+        if audit.is_some() {
+            "gateway with audit"
+        } else {
+            "gateway"
+        }
+    );
 
     let operations = [
         Operation {
@@ -94,19 +129,34 @@ async fn main() {
                 r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{META}}}}}"#
             ),
         },
+        Operation {
+            label: "tools/call greet (state-changing)",
+            method: "tools/call",
+            name: Some("greet"),
+            body: format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"greet","arguments":{{"name":"bench"}},{META}}}}}"#
+            ),
+        },
     ];
     let duration = Duration::from_secs(seconds);
     println!(
-        "| operation | concurrency | direct calls/s | gateway calls/s | throughput ratio | direct p50 | gateway p50 | added p50 | direct p99 | gateway p99 |"
+        "| operation | concurrency | baseline calls/s | measured calls/s | throughput ratio | baseline p50 | measured p50 | added p50 | baseline p99 | measured p99 |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for operation in &operations {
         for concurrency in [1usize, 16] {
             // Warm both paths (connections, caches) before measuring.
             let warm = Duration::from_millis(500);
-            drive(&fixture.url, operation, concurrency, warm, None).await;
+            drive(baseline_url, operation, concurrency, warm, baseline_token).await;
             drive(&gateway.url, operation, concurrency, warm, token.as_deref()).await;
-            let direct = drive(&fixture.url, operation, concurrency, duration, None).await;
+            let direct = drive(
+                baseline_url,
+                operation,
+                concurrency,
+                duration,
+                baseline_token,
+            )
+            .await;
             let through = drive(
                 &gateway.url,
                 operation,
@@ -131,7 +181,6 @@ async fn main() {
             assert!(direct.calls > 0 && through.calls > 0, "no call completed");
         }
     }
-    let _ = std::fs::remove_file(&config);
 }
 
 /// The policies of the authenticated run: viewers call the echo tool; everything else the
@@ -153,10 +202,32 @@ async fn auth_section() -> (String, String, portcullis_e2e::DevIssuer) {
     let section = format!(
         "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
          [[capability]]\ntool = \"fixture_echo\"\nfamily = \"demo\"\nscopes = [\"policies:read\"]\nrisk = \"read\"\n\n\
+         [[capability]]\ntool = \"greet\"\nrisk = \"write\"\n\n\
          [policy]\ncedar = {policies}\n",
         issuer = issuer.issuer,
     );
     (section, token, issuer)
+}
+
+/// The `[audit]` section for `sink`, in a fresh place.
+fn audit_section(sink: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("portcullis-bench-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench audit dir");
+    match sink {
+        "sqlite" => format!("[audit]\nsqlite = {:?}\n", dir.join("audit.db")),
+        "jsonl" => format!("[audit]\njsonl = {:?}\n", dir.join("audit.jsonl")),
+        "postgres" => {
+            #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
+            let url = std::env::var("PORTCULLIS_TEST_POSTGRES")
+                .expect("BENCH_AUDIT=postgres needs PORTCULLIS_TEST_POSTGRES");
+            format!("[audit]\npostgres = {url:?}\n")
+        }
+        other => {
+            eprintln!("BENCH_AUDIT={other}: use sqlite, jsonl or postgres");
+            std::process::exit(2)
+        }
+    }
 }
 
 /// A TOML multi-line literal string holding `text` (which has no `'''`).

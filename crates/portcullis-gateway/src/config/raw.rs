@@ -68,6 +68,8 @@ pub struct RawAdmin {
 pub struct RawAudit {
     /// The SQLite trail, relative to the configuration file; created when absent.
     pub sqlite: Option<PathBuf>,
+    /// A PostgreSQL trail (`postgres://user@host/db`), which several gateways may share.
+    pub postgres: Option<String>,
     /// A JSON lines trail, relative to the configuration file, rotated by size.
     pub jsonl: Option<PathBuf>,
     /// Size that rotates the JSON lines file, default 64 MiB.
@@ -75,6 +77,14 @@ pub struct RawAudit {
     /// Also write JSON lines to standard output (for log shippers), default false.
     #[serde(default)]
     pub stdout: bool,
+    /// Keep each call's arguments in its record (redacted), not only their digest; default
+    /// false.
+    #[serde(default)]
+    pub raw_arguments: bool,
+    /// Argument fields (at any depth) whose values are replaced by `"[redacted]"`, beside the
+    /// ones always redacted (names containing password, secret, token, key or credential).
+    #[serde(default)]
+    pub redact: Vec<String>,
 }
 
 /// `[identity]`

@@ -57,12 +57,18 @@ pub struct Config {
 pub struct AuditConfig {
     /// The SQLite trail.
     pub sqlite: Option<std::path::PathBuf>,
+    /// The PostgreSQL trail's connection URL.
+    pub postgres: Option<String>,
     /// The JSON lines trail.
     pub jsonl: Option<std::path::PathBuf>,
     /// Its rotation size.
     pub jsonl_max_bytes: u64,
     /// JSON lines on standard output.
     pub stdout: bool,
+    /// Arguments kept in records (redacted), not only their digest.
+    pub raw_arguments: bool,
+    /// Argument fields redacted beside the always-redacted ones.
+    pub redact: Vec<String>,
 }
 
 /// How aggregated capability names are formed.
@@ -240,18 +246,32 @@ impl Config {
             auth,
             identity,
             audit: match audit {
-                None => None,
-                Some(audit) if audit.sqlite.is_none() && audit.jsonl.is_none() && !audit.stdout => {
+                None => {
+                    tracing::warn!(
+                        "no [audit] section: decisions are counted at /metrics but not recorded; \
+                         add `[audit] sqlite = \"audit.db\"` for a durable trail"
+                    );
+                    None
+                }
+                Some(audit)
+                    if audit.sqlite.is_none()
+                        && audit.postgres.is_none()
+                        && audit.jsonl.is_none()
+                        && !audit.stdout =>
+                {
                     return Err(ConfigError::invalid(
                         "audit",
-                        "name at least one sink: `sqlite`, `jsonl` or `stdout = true`",
+                        "name at least one sink: `sqlite`, `postgres`, `jsonl` or `stdout = true`",
                     ));
                 }
                 Some(audit) => Some(AuditConfig {
                     sqlite: audit.sqlite.map(|path| base.join(path)),
+                    postgres: audit.postgres,
                     jsonl: audit.jsonl.map(|path| base.join(path)),
                     jsonl_max_bytes: audit.jsonl_max_bytes.unwrap_or(64 * 1024 * 1024),
                     stdout: audit.stdout,
+                    raw_arguments: audit.raw_arguments,
+                    redact: audit.redact,
                 }),
             },
             admin: match admin {

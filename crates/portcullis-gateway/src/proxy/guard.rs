@@ -88,14 +88,16 @@ pub(super) async fn admit_reference(
     Err(McpError::invalid_params(not_found, None))
 }
 
-/// Keep the items `principal` could use; mark the page private to this caller.
+/// Keep the items `principal` could use; mark the page private to this caller. Returns the
+/// audit record of the filtering (none on an unauthenticated gateway).
 pub(super) fn filter<L: Listing>(
     gateway: &Gateway,
     context: &RequestContext<RoleServer>,
+    method: &str,
     page: &mut L,
-) -> Result<(), McpError> {
+) -> Result<Option<portcullis_audit::AuditRecord>, McpError> {
     let Some(policy) = &gateway.policy else {
-        return Ok(());
+        return Ok(None);
     };
     let parts = parts(context);
     let Some(principal) = parts.and_then(|parts| parts.extensions.get::<Principal>()) else {
@@ -109,14 +111,18 @@ pub(super) fn filter<L: Listing>(
     let keep = L::visible(policy, principal, era, page.parts().0);
     let mut keep = keep.into_iter();
     page.parts().0.retain(|_| keep.next().unwrap_or(false));
-    tracing::debug!(
-        subject = %principal.subject,
-        listed = page.parts().0.len(),
-        hidden = before - page.parts().0.len(),
-        "list filtered"
-    );
     page.mark_private();
-    Ok(())
+    let listed = page.parts().0.len();
+    let session = parts
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|value| value.to_str().ok());
+    Ok(Some(crate::trail::listed(
+        principal,
+        (method, era, session),
+        listed,
+        before - listed,
+        policy.version(),
+    )))
 }
 
 /// A resource is listed when reading it could be allowed (its URI may name its tenant and
@@ -173,20 +179,15 @@ impl GatewayHandler {
         if self.gateway.tool(name).is_some() {
             return true;
         }
-        let due = {
-            let mut last = self
-                .gateway
-                .tools_learned
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let due = last.is_none_or(|at| at.elapsed() >= RELEARN_INTERVAL);
-            if due {
-                *last = Some(Instant::now());
-            }
-            due
-        };
-        if due {
+        // Callers that arrive while the list is being learned wait for it, rather than
+        // answering "not found" for a tool the upstream has.
+        let mut last = self.gateway.tools_learned.lock().await;
+        if self.gateway.tool(name).is_some() {
+            return true;
+        }
+        if last.is_none_or(|at| at.elapsed() >= RELEARN_INTERVAL) {
             let _ = self.list_unfiltered::<ListToolsResult>(context).await;
+            *last = Some(Instant::now());
         }
         self.gateway.tool(name).is_some()
     }

@@ -17,6 +17,8 @@ use super::{Gateway, GatewayHandler, guard, handler::reshape};
 pub(super) trait Listing: Sized {
     type Item;
     /// The request for one page.
+    /// The list method, for its audit record.
+    const METHOD: &'static str;
     fn request(params: Option<PaginatedRequestParams>) -> ClientRequest;
     /// The page in an upstream's answer, if the answer is of this kind.
     fn page(result: ServerResult) -> Option<Self>;
@@ -41,6 +43,7 @@ pub(super) trait Listing: Sized {
 
 impl Listing for ListToolsResult {
     type Item = rmcp::model::Tool;
+    const METHOD: &'static str = "tools/list";
     fn request(params: Option<PaginatedRequestParams>) -> ClientRequest {
         ClientRequest::ListToolsRequest(request(params))
     }
@@ -80,6 +83,7 @@ impl Listing for ListToolsResult {
 
 impl Listing for ListPromptsResult {
     type Item = rmcp::model::Prompt;
+    const METHOD: &'static str = "prompts/list";
     fn request(params: Option<PaginatedRequestParams>) -> ClientRequest {
         ClientRequest::ListPromptsRequest(request(params))
     }
@@ -118,6 +122,7 @@ impl Listing for ListPromptsResult {
 
 impl Listing for ListResourcesResult {
     type Item = rmcp::model::Resource;
+    const METHOD: &'static str = "resources/list";
     fn request(params: Option<PaginatedRequestParams>) -> ClientRequest {
         ClientRequest::ListResourcesRequest(request(params))
     }
@@ -159,6 +164,7 @@ impl Listing for ListResourcesResult {
 
 impl Listing for ListResourceTemplatesResult {
     type Item = rmcp::model::ResourceTemplate;
+    const METHOD: &'static str = "resources/templates/list";
     fn request(params: Option<PaginatedRequestParams>) -> ClientRequest {
         ClientRequest::ListResourceTemplatesRequest(request(params))
     }
@@ -214,7 +220,13 @@ impl GatewayHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<L, McpError> {
         let mut page = self.gather::<L>(params, &context).await?;
-        guard::filter(&self.gateway, &context, &mut page)?;
+        let record = guard::filter(&self.gateway, &context, L::METHOD, &mut page)?;
+        if let (Some(record), Some(trail)) = (record, self.gateway.trail()) {
+            // A list changes nothing: its record is queued, never waited for.
+            let _ = trail
+                .record(record, portcullis_audit::Durability::Queued)
+                .await;
+        }
         if self.session.is_session() {
             // Cache hints are a stateless-era field; a session client never asked for them.
             page.clear_cache_hints();

@@ -56,7 +56,7 @@ pub struct Gateway {
     /// The policies every call and list goes through; `None` only on an unauthenticated gateway.
     policy: Option<Arc<PolicyEngine>>,
     /// When the tool list was last re-learned for an unknown name.
-    tools_learned: Mutex<Option<std::time::Instant>>,
+    tools_learned: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// Signs who the caller is for upstreams, if configured.
     asserter: Option<crate::identity::Asserter>,
     /// Object attributes learned from resolvers, briefly.
@@ -114,7 +114,7 @@ impl Gateway {
             changes,
             routes: Mutex::new(Routes::default()),
             policy: config.auth.as_ref().map(|auth| auth.policy.clone()),
-            tools_learned: Mutex::new(None),
+            tools_learned: tokio::sync::Mutex::new(None),
             asserter: config.identity.clone().map(crate::identity::Asserter::new),
             objects: resolve::ObjectCache::default(),
             trail: std::sync::OnceLock::new(),
@@ -148,6 +148,11 @@ impl Gateway {
     /// Record the outcomes of allowed calls to `trail` (the first trail attached stays).
     pub fn attach_trail(&self, trail: crate::trail::Trail) {
         let _ = self.trail.set(trail);
+    }
+
+    /// The trail records go to, once attached.
+    pub(crate) fn trail(&self) -> Option<&crate::trail::Trail> {
+        self.trail.get()
     }
 
     /// Record what became of an allowed call (typed path or byte relay), under its decision's

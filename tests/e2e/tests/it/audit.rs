@@ -14,7 +14,7 @@ use crate::{
 
 const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
 
-fn config(jwks_uri: &str, audit: &std::path::Path) -> String {
+pub(crate) fn config(jwks_uri: &str, audit: &std::path::Path) -> String {
     format!(
         "[auth]\npublic_url = \"{RESOURCE}\"\nscopes = [\"tools:read\"]\n\n\
          [audit]\nsqlite = {audit:?}\n\n\
@@ -29,7 +29,7 @@ fn config(jwks_uri: &str, audit: &std::path::Path) -> String {
     )
 }
 
-async fn call(
+pub(crate) async fn call(
     url: &str,
     token: Option<&str>,
     tool: &str,
@@ -192,7 +192,7 @@ async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
         "portcullis_decisions_total{outcome=\"deny\",capability=\"fixture_echo\"} 1",
         "portcullis_decisions_total{outcome=\"step-up\",capability=\"greet\"} 1",
         "portcullis_upstream_requests_total{upstream=\"fixture\",outcome=\"ok\"} 2",
-        "portcullis_audit_records_total 8",
+        "portcullis_audit_records_total{sink=\"sqlite\"} 8",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
@@ -235,6 +235,45 @@ async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(found, "the Host refusal has its record");
+
+    // A filtered list is a decision too: how many shown, how many withheld, never which.
+    let (_, listed) = stateless_rpc(
+        &gateway.url,
+        Some(&viewer),
+        "tools/list",
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert!(
+        listed.contains("fixture_echo") && !listed.contains("\"greet\""),
+        "{listed}"
+    );
+    let mut list_record = None;
+    for _ in 0..100 {
+        let records = portcullis_audit::query(&trail, &Filter::default()).unwrap();
+        list_record = records.into_iter().find(|(_, r)| r.method == "tools/list");
+        if list_record.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (_, list_record) = list_record.expect("the list has its record");
+    assert_eq!(list_record.subject.as_deref(), Some("user-42"));
+    assert_eq!(list_record.reasons, ["filtered"]);
+    assert!(
+        list_record.listed.is_some_and(|n| n >= 1),
+        "{list_record:?}"
+    );
+    assert!(
+        list_record.withheld.is_some_and(|n| n >= 1),
+        "{list_record:?}"
+    );
+    assert!(
+        !serde_json::to_string(&list_record)
+            .unwrap()
+            .contains("greet")
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -285,5 +324,50 @@ async fn several_sinks_get_every_record() {
     }
     // Three decisions, two outcomes (the allowed calls), one 401: in both sinks.
     assert_eq!(counts, (6, 6));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn raw_arguments_are_kept_only_when_configured_and_redacted_field_by_field() {
+    let dir = std::env::temp_dir().join(format!("audit-raw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trail = dir.join("audit.db");
+    let (issuer, jwks_uri) = jwks().await;
+    let config = config(&jwks_uri, &trail).replace(
+        "[audit]\n",
+        "[audit]\nraw_arguments = true\nredact = [\"Name\"]\n",
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.token_with(json!({"sub": "user-42", "aud": RESOURCE, "roles": ["viewer", "editor"], "scope": "tools:read greet:write"}));
+    let greeting = json!({"name": "Ada", "session_token": "s3cr3t"});
+    let (_, answer) = call(&gateway.url, Some(&token), "greet", greeting).await;
+    assert!(answer.contains("Hello, Ada"), "{answer}");
+    let echo = json!({"text": "visible"});
+    call(&gateway.url, Some(&token), "fixture_echo", echo).await;
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        records = portcullis_audit::query(&trail, &Filter::default()).unwrap();
+        if records.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let kept = |tool: &str| {
+        records
+            .iter()
+            .find(|(_, r)| r.capability.as_deref() == Some(tool) && r.outcome.is_none())
+            .and_then(|(_, r)| r.arguments.clone())
+    };
+    assert_eq!(
+        kept("greet"),
+        Some(json!({"name": "[redacted]", "session_token": "[redacted]"}))
+    );
+    assert_eq!(kept("fixture_echo"), Some(json!({"text": "visible"})));
+    let text = std::fs::read(&trail).unwrap();
+    assert!(!String::from_utf8_lossy(&text).contains("s3cr3t"));
+    assert!(matches!(
+        portcullis_audit::verify(&trail).unwrap(),
+        VerifyReport::Intact { .. }
+    ));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,6 +27,7 @@
 
 mod aggregate;
 mod audit;
+mod audit_outage;
 mod authn;
 mod authz;
 mod binary;

@@ -1,0 +1,105 @@
+//! A sink: one place records go, behind its own queue and writer thread.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::{AuditRecord, queue::Queue};
+
+/// How long a caller waits for its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Until it is committed: for state-changing calls, before they are forwarded.
+    Durable,
+    /// Until it is queued (waiting only while the queue is full).
+    Queued,
+}
+
+/// Why a trail cannot be written or read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuditError {
+    /// The trail cannot be opened or set up.
+    #[error("audit trail {trail}: {reason}")]
+    Open {
+        /// The file, or the database (never with its password).
+        trail: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A write failed (disk full, read-only file, database gone, ...).
+    #[error("audit write failed: {0}")]
+    Write(String),
+    /// The writer is gone.
+    #[error("the audit writer has stopped")]
+    Closed,
+}
+
+impl AuditError {
+    pub(crate) fn open(trail: impl std::fmt::Display, reason: impl std::fmt::Display) -> Self {
+        Self::Open {
+            trail: trail.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// What a sink's writer has done, for metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Batches committed.
+    pub commits: AtomicU64,
+    /// Records committed.
+    pub records: AtomicU64,
+    /// Total time spent committing, in microseconds.
+    pub commit_micros: AtomicU64,
+    /// Batches that failed.
+    pub failures: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn count(&self, records: usize, took: std::time::Duration, committed: bool) {
+        if committed {
+            self.commits.fetch_add(1, Relaxed);
+            self.records.fetch_add(records as u64, Relaxed);
+            let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            self.commit_micros.fetch_add(micros, Relaxed);
+        } else {
+            self.failures.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A handle on one sink; clones share its writer.
+#[derive(Clone)]
+pub struct Sink {
+    kind: &'static str,
+    queue: Queue,
+}
+
+impl Sink {
+    pub(crate) fn new(kind: &'static str, queue: Queue) -> Self {
+        Self { kind, queue }
+    }
+
+    /// `sqlite`, `jsonl`, `stdout` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Record `record`; with [`Durability::Durable`], return only once it is committed.
+    pub async fn record(
+        &self,
+        record: AuditRecord,
+        durability: Durability,
+    ) -> Result<(), AuditError> {
+        self.queue.record(record, durability).await
+    }
+
+    /// Records waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.queue.queued()
+    }
+
+    /// What the writer has done.
+    pub fn stats(&self) -> &Stats {
+        self.queue.stats()
+    }
+}
