@@ -73,9 +73,9 @@ if [ -z "$url" ]; then
   demo_status=1
 else
   echo "portcullis demo at $url"
-  run_step typescript-sdk node_modules/.bin/node sdk-typescript.mjs "$url" || demo_status=1
+  run_step typescript-sdk node_modules/.bin/node sdk-typescript.mjs "$url" "$bin/portcullis" "$data" || demo_status=1
   if [ "$python_ready" = 1 ]; then
-    run_step python-sdk .venv/bin/python sdk_python.py "$url" || demo_status=1
+    run_step python-sdk .venv/bin/python sdk_python.py "$url" "$bin/portcullis" "$data" || demo_status=1
   else
     not_run python-sdk "could not set up the Python venv from requirements.txt"
     demo_status=1

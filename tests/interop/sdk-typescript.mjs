@@ -2,19 +2,25 @@
 // 401 challenge, protected resource metadata, authorization server metadata, dynamic client
 // registration, PKCE (S256) authorization request with an RFC 8707 resource indicator, the login
 // page walked headless as identity `editor-a`, the code exchange, then MCP calls with the token.
-// Usage: node sdk-typescript.mjs MCP_URL
+// Then consent (2025-11-25): `send_email` needs a person's approval, which the gateway asks for
+// with an elicitation the SDK's handler answers; approved it runs, declined it does not. The SDK
+// does not step up to `email:send` by itself while it holds a refresh token (see the closing
+// notes), so that part uses a token from `portcullis token --as editor-a --scope email:send`.
+// Usage: node sdk-typescript.mjs MCP_URL PORTCULLIS_BIN DATA_DIR
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const NAME = 'typescript-sdk';
 const IDENTITY = 'editor-a';
 const REDIRECT_URL = 'http://127.0.0.1:47613/callback';
 
-const mcpUrl = process.argv[2];
-if (!mcpUrl) {
-  console.error('usage: node sdk-typescript.mjs MCP_URL');
+const [mcpUrl, portcullis, dataDir] = process.argv.slice(2);
+if (!mcpUrl || !portcullis || !dataDir) {
+  console.error('usage: node sdk-typescript.mjs MCP_URL PORTCULLIS_BIN DATA_DIR');
   process.exit(2);
 }
 
@@ -271,6 +277,8 @@ try {
   const result = await client.callTool({ name: 'search_policies', arguments: { query: 'leave' } });
   check('tools/call search_policies {query: "leave"} succeeds', !result.isError, JSON.stringify(result.content));
   check('one authorization round trip in all', provider.authorizations.length === 1, `${provider.authorizations.length}`);
+
+  await consent();
 } catch (error) {
   console.error(error);
   check('flow completed', false, `${error?.name}: ${error?.message ?? error}`);
@@ -278,3 +286,41 @@ try {
   await client?.close().catch(() => {});
 }
 finish();
+
+/** send_email through a client whose elicitation handler approves, then declines. */
+async function consent() {
+  const token = execFileSync(portcullis, ['token', '--as', IDENTITY, '--scope', 'email:send', '--data-dir', dataDir],
+    { encoding: 'utf8' }).trim();
+  const email = { to: 'ada@example.com', subject: 'Leave policy', body: 'The new policy is in.' };
+  for (const approves of [true, false]) {
+    const asked = [];
+    const person = new Client(clientInfo, { capabilities: { elicitation: { form: {} } } });
+    person.setRequestHandler(ElicitRequestSchema, async (request) => {
+      asked.push(request.params.message);
+      return approves ? { action: 'accept', content: { approve: true } } : { action: 'decline' };
+    });
+    const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    });
+    await person.connect(transport);
+    let outcome;
+    try {
+      const sent = await person.callTool({ name: 'send_email', arguments: email });
+      outcome = sent.isError ? `tool error ${JSON.stringify(sent.content)}` : 'ran';
+    } catch (error) {
+      outcome = `${error?.code} ${error?.message}`;
+    }
+    const word = approves ? 'approved' : 'declined';
+    check(`send_email asks for approval in plain language through the elicitation handler (${word})`,
+      asked.length === 1 && asked[0].startsWith('Approve this action?')
+        && asked[0].includes('Send an email to ada@example.com with the subject "Leave policy".'),
+      JSON.stringify(asked));
+    if (approves) {
+      check('approved, send_email runs', outcome === 'ran', outcome);
+    } else {
+      check('declined, send_email does not run (error -31002, says declined)',
+        outcome.startsWith('-31002') && outcome.includes('declined'), outcome);
+    }
+    await person.close().catch(() => {});
+  }
+}

@@ -4,9 +4,13 @@
 registration, PKCE (S256) authorization with an RFC 8707 resource indicator, login as identity
 `editor-a` through `login_hint`, code exchange, MCP calls; then step-up: the first token holds
 only `policies:read`, so `update_policy` is refused with HTTP 403 insufficient_scope and the SDK
-has to re-authorize for `policies:write` on its own before the call goes through.
+has to re-authorize for `policies:write` on its own before the call goes through. Then consent:
+`send_email` needs a person's approval, asked with the SDK's elicitation callback, in both eras
+(2025-11-25: an elicitation on the call's stream; 2026-07-28: an input-required result whose
+requestState comes back with the answer): approved, it runs once; declined, it does not; and the
+demo's audit trail (read with `portcullis audit query`) holds both with their approval reference.
 
-Usage: python3 sdk_python.py MCP_URL
+Usage: python3 sdk_python.py MCP_URL PORTCULLIS_BIN DATA_DIR
 """
 
 import base64
@@ -17,8 +21,12 @@ import traceback
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import subprocess
+
 import anyio
 import httpx2
+from mcp import types
+from mcp.shared.exceptions import MCPError
 from mcp.client.auth import AuthorizationCodeResult, OAuthClientProvider
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -98,9 +106,17 @@ def leaf_errors(error: BaseException) -> list[str]:
     return [f"{type(error).__name__}: {error}".replace("\n", " ")]
 
 
+EMAIL = {"to": "ada@example.com", "subject": "Leave policy", "body": "The new policy is in."}
+
+
 class Run:
-    def __init__(self, mcp_url: str) -> None:
+    def __init__(self, mcp_url: str, portcullis: str, data_dir: str) -> None:
         self.mcp_url = mcp_url
+        self.portcullis = portcullis
+        self.data_dir = data_dir
+        # The person behind the elicitation callback: what they answer, and what they were asked.
+        self.approves = True
+        self.asked: list[str] = []
         # Everything in order: each HTTP exchange the SDK made, and each authorization round trip.
         self.events: list[dict[str, Any]] = []
         self.authorizations: list[dict[str, str]] = []
@@ -197,114 +213,204 @@ class Run:
             timeout=httpx2.Timeout(30, read=60),
             event_hooks={"response": [self.on_response]},
         )
-        async with http, streamable_http_client(self.mcp_url, http_client=http) as (read, write):
-            async with ClientSession(read, write) as session:
-                init = await session.initialize()
-                check("connect and initialize through the OAuth flow", bool(init.server_info.name), str(init.server_info))
+        async with http:
+            async with streamable_http_client(self.mcp_url, http_client=http) as (read, write):
+                async with ClientSession(read, write, elicitation_callback=self.elicit) as session:
+                    init = await session.initialize()
+                    check("connect and initialize through the OAuth flow", bool(init.server_info.name), str(init.server_info))
 
-                challenged = self.http_events(status=401, url=self.mcp_url)
-                header = challenged[0][1]["www_authenticate"] if challenged else ""
-                check(
-                    'unauthenticated MCP request is challenged with 401, resource_metadata and scope="policies:read"',
-                    header.lower().startswith("bearer") and 'resource_metadata="' in header and 'scope="policies:read"' in header,
-                    header or "no 401 seen",
+                    challenged = self.http_events(status=401, url=self.mcp_url)
+                    header = challenged[0][1]["www_authenticate"] if challenged else ""
+                    check(
+                        'unauthenticated MCP request is challenged with 401, resource_metadata and scope="policies:read"',
+                        header.lower().startswith("bearer") and 'resource_metadata="' in header and 'scope="policies:read"' in header,
+                        header or "no 401 seen",
+                    )
+                    registered = self.http_events(method="POST", path="/register")
+                    check(
+                        "SDK registered itself dynamically (RFC 7591, 201)",
+                        bool(registered) and registered[0][1]["status"] == 201,
+                        f"HTTP {registered[0][1]['status']}" if registered else "no registration request",
+                    )
+                    first_scope = self.authorizations[0].get("scope", "").split() if self.authorizations else []
+                    check(
+                        "first authorization asks for the challenged scope policies:read, not policies:write",
+                        "policies:read" in first_scope and "policies:write" not in first_scope,
+                        f"scope={' '.join(first_scope)!r}",
+                    )
+                    token_requests = self.http_events(method="POST", path="/token")
+                    form = {k: v[0] for k, v in (token_requests[0][1]["form"] or {}).items()} if token_requests else {}
+                    check(
+                        "token request is an authorization_code grant with the resource indicator and a matching S256 verifier",
+                        bool(token_requests)
+                        and token_requests[0][1]["status"] == 200
+                        and form.get("grant_type") == "authorization_code"
+                        and form.get("resource") == self.mcp_url
+                        and s256(form.get("code_verifier", "")) == self.authorizations[0].get("code_challenge"),
+                        f"HTTP {token_requests[0][1]['status']}, grant_type={form.get('grant_type')}, resource={form.get('resource')}"
+                        if token_requests
+                        else "no token request",
+                    )
+                    try:
+                        jwt_header, jwt_payload = jwt_parts(self.storage.tokens[0].access_token)
+                    except Exception as error:
+                        jwt_header, jwt_payload = {}, {"error": str(error)}
+                    aud = jwt_payload.get("aud")
+                    check(
+                        "access token is an ES256 JWT whose aud is the MCP resource",
+                        jwt_header.get("alg") == "ES256" and (self.mcp_url in aud if isinstance(aud, list) else aud == self.mcp_url),
+                        f"alg={jwt_header.get('alg')}, aud={aud}",
+                    )
+
+                    tools = await session.list_tools()
+                    names = [tool.name for tool in tools.tools]
+                    check(
+                        "tools/list includes search_policies and update_policy",
+                        "search_policies" in names and "update_policy" in names,
+                        f"tools: {', '.join(names)}",
+                    )
+                    found = await session.call_tool("search_policies", {"query": "leave"})
+                    check('tools/call search_policies {query: "leave"} succeeds', not found.is_error, str(found.content))
+
+                    # Step-up: the SDK has to meet the 403 and re-authorize by itself.
+                    before = len(self.events)
+                    updated = await session.call_tool("update_policy", {"id": "POL-A1", "text": "Employees get 26 days of annual leave."})
+                    after = self.events[before:]
+                    refused = next(
+                        (
+                            (i, e)
+                            for i, e in enumerate(after)
+                            if e["kind"] == "http" and e["rpc"] == "tools/call update_policy" and e["status"] == 403
+                        ),
+                        None,
+                    )
+                    header = refused[1]["www_authenticate"] if refused else ""
+                    check(
+                        "update_policy with a policies:read token is refused: 403 insufficient_scope, scope=\"policies:write\", resource_metadata",
+                        refused is not None
+                        and header.lower().startswith("bearer")
+                        and 'error="insufficient_scope"' in header
+                        and 'scope="policies:write"' in header
+                        and 'resource_metadata="' in header,
+                        header or "no 403 seen for update_policy",
+                    )
+                    start = refused[0] if refused else 0
+                    step_up = next((e for e in after[start:] if e["kind"] == "authorize"), None)
+                    scopes = (step_up or {}).get("scope", "").split()
+                    check(
+                        "SDK re-authorized after the 403, asking for policies:write (and keeping policies:read)",
+                        step_up is not None and "policies:write" in scopes and "policies:read" in scopes,
+                        f"scope={' '.join(scopes)}" if step_up else "no authorization after the 403",
+                    )
+                    accepted = next(
+                        (
+                            e
+                            for e in after[start + 1 :]
+                            if e["kind"] == "http" and e["rpc"] == "tools/call update_policy" and e["status"] == 200
+                        ),
+                        None,
+                    )
+                    check(
+                        "update_policy is retried with the stepped-up token and succeeds",
+                        refused is not None and accepted is not None and not updated.is_error,
+                        f"retry {'seen' if accepted else 'not seen'}, isError={updated.is_error}, content={updated.content}",
+                    )
+                    again = await session.call_tool("search_policies", {"query": "leave"})
+                    check("search_policies still works with the stepped-up token", not again.is_error, str(again.content))
+                    check(
+                        "exactly 2 authorization round trips (initial + step-up)",
+                        len(self.authorizations) == 2,
+                        f"{len(self.authorizations)} round trips",
+                    )
+                    await self.consent_in_a_session(session)
+            async with streamable_http_client(self.mcp_url, http_client=http) as (read, write):
+                async with ClientSession(read, write, elicitation_callback=self.elicit) as session:
+                    await session.discover()
+                    await self.consent_stateless(session)
+        self.consent_audited()
+
+    async def elicit(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        self.asked.append(getattr(params, "message", ""))
+        if self.approves:
+            return types.ElicitResult(action="accept", content={"approve": True})
+        return types.ElicitResult(action="decline")
+
+    async def consent_in_a_session(self, session: ClientSession) -> None:
+        """2025-11-25: the gateway asks on the call's stream; the callback answers."""
+        self.approves, self.asked = True, []
+        sent = await session.call_tool("send_email", EMAIL)
+        check(
+            "2025-11-25: send_email asks for approval in plain language through the elicitation callback",
+            len(self.asked) == 1 and self.asked[0].startswith("Approve this action?")
+            and 'Send an email to ada@example.com with the subject "Leave policy".' in self.asked[0],
+            repr(self.asked),
+        )
+        check("2025-11-25: approved, send_email runs", not sent.is_error, str(sent.content))
+        self.approves, self.asked = False, []
+        try:
+            declined = await session.call_tool("send_email", EMAIL)
+            outcome = f"answered {declined}"
+        except MCPError as error:
+            outcome = f"{error.error.code} {error.error.message}"
+        check(
+            "2025-11-25: declined, send_email does not run (error -31002, says declined)",
+            len(self.asked) == 1 and outcome.startswith("-31002") and "declined" in outcome,
+            outcome,
+        )
+
+    async def consent_stateless(self, session: ClientSession) -> None:
+        """2026-07-28: an input-required result; the answer and the sealed state come back."""
+        for approves in (True, False):
+            self.approves, self.asked = approves, []
+            first = await session.call_tool("send_email", EMAIL, allow_input_required=True)
+            if not isinstance(first, types.InputRequiredResult):
+                check(f"2026-07-28: send_email answers input_required ({'approve' if approves else 'decline'})", False, str(first))
+                continue
+            responses = {}
+            for key, request in (first.input_requests or {}).items():
+                answer = await self.elicit(None, request.params)
+                responses[key] = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+            check(
+                f"2026-07-28: send_email asks for approval with a sealed requestState ({'approve' if approves else 'decline'})",
+                len(self.asked) == 1 and 'Send an email to ada@example.com' in self.asked[0]
+                and bool(first.request_state),
+                repr(self.asked),
+            )
+            try:
+                final = await session.call_tool(
+                    "send_email", EMAIL, input_responses=responses, request_state=first.request_state
                 )
-                registered = self.http_events(method="POST", path="/register")
+                outcome = "ran" if not final.is_error else f"tool error {final.content}"
+            except MCPError as error:
+                outcome = f"{error.error.code} {error.error.message}"
+            if approves:
+                check("2026-07-28: approved, send_email runs", outcome == "ran", outcome)
+            else:
                 check(
-                    "SDK registered itself dynamically (RFC 7591, 201)",
-                    bool(registered) and registered[0][1]["status"] == 201,
-                    f"HTTP {registered[0][1]['status']}" if registered else "no registration request",
-                )
-                first_scope = self.authorizations[0].get("scope", "").split() if self.authorizations else []
-                check(
-                    "first authorization asks for the challenged scope policies:read, not policies:write",
-                    "policies:read" in first_scope and "policies:write" not in first_scope,
-                    f"scope={' '.join(first_scope)!r}",
-                )
-                token_requests = self.http_events(method="POST", path="/token")
-                form = {k: v[0] for k, v in (token_requests[0][1]["form"] or {}).items()} if token_requests else {}
-                check(
-                    "token request is an authorization_code grant with the resource indicator and a matching S256 verifier",
-                    bool(token_requests)
-                    and token_requests[0][1]["status"] == 200
-                    and form.get("grant_type") == "authorization_code"
-                    and form.get("resource") == self.mcp_url
-                    and s256(form.get("code_verifier", "")) == self.authorizations[0].get("code_challenge"),
-                    f"HTTP {token_requests[0][1]['status']}, grant_type={form.get('grant_type')}, resource={form.get('resource')}"
-                    if token_requests
-                    else "no token request",
-                )
-                try:
-                    jwt_header, jwt_payload = jwt_parts(self.storage.tokens[0].access_token)
-                except Exception as error:
-                    jwt_header, jwt_payload = {}, {"error": str(error)}
-                aud = jwt_payload.get("aud")
-                check(
-                    "access token is an ES256 JWT whose aud is the MCP resource",
-                    jwt_header.get("alg") == "ES256" and (self.mcp_url in aud if isinstance(aud, list) else aud == self.mcp_url),
-                    f"alg={jwt_header.get('alg')}, aud={aud}",
+                    "2026-07-28: declined, send_email does not run (error -31002, says declined)",
+                    outcome.startswith("-31002") and "declined" in outcome,
+                    outcome,
                 )
 
-                tools = await session.list_tools()
-                names = [tool.name for tool in tools.tools]
-                check(
-                    "tools/list includes search_policies and update_policy",
-                    "search_policies" in names and "update_policy" in names,
-                    f"tools: {', '.join(names)}",
-                )
-                found = await session.call_tool("search_policies", {"query": "leave"})
-                check('tools/call search_policies {query: "leave"} succeeds', not found.is_error, str(found.content))
-
-                # Step-up: the SDK has to meet the 403 and re-authorize by itself.
-                before = len(self.events)
-                updated = await session.call_tool("update_policy", {"id": "POL-A1", "text": "Employees get 26 days of annual leave."})
-                after = self.events[before:]
-                refused = next(
-                    (
-                        (i, e)
-                        for i, e in enumerate(after)
-                        if e["kind"] == "http" and e["rpc"] == "tools/call update_policy" and e["status"] == 403
-                    ),
-                    None,
-                )
-                header = refused[1]["www_authenticate"] if refused else ""
-                check(
-                    "update_policy with a policies:read token is refused: 403 insufficient_scope, scope=\"policies:write\", resource_metadata",
-                    refused is not None
-                    and header.lower().startswith("bearer")
-                    and 'error="insufficient_scope"' in header
-                    and 'scope="policies:write"' in header
-                    and 'resource_metadata="' in header,
-                    header or "no 403 seen for update_policy",
-                )
-                start = refused[0] if refused else 0
-                step_up = next((e for e in after[start:] if e["kind"] == "authorize"), None)
-                scopes = (step_up or {}).get("scope", "").split()
-                check(
-                    "SDK re-authorized after the 403, asking for policies:write (and keeping policies:read)",
-                    step_up is not None and "policies:write" in scopes and "policies:read" in scopes,
-                    f"scope={' '.join(scopes)}" if step_up else "no authorization after the 403",
-                )
-                accepted = next(
-                    (
-                        e
-                        for e in after[start + 1 :]
-                        if e["kind"] == "http" and e["rpc"] == "tools/call update_policy" and e["status"] == 200
-                    ),
-                    None,
-                )
-                check(
-                    "update_policy is retried with the stepped-up token and succeeds",
-                    refused is not None and accepted is not None and not updated.is_error,
-                    f"retry {'seen' if accepted else 'not seen'}, isError={updated.is_error}, content={updated.content}",
-                )
-                again = await session.call_tool("search_policies", {"query": "leave"})
-                check("search_policies still works with the stepped-up token", not again.is_error, str(again.content))
-                check(
-                    "exactly 2 authorization round trips (initial + step-up)",
-                    len(self.authorizations) == 2,
-                    f"{len(self.authorizations)} round trips",
-                )
+    def consent_audited(self) -> None:
+        """The demo's trail: each approval and each decline, with its approval reference."""
+        query = subprocess.run(
+            [self.portcullis, "audit", "query", "--data-dir", self.data_dir,
+             "--subject", IDENTITY, "--capability", "send_email", "--format", "json"],
+            capture_output=True, text=True, timeout=30,
+        )
+        records = [json.loads(line) for line in query.stdout.splitlines() if line.strip()]
+        approved = [r for r in records if r.get("decision") == "approved" and r.get("consent")]
+        declined = [r for r in records if r.get("decision") == "declined" and r.get("consent")]
+        ran = [r for r in records if r.get("outcome") == "ok"]
+        requested = {r.get("consent") for r in records if "approval_requested" in r.get("reasons", [])}
+        check(
+            "audit trail: 2 approved and 2 declined send_email records, each with the reference it was asked under",
+            len(approved) == 2 and len(declined) == 2
+            and all(r["consent"] in requested for r in approved + declined),
+            f"{len(approved)} approved, {len(declined)} declined, {len(requested)} requested; {query.stderr.strip()}",
+        )
+        check("audit trail: send_email ran exactly twice (the approved calls)", len(ran) == 2, f"{len(ran)} outcomes")
 
     async def run(self) -> None:
         try:
@@ -320,10 +426,10 @@ class Run:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: python3 sdk_python.py MCP_URL", file=sys.stderr)
+    if len(sys.argv) != 4:
+        print("usage: python3 sdk_python.py MCP_URL PORTCULLIS_BIN DATA_DIR", file=sys.stderr)
         return 2
-    anyio.run(Run(sys.argv[1]).run)
+    anyio.run(Run(*sys.argv[1:4]).run)
     print(f"{NAME} interop: {passed} passed, {failed} failed", flush=True)
     return 0 if failed == 0 and passed > 0 else 1
 

@@ -15,6 +15,10 @@ pub enum Decision {
     StepUp,
     /// A person must approve.
     AskApproval,
+    /// A person approved this exact call.
+    Approved,
+    /// A person declined, cancelled or did not answer in time.
+    Declined,
     /// Something failed; the request was refused.
     Error,
 }
@@ -27,6 +31,8 @@ impl Decision {
             Self::Deny => "deny",
             Self::StepUp => "step-up",
             Self::AskApproval => "ask-approval",
+            Self::Approved => "approved",
+            Self::Declined => "declined",
             Self::Error => "error",
         }
     }
@@ -85,6 +91,9 @@ pub struct AuditRecord {
     /// The policy set version.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub policy_version: Option<String>,
+    /// The approval this record is about (`ap-…`): requested, approved, declined or refused.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub consent: Option<String>,
     /// The HTTP status the caller got, when the refusal was at the HTTP level.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub status: Option<u16>,
@@ -127,6 +136,7 @@ impl AuditRecord {
             policies: Vec::new(),
             reasons: Vec::new(),
             policy_version: None,
+            consent: None,
             status: None,
             upstream: None,
             outcome: None,

@@ -5,6 +5,7 @@
 //! binary) or the upstream transports (`portcullis-mcp`).
 
 pub mod config;
+mod consent;
 pub mod http;
 pub mod identity;
 pub mod metrics;

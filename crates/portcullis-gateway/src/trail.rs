@@ -145,7 +145,7 @@ pub(crate) fn decision(
         Decision::Allow(_) => AuditDecision::Allow,
         Decision::Deny { .. } => AuditDecision::Deny,
         Decision::StepUp { .. } => AuditDecision::StepUp,
-        Decision::AskApproval { .. } => AuditDecision::AskApproval,
+        Decision::AskApproval(_) => AuditDecision::AskApproval,
     };
     let reasons = decision.reasons();
     let mut record = called(principal, call, outcome);

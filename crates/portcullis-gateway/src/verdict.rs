@@ -2,7 +2,7 @@
 //! the relay and to the typed proxy, which act on it: only `Allowed` reaches an upstream.
 
 use portcullis_core::CorrelationId;
-use portcullis_policy::Authorized;
+use portcullis_policy::{Authorized, Pending};
 use rmcp::{ErrorData as McpError, model::ErrorCode};
 
 /// A call's verdict. (A step-up never gets here: it is answered with HTTP 403.)
@@ -15,7 +15,7 @@ pub enum CallVerdict {
     /// Denied by policy, on something the caller can see.
     Denied(CorrelationId),
     /// A human must approve first, and this gateway cannot ask yet.
-    ApprovalRequired(CorrelationId),
+    ApprovalRequired(Pending, CorrelationId),
     /// The call's object does not exist for this caller, or may not be seen: answered with
     /// the capability's own "not found" tool error, the same text for both.
     ObjectHidden(String),
@@ -49,14 +49,11 @@ impl CallVerdict {
                 format!("internal error; reference {correlation}"),
                 Some(serde_json::json!({ "correlationId": correlation.as_str() })),
             )),
-            Self::ApprovalRequired(correlation) => Some(McpError::new(
-                ErrorCode(APPROVAL_REQUIRED),
-                format!(
-                    "This action needs a person's approval before it runs, and approval cannot \
-                     be requested here yet. Reference {correlation}."
-                ),
-                Some(serde_json::json!({ "correlationId": correlation.as_str() })),
-            )),
+            // The typed proxy asks for approval before it asks here; a path that cannot ask
+            // (or a client that cannot answer) gets this.
+            Self::ApprovalRequired(_, correlation) => {
+                Some(approval_refusal(ApprovalAnswer::Unsupported, correlation))
+            }
         }
     }
 }
@@ -87,5 +84,51 @@ pub(crate) fn missing() -> McpError {
     McpError::internal_error(
         format!("internal error; reference {correlation}"),
         Some(serde_json::json!({ "correlationId": correlation.as_str() })),
+    )
+}
+
+/// Why a call that needs approval did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApprovalAnswer {
+    /// The client cannot show an approval request (it declared no elicitation).
+    Unsupported,
+    /// The tier needs approval on the gateway's own page, which is not offered yet.
+    OutOfBand,
+    /// The person declined, cancelled, or did not answer in time.
+    Declined,
+    /// The approval brought back is not for this call, expired, or was used.
+    Invalid,
+}
+
+/// The answer to a call that needs approval and did not get it: code -31002, distinct from a
+/// policy denial (-31001) and a malfunction (-32603), saying what happened and what to do.
+pub(crate) fn approval_refusal(answer: ApprovalAnswer, correlation: &CorrelationId) -> McpError {
+    let (word, text) = match answer {
+        ApprovalAnswer::Unsupported => (
+            "unsupported",
+            "This action needs a person's approval before it runs, and this client cannot \
+             show an approval request (it did not declare elicitation). Use a client that \
+             supports elicitation, or ask an administrator.",
+        ),
+        ApprovalAnswer::OutOfBand => (
+            "out-of-band",
+            "This action needs a person's approval on the gateway's approval page, after \
+             signing in; a client cannot approve it. This gateway does not offer that page \
+             yet, so the action cannot run here.",
+        ),
+        ApprovalAnswer::Declined => (
+            "declined",
+            "The approval request was declined or not answered, so the action did not run.",
+        ),
+        ApprovalAnswer::Invalid => (
+            "invalid",
+            "This approval is not valid for this call: it was for another call or caller, it \
+             expired, or it was already used. Call again without it to be asked anew.",
+        ),
+    };
+    McpError::new(
+        ErrorCode(APPROVAL_REQUIRED),
+        format!("{text} Reference {correlation}."),
+        Some(serde_json::json!({ "correlationId": correlation.as_str(), "approval": word })),
     )
 }

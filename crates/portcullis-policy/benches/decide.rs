@@ -35,6 +35,7 @@ fn engine(tools: usize) -> (PolicyEngine, Vec<String>) {
         tenant: Some("tenant".into()),
         arguments: vec![("amount".into(), ArgumentType::Long)],
         resolver: None,
+        consent: None,
     });
     let mut policies = String::new();
     for family in 0..FAMILIES {

@@ -168,6 +168,9 @@ pub struct Capability {
     pub arguments: Vec<(String, ArgumentType)>,
     /// How its target object is resolved, if it is.
     pub resolver: Option<Resolver>,
+    /// The approval request a person reads, with `{argument}` placeholders: "Send an email to
+    /// {to} with the subject {subject}".
+    pub consent: Option<String>,
 }
 
 impl Capability {
@@ -321,6 +324,7 @@ mod tests {
             tenant: None,
             arguments: Vec::new(),
             resolver: None,
+            consent: None,
         }
     }
 

@@ -94,6 +94,8 @@ pub enum ReasonCode {
     ArgumentInvalid,
     /// A human must approve it first.
     ApprovalRequired,
+    /// A person approved this exact call.
+    Approved,
 }
 
 impl ReasonCode {
@@ -108,6 +110,7 @@ impl ReasonCode {
             Self::MissingScope => "missing_scope",
             Self::ArgumentInvalid => "argument_invalid",
             Self::ApprovalRequired => "approval_required",
+            Self::Approved => "approved",
         }
     }
 }
@@ -169,10 +172,46 @@ pub enum Decision {
         reasons: Reasons,
     },
     /// Allowed once a human approves.
-    AskApproval {
-        /// Why.
-        reasons: Reasons,
-    },
+    AskApproval(Pending),
+}
+
+/// A call allowed once a person approves it. Only [`crate::PolicyEngine::authorize`] makes
+/// one, and only [`Pending::approve`] turns it into an [`Authorized`]: whoever holds it decides
+/// whether the approval it was given is genuine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    reasons: Reasons,
+    tier: crate::RiskTier,
+}
+
+impl Pending {
+    pub(crate) fn new(reasons: Reasons, tier: crate::RiskTier) -> Self {
+        Self { reasons, tier }
+    }
+
+    /// Why approval is needed.
+    pub fn reasons(&self) -> &Reasons {
+        &self.reasons
+    }
+
+    /// The call's risk tier.
+    pub fn tier(&self) -> crate::RiskTier {
+        self.tier
+    }
+
+    /// Whether an answer given through the client is not enough: granting access and spending
+    /// money need the person to sign in and approve on a page of the gateway's own, which a
+    /// client or a model cannot fill in for them.
+    pub fn needs_out_of_band(&self) -> bool {
+        self.tier >= crate::RiskTier::Admin
+    }
+
+    /// The call, allowed: a person approved exactly this call.
+    pub fn approve(self) -> Authorized {
+        let mut reasons = self.reasons;
+        reasons.codes.push(ReasonCode::Approved);
+        Authorized::new(reasons)
+    }
 }
 
 impl Decision {
@@ -180,9 +219,8 @@ impl Decision {
     pub fn reasons(&self) -> &Reasons {
         match self {
             Self::Allow(authorized) => authorized.reasons(),
-            Self::Deny { reasons, .. }
-            | Self::StepUp { reasons, .. }
-            | Self::AskApproval { reasons } => reasons,
+            Self::Deny { reasons, .. } | Self::StepUp { reasons, .. } => reasons,
+            Self::AskApproval(pending) => pending.reasons(),
         }
     }
 
@@ -192,7 +230,7 @@ impl Decision {
             Self::Allow(_) => "allow",
             Self::Deny { .. } => "deny",
             Self::StepUp { .. } => "step-up",
-            Self::AskApproval { .. } => "ask-approval",
+            Self::AskApproval(_) => "ask-approval",
         }
     }
 }

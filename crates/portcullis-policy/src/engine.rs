@@ -28,8 +28,8 @@ use cedar_policy::{
 use serde_json::{Map, Value};
 
 use crate::{
-    Authorized, Capability, CapabilityKind, Catalog, Decision, ObjectAttributes, PolicyError,
-    Principal, ReasonCode, Reasons, RiskTier, Visibility,
+    Authorized, Capability, CapabilityKind, Catalog, Decision, ObjectAttributes, Pending,
+    PolicyError, Principal, ReasonCode, Reasons, RiskTier, Visibility,
     decision::Reads,
     entities::{
         Attribute, Target, action_id, declared_arguments, principal_entities, target_entity, uid,
@@ -259,9 +259,10 @@ impl PolicyEngine {
         let ask = annotated("approval", Some("required"))
             || (risk >= RiskTier::Destructive && !annotated("approval", Some("none")));
         if ask {
-            return Decision::AskApproval {
-                reasons: reasons(vec![ReasonCode::ApprovalRequired], policies),
-            };
+            return Decision::AskApproval(Pending::new(
+                reasons(vec![ReasonCode::ApprovalRequired], policies),
+                risk,
+            ));
         }
         Decision::Allow(Authorized::new(reasons(
             vec![ReasonCode::Permitted],

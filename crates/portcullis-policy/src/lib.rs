@@ -19,7 +19,7 @@ mod scopes;
 pub use catalog::{
     ArgumentType, Capability, CapabilityKind, Catalog, ObjectAttributes, Resolver, RiskTier,
 };
-pub use decision::{Authorized, Decision, Principal, ReasonCode, Reasons, Visibility};
+pub use decision::{Authorized, Decision, Pending, Principal, ReasonCode, Reasons, Visibility};
 pub use engine::{Call, PolicyEngine};
 pub use load::PolicyError;
 pub use matrix::{Approval, MatrixRow, ReviewRow};

@@ -20,6 +20,7 @@ fn capability(name: &str, family: &str, scopes: &[&str], risk: RiskTier) -> Capa
         tenant: Some("tenant".into()),
         arguments: vec![("amount".into(), ArgumentType::Long)],
         resolver: None,
+        consent: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn catalog() -> Catalog {
                 tenant: Some("tenant".into()),
                 arguments: Vec::new(),
                 resolver: None,
+                consent: None,
             },
         ],
         ScopeHierarchy::new([("policies:write".into(), vec!["policies:read".into()])]),
@@ -247,16 +249,10 @@ fn high_risk_tiers_and_annotated_policies_ask_for_approval() {
     let admin = person("admin-a", "tenant-a", &["admin"], &["records:delete"]);
     let a = args(json!({"tenant": "tenant-a", "id": "R-1"}));
     let decision = engine.authorize(&admin, &call("delete_record", &a));
-    assert!(
-        matches!(decision, Decision::AskApproval { .. }),
-        "{decision:?}"
-    );
+    assert!(matches!(decision, Decision::AskApproval(_)), "{decision:?}");
     let editor = person("editor-a", "tenant-a", &["editor"], &["email:send"]);
     let decision = engine.authorize(&editor, &call("send_email", &a));
-    assert!(
-        matches!(decision, Decision::AskApproval { .. }),
-        "{decision:?}"
-    );
+    assert!(matches!(decision, Decision::AskApproval(_)), "{decision:?}");
 }
 
 #[test]
@@ -519,7 +515,7 @@ fn an_upstream_hint_can_raise_a_risk_tier_but_never_lower_it() {
     ));
     let destructive = engine.authorize(&anyone, &hinted(Some(RiskTier::Destructive)));
     assert!(
-        matches!(destructive, Decision::AskApproval { .. }),
+        matches!(destructive, Decision::AskApproval(_)),
         "{destructive:?}"
     );
     let admin = person("admin-a", "tenant-a", &["admin"], &["records:delete"]);
@@ -530,7 +526,7 @@ fn an_upstream_hint_can_raise_a_risk_tier_but_never_lower_it() {
     };
     let decision = engine.authorize(&admin, &lowered);
     assert!(
-        matches!(decision, Decision::AskApproval { .. }),
+        matches!(decision, Decision::AskApproval(_)),
         "a read hint lowered nothing: {decision:?}"
     );
 }

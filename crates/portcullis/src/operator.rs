@@ -153,7 +153,7 @@ fn outcome(decision: &Decision) -> String {
         } => "deny (not visible)".to_owned(),
         Decision::Deny { .. } => "deny (denied by policy)".to_owned(),
         Decision::StepUp { scopes, .. } => format!("step-up ({})", scopes.join(" ")),
-        Decision::AskApproval { .. } => "ask approval".to_owned(),
+        Decision::AskApproval(_) => "ask approval".to_owned(),
     }
 }
 

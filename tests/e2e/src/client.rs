@@ -38,6 +38,9 @@ pub struct TestClient {
     pub logs: Arc<Mutex<Vec<LoggingMessageNotificationParam>>>,
     /// Elicitation messages received.
     pub elicitations: Arc<Mutex<Vec<String>>>,
+    /// How an approval request is answered: `Some(true)` approves, `Some(false)` declines;
+    /// `None` answers every form with the fixed content above (which approves nothing).
+    pub approves: Option<bool>,
 }
 
 impl ClientHandler for TestClient {
@@ -60,10 +63,14 @@ impl ClientHandler for TestClient {
             .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
             .unwrap_or_default();
         self.elicitations.lock().expect("lock").push(message);
-        let answer = serde_json::json!({
-            "action": "accept",
-            "content": { "confirmed": true, "username": "e2e", "email": "e2e@example.com" }
-        });
+        let answer = match self.approves {
+            Some(true) => serde_json::json!({"action": "accept", "content": {"approve": true}}),
+            Some(false) => serde_json::json!({"action": "decline"}),
+            None => serde_json::json!({
+                "action": "accept",
+                "content": { "confirmed": true, "username": "e2e", "email": "e2e@example.com" }
+            }),
+        };
         serde_json::from_value(answer).map_err(|e| McpError::internal_error(e.to_string(), None))
     }
 

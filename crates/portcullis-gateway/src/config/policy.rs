@@ -172,6 +172,7 @@ fn resolve_catalog(
             tenant: capability.tenant,
             arguments,
             resolver,
+            consent: capability.consent,
         });
     }
     Ok(Catalog::new(capabilities, ScopeHierarchy::new(hierarchy)))

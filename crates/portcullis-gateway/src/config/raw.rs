@@ -28,6 +28,9 @@ pub struct Raw {
     pub audit: Option<RawAudit>,
     /// The admin listener (`/metrics`).
     pub admin: Option<RawAdmin>,
+    /// How approvals are asked for.
+    #[serde(default)]
+    pub consent: RawConsent,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -87,6 +90,16 @@ pub struct RawAudit {
     pub redact: Vec<String>,
 }
 
+/// `[consent]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsent {
+    /// How long an approval request stays answerable, default `10m`, at most `1h`.
+    pub ttl: Option<String>,
+    /// How long a session client has to answer one on the call's stream, default `5m`.
+    pub wait: Option<String>,
+}
+
 /// `[identity]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +150,8 @@ pub struct RawCapability {
     pub arguments: BTreeMap<String, String>,
     /// How the target object's attributes are learned from the backend before deciding.
     pub resolve: Option<RawResolve>,
+    /// The approval request a person reads, with `{argument}` placeholders.
+    pub consent: Option<String>,
 }
 
 /// `resolve = { tool = "...", arguments = { ... }, not_found = "..." }`

@@ -50,6 +50,17 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// Where `/metrics` is served, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// How approvals are asked for.
+    pub consent: ConsentConfig,
+}
+
+/// Resolved `[consent]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsentConfig {
+    /// How long an approval request stays answerable.
+    pub ttl: Duration,
+    /// How long a session client has to answer one.
+    pub wait: Duration,
 }
 
 /// Resolved `[audit]`.
@@ -126,6 +137,7 @@ impl Config {
             identity,
             audit,
             admin,
+            consent,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
@@ -273,6 +285,16 @@ impl Config {
                     raw_arguments: audit.raw_arguments,
                     redact: audit.redact,
                 }),
+            },
+            consent: {
+                let ttl = duration("consent.ttl", consent.ttl, 600_000)?;
+                if ttl > Duration::from_secs(3600) {
+                    return Err(ConfigError::invalid("consent.ttl", "at most 1h"));
+                }
+                ConsentConfig {
+                    ttl,
+                    wait: duration("consent.wait", consent.wait, 300_000)?,
+                }
             },
             admin: match admin {
                 None => None,

@@ -264,7 +264,7 @@ pub(super) async fn authorize(
                 ..
             } => CallVerdict::Hidden,
             Decision::Deny { .. } => CallVerdict::Denied(correlation),
-            Decision::AskApproval { .. } => CallVerdict::ApprovalRequired(correlation),
+            Decision::AskApproval(pending) => CallVerdict::ApprovalRequired(pending, correlation),
         };
         parts.extensions.insert(verdict);
     }

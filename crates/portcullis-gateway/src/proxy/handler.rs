@@ -335,12 +335,15 @@ impl ServerHandler for GatewayHandler {
     async fn call_tool(
         &self,
         mut request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         if let Some(text) = guard::hidden_object(&context) {
             return Ok(CallToolResponse::Complete(CallToolResult::error(vec![
                 ContentBlock::text(text),
             ])));
+        }
+        if let Some(question) = self.seek_approval(&mut request, &mut context).await? {
+            return Ok(question);
         }
         guard::admit(&self.gateway, &context, Self::not_found_tool)?;
         if self.gateway.policy.is_some() && !self.knows_tool(&request.name, &context).await {

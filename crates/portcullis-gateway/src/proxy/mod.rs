@@ -7,6 +7,7 @@
 //! the upstream says in one caller's session (log lines, elicitation, resource updates) reaches
 //! that caller and nobody else. Stateless requests and stateless upstreams share one connection.
 
+mod consent;
 mod forward;
 mod guard;
 mod handler;
@@ -63,6 +64,8 @@ pub struct Gateway {
     objects: resolve::ObjectCache,
     /// Where outcomes of allowed calls are recorded (set once the HTTP app is built).
     trail: std::sync::OnceLock<crate::trail::Trail>,
+    /// Approvals asked for and used.
+    consent: crate::consent::Consent,
 }
 
 struct Upstream {
@@ -118,6 +121,7 @@ impl Gateway {
             asserter: config.identity.clone().map(crate::identity::Asserter::new),
             objects: resolve::ObjectCache::default(),
             trail: std::sync::OnceLock::new(),
+            consent: crate::consent::Consent::new(config.consent.ttl, config.consent.wait),
         })
     }
 

@@ -31,6 +31,7 @@ mod audit_outage;
 mod authn;
 mod authz;
 mod binary;
+mod consent;
 mod crash;
 mod credential;
 mod failure;

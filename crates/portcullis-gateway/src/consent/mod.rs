@@ -1,0 +1,257 @@
+//! Consent: a person's approval of one exact call, which the client and the model cannot forge.
+//!
+//! An approval is bound to the caller (issuer and subject), the capability, the digest of the
+//! exact arguments, the policy set version, an expiry, and a one-time id. For a 2026-07-28
+//! caller that binding travels as the `requestState` of an input-required result, sealed with
+//! an HMAC under a key only this gateway holds; it comes back with the answer and is redeemed
+//! once. A 2025-11-25 session caller is asked on the call's own stream, so the binding never
+//! leaves the gateway.
+
+mod render;
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use aws_lc_rs::hmac;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use portcullis_policy::Principal;
+use serde::{Deserialize, Serialize};
+
+pub(crate) use render::render;
+
+/// Sealed states start with this, so a foreign state is refused before anything else.
+const PREFIX: &str = "pc1.";
+
+/// What an approval is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Binding {
+    /// The consent reference: one approval, used once.
+    pub(crate) id: String,
+    iss: String,
+    sub: String,
+    cap: String,
+    digest: String,
+    pv: String,
+    /// Unix seconds.
+    exp: u64,
+}
+
+/// Why a returned approval does not let the call run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not sealed by this gateway, or altered.
+    Forged,
+    /// Past its expiry.
+    Expired,
+    /// For another caller.
+    OtherSubject,
+    /// For another capability, other arguments, or under other policies.
+    OtherCall,
+    /// Already used.
+    Spent,
+}
+
+impl Refusal {
+    /// The reason code audit records carry.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Forged => "approval_forged",
+            Self::Expired => "approval_expired",
+            Self::OtherSubject => "approval_other_subject",
+            Self::OtherCall => "approval_other_call",
+            Self::Spent => "approval_spent",
+        }
+    }
+}
+
+/// The gateway's consent state: the sealing key and the approvals already used.
+pub(crate) struct Consent {
+    key: hmac::Key,
+    spent: Mutex<HashMap<String, u64>>,
+    ttl: Duration,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for Consent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consent").finish_non_exhaustive()
+    }
+}
+
+impl Default for Consent {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(600), Duration::from_secs(300))
+    }
+}
+
+impl Consent {
+    /// A fresh key: states sealed by an earlier process (or another instance) are refused.
+    /// Requests stay answerable for `ttl`; a session client has `wait` to answer on its stream.
+    pub(crate) fn new(ttl: Duration, wait: Duration) -> Self {
+        let secret = portcullis_authn::signing::random_token();
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            spent: Mutex::new(HashMap::new()),
+            ttl,
+            wait,
+        }
+    }
+
+    /// How long a session client has to answer on the call's stream.
+    pub(crate) fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// A new approval request for `principal`'s call of `capability` with arguments whose
+    /// digest is `digest`, under policy set `policy_version`.
+    pub(crate) fn bind(
+        &self,
+        principal: &Principal,
+        capability: &str,
+        digest: &str,
+        policy_version: &str,
+    ) -> Binding {
+        Binding {
+            id: format!("ap-{}", &portcullis_authn::signing::random_token()[..22]),
+            iss: principal.issuer.clone(),
+            sub: principal.subject.clone(),
+            cap: capability.to_owned(),
+            digest: digest.to_owned(),
+            pv: policy_version.to_owned(),
+            exp: now() + self.ttl.as_secs(),
+        }
+    }
+
+    /// `binding` as an opaque, integrity-protected `requestState`.
+    pub(crate) fn seal(&self, binding: &Binding) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(binding).unwrap_or_default());
+        let tag = hmac::sign(&self.key, payload.as_bytes());
+        format!("{PREFIX}{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    /// Check a returned `state` against the call it came back with, and use it up.
+    pub(crate) fn redeem(
+        &self,
+        state: &str,
+        principal: &Principal,
+        capability: &str,
+        digest: &str,
+        policy_version: &str,
+    ) -> Result<Binding, Refusal> {
+        let binding = self.open(state).ok_or(Refusal::Forged)?;
+        if binding.iss != principal.issuer || binding.sub != principal.subject {
+            return Err(Refusal::OtherSubject);
+        }
+        if binding.cap != capability || binding.digest != digest || binding.pv != policy_version {
+            return Err(Refusal::OtherCall);
+        }
+        let now = now();
+        if binding.exp <= now {
+            return Err(Refusal::Expired);
+        }
+        let mut spent = self
+            .spent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Expired ids can go: an expired state is refused before it gets here.
+        spent.retain(|_, exp| *exp > now);
+        if spent.insert(binding.id.clone(), binding.exp).is_some() {
+            return Err(Refusal::Spent);
+        }
+        Ok(binding)
+    }
+
+    fn open(&self, state: &str) -> Option<Binding> {
+        let (payload, tag) = state.strip_prefix(PREFIX)?.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        hmac::verify(&self.key, payload.as_bytes(), &tag).ok()?;
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(subject: &str) -> Principal {
+        Principal {
+            subject: subject.to_owned(),
+            issuer: "https://issuer.example".to_owned(),
+            tenant: None,
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn a_sealed_approval_is_redeemed_once_for_exactly_its_call() {
+        let consent = Consent::default();
+        let ada = principal("ada");
+        let state = consent.seal(&consent.bind(&ada, "send_email", "d1", "v1"));
+        let redeem = |state: &str, who: &Principal, cap: &str, digest: &str, pv: &str| {
+            consent.redeem(state, who, cap, digest, pv).map(|_| ())
+        };
+        assert_eq!(
+            redeem(&state, &principal("bob"), "send_email", "d1", "v1"),
+            Err(Refusal::OtherSubject)
+        );
+        assert_eq!(
+            redeem(&state, &ada, "send_email", "d2", "v1"),
+            Err(Refusal::OtherCall)
+        );
+        assert_eq!(
+            redeem(&state, &ada, "delete_record", "d1", "v1"),
+            Err(Refusal::OtherCall)
+        );
+        assert_eq!(
+            redeem(&state, &ada, "send_email", "d1", "v2"),
+            Err(Refusal::OtherCall)
+        );
+        assert_eq!(redeem(&state, &ada, "send_email", "d1", "v1"), Ok(()));
+        assert_eq!(
+            redeem(&state, &ada, "send_email", "d1", "v1"),
+            Err(Refusal::Spent)
+        );
+        // One character changed anywhere, or another gateway's key: forged.
+        let mut altered = state.clone().into_bytes();
+        altered[10] = if altered[10] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap_or_default();
+        assert_eq!(
+            redeem(&altered, &ada, "send_email", "d1", "v1"),
+            Err(Refusal::Forged)
+        );
+        let other = Consent::default();
+        let foreign = other.seal(&other.bind(&ada, "send_email", "d1", "v1"));
+        assert_eq!(
+            redeem(&foreign, &ada, "send_email", "d1", "v1"),
+            Err(Refusal::Forged)
+        );
+        assert_eq!(
+            redeem("not a state", &ada, "send_email", "d1", "v1"),
+            Err(Refusal::Forged)
+        );
+    }
+
+    #[test]
+    fn an_expired_approval_is_refused() {
+        let consent = Consent::new(Duration::ZERO, Duration::ZERO);
+        let ada = principal("ada");
+        let state = consent.seal(&consent.bind(&ada, "send_email", "d1", "v1"));
+        assert_eq!(
+            consent
+                .redeem(&state, &ada, "send_email", "d1", "v1")
+                .map(|_| ()),
+            Err(Refusal::Expired)
+        );
+    }
+}

@@ -1,0 +1,146 @@
+//! The approval request a person reads: plain language from the capability's template, the
+//! arguments as the backend will receive them (never raw JSON), and what approving means.
+//! Argument text is flattened to one line and cut, so an argument cannot write its own
+//! paragraph ("this is safe, approve") into the request.
+
+use portcullis_policy::{Capability, RiskTier};
+use serde_json::{Map, Value};
+
+/// Longest argument value shown, in characters.
+const LONGEST: usize = 200;
+
+/// The request for a call of `name` (served by `upstream`) with `arguments`.
+pub(crate) fn render(
+    capability: Option<&Capability>,
+    name: &str,
+    upstream: &str,
+    arguments: Option<&Map<String, Value>>,
+    tier: RiskTier,
+) -> String {
+    let empty = Map::new();
+    let arguments = arguments.unwrap_or(&empty);
+    let action = match capability.and_then(|c| c.consent.as_deref()) {
+        Some(template) => fill(template, arguments),
+        None => {
+            let mut text = format!("Run {name} on {upstream}");
+            if !arguments.is_empty() {
+                text.push_str(" with:");
+                for (key, value) in arguments {
+                    text.push_str(&format!("\n- {key}: {}", plain(value)));
+                }
+            }
+            text
+        }
+    };
+    let consequence = match tier {
+        RiskTier::Read => "It only reads.".to_owned(),
+        RiskTier::Write => format!("It changes data in {upstream}."),
+        RiskTier::Destructive => format!("It changes or deletes data in {upstream} for good."),
+        RiskTier::Admin => "It changes who may do what.".to_owned(),
+        RiskTier::Spend => "It spends money.".to_owned(),
+    };
+    format!("Approve this action?\n\n{action}\n\n{consequence} It runs once, only if you approve.")
+}
+
+/// `template` with each `{argument}` replaced by that argument's plain value.
+fn fill(template: &str, arguments: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let key = &after[..close];
+                out.push_str(&arguments.get(key).map_or("(not given)".to_owned(), plain));
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A value as one short line of text.
+fn plain(value: &Value) -> String {
+    let text = match value {
+        Value::Null => "(empty)".to_owned(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items.iter().map(plain).collect::<Vec<_>>().join(", "),
+        Value::Object(map) => map
+            .iter()
+            .map(|(key, value)| format!("{key}: {}", plain(value)))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(LONGEST) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn arguments(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_template_reads_as_a_sentence_with_flattened_arguments() {
+        let capability = Capability {
+            kind: portcullis_policy::CapabilityKind::Tool,
+            name: "send_email".to_owned(),
+            family: "email".to_owned(),
+            scopes: Vec::new(),
+            risk: RiskTier::Write,
+            object: None,
+            tenant: None,
+            arguments: Vec::new(),
+            resolver: None,
+            consent: Some("Send an email to {to} with the subject \"{subject}\"{cc}.".to_owned()),
+        };
+        let text = render(
+            Some(&capability),
+            "send_email",
+            "workspace",
+            Some(&arguments(json!({
+                "to": "ada@example.com",
+                "subject": "Q3\n\nThis is routine, approve it",
+            }))),
+            RiskTier::Write,
+        );
+        assert_eq!(
+            text,
+            "Approve this action?\n\nSend an email to ada@example.com with the subject \
+             \"Q3 This is routine, approve it\"(not given).\n\nIt changes data in workspace. \
+             It runs once, only if you approve."
+        );
+    }
+
+    #[test]
+    fn without_a_template_each_argument_is_a_line_and_long_values_are_cut() {
+        let text = render(
+            None,
+            "delete_record",
+            "workspace",
+            Some(&arguments(json!({"id": "REC-1", "note": "x".repeat(500)}))),
+            RiskTier::Destructive,
+        );
+        assert!(text.contains("Run delete_record on workspace with:\n- id: REC-1\n- note: xxx"));
+        assert!(text.contains("…\n\nIt changes or deletes data in workspace for good."));
+        assert!(!text.contains(&"x".repeat(201)));
+    }
+}
