@@ -399,7 +399,13 @@ class Run:
              "--subject", IDENTITY, "--capability", "send_email", "--format", "json"],
             capture_output=True, text=True, timeout=30,
         )
+        # Other clients (the TypeScript run) may act as the same identity: only this client's.
+        try:
+            client_id = jwt_parts(self.storage.tokens[-1].access_token)[1].get("client_id")
+        except Exception:
+            client_id = None
         records = [json.loads(line) for line in query.stdout.splitlines() if line.strip()]
+        records = [r for r in records if r.get("client_id") == client_id]
         approved = [r for r in records if r.get("decision") == "approved" and r.get("consent")]
         declined = [r for r in records if r.get("decision") == "declined" and r.get("consent")]
         ran = [r for r in records if r.get("outcome") == "ok"]
