@@ -267,9 +267,12 @@ fn page_response(status: StatusCode, body: String) -> Response {
         ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the form's POST, which the
+    // gateway's Origin check rightly refuses. `same-origin` still keeps the URL (with its
+    // state and code challenge) from other sites.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response

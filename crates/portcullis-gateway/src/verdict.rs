@@ -88,12 +88,12 @@ pub(crate) fn missing() -> McpError {
 }
 
 /// Why a call that needs approval did not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ApprovalAnswer {
     /// The client cannot show an approval request (it declared no elicitation).
     Unsupported,
-    /// The tier needs approval on the gateway's own page, which is not offered yet.
-    OutOfBand,
+    /// The tier is approved only on the gateway's own page, at this link (once served).
+    OutOfBand(Option<String>),
     /// The person declined, cancelled, or did not answer in time.
     Declined,
     /// The approval brought back is not for this call, expired, or was used.
@@ -110,11 +110,23 @@ pub(crate) fn approval_refusal(answer: ApprovalAnswer, correlation: &Correlation
              show an approval request (it did not declare elicitation). Use a client that \
              supports elicitation, or ask an administrator.",
         ),
-        ApprovalAnswer::OutOfBand => (
+        ApprovalAnswer::OutOfBand(Some(link)) => {
+            let text = format!(
+                "This action needs a person's approval on the approval page: open {link} , sign \
+                 in as the person who asked, approve, then make the same call again. Reference \
+                 {correlation}."
+            );
+            let data = serde_json::json!({
+                "correlationId": correlation.as_str(),
+                "approval": "out-of-band",
+                "url": link,
+            });
+            return McpError::new(ErrorCode(APPROVAL_REQUIRED), text, Some(data));
+        }
+        ApprovalAnswer::OutOfBand(None) => (
             "out-of-band",
-            "This action needs a person's approval on the gateway's approval page, after \
-             signing in; a client cannot approve it. This gateway does not offer that page \
-             yet, so the action cannot run here.",
+            "This action needs a person's approval on the gateway's approval page, which this \
+             gateway does not serve (it needs `[auth]`), so the action cannot run here.",
         ),
         ApprovalAnswer::Declined => (
             "declined",

@@ -199,13 +199,6 @@ impl Pending {
         self.tier
     }
 
-    /// Whether an answer given through the client is not enough: granting access and spending
-    /// money need the person to sign in and approve on a page of the gateway's own, which a
-    /// client or a model cannot fill in for them.
-    pub fn needs_out_of_band(&self) -> bool {
-        self.tier >= crate::RiskTier::Admin
-    }
-
     /// The call, allowed: a person approved exactly this call.
     pub fn approve(self) -> Authorized {
         let mut reasons = self.reasons;

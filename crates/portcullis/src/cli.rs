@@ -36,6 +36,9 @@ enum Command {
         /// [default: $XDG_DATA_HOME/portcullis/demo or ~/.local/share/portcullis/demo].
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// How long an approval request stays answerable (tests shorten it).
+        #[arg(long, default_value = "10m", hide = true)]
+        consent_ttl: String,
     },
     /// Print an access token that the running demo (same data dir) accepts, for curl.
     Token {
@@ -147,8 +150,13 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             serve(config, listener, axum::Router::new(), &banner).await
         }
-        Command::Demo { port, data_dir } => {
-            crate::demo::run(port, data_dir.unwrap_or_else(crate::demo::default_data_dir)).await
+        Command::Demo {
+            port,
+            data_dir,
+            consent_ttl,
+        } => {
+            let data_dir = data_dir.unwrap_or_else(crate::demo::default_data_dir);
+            crate::demo::run(port, data_dir, &consent_ttl).await
         }
         Command::Token {
             identity,

@@ -14,7 +14,7 @@ pub(crate) const AUDIT_FILE: &str = "audit.db";
 /// The scope a client starts with; `update_policy` needs more (the step-up walk-through).
 const START_SCOPES: &[&str] = &["policies:read"];
 
-pub(crate) async fn run(port: u16, data_dir: PathBuf) -> anyhow::Result<()> {
+pub(crate) async fn run(port: u16, data_dir: PathBuf, consent_ttl: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     // Bound first: the issuer and the resource URL name the real port, also when it is 0.
@@ -67,6 +67,9 @@ jwks_file = {jwks}
 [audit]
 sqlite = {audit}
 
+[consent]
+ttl = {consent_ttl}
+
 [policy]
 file = {policies}
 
@@ -78,6 +81,7 @@ file = {policies}
         jwks = path("identity-jwks.json"),
         key = path("identity-key.pem"),
         audit = path(AUDIT_FILE),
+        consent_ttl = toml_string(consent_ttl),
     );
     let config = Config::parse(&text, Path::new("<built-in demo configuration>"))?;
     let identities = DevAuth::identities_path(&data_dir);
@@ -96,6 +100,7 @@ file = {policies}
              Sign-in:       http://{address}/authorize (embedded authorization server, dev-grade)\n  \
              Identities:    {people} (from {identities})\n  \
              Policies:      {policies} (Cedar; edit and restart)\n  \
+             Approvals:     http://{address}/approvals (granting access is approved here, after sign-in)\n  \
              Audit trail:   portcullis audit query --data-dir '{dir}'\n\n\
              Connect a client; it finds the sign-in page by itself, for example:\n  \
              npx @modelcontextprotocol/inspector --transport http --server-url http://{address}/mcp\n\n\

@@ -64,12 +64,23 @@ pub(crate) fn matrix(config: &Path, format: Format) -> anyhow::Result<String> {
         "Forbidden by",
         "Audit",
     ];
-    let rows: Vec<[String; 11]> = engine.matrix().iter().map(matrix_cells).collect();
+    let out_of_band = Config::load(config)?.consent.out_of_band;
+    let rows: Vec<[String; 11]> = engine
+        .matrix()
+        .iter()
+        .map(|row| matrix_cells(row, out_of_band))
+        .collect();
     Ok(table(format, &header, &rows, engine.version()))
 }
 
-fn matrix_cells(row: &MatrixRow) -> [String; 11] {
+/// `out_of_band`: the lowest tier approved only on the approval page.
+fn matrix_cells(row: &MatrixRow, out_of_band: portcullis_policy::RiskTier) -> [String; 11] {
     let capability = &row.capability;
+    let venue = if capability.risk >= out_of_band {
+        "on the approval page"
+    } else {
+        "in the client"
+    };
     let list = |items: &[String], empty: &str| {
         if items.is_empty() {
             empty.to_owned()
@@ -97,8 +108,8 @@ fn matrix_cells(row: &MatrixRow) -> [String; 11] {
         },
         match &row.approval {
             Approval::No => "no".to_owned(),
-            Approval::RiskTier => "yes (risk tier)".to_owned(),
-            Approval::Policies(ids) => format!("yes ({})", ids.join(", ")),
+            Approval::RiskTier => format!("yes (risk tier), {venue}"),
+            Approval::Policies(ids) => format!("yes ({}), {venue}", ids.join(", ")),
         },
         list(&row.permits, "nobody (default deny)"),
         list(&row.forbids, "-"),

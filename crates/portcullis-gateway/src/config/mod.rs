@@ -11,4 +11,4 @@ mod resolve;
 pub use auth::{Auth, Introspection, Issuer};
 pub use error::ConfigError;
 pub use raw::Raw;
-pub use resolve::{AuditConfig, Config, Naming, PrefixMode};
+pub use resolve::{AuditConfig, Config, ConsentConfig, Naming, PrefixMode};

@@ -98,6 +98,14 @@ pub struct RawConsent {
     pub ttl: Option<String>,
     /// How long a session client has to answer one on the call's stream, default `5m`.
     pub wait: Option<String>,
+    /// The lowest risk tier approved only on the gateway's approval page, after signing in
+    /// (never by answering a form in the client), default `admin`.
+    pub out_of_band: Option<String>,
+    /// The OAuth client the approval page signs people in as; default: the page's own client
+    /// ID metadata document (`<origin>/approvals/client.json`).
+    pub client_id: Option<String>,
+    /// The issuer the page signs people in with; default: the first `[[auth.issuer]]`.
+    pub issuer: Option<String>,
 }
 
 /// `[identity]`

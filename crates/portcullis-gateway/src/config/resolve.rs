@@ -55,12 +55,18 @@ pub struct Config {
 }
 
 /// Resolved `[consent]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentConfig {
     /// How long an approval request stays answerable.
     pub ttl: Duration,
     /// How long a session client has to answer one.
     pub wait: Duration,
+    /// The lowest tier approved only on the approval page.
+    pub out_of_band: portcullis_policy::RiskTier,
+    /// The approval page's OAuth client, if not its own metadata document.
+    pub client_id: Option<String>,
+    /// The issuer the approval page signs people in with, if not the first.
+    pub issuer: Option<String>,
 }
 
 /// Resolved `[audit]`.
@@ -291,9 +297,21 @@ impl Config {
                 if ttl > Duration::from_secs(3600) {
                     return Err(ConfigError::invalid("consent.ttl", "at most 1h"));
                 }
+                let out_of_band = match consent.out_of_band.as_deref() {
+                    None => portcullis_policy::RiskTier::Admin,
+                    Some(word) => portcullis_policy::RiskTier::parse(word).ok_or_else(|| {
+                        ConfigError::invalid(
+                            "consent.out_of_band",
+                            "use read, write, destructive, admin or spend",
+                        )
+                    })?,
+                };
                 ConsentConfig {
                     ttl,
                     wait: duration("consent.wait", consent.wait, 300_000)?,
+                    out_of_band,
+                    client_id: consent.client_id,
+                    issuer: consent.issuer,
                 }
             },
             admin: match admin {

@@ -7,6 +7,7 @@
 //! once. A 2025-11-25 session caller is asked on the call's own stream, so the binding never
 //! leaves the gateway.
 
+mod ledger;
 mod render;
 
 use std::{
@@ -20,6 +21,7 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use portcullis_policy::Principal;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use ledger::{Answer, Claim, Ledger, PageRefusal, Shown};
 pub(crate) use render::render;
 
 /// Sealed states start with this, so a foreign state is refused before anything else.
@@ -54,6 +56,14 @@ pub(crate) enum Refusal {
     Spent,
 }
 
+impl Binding {
+    /// Whether `other` binds the same caller to the same call (its id and expiry aside).
+    fn same_call(&self, other: &Self) -> bool {
+        (&self.iss, &self.sub, &self.cap, &self.digest, &self.pv)
+            == (&other.iss, &other.sub, &other.cap, &other.digest, &other.pv)
+    }
+}
+
 impl Refusal {
     /// The reason code audit records carry.
     pub(crate) fn as_str(self) -> &'static str {
@@ -69,10 +79,16 @@ impl Refusal {
 
 /// The gateway's consent state: the sealing key and the approvals already used.
 pub(crate) struct Consent {
+    /// Approvals asked for on the gateway's page.
+    pub(crate) ledger: Ledger,
     key: hmac::Key,
     spent: Mutex<HashMap<String, u64>>,
     ttl: Duration,
     wait: Duration,
+    /// The lowest tier approved only on the page.
+    out_of_band: portcullis_policy::RiskTier,
+    /// The page's address (`<origin>/approvals`), once the HTTP app knows it.
+    page: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Consent {
@@ -93,11 +109,36 @@ impl Consent {
     pub(crate) fn new(ttl: Duration, wait: Duration) -> Self {
         let secret = portcullis_authn::signing::random_token();
         Self {
+            ledger: Ledger::default(),
             key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
             spent: Mutex::new(HashMap::new()),
             ttl,
             wait,
+            out_of_band: portcullis_policy::RiskTier::Admin,
+            page: std::sync::OnceLock::new(),
         }
+    }
+
+    /// As `[consent]` says.
+    pub(crate) fn from_config(config: &crate::config::ConsentConfig) -> Self {
+        let mut consent = Self::new(config.ttl, config.wait);
+        consent.out_of_band = config.out_of_band;
+        consent
+    }
+
+    /// Whether a call of `tier` is approved only on the page.
+    pub(crate) fn out_of_band(&self, tier: portcullis_policy::RiskTier) -> bool {
+        tier >= self.out_of_band
+    }
+
+    /// Where the approval page is served.
+    pub(crate) fn set_page(&self, url: String) {
+        let _ = self.page.set(url);
+    }
+
+    /// The link to request `id` on the approval page, if the page is served.
+    pub(crate) fn link(&self, id: &str) -> Option<String> {
+        self.page.get().map(|page| format!("{page}?request={id}"))
     }
 
     /// How long a session client has to answer on the call's stream.

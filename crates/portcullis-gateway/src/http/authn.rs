@@ -115,6 +115,11 @@ impl Authn {
         }
     }
 
+    /// The principal `token` proves, for the approval page's sign-in; `None` for any refusal.
+    pub(super) async fn verified(&self, token: &BearerToken) -> Option<VerifiedPrincipal> {
+        self.verify(token).await.ok()
+    }
+
     async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, Refusal> {
         // The unverified `iss` only picks which issuer's keys to try; that issuer's verifier
         // then checks `iss` again along with the signature.

@@ -11,6 +11,7 @@
 //!    `relay` (only allowed calls, stateless requests that need no translation, as bytes to
 //!    their upstream) -> rmcp's streamable HTTP service running the typed MCP proxy.
 
+mod approvals;
 mod authn;
 mod authz;
 mod hygiene;
@@ -72,6 +73,7 @@ pub fn app(
         .with_cancellation_token(streams);
     mcp.legacy_session_mode = true;
     gateway.attach_trail(trail.clone());
+    let trail_for_pages = trail.clone();
     let gateway_for_authz = gateway.clone();
     let relay = Arc::new(relay::Relay {
         gateway: gateway.clone(),
@@ -118,7 +120,24 @@ pub fn app(
         if auth.resource.metadata_path() != ROOT {
             metadata = metadata.route(ROOT, get(authn::metadata));
         }
+        let issuer = config
+            .consent
+            .issuer
+            .clone()
+            .or_else(|| auth.issuers.first().map(|issuer| issuer.issuer.clone()))
+            .unwrap_or_default();
+        let approvals = approvals::Approvals::new(
+            gateway_for_authz.consent(),
+            authn.clone(),
+            trail_for_pages,
+            (
+                auth.resource.identifier(),
+                &issuer,
+                config.consent.client_id.as_deref(),
+            ),
+        );
         mcp = mcp.merge(metadata.with_state(authn));
+        mcp = mcp.merge(approvals::router(Arc::new(approvals)));
     }
     mcp.merge(beside)
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::handler::GatewayHandler;
 use crate::{
-    consent::{Binding, render},
+    consent::{Binding, Claim, render},
     trail::{self, Decided},
     verdict::{ApprovalAnswer, CallVerdict, approval_refusal},
 };
@@ -94,11 +94,42 @@ impl GatewayHandler {
             )
         };
 
-        if pending.needs_out_of_band() {
-            let (answer, record) = refuse(ApprovalAnswer::OutOfBand, "approval_out_of_band", None);
-            return Err(self.refused(answer, record, &correlation).await);
+        let consent = self.gateway.consent();
+        if consent.out_of_band(pending.tier()) {
+            let binding = consent.bind(&principal, &capability, &digest, &policy_version);
+            let question = || self.question(&pending, &capability, arguments.as_ref());
+            return match consent.ledger.claim(binding, question) {
+                Claim::Approved(binding) => {
+                    self.approved(
+                        &principal,
+                        &call,
+                        &binding,
+                        pending,
+                        correlation.clone(),
+                        context,
+                    )
+                    .await?;
+                    Ok(None)
+                }
+                Claim::Declined(binding) => {
+                    let (answer, record) =
+                        refuse(ApprovalAnswer::Declined, "declined", Some(&binding.id));
+                    Err(self.refused(answer, record, &correlation).await)
+                }
+                Claim::Waiting { binding, new } => {
+                    if new {
+                        self.requested(&principal, &call, &binding).await;
+                    }
+                    let link = consent.link(&binding.id);
+                    let (answer, record) = refuse(
+                        ApprovalAnswer::OutOfBand(link),
+                        "approval_out_of_band",
+                        Some(&binding.id),
+                    );
+                    Err(self.refused(answer, record, &correlation).await)
+                }
+            };
         }
-        let consent = &self.gateway.consent;
         let (binding, answer) = if self.session.is_session() {
             if !client_elicits(context) {
                 let (answer, record) =

@@ -65,7 +65,7 @@ pub struct Gateway {
     /// Where outcomes of allowed calls are recorded (set once the HTTP app is built).
     trail: std::sync::OnceLock<crate::trail::Trail>,
     /// Approvals asked for and used.
-    consent: crate::consent::Consent,
+    consent: Arc<crate::consent::Consent>,
 }
 
 struct Upstream {
@@ -121,7 +121,7 @@ impl Gateway {
             asserter: config.identity.clone().map(crate::identity::Asserter::new),
             objects: resolve::ObjectCache::default(),
             trail: std::sync::OnceLock::new(),
-            consent: crate::consent::Consent::new(config.consent.ttl, config.consent.wait),
+            consent: Arc::new(crate::consent::Consent::from_config(&config.consent)),
         })
     }
 
@@ -152,6 +152,11 @@ impl Gateway {
     /// Record the outcomes of allowed calls to `trail` (the first trail attached stays).
     pub fn attach_trail(&self, trail: crate::trail::Trail) {
         let _ = self.trail.set(trail);
+    }
+
+    /// Approvals asked for and used (shared with the approval page).
+    pub(crate) fn consent(&self) -> Arc<crate::consent::Consent> {
+        self.consent.clone()
     }
 
     /// The trail records go to, once attached.

@@ -1,0 +1,232 @@
+//! Approvals given out of band, on the gateway's own page: a call that needs one leaves a
+//! request here; the person signs in on the page and answers it; the same call, made again,
+//! finds the answer and uses it up. Requests are matched on the whole binding (caller,
+//! capability, argument digest, policy version), so an altered call finds nothing.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use portcullis_policy::Principal;
+
+use super::{Binding, now};
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Not answered yet.
+    Waiting,
+    /// Approved on the page.
+    Approved,
+    /// Declined on the page.
+    Declined,
+}
+
+/// What a call finds when it asks the ledger.
+#[derive(Debug, Clone)]
+pub(crate) enum Claim {
+    /// Approved: used up now; the call may run once.
+    Approved(Binding),
+    /// Declined: used up now.
+    Declined(Binding),
+    /// Not answered yet; `new` when this call just made the request.
+    Waiting { binding: Binding, new: bool },
+}
+
+/// Why the page refuses an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PageRefusal {
+    /// No such request, or it expired.
+    Gone,
+    /// The request belongs to someone else.
+    NotYours,
+    /// Already answered.
+    Answered,
+}
+
+struct Entry {
+    binding: Binding,
+    question: String,
+    answer: Answer,
+}
+
+/// The requests waiting for, or holding, an answer.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// One request as the page shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Shown {
+    pub(crate) id: String,
+    pub(crate) question: String,
+    /// Seconds until it expires.
+    pub(crate) expires_in: u64,
+}
+
+impl Ledger {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = now();
+        entries.retain(|_, entry| entry.binding.exp > now);
+        entries
+    }
+
+    /// The answer for this exact call, using it up; or the request waiting for one (made now
+    /// from `binding` and `question` if there is none).
+    pub(crate) fn claim(&self, binding: Binding, question: impl FnOnce() -> String) -> Claim {
+        let mut entries = self.lock();
+        let same = entries
+            .iter()
+            .find(|(_, entry)| entry.binding.same_call(&binding))
+            .map(|(id, entry)| (id.clone(), entry.answer));
+        match same {
+            Some((id, Answer::Approved)) => match entries.remove(&id) {
+                Some(entry) => Claim::Approved(entry.binding),
+                None => Claim::Declined(binding),
+            },
+            Some((id, Answer::Declined)) => match entries.remove(&id) {
+                Some(entry) => Claim::Declined(entry.binding),
+                None => Claim::Declined(binding),
+            },
+            Some((id, Answer::Waiting)) => Claim::Waiting {
+                binding: entries
+                    .get(&id)
+                    .map_or(binding, |entry| entry.binding.clone()),
+                new: false,
+            },
+            None => {
+                let entry = Entry {
+                    binding: binding.clone(),
+                    question: question(),
+                    answer: Answer::Waiting,
+                };
+                entries.insert(binding.id.clone(), entry);
+                Claim::Waiting { binding, new: true }
+            }
+        }
+    }
+
+    /// Where request `id` stands, if it is still there.
+    pub(crate) fn answer(&self, id: &str) -> Option<Answer> {
+        self.lock().get(id).map(|entry| entry.answer)
+    }
+
+    /// The unanswered requests of `principal`, oldest first.
+    pub(crate) fn waiting_for(&self, issuer: &str, subject: &str) -> Vec<Shown> {
+        let now = now();
+        let mut shown: Vec<(u64, Shown)> = self
+            .lock()
+            .values()
+            .filter(|entry| {
+                entry.answer == Answer::Waiting
+                    && entry.binding.iss == issuer
+                    && entry.binding.sub == subject
+            })
+            .map(|entry| {
+                let shown = Shown {
+                    id: entry.binding.id.clone(),
+                    question: entry.question.clone(),
+                    expires_in: entry.binding.exp.saturating_sub(now),
+                };
+                (entry.binding.exp, shown)
+            })
+            .collect();
+        shown.sort_by_key(|(exp, _)| *exp);
+        shown.into_iter().map(|(_, shown)| shown).collect()
+    }
+
+    /// Whether request `id` exists and belongs to (`issuer`, `subject`).
+    pub(crate) fn check(&self, id: &str, issuer: &str, subject: &str) -> Result<(), PageRefusal> {
+        let entries = self.lock();
+        let entry = entries.get(id).ok_or(PageRefusal::Gone)?;
+        if entry.binding.iss != issuer || entry.binding.sub != subject {
+            return Err(PageRefusal::NotYours);
+        }
+        Ok(())
+    }
+
+    /// The person (`principal`, signed in on the page) answers request `id`. Returns the
+    /// request's capability, for the record.
+    pub(crate) fn decide(
+        &self,
+        id: &str,
+        principal: &Principal,
+        approve: bool,
+    ) -> Result<String, PageRefusal> {
+        let mut entries = self.lock();
+        let entry = entries.get_mut(id).ok_or(PageRefusal::Gone)?;
+        if entry.binding.iss != principal.issuer || entry.binding.sub != principal.subject {
+            return Err(PageRefusal::NotYours);
+        }
+        if entry.answer != Answer::Waiting {
+            return Err(PageRefusal::Answered);
+        }
+        entry.answer = if approve {
+            Answer::Approved
+        } else {
+            Answer::Declined
+        };
+        Ok(entry.binding.cap.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consent::Consent;
+
+    fn principal(subject: &str) -> Principal {
+        Principal {
+            subject: subject.to_owned(),
+            issuer: "https://issuer.example".to_owned(),
+            tenant: None,
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn an_answer_is_found_by_the_same_call_only_and_used_once() {
+        let consent = Consent::default();
+        let ledger = Ledger::default();
+        let ada = principal("ada");
+        let ask = |digest: &str| consent.bind(&ada, "grant_access", digest, "v1");
+        let Claim::Waiting { binding, new: true } = ledger.claim(ask("d1"), || "q".to_owned())
+        else {
+            panic!("a new request");
+        };
+        assert!(matches!(
+            ledger.claim(ask("d1"), String::new),
+            Claim::Waiting { new: false, .. }
+        ));
+        assert_eq!(
+            ledger.decide(&binding.id, &principal("bob"), true),
+            Err(PageRefusal::NotYours)
+        );
+        assert_eq!(ledger.waiting_for("https://issuer.example", "bob").len(), 0);
+        assert_eq!(ledger.waiting_for("https://issuer.example", "ada").len(), 1);
+        assert!(ledger.decide(&binding.id, &ada, true).is_ok());
+        assert_eq!(
+            ledger.decide(&binding.id, &ada, false),
+            Err(PageRefusal::Answered)
+        );
+        // Other arguments: a request of their own, not this approval.
+        assert!(matches!(
+            ledger.claim(ask("d2"), String::new),
+            Claim::Waiting { new: true, .. }
+        ));
+        assert!(matches!(
+            ledger.claim(ask("d1"), String::new),
+            Claim::Approved(_)
+        ));
+        // Used: the same call again starts over.
+        assert!(matches!(
+            ledger.claim(ask("d1"), String::new),
+            Claim::Waiting { new: true, .. }
+        ));
+    }
+}

@@ -1,0 +1,464 @@
+//! The approval page, for the tiers a client must not be able to approve by itself: the person
+//! signs in through the authorization server (the page is an OAuth client of its own), sees
+//! every request of theirs waiting for an answer in plain language, and approves some, all or
+//! none in one form. Each form carries a one-time token; a request of another person, an
+//! expired request and a replayed form are refused, and every answer and refusal is audited.
+
+mod page;
+mod sign_in;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Form, Json, Router,
+    extract::{Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use portcullis_audit::{AuditDecision, AuditRecord, Durability};
+use portcullis_policy::Principal;
+use serde::Deserialize;
+
+use super::authn::Authn;
+use crate::{
+    consent::{Answer, Consent, PageRefusal},
+    trail::Trail,
+};
+
+const COOKIE: &str = "portcullis_approval";
+/// How long a sign-in on the page lasts.
+const SIGNED_IN: Duration = Duration::from_secs(3600);
+/// Signed-in browsers kept at most (oldest dropped).
+const MAX_SESSIONS: usize = 10_000;
+
+/// A signed-in browser: who, and the form tokens it was given and has not used.
+struct Web {
+    principal: Principal,
+    forms: HashSet<String>,
+    at: Instant,
+}
+
+pub(super) struct Approvals {
+    consent: Arc<Consent>,
+    authn: Arc<Authn>,
+    trail: Trail,
+    sign_in: sign_in::SignIn,
+    sessions: Mutex<HashMap<String, Web>>,
+    secure: bool,
+}
+
+impl Approvals {
+    /// The page for a gateway whose MCP endpoint is `resource`, signing people in with
+    /// `issuer` as OAuth client `client_id` (default: the page's own metadata document).
+    pub(super) fn new(
+        consent: Arc<Consent>,
+        authn: Arc<Authn>,
+        trail: Trail,
+        (resource, issuer, client_id): (&str, &str, Option<&str>),
+    ) -> Self {
+        let origin = reqwest::Url::parse(resource)
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_default();
+        consent.set_page(format!("{origin}/approvals"));
+        let client_id =
+            client_id.map_or_else(|| format!("{origin}/approvals/client.json"), str::to_owned);
+        let sign_in = sign_in::SignIn::new(
+            issuer.to_owned(),
+            client_id,
+            format!("{origin}/approvals/callback"),
+            resource.to_owned(),
+        );
+        Self {
+            consent,
+            authn,
+            trail,
+            sign_in,
+            sessions: Mutex::new(HashMap::new()),
+            secure: origin.starts_with("https://"),
+        }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Web>> {
+        let mut sessions = self
+            .sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sessions.retain(|_, web| web.at.elapsed() < SIGNED_IN);
+        sessions
+    }
+
+    /// Who this browser signed in as, if it did.
+    fn signed_in(&self, headers: &HeaderMap) -> Option<(String, Principal)> {
+        let cookie = cookie(headers)?;
+        let principal = self.sessions().get(&cookie)?.principal.clone();
+        Some((cookie, principal))
+    }
+
+    /// A fresh one-time form token for this browser.
+    fn form_token(&self, cookie: &str) -> String {
+        let token = portcullis_authn::signing::random_token();
+        if let Some(web) = self.sessions().get_mut(cookie) {
+            web.forms.insert(token.clone());
+        }
+        token
+    }
+
+    async fn record(
+        &self,
+        principal: &Principal,
+        decision: AuditDecision,
+        reason: &str,
+        id: Option<&str>,
+    ) {
+        let correlation = portcullis_core::CorrelationId::fresh();
+        let mut record = AuditRecord::new(correlation.as_str(), "approvals/page", decision);
+        record.issuer = Some(principal.issuer.clone());
+        record.subject = Some(principal.subject.clone());
+        record.tenant.clone_from(&principal.tenant);
+        record.reasons = vec![reason.to_owned()];
+        record.consent = id.map(str::to_owned);
+        // An approval lets a state-changing call run: it is on disk before the page says so.
+        let durability = if decision == AuditDecision::Approved {
+            Durability::Durable
+        } else {
+            Durability::Queued
+        };
+        let _ = self.trail.record(record, durability).await;
+    }
+}
+
+pub(super) fn router(approvals: Arc<Approvals>) -> Router {
+    Router::new()
+        .route("/approvals", get(show).post(answer))
+        .route("/approvals/callback", get(callback))
+        .route("/approvals/client.json", get(client_document))
+        .with_state(approvals)
+}
+
+/// A page with the headers every approval page carries: no framing, no caching, no scripts.
+fn html(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        // `no-referrer` would make browsers send `Origin: null` on the form's POST, which the
+        // Origin check refuses.
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn redirect(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
+        Err(_) => html(
+            StatusCode::BAD_REQUEST,
+            page::notice("Bad link", "This link is not valid."),
+        ),
+    }
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE).then(|| value.to_owned())
+        })
+}
+
+#[derive(Deserialize)]
+struct Shown {
+    request: Option<String>,
+}
+
+async fn show(
+    State(approvals): State<Arc<Approvals>>,
+    Query(query): Query<Shown>,
+    headers: HeaderMap,
+) -> Response {
+    let here = match &query.request {
+        Some(id) => format!("/approvals?request={}", urlencode(id)),
+        None => "/approvals".to_owned(),
+    };
+    let Some((cookie, principal)) = approvals.signed_in(&headers) else {
+        return match approvals.sign_in.start(&here).await {
+            Ok(to) => redirect(&to),
+            Err(error) => {
+                tracing::warn!(%error, "approval page cannot reach the authorization server");
+                html(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    page::notice(
+                        "Sign-in unavailable",
+                        "The sign-in service cannot be reached. Try again shortly.",
+                    ),
+                )
+            }
+        };
+    };
+    if let Some(id) = &query.request {
+        let ledger = &approvals.consent.ledger;
+        match ledger.check(id, &principal.issuer, &principal.subject) {
+            Err(PageRefusal::NotYours) => {
+                approvals
+                    .record(
+                        &principal,
+                        AuditDecision::Deny,
+                        "approval_page_not_yours",
+                        Some(id),
+                    )
+                    .await;
+                return html(
+                    StatusCode::FORBIDDEN,
+                    page::notice(
+                        "Not your request",
+                        "This approval request belongs to someone else. Only the person who asked can approve it: sign in as them.",
+                    ),
+                );
+            }
+            Err(_) => {
+                approvals
+                    .record(
+                        &principal,
+                        AuditDecision::Deny,
+                        "approval_page_expired",
+                        Some(id),
+                    )
+                    .await;
+                return html(
+                    StatusCode::GONE,
+                    page::notice(
+                        "Request expired",
+                        "This approval request has expired or no longer exists. Make the call again to ask anew.",
+                    ),
+                );
+            }
+            Ok(()) if ledger.answer(id) != Some(Answer::Waiting) => {
+                return html(
+                    StatusCode::OK,
+                    page::notice(
+                        "Already answered",
+                        "This approval request has already been answered.",
+                    ),
+                );
+            }
+            Ok(()) => {}
+        }
+    }
+    let shown = approvals
+        .consent
+        .ledger
+        .waiting_for(&principal.issuer, &principal.subject);
+    let token = approvals.form_token(&cookie);
+    html(
+        StatusCode::OK,
+        page::requests(&principal.subject, &shown, &token),
+    )
+}
+
+async fn answer(
+    State(approvals): State<Arc<Approvals>>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let Some((cookie, principal)) = approvals.signed_in(&headers) else {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            page::notice(
+                "Signed out",
+                "Your sign-in has ended. Open the approval link again.",
+            ),
+        );
+    };
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let token = field("form").unwrap_or_default();
+    let fresh = approvals
+        .sessions()
+        .get_mut(&cookie)
+        .is_some_and(|web| web.forms.remove(token));
+    if !fresh {
+        approvals
+            .record(
+                &principal,
+                AuditDecision::Deny,
+                "approval_form_replayed",
+                None,
+            )
+            .await;
+        return html(
+            StatusCode::FORBIDDEN,
+            page::notice(
+                "Form already used",
+                "This form was already sent, or did not come from this page. Open the approval page again.",
+            ),
+        );
+    }
+    let approve = match field("decision") {
+        Some("approve") => true,
+        Some("decline") => false,
+        _ => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                page::notice("No decision", "Choose approve or decline."),
+            );
+        }
+    };
+    let (mut approved, mut declined, mut refused) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, id) in fields.iter().filter(|(key, _)| key == "request") {
+        match approvals.consent.ledger.decide(id, &principal, approve) {
+            Ok(_) if approve => {
+                approvals
+                    .record(
+                        &principal,
+                        AuditDecision::Approved,
+                        "approved_on_page",
+                        Some(id),
+                    )
+                    .await;
+                approved.push(id.clone());
+            }
+            Ok(_) => {
+                approvals
+                    .record(
+                        &principal,
+                        AuditDecision::Declined,
+                        "declined_on_page",
+                        Some(id),
+                    )
+                    .await;
+                declined.push(id.clone());
+            }
+            Err(refusal) => {
+                let reason = match refusal {
+                    PageRefusal::NotYours => "approval_page_not_yours",
+                    PageRefusal::Gone => "approval_page_expired",
+                    PageRefusal::Answered => "approval_page_answered",
+                };
+                approvals
+                    .record(&principal, AuditDecision::Deny, reason, Some(id))
+                    .await;
+                refused.push(id.clone());
+            }
+        }
+    }
+    html(
+        StatusCode::OK,
+        page::answered(&approved, &declined, &refused),
+    )
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+async fn callback(
+    State(approvals): State<Arc<Approvals>>,
+    Query(query): Query<Callback>,
+) -> Response {
+    let failed = |text: &str| html(StatusCode::FORBIDDEN, page::notice("Sign-in failed", text));
+    let (Some(code), Some(state)) = (query.code, query.state) else {
+        tracing::info!(error = ?query.error, "approval sign-in refused by the authorization server");
+        return failed("The sign-in did not complete. Open the approval link again.");
+    };
+    let (token, return_to) = match approvals.sign_in.finish(&code, &state).await {
+        Ok(done) => done,
+        Err(error) => {
+            tracing::info!(%error, "approval sign-in failed");
+            return failed("The sign-in did not complete. Open the approval link again.");
+        }
+    };
+    let bearer = format!("Bearer {token}");
+    let verified =
+        match portcullis_authn::BearerToken::from_authorization(std::iter::once(bearer.as_bytes()))
+        {
+            Ok(Some(token)) => approvals.authn.verified(&token).await,
+            _ => None,
+        };
+    let Some(verified) = verified else {
+        return failed("The sign-in did not give a valid token for this service.");
+    };
+    let principal = super::authz::principal(&verified);
+    let cookie = portcullis_authn::signing::random_token();
+    {
+        let mut sessions = approvals.sessions();
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, web)| web.at)
+                .map(|(key, _)| key.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            cookie.clone(),
+            Web {
+                principal,
+                forms: HashSet::new(),
+                at: Instant::now(),
+            },
+        );
+    }
+    // Only back to the approval page: the sign-in cannot be turned into an open redirect.
+    let to = if return_to.starts_with("/approvals") {
+        return_to
+    } else {
+        "/approvals".to_owned()
+    };
+    let secure = if approvals.secure { "; Secure" } else { "" };
+    let mut response = redirect(&to);
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "{COOKIE}={cookie}; Path=/approvals; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        SIGNED_IN.as_secs()
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The page's OAuth client ID metadata document: its `client_id` is its own URL.
+async fn client_document(State(approvals): State<Arc<Approvals>>) -> Response {
+    Json(serde_json::json!({
+        "client_id": approvals.sign_in.client_id,
+        "client_name": "Portcullis approvals",
+        "redirect_uris": [approvals.sign_in.redirect_uri],
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    }))
+    .into_response()
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,109 @@
+//! The approval page's HTML: plain, escaped, no script. Every form carries a one-time token.
+
+use crate::consent::Shown;
+
+/// `text` safe inside HTML text and attribute values.
+pub(super) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn document(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{title} · Portcullis</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:42rem;margin:2rem auto;\
+         padding:0 1rem;line-height:1.45}}.request{{border:1px solid #bbb;border-radius:6px;\
+         padding:.75rem 1rem;margin:1rem 0}}.request p{{white-space:pre-line;margin:.25rem 0}}\
+         .meta{{color:#555;font-size:.9rem}}button{{font-size:1rem;margin-right:.5rem}}</style>\
+         </head><body><h1>{title}</h1>\n{body}\n</body></html>\n",
+        title = escape(title)
+    )
+}
+
+/// The person's requests waiting for an answer, in one form: approve some, all, or none.
+pub(super) fn requests(subject: &str, shown: &[Shown], form_token: &str) -> String {
+    if shown.is_empty() {
+        return document(
+            "Nothing to approve",
+            &format!(
+                "<p>Signed in as <strong>{}</strong>. There is no request waiting for your \
+                 approval.</p>",
+                escape(subject)
+            ),
+        );
+    }
+    let mut items = String::new();
+    for request in shown {
+        items.push_str(&format!(
+            "<div class=\"request\"><label><input type=\"checkbox\" name=\"request\" \
+             value=\"{id}\" checked> Include this request</label><p>{question}</p>\
+             <p class=\"meta\">Reference {id} · expires in {minutes} min</p></div>\n",
+            id = escape(&request.id),
+            question = escape(&request.question),
+            minutes = request.expires_in.div_ceil(60),
+        ));
+    }
+    document(
+        "Approve actions",
+        &format!(
+            "<p>Signed in as <strong>{subject}</strong>. These actions are waiting for your \
+             approval. Nothing runs until you approve it; each approved action runs once, when \
+             the client makes the same call again.</p>\n\
+             <form method=\"post\" action=\"/approvals\">\n\
+             <input type=\"hidden\" name=\"form\" value=\"{token}\">\n{items}\
+             <button type=\"submit\" name=\"decision\" value=\"approve\">Approve selected</button>\
+             <button type=\"submit\" name=\"decision\" value=\"decline\">Decline selected</button>\
+             </form>",
+            subject = escape(subject),
+            token = escape(form_token),
+        ),
+    )
+}
+
+/// A page that only says something.
+pub(super) fn notice(title: &str, text: &str) -> String {
+    document(title, &format!("<p>{}</p>", escape(text)))
+}
+
+/// What an answer did.
+pub(super) fn answered(approved: &[String], declined: &[String], refused: &[String]) -> String {
+    let list = |ids: &[String]| {
+        ids.iter()
+            .map(|id| format!("<li>{}</li>", escape(id)))
+            .collect::<String>()
+    };
+    let mut body = String::new();
+    if !approved.is_empty() {
+        body.push_str(&format!(
+            "<p>Approved (each runs once, when the client makes the same call again):</p>\
+             <ul id=\"approved\">{}</ul>",
+            list(approved)
+        ));
+    }
+    if !declined.is_empty() {
+        body.push_str(&format!(
+            "<p>Declined (they will not run):</p><ul id=\"declined\">{}</ul>",
+            list(declined)
+        ));
+    }
+    if !refused.is_empty() {
+        body.push_str(&format!(
+            "<p>Not changed (expired, already answered, or not yours):</p>\
+             <ul id=\"refused\">{}</ul>",
+            list(refused)
+        ));
+    }
+    document("Done", &body)
+}

@@ -1,0 +1,168 @@
+//! Signing a person in on the approval page: the page is an OAuth client of the authorization
+//! server (authorization code with PKCE S256, the MCP resource as RFC 8707 `resource`), and the
+//! access token it gets back is verified exactly as an MCP caller's would be. By default the
+//! client is the page's own client ID metadata document, so nothing has to be registered.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use aws_lc_rs::digest;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::Deserialize;
+
+/// How long a sign-in may take, from the redirect to the callback.
+const SIGN_IN_TIME: Duration = Duration::from_secs(600);
+/// Sign-ins in progress kept at most (oldest dropped), so callers cannot grow the table.
+const MAX_STARTED: usize = 10_000;
+
+/// A sign-in started: what the callback needs.
+struct Started {
+    verifier: String,
+    return_to: String,
+    at: Instant,
+}
+
+/// The authorization server's endpoints (RFC 8414).
+#[derive(Debug, Clone, Deserialize)]
+struct Endpoints {
+    authorization_endpoint: String,
+    token_endpoint: String,
+}
+
+pub(super) struct SignIn {
+    issuer: String,
+    pub(super) client_id: String,
+    pub(super) redirect_uri: String,
+    resource: String,
+    http: reqwest::Client,
+    endpoints: tokio::sync::OnceCell<Endpoints>,
+    started: Mutex<HashMap<String, Started>>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+}
+
+impl SignIn {
+    pub(super) fn new(
+        issuer: String,
+        client_id: String,
+        redirect_uri: String,
+        resource: String,
+    ) -> Self {
+        Self {
+            issuer,
+            client_id,
+            redirect_uri,
+            resource,
+            http: portcullis_mcp::http_client(),
+            endpoints: tokio::sync::OnceCell::new(),
+            started: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn endpoints(&self) -> Result<&Endpoints, String> {
+        self.endpoints
+            .get_or_try_init(|| async {
+                let base = self.issuer.trim_end_matches('/');
+                let mut last = String::new();
+                for path in [
+                    "/.well-known/oauth-authorization-server",
+                    "/.well-known/openid-configuration",
+                ] {
+                    match self.http.get(format!("{base}{path}")).send().await {
+                        Ok(answer) if answer.status().is_success() => {
+                            return answer.json::<Endpoints>().await.map_err(|e| e.to_string());
+                        }
+                        Ok(answer) => last = format!("{path}: HTTP {}", answer.status()),
+                        Err(error) => last = format!("{path}: {error}"),
+                    }
+                }
+                Err(last)
+            })
+            .await
+    }
+
+    /// The authorization server's URL to send the browser to; `return_to` is where the page
+    /// goes once signed in.
+    pub(super) async fn start(&self, return_to: &str) -> Result<String, String> {
+        let endpoints = self.endpoints().await?;
+        let state = portcullis_authn::signing::random_token();
+        let verifier = portcullis_authn::signing::random_token();
+        let challenge =
+            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
+        {
+            let mut started = self
+                .started
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            started.retain(|_, s| s.at.elapsed() < SIGN_IN_TIME);
+            if started.len() >= MAX_STARTED
+                && let Some(oldest) = started
+                    .iter()
+                    .min_by_key(|(_, s)| s.at)
+                    .map(|(key, _)| key.clone())
+            {
+                started.remove(&oldest);
+            }
+            started.insert(
+                state.clone(),
+                Started {
+                    verifier,
+                    return_to: return_to.to_owned(),
+                    at: Instant::now(),
+                },
+            );
+        }
+        let mut url = reqwest::Url::parse(&endpoints.authorization_endpoint)
+            .map_err(|error| error.to_string())?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", &self.redirect_uri)
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("resource", &self.resource);
+        Ok(url.to_string())
+    }
+
+    /// The callback: the access token for `code`, and where to go next.
+    pub(super) async fn finish(&self, code: &str, state: &str) -> Result<(String, String), String> {
+        let started = self
+            .started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(state)
+            .filter(|started| started.at.elapsed() < SIGN_IN_TIME)
+            .ok_or("unknown or expired sign-in")?;
+        let endpoints = self.endpoints().await?;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &self.redirect_uri),
+            ("client_id", &self.client_id),
+            ("code_verifier", &started.verifier),
+            ("resource", &self.resource),
+        ];
+        let answer = self
+            .http
+            .post(&endpoints.token_endpoint)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        if !answer.status().is_success() {
+            return Err(format!("token endpoint answered HTTP {}", answer.status()));
+        }
+        let token = answer
+            .json::<TokenAnswer>()
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok((token.access_token, started.return_to))
+    }
+}
