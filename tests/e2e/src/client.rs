@@ -41,12 +41,21 @@ pub struct TestClient {
     /// How an approval request is answered: `Some(true)` approves, `Some(false)` declines;
     /// `None` answers every form with the fixed content above (which approves nothing).
     pub approves: Option<bool>,
+    /// Whether it declares URL-mode elicitation; the URLs it was sent to are in `visits`.
+    pub opens_urls: bool,
+    /// URLs of URL-mode elicitations received (opened by the test, as a person would).
+    pub visits: Arc<Mutex<Vec<String>>>,
 }
 
 impl ClientHandler for TestClient {
     fn get_info(&self) -> ClientConfig {
+        let elicitation = if self.opens_urls {
+            serde_json::json!({ "form": {}, "url": {} })
+        } else {
+            serde_json::json!({ "form": {} })
+        };
         let capabilities: ClientCapabilities = serde_json::from_value(serde_json::json!({
-            "elicitation": { "form": {} },
+            "elicitation": elicitation,
             "sampling": {},
         }))
         .expect("capabilities");
@@ -63,6 +72,19 @@ impl ClientHandler for TestClient {
             .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
             .unwrap_or_default();
         self.elicitations.lock().expect("lock").push(message);
+        let url = serde_json::to_value(&request)
+            .ok()
+            .and_then(|v| v.get("url").and_then(|u| u.as_str()).map(str::to_owned));
+        if let Some(url) = url {
+            self.visits.lock().expect("lock").push(url);
+            let action = if self.approves == Some(false) {
+                "decline"
+            } else {
+                "accept"
+            };
+            return serde_json::from_value(serde_json::json!({ "action": action }))
+                .map_err(|e| McpError::internal_error(e.to_string(), None));
+        }
         let answer = match self.approves {
             Some(true) => serde_json::json!({"action": "accept", "content": {"approve": true}}),
             Some(false) => serde_json::json!({"action": "decline"}),

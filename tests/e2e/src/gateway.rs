@@ -26,6 +26,16 @@ pub struct TestGateway {
 impl TestGateway {
     /// Start a gateway from TOML text (its `listen` is ignored).
     pub async fn spawn(toml: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        Self::spawn_on(listener, toml).await
+    }
+
+    /// Start a gateway on `listener`, bound by the caller so that its configuration (and an
+    /// authorization server's resource) can name the real port.
+    pub async fn spawn_on(listener: TcpListener, toml: &str) -> Self {
+        let address = listener.local_addr().expect("local address");
         // Tests of the proxy itself run open; tests of authentication bring their own `[auth]`.
         let open = "\n[danger]\nunauthenticated = true\n";
         let toml = if toml.contains("[auth]") {
@@ -34,10 +44,6 @@ impl TestGateway {
             format!("{toml}{open}")
         };
         let config = Config::parse(&toml, Path::new("<test>")).expect("test config resolves");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let address = listener.local_addr().expect("local address");
         let upstreams = CancellationToken::new();
         let gateway = Gateway::start(&config, &upstreams);
         gateway.wait_ready(Duration::from_secs(20)).await;

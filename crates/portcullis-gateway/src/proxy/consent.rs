@@ -9,8 +9,8 @@ use portcullis_policy::{Pending, Principal};
 use rmcp::{
     ErrorData as McpError, RoleServer,
     model::{
-        CallToolRequestParams, CallToolResponse, ClientResult, GetExtensions, InputRequiredResult,
-        ServerRequest,
+        CallToolRequestParams, CallToolResponse, ClientResult, CustomNotification, GetExtensions,
+        InputRequiredResult, ServerNotification, ServerRequest,
     },
     service::{OriginatingRequestId, RequestContext},
 };
@@ -121,6 +121,32 @@ impl GatewayHandler {
                         self.requested(&principal, &call, &binding).await;
                     }
                     let link = consent.link(&binding.id);
+                    // A session client that can open a URL is sent to the page, and the call
+                    // waits there for the person's answer.
+                    if let Some(link) = &link
+                        && self.session.is_session()
+                        && client_opens_urls(context)
+                    {
+                        let question = self.question(&pending, &capability, arguments.as_ref());
+                        if ask_by_url(context, &question, link, &binding.id, &consent).await
+                            && let Claim::Approved(binding) =
+                                consent.ledger.claim(binding.clone(), String::new)
+                        {
+                            self.approved(
+                                &principal,
+                                &call,
+                                &binding,
+                                pending,
+                                correlation.clone(),
+                                context,
+                            )
+                            .await?;
+                            return Ok(None);
+                        }
+                        let (answer, record) =
+                            refuse(ApprovalAnswer::Declined, "declined", Some(&binding.id));
+                        return Err(self.refused(answer, record, &correlation).await);
+                    }
                     let (answer, record) = refuse(
                         ApprovalAnswer::OutOfBand(link),
                         "approval_out_of_band",
@@ -286,6 +312,69 @@ fn client_elicits(context: &RequestContext<RoleServer>) -> bool {
     context
         .client_capabilities()
         .is_some_and(|capabilities| capabilities.elicitation.is_some())
+}
+
+/// Whether a session client declared URL-mode elicitation.
+fn client_opens_urls(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .client_capabilities()
+        .and_then(|capabilities| capabilities.elicitation)
+        .is_some_and(|elicitation| elicitation.url.is_some())
+}
+
+/// Send the person to the approval page (URL-mode elicitation on the call's stream), then wait
+/// for their answer there. True only once the page recorded an approval; a client that
+/// declines to open the page, a decline on the page, the request expiring and the wait running
+/// out are all false.
+async fn ask_by_url(
+    context: &RequestContext<RoleServer>,
+    question: &str,
+    link: &str,
+    id: &str,
+    consent: &crate::consent::Consent,
+) -> bool {
+    let request = json!({
+        "method": "elicitation/create",
+        "params": {"mode": "url", "message": question, "url": link, "elicitationId": id},
+    });
+    let Ok(mut request) = serde_json::from_value::<ServerRequest>(request) else {
+        return false;
+    };
+    request
+        .extensions_mut()
+        .insert(OriginatingRequestId(context.id.clone()));
+    let wait = consent.wait();
+    let opened = tokio::time::timeout(wait, context.peer.send_request(request)).await;
+    let accepted = matches!(
+        opened,
+        Ok(Ok(ClientResult::ElicitResult(ref result)))
+            if serde_json::to_value(result).is_ok_and(|answer| answer["action"] == "accept")
+    );
+    if !accepted {
+        return false;
+    }
+    let waited = tokio::time::timeout(wait, async {
+        loop {
+            match consent.ledger.answer(id) {
+                Some(crate::consent::Answer::Waiting) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                answer => return answer == Some(crate::consent::Answer::Approved),
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    // Tell the client the page is done with, whatever the answer (2025-11-25 URL mode).
+    let done = CustomNotification::new(
+        "notifications/elicitation/complete",
+        Some(json!({"elicitationId": id})),
+    );
+    let _ = context
+        .peer
+        .send_notification(ServerNotification::CustomNotification(done))
+        .await;
+    waited
 }
 
 /// The form: one field, which must be ticked.

@@ -125,8 +125,6 @@ async fn approved_runs_once_and_declined_does_not_in_both_eras() {
                 "{}",
                 questions[0]
             );
-            let records = records_of(&setup.trail, &subject, if approves { 4 } else { 3 }).await;
-            let seen = story(&records);
             let ask = (
                 AuditDecision::AskApproval,
                 "approval_required".to_owned(),
@@ -157,6 +155,8 @@ async fn approved_runs_once_and_declined_does_not_in_both_eras() {
                 );
                 expected.push((AuditDecision::Declined, "declined".to_owned(), true, false));
             }
+            let records = records_of(&setup.trail, &subject, expected.len()).await;
+            let seen = story(&records);
             // Outcome records carry no reasons; compare them on decision and kind only.
             let seen: Vec<_> = seen
                 .into_iter()
@@ -208,7 +208,8 @@ fn refused(answer: &Value, word: &str) {
 
 #[tokio::test]
 async fn forged_replayed_and_expired_approvals_are_refused_and_recorded() {
-    let setup = setup("forge", "2s").await;
+    // Long enough for the steps before the expiry check on a loaded machine; that check waits it out.
+    let setup = setup("forge", "4s").await;
     let url = &setup.gateway.url;
     let ada = token(&setup.issuer, "ada", &["editor"]);
     let bob = token(&setup.issuer, "bob", &["editor"]);
@@ -262,7 +263,7 @@ async fn forged_replayed_and_expired_approvals_are_refused_and_recorded() {
     );
     // Past its expiry.
     let late = state_of(&greet(url, &ada, json!({"name": "D"}), None, None).await);
-    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4_100)).await;
     refused(
         &greet(url, &ada, json!({"name": "D"}), Some(&late), None).await,
         "invalid",

@@ -32,6 +32,7 @@ mod authn;
 mod authz;
 mod binary;
 mod consent;
+mod consent_page;
 mod crash;
 mod credential;
 mod failure;

@@ -1,0 +1,141 @@
+//! The approval page through the gateway, with the embedded authorization server signing the
+//! person in: a session client that can open URLs is sent to the page by a URL-mode
+//! elicitation and its call waits for the person's answer there; approved, it runs once.
+
+use portcullis_e2e::{DevIssuer, Era, TestClient, TestGateway, connect_as};
+use rmcp::model::CallToolRequestParams;
+use serde_json::json;
+
+use crate::stdio_upstream;
+
+/// A browser's visit to the approval page at `link`, signing in as `identity` (the embedded
+/// authorization server takes a `login_hint`), then answering every waiting request.
+async fn approve_on_page(link: &str, identity: &str, approve: bool) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let location = |answer: &reqwest::Response| {
+        answer.headers()[reqwest::header::LOCATION]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let to_sign_in = http.get(link).send().await.unwrap();
+    assert_eq!(to_sign_in.status(), 303);
+    let authorize = format!("{}&login_hint={identity}", location(&to_sign_in));
+    let to_callback = http.get(&authorize).send().await.unwrap();
+    assert!(
+        to_callback.status().is_redirection(),
+        "{}",
+        to_callback.status()
+    );
+    let callback = http.get(location(&to_callback)).send().await.unwrap();
+    assert_eq!(callback.status(), 303);
+    let cookie = callback.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let origin = link.split("/approvals").next().unwrap().to_owned();
+    let page = http
+        .get(format!("{origin}{}", location(&callback)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = page
+        .split("name=\"form\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let ids: Vec<String> = page
+        .split("name=\"request\" value=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect();
+    let mut form = vec![
+        ("form".to_owned(), token),
+        (
+            "decision".to_owned(),
+            if approve { "approve" } else { "decline" }.to_owned(),
+        ),
+    ];
+    form.extend(ids.into_iter().map(|id| ("request".to_owned(), id)));
+    let answered = http
+        .post(format!("{origin}/approvals"))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    format!("{page}\n{}", answered.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_url_mode_client_is_sent_to_the_page_and_its_call_waits_for_the_answer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let issuer = DevIssuer::start("consent-page", &resource, &[]).await;
+    let config = format!(
+        "[auth]\npublic_url = \"{resource}\"\n\n\
+         [policy]\ncedar = '''\n\
+         @id(\"admins-grant\")\n\
+         permit (principal in Role::\"admin\", action == Action::\"tool:greet\", resource);\n'''\n\n\
+         [[capability]]\ntool = \"greet\"\nrisk = \"admin\"\n\
+         consent = \"Give {{name}} the keys.\"\n\n\
+         [[auth.issuer]]\nissuer = \"{}\"\n\n{}",
+        issuer.issuer,
+        stdio_upstream("fixture")
+    );
+    let gateway = TestGateway::spawn_on(listener, &config).await;
+    for approve in [true, false] {
+        let token = issuer.auth.mint("admin-a", None).unwrap();
+        let client = TestClient {
+            opens_urls: true,
+            approves: Some(true),
+            ..TestClient::default()
+        };
+        let visits = client.visits.clone();
+        let service = connect_as(&gateway.url, Era::Sessions, client, Some(&token)).await;
+        let mut call = CallToolRequestParams::new("greet");
+        call.arguments = json!({"name": "Ada"}).as_object().cloned();
+        let peer = service.peer().clone();
+        let pending = tokio::spawn(async move { peer.call_tool(call).await });
+        let mut link = None;
+        for _ in 0..100 {
+            link = visits.lock().unwrap().first().cloned();
+            if link.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let link = link.expect("the client was sent to the approval page");
+        assert!(
+            link.starts_with(&format!("{}/approvals?request=ap-", gateway.base)),
+            "{link}"
+        );
+        let page = approve_on_page(&link, "admin-a", approve).await;
+        assert!(page.contains("Give Ada the keys."), "{page}");
+        let answer = pending.await.unwrap();
+        if approve {
+            let text = serde_json::to_string(&answer.unwrap()).unwrap();
+            assert!(text.contains("Hello, Ada"), "{text}");
+        } else {
+            let error = format!("{:?}", answer.unwrap_err());
+            assert!(
+                error.contains("-31002") && error.contains("declined"),
+                "{error}"
+            );
+        }
+        service.cancel().await.unwrap();
+    }
+}
