@@ -6,6 +6,7 @@
 
 pub mod config;
 mod consent;
+pub mod entitlements;
 pub mod http;
 pub mod identity;
 pub mod metrics;

@@ -95,6 +95,11 @@ enum Command {
         #[arg(value_name = "ARGS-JSON")]
         arguments: Option<String>,
     },
+    /// Policies: compare a candidate set with the one in force.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Read the audit trail: verify its chain, query it, or follow it.
     Audit {
         #[command(subcommand)]
@@ -112,6 +117,23 @@ enum Command {
         /// The assertions' issuer.
         #[arg(long)]
         issuer: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Which sample identities would gain or lose which capabilities with other policies.
+    Diff {
+        /// The configuration file (its policies are the ones in force).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The candidate policy file (Cedar).
+        #[arg(long)]
+        against: PathBuf,
+        /// Sample identities in the demo's `identities.toml` format [default: the
+        /// configuration's `[entitlements] file`].
+        #[arg(long)]
+        identities: Option<PathBuf>,
     },
 }
 
@@ -140,15 +162,16 @@ enum AuditCommand {
 
 pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Command::Serve { config } => {
-            let config = Config::load(&config)?;
+        Command::Serve { config: file } => {
+            let config = Config::load(&file)?;
             let path = config.path.clone();
             // Scripts and tests read the bound address from this line (the port may be 0).
             let banner = move |address: SocketAddr| format!("listening http://{address}{path}");
             let listener = TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
-            serve(config, listener, axum::Router::new(), &banner).await
+            let source: crate::reload::Source = Box::new(move || Ok(Config::load(&file)?));
+            serve(config, listener, axum::Router::new(), &banner, source).await
         }
         Command::Demo {
             port,
@@ -178,6 +201,18 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             }
             AuditCommand::Tail { source, filters } => crate::audit::tail(&source, &filters).await,
         },
+        Command::Policy {
+            command:
+                PolicyCommand::Diff {
+                    config,
+                    against,
+                    identities,
+                },
+        } => print(&crate::policy_diff::diff(
+            &config,
+            &against,
+            identities.as_deref(),
+        )?),
         Command::Matrix { config, format } => print(&crate::operator::matrix(&config, format)?),
         Command::Review { config, identities } => {
             print(&crate::operator::review(&config, &identities)?)
@@ -222,6 +257,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     beside: axum::Router,
     banner: &dyn Fn(SocketAddr) -> String,
+    reload: crate::reload::Source,
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
@@ -233,6 +269,21 @@ pub(crate) async fn serve(
     let inflight = Inflight::default();
     let streams = CancellationToken::new();
     let trail = portcullis_gateway::trail::Trail::open(&config)?;
+    if config.audit.is_none() {
+        tracing::warn!(
+            "no [audit] section: decisions are counted at /metrics but not recorded; add \
+             `[audit] sqlite = \"audit.db\"` for a durable trail"
+        );
+    }
+    if let Some(auth) = &config.auth {
+        tokio::spawn(crate::reload::run(
+            gateway.clone(),
+            reload,
+            auth.policy_file.clone(),
+            auth.policy.version().to_owned(),
+            upstreams.clone(),
+        ));
+    }
     if let Some(admin) = config.admin {
         let listener = TcpListener::bind(admin)
             .await

@@ -70,6 +70,9 @@ sqlite = {audit}
 [consent]
 ttl = {consent_ttl}
 
+[entitlements]
+file = {entitlements}
+
 [policy]
 file = {policies}
 
@@ -82,8 +85,15 @@ file = {policies}
         key = path("identity-key.pem"),
         audit = path(AUDIT_FILE),
         consent_ttl = toml_string(consent_ttl),
+        entitlements = toml_string(&DevAuth::identities_path(&data_dir).to_string_lossy()),
     );
     let config = Config::parse(&text, Path::new("<built-in demo configuration>"))?;
+    let reload: crate::reload::Source = Box::new(move || {
+        Ok(Config::parse(
+            &text,
+            Path::new("<built-in demo configuration>"),
+        )?)
+    });
     let identities = DevAuth::identities_path(&data_dir);
     let people: Vec<String> = auth
         .directory()
@@ -117,7 +127,7 @@ file = {policies}
             policies = policies_shown,
         )
     };
-    crate::cli::serve(config, listener, auth.router(), &banner).await
+    crate::cli::serve(config, listener, auth.router(), &banner, reload).await
 }
 
 /// The reference backend's capabilities: what each needs, how risky it is, what it targets.

@@ -6,6 +6,8 @@ mod cli;
 mod demo;
 mod demo_upstream;
 mod operator;
+mod policy_diff;
+mod reload;
 
 use std::process::ExitCode;
 

@@ -33,7 +33,7 @@ fn engine(config: &Path) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
 
 /// People from an identities file (the demo's `identities.toml` format), as policies see them
 /// holding every scope they may be granted.
-fn identities(path: &Path) -> anyhow::Result<Vec<Principal>> {
+pub(crate) fn identities(path: &Path) -> anyhow::Result<Vec<Principal>> {
     let directory = Directory::load(path)?;
     Ok(directory
         .identities
@@ -155,7 +155,7 @@ fn review_cells(row: &ReviewRow) -> [String; 7] {
     ]
 }
 
-fn outcome(decision: &Decision) -> String {
+pub(crate) fn outcome(decision: &Decision) -> String {
     match decision {
         Decision::Allow(_) => "allow".to_owned(),
         Decision::Deny {

@@ -45,6 +45,8 @@ pub struct TestClient {
     pub opens_urls: bool,
     /// URLs of URL-mode elicitations received (opened by the test, as a person would).
     pub visits: Arc<Mutex<Vec<String>>>,
+    /// When each `notifications/tools/list_changed` arrived.
+    pub tools_changed: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 impl ClientHandler for TestClient {
@@ -116,6 +118,13 @@ impl ClientHandler for TestClient {
         _context: NotificationContext<RoleClient>,
     ) {
         self.progress.lock().expect("lock").push(params);
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.tools_changed
+            .lock()
+            .expect("lock")
+            .push(std::time::Instant::now());
     }
 
     async fn on_logging_message(

@@ -27,6 +27,8 @@ pub struct Auth {
     pub issuers: Vec<Issuer>,
     /// What callers may see and do: the catalog, its scopes and the Cedar policies.
     pub policy: Arc<PolicyEngine>,
+    /// The file the policies came from (`[policy] file`), watched for reloads.
+    pub policy_file: Option<std::path::PathBuf>,
 }
 
 /// One accepted token issuer.
@@ -140,6 +142,10 @@ pub(super) fn resolve_auth(
         scopes,
         leeway: duration("auth.leeway", raw.leeway, 30_000)?,
         issuers,
+        policy_file: policy
+            .as_ref()
+            .and_then(|policy| policy.file.as_ref())
+            .map(|file| base.join(file)),
         policy: super::policy::resolve_policy(policy, capabilities, raw.scope_hierarchy, base)?,
     })
 }

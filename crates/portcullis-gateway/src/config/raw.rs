@@ -31,6 +31,8 @@ pub struct Raw {
     /// How approvals are asked for.
     #[serde(default)]
     pub consent: RawConsent,
+    /// Live entitlements beside the tokens' claims.
+    pub entitlements: Option<RawEntitlements>,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -88,6 +90,17 @@ pub struct RawAudit {
     /// ones always redacted (names containing password, secret, token, key or credential).
     #[serde(default)]
     pub redact: Vec<String>,
+}
+
+/// `[entitlements]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEntitlements {
+    /// The file (the demo's `identities.toml` format), relative to the configuration file.
+    pub file: PathBuf,
+    /// How often it is checked for changes, default `1s`: the bound on how long a removed role
+    /// or a disabled subject still works.
+    pub refresh: Option<String>,
 }
 
 /// `[consent]`

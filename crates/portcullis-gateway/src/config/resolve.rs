@@ -52,6 +52,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// How approvals are asked for.
     pub consent: ConsentConfig,
+    /// Live entitlements (read once here; re-read by the gateway when the file changes).
+    pub entitlements: Option<std::sync::Arc<crate::entitlements::Entitlements>>,
 }
 
 /// Resolved `[consent]`.
@@ -144,6 +146,7 @@ impl Config {
             audit,
             admin,
             consent,
+            entitlements,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
@@ -264,13 +267,7 @@ impl Config {
             auth,
             identity,
             audit: match audit {
-                None => {
-                    tracing::warn!(
-                        "no [audit] section: decisions are counted at /metrics but not recorded; \
-                         add `[audit] sqlite = \"audit.db\"` for a durable trail"
-                    );
-                    None
-                }
+                None => None,
                 Some(audit)
                     if audit.sqlite.is_none()
                         && audit.postgres.is_none()
@@ -291,6 +288,22 @@ impl Config {
                     raw_arguments: audit.raw_arguments,
                     redact: audit.redact,
                 }),
+            },
+            entitlements: match entitlements {
+                None => None,
+                Some(raw) => {
+                    let refresh = duration("entitlements.refresh", raw.refresh, 1_000)?;
+                    if refresh.is_zero() || refresh > Duration::from_secs(60) {
+                        return Err(ConfigError::invalid(
+                            "entitlements.refresh",
+                            "between 1ms and 60s",
+                        ));
+                    }
+                    let path = base.join(raw.file);
+                    let source = crate::entitlements::Entitlements::open(&path, refresh)
+                        .map_err(|error| ConfigError::invalid("entitlements.file", error))?;
+                    Some(std::sync::Arc::new(source))
+                }
             },
             consent: {
                 let ttl = duration("consent.ttl", consent.ttl, 600_000)?;

@@ -43,6 +43,8 @@ struct Binding {
 
 pub(super) struct Authn {
     verifiers: Vec<(String, JwtVerifier)>,
+    /// Live entitlements, which can disable a subject whose token is still valid.
+    entitlements: Option<std::sync::Arc<crate::entitlements::Entitlements>>,
     // Opaque tokens carry no issuer; the first issuer that introspects checks them.
     introspector: Option<Introspector>,
     challenge_scopes: portcullis_authn::Scopes,
@@ -58,7 +60,10 @@ impl Authn {
     pub(super) fn new(
         auth: &Auth,
         session_idle_timeout: Duration,
-        trail: Trail,
+        (trail, entitlements): (
+            Trail,
+            Option<std::sync::Arc<crate::entitlements::Entitlements>>,
+        ),
         path: String,
     ) -> Self {
         let http = portcullis_mcp::http_client();
@@ -104,6 +109,7 @@ impl Authn {
         );
         Self {
             verifiers,
+            entitlements,
             introspector,
             challenge_scopes: auth.scopes.clone(),
             metadata_url: auth.resource.metadata_url(),
@@ -177,6 +183,26 @@ pub(super) async fn authenticate(
     };
     let request_line = format!("{} {}", request.method(), authn.path);
     let principal = match principal {
+        // A subject its entitlements disable is refused at once, whatever its token says.
+        Ok(principal)
+            if authn
+                .entitlements
+                .as_ref()
+                .is_some_and(|e| e.apply(super::authz::principal(&principal)).is_err()) =>
+        {
+            let correlation = CorrelationId::fresh();
+            let record = trail::refusal(
+                correlation.as_str(),
+                &request_line,
+                AuditDecision::Deny,
+                401,
+                "subject_disabled",
+                Some(&principal),
+            );
+            let _ = authn.trail.record(record, Durability::Queued).await;
+            tracing::info!(subject = %principal.subject(), "token of a disabled subject refused");
+            return challenge_response(&authn.metadata_url, &Challenge::InvalidToken);
+        }
         Ok(principal) => principal,
         Err(Refusal::Challenge(challenge)) => {
             let reason = match challenge {

@@ -43,12 +43,13 @@ enum Unresolved {
 /// capability's "not found" text; `Ok(None)` when there is nothing to resolve.
 async fn resolve(
     authz: &Authz,
+    policy: &PolicyEngine,
     principal: &Principal,
     kind: CapabilityKind,
     name: &str,
     arguments: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Option<(ObjectAttributes, String)>, Unresolved> {
-    let Some((capability, _)) = authz.policy.catalog().find(kind, name) else {
+    let Some((capability, _)) = policy.catalog().find(kind, name) else {
         return Ok(None);
     };
     let (Some(resolver), Some(field)) = (&capability.resolver, &capability.object) else {
@@ -56,7 +57,7 @@ async fn resolve(
     };
     // A capability the caller cannot see is decided (and answered) as not existing: asking
     // its backend first would answer in the capability's words, and give it away.
-    if !authz.policy.visible(principal, kind, name) {
+    if !policy.visible(principal, kind, name) {
         return Ok(None);
     }
     // A call that names no object, or not as a string, has nothing to resolve; the backend
@@ -83,7 +84,6 @@ async fn resolve(
 
 pub(super) struct Authz {
     pub(super) trail: Trail,
-    pub(super) policy: Arc<PolicyEngine>,
     pub(super) gateway: Arc<Gateway>,
     pub(super) metadata_url: String,
     pub(super) max_body_bytes: usize,
@@ -107,10 +107,12 @@ pub(super) async fn authorize(
     next: Next,
 ) -> Response {
     // Authentication ran first; without its principal nothing is decided, nothing passes.
-    let Some(principal) = request
+    let policy = authz.gateway.policy();
+    let Some((token, policy)) = request
         .extensions()
         .get::<VerifiedPrincipal>()
         .map(principal)
+        .zip(policy)
     else {
         let correlation = CorrelationId::fresh();
         tracing::error!(%correlation, "request reached authorization unauthenticated");
@@ -120,7 +122,13 @@ pub(super) async fn authorize(
         )
             .into_response();
     };
+    // Decided on what the caller holds now, which its entitlements may have changed since its
+    // token was issued (authn already refused a disabled subject).
+    let Ok(principal) = authz.gateway.entitled(token.clone()) else {
+        return (StatusCode::FORBIDDEN, "Forbidden\n").into_response();
+    };
     let (mut parts, body) = request.into_parts();
+    parts.extensions.insert(crate::proxy::TokenPrincipal(token));
     if parts.method != Method::POST {
         parts.extensions.insert(principal);
         return next.run(Request::from_parts(parts, body)).await;
@@ -147,8 +155,7 @@ pub(super) async fn authorize(
             .headers
             .get("mcp-session-id")
             .and_then(|value| value.to_str().ok());
-        let object = authz
-            .policy
+        let object = policy
             .catalog()
             .find(kind, name)
             .and_then(|(capability, _)| capability.object.as_ref())
@@ -163,7 +170,9 @@ pub(super) async fn authorize(
             era,
             session,
         };
-        let resolved = match resolve(&authz, &principal, kind, name, arguments.as_ref()).await {
+        let resolved = match resolve(&authz, &policy, &principal, kind, name, arguments.as_ref())
+            .await
+        {
             Ok(resolved) => resolved,
             Err(unresolved) => {
                 let (verdict, outcome, reason) = match unresolved {
@@ -204,11 +213,11 @@ pub(super) async fn authorize(
                 .then(|| authz.gateway.risk_hint(name))
                 .flatten(),
         };
-        let decision = authz.policy.authorize(&principal, &call);
+        let decision = policy.authorize(&principal, &call);
         // A call that may change something is recorded durably before it is forwarded; if the
         // trail cannot take it, the call does not happen.
         let state_changing =
-            matches!(decision, Decision::Allow(_)) && authz.policy.risk(&call) > RiskTier::Read;
+            matches!(decision, Decision::Allow(_)) && policy.risk(&call) > RiskTier::Read;
         let durability = if state_changing {
             Durability::Durable
         } else {
@@ -256,7 +265,7 @@ pub(super) async fn authorize(
             Decision::Deny {
                 visibility: Visibility::Hidden,
                 ..
-            } if resolved.is_some() && authz.policy.visible(&principal, kind, name) => {
+            } if resolved.is_some() && policy.visible(&principal, kind, name) => {
                 CallVerdict::ObjectHidden(resolved.map(|(_, text)| text).unwrap_or_default())
             }
             Decision::Deny {

@@ -96,7 +96,6 @@ pub fn app(
     if let Some(auth) = &config.auth {
         let authz = Arc::new(authz::Authz {
             trail: trail.clone(),
-            policy: auth.policy.clone(),
             gateway: gateway_for_authz.clone(),
             metadata_url: auth.resource.metadata_url(),
             max_body_bytes: config.max_body_bytes,
@@ -105,7 +104,7 @@ pub fn app(
         let authn = Arc::new(authn::Authn::new(
             auth,
             config.session_idle_timeout,
-            trail,
+            (trail, config.entitlements.clone()),
             config.path.clone(),
         ));
         mcp = mcp.route_layer(middleware::from_fn_with_state(

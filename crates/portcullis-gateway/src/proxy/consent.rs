@@ -70,8 +70,7 @@ impl GatewayHandler {
         ));
         let policy_version = self
             .gateway
-            .policy
-            .as_ref()
+            .policy()
             .map(|policy| policy.version().to_owned())
             .unwrap_or_default();
         let call = Decided {
@@ -217,9 +216,14 @@ impl GatewayHandler {
         capability: &str,
         arguments: Option<&serde_json::Map<String, Value>>,
     ) -> String {
-        let catalog = self.gateway.policy.as_ref().map(|policy| policy.catalog());
-        let entry = catalog
-            .and_then(|catalog| catalog.find(portcullis_policy::CapabilityKind::Tool, capability))
+        let policy = self.gateway.policy();
+        let entry = policy
+            .as_ref()
+            .and_then(|policy| {
+                policy
+                    .catalog()
+                    .find(portcullis_policy::CapabilityKind::Tool, capability)
+            })
             .map(|(entry, _)| entry);
         let upstream = self
             .gateway

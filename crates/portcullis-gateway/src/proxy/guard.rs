@@ -30,7 +30,7 @@ pub(super) fn admit(
     context: &RequestContext<RoleServer>,
     not_found: impl FnOnce() -> McpError,
 ) -> Result<(), McpError> {
-    if gateway.policy.is_none() {
+    if gateway.policy().is_none() {
         return Ok(());
     }
     match parts(context).and_then(|parts| parts.extensions.get::<CallVerdict>()) {
@@ -55,7 +55,7 @@ pub(super) async fn admit_reference(
     context: &RequestContext<RoleServer>,
     reference: &Reference,
 ) -> Result<(), McpError> {
-    let Some(policy) = &gateway.policy else {
+    let Some(policy) = gateway.policy() else {
         return Ok(());
     };
     let Some(principal) = parts(context).and_then(|parts| parts.extensions.get::<Principal>())
@@ -96,7 +96,7 @@ pub(super) fn filter<L: Listing>(
     method: &str,
     page: &mut L,
 ) -> Result<Option<portcullis_audit::AuditRecord>, McpError> {
-    let Some(policy) = &gateway.policy else {
+    let Some(policy) = gateway.policy() else {
         return Ok(None);
     };
     let parts = parts(context);
@@ -108,7 +108,7 @@ pub(super) fn filter<L: Listing>(
         .and_then(|value| value.to_str().ok())
         .unwrap_or(Era::Sessions.as_str());
     let before = page.parts().0.len();
-    let keep = L::visible(policy, principal, era, page.parts().0);
+    let keep = L::visible(&policy, principal, era, page.parts().0);
     let mut keep = keep.into_iter();
     page.parts().0.retain(|_| keep.next().unwrap_or(false));
     page.mark_private();

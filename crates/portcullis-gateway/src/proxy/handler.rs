@@ -147,6 +147,19 @@ impl ServerHandler for GatewayHandler {
             context.peer.clone(),
             self.alive.clone(),
         ));
+        if let Some(principal) = token_principal(&context) {
+            let peer = context.peer.clone();
+            tokio::spawn(super::live::follow(
+                self.gateway.clone(),
+                principal,
+                self.session.shown.clone(),
+                self.alive.clone(),
+                move |notification| {
+                    let peer = peer.clone();
+                    async move { peer.send_notification(notification).await.is_ok() }
+                },
+            ));
+        }
         self.negotiate_initialize(&request)
     }
 
@@ -286,6 +299,22 @@ impl ServerHandler for GatewayHandler {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        // This stream's caller hears of its own view changing, and only it.
+        if let Some(principal) = token_principal(context.request_context()) {
+            let sink = context.sink().clone();
+            let stop = CancellationToken::new();
+            let _stop_with_stream = stop.clone().drop_guard();
+            tokio::spawn(super::live::follow(
+                self.gateway.clone(),
+                principal,
+                super::live::Shown::default(),
+                stop,
+                move |notification| {
+                    let sink = sink.clone();
+                    async move { sink.send(notification).await.is_ok() }
+                },
+            ));
+        }
         let mut changes = self.gateway.changes.subscribe();
         loop {
             tokio::select! {
@@ -346,7 +375,7 @@ impl ServerHandler for GatewayHandler {
             return Ok(question);
         }
         guard::admit(&self.gateway, &context, Self::not_found_tool)?;
-        if self.gateway.policy.is_some() && !self.knows_tool(&request.name, &context).await {
+        if self.gateway.policy().is_some() && !self.knows_tool(&request.name, &context).await {
             return Err(Self::not_found_tool());
         }
         let (index, name) = self
@@ -392,7 +421,18 @@ impl ServerHandler for GatewayHandler {
         request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        self.list(request, context).await
+        let principal = token_principal(&context);
+        let listed = self.list(request, context).await?;
+        // What this caller now sees is the baseline its list_changed is judged against.
+        if let Some(principal) = principal {
+            *self
+                .session
+                .shown
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                self.gateway.visible_tools(&principal);
+        }
+        Ok(listed)
     }
 
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
@@ -577,6 +617,16 @@ fn deep_merge(into: &mut serde_json::Value, from: serde_json::Value) {
         (into, from) if into.is_null() => *into = from,
         _ => {}
     }
+}
+
+/// The caller as its token says (before entitlements), on an authenticated gateway.
+fn token_principal(context: &RequestContext<RoleServer>) -> Option<portcullis_policy::Principal> {
+    context
+        .extensions
+        .get::<http::request::Parts>()?
+        .extensions
+        .get::<super::live::TokenPrincipal>()
+        .map(|token| token.0.clone())
 }
 
 /// List changes seen on shared connections reach this session until it ends.

@@ -12,10 +12,13 @@ mod forward;
 mod guard;
 mod handler;
 mod list;
+mod live;
 mod relay;
 mod resolve;
 mod route;
 mod session;
+
+pub use live::TokenPrincipal;
 
 use std::{
     collections::HashMap,
@@ -54,8 +57,14 @@ pub struct Gateway {
     request_timeout: Duration,
     changes: broadcast::Sender<ServerNotification>,
     routes: Mutex<Routes>,
-    /// The policies every call and list goes through; `None` only on an unauthenticated gateway.
-    policy: Option<Arc<PolicyEngine>>,
+    /// The policies every call and list goes through, swapped whole on reload; `None` only on
+    /// an unauthenticated gateway.
+    policy: Option<std::sync::RwLock<Arc<PolicyEngine>>>,
+    /// Live entitlements beside the tokens' claims, if configured.
+    entitlements: Option<Arc<crate::entitlements::Entitlements>>,
+    /// Bumped whenever what callers may see can have changed (entitlements, policies): each
+    /// connected caller's view is then recomputed.
+    generation: tokio::sync::watch::Sender<u64>,
     /// When the tool list was last re-learned for an unknown name.
     tools_learned: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// Signs who the caller is for upstreams, if configured.
@@ -106,7 +115,7 @@ impl Gateway {
                 stateless_only: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
-        Arc::new(Self {
+        let gateway = Arc::new(Self {
             upstreams,
             session_connections: Arc::new(tokio::sync::Semaphore::new(
                 config.max_session_connections,
@@ -116,13 +125,26 @@ impl Gateway {
             request_timeout: config.request_timeout,
             changes,
             routes: Mutex::new(Routes::default()),
-            policy: config.auth.as_ref().map(|auth| auth.policy.clone()),
+            policy: config
+                .auth
+                .as_ref()
+                .map(|auth| std::sync::RwLock::new(auth.policy.clone())),
+            entitlements: config.entitlements.clone(),
+            generation: tokio::sync::watch::Sender::new(0),
             tools_learned: tokio::sync::Mutex::new(None),
             asserter: config.identity.clone().map(crate::identity::Asserter::new),
             objects: resolve::ObjectCache::default(),
             trail: std::sync::OnceLock::new(),
             consent: Arc::new(crate::consent::Consent::from_config(&config.consent)),
-        })
+        });
+        if let Some(entitlements) = gateway.entitlements.clone() {
+            tokio::spawn(live::watch_entitlements(
+                Arc::downgrade(&gateway),
+                entitlements,
+                shutdown.child_token(),
+            ));
+        }
+        gateway
     }
 
     /// The identity assertion for a request to upstream `index` on behalf of the caller of
@@ -152,6 +174,37 @@ impl Gateway {
     /// Record the outcomes of allowed calls to `trail` (the first trail attached stays).
     pub fn attach_trail(&self, trail: crate::trail::Trail) {
         let _ = self.trail.set(trail);
+    }
+
+    /// The policy set in force now.
+    pub(crate) fn policy(&self) -> Option<Arc<PolicyEngine>> {
+        self.policy.as_ref().map(|slot| {
+            slot.read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
+    }
+
+    /// Put `engine` in force for every decision from now on, and have every connected caller's
+    /// view recomputed. (Nothing on an unauthenticated gateway, which has no policies.)
+    pub fn reload_policy(&self, engine: Arc<PolicyEngine>) {
+        if let Some(slot) = &self.policy {
+            *slot
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = engine;
+            self.generation.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// `principal` (as its token says) as its entitlements say it is now.
+    pub(crate) fn entitled(
+        &self,
+        principal: portcullis_policy::Principal,
+    ) -> Result<portcullis_policy::Principal, crate::entitlements::Disabled> {
+        match &self.entitlements {
+            Some(entitlements) => entitlements.apply(principal),
+            None => Ok(principal),
+        }
     }
 
     /// Approvals asked for and used (shared with the approval page).

@@ -23,6 +23,8 @@ pub(super) struct Session {
     connections: Mutex<HashMap<usize, (Connection, OwnedSemaphorePermit)>>,
     /// The level from the session's last `logging/setLevel`.
     log_level: std::sync::Mutex<Option<String>>,
+    /// The tools its caller was last shown, for per-caller `list_changed`.
+    pub(super) shown: super::live::Shown,
 }
 
 impl Session {

@@ -38,6 +38,7 @@ mod credential;
 mod failure;
 mod golden_authz;
 mod hygiene;
+mod live;
 mod operator;
 mod relay;
 mod stepup;

@@ -169,3 +169,76 @@ fn explain_says_why_a_viewer_cannot_update_a_policy() {
         "{editor}"
     );
 }
+
+#[test]
+fn policy_diff_names_who_gains_and_loses_what() {
+    let fixture = fixture("diff");
+    let policies = std::fs::read_to_string(repo("crates/portcullis/demo/policies.cedar")).unwrap();
+    // The candidate takes update_policy from editors and gives hr send_email.
+    let candidate = policies
+        .replace(
+            "permit (principal in Role::\"editor\", action == Action::\"tool:update_policy\", resource);",
+            "permit (principal in Role::\"admin\", action == Action::\"tool:update_policy\", resource);",
+        )
+        + "\n@id(\"hr-sends-email\")\n@approval(\"required\")\n\
+           permit (principal in Role::\"hr\", action == Action::\"tool:send_email\", resource);\n";
+    assert_ne!(candidate, policies, "the candidate differs");
+    let against = fixture.dir.join("candidate.cedar");
+    std::fs::write(&against, &candidate).unwrap();
+    let args = |against: &std::path::Path| {
+        run(&[
+            "policy",
+            "diff",
+            "--config",
+            fixture.config.to_str().unwrap(),
+            "--against",
+            against.to_str().unwrap(),
+            "--identities",
+            fixture.identities.to_str().unwrap(),
+        ])
+    };
+    let output = args(&against);
+    let lines: Vec<&str> = output.lines().filter(|l| l.contains(" -> ")).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("editor-a loses update_policy") && l.contains("allow -> deny")),
+        "{output}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("hr-a gains send_email")),
+        "{output}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("user-42 ")),
+        "user-42's decisions do not change: {output}"
+    );
+    // The same policies: nothing changes. Invalid ones: refused with file and line.
+    let same = fixture.dir.join("same.cedar");
+    std::fs::write(&same, &policies).unwrap();
+    assert!(args(&same).contains("No identity gains or loses anything."));
+    let broken = fixture.dir.join("broken.cedar");
+    std::fs::write(
+        &broken,
+        "permit (principal, action == Action::\"tool:nope\", resource);",
+    )
+    .unwrap();
+    let refused = Command::new(workspace_bin("portcullis", "portcullis"))
+        .args([
+            "policy",
+            "diff",
+            "--config",
+            fixture.config.to_str().unwrap(),
+            "--against",
+        ])
+        .arg(&broken)
+        .arg("--identities")
+        .arg(&fixture.identities)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("broken.cedar:1"),
+        "{said}"
+    );
+}

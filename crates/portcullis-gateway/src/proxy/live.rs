@@ -1,0 +1,127 @@
+//! What callers may see, kept current while they are connected: the entitlements file is
+//! re-read when it changes, a policy reload swaps the set whole, and either bumps the
+//! gateway's generation. Each connected session (and each 2026-07-28 `subscriptions/listen`
+//! stream) then recomputes its own caller's visible tools and is told `tools/list_changed`
+//! only if they changed: never a broadcast, and a caller whose view did not change hears
+//! nothing.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Weak},
+};
+
+use portcullis_policy::{CapabilityKind, Principal};
+use rmcp::model::{ServerNotification, ToolListChangedNotification};
+use tokio_util::sync::CancellationToken;
+
+use super::Gateway;
+
+/// The caller as its token says, before entitlements: what a view is recomputed from.
+#[derive(Debug, Clone)]
+pub struct TokenPrincipal(pub Principal);
+
+/// Re-read the entitlements file every `refresh` while the gateway lives.
+pub(super) async fn watch_entitlements(
+    gateway: Weak<Gateway>,
+    entitlements: Arc<crate::entitlements::Entitlements>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(entitlements.refresh()) => {}
+        }
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        match entitlements.reload() {
+            Ok(true) => {
+                tracing::info!("entitlements changed");
+                gateway
+                    .generation
+                    .send_modify(|generation| *generation += 1);
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, "entitlements file rejected; the previous reading stays");
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Each known tool, and whether `principal` (as its token says) may see it now.
+    pub(super) fn visible_tools(&self, principal: &Principal) -> BTreeMap<String, bool> {
+        let names: Vec<String> = self.routes().tools.keys().cloned().collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let visible = match (self.policy(), self.entitled(principal.clone())) {
+            (Some(policy), Ok(principal)) => {
+                policy.visible_all(&principal, CapabilityKind::Tool, &refs)
+            }
+            _ => vec![false; names.len()],
+        };
+        names.into_iter().zip(visible).collect()
+    }
+
+    /// Wait for the next change that can alter a view; `false` once the gateway is gone.
+    pub(super) async fn changed(receiver: &mut tokio::sync::watch::Receiver<u64>) -> bool {
+        receiver.changed().await.is_ok()
+    }
+
+    pub(super) fn generations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+}
+
+/// What a caller was last shown: each tool it was listed against, and whether it was visible.
+pub(super) type Shown = Arc<std::sync::Mutex<BTreeMap<String, bool>>>;
+
+/// Tell `send` each time `principal`'s visible tools change from what it was `shown`, until
+/// `stop`.
+pub(super) async fn follow<F, Fut>(
+    gateway: Arc<Gateway>,
+    principal: Principal,
+    shown: Shown,
+    stop: CancellationToken,
+    send: F,
+) where
+    F: Fn(ServerNotification) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut generations = gateway.generations();
+    {
+        let mut shown = shown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if shown.is_empty() {
+            *shown = gateway.visible_tools(&principal);
+        }
+    }
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = Gateway::changed(&mut generations) => if !changed { return },
+        }
+        let now = gateway.visible_tools(&principal);
+        let flipped = {
+            let mut shown = shown
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Tools learned since are no change of this caller's view; a tool whose visibility
+            // flipped is.
+            let flipped = now
+                .iter()
+                .any(|(name, visible)| shown.get(name).is_some_and(|before| before != visible));
+            *shown = now;
+            flipped
+        };
+        if flipped {
+            let notification = ServerNotification::ToolListChangedNotification(
+                ToolListChangedNotification::default(),
+            );
+            if !send(notification).await {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Live entitlements and policy reload: when a connected caller's view changes, that caller,
+//! and only it, is told `tools/list_changed`; its next list and its next call are decided on
+//! what it holds now, even with a token issued before; a disabled subject is refused at once.
+
+use std::time::{Duration, Instant};
+
+use portcullis_e2e::{Era, TestClient, TestGateway, connect_as};
+use rmcp::model::CallToolRequestParams;
+use serde_json::json;
+
+use crate::{
+    authn::{Issuer, jwks},
+    stdio_upstream,
+};
+
+const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
+const REFRESH_MS: u64 = 200;
+
+const POLICIES: &str = "@id(\"editors-greet\")\n\
+    permit (principal in Role::\"editor\", action == Action::\"tool:greet\", resource);\n\
+    @id(\"everyone-echoes\")\n\
+    permit (principal, action == Action::\"tool:fixture_echo\", resource);\n";
+
+fn config(jwks_uri: &str, entitlements: &std::path::Path, policies: &str) -> String {
+    format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n\
+         [entitlements]\nfile = {entitlements:?}\nrefresh = \"{REFRESH_MS}ms\"\n\n\
+         [policy]\ncedar = '''\n{policies}'''\n\n\
+         [[capability]]\ntool = \"greet\"\nrisk = \"read\"\n\n\
+         [[capability]]\ntool = \"fixture_echo\"\nrisk = \"read\"\n\n\
+         [[auth.issuer]]\nissuer = \"{}\"\njwks_uri = \"{jwks_uri}\"\n\n{}",
+        crate::authn::ISSUER,
+        stdio_upstream("fixture")
+    )
+}
+
+fn identities(editor_a: &str, disabled_b: bool) -> String {
+    format!(
+        "[[identity]]\nsubject = \"ann\"\nroles = [{editor_a}]\n\n\
+         [[identity]]\nsubject = \"bob\"\nroles = [\"editor\"]\ndisabled = {disabled_b}\n"
+    )
+}
+
+fn token(issuer: &Issuer, subject: &str) -> String {
+    // The token says editor; the entitlements file says what holds now.
+    issuer.token_with(json!({"sub": subject, "aud": RESOURCE, "roles": ["editor"]}))
+}
+
+async fn tool_names(
+    service: &rmcp::service::RunningService<rmcp::RoleClient, TestClient>,
+) -> Vec<String> {
+    service
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|tool| tool.name.to_string())
+        .collect()
+}
+
+/// Wait until `changes` holds `n` notifications (or give up after `limit`).
+async fn until(
+    changes: &std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    n: usize,
+    limit: Duration,
+) {
+    let start = Instant::now();
+    while changes.lock().unwrap().len() < n && start.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_role_removed_mid_session_notifies_that_caller_only_and_is_enforced_at_once() {
+    let dir = std::env::temp_dir().join(format!("live-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("identities.toml");
+    std::fs::write(&file, identities("\"editor\"", false)).unwrap();
+    let (issuer, jwks_uri) = jwks().await;
+    let gateway = TestGateway::spawn(&config(&jwks_uri, &file, POLICIES)).await;
+
+    let mut sessions = Vec::new();
+    for subject in ["ann", "bob"] {
+        let client = TestClient::default();
+        let changes = client.tools_changed.clone();
+        let token = token(&issuer, subject);
+        let service = connect_as(&gateway.url, Era::Sessions, client, Some(&token)).await;
+        assert!(
+            tool_names(&service).await.contains(&"greet".to_owned()),
+            "{subject}"
+        );
+        sessions.push((service, changes));
+    }
+
+    // ann loses the editor role; bob keeps it.
+    let changed = Instant::now();
+    std::fs::write(&file, identities("", false)).unwrap();
+    let (ann, ann_changes) = &sessions[0];
+    until(ann_changes, 1, Duration::from_secs(5)).await;
+    let heard = ann_changes.lock().unwrap().first().copied();
+    let latency = heard.map(|at| at.duration_since(changed));
+    assert!(
+        latency.is_some_and(|l| l < Duration::from_millis(REFRESH_MS * 5)),
+        "ann told within the bound: {latency:?}"
+    );
+    eprintln!("entitlement change to list_changed: {latency:?}");
+    let names = tool_names(ann).await;
+    assert!(
+        !names.contains(&"greet".to_owned()) && names.contains(&"fixture_echo".to_owned()),
+        "{names:?}"
+    );
+    let mut greet = CallToolRequestParams::new("greet");
+    greet.arguments = json!({"name": "x"}).as_object().cloned();
+    let refused = format!("{:?}", ann.call_tool(greet.clone()).await);
+    assert!(refused.contains("tool not found"), "{refused}");
+    // bob's view did not change: nothing was sent to him.
+    tokio::time::sleep(Duration::from_millis(REFRESH_MS * 3)).await;
+    let (bob, bob_changes) = &sessions[1];
+    assert!(bob_changes.lock().unwrap().is_empty(), "bob heard nothing");
+    assert!(format!("{:?}", bob.call_tool(greet.clone()).await).contains("Hello, x"));
+
+    // bob is disabled: his still-valid token is refused at once.
+    std::fs::write(&file, identities("", true)).unwrap();
+    tokio::time::sleep(Duration::from_millis(REFRESH_MS * 3)).await;
+    let (status, _) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token(&issuer, "bob")),
+        "tools/list",
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+    for (service, _) in sessions {
+        let _ = service.cancel().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_policy_reload_notifies_exactly_the_callers_whose_view_changed() {
+    let dir = std::env::temp_dir().join(format!("reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("identities.toml");
+    std::fs::write(&file, "").unwrap();
+    let (issuer, jwks_uri) = jwks().await;
+    let gateway = TestGateway::spawn(&config(&jwks_uri, &file, POLICIES)).await;
+    let mut sessions = Vec::new();
+    for (subject, roles) in [("ed", vec!["editor"]), ("vi", vec!["viewer"])] {
+        let client = TestClient::default();
+        let changes = client.tools_changed.clone();
+        let token = issuer.token_with(json!({"sub": subject, "aud": RESOURCE, "roles": roles}));
+        let service = connect_as(&gateway.url, Era::Sessions, client, Some(&token)).await;
+        tool_names(&service).await;
+        sessions.push((service, changes));
+    }
+    // The new set takes greet from editors; viewers' view is the same.
+    let without_greet = config(
+        &jwks_uri,
+        &file,
+        &POLICIES.replace("Role::\"editor\"", "Role::\"nobody\""),
+    );
+    let engine =
+        portcullis_gateway::config::Config::parse(&without_greet, std::path::Path::new("<test>"))
+            .unwrap()
+            .auth
+            .unwrap()
+            .policy;
+    gateway.gateway.reload_policy(engine);
+    until(&sessions[0].1, 1, Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        sessions[0].1.lock().unwrap().len(),
+        1,
+        "the editor was told"
+    );
+    assert!(
+        sessions[1].1.lock().unwrap().is_empty(),
+        "the viewer was not"
+    );
+    assert!(
+        !tool_names(&sessions[0].0)
+            .await
+            .contains(&"greet".to_owned())
+    );
+    for (service, _) in sessions {
+        let _ = service.cancel().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `portcullis serve` reloads its policy file when it changes; a file that does not validate
+/// is refused and the policies in force stay, and a later good file is taken again.
+#[tokio::test]
+async fn the_binary_reloads_a_changed_policy_file_and_refuses_a_broken_one() {
+    let dir = std::env::temp_dir().join(format!("reload-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policies = dir.join("policies.cedar");
+    let allow = "@id(\"everyone-echoes\")\npermit (principal, action == Action::\"tool:fixture_echo\", resource);\n";
+    let deny = format!(
+        "{allow}@id(\"no-echo-today\")\nforbid (principal, action == Action::\"tool:fixture_echo\", resource);\n"
+    );
+    std::fs::write(&policies, allow).unwrap();
+    let (issuer, jwks_uri) = jwks().await;
+    let config = dir.join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
+             [policy]\nfile = \"policies.cedar\"\n\n\
+             [[capability]]\ntool = \"fixture_echo\"\nrisk = \"read\"\n\n\
+             [[auth.issuer]]\nissuer = \"{}\"\njwks_uri = \"{jwks_uri}\"\n\n{}",
+            crate::authn::ISSUER,
+            stdio_upstream("fixture")
+        ),
+    )
+    .unwrap();
+    let gateway = portcullis_e2e::HttpFixture::start_program(
+        portcullis_e2e::workspace_bin("portcullis", "portcullis"),
+        &["serve", "--config", config.to_str().unwrap()],
+    )
+    .await;
+    let token = issuer.token_with(json!({"sub": "ann", "aud": RESOURCE}));
+    let echo = || async {
+        let params = json!({"name": "fixture_echo", "arguments": {"text": "hi"}});
+        let (_, body) = portcullis_e2e::stateless_rpc(
+            &gateway.url,
+            Some(&token),
+            "tools/call",
+            params,
+            json!({}),
+        )
+        .await;
+        body
+    };
+    // Until `ok` says the answer is the expected one, or 10 s.
+    let eventually = |ok: fn(&str) -> bool| async move {
+        let mut last = String::new();
+        for _ in 0..100 {
+            last = echo().await;
+            if ok(&last) {
+                return (true, last);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (false, last)
+    };
+    assert!(echo().await.contains("\"hi\""));
+    std::fs::write(&policies, &deny).unwrap();
+    // Forbidden to everyone, the tool is hidden: it answers as missing.
+    let (denied, last) = eventually(|body| body.contains("tool not found")).await;
+    assert!(denied, "the forbid took effect: {last}");
+    std::fs::write(
+        &policies,
+        "permit (principal, action == Action::\"tool:nope\", resource);",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let still = echo().await;
+    assert!(
+        still.contains("tool not found"),
+        "the broken file was refused, the forbid stays: {still}"
+    );
+    std::fs::write(&policies, allow).unwrap();
+    let (allowed, last) = eventually(|body| body.contains("\"hi\"")).await;
+    assert!(
+        allowed,
+        "a good file is taken again after a refused one: {last}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
