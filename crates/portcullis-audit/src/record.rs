@@ -106,6 +106,10 @@ pub struct AuditRecord {
     /// For the record of a forwarded call's outcome: milliseconds the upstream took.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub latency_ms: Option<u64>,
+    /// For a shadow record: what the candidate policies (`[policy] shadow`) would have decided
+    /// where they disagree with the set in force; never enforced.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub shadow: bool,
     /// For the record of a filtered list: how many items the caller was shown.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub listed: Option<u32>,
@@ -141,6 +145,7 @@ impl AuditRecord {
             upstream: None,
             outcome: None,
             latency_ms: None,
+            shadow: false,
             listed: None,
             withheld: None,
         }

@@ -31,8 +31,9 @@ struct Entry {
     /// Only for tokens of this issuer; any issuer when absent.
     issuer: Option<String>,
     tenant: Option<String>,
-    #[serde(default)]
-    roles: Vec<String>,
+    /// Required unless disabled: an entry cut short (a file read while being written) must not
+    /// read as "no roles".
+    roles: Option<Vec<String>>,
     scopes: Option<Vec<String>>,
     #[serde(default)]
     disabled: bool,
@@ -108,10 +109,25 @@ impl Entitlements {
         }
         let text = std::fs::read_to_string(&self.path)
             .map_err(|error| format!("{}: {error}", self.path.display()))?;
+        // Changed while being read (written in place): read it again at the next check.
+        if self.stamp_of() != stamp {
+            *self
+                .stamp
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            return Ok(false);
+        }
         let file: File = toml::from_str(&text)
             .map_err(|error| format!("{}: {}", self.path.display(), error.message()))?;
         let mut by_subject: HashMap<String, Vec<Entry>> = HashMap::new();
         for entry in file.identities {
+            if entry.roles.is_none() && !entry.disabled {
+                return Err(format!(
+                    "{}: identity `{}` has no `roles` (write `roles = []` for none)",
+                    self.path.display(),
+                    entry.subject
+                ));
+            }
             by_subject
                 .entry(entry.subject.clone())
                 .or_default()
@@ -145,7 +161,7 @@ impl Entitlements {
         if entry.disabled {
             return Err(Disabled);
         }
-        principal.roles.clone_from(&entry.roles);
+        principal.roles = entry.roles.clone().unwrap_or_default();
         if entry.tenant.is_some() {
             principal.tenant.clone_from(&entry.tenant);
         }

@@ -57,6 +57,11 @@ impl Metrics {
         );
     }
 
+    /// A call the shadow policies would have decided differently.
+    pub(crate) fn shadow_disagreement(&self) {
+        self.add("portcullis_shadow_disagreements_total", String::new(), 1.0);
+    }
+
     /// A list filtered for a caller.
     pub(crate) fn list(&self, method: &str) {
         let labels = format!("method=\"{}\"", escape(method));

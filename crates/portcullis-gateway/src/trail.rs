@@ -76,6 +76,7 @@ impl Trail {
                 Duration::from_millis(record.latency_ms.unwrap_or(0)),
             ),
             _ if record.listed.is_some() => self.metrics.list(&record.method),
+            _ if record.shadow => self.metrics.shadow_disagreement(),
             _ if record.capability.is_some() => self.metrics.decision(
                 record.decision.as_str(),
                 record.capability.as_deref().unwrap_or("-"),

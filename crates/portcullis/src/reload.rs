@@ -56,14 +56,15 @@ pub(crate) async fn run(
                 tracing::info!("policy file changed: reloading policies");
             }
         }
-        match source().map(|config| config.auth.map(|auth| auth.policy)) {
-            Ok(Some(engine)) if engine.version() == version => {
-                tracing::info!(version = %version, "policies unchanged");
-            }
-            Ok(Some(engine)) => {
-                tracing::info!(from = %version, to = %engine.version(), "policies reloaded");
+        match source().map(|config| config.auth.map(|auth| (auth.policy, auth.shadow))) {
+            Ok(Some((engine, shadow))) => {
+                if engine.version() == version {
+                    tracing::info!(version = %version, "policies in force unchanged");
+                } else {
+                    tracing::info!(from = %version, to = %engine.version(), "policies reloaded");
+                }
                 version = engine.version().to_owned();
-                gateway.reload_policy(engine);
+                gateway.reload_policy(engine, shadow);
             }
             Ok(None) => tracing::error!(
                 "policy reload refused: the configuration has no [auth] now; the policies in force stay"

@@ -16,9 +16,23 @@ pub struct DevIssuer {
 impl DevIssuer {
     /// Start one that issues tokens for `resource`; `label` keeps data dirs of tests apart.
     pub async fn start(label: &str, resource: &str, default_scopes: &[&str]) -> Self {
+        Self::start_with(label, resource, default_scopes, None).await
+    }
+
+    /// As [`DevIssuer::start`], with `identities` (the `identities.toml` text) instead of the
+    /// sample identities.
+    pub async fn start_with(
+        label: &str,
+        resource: &str,
+        default_scopes: &[&str],
+        identities: Option<&str>,
+    ) -> Self {
         let dir = std::env::temp_dir().join(format!("devissuer-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("issuer data dir");
+        if let Some(text) = identities {
+            std::fs::write(DevAuth::identities_path(&dir), text).expect("identities file");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");

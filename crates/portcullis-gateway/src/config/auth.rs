@@ -29,6 +29,8 @@ pub struct Auth {
     pub policy: Arc<PolicyEngine>,
     /// The file the policies came from (`[policy] file`), watched for reloads.
     pub policy_file: Option<std::path::PathBuf>,
+    /// A candidate set evaluated beside `policy` and audited where it disagrees, never enforced.
+    pub shadow: Option<Arc<PolicyEngine>>,
 }
 
 /// One accepted token issuer.
@@ -58,7 +60,7 @@ pub struct Introspection {
 pub(super) fn resolve_auth(
     raw: RawAuth,
     capabilities: Vec<RawCapability>,
-    policy: Option<RawPolicy>,
+    raw_policy: Option<RawPolicy>,
     insecure_issuers: bool,
     base: &Path,
 ) -> Result<Auth, ConfigError> {
@@ -136,17 +138,21 @@ pub(super) fn resolve_auth(
             introspection,
         });
     }
+    let policy_file = raw_policy
+        .as_ref()
+        .and_then(|policy| policy.file.as_ref())
+        .map(|file| base.join(file));
+    let (policy, shadow) =
+        super::policy::resolve_policy(raw_policy, capabilities, raw.scope_hierarchy, base)?;
     Ok(Auth {
         resource,
         resource_name: raw.resource_name.unwrap_or_else(|| "Portcullis".to_owned()),
         scopes,
         leeway: duration("auth.leeway", raw.leeway, 30_000)?,
         issuers,
-        policy_file: policy
-            .as_ref()
-            .and_then(|policy| policy.file.as_ref())
-            .map(|file| base.join(file)),
-        policy: super::policy::resolve_policy(policy, capabilities, raw.scope_hierarchy, base)?,
+        policy_file,
+        policy,
+        shadow,
     })
 }
 

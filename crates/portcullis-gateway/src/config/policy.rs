@@ -14,13 +14,27 @@ use super::{
     raw::{RawCapability, RawPolicy},
 };
 
+/// The policies in force and, if `[policy] shadow` names one, the candidate set beside them
+/// (validated against the same catalog).
 pub(super) fn resolve_policy(
     policy: Option<RawPolicy>,
     capabilities: Vec<RawCapability>,
     hierarchy: BTreeMap<String, Vec<String>>,
     base: &Path,
-) -> Result<Arc<PolicyEngine>, ConfigError> {
+) -> Result<(Arc<PolicyEngine>, Option<Arc<PolicyEngine>>), ConfigError> {
     let catalog = resolve_catalog(capabilities, hierarchy)?;
+    let shadow = match policy.as_ref().and_then(|policy| policy.shadow.as_ref()) {
+        None => None,
+        Some(file) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                ConfigError::invalid("policy.shadow", format!("`{}`: {error}", path.display()))
+            })?;
+            let engine = PolicyEngine::new(catalog.clone(), &path.display().to_string(), &text)
+                .map_err(|error| ConfigError::invalid("policy.shadow", error.to_string()))?;
+            Some(Arc::new(engine))
+        }
+    };
     let (origin, text) = match policy {
         None => {
             return Err(ConfigError::invalid(
@@ -33,6 +47,7 @@ pub(super) fn resolve_policy(
         Some(RawPolicy {
             file: Some(file),
             cedar: None,
+            ..
         }) => {
             let path = base.join(file);
             let text = std::fs::read_to_string(&path).map_err(|error| {
@@ -43,6 +58,7 @@ pub(super) fn resolve_policy(
         Some(RawPolicy {
             file: None,
             cedar: Some(text),
+            ..
         }) => ("policy.cedar".to_owned(), text),
         Some(_) => {
             return Err(ConfigError::invalid(
@@ -53,7 +69,7 @@ pub(super) fn resolve_policy(
     };
     let engine = PolicyEngine::new(catalog, &origin, &text)
         .map_err(|error| ConfigError::invalid("policy", error.to_string()))?;
-    Ok(Arc::new(engine))
+    Ok((Arc::new(engine), shadow))
 }
 
 fn resolve_catalog(

@@ -142,6 +142,9 @@ pub struct RawPolicy {
     pub file: Option<PathBuf>,
     /// Cedar policies written inline.
     pub cedar: Option<String>,
+    /// A candidate policy file evaluated beside the policies in force, never enforced: every
+    /// call where it would decide differently is audited (`shadow_disagrees`).
+    pub shadow: Option<PathBuf>,
 }
 
 /// `[[capability]]`: exactly one of `tool`, `prompt` or `resource` names it.

@@ -214,6 +214,17 @@ pub(super) async fn authorize(
                 .flatten(),
         };
         let decision = policy.authorize(&principal, &call);
+        // A candidate set in shadow decides the same call; only a disagreement is recorded.
+        if let Some(shadow) = authz.gateway.shadow() {
+            let candidate = shadow.authorize(&principal, &call);
+            if candidate.outcome() != decision.outcome() {
+                let mut record = trail::decision(&principal, &decided, &candidate);
+                record.shadow = true;
+                record.reasons.insert(0, "shadow_disagrees".to_owned());
+                tracing::info!(%correlation, capability = name, live = decision.outcome(), shadow = candidate.outcome(), "shadow policies disagree");
+                let _ = authz.trail.record(record, Durability::Queued).await;
+            }
+        }
         // A call that may change something is recorded durably before it is forwarded; if the
         // trail cannot take it, the call does not happen.
         let state_changing =

@@ -116,6 +116,7 @@ pub(super) async fn follow<F, Fut>(
             flipped
         };
         if flipped {
+            tracing::debug!(subject = %principal.subject, "this caller's tools changed: list_changed");
             let notification = ServerNotification::ToolListChangedNotification(
                 ToolListChangedNotification::default(),
             );

@@ -60,6 +60,8 @@ pub struct Gateway {
     /// The policies every call and list goes through, swapped whole on reload; `None` only on
     /// an unauthenticated gateway.
     policy: Option<std::sync::RwLock<Arc<PolicyEngine>>>,
+    /// Candidate policies decided beside the ones in force, only to audit disagreements.
+    shadow: std::sync::RwLock<Option<Arc<PolicyEngine>>>,
     /// Live entitlements beside the tokens' claims, if configured.
     entitlements: Option<Arc<crate::entitlements::Entitlements>>,
     /// Bumped whenever what callers may see can have changed (entitlements, policies): each
@@ -129,6 +131,9 @@ impl Gateway {
                 .auth
                 .as_ref()
                 .map(|auth| std::sync::RwLock::new(auth.policy.clone())),
+            shadow: std::sync::RwLock::new(
+                config.auth.as_ref().and_then(|auth| auth.shadow.clone()),
+            ),
             entitlements: config.entitlements.clone(),
             generation: tokio::sync::watch::Sender::new(0),
             tools_learned: tokio::sync::Mutex::new(None),
@@ -187,13 +192,25 @@ impl Gateway {
 
     /// Put `engine` in force for every decision from now on, and have every connected caller's
     /// view recomputed. (Nothing on an unauthenticated gateway, which has no policies.)
-    pub fn reload_policy(&self, engine: Arc<PolicyEngine>) {
+    pub fn reload_policy(&self, engine: Arc<PolicyEngine>, shadow: Option<Arc<PolicyEngine>>) {
         if let Some(slot) = &self.policy {
             *slot
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = engine;
+            *self
+                .shadow
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = shadow;
             self.generation.send_modify(|generation| *generation += 1);
         }
+    }
+
+    /// The candidate policies in shadow, if any.
+    pub(crate) fn shadow(&self) -> Option<Arc<PolicyEngine>> {
+        self.shadow
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// `principal` (as its token says) as its entitlements say it is now.

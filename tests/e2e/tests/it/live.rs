@@ -75,7 +75,7 @@ async fn a_role_removed_mid_session_notifies_that_caller_only_and_is_enforced_at
     let dir = std::env::temp_dir().join(format!("live-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("identities.toml");
-    std::fs::write(&file, identities("\"editor\"", false)).unwrap();
+    replace(&file, &identities("\"editor\"", false));
     let (issuer, jwks_uri) = jwks().await;
     let gateway = TestGateway::spawn(&config(&jwks_uri, &file, POLICIES)).await;
 
@@ -94,7 +94,7 @@ async fn a_role_removed_mid_session_notifies_that_caller_only_and_is_enforced_at
 
     // ann loses the editor role; bob keeps it.
     let changed = Instant::now();
-    std::fs::write(&file, identities("", false)).unwrap();
+    replace(&file, &identities("", false));
     let (ann, ann_changes) = &sessions[0];
     until(ann_changes, 1, Duration::from_secs(5)).await;
     let heard = ann_changes.lock().unwrap().first().copied();
@@ -120,7 +120,7 @@ async fn a_role_removed_mid_session_notifies_that_caller_only_and_is_enforced_at
     assert!(format!("{:?}", bob.call_tool(greet.clone()).await).contains("Hello, x"));
 
     // bob is disabled: his still-valid token is refused at once.
-    std::fs::write(&file, identities("", true)).unwrap();
+    replace(&file, &identities("", true));
     tokio::time::sleep(Duration::from_millis(REFRESH_MS * 3)).await;
     let (status, _) = portcullis_e2e::stateless_rpc(
         &gateway.url,
@@ -166,7 +166,7 @@ async fn a_policy_reload_notifies_exactly_the_callers_whose_view_changed() {
             .auth
             .unwrap()
             .policy;
-    gateway.gateway.reload_policy(engine);
+    gateway.gateway.reload_policy(engine, None);
     until(&sessions[0].1, 1, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -268,4 +268,74 @@ async fn the_binary_reloads_a_changed_policy_file_and_refuses_a_broken_one() {
         "a good file is taken again after a refused one: {last}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A candidate set in shadow decides every call beside the set in force, is never enforced,
+/// and each disagreement is audited.
+#[tokio::test]
+async fn shadow_policies_are_audited_where_they_disagree_and_never_enforced() {
+    let dir = std::env::temp_dir().join(format!("shadow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("identities.toml");
+    std::fs::write(&file, "").unwrap();
+    let candidate = dir.join("candidate.cedar");
+    std::fs::write(
+        &candidate,
+        POLICIES.replace("Role::\"editor\"", "Role::\"nobody\""),
+    )
+    .unwrap();
+    let trail = dir.join("audit.db");
+    let (issuer, jwks_uri) = jwks().await;
+    let text = config(&jwks_uri, &file, POLICIES).replace(
+        "[policy]\n",
+        &format!("[audit]\nsqlite = {trail:?}\n\n[policy]\nshadow = {candidate:?}\n"),
+    );
+    let gateway = TestGateway::spawn(&text).await;
+    let token = token(&issuer, "ann");
+    for tool in ["greet", "fixture_echo"] {
+        let params = json!({"name": tool, "arguments": {"name": "x", "text": "x"}});
+        let (_, body) = portcullis_e2e::stateless_rpc(
+            &gateway.url,
+            Some(&token),
+            "tools/call",
+            params,
+            json!({}),
+        )
+        .await;
+        assert!(
+            !body.contains("\"error\""),
+            "the set in force decides: {body}"
+        );
+    }
+    let mut shadows = Vec::new();
+    for _ in 0..100 {
+        shadows = portcullis_audit::query(&trail, &portcullis_audit::Filter::default())
+            .unwrap()
+            .into_iter()
+            .filter(|(_, r)| r.shadow)
+            .map(|(_, r)| r)
+            .collect();
+        if !shadows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(shadows.len(), 1, "only greet disagrees: {shadows:?}");
+    assert_eq!(shadows[0].capability.as_deref(), Some("greet"));
+    assert_eq!(shadows[0].decision, portcullis_audit::AuditDecision::Deny);
+    assert_eq!(shadows[0].reasons[0], "shadow_disagrees");
+    assert!(
+        gateway
+            .trail
+            .render_metrics()
+            .contains("portcullis_shadow_disagreements_total 1")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Replace `path` whole (write beside it, then rename), as an operator's tools should.
+fn replace(path: &std::path::Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).unwrap();
+    std::fs::rename(&next, path).unwrap();
 }
