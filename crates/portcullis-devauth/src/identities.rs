@@ -25,6 +25,9 @@ pub struct Identity {
     /// The `roles` claim.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// No tokens for them (and the gateway, reading this file live, refuses theirs).
+    #[serde(default)]
+    pub disabled: bool,
     /// The scopes they may be granted; a token holds the requested ones among these.
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -114,7 +117,9 @@ impl Directory {
 
     /// The person with this subject.
     pub fn identity(&self, subject: &str) -> Option<&Identity> {
-        self.identities.iter().find(|i| i.subject == subject)
+        self.identities
+            .iter()
+            .find(|i| i.subject == subject && !i.disabled)
     }
 
     /// The service account with this client id.
@@ -127,7 +132,8 @@ impl Directory {
 const DEFAULT: &str = r#"# Sample identities for the embedded authorization server of `portcullis demo`.
 # Each one can sign in on the login page, or get a token with `portcullis token --as SUBJECT`.
 # `scopes` lists what an identity MAY be granted: a token holds the requested scopes among these.
-# Edit freely; restart the demo to apply.
+# Edit freely: the gateway applies roles, tenant, scopes and `disabled = true` within a second
+# (replace the file whole); tokens it issues follow after a restart.
 
 [[identity]]
 subject = "user-42"

@@ -95,6 +95,11 @@ enum Command {
         #[arg(value_name = "ARGS-JSON")]
         arguments: Option<String>,
     },
+    /// Walk through what the gateway does when something changes, decided by the real policies.
+    Simulate {
+        #[command(subcommand)]
+        command: SimulateCommand,
+    },
     /// Policies: compare a candidate set with the one in force.
     Policy {
         #[command(subcommand)]
@@ -117,6 +122,26 @@ enum Command {
         /// The assertions' issuer.
         #[arg(long)]
         issuer: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SimulateCommand {
+    /// An identity loses a role mid-session: list, list_changed, list again, a call denied.
+    RoleChange {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The identity (a subject of the identities file).
+        #[arg(long = "as", value_name = "IDENTITY")]
+        identity: String,
+        /// The role it loses.
+        #[arg(long)]
+        remove: String,
+        /// Identities in the demo's `identities.toml` format [default: the configuration's
+        /// `[entitlements] file`].
+        #[arg(long)]
+        identities: Option<PathBuf>,
     },
 }
 
@@ -201,6 +226,20 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             }
             AuditCommand::Tail { source, filters } => crate::audit::tail(&source, &filters).await,
         },
+        Command::Simulate {
+            command:
+                SimulateCommand::RoleChange {
+                    config,
+                    identity,
+                    remove,
+                    identities,
+                },
+        } => print(&crate::simulate::role_change(
+            &config,
+            identities.as_deref(),
+            &identity,
+            &remove,
+        )?),
         Command::Policy {
             command:
                 PolicyCommand::Diff {

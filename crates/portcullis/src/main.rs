@@ -8,6 +8,7 @@ mod demo_upstream;
 mod operator;
 mod policy_diff;
 mod reload;
+mod simulate;
 
 use std::process::ExitCode;
 

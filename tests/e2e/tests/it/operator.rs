@@ -242,3 +242,40 @@ fn policy_diff_names_who_gains_and_loses_what() {
         "{said}"
     );
 }
+
+#[test]
+fn simulate_role_change_walks_the_seed_exercise() {
+    let fixture = fixture("simulate");
+    let output = run(&[
+        "simulate",
+        "role-change",
+        "--config",
+        fixture.config.to_str().unwrap(),
+        "--identities",
+        fixture.identities.to_str().unwrap(),
+        "--as",
+        "editor-a",
+        "--remove",
+        "editor",
+    ]);
+    let steps: Vec<&str> = output.lines().collect();
+    assert_eq!(steps.len(), 6, "{output}");
+    assert!(
+        steps[0].contains("editor-a (roles editor) lists its tools:")
+            && steps[0].contains("update_policy"),
+        "{output}"
+    );
+    assert!(
+        steps[2].contains("list_changed to editor-a's sessions only (lost: update_policy"),
+        "{output}"
+    );
+    assert!(!steps[3].contains("update_policy"), "{output}");
+    assert!(
+        steps[4].contains("calls update_policy with its still-unexpired token: deny (not visible)"),
+        "{output}"
+    );
+    assert!(
+        steps[5].contains("audit: decision=deny subject=editor-a capability=update_policy"),
+        "{output}"
+    );
+}
