@@ -31,9 +31,30 @@ fn engine(config: &Path) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
     }
 }
 
+/// The policies in force of `config` and the sample identities: `identities`, or else the
+/// configuration's `[entitlements] file`.
+pub(crate) fn policies_and_people(
+    config: &Path,
+    identities: Option<&Path>,
+) -> anyhow::Result<(std::sync::Arc<PolicyEngine>, Vec<Principal>)> {
+    let loaded = Config::load(config)?;
+    let Some(auth) = loaded.auth else {
+        bail!("this configuration has no `[auth]`, so no policies decide anything");
+    };
+    let path = match identities {
+        Some(path) => path.to_owned(),
+        None => loaded
+            .entitlements
+            .as_ref()
+            .map(|source| source.path().to_owned())
+            .context("give --identities FILE (the configuration has no [entitlements] file)")?,
+    };
+    Ok((auth.policy, identities_of(&path)?))
+}
+
 /// People from an identities file (the demo's `identities.toml` format), as policies see them
 /// holding every scope they may be granted.
-pub(crate) fn identities(path: &Path) -> anyhow::Result<Vec<Principal>> {
+pub(crate) fn identities_of(path: &Path) -> anyhow::Result<Vec<Principal>> {
     let directory = Directory::load(path)?;
     Ok(directory
         .identities
@@ -119,7 +140,7 @@ fn matrix_cells(row: &MatrixRow, out_of_band: portcullis_policy::RiskTier) -> [S
 
 pub(crate) fn review(config: &Path, identities_file: &Path) -> anyhow::Result<String> {
     let engine = engine(config)?;
-    let people = identities(identities_file)?;
+    let people = identities_of(identities_file)?;
     let header = [
         "Identity",
         "Capability",
@@ -180,7 +201,7 @@ pub(crate) struct Explain<'a> {
 
 pub(crate) fn explain(request: &Explain<'_>) -> anyhow::Result<String> {
     let engine = engine(request.config)?;
-    let people = identities(request.identities)?;
+    let people = identities_of(request.identities)?;
     let Some(mut principal) = people.into_iter().find(|p| p.subject == request.subject) else {
         bail!(
             "no identity `{}` in {}",

@@ -5,8 +5,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use anyhow::{Context, bail};
-use portcullis_gateway::config::Config;
+use anyhow::Context;
 use portcullis_policy::PolicyEngine;
 
 pub(crate) fn diff(
@@ -14,24 +13,11 @@ pub(crate) fn diff(
     against: &Path,
     identities: Option<&Path>,
 ) -> anyhow::Result<String> {
-    let loaded = Config::load(config)?;
-    let Some(auth) = loaded.auth else {
-        bail!("this configuration has no `[auth]`, so no policies decide anything");
-    };
-    // Sample identities: as given, or the entitlements file the gateway reads.
-    let identities = match identities {
-        Some(path) => path.to_owned(),
-        None => loaded
-            .entitlements
-            .as_ref()
-            .map(|source| source.path().to_owned())
-            .context("give --identities FILE (the configuration has no [entitlements] file)")?,
-    };
-    let people = crate::operator::identities(&identities)?;
+    let (policy, people) = crate::operator::policies_and_people(config, identities)?;
     let text = std::fs::read_to_string(against)
         .with_context(|| format!("cannot read {}", against.display()))?;
     let candidate = PolicyEngine::new(
-        auth.policy.catalog().clone(),
+        policy.catalog().clone(),
         &against.display().to_string(),
         &text,
     )?;
@@ -48,10 +34,10 @@ pub(crate) fn diff(
             })
             .collect()
     };
-    let (now, then) = (view(&auth.policy), view(&candidate));
+    let (now, then) = (view(&policy), view(&candidate));
     let mut out = format!(
         "Policies {} (in force) against {} ({}), for {} identities:\n\n",
-        auth.policy.version(),
+        policy.version(),
         against.display(),
         candidate.version(),
         people.len()

@@ -6,8 +6,7 @@
 
 use std::{fmt::Write, path::Path, time::Instant};
 
-use anyhow::{Context, bail};
-use portcullis_gateway::config::Config;
+use anyhow::bail;
 use portcullis_policy::{Call, CapabilityKind, PolicyEngine, Principal};
 
 pub(crate) fn role_change(
@@ -16,21 +15,9 @@ pub(crate) fn role_change(
     subject: &str,
     remove: &str,
 ) -> anyhow::Result<String> {
-    let loaded = Config::load(config)?;
-    let Some(auth) = loaded.auth else {
-        bail!("this configuration has no `[auth]`, so no policies decide anything");
-    };
-    let identities = match identities {
-        Some(path) => path.to_owned(),
-        None => loaded
-            .entitlements
-            .as_ref()
-            .map(|source| source.path().to_owned())
-            .context("give --identities FILE (the configuration has no [entitlements] file)")?,
-    };
-    let people = crate::operator::identities(&identities)?;
+    let (engine, people) = crate::operator::policies_and_people(config, identities)?;
     let Some(before) = people.iter().find(|p| p.subject == subject).cloned() else {
-        bail!("no identity `{subject}` in {}", identities.display());
+        bail!("no identity `{subject}` among the sample identities");
     };
     if !before.roles.iter().any(|role| role == remove) {
         bail!(
@@ -40,7 +27,7 @@ pub(crate) fn role_change(
     }
     let mut after = before.clone();
     after.roles.retain(|role| role != remove);
-    let engine = &auth.policy;
+    let engine = &*engine;
     let started = Instant::now();
     let mut out = String::new();
     let mut step = |text: String| {

@@ -6,6 +6,7 @@
 use portcullis_audit::{AuditDecision, Durability};
 use portcullis_core::CorrelationId;
 use portcullis_policy::{Pending, Principal};
+use rmcp::model::JsonObject;
 use rmcp::{
     ErrorData as McpError, RoleServer,
     model::{
@@ -18,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::handler::GatewayHandler;
 use crate::{
-    consent::{Binding, Claim, render},
+    consent::{Binding, Claim, Consent, render},
     trail::{self, Decided},
     verdict::{ApprovalAnswer, CallVerdict, approval_refusal},
 };
@@ -32,6 +33,63 @@ enum Answer {
     Declined,
 }
 
+/// One call waiting for approval: what every step below needs to know of it.
+struct Asking {
+    principal: Principal,
+    pending: Pending,
+    correlation: CorrelationId,
+    capability: String,
+    arguments: Option<JsonObject>,
+    digest: String,
+    policy_version: String,
+    era: String,
+    session: Option<String>,
+}
+
+impl Asking {
+    /// The call as audit records describe it.
+    fn call(&self) -> Decided<'_> {
+        Decided {
+            correlation: self.correlation.as_str(),
+            method: "tools/call",
+            capability: &self.capability,
+            target: None,
+            arguments: self.arguments.as_ref(),
+            era: &self.era,
+            session: self.session.as_deref(),
+        }
+    }
+
+    fn bind(&self, consent: &Consent) -> Binding {
+        consent.bind(
+            &self.principal,
+            &self.capability,
+            &self.digest,
+            &self.policy_version,
+        )
+    }
+}
+
+/// Where asking got to.
+enum Step {
+    /// Approved under this binding: the call runs, once.
+    Approved(Binding),
+    /// The call does not run: the answer, the reason code, the approval it concerns.
+    Refused(ApprovalAnswer, &'static str, Option<String>),
+    /// The question, for a 2026-07-28 caller to answer and bring back with the call.
+    Ask(CallToolResponse),
+}
+
+impl Step {
+    fn declined(binding: &Binding) -> Self {
+        Self::Refused(
+            ApprovalAnswer::Declined,
+            "declined",
+            Some(binding.id.clone()),
+        )
+    }
+}
+
 impl GatewayHandler {
     /// For a call whose verdict asks for approval: ask, or take the answer the caller brought
     /// back. `Ok(None)` once approved (the verdict is now `Allowed`, and the approval's fields
@@ -41,6 +99,44 @@ impl GatewayHandler {
         request: &mut CallToolRequestParams,
         context: &mut RequestContext<RoleServer>,
     ) -> Result<Option<CallToolResponse>, McpError> {
+        let Some(asking) = self.asking(request, context)? else {
+            return Ok(None);
+        };
+        let consent = self.gateway.consent();
+        let step = if consent.out_of_band(asking.pending.tier()) {
+            self.on_the_page(&asking, &consent, context).await
+        } else if self.session.is_session() {
+            self.on_the_stream(&asking, &consent, context).await
+        } else {
+            self.in_the_result(&asking, &consent, request, context)
+                .await?
+        };
+        match step {
+            Step::Approved(binding) => {
+                self.approved(asking, &binding, context).await?;
+                Ok(None)
+            }
+            Step::Refused(answer, reason, id) => {
+                let decision = match answer {
+                    ApprovalAnswer::Declined => AuditDecision::Declined,
+                    _ => AuditDecision::Deny,
+                };
+                // A queued record's failure is logged by the trail; the refusal stands anyway.
+                let _ = self
+                    .record(&asking, decision, reason, id.as_deref(), Durability::Queued)
+                    .await;
+                Err(approval_refusal(answer, &asking.correlation))
+            }
+            Step::Ask(question) => Ok(Some(question)),
+        }
+    }
+
+    /// The call, if its verdict asks for approval.
+    fn asking(
+        &self,
+        request: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Option<Asking>, McpError> {
         let Some(parts) = context.extensions.get::<http::request::Parts>() else {
             return Ok(None);
         };
@@ -49,262 +145,224 @@ impl GatewayHandler {
         else {
             return Ok(None);
         };
-        let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
-            return Err(crate::verdict::missing());
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(crate::verdict::missing)?;
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
         };
-        let era = parts
-            .headers
-            .get("mcp-protocol-version")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or(portcullis_core::Era::Sessions.as_str())
-            .to_owned();
-        let session = parts
-            .headers
-            .get("mcp-session-id")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let capability = request.name.to_string();
         let arguments = request.arguments.clone();
-        let digest = portcullis_audit::arguments_digest(&Value::Object(
-            arguments.clone().unwrap_or_default(),
-        ));
-        let policy_version = self
-            .gateway
-            .policy()
-            .map(|policy| policy.version().to_owned())
-            .unwrap_or_default();
-        let call = Decided {
-            correlation: correlation.as_str(),
-            method: "tools/call",
-            capability: &capability,
-            target: None,
-            arguments: arguments.as_ref(),
-            era: &era,
-            session: session.as_deref(),
-        };
-        let refuse = |answer, reason: &str, consent: Option<&str>| {
-            let decision = match answer {
-                ApprovalAnswer::Declined => AuditDecision::Declined,
-                _ => AuditDecision::Deny,
-            };
-            (
-                answer,
-                self.consent_record(&principal, &call, decision, reason, consent),
-            )
-        };
+        Ok(Some(Asking {
+            principal,
+            pending,
+            correlation,
+            capability: request.name.to_string(),
+            digest: portcullis_audit::arguments_digest(&Value::Object(
+                arguments.clone().unwrap_or_default(),
+            )),
+            arguments,
+            policy_version: self
+                .gateway
+                .policy()
+                .map(|policy| policy.version().to_owned())
+                .unwrap_or_default(),
+            era: header("mcp-protocol-version")
+                .unwrap_or_else(|| portcullis_core::Era::Sessions.as_str().to_owned()),
+            session: header("mcp-session-id"),
+        }))
+    }
 
-        let consent = self.gateway.consent();
-        if consent.out_of_band(pending.tier()) {
-            let binding = consent.bind(&principal, &capability, &digest, &policy_version);
-            let question = || self.question(&pending, &capability, arguments.as_ref());
-            return match consent.ledger.claim(binding, question) {
-                Claim::Approved(binding) => {
-                    self.approved(
-                        &principal,
-                        &call,
-                        &binding,
-                        pending,
-                        correlation.clone(),
-                        context,
-                    )
-                    .await?;
-                    Ok(None)
-                }
-                Claim::Declined(binding) => {
-                    let (answer, record) =
-                        refuse(ApprovalAnswer::Declined, "declined", Some(&binding.id));
-                    Err(self.refused(answer, record, &correlation).await)
-                }
-                Claim::Waiting { binding, new } => {
-                    if new {
-                        self.requested(&principal, &call, &binding).await;
-                    }
-                    let link = consent.link(&binding.id);
-                    // A session client that can open a URL is sent to the page, and the call
-                    // waits there for the person's answer.
-                    if let Some(link) = &link
-                        && self.session.is_session()
-                        && client_opens_urls(context)
-                    {
-                        let question = self.question(&pending, &capability, arguments.as_ref());
-                        if ask_by_url(context, &question, link, &binding.id, &consent).await
-                            && let Claim::Approved(binding) =
-                                consent.ledger.claim(binding.clone(), String::new)
-                        {
-                            self.approved(
-                                &principal,
-                                &call,
-                                &binding,
-                                pending,
-                                correlation.clone(),
-                                context,
-                            )
-                            .await?;
-                            return Ok(None);
-                        }
-                        let (answer, record) =
-                            refuse(ApprovalAnswer::Declined, "declined", Some(&binding.id));
-                        return Err(self.refused(answer, record, &correlation).await);
-                    }
-                    let (answer, record) = refuse(
-                        ApprovalAnswer::OutOfBand(link),
-                        "approval_out_of_band",
-                        Some(&binding.id),
-                    );
-                    Err(self.refused(answer, record, &correlation).await)
-                }
-            };
-        }
-        let (binding, answer) = if self.session.is_session() {
-            if !client_elicits(context) {
-                let (answer, record) =
-                    refuse(ApprovalAnswer::Unsupported, "approval_unsupported", None);
-                return Err(self.refused(answer, record, &correlation).await);
-            }
-            let binding = consent.bind(&principal, &capability, &digest, &policy_version);
-            self.requested(&principal, &call, &binding).await;
-            let question = self.question(&pending, &capability, arguments.as_ref());
-            (
-                binding,
-                ask_on_stream(context, &question, consent.wait()).await,
-            )
-        } else if let Some(state) = request.request_state.take() {
-            let responses = request.input_responses.take().unwrap_or_default();
-            match consent.redeem(&state, &principal, &capability, &digest, &policy_version) {
-                Ok(binding) => (binding, read_answer(responses.get(QUESTION))),
-                Err(refusal) => {
-                    let (answer, record) = refuse(ApprovalAnswer::Invalid, refusal.as_str(), None);
-                    return Err(self.refused(answer, record, &correlation).await);
-                }
-            }
-        } else {
-            if !client_elicits(context) {
-                let (answer, record) =
-                    refuse(ApprovalAnswer::Unsupported, "approval_unsupported", None);
-                return Err(self.refused(answer, record, &correlation).await);
-            }
-            let binding = consent.bind(&principal, &capability, &digest, &policy_version);
-            self.requested(&principal, &call, &binding).await;
-            let question = self.question(&pending, &capability, arguments.as_ref());
-            return Ok(Some(input_required(&question, consent.seal(&binding))?));
+    /// From the out-of-band tier up: the answer given on the approval page, used up; until
+    /// there is one, a URL-mode client is sent there and waits, any other gets the link.
+    async fn on_the_page(
+        &self,
+        asking: &Asking,
+        consent: &Consent,
+        context: &RequestContext<RoleServer>,
+    ) -> Step {
+        let question = || self.question(asking);
+        let (binding, new) = match consent.ledger.claim(asking.bind(consent), question) {
+            Claim::Approved(binding) => return Step::Approved(binding),
+            Claim::Declined(binding) => return Step::declined(&binding),
+            Claim::Waiting { binding, new } => (binding, new),
         };
-        match answer {
-            Answer::Declined => {
-                let (answer, record) =
-                    refuse(ApprovalAnswer::Declined, "declined", Some(&binding.id));
-                Err(self.refused(answer, record, &correlation).await)
+        if new {
+            self.requested(asking, &binding).await;
+        }
+        let link = consent.link(&binding.id);
+        match &link {
+            Some(link) if self.session.is_session() && client_opens_urls(context) => {
+                let question = self.question(asking);
+                if ask_by_url(context, &question, link, &binding.id, consent).await
+                    && let Claim::Approved(binding) =
+                        consent.ledger.claim(binding.clone(), String::new)
+                {
+                    return Step::Approved(binding);
+                }
+                Step::declined(&binding)
             }
-            Answer::Approved => {
-                self.approved(
-                    &principal,
-                    &call,
-                    &binding,
-                    pending,
-                    correlation.clone(),
-                    context,
-                )
-                .await?;
-                Ok(None)
-            }
+            _ => Step::Refused(
+                ApprovalAnswer::OutOfBand(link),
+                "approval_out_of_band",
+                Some(binding.id.clone()),
+            ),
         }
     }
 
-    /// The plain-language request for this call.
-    fn question(
+    /// 2025-11-25: asked on the call's own stream, answered before the call goes on.
+    async fn on_the_stream(
         &self,
-        pending: &Pending,
-        capability: &str,
-        arguments: Option<&serde_json::Map<String, Value>>,
-    ) -> String {
+        asking: &Asking,
+        consent: &Consent,
+        context: &RequestContext<RoleServer>,
+    ) -> Step {
+        if !client_elicits(context) {
+            return Step::Refused(ApprovalAnswer::Unsupported, "approval_unsupported", None);
+        }
+        let binding = asking.bind(consent);
+        self.requested(asking, &binding).await;
+        match ask_on_stream(context, &self.question(asking), consent.wait()).await {
+            Answer::Approved => Step::Approved(binding),
+            Answer::Declined => Step::declined(&binding),
+        }
+    }
+
+    /// 2026-07-28: the question goes back as an input-required result with a sealed state;
+    /// the call made again brings the answer and the state, redeemed once.
+    async fn in_the_result(
+        &self,
+        asking: &Asking,
+        consent: &Consent,
+        request: &mut CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Step, McpError> {
+        if let Some(state) = request.request_state.take() {
+            let responses = request.input_responses.take().unwrap_or_default();
+            let principal = &asking.principal;
+            let redeemed = consent.redeem(
+                &state,
+                principal,
+                &asking.capability,
+                &asking.digest,
+                &asking.policy_version,
+            );
+            return Ok(match redeemed {
+                Ok(binding) => match read_answer(responses.get(QUESTION)) {
+                    Answer::Approved => Step::Approved(binding),
+                    Answer::Declined => Step::declined(&binding),
+                },
+                Err(refusal) => Step::Refused(ApprovalAnswer::Invalid, refusal.as_str(), None),
+            });
+        }
+        if !client_elicits(context) {
+            return Ok(Step::Refused(
+                ApprovalAnswer::Unsupported,
+                "approval_unsupported",
+                None,
+            ));
+        }
+        let binding = asking.bind(consent);
+        self.requested(asking, &binding).await;
+        let question = input_required(&self.question(asking), consent.seal(&binding))?;
+        Ok(Step::Ask(question))
+    }
+
+    /// The plain-language request for this call.
+    fn question(&self, asking: &Asking) -> String {
         let policy = self.gateway.policy();
         let entry = policy
             .as_ref()
             .and_then(|policy| {
                 policy
                     .catalog()
-                    .find(portcullis_policy::CapabilityKind::Tool, capability)
+                    .find(portcullis_policy::CapabilityKind::Tool, &asking.capability)
             })
             .map(|(entry, _)| entry);
         let upstream = self
             .gateway
-            .route_name(capability)
+            .route_name(&asking.capability)
             .map(|(index, _)| self.gateway.upstream_name(index).to_owned())
             .unwrap_or_default();
-        render(entry, capability, &upstream, arguments, pending.tier())
+        render(
+            entry,
+            &asking.capability,
+            &upstream,
+            asking.arguments.as_ref(),
+            asking.pending.tier(),
+        )
     }
 
-    fn consent_record(
+    /// Record a step of `asking`; `Err` only when a durable record could not be written.
+    async fn record(
         &self,
-        principal: &Principal,
-        call: &Decided<'_>,
+        asking: &Asking,
         decision: AuditDecision,
         reason: &str,
         consent: Option<&str>,
-    ) -> portcullis_audit::AuditRecord {
-        let mut record = trail::called(principal, call, decision);
+        durability: Durability,
+    ) -> Result<(), ()> {
+        let Some(trail) = self.gateway.trail() else {
+            return Ok(());
+        };
+        let mut record = trail::called(&asking.principal, &asking.call(), decision);
         record.reasons = vec![reason.to_owned()];
         record.consent = consent.map(str::to_owned);
-        record
+        match trail.record(record, durability).await {
+            Err(_) if durability == Durability::Durable => {
+                trail.metrics().audit_refusal();
+                Err(())
+            }
+            _ => Ok(()),
+        }
     }
 
-    /// Record the refusal and give the caller its answer.
-    async fn refused(
-        &self,
-        answer: ApprovalAnswer,
-        record: portcullis_audit::AuditRecord,
-        correlation: &CorrelationId,
-    ) -> McpError {
-        if let Some(trail) = self.gateway.trail() {
-            let _ = trail.record(record, Durability::Queued).await;
-        }
-        approval_refusal(answer, correlation)
-    }
-
-    async fn requested(&self, principal: &Principal, call: &Decided<'_>, binding: &Binding) {
-        let record = self.consent_record(
-            principal,
-            call,
-            AuditDecision::AskApproval,
-            "approval_requested",
-            Some(&binding.id),
-        );
-        if let Some(trail) = self.gateway.trail() {
-            let _ = trail.record(record, Durability::Queued).await;
-        }
+    async fn requested(&self, asking: &Asking, binding: &Binding) {
+        let _ = self
+            .record(
+                asking,
+                AuditDecision::AskApproval,
+                "approval_requested",
+                Some(&binding.id),
+                Durability::Queued,
+            )
+            .await;
     }
 
     /// The approval is recorded durably before the call goes anywhere, then the verdict
     /// becomes `Allowed`.
     async fn approved(
         &self,
-        principal: &Principal,
-        call: &Decided<'_>,
+        asking: Asking,
         binding: &Binding,
-        pending: Pending,
-        correlation: CorrelationId,
         context: &mut RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let record = self.consent_record(
-            principal,
-            call,
-            AuditDecision::Approved,
-            "approved",
-            Some(&binding.id),
-        );
-        if let Some(trail) = self.gateway.trail()
-            && trail.record(record, Durability::Durable).await.is_err()
-        {
-            trail.metrics().audit_refusal();
+        let correlation = asking.correlation.clone();
+        let durable = self
+            .record(
+                &asking,
+                AuditDecision::Approved,
+                "approved",
+                Some(&binding.id),
+                Durability::Durable,
+            )
+            .await;
+        if durable.is_err() {
             return Err(McpError::internal_error(
                 format!("internal error; reference {correlation}"),
                 Some(json!({ "correlationId": correlation.as_str() })),
             ));
         }
-        tracing::info!(%correlation, subject = %principal.subject, capability = call.capability, consent = %binding.id, "approved");
+        tracing::info!(%correlation, subject = %asking.principal.subject, capability = %asking.capability, consent = %binding.id, "approved");
         if let Some(parts) = context.extensions.get_mut::<http::request::Parts>() {
             parts
                 .extensions
-                .insert(CallVerdict::Allowed(pending.approve(), correlation));
+                .insert(CallVerdict::Allowed(asking.pending.approve(), correlation));
         }
         Ok(())
     }
