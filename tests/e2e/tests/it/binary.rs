@@ -89,3 +89,124 @@ async fn the_demo_serves_a_client_with_a_cli_token_and_stops_gracefully_on_sigte
     assert!(status.success(), "clean exit after SIGTERM: {status}");
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// The seed's exercise on the real `portcullis demo`, with its embedded authorization server:
+/// editor-a's session lists `update_policy`; the editor role is taken away in the demo's
+/// identities file; that session alone is told `list_changed` within the bound, its next list
+/// omits the tool, and its still-valid token cannot call it. user-42's session hears nothing.
+#[tokio::test]
+async fn the_demo_takes_a_role_away_mid_session() {
+    let data_dir =
+        std::env::temp_dir().join(format!("portcullis-demo-live-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let data = data_dir.to_str().expect("utf-8 temp dir");
+    let mut demo = Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(["demo", "--port", "0", "--data-dir", data])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start portcullis demo");
+    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let mut url = None;
+    while let Some(line) = lines.next_line().await.expect("read banner") {
+        if let Some(found) = line.trim().strip_prefix("MCP endpoint:") {
+            url = Some(found.trim().to_owned());
+            break;
+        }
+    }
+    let url = url.expect("the demo banner names the MCP endpoint");
+    // A token from the demo's own authorization server, with the scopes asked for.
+    let token = |identity: &str, scopes: &[&str]| {
+        let mut args = vec!["token", "--as", identity, "--data-dir", data];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        let out = std::process::Command::new(workspace_bin("portcullis", "portcullis"))
+            .args(args)
+            .output()
+            .expect("portcullis token");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    };
+    let mut sessions = Vec::new();
+    for (identity, scopes) in [
+        ("editor-a", &["policies:read", "policies:write"][..]),
+        ("user-42", &[][..]),
+    ] {
+        let client = TestClient::default();
+        let heard = client.tools_changed.clone();
+        let scoped = token(identity, scopes);
+        let service = connect_as(&url, Era::Sessions, client, Some(&scoped)).await;
+        let names: Vec<String> = service
+            .list_all_tools()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|tool| tool.name.to_string())
+            .collect();
+        assert_eq!(
+            names.contains(&"update_policy".to_owned()),
+            identity == "editor-a",
+            "{identity}: {names:?}"
+        );
+        sessions.push((service, heard));
+    }
+
+    let identities = data_dir.join("identities.toml");
+    let text = std::fs::read_to_string(&identities).expect("identities");
+    let marker = "subject = \"editor-a\"";
+    let at = text.find(marker).expect("editor-a in the identities file");
+    let roles_at = at
+        + text[at..]
+            .find("roles = [\"editor\"]")
+            .expect("editor-a's roles");
+    let edited = format!(
+        "{}roles = []{}",
+        &text[..roles_at],
+        &text[roles_at + "roles = [\"editor\"]".len()..]
+    );
+    let next = data_dir.join("identities.next");
+    std::fs::write(&next, edited).expect("write");
+    let changed = std::time::Instant::now();
+    std::fs::rename(&next, &identities).expect("replace");
+
+    let (editor, editor_heard) = &sessions[0];
+    while editor_heard.lock().expect("lock").is_empty() {
+        assert!(
+            changed.elapsed() < Duration::from_secs(5),
+            "editor-a never told"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        changed.elapsed() < Duration::from_secs(3),
+        "within the 1 s check plus slack"
+    );
+    let names: Vec<String> = editor
+        .list_all_tools()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|tool| tool.name.to_string())
+        .collect();
+    assert!(!names.contains(&"update_policy".to_owned()), "{names:?}");
+    let mut update = CallToolRequestParams::new("update_policy");
+    update.arguments = serde_json::json!({"id": "POL-A1", "text": "x"})
+        .as_object()
+        .cloned();
+    let refused = format!("{:?}", editor.call_tool(update).await);
+    assert!(refused.contains("tool not found"), "{refused}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        sessions[1].1.lock().expect("lock").is_empty(),
+        "user-42 heard nothing"
+    );
+    for (service, _) in sessions {
+        let _ = service.cancel().await;
+    }
+    let _ = demo.kill().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
