@@ -47,6 +47,8 @@ pub struct TestClient {
     pub visits: Arc<Mutex<Vec<String>>>,
     /// When each `notifications/tools/list_changed` arrived.
     pub tools_changed: Arc<Mutex<Vec<std::time::Instant>>>,
+    /// When each `notifications/prompts/list_changed` arrived.
+    pub prompts_changed: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 impl ClientHandler for TestClient {
@@ -122,6 +124,13 @@ impl ClientHandler for TestClient {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.tools_changed
+            .lock()
+            .expect("lock")
+            .push(std::time::Instant::now());
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.prompts_changed
             .lock()
             .expect("lock")
             .push(std::time::Instant::now());

@@ -1,9 +1,9 @@
 //! What callers may see, kept current while they are connected: the entitlements file is
 //! re-read when it changes, a policy reload swaps the set whole, and either bumps the
 //! gateway's generation. Each connected session (and each 2026-07-28 `subscriptions/listen`
-//! stream) then recomputes its own caller's visible tools and is told `tools/list_changed`
-//! only if they changed: never a broadcast, and a caller whose view did not change hears
-//! nothing.
+//! stream) then recomputes its own caller's visible tools (and its configured prompts and
+//! resources) and is told `tools/list_changed` (and the twins) only if they changed: never a
+//! broadcast, and a caller whose view did not change hears nothing.
 
 use std::{
     collections::BTreeMap,
@@ -11,7 +11,10 @@ use std::{
 };
 
 use portcullis_policy::{CapabilityKind, Principal};
-use rmcp::model::{ServerNotification, ToolListChangedNotification};
+use rmcp::model::{
+    PromptListChangedNotification, ResourceListChangedNotification, ServerNotification,
+    ToolListChangedNotification,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
@@ -63,6 +66,35 @@ impl Gateway {
         names.into_iter().zip(visible).collect()
     }
 
+    /// Each configured prompt and resource, and whether `principal` may see it now. (Prompts and
+    /// resources the catalog does not name are not followed.)
+    pub(super) fn visible_configured(
+        &self,
+        principal: &Principal,
+    ) -> BTreeMap<(CapabilityKind, String), bool> {
+        let (Some(policy), entitled) = (self.policy(), self.entitled(principal.clone())) else {
+            return BTreeMap::new();
+        };
+        let mut view = BTreeMap::new();
+        for kind in [CapabilityKind::Prompt, CapabilityKind::Resource] {
+            let names: Vec<&str> = policy
+                .catalog()
+                .capabilities()
+                .iter()
+                .filter(|capability| capability.kind == kind)
+                .map(|capability| capability.name.as_str())
+                .collect();
+            let visible = match &entitled {
+                Ok(principal) => policy.visible_all(principal, kind, &names),
+                Err(_) => vec![false; names.len()],
+            };
+            for (name, visible) in names.into_iter().zip(visible) {
+                view.insert((kind, name.to_owned()), visible);
+            }
+        }
+        view
+    }
+
     /// Wait for the next change that can alter a view; `false` once the gateway is gone.
     pub(super) async fn changed(receiver: &mut tokio::sync::watch::Receiver<u64>) -> bool {
         receiver.changed().await.is_ok()
@@ -97,10 +129,40 @@ pub(super) async fn follow<F, Fut>(
             *shown = gateway.visible_tools(&principal);
         }
     }
+    let mut configured = gateway.visible_configured(&principal);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             changed = Gateway::changed(&mut generations) => if !changed { return },
+        }
+        let configured_now = gateway.visible_configured(&principal);
+        let flipped_kind = |kind: CapabilityKind| {
+            configured_now.iter().any(|((of, name), visible)| {
+                *of == kind
+                    && configured
+                        .get(&(*of, name.clone()))
+                        .is_some_and(|before| before != visible)
+            })
+        };
+        let twins = [
+            (
+                flipped_kind(CapabilityKind::Prompt),
+                ServerNotification::PromptListChangedNotification(
+                    PromptListChangedNotification::default(),
+                ),
+            ),
+            (
+                flipped_kind(CapabilityKind::Resource),
+                ServerNotification::ResourceListChangedNotification(
+                    ResourceListChangedNotification::default(),
+                ),
+            ),
+        ];
+        configured = configured_now;
+        for (flipped, notification) in twins {
+            if flipped && !send(notification).await {
+                return;
+            }
         }
         let now = gateway.visible_tools(&principal);
         let flipped = {

@@ -18,6 +18,8 @@ const REFRESH_MS: u64 = 200;
 
 const POLICIES: &str = "@id(\"editors-greet\")\n\
     permit (principal in Role::\"editor\", action == Action::\"tool:greet\", resource);\n\
+    @id(\"editors-prompt\")\n\
+    permit (principal in Role::\"editor\", action == Action::\"prompt:test_simple_prompt\", resource);\n\
     @id(\"everyone-echoes\")\n\
     permit (principal, action == Action::\"tool:fixture_echo\", resource);\n";
 
@@ -28,6 +30,7 @@ fn config(jwks_uri: &str, entitlements: &std::path::Path, policies: &str) -> Str
          [policy]\ncedar = '''\n{policies}'''\n\n\
          [[capability]]\ntool = \"greet\"\nrisk = \"read\"\n\n\
          [[capability]]\ntool = \"fixture_echo\"\nrisk = \"read\"\n\n\
+         [[capability]]\nprompt = \"test_simple_prompt\"\n\n\
          [[auth.issuer]]\nissuer = \"{}\"\njwks_uri = \"{jwks_uri}\"\n\n{}",
         crate::authn::ISSUER,
         stdio_upstream("fixture")
@@ -146,9 +149,11 @@ async fn a_policy_reload_notifies_exactly_the_callers_whose_view_changed() {
     let (issuer, jwks_uri) = jwks().await;
     let gateway = TestGateway::spawn(&config(&jwks_uri, &file, POLICIES)).await;
     let mut sessions = Vec::new();
+    let mut prompts = Vec::new();
     for (subject, roles) in [("ed", vec!["editor"]), ("vi", vec!["viewer"])] {
         let client = TestClient::default();
         let changes = client.tools_changed.clone();
+        prompts.push(client.prompts_changed.clone());
         let token = issuer.token_with(json!({"sub": subject, "aud": RESOURCE, "roles": roles}));
         let service = connect_as(&gateway.url, Era::Sessions, client, Some(&token)).await;
         tool_names(&service).await;
@@ -178,6 +183,9 @@ async fn a_policy_reload_notifies_exactly_the_callers_whose_view_changed() {
         sessions[1].1.lock().unwrap().is_empty(),
         "the viewer was not"
     );
+    // The prompt it lost too, in its own notification; nothing for the viewer.
+    assert_eq!(prompts[0].lock().unwrap().len(), 1, "the editor's prompts");
+    assert!(prompts[1].lock().unwrap().is_empty(), "the viewer's prompts");
     assert!(
         !tool_names(&sessions[0].0)
             .await
