@@ -125,6 +125,20 @@ pub(super) async fn authorize(
     // Decided on what the caller holds now, which its entitlements may have changed since its
     // token was issued (authn already refused a disabled subject).
     let Ok(principal) = authz.gateway.entitled(token.clone()) else {
+        // Disabled between authentication and here: refused all the same, and recorded.
+        let correlation = CorrelationId::fresh();
+        let request_line = format!("{} {}", request.method(), request.uri().path());
+        let mut record = trail::refusal(
+            correlation.as_str(),
+            &request_line,
+            portcullis_audit::AuditDecision::Deny,
+            403,
+            "subject_disabled",
+            None,
+        );
+        record.issuer = Some(token.issuer.clone());
+        record.subject = Some(token.subject.clone());
+        let _ = authz.trail.record(record, Durability::Queued).await;
         return (StatusCode::FORBIDDEN, "Forbidden\n").into_response();
     };
     let (mut parts, body) = request.into_parts();

@@ -185,7 +185,10 @@ async fn a_policy_reload_notifies_exactly_the_callers_whose_view_changed() {
     );
     // The prompt it lost too, in its own notification; nothing for the viewer.
     assert_eq!(prompts[0].lock().unwrap().len(), 1, "the editor's prompts");
-    assert!(prompts[1].lock().unwrap().is_empty(), "the viewer's prompts");
+    assert!(
+        prompts[1].lock().unwrap().is_empty(),
+        "the viewer's prompts"
+    );
     assert!(
         !tool_names(&sessions[0].0)
             .await

@@ -379,16 +379,32 @@ async fn callback(
     State(approvals): State<Arc<Approvals>>,
     Query(query): Query<Callback>,
 ) -> Response {
-    let failed = |text: &str| html(StatusCode::FORBIDDEN, page::notice("Sign-in failed", text));
+    // Who failed to sign in is not known; that a sign-in on the page failed is recorded.
+    let failed = |reason: &'static str, text: &'static str| {
+        let correlation = portcullis_core::CorrelationId::fresh();
+        let mut record = AuditRecord::new(
+            correlation.as_str(),
+            "GET /approvals/callback",
+            AuditDecision::Deny,
+        );
+        record.status = Some(403);
+        record.reasons = vec![reason.to_owned()];
+        let trail = approvals.trail.clone();
+        async move {
+            let _ = trail.record(record, Durability::Queued).await;
+            html(StatusCode::FORBIDDEN, page::notice("Sign-in failed", text))
+        }
+    };
+    const AGAIN: &str = "The sign-in did not complete. Open the approval link again.";
     let (Some(code), Some(state)) = (query.code, query.state) else {
         tracing::info!(error = ?query.error, "approval sign-in refused by the authorization server");
-        return failed("The sign-in did not complete. Open the approval link again.");
+        return failed("approval_sign_in_refused", AGAIN).await;
     };
     let (token, return_to) = match approvals.sign_in.finish(&code, &state).await {
         Ok(done) => done,
         Err(error) => {
             tracing::info!(%error, "approval sign-in failed");
-            return failed("The sign-in did not complete. Open the approval link again.");
+            return failed("approval_sign_in_failed", AGAIN).await;
         }
     };
     let bearer = format!("Bearer {token}");
@@ -399,7 +415,11 @@ async fn callback(
             _ => None,
         };
     let Some(verified) = verified else {
-        return failed("The sign-in did not give a valid token for this service.");
+        return failed(
+            "approval_sign_in_invalid_token",
+            "The sign-in did not give a valid token for this service.",
+        )
+        .await;
     };
     let principal = super::authz::principal(&verified);
     let cookie = portcullis_authn::signing::random_token();
