@@ -1,6 +1,9 @@
 // oidc-provider (a real, certified OpenID/OAuth server) issues tokens for the gateway's resource:
 // RS256 and ES256 JWT access tokens and opaque tokens, through RFC 8707 resource indicators.
 // The gateway must accept each for its own resource, and refuse a token minted for another.
+// Then live entitlements through introspection: a connected session's roles change in the
+// provider's data mid-session (its introspection answers change); that session alone is told
+// tools/list_changed, its next list omits the tool, and its still-valid token cannot call it.
 // Usage: node oidc-provider.mjs <portcullis binary> <portcullis-fixture binary>
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -10,6 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import Provider from 'oidc-provider';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const [portcullis, fixture] = process.argv.slice(2);
 const RESOURCE = 'http://127.0.0.1/mcp';
@@ -25,7 +31,11 @@ server.listen(0, '127.0.0.1');
 await once(server, 'listening');
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
-const clients = ['rs256', 'es256', 'opaque'].map((id) => ({
+// The provider's account data: the roles each client's tokens carry, read again at every
+// introspection (as a provider backed by a directory would).
+const roles = { opaque: ['editor'], other: ['editor'] };
+
+const clients = ['rs256', 'es256', 'opaque', 'other'].map((id) => ({
   client_id: id, client_secret: `${id}-secret`, grant_types: ['client_credentials'],
   redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_basic',
 }));
@@ -34,12 +44,19 @@ clients.push({ client_id: 'portcullis', client_secret: SECRET, grant_types: [], 
 const provider = new Provider(issuer, {
   clients,
   jwks: { keys: [rsa, ec] },
+  extraTokenClaims: async (ctx, token) => (roles[token.clientId] ? { roles: roles[token.clientId] } : {}),
   scopes: ['mcp'],
   ttl: { ClientCredentials: 600 },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    introspection: { enabled: true, allowedPolicy: async (ctx, client) => client.clientId === 'portcullis' },
+    introspection: {
+      enabled: true,
+      allowedPolicy: async (ctx, client, token) => {
+        if (token?.extra && roles[token.clientId]) token.extra = { ...token.extra, roles: roles[token.clientId] };
+        return client.clientId === 'portcullis';
+      },
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => RESOURCE,
@@ -95,6 +112,7 @@ command = "${fixture}"
 args = ["--stdio"]
 `);
 const gateway = spawn(portcullis, ['serve', '--config', join(work, 'gateway.toml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+let live;
 const url = await new Promise((resolve, reject) => {
   gateway.stdout.on('data', (chunk) => {
     const line = chunk.toString().split('\n').find((l) => l.startsWith('listening '));
@@ -142,12 +160,101 @@ try {
   await expect('JWT for another resource', elsewhere, 401, 'invalid_token');
   await expect('tampered JWT', `${rs.slice(0, -4)}AAAA`, 401, 'invalid_token');
   await expect('unknown opaque token', 'not-a-token-this-issuer-made', 401, 'invalid_token');
+  await liveRoles();
 } catch (error) {
   console.log(`FAIL setup: ${error.message}`);
   failed++;
 } finally {
   gateway.kill('SIGTERM');
+  live?.kill('SIGTERM');
   server.close();
 }
 console.log(`oidc-provider interop: ${passed} passed, ${failed} failed`);
+
+function check(label, ok, detail = '') {
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${label}${!ok && detail ? `: ${detail}` : ''}`);
+  ok ? passed++ : failed++;
+}
+
+/** A gateway deciding with policies, introspecting every 500 ms; two sessions, one demoted. */
+async function liveRoles() {
+  writeFileSync(join(work, 'live.toml'), `
+[server]
+listen = "127.0.0.1:0"
+
+[auth]
+public_url = "${RESOURCE}"
+scopes = ["mcp"]
+
+[[auth.issuer]]
+issuer = "${issuer}"
+introspection_endpoint = "${issuer}/token/introspection"
+client_id = "portcullis"
+client_secret_file = "${join(work, 'secret')}"
+introspection_cache = "500ms"
+
+[policy]
+cedar = """
+permit (principal in Role::"editor", action == Action::"tool:greet", resource);
+permit (principal, action == Action::"tool:fixture_echo", resource);
+"""
+
+[[capability]]
+tool = "greet"
+risk = "read"
+
+[[capability]]
+tool = "fixture_echo"
+risk = "read"
+
+[[upstream]]
+name = "fixture"
+command = "${fixture}"
+args = ["--stdio"]
+`);
+  live = spawn(portcullis, ['serve', '--config', join(work, 'live.toml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const liveUrl = await new Promise((resolve, reject) => {
+    live.stdout.on('data', (chunk) => {
+      const line = chunk.toString().split('\n').find((l) => l.startsWith('listening '));
+      if (line) resolve(line.slice('listening '.length).trim());
+    });
+    live.on('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
+  });
+  const connect = async (clientId) => {
+    const accessToken = await token(clientId, RESOURCE);
+    const heard = [];
+    const client = new Client({ name: `interop-${clientId}`, version: '1' });
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => heard.push(Date.now()));
+    await client.connect(new StreamableHTTPClientTransport(new URL(liveUrl), {
+      requestInit: { headers: { authorization: `Bearer ${accessToken}` } },
+    }));
+    return { client, heard };
+  };
+  const names = async (session) => (await session.client.listTools()).tools.map((t) => t.name);
+  const demoted = await connect('opaque');
+  const bystander = await connect('other');
+  check('live: an editor (roles from introspection) lists greet', (await names(demoted)).includes('greet'));
+  await names(bystander);
+  const changed = Date.now();
+  roles.opaque = [];
+  while (demoted.heard.length === 0 && Date.now() - changed < 5000) await new Promise((r) => setTimeout(r, 20));
+  const latency = demoted.heard.length ? demoted.heard[0] - changed : null;
+  check('live: its role removed in the provider, the session is told list_changed within 5 s',
+    latency !== null, 'never told');
+  if (latency !== null) console.log(`     (after ${latency} ms, introspection cached 500 ms)`);
+  check('live: its next tools/list omits greet', !(await names(demoted)).includes('greet'));
+  let refused;
+  try {
+    const result = await demoted.client.callTool({ name: 'greet', arguments: { name: 'x' } });
+    refused = result.isError ? `tool error ${JSON.stringify(result.content)}` : 'ran';
+  } catch (error) {
+    refused = `${error?.code} ${error?.message}`;
+  }
+  check('live: greet with the still-valid token is refused', refused.includes('tool not found'), refused);
+  await new Promise((r) => setTimeout(r, 1200));
+  check('live: the other session (still an editor) heard nothing', bystander.heard.length === 0,
+    `${bystander.heard.length} notifications`);
+  await demoted.client.close();
+  await bystander.client.close();
+}
 process.exit(failed === 0 ? 0 : 1);

@@ -39,6 +39,9 @@ const MAX_BOUND_SESSIONS: usize = 100_000;
 struct Binding {
     owner: (String, String),
     last_seen: Instant,
+    /// The opaque token the session last used, kept (in memory only, never logged) so that
+    /// its owner's introspection answer can be asked again while the session lives.
+    token: Option<BearerToken>,
 }
 
 pub(super) struct Authn {
@@ -171,7 +174,8 @@ pub(super) async fn authenticate(
         .get_all(header::AUTHORIZATION)
         .iter()
         .map(HeaderValue::as_bytes);
-    let principal = match BearerToken::from_authorization(values) {
+    let bearer = BearerToken::from_authorization(values);
+    let principal = match &bearer {
         Ok(None) => Err(Refusal::Challenge(Challenge::Missing {
             scopes: authn.challenge_scopes.clone(),
         })),
@@ -179,7 +183,12 @@ pub(super) async fn authenticate(
             tracing::info!(reason = %error, "authorization header refused");
             Err(Refusal::Challenge(Challenge::InvalidToken))
         }
-        Ok(Some(token)) => authn.verify(&token).await,
+        Ok(Some(token)) => authn.verify(token).await,
+    };
+    // Only an opaque token's answer can change while it lives (a JWT's claims cannot).
+    let opaque = match bearer {
+        Ok(Some(token)) if unverified_issuer(token.expose()).is_none() => Some(token),
+        _ => None,
     };
     let request_line = format!("{} {}", request.method(), authn.path);
     let principal = match principal {
@@ -248,6 +257,7 @@ pub(super) async fn authenticate(
         let owned = match authn.owners().get_mut(session) {
             Some(binding) if binding.owner == owner => {
                 binding.last_seen = Instant::now();
+                binding.token.clone_from(&opaque);
                 true
             }
             _ => false,
@@ -280,7 +290,7 @@ pub(super) async fn authenticate(
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok()),
     ) {
-        (None, Some(created)) => authn.bind(created, owner),
+        (None, Some(created)) => authn.bind(created, owner, opaque),
         (Some(ended), _) if deleting && response.status().is_success() => {
             authn.owners().remove(ended);
         }
@@ -290,7 +300,7 @@ pub(super) async fn authenticate(
 }
 
 impl Authn {
-    fn bind(&self, session: &str, owner: (String, String)) {
+    fn bind(&self, session: &str, owner: (String, String), token: Option<BearerToken>) {
         let mut owners = self.owners();
         if owners.len() >= MAX_BOUND_SESSIONS {
             let idle = self.session_idle_timeout;
@@ -305,6 +315,7 @@ impl Authn {
             Binding {
                 owner,
                 last_seen: Instant::now(),
+                token,
             },
         );
     }
@@ -350,6 +361,46 @@ fn unverified_issuer(token: &str) -> Option<String> {
         base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+impl Authn {
+    /// While sessions live, ask again every `every` what their opaque tokens' owners hold now,
+    /// and hand each answer (`None`: the token is no longer active) to the gateway, which
+    /// recomputes those callers' views.
+    pub(super) async fn reintrospect(
+        self: Arc<Self>,
+        gateway: Arc<crate::proxy::Gateway>,
+        every: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let Some(introspector) = &self.introspector else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let idle = self.session_idle_timeout;
+            let mut tokens: HashMap<(String, String), BearerToken> = HashMap::new();
+            for binding in self.owners().values() {
+                if let Some(token) = &binding.token
+                    && binding.last_seen.elapsed() < idle
+                {
+                    tokens.insert(binding.owner.clone(), token.clone());
+                }
+            }
+            for (owner, token) in tokens {
+                let answer = match introspector.verify(&token).await {
+                    Ok(principal) => Some(super::authz::principal(&principal)),
+                    // Unreachable introspection proves nothing: keep the last answer.
+                    Err(error) if error.is_malfunction() => continue,
+                    Err(_) => None,
+                };
+                gateway.reintrospected(owner, answer);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -70,7 +70,8 @@ pub fn app(
         .with_sse_keep_alive(Some(config.sse_keep_alive))
         .with_json_response(config.json_response)
         .with_max_request_body_bytes(config.max_body_bytes)
-        .with_cancellation_token(streams);
+        .with_cancellation_token(streams.clone());
+    let streams_for_tasks = streams;
     mcp.legacy_session_mode = true;
     gateway.attach_trail(trail.clone());
     let trail_for_pages = trail.clone();
@@ -135,6 +136,20 @@ pub fn app(
                 config.consent.client_id.as_deref(),
             ),
         );
+        // Callers with opaque tokens: their introspection answers are asked again while their
+        // sessions live, so a role taken away reaches their view (and list_changed).
+        if let Some(every) = auth
+            .issuers
+            .iter()
+            .find_map(|issuer| issuer.introspection.as_ref())
+            .map(|introspection| introspection.cache_ttl)
+        {
+            tokio::spawn(authn.clone().reintrospect(
+                gateway_for_authz.clone(),
+                every.max(std::time::Duration::from_millis(100)),
+                streams_for_tasks.clone(),
+            ));
+        }
         mcp = mcp.merge(metadata.with_state(authn));
         mcp = mcp.merge(approvals::router(Arc::new(approvals)));
     }

@@ -53,11 +53,43 @@ pub(super) async fn watch_entitlements(
 }
 
 impl Gateway {
+    /// Introspection's latest answer about a connected caller (`None`: no longer active);
+    /// every view is recomputed when it changed.
+    pub(crate) fn reintrospected(&self, owner: (String, String), answer: Option<Principal>) {
+        let changed = {
+            let mut answers = self
+                .reintrospected
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            answers.insert(owner, answer.clone()) != Some(answer)
+        };
+        if changed {
+            self.generation.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// The caller whose token said `principal`, as a view is computed for it now: what
+    /// introspection last said of it (for opaque tokens), then its entitlements.
+    fn viewed_as(&self, principal: &Principal) -> Result<Principal, crate::entitlements::Disabled> {
+        let owner = (principal.issuer.clone(), principal.subject.clone());
+        let answer = self
+            .reintrospected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&owner)
+            .cloned();
+        match answer {
+            Some(None) => Err(crate::entitlements::Disabled),
+            Some(Some(now)) => self.entitled(now),
+            None => self.entitled(principal.clone()),
+        }
+    }
+
     /// Each known tool, and whether `principal` (as its token says) may see it now.
     pub(super) fn visible_tools(&self, principal: &Principal) -> BTreeMap<String, bool> {
         let names: Vec<String> = self.routes().tools.keys().cloned().collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let visible = match (self.policy(), self.entitled(principal.clone())) {
+        let visible = match (self.policy(), self.viewed_as(principal)) {
             (Some(policy), Ok(principal)) => {
                 policy.visible_all(&principal, CapabilityKind::Tool, &refs)
             }
@@ -72,7 +104,7 @@ impl Gateway {
         &self,
         principal: &Principal,
     ) -> BTreeMap<(CapabilityKind, String), bool> {
-        let (Some(policy), entitled) = (self.policy(), self.entitled(principal.clone())) else {
+        let (Some(policy), entitled) = (self.policy(), self.viewed_as(principal)) else {
             return BTreeMap::new();
         };
         let mut view = BTreeMap::new();

@@ -64,6 +64,9 @@ pub struct Gateway {
     shadow: std::sync::RwLock<Option<Arc<PolicyEngine>>>,
     /// Live entitlements beside the tokens' claims, if configured.
     entitlements: Option<Arc<crate::entitlements::Entitlements>>,
+    /// What introspection last said of each connected caller with an opaque token, asked
+    /// again while its session lives (`None`: its token is no longer active).
+    reintrospected: Mutex<HashMap<(String, String), Option<portcullis_policy::Principal>>>,
     /// Bumped whenever what callers may see can have changed (entitlements, policies): each
     /// connected caller's view is then recomputed.
     generation: tokio::sync::watch::Sender<u64>,
@@ -135,6 +138,7 @@ impl Gateway {
                 config.auth.as_ref().and_then(|auth| auth.shadow.clone()),
             ),
             entitlements: config.entitlements.clone(),
+            reintrospected: Mutex::new(HashMap::new()),
             generation: tokio::sync::watch::Sender::new(0),
             tools_learned: tokio::sync::Mutex::new(None),
             asserter: config.identity.clone().map(crate::identity::Asserter::new),
