@@ -220,7 +220,7 @@ fn resolve_introspection(
     let cache_ttl = duration(
         &format!("{key}.introspection_cache"),
         issuer.introspection_cache.clone(),
-        30_000,
+        5_000,
     )?;
     Ok(Some(Introspection {
         endpoint,

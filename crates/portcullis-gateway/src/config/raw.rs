@@ -212,7 +212,8 @@ pub struct RawIssuer {
     pub client_secret_file: Option<std::path::PathBuf>,
     /// `basic` (default) or `post`.
     pub client_auth: Option<String>,
-    /// Longest time an introspection answer is reused, default `30s`.
+    /// Longest time an introspection answer is reused, default `5s`: the bound on a revoked
+    /// token or a changed role taking effect.
     pub introspection_cache: Option<String>,
 }
 
