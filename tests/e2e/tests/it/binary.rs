@@ -15,22 +15,7 @@ use crate::first_text;
 async fn the_demo_serves_a_client_with_a_cli_token_and_stops_gracefully_on_sigterm() {
     let data_dir = std::env::temp_dir().join(format!("portcullis-demo-e2e-{}", std::process::id()));
     let data = data_dir.to_str().expect("utf-8 temp dir");
-    let mut demo = Command::new(workspace_bin("portcullis", "portcullis"))
-        .args(["demo", "--port", "0", "--data-dir", data])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start portcullis demo");
-    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
-    let mut url = None;
-    while let Some(line) = lines.next_line().await.expect("read banner") {
-        if let Some(found) = line.trim().strip_prefix("MCP endpoint:") {
-            url = Some(found.trim().to_owned());
-            break;
-        }
-    }
-    let url = url.expect("the demo banner names the MCP endpoint");
+    let (mut demo, url) = start_demo(data).await;
     assert!(url.starts_with("http://127.0.0.1:"), "loopback only: {url}");
 
     let refused = reqwest::Client::new()
@@ -100,22 +85,7 @@ async fn the_demo_takes_a_role_away_mid_session() {
         std::env::temp_dir().join(format!("portcullis-demo-live-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     let data = data_dir.to_str().expect("utf-8 temp dir");
-    let mut demo = Command::new(workspace_bin("portcullis", "portcullis"))
-        .args(["demo", "--port", "0", "--data-dir", data])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start portcullis demo");
-    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
-    let mut url = None;
-    while let Some(line) = lines.next_line().await.expect("read banner") {
-        if let Some(found) = line.trim().strip_prefix("MCP endpoint:") {
-            url = Some(found.trim().to_owned());
-            break;
-        }
-    }
-    let url = url.expect("the demo banner names the MCP endpoint");
+    let (mut demo, url) = start_demo(data).await;
     // A token from the demo's own authorization server, with the scopes asked for.
     let token = |identity: &str, scopes: &[&str]| {
         let mut args = vec!["token", "--as", identity, "--data-dir", data];
@@ -209,4 +179,26 @@ async fn the_demo_takes_a_role_away_mid_session() {
     }
     let _ = demo.kill().await;
     let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// The real `portcullis demo` on a free port with `data` as its data dir, and its MCP URL.
+async fn start_demo(data: &str) -> (tokio::process::Child, String) {
+    let mut demo = Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(["demo", "--port", "0", "--data-dir", data])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start portcullis demo");
+    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let mut url = None;
+    while let Some(line) = lines.next_line().await.expect("read banner") {
+        if let Some(found) = line.trim().strip_prefix("MCP endpoint:") {
+            url = Some(found.trim().to_owned());
+            break;
+        }
+    }
+    // Keep reading what it prints, so its stdout never breaks.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (demo, url.expect("the demo banner names the MCP endpoint"))
 }
