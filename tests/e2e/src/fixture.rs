@@ -79,6 +79,11 @@ impl HttpFixture {
         Self { url, child }
     }
 
+    /// Its process id (for signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Kill the fixture process now.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

@@ -200,10 +200,10 @@ async fn a_policy_reload_notifies_exactly_the_callers_whose_view_changed() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `portcullis serve` reloads its policy file when it changes; a file that does not validate
+/// `portcullis serve` reloads its policy file when it changes or on SIGHUP; a file that does not validate
 /// is refused and the policies in force stay, and a later good file is taken again.
 #[tokio::test]
-async fn the_binary_reloads_a_changed_policy_file_and_refuses_a_broken_one() {
+async fn the_binary_reloads_on_a_changed_policy_file_or_sighup_and_refuses_a_broken_one() {
     let dir = std::env::temp_dir().join(format!("reload-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let policies = dir.join("policies.cedar");
@@ -278,6 +278,31 @@ async fn the_binary_reloads_a_changed_policy_file_and_refuses_a_broken_one() {
         allowed,
         "a good file is taken again after a refused one: {last}"
     );
+    // SIGHUP: a change the file check cannot see (same size, the old modification time put
+    // back) is taken on the signal.
+    let stamp = std::fs::metadata(&policies).unwrap().modified().unwrap();
+    let forbid_same_size = allow.replace("permit (", "forbid (");
+    assert_eq!(forbid_same_size.len(), allow.len());
+    std::fs::write(&policies, &forbid_same_size).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&policies)
+        .unwrap()
+        .set_modified(stamp)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(
+        echo().await.contains("\"hi\""),
+        "the file check saw no change"
+    );
+    let pid = gateway.pid().unwrap().to_string();
+    let hung_up = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(hung_up.success());
+    let (forbidden, last) = eventually(|body| body.contains("tool not found")).await;
+    assert!(forbidden, "SIGHUP reloaded the policies: {last}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
