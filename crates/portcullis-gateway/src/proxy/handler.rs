@@ -17,7 +17,7 @@ use rmcp::{
         ServerConfig, ServerResult, SetLevelRequestParams, SubscribeRequestParams,
         SubscriptionFilter, UnsubscribeRequestParams, UpdateTaskParams,
     },
-    service::{RequestContext, SubscriptionContext},
+    service::{RequestContext, SubscriptionContext, SubscriptionSendError},
 };
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -299,11 +299,12 @@ impl ServerHandler for GatewayHandler {
     }
 
     async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
-        // This stream's caller hears of its own view changing, and only it.
+        // This stream's caller hears of its own view changing, and only it, while the stream
+        // lasts (the guard lives as long as this function).
+        let stop = CancellationToken::new();
+        let _stop_with_stream = stop.clone().drop_guard();
         if let Some(principal) = token_principal(context.request_context()) {
             let sink = context.sink().clone();
-            let stop = CancellationToken::new();
-            let _stop_with_stream = stop.clone().drop_guard();
             tokio::spawn(super::live::follow(
                 self.gateway.clone(),
                 principal,
@@ -311,7 +312,13 @@ impl ServerHandler for GatewayHandler {
                 stop,
                 move |notification| {
                     let sink = sink.clone();
-                    async move { sink.send(notification).await.is_ok() }
+                    // A notification this stream did not ask for is not sent; the stream goes on.
+                    async move {
+                        !matches!(
+                            sink.send(notification).await,
+                            Err(SubscriptionSendError::SubscriptionClosed)
+                        )
+                    }
                 },
             ));
         }

@@ -375,3 +375,81 @@ fn replace(path: &std::path::Path, text: &str) {
     std::fs::write(&next, text).unwrap();
     std::fs::rename(&next, path).unwrap();
 }
+
+/// 2026-07-28: a caller's `subscriptions/listen` stream hears its own view change, and only
+/// that caller's stream does.
+#[tokio::test]
+async fn a_listen_stream_hears_its_own_callers_view_change() {
+    let dir = std::env::temp_dir().join(format!("listen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("identities.toml");
+    replace(&file, &identities("\"editor\"", false));
+    let (issuer, jwks_uri) = jwks().await;
+    let gateway = TestGateway::spawn(&config(&jwks_uri, &file, POLICIES)).await;
+    // Someone has listed the tools, so the gateway knows their names.
+    let (_, listed) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token(&issuer, "ann")),
+        "tools/list",
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert!(listed.contains("greet"), "{listed}");
+    let listen = |subject: &str| {
+        let body = json!({
+            "jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+            "params": {
+                "notifications": {"toolsListChanged": true},
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "0"},
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                },
+            },
+        });
+        reqwest::Client::new()
+            .post(&gateway.url)
+            .bearer_auth(token(&issuer, subject))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "subscriptions/listen")
+            .body(body.to_string())
+            .send()
+    };
+    let mut ann = listen("ann").await.unwrap();
+    let mut bob = listen("bob").await.unwrap();
+    assert!(ann.status().is_success() && bob.status().is_success());
+    // Both streams are open (acknowledged) before anything changes.
+    let mut heard = (String::new(), String::new());
+    for (stream, text) in [(&mut ann, &mut heard.0), (&mut bob, &mut heard.1)] {
+        while !text.contains("acknowledged") {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    replace(&file, &identities("", false));
+    while !heard.0.contains("notifications/tools/list_changed") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), ann.chunk())
+            .await
+            .expect("ann's stream hears its view change")
+            .unwrap()
+            .unwrap();
+        heard.0.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(REFRESH_MS * 4), bob.chunk()).await;
+    let more = match quiet {
+        Ok(Ok(Some(chunk))) => String::from_utf8_lossy(&chunk).into_owned(),
+        _ => String::new(),
+    };
+    assert!(
+        !more.contains("list_changed"),
+        "bob's stream heard nothing of ann: {more}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
