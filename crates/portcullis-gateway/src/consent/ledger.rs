@@ -42,6 +42,9 @@ pub(crate) enum PageRefusal {
     Answered,
 }
 
+/// Unanswered requests kept per caller.
+const MAX_WAITING_PER_CALLER: usize = 64;
+
 struct Entry {
     binding: Binding,
     question: String,
@@ -98,6 +101,25 @@ impl Ledger {
                 new: false,
             },
             None => {
+                // A caller cannot pile up requests without bound: past the cap, its oldest
+                // unanswered one goes (it is simply asked again if made again).
+                let theirs: Vec<(&String, u64)> = entries
+                    .iter()
+                    .filter(|(_, entry)| {
+                        entry.answer == Answer::Waiting
+                            && (&entry.binding.iss, &entry.binding.sub)
+                                == (&binding.iss, &binding.sub)
+                    })
+                    .map(|(id, entry)| (id, entry.binding.exp))
+                    .collect();
+                if theirs.len() >= MAX_WAITING_PER_CALLER
+                    && let Some(oldest) = theirs
+                        .iter()
+                        .min_by_key(|(_, exp)| *exp)
+                        .map(|(id, _)| (*id).clone())
+                {
+                    entries.remove(&oldest);
+                }
                 let entry = Entry {
                     binding: binding.clone(),
                     question: question(),
@@ -176,18 +198,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consent::Consent;
-
-    fn principal(subject: &str) -> Principal {
-        Principal {
-            subject: subject.to_owned(),
-            issuer: "https://issuer.example".to_owned(),
-            tenant: None,
-            roles: Vec::new(),
-            scopes: Vec::new(),
-            client_id: None,
-        }
-    }
+    use crate::consent::{Consent, principal};
 
     #[test]
     fn an_answer_is_found_by_the_same_call_only_and_used_once() {
@@ -226,6 +237,24 @@ mod tests {
         // Used: the same call again starts over.
         assert!(matches!(
             ledger.claim(ask("d1"), String::new),
+            Claim::Waiting { new: true, .. }
+        ));
+    }
+
+    #[test]
+    fn a_caller_keeps_at_most_its_cap_of_unanswered_requests() {
+        let consent = Consent::default();
+        let ledger = Ledger::default();
+        let ada = principal("ada");
+        for n in 0..=MAX_WAITING_PER_CALLER {
+            let binding = consent.bind(&ada, "grant_access", &format!("d{n}"), "v1");
+            ledger.claim(binding, String::new);
+        }
+        let kept = ledger.waiting_for("https://issuer.example", "ada").len();
+        assert_eq!(kept, MAX_WAITING_PER_CALLER);
+        let bob = consent.bind(&principal("bob"), "grant_access", "d0", "v1");
+        assert!(matches!(
+            ledger.claim(bob, String::new),
             Claim::Waiting { new: true, .. }
         ));
     }

@@ -219,20 +219,22 @@ fn now() -> u64 {
         .map_or(0, |since| since.as_secs())
 }
 
+/// A caller with nothing but a subject, for the tests of this module and its parts.
+#[cfg(test)]
+pub(crate) fn principal(subject: &str) -> Principal {
+    Principal {
+        subject: subject.to_owned(),
+        issuer: "https://issuer.example".to_owned(),
+        tenant: None,
+        roles: Vec::new(),
+        scopes: Vec::new(),
+        client_id: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn principal(subject: &str) -> Principal {
-        Principal {
-            subject: subject.to_owned(),
-            issuer: "https://issuer.example".to_owned(),
-            tenant: None,
-            roles: Vec::new(),
-            scopes: Vec::new(),
-            client_id: None,
-        }
-    }
 
     #[test]
     fn a_sealed_approval_is_redeemed_once_for_exactly_its_call() {

@@ -199,16 +199,15 @@ pub(super) async fn authenticate(
                 .as_ref()
                 .is_some_and(|e| e.apply(super::authz::principal(&principal)).is_err()) =>
         {
-            let correlation = CorrelationId::fresh();
-            let record = trail::refusal(
-                correlation.as_str(),
-                &request_line,
-                AuditDecision::Deny,
-                401,
-                "subject_disabled",
-                Some(&principal),
-            );
-            let _ = authn.trail.record(record, Durability::Queued).await;
+            authn
+                .refused(
+                    &request_line,
+                    AuditDecision::Deny,
+                    401,
+                    "subject_disabled",
+                    Some(&principal),
+                )
+                .await;
             tracing::info!(subject = %principal.subject(), "token of a disabled subject refused");
             return challenge_response(&authn.metadata_url, &Challenge::InvalidToken);
         }
@@ -218,29 +217,21 @@ pub(super) async fn authenticate(
                 Challenge::Missing { .. } => "missing_token",
                 _ => "invalid_token",
             };
-            let correlation = CorrelationId::fresh();
-            let record = trail::refusal(
-                correlation.as_str(),
-                &request_line,
-                AuditDecision::Deny,
-                401,
-                reason,
-                None,
-            );
-            let _ = authn.trail.record(record, Durability::Queued).await;
+            authn
+                .refused(&request_line, AuditDecision::Deny, 401, reason, None)
+                .await;
             return challenge_response(&authn.metadata_url, &challenge);
         }
         Err(Refusal::Unavailable) => {
-            let correlation = CorrelationId::fresh();
-            let record = trail::refusal(
-                correlation.as_str(),
-                &request_line,
-                AuditDecision::Error,
-                503,
-                "identity_provider_unavailable",
-                None,
-            );
-            let _ = authn.trail.record(record, Durability::Queued).await;
+            let correlation = authn
+                .refused(
+                    &request_line,
+                    AuditDecision::Error,
+                    503,
+                    "identity_provider_unavailable",
+                    None,
+                )
+                .await;
             return unavailable(&correlation);
         }
     };
@@ -267,16 +258,15 @@ pub(super) async fn authenticate(
         // confirms that it is live.
         if !owned {
             tracing::info!("session id presented by a caller who did not open it");
-            let correlation = CorrelationId::fresh();
-            let record = trail::refusal(
-                correlation.as_str(),
-                &request_line,
-                AuditDecision::Deny,
-                404,
-                "session_not_owned",
-                Some(&principal),
-            );
-            let _ = authn.trail.record(record, Durability::Queued).await;
+            authn
+                .refused(
+                    &request_line,
+                    AuditDecision::Deny,
+                    404,
+                    "session_not_owned",
+                    Some(&principal),
+                )
+                .await;
             return session_not_found();
         }
     }
@@ -300,6 +290,28 @@ pub(super) async fn authenticate(
 }
 
 impl Authn {
+    /// Record a request refused before any decision; the correlation id its answer may quote.
+    async fn refused(
+        &self,
+        request_line: &str,
+        decision: AuditDecision,
+        status: u16,
+        reason: &str,
+        principal: Option<&VerifiedPrincipal>,
+    ) -> CorrelationId {
+        let correlation = CorrelationId::fresh();
+        let record = trail::refusal(
+            correlation.as_str(),
+            request_line,
+            decision,
+            status,
+            reason,
+            principal,
+        );
+        let _ = self.trail.record(record, Durability::Queued).await;
+        correlation
+    }
+
     fn bind(&self, session: &str, owner: (String, String), token: Option<BearerToken>) {
         let mut owners = self.owners();
         if owners.len() >= MAX_BOUND_SESSIONS {
@@ -390,6 +402,8 @@ impl Authn {
                     tokens.insert(binding.owner.clone(), token.clone());
                 }
             }
+            // Callers whose sessions ended are forgotten, so the answers kept stay bounded.
+            gateway.forget_reintrospected_except(&tokens);
             for (owner, token) in tokens {
                 let answer = match introspector.verify(&token).await {
                     Ok(principal) => Some(super::authz::principal(&principal)),

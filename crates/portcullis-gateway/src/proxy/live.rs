@@ -6,7 +6,7 @@
 //! broadcast, and a caller whose view did not change hears nothing.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Weak},
 };
 
@@ -66,6 +66,14 @@ impl Gateway {
         if changed {
             self.generation.send_modify(|generation| *generation += 1);
         }
+    }
+
+    /// Drop introspection answers about callers no longer connected (not keys of `live`).
+    pub(crate) fn forget_reintrospected_except<T>(&self, live: &HashMap<(String, String), T>) {
+        self.reintrospected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|owner, _| live.contains_key(owner));
     }
 
     /// The caller whose token said `principal`, as a view is computed for it now: what
