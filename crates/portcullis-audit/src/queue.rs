@@ -110,6 +110,23 @@ impl Queue {
         Ok(())
     }
 
+    /// Queue `record` without waiting for room: when the queue is full, a task waits for it
+    /// (nothing is dropped; the caller goes on).
+    pub(crate) fn record_later(&self, record: AuditRecord) {
+        let job = Job { record, done: None };
+        match self.jobs.try_send(job) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                let jobs = self.jobs.clone();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move {
+                        let _ = jobs.send(job).await;
+                    });
+                }
+            }
+        }
+    }
+
     /// Records waiting to be written.
     pub(crate) fn queued(&self) -> usize {
         self.jobs.max_capacity() - self.jobs.capacity()

@@ -93,6 +93,12 @@ impl Sink {
         self.queue.record(record, durability).await
     }
 
+    /// Queue `record` and go on without waiting, even for room in the queue (a full queue is
+    /// waited on by a task of its own). For records nothing waits on.
+    pub fn record_later(&self, record: AuditRecord) {
+        self.queue.record_later(record);
+    }
+
     /// Records waiting to be written.
     pub fn queued(&self) -> usize {
         self.queue.queued()

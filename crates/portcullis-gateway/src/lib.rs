@@ -1,16 +1,26 @@
-//! The Portcullis gateway as a library: configuration, the HTTP app and the MCP proxy.
+//! The Portcullis gateway as a library: configuration, the HTTP app, the access part (who is
+//! calling, what the policies decide, the proofs and records) and both sides of MCP.
 //!
-//! What it is: everything between a listening socket and the upstream MCP servers. `main` and the
-//! tests build the same app through [`http::run`]. What it is not: the CLI (the `portcullis`
-//! binary) or the upstream transports (`portcullis-mcp`).
+//! What it is: everything between a listening socket and the upstream MCP servers. `main` and
+//! the tests build the same app through [`http::run`]. What it is not: the CLI (the
+//! `portcullis` binary) or the upstream transports (`portcullis-mcp`).
+//!
+//! Layout: [`http`] (router, layers, listener) hands each request on the MCP path to `mcp`
+//! (the endpoint: parse, era, session, answer), which asks [`access`] (authenticate, decide,
+//! record) and sends only what was decided through [`upstreams`] (routing, the upstream
+//! connections). `access` never imports the upstream side.
 
+pub mod access;
 pub mod config;
 mod consent;
 pub mod entitlements;
+mod gateway;
 pub mod http;
 pub mod identity;
+mod mcp;
 pub mod metrics;
-pub mod proxy;
 mod redact;
 pub mod trail;
-pub mod verdict;
+pub mod upstreams;
+
+pub use gateway::Gateway;

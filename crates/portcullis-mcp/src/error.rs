@@ -15,18 +15,26 @@ pub enum UpstreamError {
         source: std::io::Error,
     },
     /// The MCP handshake (initialize or server/discover) failed.
-    #[error("upstream `{upstream}`: handshake failed")]
+    #[error("upstream `{upstream}`: handshake failed: {reason}")]
     Handshake {
         /// The upstream's configured name.
         upstream: String,
         /// What went wrong.
-        #[source]
-        source: Box<rmcp::service::ClientInitializeError>,
+        reason: String,
     },
-    /// The upstream is down and waiting for its next restart.
+    /// The upstream is down and waiting for its next restart, or the connection ended.
     #[error("upstream `{upstream}` is unavailable")]
     Unavailable {
         /// The upstream's configured name.
         upstream: String,
+    },
+    /// A request could not be carried or answered (the transport failed, the upstream broke
+    /// the protocol, a stream ended without an answer).
+    #[error("upstream `{upstream}`: {reason}")]
+    Transport {
+        /// The upstream's configured name.
+        upstream: String,
+        /// What went wrong.
+        reason: String,
     },
 }

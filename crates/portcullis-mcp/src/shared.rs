@@ -6,18 +6,16 @@ use std::{
 };
 
 use portcullis_core::{Era, error_chain};
-use rmcp::{
-    RoleClient,
-    model::{ClientConfig, ServerCapabilities, ServerNotification, SubscriptionFilter},
-    service::Peer,
-};
-use tokio::sync::{broadcast, watch};
+use serde_json::{Map, Value, json};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Inflight, UpstreamError,
-    relay::{Downstream, Relay},
-    upstream::{UpstreamSpec, connect},
+    ClientIdentity, UpstreamError, UpstreamSpec,
+    connection::{Attribution, Connection, Event, Outbound},
+    frame::RpcError,
+    handshake::connect,
+    http::{HttpClient, http_client},
 };
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -44,49 +42,68 @@ pub enum UpstreamStatus {
     },
 }
 
-/// A connection usable right now.
-#[derive(Clone)]
-pub struct Live {
-    /// Where requests go.
-    pub peer: Peer<RoleClient>,
-    /// The requests this connection forwards now.
-    pub inflight: Inflight,
-    /// The era the upstream speaks.
-    pub era: Era,
-    /// What the upstream said it can do.
-    pub capabilities: Arc<ServerCapabilities>,
+/// A change an upstream announced: a list that changed, or a resource that was updated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The upstream's configured name.
+    pub upstream: Arc<str>,
+    /// What changed.
+    pub kind: ChangeKind,
+}
+
+/// What kind of change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// `notifications/tools/list_changed`.
+    Tools,
+    /// `notifications/prompts/list_changed`.
+    Prompts,
+    /// `notifications/resources/list_changed`.
+    Resources,
+    /// `notifications/resources/updated` for this URI.
+    ResourceUpdated(String),
+}
+
+impl ChangeKind {
+    /// The change a notification announces, if it announces one.
+    pub fn of(method: &str, params: &Map<String, Value>) -> Option<Self> {
+        match method {
+            "notifications/tools/list_changed" => Some(Self::Tools),
+            "notifications/prompts/list_changed" => Some(Self::Prompts),
+            "notifications/resources/list_changed" => Some(Self::Resources),
+            "notifications/resources/updated" => params
+                .get("uri")
+                .and_then(Value::as_str)
+                .map(|uri| Self::ResourceUpdated(uri.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 /// An upstream with one shared, supervised connection.
 pub struct SharedUpstream {
     spec: UpstreamSpec,
-    http: reqwest::Client,
-    live: Mutex<Option<Live>>,
+    http: HttpClient,
+    live: Mutex<Option<Connection>>,
     status: watch::Sender<UpstreamStatus>,
 }
 
 impl SharedUpstream {
     /// Start supervising `spec`: connect now, and again with backoff whenever the connection
-    /// ends, until `shutdown` fires.
+    /// ends, until `shutdown` fires. Changes it announces go to `changes`.
     pub fn start(
         spec: UpstreamSpec,
-        info: ClientConfig,
-        changes: broadcast::Sender<ServerNotification>,
+        changes: broadcast::Sender<Change>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let (status, _) = watch::channel(UpstreamStatus::Starting);
-        let credential = match &spec.transport {
-            crate::UpstreamTransport::Http { credential, .. } => credential.as_ref(),
-            crate::UpstreamTransport::Stdio { .. } => None,
-        };
-        let http = crate::upstream::upstream_client(credential);
         let shared = Arc::new(Self {
             spec,
-            http,
+            http: http_client(),
             live: Mutex::new(None),
             status,
         });
-        tokio::spawn(supervise(shared.clone(), info, changes, shutdown));
+        tokio::spawn(supervise(shared.clone(), changes, shutdown));
         shared
     }
 
@@ -96,26 +113,30 @@ impl SharedUpstream {
     }
 
     /// The pooled HTTP client for this upstream; per-session connections use it too.
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &HttpClient {
         &self.http
     }
 
     /// The current connection, or `Unavailable` while the upstream is down.
-    pub fn live(&self) -> Result<Live, UpstreamError> {
+    pub fn live(&self) -> Result<Connection, UpstreamError> {
         self.lock()
             .clone()
+            .filter(|connection| !connection.is_closed())
             .ok_or_else(|| UpstreamError::Unavailable {
                 upstream: self.spec.name.clone(),
             })
     }
 
-    /// The era of the current connection, without cloning it; `None` while down.
+    /// The era of the current connection; `None` while down.
     pub fn era(&self) -> Option<Era> {
-        self.lock().as_ref().map(|live| live.era)
+        self.lock().as_ref().map(Connection::era)
     }
 
     /// The current connection, waiting up to `timeout` for a first or restarted one.
-    pub async fn ready(&self, timeout: Duration) -> Result<Live, UpstreamError> {
+    pub async fn ready(&self, timeout: Duration) -> Result<Connection, UpstreamError> {
+        if let Ok(live) = self.live() {
+            return Ok(live);
+        }
         let mut status = self.status.subscribe();
         let wait = status.wait_for(|s| matches!(s, UpstreamStatus::Up { .. }));
         // A timeout or a closed channel both mean: not up; `live` says so below.
@@ -128,76 +149,60 @@ impl SharedUpstream {
         self.status.borrow().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Live>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 async fn supervise(
     shared: Arc<SharedUpstream>,
-    info: ClientConfig,
-    changes: broadcast::Sender<ServerNotification>,
+    changes: broadcast::Sender<Change>,
     shutdown: CancellationToken,
 ) {
-    let name = shared.spec.name.clone();
+    let name: Arc<str> = shared.spec.name.as_str().into();
     let mut backoff = FIRST_BACKOFF;
     let mut failures = 0u32;
     loop {
-        let relay = Relay::new(&name, Downstream::Shared, info.clone(), changes.clone());
-        let inflight = relay.inflight().clone();
         let attempt = tokio::select! {
-            attempt = connect(&shared.spec, shared.spec.era, relay, &shared.http) => attempt,
+            attempt = connect(
+                &shared.spec,
+                shared.spec.era,
+                ClientIdentity::gateway(),
+                Attribution::Shared,
+                &shared.http,
+            ) => attempt,
             () = shutdown.cancelled() => return,
         };
         let reason = match attempt {
-            Ok(connection) => {
-                let peer = connection.peer().clone();
-                let (era, capabilities) = peer.peer_info().map_or_else(
-                    || (Era::Sessions, ServerCapabilities::default()),
-                    |info| {
-                        (
-                            Era::of_version(info.protocol_version.as_str()),
-                            info.capabilities.clone(),
-                        )
-                    },
-                );
+            Ok((connection, unattributed)) => {
+                let era = connection.era();
                 tracing::info!(upstream = %name, %era, transport = %shared.spec.describe(), "upstream connected");
-                *shared.lock() = Some(Live {
-                    peer,
-                    inflight,
-                    era,
-                    capabilities: Arc::new(capabilities),
-                });
+                *shared.lock() = Some(connection.clone());
                 shared.status.send_replace(UpstreamStatus::Up { era });
-                let listening = CancellationToken::new();
-                let _stop_listening = listening.clone().drop_guard();
+                tokio::spawn(drain(
+                    name.clone(),
+                    connection.clone(),
+                    unattributed,
+                    changes.clone(),
+                ));
                 if era == Era::Stateless {
-                    tokio::spawn(listen(
-                        name.clone(),
-                        peer_of(&shared),
-                        changes.clone(),
-                        listening,
-                    ));
+                    tokio::spawn(listen(name.clone(), connection.clone(), changes.clone()));
                 }
                 let since = Instant::now();
-                let stop = connection.cancellation_token();
-                let waiting = connection.waiting();
-                tokio::pin!(waiting);
-                let quit = tokio::select! {
-                    quit = &mut waiting => format!("{quit:?}"),
+                tokio::select! {
+                    () = connection.closed() => {}
                     () = shutdown.cancelled() => {
                         *shared.lock() = None;
-                        stop.cancel();
-                        let _ = waiting.await;
+                        connection.close();
                         return;
                     }
-                };
+                }
                 *shared.lock() = None;
                 if since.elapsed() >= STABLE_AFTER {
                     backoff = FIRST_BACKOFF;
                     failures = 0;
                 }
-                format!("connection ended: {quit}")
+                "connection ended".to_owned()
             }
             Err(error) => error_chain(&error),
         };
@@ -214,51 +219,91 @@ async fn supervise(
     }
 }
 
-fn peer_of(shared: &SharedUpstream) -> Option<Peer<RoleClient>> {
-    shared.lock().as_ref().map(|live| live.peer.clone())
+/// What a shared connection receives that names no request: list changes are announced;
+/// SECURITY: anything else may belong to any caller and reaches none of them. A request is
+/// refused so the upstream does not wait.
+async fn drain(
+    name: Arc<str>,
+    connection: Connection,
+    mut unattributed: mpsc::Receiver<Event>,
+    changes: broadcast::Sender<Change>,
+) {
+    while let Some(event) = unattributed.recv().await {
+        match event {
+            Event::Notification { method, params } => {
+                if let Some(kind) = ChangeKind::of(&method, &params) {
+                    let _ = changes.send(Change {
+                        upstream: name.clone(),
+                        kind,
+                    });
+                }
+            }
+            Event::Request { id, .. } => {
+                let refusal = RpcError {
+                    code: -32603,
+                    message: "no client is waiting on this request".to_owned(),
+                    data: None,
+                };
+                let _ = connection.reply(&id, Err(refusal)).await;
+            }
+            Event::Response(_) => {}
+        }
+    }
 }
 
 /// A stateless upstream tells of list changes only on a `subscriptions/listen` stream: keep one
-/// open for as long as the connection lives, and publish what arrives.
-async fn listen(
-    name: String,
-    peer: Option<Peer<RoleClient>>,
-    changes: broadcast::Sender<ServerNotification>,
-    stop: CancellationToken,
-) {
-    let Some(peer) = peer else { return };
-    let filter = SubscriptionFilter::builder()
-        .tools_list_changed()
-        .prompts_list_changed()
-        .resources_list_changed()
-        .build();
-    while !stop.is_cancelled() {
-        let mut subscription = tokio::select! {
-            () = stop.cancelled() => return,
-            opened = peer.listen(filter.clone()) => match opened {
-                Ok(subscription) => subscription,
-                Err(error) => {
-                    tracing::debug!(upstream = %name, %error, "upstream offers no listen stream");
-                    return;
-                }
-            },
+/// open for as long as the connection lives, and announce what arrives.
+async fn listen(name: Arc<str>, connection: Connection, changes: broadcast::Sender<Change>) {
+    let filter = json!({
+        "toolsListChanged": true,
+        "promptsListChanged": true,
+        "resourcesListChanged": true,
+    });
+    while !connection.is_closed() {
+        let mut params = Map::new();
+        params.insert("notifications".to_owned(), filter.clone());
+        let mut exchange = match connection
+            .send(Outbound::new("subscriptions/listen", params))
+            .await
+        {
+            Ok(exchange) => exchange,
+            Err(error) => {
+                tracing::debug!(upstream = %name, %error, "no listen stream");
+                return;
+            }
         };
         loop {
-            let next = tokio::select! {
-                () = stop.cancelled() => {
-                    let _ = subscription.cancel().await;
-                    return;
+            match exchange.next().await {
+                Ok(Event::Notification { method, params }) => {
+                    if let Some(kind) = ChangeKind::of(&method, &params) {
+                        let _ = changes.send(Change {
+                            upstream: name.clone(),
+                            kind,
+                        });
+                    }
                 }
-                next = subscription.next() => next,
-            };
-            match next {
-                Ok(Some(notification)) => {
-                    let _ = changes.send(notification);
+                Ok(Event::Request { id, .. }) => {
+                    let refusal = RpcError {
+                        code: -32603,
+                        message: "no client is waiting on this request".to_owned(),
+                        data: None,
+                    };
+                    let _ = connection.reply(&id, Err(refusal)).await;
                 }
-                Ok(None) | Err(_) => break,
+                Ok(Event::Response(outcome)) => {
+                    if outcome.is_error() {
+                        tracing::debug!(upstream = %name, "upstream offers no listen stream");
+                        return;
+                    }
+                    break;
+                }
+                Err(_) => break,
             }
         }
         // The upstream ended the stream; open another after a pause.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = connection.closed() => return,
+        }
     }
 }

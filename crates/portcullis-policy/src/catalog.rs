@@ -15,7 +15,25 @@ pub enum CapabilityKind {
     /// A resource, read with `resources/read` or subscribed to, named by its URI (or a URI
     /// template, for a family of resources).
     Resource,
+    /// Any other method a client can send: the protocol's utility methods (`completion/complete`,
+    /// `logging/setLevel`, `tasks/*`, `subscriptions/listen`) and extension methods, named by
+    /// the method itself. Policies see them as `Action::"rpc:<method>"` in `Action::"rpc"`.
+    Method,
 }
+
+/// The protocol's utility methods: each has its own action (`rpc:<method>`) whether or not the
+/// catalog names it, so policies can permit them one by one. Any other method is an extension:
+/// `rpc:<method>` when the catalog names it, else `Action::"rpc"` itself.
+pub const UTILITY_METHODS: [&str; 8] = [
+    "completion/complete",
+    "logging/setLevel",
+    "subscriptions/listen",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+    "tasks/update",
+];
 
 impl CapabilityKind {
     /// The kind of capability an MCP method acts on, if it acts on one by name.
@@ -30,12 +48,13 @@ impl CapabilityKind {
         }
     }
 
-    /// The word policies use: `tool`, `prompt`, `resource`.
+    /// The word policies use: `tool`, `prompt`, `resource`, `rpc`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Tool => "tool",
             Self::Prompt => "prompt",
             Self::Resource => "resource",
+            Self::Method => "rpc",
         }
     }
 }
@@ -79,12 +98,22 @@ impl RiskTier {
         }
     }
 
-    /// The tier of a capability nobody configured: tools may change things; reading a
-    /// resource or a prompt does not.
+    /// The tier of a capability nobody configured: tools and extension methods may change
+    /// things; reading a resource or a prompt does not.
     pub fn unconfigured(kind: CapabilityKind) -> Self {
         match kind {
-            CapabilityKind::Tool => Self::Write,
+            CapabilityKind::Tool | CapabilityKind::Method => Self::Write,
             CapabilityKind::Prompt | CapabilityKind::Resource => Self::Read,
+        }
+    }
+
+    /// The tier of a call to `name` of `kind` nobody configured: the protocol's utility methods
+    /// only read or steer the caller's own requests.
+    pub fn unconfigured_for(kind: CapabilityKind, name: &str) -> Self {
+        if kind == CapabilityKind::Method && UTILITY_METHODS.contains(&name) {
+            Self::Read
+        } else {
+            Self::unconfigured(kind)
         }
     }
 }

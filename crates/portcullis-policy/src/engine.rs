@@ -63,7 +63,7 @@ pub struct Call<'a> {
 impl Call<'_> {
     /// The call's risk tier: the configured (or default) tier, raised by the upstream's hint.
     fn risk_of(&self, capability: Option<&Capability>) -> RiskTier {
-        let base = capability.map_or(RiskTier::unconfigured(self.kind), |c| c.risk);
+        let base = capability.map_or(RiskTier::unconfigured_for(self.kind, self.name), |c| c.risk);
         self.risk_hint.map_or(base, |hint| base.max(hint))
     }
 }
@@ -86,13 +86,14 @@ pub struct PolicyEngine {
 const MAX_DECIDED: usize = 100_000;
 
 /// One principal's list decisions: per kind, by name.
-type VisibleByKind = [HashMap<String, bool>; 3];
+type VisibleByKind = [HashMap<String, bool>; 4];
 
 fn kind_index(kind: CapabilityKind) -> usize {
     match kind {
         CapabilityKind::Tool => 0,
         CapabilityKind::Prompt => 1,
         CapabilityKind::Resource => 2,
+        CapabilityKind::Method => 3,
     }
 }
 
@@ -302,7 +303,7 @@ impl PolicyEngine {
         for (answer, name) in answers.iter_mut().zip(names) {
             if answer.is_none() {
                 let capability = self.catalog.find(kind, name).map(|(c, _)| c);
-                let action = action_id(kind, capability);
+                let action = action_id(kind, name, capability);
                 let visible = self.possibly_allowed(principal, &action, kind, name, capability);
                 *answer = Some(visible);
                 learned.push(((*name).to_owned(), visible));
@@ -375,7 +376,7 @@ impl PolicyEngine {
         };
         let object = names(capability.and_then(|c| c.object.as_ref()));
         let tenant = names(capability.and_then(|c| c.tenant.as_ref()));
-        let risk = capability.map_or(RiskTier::unconfigured(kind), |c| c.risk);
+        let risk = capability.map_or(RiskTier::unconfigured_for(kind, name), |c| c.risk);
         let Ok((target_uid, target)) =
             target_entity(kind, name, capability, object, tenant, None, risk)
         else {
@@ -418,7 +419,7 @@ impl PolicyEngine {
             let field = |value: Option<&str>| value.unwrap_or("\u{1}").to_owned();
             [
                 principal.fingerprint(self.reads),
-                action_id(call.kind, capability),
+                action_id(call.kind, call.name, capability),
                 call.name.to_owned(),
                 field(target.object),
                 field(target.tenant),
@@ -459,7 +460,7 @@ impl PolicyEngine {
         target: Target<'_>,
         arguments: Map<String, Value>,
     ) -> Result<(bool, Vec<String>), ReasonCode> {
-        let action = action_id(call.kind, capability);
+        let action = action_id(call.kind, call.name, capability);
         let action_uid = uid("Action", &action).map_err(|()| ReasonCode::PolicyError)?;
         let (principal_uid, mut entities) =
             principal_entities(principal).map_err(|()| ReasonCode::PolicyError)?;

@@ -39,7 +39,7 @@ pub(crate) fn target_entity(
     resolved: Option<&ObjectAttributes>,
     risk: RiskTier,
 ) -> Result<(EntityUid, Entity), ()> {
-    let action = action_id(kind, capability);
+    let action = action_id(kind, name, capability);
     let id = match object {
         Attribute::Known(id) => id,
         Attribute::Unknown => "?",
@@ -92,8 +92,20 @@ pub(crate) fn target_entity(
     Ok((target_uid, entity))
 }
 
-pub(crate) fn action_id(kind: CapabilityKind, capability: Option<&Capability>) -> String {
-    capability.map_or_else(|| kind.as_str().to_owned(), Capability::action)
+/// The action of a call to `name`: the catalog's entry, a utility method's own action, or the
+/// kind's group itself for anything nobody configured.
+pub(crate) fn action_id(
+    kind: CapabilityKind,
+    name: &str,
+    capability: Option<&Capability>,
+) -> String {
+    match capability {
+        Some(capability) => capability.action(),
+        None if kind == CapabilityKind::Method && crate::UTILITY_METHODS.contains(&name) => {
+            format!("{}:{name}", kind.as_str())
+        }
+        None => kind.as_str().to_owned(),
+    }
 }
 
 /// The arguments the capability declares for policies, type-checked; `None` when one has the

@@ -18,6 +18,7 @@ mod scopes;
 
 pub use catalog::{
     ArgumentType, Capability, CapabilityKind, Catalog, ObjectAttributes, Resolver, RiskTier,
+    UTILITY_METHODS,
 };
 pub use decision::{Authorized, Decision, Pending, Principal, ReasonCode, Reasons, Visibility};
 pub use engine::{Call, PolicyEngine};

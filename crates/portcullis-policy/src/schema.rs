@@ -4,9 +4,11 @@
 //! - `User in [Role]`: the verified caller; roles are its parents.
 //! - `Target`: what a call acts on: the capability's own attributes, plus the object and
 //!   tenant the call names (optional: not every call names one; policies test with `has`).
-//! - Actions: `tool:<name>`, `prompt:<name>`, `resource:<name or template>` per configured
-//!   capability, each in its kind's group (`tool`, `prompt`, `resource`, which unconfigured
-//!   capabilities use directly) and its family's group (`family:<family>`).
+//! - Actions: `tool:<name>`, `prompt:<name>`, `resource:<name or template>`, `rpc:<method>` per
+//!   configured capability, each in its kind's group (`tool`, `prompt`, `resource`, `rpc`,
+//!   which unconfigured capabilities use directly) and its family's group (`family:<family>`);
+//!   the protocol's utility methods (`rpc:completion/complete`, `rpc:logging/setLevel`,
+//!   `rpc:subscriptions/listen`, `rpc:tasks/*`) always, in `rpc`.
 
 use std::{collections::BTreeSet, fmt::Write};
 
@@ -40,6 +42,7 @@ pub(crate) fn cedar_schema(catalog: &Catalog) -> String {
         CapabilityKind::Tool,
         CapabilityKind::Prompt,
         CapabilityKind::Resource,
+        CapabilityKind::Method,
     ] {
         let _ = writeln!(
             text,
@@ -47,6 +50,17 @@ pub(crate) fn cedar_schema(catalog: &Catalog) -> String {
             quoted(kind.as_str()),
             context(&[])
         );
+    }
+    for method in crate::UTILITY_METHODS {
+        if catalog.find(CapabilityKind::Method, method).is_none() {
+            let _ = writeln!(
+                text,
+                "action {} in [{}] appliesTo {{ principal: [{USER}], resource: [{TARGET}], context: {} }};",
+                quoted(&format!("{}:{method}", CapabilityKind::Method.as_str())),
+                quoted(CapabilityKind::Method.as_str()),
+                context(&[])
+            );
+        }
     }
     for capability in catalog.capabilities() {
         let arguments: Vec<String> = capability

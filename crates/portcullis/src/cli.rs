@@ -3,9 +3,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis_gateway::{
+    Gateway,
     config::Config,
     http::{self, Inflight, app},
-    proxy::Gateway,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
-use portcullis_gateway::{config::Config, proxy::Gateway};
+use portcullis_gateway::{Gateway, config::Config};
 use tokio_util::sync::CancellationToken;
 
 /// How a fresh configuration is read (again from its file, or the demo's built-in text).

@@ -1,9 +1,9 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use portcullis_gateway::{
+    Gateway,
     config::Config,
     http::{self, Inflight},
-    proxy::Gateway,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;

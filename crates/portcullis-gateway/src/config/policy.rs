@@ -84,17 +84,47 @@ fn resolve_catalog(
     let mut capabilities: Vec<Capability> = Vec::with_capacity(raw.len());
     for (index, capability) in raw.into_iter().enumerate() {
         let key = format!("capability[{index}]");
-        let (kind, name) = match (capability.tool, capability.prompt, capability.resource) {
-            (Some(name), None, None) => (CapabilityKind::Tool, name),
-            (None, Some(name), None) => (CapabilityKind::Prompt, name),
-            (None, None, Some(uri)) => (CapabilityKind::Resource, uri),
+        let (kind, name) = match (
+            capability.tool,
+            capability.prompt,
+            capability.resource,
+            capability.method,
+        ) {
+            (Some(name), None, None, None) => (CapabilityKind::Tool, name),
+            (None, Some(name), None, None) => (CapabilityKind::Prompt, name),
+            (None, None, Some(uri), None) => (CapabilityKind::Resource, uri),
+            (None, None, None, Some(method)) => (CapabilityKind::Method, method),
             _ => {
                 return Err(ConfigError::invalid(
                     key,
-                    "name exactly one of `tool`, `prompt` or `resource`",
+                    "name exactly one of `tool`, `prompt`, `resource` or `method`",
                 ));
             }
         };
+        if kind == CapabilityKind::Method
+            && matches!(
+                name.as_str(),
+                "tools/call"
+                    | "prompts/get"
+                    | "resources/read"
+                    | "resources/subscribe"
+                    | "resources/unsubscribe"
+                    | "tools/list"
+                    | "prompts/list"
+                    | "resources/list"
+                    | "resources/templates/list"
+                    | "initialize"
+                    | "ping"
+                    | "server/discover"
+            )
+        {
+            return Err(ConfigError::invalid(
+                key,
+                format!(
+                    "`{name}` is decided per tool, prompt or resource, or needs no decision: configure those instead"
+                ),
+            ));
+        }
         if name.is_empty() || name.chars().any(char::is_control) {
             return Err(ConfigError::invalid(
                 key,
@@ -113,7 +143,7 @@ fn resolve_catalog(
             ));
         }
         let risk = match capability.risk.as_deref() {
-            None => RiskTier::unconfigured(kind),
+            None => RiskTier::unconfigured_for(kind, &name),
             Some(text) => RiskTier::parse(text).ok_or_else(|| {
                 ConfigError::invalid(
                     format!("{key}.risk"),

@@ -157,6 +157,9 @@ pub struct RawCapability {
     pub prompt: Option<String>,
     /// A resource's URI, or a URI template such as `policy://{tenant}/{id}`.
     pub resource: Option<String>,
+    /// A method other than calls, prompts and resources: a utility method
+    /// (`completion/complete`, `logging/setLevel`, `tasks/get`, ...) or an extension method.
+    pub method: Option<String>,
     /// Its family (an action group in policies), default `default`.
     pub family: Option<String>,
     /// Every scope a call needs.

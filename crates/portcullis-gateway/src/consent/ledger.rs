@@ -21,10 +21,10 @@ pub(crate) enum Answer {
 }
 
 /// What a call finds when it asks the ledger.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Claim {
     /// Approved: used up now; the call may run once.
-    Approved(Binding),
+    Approved(Binding, super::Granted),
     /// Declined: used up now.
     Declined(Binding),
     /// Not answered yet; `new` when this call just made the request.
@@ -87,7 +87,10 @@ impl Ledger {
             .map(|(id, entry)| (id.clone(), entry.answer));
         match same {
             Some((id, Answer::Approved)) => match entries.remove(&id) {
-                Some(entry) => Claim::Approved(entry.binding),
+                Some(entry) => {
+                    let granted = super::Granted::new(entry.binding.id.clone());
+                    Claim::Approved(entry.binding, granted)
+                }
                 None => Claim::Declined(binding),
             },
             Some((id, Answer::Declined)) => match entries.remove(&id) {
@@ -232,7 +235,7 @@ mod tests {
         ));
         assert!(matches!(
             ledger.claim(ask("d1"), String::new),
-            Claim::Approved(_)
+            Claim::Approved(..)
         ));
         // Used: the same call again starts over.
         assert!(matches!(

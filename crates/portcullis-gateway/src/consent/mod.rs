@@ -24,6 +24,32 @@ use serde::{Deserialize, Serialize};
 pub(crate) use ledger::{Answer, Claim, Ledger, PageRefusal, Shown};
 pub(crate) use render::render;
 
+/// Whether `state` (a call's `requestState`) is an approval the gateway sealed.
+pub(crate) fn is_sealed(state: Option<&serde_json::Value>) -> bool {
+    state
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|state| state.starts_with(PREFIX))
+}
+
+/// A person's approval of one call, under an approval reference (`ap-…`). Made only here,
+/// from a sealed state redeemed, an approval given on the page and claimed, or an answer on the
+/// call's own stream; only [`crate::access::Pending::approve`] takes it.
+#[derive(Debug)]
+pub struct Granted {
+    reference: String,
+}
+
+impl Granted {
+    fn new(reference: String) -> Self {
+        Self { reference }
+    }
+
+    /// The approval reference.
+    pub(crate) fn reference(&self) -> &str {
+        &self.reference
+    }
+}
+
 /// Sealed states start with this, so a foreign state is refused before anything else.
 const PREFIX: &str = "pc1.";
 
@@ -203,6 +229,20 @@ impl Consent {
             return Err(Refusal::Spent);
         }
         Ok(binding)
+    }
+
+    /// A person's answer to the approval form for `binding`: an approval only when the form
+    /// was accepted with `approve` ticked; anything else (declined, cancelled, another shape)
+    /// approves nothing.
+    pub(crate) fn answered(
+        &self,
+        binding: &Binding,
+        answer: Option<&serde_json::Value>,
+    ) -> Option<Granted> {
+        let answer = answer?;
+        (answer["action"] == "accept"
+            && answer["content"]["approve"] == serde_json::Value::Bool(true))
+        .then(|| Granted::new(binding.id.clone()))
     }
 
     fn open(&self, state: &str) -> Option<Binding> {

@@ -13,7 +13,7 @@ use axum::{
 };
 use http::{StatusCode, header};
 
-use crate::{config::Config, trail::Trail};
+use crate::{access::Reason, config::Config, trail::Trail};
 
 pub(super) struct Policy {
     hosts: Vec<String>,
@@ -88,7 +88,7 @@ pub(super) async fn check(
         request.uri().path().chars().take(200).collect::<String>()
     );
     if !host.is_some_and(|host| policy.host_allowed(&host)) {
-        refused(&policy.trail, &line, 403, "host_not_allowed").await;
+        refused(&policy.trail, &line, 403, Reason::HostNotAllowed).await;
         return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed\n").into_response();
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
@@ -96,7 +96,7 @@ pub(super) async fn check(
             .to_str()
             .is_ok_and(|origin| policy.origin_allowed(origin));
         if !allowed {
-            refused(&policy.trail, &line, 403, "origin_not_allowed").await;
+            refused(&policy.trail, &line, 403, Reason::OriginNotAllowed).await;
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed\n").into_response();
         }
     }
@@ -106,16 +106,16 @@ pub(super) async fn check(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > policy.max_body_bytes as u64) {
-        refused(&policy.trail, &line, 413, "body_too_large").await;
+        refused(&policy.trail, &line, 413, Reason::BodyTooLarge).await;
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
     }
     next.run(request).await
 }
 
 /// Every request refused here is recorded too, with what is known of it (nothing of who).
-async fn refused(trail: &Trail, line: &str, status: u16, reason: &str) {
+async fn refused(trail: &Trail, line: &str, status: u16, reason: Reason) {
     let correlation = portcullis_core::CorrelationId::fresh();
-    let record = crate::trail::refusal(
+    let record = crate::access::record::refused_early(
         correlation.as_str(),
         line,
         portcullis_audit::AuditDecision::Deny,
@@ -123,9 +123,7 @@ async fn refused(trail: &Trail, line: &str, status: u16, reason: &str) {
         reason,
         None,
     );
-    let _ = trail
-        .record(record, portcullis_audit::Durability::Queued)
-        .await;
+    trail.record_later(record);
 }
 
 #[cfg(test)]

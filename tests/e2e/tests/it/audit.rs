@@ -252,7 +252,10 @@ async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
     let mut list_record = None;
     for _ in 0..100 {
         let records = portcullis_audit::query(&trail, &Filter::default()).unwrap();
-        list_record = records.into_iter().find(|(_, r)| r.method == "tools/list");
+        // A list has two records: its decision (allowed to all: `list`) and what it showed.
+        list_record = records
+            .into_iter()
+            .find(|(_, r)| r.method == "tools/list" && r.listed.is_some());
         if list_record.is_some() {
             break;
         }

@@ -21,7 +21,9 @@ const POLICIES: &str = "@id(\"editors-greet\")\n\
     @id(\"editors-prompt\")\n\
     permit (principal in Role::\"editor\", action == Action::\"prompt:test_simple_prompt\", resource);\n\
     @id(\"everyone-echoes\")\n\
-    permit (principal, action == Action::\"tool:fixture_echo\", resource);\n";
+    permit (principal, action == Action::\"tool:fixture_echo\", resource);\n\
+    @id(\"everyone-listens\")\n\
+    permit (principal, action == Action::\"rpc:subscriptions/listen\", resource);\n";
 
 fn config(jwks_uri: &str, entitlements: &std::path::Path, policies: &str) -> String {
     format!(

@@ -24,7 +24,6 @@ use portcullis_audit::{AuditDecision, AuditRecord, Durability};
 use portcullis_policy::Principal;
 use serde::Deserialize;
 
-use super::authn::Authn;
 use crate::{
     consent::{Answer, Consent, PageRefusal},
     trail::Trail,
@@ -45,7 +44,7 @@ struct Web {
 
 pub(super) struct Approvals {
     consent: Arc<Consent>,
-    authn: Arc<Authn>,
+    access: Arc<crate::access::Access>,
     trail: Trail,
     sign_in: sign_in::SignIn,
     sessions: Mutex<HashMap<String, Web>>,
@@ -57,7 +56,7 @@ impl Approvals {
     /// `issuer` as OAuth client `client_id` (default: the page's own metadata document).
     pub(super) fn new(
         consent: Arc<Consent>,
-        authn: Arc<Authn>,
+        access: Arc<crate::access::Access>,
         trail: Trail,
         (resource, issuer, client_id): (&str, &str, Option<&str>),
     ) -> Self {
@@ -75,7 +74,7 @@ impl Approvals {
         );
         Self {
             consent,
-            authn,
+            access,
             trail,
             sign_in,
             sessions: Mutex::new(HashMap::new()),
@@ -411,7 +410,10 @@ async fn callback(
     let verified =
         match portcullis_authn::BearerToken::from_authorization(std::iter::once(bearer.as_bytes()))
         {
-            Ok(Some(token)) => approvals.authn.verified(&token).await,
+            Ok(Some(token)) => match approvals.access.authenticator() {
+                Some(authenticator) => authenticator.verify(&token).await.ok(),
+                None => None,
+            },
             _ => None,
         };
     let Some(verified) = verified else {
@@ -421,7 +423,7 @@ async fn callback(
         )
         .await;
     };
-    let principal = super::authz::principal(&verified);
+    let principal = crate::access::principal(&verified);
     let cookie = portcullis_authn::signing::random_token();
     {
         let mut sessions = approvals.sessions();

@@ -59,7 +59,7 @@ impl SignIn {
             client_id,
             redirect_uri,
             resource,
-            http: portcullis_mcp::http_client(),
+            http: crate::access::issuer_client(),
             endpoints: tokio::sync::OnceCell::new(),
             started: Mutex::new(HashMap::new()),
         }

@@ -9,12 +9,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use portcullis_mcp::Outbound;
 use portcullis_policy::{ObjectAttributes, Principal, Resolver};
-use rmcp::model::{CallToolRequestParams, ClientRequest, Request, RequestMetaObject, ServerResult};
-use rmcp::service::PeerRequestOptions;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{Gateway, forward::IDENTITY_KEY};
+use super::{Upstreams, forward::IDENTITY_KEY};
+use crate::access::Internal;
 
 const TTL: Duration = Duration::from_secs(5);
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -22,7 +22,7 @@ const MAX_CACHED: usize = 10_000;
 
 /// Why an object could not be resolved: the call is refused as a malfunction.
 #[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
+pub(crate) enum ResolveError {
     /// No upstream routes the capability, or it is down.
     #[error("the capability's upstream is unavailable")]
     Unavailable,
@@ -34,11 +34,12 @@ pub enum ResolveError {
 #[derive(Default)]
 pub(super) struct ObjectCache(Mutex<HashMap<String, (Instant, Option<ObjectAttributes>)>>);
 
-impl Gateway {
+impl Upstreams {
     /// `object`'s attributes as the backend of the tool `public_name` reports them to
     /// `principal`; `None` when it does not exist (for this caller).
-    pub async fn resolve_object(
+    pub(crate) async fn resolve_object(
         &self,
+        _proof: &Internal,
         principal: &Principal,
         public_name: &str,
         resolver: &Resolver,
@@ -47,30 +48,26 @@ impl Gateway {
         let (index, _) = self
             .route_name(public_name)
             .ok_or(ResolveError::Unavailable)?;
-        // What the backend may answer depends on who asks: the key holds all of the caller
-        // the assertion carries.
+        // What the backend may answer depends on who asks: the key holds all of the caller the
+        // assertion carries.
         let key = format!(
-            "{index}\0{}\0{object}\0{}\0{}\0{}",
+            "{index}\0{}\0{object}\0{}\0{}\0{}\0{}",
             resolver.tool,
+            principal.issuer,
             principal.subject,
             principal.tenant.as_deref().unwrap_or_default(),
             principal.roles.join("\0")
         );
-        if let Some((at, known)) = self
-            .objects
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&key)
+        if let Some((at, known)) = self.cache().get(&key)
             && at.elapsed() < TTL
         {
             return Ok(known.clone());
         }
-        let live = self.upstreams[index]
-            .shared
-            .live()
+        let connection = self
+            .shared(index)
+            .await
             .map_err(|_| ResolveError::Unavailable)?;
-        let arguments = resolver
+        let arguments: Map<String, Value> = resolver
             .arguments
             .iter()
             .map(|(name, value)| {
@@ -81,28 +78,32 @@ impl Gateway {
                 (name.clone(), value)
             })
             .collect();
-        let request = ClientRequest::CallToolRequest(Request::new(
-            CallToolRequestParams::new(resolver.tool.clone()).with_arguments(arguments),
-        ));
-        let mut meta = RequestMetaObject::default();
-        if let Some(assertion) = self.assertion_for(principal, index) {
-            meta.0.0.insert(IDENTITY_KEY.to_owned(), assertion.into());
+        let mut params = Map::new();
+        params.insert("name".to_owned(), resolver.tool.clone().into());
+        params.insert("arguments".to_owned(), Value::Object(arguments));
+        if let Some(assertion) = self.assertion(principal, index) {
+            let mut meta = Map::new();
+            meta.insert(IDENTITY_KEY.to_owned(), assertion.into());
+            params.insert("_meta".to_owned(), Value::Object(meta));
         }
-        let options = PeerRequestOptions::with_timeout(TIMEOUT).with_meta(meta);
-        let answer = live
-            .peer
-            .send_request_with_option(request, options)
+        let asked = async {
+            let exchange = connection
+                .send(Outbound::new("tools/call", params))
+                .await
+                .map_err(|error| ResolveError::Answer(error.to_string()))?;
+            exchange
+                .answer()
+                .await
+                .map_err(|error| ResolveError::Answer(error.to_string()))
+        };
+        let outcome = tokio::time::timeout(TIMEOUT, asked)
             .await
-            .map_err(|error| ResolveError::Answer(error.to_string()))?
-            .await_response()
-            .await
-            .map_err(|error| ResolveError::Answer(error.to_string()))?;
-        let attributes = parse(answer)?;
-        let mut cache = self
-            .objects
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+            .map_err(|_| ResolveError::Answer("timed out".to_owned()))??;
+        let result = outcome
+            .into_value()
+            .map_err(|error| ResolveError::Answer(error.message))?;
+        let attributes = parse(&result)?;
+        let mut cache = self.cache();
         if cache.len() >= MAX_CACHED {
             cache.retain(|_, (at, _)| at.elapsed() < TTL);
             if cache.len() >= MAX_CACHED {
@@ -112,20 +113,26 @@ impl Gateway {
         cache.insert(key, (Instant::now(), attributes.clone()));
         Ok(attributes)
     }
+
+    fn cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Option<ObjectAttributes>)>> {
+        self.objects
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// `{"exists": bool, "tenant"?, "owner"?, "classification"?}` in the structured content.
-fn parse(answer: ServerResult) -> Result<Option<ObjectAttributes>, ResolveError> {
-    let ServerResult::CallToolResult(result) = answer else {
-        return Err(ResolveError::Answer("not a tool result".to_owned()));
-    };
-    if result.is_error == Some(true) {
+fn parse(result: &Value) -> Result<Option<ObjectAttributes>, ResolveError> {
+    if result.get("isError") == Some(&Value::Bool(true)) {
         return Err(ResolveError::Answer(
             "the resolver reported an error".to_owned(),
         ));
     }
     let content = result
-        .structured_content
+        .get("structuredContent")
         .ok_or_else(|| ResolveError::Answer("no structured content".to_owned()))?;
     match content.get("exists") {
         Some(Value::Bool(false)) => return Ok(None),

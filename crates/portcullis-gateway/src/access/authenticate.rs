@@ -1,0 +1,202 @@
+//! Bearer tokens to verified principals: JWTs against their issuer's keys, anything else
+//! through the issuer's RFC 7662 introspection endpoint.
+
+use std::time::Duration;
+
+use portcullis_authn::{
+    BearerToken, Challenge, IntrospectionConfig, Introspector, JwtConfig, JwtVerifier,
+    ProtectedResourceMetadata, VerifiedPrincipal,
+};
+
+use crate::config::Auth;
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unauthenticated {
+    /// No token, or a token refused: 401 with this challenge.
+    Challenge(Challenge),
+    /// The issuer's keys or introspection endpoint cannot be reached: 503.
+    Unavailable,
+}
+
+/// Verifies the tokens of every trusted issuer.
+pub(crate) struct Authenticator {
+    verifiers: Vec<(String, JwtVerifier)>,
+    // Opaque tokens carry no issuer; the first issuer that introspects checks them.
+    introspector: Option<Introspector>,
+    pub(crate) challenge_scopes: portcullis_authn::Scopes,
+    pub(crate) metadata_url: String,
+    pub(crate) metadata: ProtectedResourceMetadata,
+    /// How often live callers' opaque tokens are introspected again.
+    pub(crate) reintrospect_every: Option<Duration>,
+}
+
+/// The HTTP client for issuers (keys, introspection): pooled, bounded connect time.
+pub(crate) fn issuer_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(15))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        // Building fails only when the TLS backend cannot initialise; the default client then
+        // reports that failure on each request instead of at start.
+        .unwrap_or_default()
+}
+
+impl Authenticator {
+    pub(crate) fn new(auth: &Auth) -> Self {
+        let http = issuer_client();
+        let verifiers = auth
+            .issuers
+            .iter()
+            .map(|issuer| {
+                let config = JwtConfig {
+                    issuer: issuer.issuer.clone(),
+                    audience: auth.resource.identifier().to_owned(),
+                    jwks_uri: issuer.jwks_uri.clone(),
+                    leeway: auth.leeway,
+                    refetch_interval: Duration::from_secs(10),
+                    mapping: issuer.mapping.clone(),
+                };
+                (
+                    issuer.issuer.clone(),
+                    JwtVerifier::new(config, http.clone()),
+                )
+            })
+            .collect();
+        let introspection = auth
+            .issuers
+            .iter()
+            .find_map(|issuer| Some((issuer, issuer.introspection.as_ref()?)));
+        let introspector = introspection.map(|(issuer, introspection)| {
+            let config = IntrospectionConfig {
+                issuer: issuer.issuer.clone(),
+                endpoint: introspection.endpoint.clone(),
+                client: introspection.client.clone(),
+                audience: auth.resource.identifier().to_owned(),
+                cache_ttl: introspection.cache_ttl,
+                leeway: auth.leeway,
+                mapping: issuer.mapping.clone(),
+            };
+            Introspector::new(config, http.clone())
+        });
+        let metadata = ProtectedResourceMetadata::new(
+            &auth.resource,
+            auth.issuers
+                .iter()
+                .map(|issuer| issuer.issuer.clone())
+                .collect(),
+            &auth.scopes,
+            &auth.resource_name,
+        );
+        Self {
+            verifiers,
+            introspector,
+            challenge_scopes: auth.scopes.clone(),
+            metadata_url: auth.resource.metadata_url(),
+            metadata,
+            reintrospect_every: introspection
+                .map(|(_, introspection)| introspection.cache_ttl.max(Duration::from_millis(100))),
+        }
+    }
+
+    /// The principal of the `Authorization` header values, or why there is none.
+    pub(crate) async fn authenticate<'a>(
+        &self,
+        values: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(VerifiedPrincipal, BearerToken), Unauthenticated> {
+        let token = match BearerToken::from_authorization(values) {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                return Err(Unauthenticated::Challenge(Challenge::Missing {
+                    scopes: self.challenge_scopes.clone(),
+                }));
+            }
+            Err(error) => {
+                tracing::info!(reason = %error, "authorization header refused");
+                return Err(Unauthenticated::Challenge(Challenge::InvalidToken));
+            }
+        };
+        let principal = self.verify(&token).await?;
+        Ok((principal, token))
+    }
+
+    /// Verify `token`.
+    pub(crate) async fn verify(
+        &self,
+        token: &BearerToken,
+    ) -> Result<VerifiedPrincipal, Unauthenticated> {
+        // The unverified `iss` only picks which issuer's keys to try; that issuer's verifier
+        // then checks `iss` again along with the signature.
+        let claimed = unverified_issuer(token.expose());
+        let jwt = self
+            .verifiers
+            .iter()
+            .find(|(issuer, _)| Some(issuer.as_str()) == claimed.as_deref())
+            .map(|(_, verifier)| verifier);
+        let outcome = match (jwt, &self.introspector) {
+            (Some(verifier), _) => verifier.verify(token).await,
+            // Not a JWT of a known issuer: only introspection can vouch for it.
+            (None, Some(introspector)) if claimed.is_none() => introspector.verify(token).await,
+            (None, _) => return Err(Unauthenticated::Challenge(Challenge::InvalidToken)),
+        };
+        outcome.map_err(|error| {
+            if error.is_malfunction() {
+                Unauthenticated::Unavailable
+            } else {
+                tracing::info!(reason = %error, "token refused");
+                Unauthenticated::Challenge(Challenge::InvalidToken)
+            }
+        })
+    }
+
+    /// Introspect `token` again, bypassing nothing the introspector caches: `Ok(None)` when it
+    /// is no longer active, `Err` when the endpoint cannot say.
+    pub(crate) async fn reintrospect(
+        &self,
+        token: &BearerToken,
+    ) -> Result<Option<VerifiedPrincipal>, ()> {
+        let Some(introspector) = &self.introspector else {
+            return Err(());
+        };
+        match introspector.verify(token).await {
+            Ok(principal) => Ok(Some(principal)),
+            // Unreachable introspection proves nothing: keep the last answer.
+            Err(error) if error.is_malfunction() => Err(()),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether `token` is opaque (not a JWT of any issuer): only an opaque token's answer can
+/// change while it lives.
+pub(crate) fn is_opaque(token: &BearerToken) -> bool {
+    unverified_issuer(token.expose()).is_none()
+}
+
+/// The `iss` claim of a JWT, read without verifying anything: only to choose a verifier.
+fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issuer_is_read_from_the_payload_without_trusting_it() {
+        // {"alg":"none"} . {"iss":"https://as.example","sub":"x"} . (no signature)
+        let token = "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2FzLmV4YW1wbGUiLCJzdWIiOiJ4In0.";
+        assert_eq!(
+            unverified_issuer(token).as_deref(),
+            Some("https://as.example")
+        );
+        assert_eq!(unverified_issuer("garbage"), None);
+        assert_eq!(unverified_issuer("a.!!!.c"), None);
+    }
+}

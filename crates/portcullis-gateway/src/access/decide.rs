@@ -1,0 +1,325 @@
+//! One decision per request, whatever its method.
+//!
+//! `initialize`, `ping` and `server/discover` are the gateway's own to answer: nothing goes
+//! upstream. Lists are allowed to every caller and filtered per caller, item by item, by the
+//! same policies. Everything else is a Cedar decision: `tools/call`, `prompts/get` and
+//! `resources/*` on their capability; the protocol's utility methods and every other method,
+//! known or not, as `Action::"rpc:<method>"` (or `Action::"rpc"` itself), default deny. Before
+//! Cedar, what answers as "does not exist" is settled (another caller's task, a completion on a
+//! reference the caller cannot see, an object its backend does not know for this caller).
+
+use std::sync::Arc;
+
+use portcullis_audit::{AuditDecision, Durability};
+use portcullis_core::{CallerId, McpMethod, McpRequest};
+use portcullis_policy::{
+    Call, CapabilityKind, Decision, ObjectAttributes, PolicyEngine, Principal, Resolver, RiskTier,
+    Visibility,
+};
+use serde_json::{Map, Value};
+
+use super::{
+    Access, Authorized, Internal, Pending, Reason, Scene, Verdict,
+    record::{self, about},
+};
+
+/// Where a task lives, for a caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskRoute {
+    /// Made by this caller, on this upstream.
+    Owned(usize),
+    /// Made by someone else.
+    Foreign,
+    /// Never seen here.
+    Unknown,
+}
+
+/// What the decision asks of the upstream side, which it does not otherwise know.
+pub(crate) trait Objects: Sync {
+    /// `object`'s attributes as the backend of the tool `tool` reports them to `principal`;
+    /// `Ok(None)` when it does not exist (for this caller).
+    fn resolve(
+        &self,
+        proof: &Internal,
+        principal: &Principal,
+        tool: &str,
+        resolver: &Resolver,
+        object: &str,
+    ) -> impl Future<Output = Result<Option<ObjectAttributes>, String>> + Send;
+
+    /// Where task `task` lives for `caller`.
+    fn task(&self, task: &str, caller: Option<&CallerId>) -> TaskRoute;
+
+    /// Whether a method the gateway does not know can be sent anywhere (only with one
+    /// upstream: nothing says which of several would take it).
+    fn routes_other_methods(&self) -> bool;
+
+    /// The tier a tool's own annotations suggest (`destructiveHint`).
+    fn risk_hint(&self, tool: &str) -> Option<RiskTier>;
+}
+
+/// Decide `request` from `scene`.
+pub(crate) async fn decide(
+    access: &Access,
+    objects: &impl Objects,
+    scene: Scene<'_>,
+    request: Arc<McpRequest>,
+) -> Verdict {
+    let correlation = scene.caller.correlation.clone();
+    if matches!(
+        request.method,
+        McpMethod::Initialize | McpMethod::Ping | McpMethod::Discover
+    ) {
+        return Verdict::Local;
+    }
+    let (Some(policy), Some(principal)) = (&scene.caller.policy, scene.caller.principal()) else {
+        // `[danger] unauthenticated`: nothing is decided, everything goes.
+        return Verdict::Allow(Authorized::new(request, correlation, None));
+    };
+    let keep_arguments = access.trail().keeps_records();
+    if request.method.is_list() {
+        let record = about(
+            scene,
+            &request,
+            AuditDecision::Allow,
+            &[Reason::List],
+            false,
+        );
+        let _ = access.record(record, Durability::Queued).await;
+        return Verdict::Allow(Authorized::new(request, correlation, None));
+    }
+    let (kind, name) = subject(&request);
+    let settled = match &request.method {
+        McpMethod::TasksGet
+        | McpMethod::TasksResult
+        | McpMethod::TasksCancel
+        | McpMethod::TasksUpdate => {
+            let owned = matches!(
+                objects.task(name_of(&request), scene.caller.id()),
+                TaskRoute::Owned(_)
+            );
+            (!owned).then_some(Reason::TaskNotFound)
+        }
+        McpMethod::Complete => {
+            (!reference_visible(policy, principal, &request)).then_some(Reason::NotVisible)
+        }
+        McpMethod::Other(_) => (!objects.routes_other_methods()).then_some(Reason::NoRoute),
+        _ => None,
+    };
+    if let Some(reason) = settled {
+        let record = about(
+            scene,
+            &request,
+            AuditDecision::Deny,
+            &[reason],
+            keep_arguments,
+        );
+        let _ = access.record(record, Durability::Queued).await;
+        return Verdict::Hidden;
+    }
+    let arguments = match kind {
+        CapabilityKind::Tool | CapabilityKind::Prompt => request.arguments().cloned(),
+        CapabilityKind::Method => Some(without_meta(&request.params)),
+        CapabilityKind::Resource => None,
+    };
+    let target = policy
+        .catalog()
+        .find(kind, name)
+        .and_then(|(capability, _)| capability.object.as_ref())
+        .and_then(|field| arguments.as_ref()?.get(field)?.as_str())
+        .map(str::to_owned);
+    let resolved = match resolve(objects, policy, principal, (kind, name), arguments.as_ref()).await
+    {
+        Ok(resolved) => resolved,
+        Err(unresolved) => {
+            let (verdict, decision, reason) = match unresolved {
+                Unresolved::Missing(text) => (
+                    Verdict::ObjectHidden(text),
+                    AuditDecision::Deny,
+                    Reason::ObjectNotFound,
+                ),
+                Unresolved::Failed => (
+                    Verdict::Malfunction(correlation.clone()),
+                    AuditDecision::Error,
+                    Reason::ObjectUnresolved,
+                ),
+            };
+            let mut record = about(scene, &request, decision, &[reason], keep_arguments);
+            record.target = target;
+            let _ = access.record(record, Durability::Queued).await;
+            return verdict;
+        }
+    };
+    let call = Call {
+        kind,
+        name,
+        arguments: arguments.as_ref(),
+        era: scene.era.as_str(),
+        object: resolved.as_ref().map(|(attributes, _)| attributes),
+        risk_hint: (kind == CapabilityKind::Tool)
+            .then(|| objects.risk_hint(name))
+            .flatten(),
+    };
+    let decision = policy.authorize(principal, &call);
+    // A candidate set in shadow decides the same call; only a disagreement is recorded.
+    if let Some(shadow) = access.shadow() {
+        let candidate = shadow.authorize(principal, &call);
+        if candidate.outcome() != decision.outcome() {
+            let mut record = record::decision(
+                scene,
+                &request,
+                &candidate,
+                target.as_deref(),
+                keep_arguments,
+            );
+            record.shadow = true;
+            record
+                .reasons
+                .insert(0, Reason::ShadowDisagrees.as_str().to_owned());
+            tracing::info!(%correlation, capability = name, live = decision.outcome(), shadow = candidate.outcome(), "shadow policies disagree");
+            let _ = access.record(record, Durability::Queued).await;
+        }
+    }
+    // A request that may change something is recorded durably before it is forwarded; if the
+    // trail cannot take it, it does not happen.
+    let state_changing =
+        matches!(decision, Decision::Allow(_)) && policy.risk(&call) > RiskTier::Read;
+    let durability = if state_changing {
+        Durability::Durable
+    } else {
+        Durability::Queued
+    };
+    let record = record::decision(
+        scene,
+        &request,
+        &decision,
+        target.as_deref(),
+        keep_arguments,
+    );
+    if access.record(record, durability).await.is_err() && state_changing {
+        tracing::error!(%correlation, capability = name, "audit trail unavailable: state-changing request refused");
+        access.trail().metrics().audit_refusal();
+        return Verdict::Malfunction(correlation);
+    }
+    tracing::debug!(
+        %correlation,
+        subject = %principal.subject,
+        method = %request.method,
+        capability = name,
+        outcome = decision.outcome(),
+        policies = ?decision.reasons().policies,
+        "authorization decision"
+    );
+    match decision {
+        Decision::StepUp { scopes, .. } => Verdict::StepUp { scopes },
+        Decision::Allow(allowed) => Verdict::Allow(Authorized::new(
+            request,
+            correlation,
+            Some(allowed.reasons().clone()),
+        )),
+        // An object of another tenant, on a capability the caller can see: it answers as the
+        // object not existing, in the capability's own words.
+        Decision::Deny {
+            visibility: Visibility::Hidden,
+            ..
+        } if resolved.is_some() && policy.visible(principal, kind, name) => {
+            Verdict::ObjectHidden(resolved.map(|(_, text)| text).unwrap_or_default())
+        }
+        Decision::Deny {
+            visibility: Visibility::Hidden,
+            ..
+        } => Verdict::Hidden,
+        Decision::Deny { .. } => Verdict::Denied(correlation),
+        Decision::AskApproval(pending) => Verdict::Ask(Pending::new(request, correlation, pending)),
+    }
+}
+
+/// What kind of capability a request acts on, and its name (a resource's URI; a method's own
+/// name for everything that is not a call, a prompt or a resource).
+fn subject(request: &McpRequest) -> (CapabilityKind, &str) {
+    match &request.method {
+        McpMethod::ToolsCall => (CapabilityKind::Tool, name_of(request)),
+        McpMethod::PromptsGet => (CapabilityKind::Prompt, name_of(request)),
+        McpMethod::ResourcesRead
+        | McpMethod::ResourcesSubscribe
+        | McpMethod::ResourcesUnsubscribe => (CapabilityKind::Resource, name_of(request)),
+        method => (CapabilityKind::Method, method.as_str()),
+    }
+}
+
+/// The request's target; parsing made sure a method that names one has it.
+fn name_of(request: &McpRequest) -> &str {
+    request.target().unwrap_or_default()
+}
+
+fn without_meta(params: &Map<String, Value>) -> Map<String, Value> {
+    params
+        .iter()
+        .filter(|(key, _)| *key != "_meta")
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
+/// A completion reveals values of a prompt's or a resource template's arguments: only for a
+/// reference the caller could use.
+fn reference_visible(policy: &PolicyEngine, principal: &Principal, request: &McpRequest) -> bool {
+    let Some(reference) = request.params.get("ref") else {
+        return false;
+    };
+    let text = |key: &str| reference.get(key).and_then(Value::as_str);
+    match text("type") {
+        Some("ref/prompt") => {
+            text("name").is_some_and(|name| policy.visible(principal, CapabilityKind::Prompt, name))
+        }
+        Some("ref/resource") => {
+            text("uri").is_some_and(|uri| policy.visible(principal, CapabilityKind::Resource, uri))
+        }
+        _ => false,
+    }
+}
+
+/// Why a call's object has no attributes to decide on.
+enum Unresolved {
+    /// It does not exist for this caller: the capability's "not found" text.
+    Missing(String),
+    /// The resolver failed.
+    Failed,
+}
+
+/// The call's object, resolved from its backend when the capability says how, with the
+/// capability's "not found" text; `Ok(None)` when there is nothing to resolve.
+async fn resolve(
+    objects: &impl Objects,
+    policy: &PolicyEngine,
+    principal: &Principal,
+    (kind, name): (CapabilityKind, &str),
+    arguments: Option<&Map<String, Value>>,
+) -> Result<Option<(ObjectAttributes, String)>, Unresolved> {
+    let Some((capability, _)) = policy.catalog().find(kind, name) else {
+        return Ok(None);
+    };
+    let (Some(resolver), Some(field)) = (&capability.resolver, &capability.object) else {
+        return Ok(None);
+    };
+    // A capability the caller cannot see is decided (and answered) as not existing: asking its
+    // backend first would answer in the capability's words, and give it away.
+    if !policy.visible(principal, kind, name) {
+        return Ok(None);
+    }
+    // A call that names no object, or not as a string, has nothing to resolve; the backend
+    // answers it as it would.
+    let Some(object) = arguments.and_then(|a| a.get(field)).and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    match objects
+        .resolve(&Internal::resolving(), principal, name, resolver, object)
+        .await
+    {
+        Ok(Some(attributes)) => Ok(Some((attributes, resolver.not_found.clone()))),
+        Ok(None) => Err(Unresolved::Missing(resolver.not_found.clone())),
+        Err(error) => {
+            tracing::warn!(%error, "object resolution failed");
+            Err(Unresolved::Failed)
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! Serving an authorized request: routed to its upstream, sent with its proof, what the
+//! upstream sends meanwhile relayed on the request's own stream (progress, log lines, and its
+//! questions for a session client, whose answers go back), the answer shaped for the caller's
+//! era. A session caller of an upstream that answers input-required is asked the questions by
+//! the gateway, and the request is made again with the answers.
+
+use portcullis_core::{Era, McpRequest, message};
+use portcullis_mcp::{Event, Outcome, RpcError, UpstreamError};
+use serde_json::{Map, Value, json};
+
+use super::{
+    reply::Final,
+    serve::{self, Context},
+    shape,
+};
+use crate::{
+    access::{Authorized, TaskRoute, record},
+    upstreams::{Forward, Forwarded},
+};
+
+/// Rounds of input-required a bridged request may take before it is abandoned.
+const MAX_INPUT_ROUNDS: usize = 10;
+/// Codes only the gateway speaks with; an upstream's error with one is not passed on as such.
+const GATEWAY_CODES: [i64; 2] = [serve::DENIED_BY_POLICY, serve::APPROVAL_REQUIRED];
+
+/// What came back for a forwarded request, with its record still to finish.
+pub(super) struct Answer {
+    pub(super) outcome: Outcome,
+    pub(super) forwarded: Forwarded,
+}
+
+/// `tools/call`.
+pub(crate) async fn tool(context: &Context, proof: &Authorized) -> Final {
+    let request = proof.request();
+    let name = request.target().unwrap_or_default();
+    let upstreams = &context.gateway().upstreams;
+    // With policies on, the gateway answers unknown names itself: a hidden tool and one that
+    // does not exist must get the same answer.
+    if context.caller.policy.is_some()
+        && !upstreams
+            .tool_exists(name, context.caller.principal())
+            .await
+    {
+        return serve::not_found(request, context.era);
+    }
+    let Some((index, _)) = upstreams.route_name(name) else {
+        return serve::not_found(request, context.era);
+    };
+    let bridged = match bridged(context, proof, index, |_| {}).await {
+        Ok(answer) => answer,
+        Err(done) => return done,
+    };
+    if let Outcome::Result(raw) = &bridged.outcome {
+        learn_task(context, raw, bridged.forwarded.index());
+    }
+    finish(context, request, bridged)
+}
+
+/// `prompts/get`.
+pub(crate) async fn prompt(context: &Context, proof: &Authorized) -> Final {
+    let request = proof.request();
+    let routed = request
+        .target()
+        .and_then(|name| context.gateway().upstreams.route_name(name));
+    let Some((index, _)) = routed else {
+        return serve::not_found(request, context.era);
+    };
+    match bridged(context, proof, index, |_| {}).await {
+        Ok(answer) => finish(context, request, answer),
+        Err(done) => done,
+    }
+}
+
+/// `resources/read`: the upstream that listed the URI, else the one whose template matches,
+/// else each in turn until one has it.
+pub(crate) async fn read(context: &Context, proof: &Authorized) -> Final {
+    let request = proof.request();
+    let uri = request.target().unwrap_or_default();
+    let upstreams = &context.gateway().upstreams;
+    let mut last = None;
+    for index in upstreams.route_uri(uri) {
+        let answer = match bridged(context, proof, index, |_| {}).await {
+            Ok(answer) => answer,
+            Err(done) => return done,
+        };
+        match &answer.outcome {
+            // Another upstream may own it; "not found" from this one is not the answer yet.
+            Outcome::Error(error) if [-32002, -32602].contains(&error.code) => {
+                last = Some(answer);
+            }
+            _ => {
+                upstreams.learn_resource(uri, index);
+                return finish(context, request, answer);
+            }
+        }
+    }
+    match last {
+        Some(answer) => finish(context, request, answer),
+        None => serve::resource_not_found(request, context.era),
+    }
+}
+
+/// `resources/subscribe` and `resources/unsubscribe`.
+pub(crate) async fn subscription(context: &Context, proof: &Authorized) -> Final {
+    let request = proof.request();
+    let uri = request.target().unwrap_or_default();
+    let Some(index) = context.gateway().upstreams.route_uri(uri).first().copied() else {
+        return serve::resource_not_found(request, context.era);
+    };
+    once(context, proof, index, |_| {}).await
+}
+
+/// `completion/complete`, on the upstream its reference names.
+pub(crate) async fn complete(context: &Context, proof: &Authorized) -> Final {
+    let request = proof.request();
+    let upstreams = &context.gateway().upstreams;
+    let reference = request.params.get("ref");
+    let text = |key: &str| reference.and_then(|r| r.get(key)).and_then(Value::as_str);
+    let routed = match text("type") {
+        Some("ref/prompt") => text("name").and_then(|name| upstreams.route_name(name)),
+        Some("ref/resource") => text("uri")
+            .and_then(|uri| upstreams.route_uri(uri).first().copied())
+            .map(|index| (index, String::new())),
+        _ => None,
+    };
+    let Some((index, upstream_name)) = routed else {
+        return serve::not_found(request, context.era);
+    };
+    once(context, proof, index, |forward| {
+        if !upstream_name.is_empty() {
+            forward.rename_reference(&upstream_name);
+        }
+    })
+    .await
+}
+
+/// `logging/setLevel`: remembered for the session (stateless upstreams get it with each
+/// request) and passed to every session-era upstream of the session.
+pub(crate) async fn set_level(context: &Context, proof: &Authorized) -> Final {
+    let request = proof.request();
+    if let (Some(session), Some(level)) = (
+        &context.session,
+        request.params.get("level").and_then(Value::as_str),
+    ) {
+        session.set_log_level(level.to_owned());
+    }
+    let upstreams = &context.gateway().upstreams;
+    for index in 0..upstreams.count() {
+        if upstreams.era(index) == Some(Era::Stateless) {
+            continue;
+        }
+        let forwarded = send(context, proof, upstreams.prepare(proof, index)).await;
+        match forwarded {
+            Ok(mut forwarded) => {
+                let answer = relay_within(context, &mut forwarded).await;
+                // An upstream without logging simply does not log; the others still do.
+                forwarded.finish(if answer.is_ok_and(|o| !o.is_error()) {
+                    "ok"
+                } else {
+                    "error"
+                });
+            }
+            Err(error) => {
+                tracing::debug!(upstream = %upstreams.name(index), %error, "set level not sent")
+            }
+        }
+    }
+    Final::ok(message::result_message(
+        Some(&request.id),
+        &shape::complete(context.era, json!({})).to_string(),
+    ))
+}
+
+/// `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/update`: on the upstream that made the
+/// task, for the caller it was made for only (the decision checked).
+pub(crate) async fn task(context: &Context, proof: &Authorized) -> Final {
+    let request = proof.request();
+    let task = request.target().unwrap_or_default();
+    let TaskRoute::Owned(index) = context
+        .gateway()
+        .upstreams
+        .route_task(task, context.caller.id())
+    else {
+        return serve::not_found(request, context.era);
+    };
+    once(context, proof, index, |_| {}).await
+}
+
+/// `tasks/list` (2025-11-25): the caller's own tasks, from every upstream.
+pub(crate) async fn tasks(context: &Context, proof: &Authorized) -> Final {
+    let request = proof.request();
+    let upstreams = &context.gateway().upstreams;
+    let mut listed = Vec::new();
+    for index in 0..upstreams.count() {
+        let answer = match exchange(context, proof, upstreams.prepare(proof, index)).await {
+            Ok(answer) => answer,
+            Err(done) => return done,
+        };
+        let Answer { outcome, forwarded } = answer;
+        let Ok(Value::Object(mut result)) = outcome.into_value() else {
+            forwarded.finish("error");
+            continue;
+        };
+        forwarded.finish("ok");
+        let owned = upstreams.tasks_of(index, context.caller.id());
+        if let Some(Value::Array(found)) = result.remove("tasks") {
+            // SECURITY: an upstream shared by many callers lists all of their tasks.
+            listed.extend(found.into_iter().filter(|task| {
+                task.get("taskId")
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| owned.iter().any(|own| own == id))
+            }));
+        }
+    }
+    let result = shape::complete(context.era, json!({ "tasks": listed }));
+    Final::ok(message::result_message(
+        Some(&request.id),
+        &result.to_string(),
+    ))
+}
+
+/// A method the gateway does not know, on the one upstream (the decision checked there is one).
+pub(crate) async fn other(context: &Context, proof: &Authorized) -> Final {
+    once(context, proof, 0, |_| {}).await
+}
+
+/// Forward once, relay, finish.
+async fn once(
+    context: &Context,
+    proof: &Authorized,
+    index: usize,
+    edit: impl FnOnce(&mut Forward<'_>),
+) -> Final {
+    let mut forward = context.gateway().upstreams.prepare(proof, index);
+    edit(&mut forward);
+    match exchange(context, proof, forward).await {
+        Ok(answer) => finish(context, proof.request(), answer),
+        Err(done) => done,
+    }
+}
+
+/// Forward to upstream `index` and relay until its answer; a session caller's input-required
+/// answers are asked of the client and the request made again with them.
+async fn bridged(
+    context: &Context,
+    proof: &Authorized,
+    index: usize,
+    edit: impl Fn(&mut Forward<'_>),
+) -> Result<Answer, Final> {
+    let request = proof.request();
+    let mut answers: Option<(Value, Option<Value>)> = None;
+    for _ in 0..MAX_INPUT_ROUNDS {
+        let mut forward = context.gateway().upstreams.prepare(proof, index);
+        edit(&mut forward);
+        if crate::consent::is_sealed(request.params.get("requestState")) {
+            // The caller's approval was redeemed by the gateway: it is not the upstream's.
+            forward.drop_approval();
+        }
+        if let Some((responses, state)) = answers.take() {
+            forward.answer_input(responses, state);
+        }
+        let answer = exchange(context, proof, forward).await?;
+        let input_required = matches!(&answer.outcome, Outcome::Result(raw)
+            if shape::glance(raw).result_type.as_deref() == Some("input_required"));
+        if !input_required || context.era == Era::Stateless || context.session.is_none() {
+            return Ok(answer);
+        }
+        let Answer { outcome, forwarded } = answer;
+        forwarded.finish("input-required");
+        let Ok(Value::Object(mut result)) = outcome.into_value() else {
+            return Err(serve::internal(request, &context.caller.correlation));
+        };
+        answers = Some(fulfil(context, request, &mut result).await?);
+    }
+    Err(serve::error(
+        request,
+        -32603,
+        "upstream kept asking for input",
+        None,
+    ))
+}
+
+/// Ask the session client each question of an input-required result; the answers, and the
+/// state to carry back.
+async fn fulfil(
+    context: &Context,
+    request: &McpRequest,
+    result: &mut Map<String, Value>,
+) -> Result<(Value, Option<Value>), Final> {
+    let mut responses = Map::new();
+    let questions = match result.remove("inputRequests") {
+        Some(Value::Object(questions)) => questions,
+        _ => Map::new(),
+    };
+    for (key, question) in questions {
+        let method = question
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if !matches!(
+            method.as_str(),
+            "elicitation/create" | "sampling/createMessage" | "roots/list"
+        ) {
+            return Err(serve::error(
+                request,
+                -32600,
+                "unsupported input request",
+                None,
+            ));
+        }
+        let params = question
+            .get("params")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        match ask_client(context, &method, params).await {
+            Ok(answer) => {
+                responses.insert(key, answer);
+            }
+            Err(error) => {
+                let message = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("client did not answer");
+                return Err(serve::error(request, -32603, message, None));
+            }
+        }
+    }
+    Ok((Value::Object(responses), result.remove("requestState")))
+}
+
+/// Send `forward`, relay what comes back, and return the answer.
+pub(super) async fn exchange(
+    context: &Context,
+    proof: &Authorized,
+    forward: Forward<'_>,
+) -> Result<Answer, Final> {
+    let request = proof.request();
+    let mut forwarded = send(context, proof, forward)
+        .await
+        .map_err(|error| unavailable(request, &error))?;
+    match relay_within(context, &mut forwarded).await {
+        Ok(outcome) => Ok(Answer { outcome, forwarded }),
+        Err(Failure::Upstream(error)) => {
+            forwarded.finish("error");
+            Err(unavailable(request, &error))
+        }
+        Err(Failure::Timeout) => {
+            forwarded.finish("timeout");
+            let correlation = &context.caller.correlation;
+            tracing::warn!(%correlation, "upstream timed out");
+            Err(serve::error(
+                request,
+                -32603,
+                "upstream timed out",
+                Some(&json!({ "correlationId": correlation.as_str() })),
+            ))
+        }
+    }
+}
+
+/// Send `forward` on the caller's connection, its outcome to be recorded.
+async fn send(
+    context: &Context,
+    proof: &Authorized,
+    mut forward: Forward<'_>,
+) -> Result<Forwarded, UpstreamError> {
+    let gateway = context.gateway();
+    if let Some(session) = &context.session {
+        forward.session_client(session.links.identity(), &session.log_level());
+    }
+    let template = record::outcome(context.scene(), proof);
+    gateway
+        .upstreams
+        .send(
+            forward,
+            &context.via(),
+            context.caller.principal(),
+            (template, gateway.access.trail()),
+        )
+        .await
+}
+
+enum Failure {
+    Upstream(UpstreamError),
+    Timeout,
+}
+
+/// Relay until the answer, within the request timeout.
+async fn relay_within(context: &Context, forwarded: &mut Forwarded) -> Result<Outcome, Failure> {
+    let timeout = context.gateway().upstreams.request_timeout;
+    match tokio::time::timeout(timeout, relay(context, forwarded)).await {
+        Ok(outcome) => outcome.map_err(Failure::Upstream),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// What the upstream sends about the request goes to the caller's stream; its questions are
+/// asked of the caller and answered with the caller's answer.
+async fn relay(context: &Context, forwarded: &mut Forwarded) -> Result<Outcome, UpstreamError> {
+    loop {
+        match forwarded.next().await? {
+            Event::Response(outcome) => return Ok(outcome),
+            Event::Notification { method, params } => {
+                if method == "notifications/progress" && !forwarded.wants_progress() {
+                    continue;
+                }
+                let mut message = Map::new();
+                message.insert("jsonrpc".to_owned(), "2.0".into());
+                message.insert("method".to_owned(), method.into());
+                message.insert("params".to_owned(), Value::Object(params));
+                let _ = context
+                    .outlet
+                    .send(Value::Object(message).to_string())
+                    .await;
+            }
+            Event::Request { id, method, params } => {
+                let answer = ask_client(context, &method, params).await;
+                let _ = forwarded
+                    .connection()
+                    .reply(&id, answer.map_err(rpc_error_of))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Ask the caller's client `method` on this request's stream; only a session client can be
+/// asked (a stateless one is asked in results, by its upstream).
+pub(crate) async fn ask_client(
+    context: &Context,
+    method: &str,
+    params: Map<String, Value>,
+) -> Result<Value, Value> {
+    if method == "ping" {
+        return Ok(json!({}));
+    }
+    match &context.session {
+        Some(session) => {
+            session
+                .ask(
+                    &context.outlet,
+                    method,
+                    params,
+                    context.endpoint.consent_wait,
+                )
+                .await
+        }
+        None => Err(json!({"code": -32603, "message": "no client is waiting on this request"})),
+    }
+}
+
+/// A JSON-RPC error object as the upstream side takes it.
+pub(crate) fn rpc_error_of(error: Value) -> RpcError {
+    RpcError {
+        code: error.get("code").and_then(Value::as_i64).unwrap_or(-32603),
+        message: error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("the client answered with an error")
+            .to_owned(),
+        data: error.get("data").cloned(),
+    }
+}
+
+/// The answer for the caller, and the outcome recorded.
+fn finish(context: &Context, request: &McpRequest, answer: Answer) -> Final {
+    let Answer { outcome, forwarded } = answer;
+    match outcome {
+        Outcome::Result(raw) => {
+            let glance = shape::glance(&raw);
+            let word = match (glance.is_error, glance.result_type.as_deref()) {
+                (Some(true), _) => "tool-error",
+                (_, Some("input_required")) => "input-required",
+                _ => "ok",
+            };
+            let text = shape::raw_for(context.era, &raw, &glance).into_owned();
+            forwarded.finish(word);
+            Final::ok(message::result_message(Some(&request.id), &text))
+        }
+        Outcome::Error(error) => {
+            forwarded.finish("error");
+            // SECURITY: an upstream does not speak in the gateway's voice (its refusal codes,
+            // its approval links).
+            if GATEWAY_CODES.contains(&error.code) {
+                return serve::error(request, -32603, "upstream error", None);
+            }
+            serve::error(request, error.code, &error.message, error.data.as_ref())
+        }
+    }
+}
+
+/// The upstream could not be reached or broke off: a malfunction with a correlation id, never
+/// a denial and never "not found".
+fn unavailable(request: &McpRequest, error: &UpstreamError) -> Final {
+    let correlation = portcullis_core::CorrelationId::fresh();
+    tracing::warn!(%correlation, error = %portcullis_core::error_chain(error), "upstream unavailable");
+    serve::error(
+        request,
+        -32603,
+        "upstream unavailable",
+        Some(&json!({ "correlationId": correlation.as_str() })),
+    )
+}
+
+/// A task the caller's call started: its id is learned for the caller (2026-07-28 results
+/// carry `resultType: task` and `taskId`; 2025-11-25 ones `task.taskId`).
+fn learn_task(context: &Context, raw: &serde_json::value::RawValue, index: usize) {
+    if !raw.get().contains("task") {
+        return;
+    }
+    let Ok(result) = serde_json::from_str::<Value>(raw.get()) else {
+        return;
+    };
+    let task = if result.get("resultType").is_some_and(|t| t == "task") {
+        result.get("taskId")
+    } else {
+        result.get("task").and_then(|task| task.get("taskId"))
+    };
+    if let Some(task) = task.and_then(Value::as_str) {
+        context
+            .gateway()
+            .upstreams
+            .learn_task(task, index, context.caller.id().cloned());
+    }
+}

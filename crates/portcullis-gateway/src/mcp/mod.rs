@@ -1,0 +1,263 @@
+//! The MCP endpoint, both eras, as one linear path per request:
+//!
+//! 1. who is calling (`Access::caller`: the `Authorization` header, nothing else);
+//! 2. the body, parsed once, strictly (`McpMessage::parse`); a body that is not one strictly
+//!    valid message is refused and recorded;
+//! 3. its era and session, its headers checked against it (`wire::lifecycle`);
+//! 4. the decision (`access::decide`), every method included;
+//! 5. the answer: the gateway's own (`lifecycle`), a refusal, or the request forwarded with
+//!    its proof (`serve`), its outcome recorded.
+//!
+//! Nothing after step 2 reads the body again: every step reads the one parsed value.
+
+mod call;
+mod consent;
+mod lifecycle;
+mod list;
+mod listen;
+mod live;
+mod reply;
+mod serve;
+mod sessions;
+mod shape;
+mod wire;
+
+pub(crate) use live::reintrospect;
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+};
+use http::StatusCode;
+use portcullis_audit::{AuditDecision, Durability};
+use portcullis_core::{McpMessage, McpNotification, McpResponse, NotificationMethod};
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use sessions::Sessions;
+
+use crate::{
+    access::{Reason, record},
+    gateway::Gateway,
+};
+
+/// The endpoint's state.
+pub(crate) struct Endpoint {
+    pub(crate) gateway: Arc<Gateway>,
+    /// The endpoint's path, for records of requests refused before they are read.
+    pub(crate) path: String,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) style: reply::Style,
+    /// Ends every open stream (shutdown).
+    pub(crate) streams: CancellationToken,
+    /// How long a session client has to answer an approval request.
+    pub(crate) consent_wait: std::time::Duration,
+}
+
+impl Endpoint {
+    /// The endpoint of `gateway`, with `config`'s answer settings.
+    pub(crate) fn new(
+        gateway: Arc<Gateway>,
+        config: &crate::config::Config,
+        streams: CancellationToken,
+    ) -> Self {
+        Self {
+            gateway,
+            path: config.path.clone(),
+            max_body_bytes: config.max_body_bytes,
+            style: reply::Style {
+                json: config.json_response,
+                keep_alive: config.sse_keep_alive,
+            },
+            streams,
+            consent_wait: config.consent.wait,
+        }
+    }
+}
+
+/// `POST`: one message.
+pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let access = &endpoint.gateway.access;
+    // 1. Who is calling.
+    let caller = match access
+        .caller(&parts.headers, &format!("POST {}", endpoint.path))
+        .await
+    {
+        Ok(caller) => caller,
+        Err(refused) => return lifecycle::refused(access, refused),
+    };
+    if let Some(response) = wire::refuse_post(&parts.headers) {
+        return response;
+    }
+    // Only the body limit can fail a read here: the layer outside already bounds it.
+    let Ok(bytes) = axum::body::to_bytes(body, endpoint.max_body_bytes).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
+    };
+    // 2. The body, parsed once.
+    let message = match McpMessage::parse(&bytes) {
+        Ok(message) => message,
+        Err(error) => {
+            tracing::info!(correlation = %caller.correlation, reason = %error.detail(), "malformed request refused");
+            let mut record = record::of_caller(&caller, "(malformed)", AuditDecision::Deny);
+            record.reasons = vec![Reason::Malformed.as_str().to_owned()];
+            record.status = Some(400);
+            let _ = access.record(record, Durability::Queued).await;
+            return wire::rpc_error(
+                StatusCode::BAD_REQUEST,
+                error.id(),
+                error.code(),
+                error.text(),
+                None,
+            );
+        }
+    };
+    // 3. Its era and session, its headers checked against it.
+    let upstreams = &endpoint.gateway.upstreams;
+    let lifecycle = match wire::lifecycle(&parts.headers, &message, |name| {
+        upstreams.tool(name)?.get("inputSchema").cloned()
+    }) {
+        Ok(lifecycle) => lifecycle,
+        Err(refusal) => {
+            if refusal.mismatch {
+                let method = match &message {
+                    McpMessage::Request(request) => request.method.as_str(),
+                    McpMessage::Notification(notification) => notification.method.as_str(),
+                    McpMessage::Response(_) => "(response)",
+                };
+                let mut record = record::of_caller(&caller, method, AuditDecision::Deny);
+                record.reasons = vec![Reason::HeaderMismatch.as_str().to_owned()];
+                record.status = Some(400);
+                let _ = access.record(record, Durability::Queued).await;
+            }
+            return *refusal.response;
+        }
+    };
+    let session = match &lifecycle {
+        wire::Lifecycle::Session(id) => {
+            match lifecycle::session(&endpoint, &caller, id, "POST").await {
+                Ok(session) => Some(session),
+                Err(response) => return response,
+            }
+        }
+        wire::Lifecycle::Opening | wire::Lifecycle::Stateless => None,
+    };
+    if let Some(session) = &session {
+        session.used(caller.identity.as_ref().and_then(|i| i.opaque.as_ref()));
+    }
+    // 4 and 5: decided and answered.
+    match message {
+        McpMessage::Request(request) => {
+            serve::request(endpoint.clone(), caller, lifecycle, session, request).await
+        }
+        McpMessage::Notification(notification) => {
+            notified(&endpoint, session.as_deref(), notification).await
+        }
+        McpMessage::Response(response) => answered(session.as_deref(), response),
+    }
+}
+
+/// A client's notification: taken (202), whatever it is; what it means is acted on only for
+/// the caller's own session and requests.
+async fn notified(
+    endpoint: &Endpoint,
+    session: Option<&sessions::Session>,
+    notification: McpNotification,
+) -> Response {
+    match (&notification.method, session) {
+        (NotificationMethod::Cancelled, Some(session)) => {
+            if let Some(id) = notification.params.get("requestId") {
+                session.cancel(id);
+            }
+        }
+        (NotificationMethod::RootsListChanged, Some(session)) => {
+            for (_, connection) in session.links.open().await {
+                let _ = connection
+                    .notify("notifications/roots/list_changed", serde_json::Map::new())
+                    .await;
+            }
+        }
+        // Stateless cancellation is the client closing the stream; the rest needs no action.
+        _ => {}
+    }
+    let _ = endpoint;
+    wire::accepted_response()
+}
+
+/// A client's answer to a question its session asked.
+fn answered(session: Option<&sessions::Session>, response: McpResponse) -> Response {
+    match session {
+        Some(session) => {
+            if !session.answer(response.id.as_value(), response.outcome) {
+                tracing::debug!(session = %session.id, "an answer to no question");
+            }
+            wire::accepted_response()
+        }
+        None => wire::rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            -32600,
+            "Invalid Request: an answer without a session",
+            None,
+        ),
+    }
+}
+
+/// `GET`: a session's standalone stream (2025-11-25); nothing in the stateless era.
+pub(crate) async fn get(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let access = &endpoint.gateway.access;
+    let caller = match access
+        .caller(&parts.headers, &format!("GET {}", endpoint.path))
+        .await
+    {
+        Ok(caller) => caller,
+        Err(refused) => return lifecycle::refused(access, refused),
+    };
+    if !wire::accepts_events(&parts.headers) {
+        return wire::text_response(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: Client must accept text/event-stream",
+        );
+    }
+    let Some(id) = wire::session_id(&parts.headers) else {
+        return method_not_allowed();
+    };
+    let session = match lifecycle::session(&endpoint, &caller, id, "GET").await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    lifecycle::standalone(&endpoint, &session)
+}
+
+/// `DELETE`: end a session.
+pub(crate) async fn delete(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let access = &endpoint.gateway.access;
+    let caller = match access
+        .caller(&parts.headers, &format!("DELETE {}", endpoint.path))
+        .await
+    {
+        Ok(caller) => caller,
+        Err(refused) => return lifecycle::refused(access, refused),
+    };
+    let Some(id) = wire::session_id(&parts.headers) else {
+        return method_not_allowed();
+    };
+    match lifecycle::session(&endpoint, &caller, id, "DELETE").await {
+        Ok(session) => {
+            endpoint.gateway.sessions.close(&session.id);
+            wire::accepted_response()
+        }
+        Err(response) => response,
+    }
+}
+
+fn method_not_allowed() -> Response {
+    let mut response = wire::text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+    response
+        .headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+    response
+}

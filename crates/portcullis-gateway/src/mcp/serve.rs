@@ -1,0 +1,260 @@
+//! A request, decided, answered: refused in the way its verdict says, or served with its proof.
+
+use std::sync::Arc;
+
+use axum::response::Response;
+use portcullis_authn::{Challenge, Scopes};
+use portcullis_core::{CorrelationId, Era, McpMethod, McpRequest, message};
+use serde_json::{Value, json};
+
+use super::{
+    Endpoint, call, consent, lifecycle, list, listen,
+    reply::{self, Final},
+    sessions::{Outlet, Session},
+    wire::{self, Lifecycle},
+};
+use crate::{
+    access::{self, Authorized, Caller, Scene, Verdict},
+    gateway::Gateway,
+    upstreams::Via,
+};
+
+/// JSON-RPC codes Portcullis defines, outside the range the spec reserves (-32768..-32000).
+pub(crate) const DENIED_BY_POLICY: i64 = -31001;
+pub(crate) const APPROVAL_REQUIRED: i64 = -31002;
+
+/// Decide `request` and answer it.
+pub(crate) async fn request(
+    endpoint: Arc<Endpoint>,
+    caller: Caller,
+    lifecycle: Lifecycle,
+    session: Option<Arc<Session>>,
+    request: McpRequest,
+) -> Response {
+    let era = wire::era_of(&lifecycle);
+    let request = Arc::new(request);
+    let verdict = {
+        let scene = Scene {
+            caller: &caller,
+            era,
+            session: session.as_deref().map(|s| s.id.as_str()),
+        };
+        let gateway = &endpoint.gateway;
+        access::decide(&gateway.access, &*gateway.upstreams, scene, request.clone()).await
+    };
+    match verdict {
+        Verdict::Local => lifecycle::answer(&endpoint, &caller, era, &request).await,
+        Verdict::StepUp { scopes } => step_up(&endpoint, scopes),
+        verdict => {
+            let (style, stop) = (endpoint.style, endpoint.streams.clone());
+            reply::respond(style, stop, move |outlet| async move {
+                let context = Context {
+                    endpoint,
+                    caller,
+                    era,
+                    session,
+                    outlet,
+                };
+                context.handle(request, verdict).await
+            })
+            .await
+        }
+    }
+}
+
+/// The 403 `insufficient_scope` challenge naming every scope the request needs.
+fn step_up(endpoint: &Endpoint, scopes: Vec<String>) -> Response {
+    let metadata_url = endpoint
+        .gateway
+        .access
+        .authenticator()
+        .map(|authenticator| authenticator.metadata_url.clone())
+        .unwrap_or_default();
+    match Scopes::new(scopes) {
+        Ok(scopes) => {
+            lifecycle::challenge_response(&metadata_url, &Challenge::InsufficientScope { scopes })
+        }
+        // Configuration checked every scope; an unwritable one cannot get here.
+        Err(_) => wire::text_response(http::StatusCode::FORBIDDEN, "Forbidden\n"),
+    }
+}
+
+/// Everything the work of answering one request needs.
+pub(crate) struct Context {
+    pub(crate) endpoint: Arc<Endpoint>,
+    pub(crate) caller: Caller,
+    pub(crate) era: Era,
+    pub(crate) session: Option<Arc<Session>>,
+    /// Where messages before the answer go (the request's own stream).
+    pub(crate) outlet: Outlet,
+}
+
+impl Context {
+    pub(crate) fn gateway(&self) -> &Gateway {
+        &self.endpoint.gateway
+    }
+
+    pub(crate) fn scene(&self) -> Scene<'_> {
+        Scene {
+            caller: &self.caller,
+            era: self.era,
+            session: self.session.as_deref().map(|s| s.id.as_str()),
+        }
+    }
+
+    /// The connection a request of this caller travels on.
+    pub(crate) fn via(&self) -> Via<'_> {
+        match &self.session {
+            Some(session) => Via::Session(&session.links),
+            None => Via::Shared,
+        }
+    }
+
+    async fn handle(self, request: Arc<McpRequest>, verdict: Verdict) -> Final {
+        // A session client may cancel a request it sent (`notifications/cancelled`).
+        let cancelled = self
+            .session
+            .as_ref()
+            .map(|session| session.started(&request.id));
+        let answer = async {
+            match verdict {
+                Verdict::Allow(proof) => self.serve(proof).await,
+                Verdict::Ask(pending) => match consent::settle(&self, pending).await {
+                    Ok(proof) => self.serve(proof).await,
+                    Err(answer) => answer,
+                },
+                Verdict::Hidden => not_found(&request, self.era),
+                Verdict::ObjectHidden(text) => {
+                    let result =
+                        json!({"content": [{"type": "text", "text": text}], "isError": true});
+                    Final::ok(message::result_message(
+                        Some(&request.id),
+                        &super::shape::complete(self.era, result).to_string(),
+                    ))
+                }
+                Verdict::Denied(correlation) => denied(&request, &correlation),
+                Verdict::Malfunction(correlation) => internal(&request, &correlation),
+                Verdict::Local | Verdict::StepUp { .. } => {
+                    internal(&request, &self.caller.correlation)
+                }
+            }
+        };
+        let done = match &cancelled {
+            Some(cancelled) => tokio::select! {
+                done = answer => done,
+                () = cancelled.cancelled() => error(&request, -32603, "request cancelled", None),
+            },
+            None => answer.await,
+        };
+        if let Some(session) = &self.session {
+            session.finished(&request.id);
+        }
+        done
+    }
+
+    async fn serve(&self, proof: Authorized) -> Final {
+        match &proof.request().method {
+            McpMethod::ToolsCall => call::tool(self, &proof).await,
+            McpMethod::PromptsGet => call::prompt(self, &proof).await,
+            McpMethod::ResourcesRead => call::read(self, &proof).await,
+            McpMethod::ResourcesSubscribe | McpMethod::ResourcesUnsubscribe => {
+                call::subscription(self, &proof).await
+            }
+            McpMethod::ToolsList
+            | McpMethod::PromptsList
+            | McpMethod::ResourcesList
+            | McpMethod::ResourceTemplatesList => list::list(self, &proof).await,
+            McpMethod::Complete => call::complete(self, &proof).await,
+            McpMethod::SetLogLevel => call::set_level(self, &proof).await,
+            McpMethod::SubscriptionsListen => listen::listen(self, &proof).await,
+            McpMethod::TasksGet
+            | McpMethod::TasksResult
+            | McpMethod::TasksCancel
+            | McpMethod::TasksUpdate => call::task(self, &proof).await,
+            McpMethod::TasksList => call::tasks(self, &proof).await,
+            McpMethod::Other(_) => call::other(self, &proof).await,
+            McpMethod::Initialize | McpMethod::Ping | McpMethod::Discover => {
+                internal(proof.request(), proof.correlation())
+            }
+        }
+    }
+}
+
+/// A JSON-RPC error answer.
+pub(crate) fn error(request: &McpRequest, code: i64, text: &str, data: Option<&Value>) -> Final {
+    Final::ok(message::error_message(Some(&request.id), code, text, data))
+}
+
+/// Exactly the answer for something that does not exist, per method.
+pub(crate) fn not_found(request: &McpRequest, era: Era) -> Final {
+    match &request.method {
+        McpMethod::ToolsCall => error(request, -32602, "tool not found", None),
+        McpMethod::PromptsGet => error(request, -32602, "prompt not found", None),
+        McpMethod::ResourcesRead
+        | McpMethod::ResourcesSubscribe
+        | McpMethod::ResourcesUnsubscribe => resource_not_found(request, era),
+        McpMethod::TasksGet
+        | McpMethod::TasksResult
+        | McpMethod::TasksCancel
+        | McpMethod::TasksUpdate => error(request, -32602, "task not found", None),
+        McpMethod::Complete => {
+            let prompt = request
+                .params
+                .get("ref")
+                .and_then(|r| r.get("type"))
+                .is_some_and(|t| t == "ref/prompt");
+            if prompt {
+                error(request, -32602, "prompt not found", None)
+            } else {
+                resource_not_found(request, era)
+            }
+        }
+        _ => method_not_found(request, era),
+    }
+}
+
+/// "Method not found": HTTP 404 for a stateless caller, as the era says.
+pub(crate) fn method_not_found(request: &McpRequest, era: Era) -> Final {
+    Final {
+        status: if era == Era::Stateless {
+            http::StatusCode::NOT_FOUND
+        } else {
+            http::StatusCode::OK
+        },
+        message: message::error_message(Some(&request.id), -32601, "Method not found", None),
+    }
+}
+
+/// A resource that does not exist: -32002 before 2026-07-28, -32602 since.
+pub(crate) fn resource_not_found(request: &McpRequest, era: Era) -> Final {
+    let code = if era == Era::Stateless {
+        -32602
+    } else {
+        -32002
+    };
+    error(request, code, "resource not found", None)
+}
+
+/// Denied by policy, on something the caller can see: a fixed text with a reference.
+fn denied(request: &McpRequest, correlation: &CorrelationId) -> Final {
+    let text = format!(
+        "This request was denied by policy. If you need this access, ask your administrator \
+         and quote reference {correlation}."
+    );
+    error(
+        request,
+        DENIED_BY_POLICY,
+        &text,
+        Some(&json!({ "correlationId": correlation.as_str() })),
+    )
+}
+
+/// Something the gateway depends on failed: never a denial, never an allow.
+pub(crate) fn internal(request: &McpRequest, correlation: &CorrelationId) -> Final {
+    error(
+        request,
+        -32603,
+        &format!("internal error; reference {correlation}"),
+        Some(&json!({ "correlationId": correlation.as_str() })),
+    )
+}

@@ -1,0 +1,381 @@
+//! 2025-11-25 sessions: opened by `initialize`, bound to the caller who opened it, ended by
+//! DELETE, by idleness or by shutdown. A session id is never a credential: every request still
+//! carries its own token, and a session answers only the caller (issuer and subject) who
+//! opened it; anyone else is told it does not exist.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use portcullis_authn::BearerToken;
+use portcullis_core::CallerId;
+use portcullis_mcp::{ClientIdentity, Event};
+use portcullis_policy::Principal;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::upstreams::SessionLinks;
+
+// Bound on live sessions; a session that cannot be opened is refused, never another's evicted.
+const MAX_SESSIONS: usize = 100_000;
+// What a session's own connections may say before the session reads it.
+const BACKLOG: usize = 256;
+
+/// Where messages for a client go: the JSON text of each, framed by the stream's writer.
+pub(crate) type Outlet = mpsc::Sender<String>;
+
+/// One session.
+pub(crate) struct Session {
+    /// Its id (`Mcp-Session-Id`).
+    pub(crate) id: String,
+    /// Who opened it; `None` on an unauthenticated gateway.
+    pub(crate) owner: Option<CallerId>,
+    /// Its own upstream connections.
+    pub(crate) links: SessionLinks,
+    /// The caller as its token said when it opened the session: its view is followed from it.
+    pub(crate) token_principal: Option<Principal>,
+    /// The tools its caller was last shown, for per-caller `list_changed`.
+    pub(crate) shown: super::live::Shown,
+    /// Ended with the session.
+    pub(crate) alive: CancellationToken,
+    log_level: Mutex<Option<String>>,
+    asks: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Value>>>>,
+    next_ask: AtomicU64,
+    standalone: Mutex<Option<Outlet>>,
+    last_seen: Mutex<Instant>,
+    /// The opaque token it last used, kept (in memory only, never logged) so its owner's
+    /// introspection answer can be asked again while the session lives.
+    opaque: Mutex<Option<BearerToken>>,
+    /// Requests in progress, by the client's id, so `notifications/cancelled` can stop them.
+    inflight: Mutex<HashMap<String, CancellationToken>>,
+}
+
+/// Every live session.
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+    idle: Duration,
+}
+
+/// A session just opened, and what its own upstream connections will say on their own.
+pub(crate) type Opened = (Arc<Session>, mpsc::Receiver<(usize, Event)>);
+
+/// Too many sessions are open.
+#[derive(Debug)]
+pub(crate) struct Full;
+
+impl Sessions {
+    /// No sessions yet; an idle one is closed after `idle`.
+    pub(crate) fn new(idle: Duration) -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+            idle,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Open a session for `owner`, whose client declared `identity`;
+    /// what its own upstream connections say on their own comes out of the receiver.
+    pub(crate) fn open(
+        &self,
+        owner: Option<CallerId>,
+        identity: ClientIdentity,
+        (token_principal, opaque): (Option<Principal>, Option<BearerToken>),
+    ) -> Result<Opened, Full> {
+        let (unattributed, receiver) = mpsc::channel(BACKLOG);
+        let session = Arc::new(Session {
+            id: format!("ps-{}", portcullis_authn::signing::random_token()),
+            owner,
+            links: SessionLinks::new(identity, unattributed),
+            token_principal,
+            shown: super::live::Shown::default(),
+            alive: CancellationToken::new(),
+            log_level: Mutex::new(None),
+            asks: Mutex::new(HashMap::new()),
+            next_ask: AtomicU64::new(1),
+            standalone: Mutex::new(None),
+            last_seen: Mutex::new(Instant::now()),
+            opaque: Mutex::new(opaque),
+            inflight: Mutex::new(HashMap::new()),
+        });
+        let mut map = self.lock();
+        if map.len() >= MAX_SESSIONS {
+            let idle = self.idle;
+            let stale: Vec<String> = map
+                .iter()
+                .filter(|(_, session)| session.idle_for() >= idle)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in stale {
+                if let Some(session) = map.remove(&id) {
+                    session.end();
+                }
+            }
+            if map.len() >= MAX_SESSIONS {
+                return Err(Full);
+            }
+        }
+        map.insert(session.id.clone(), session.clone());
+        Ok((session, receiver))
+    }
+
+    /// The session `id`, if it exists and belongs to `caller`. SECURITY: another caller's
+    /// session is exactly as absent as one that never existed.
+    pub(crate) fn get(&self, id: &str, caller: Option<&CallerId>) -> Lookup {
+        let Some(session) = self.lock().get(id).cloned() else {
+            return Lookup::Missing;
+        };
+        if session.owner.as_ref() != caller {
+            return Lookup::NotOwned;
+        }
+        session.touch();
+        Lookup::Found(session)
+    }
+
+    /// End session `id` (DELETE).
+    pub(crate) fn close(&self, id: &str) {
+        if let Some(session) = self.lock().remove(id) {
+            session.end();
+        }
+    }
+
+    /// End sessions idle longer than the idle timeout; run periodically.
+    pub(crate) fn sweep(&self) {
+        let idle = self.idle;
+        let mut map = self.lock();
+        map.retain(|_, session| {
+            let keep = session.idle_for() < idle;
+            if !keep {
+                session.end();
+            }
+            keep
+        });
+    }
+
+    /// End every session (shutdown).
+    pub(crate) fn close_all(&self) {
+        for (_, session) in self.lock().drain() {
+            session.end();
+        }
+    }
+
+    /// Each live session's caller with the opaque token it last used.
+    pub(crate) fn opaque_tokens(&self) -> HashMap<CallerId, BearerToken> {
+        let idle = self.idle;
+        self.lock()
+            .values()
+            .filter(|session| session.idle_for() < idle)
+            .filter_map(|session| {
+                let token = session
+                    .opaque
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone()?;
+                Some((session.owner.clone()?, token))
+            })
+            .collect()
+    }
+
+    /// How many sessions are live.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// What a session id names for a caller.
+pub(crate) enum Lookup {
+    /// Its session.
+    Found(Arc<Session>),
+    /// Someone else's.
+    NotOwned,
+    /// None.
+    Missing,
+}
+
+impl Session {
+    fn idle_for(&self) -> Duration {
+        self.last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .elapsed()
+    }
+
+    fn touch(&self) {
+        *self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+
+    /// Remember the opaque token the caller used last.
+    pub(crate) fn used(&self, opaque: Option<&BearerToken>) {
+        if let Some(token) = opaque {
+            *self.opaque.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+        }
+    }
+
+    fn end(&self) {
+        self.alive.cancel();
+        *self
+            .standalone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        for (_, token) in self
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+        {
+            token.cancel();
+        }
+    }
+
+    /// The level from the session's last `logging/setLevel`, or everything if it never chose
+    /// (session-era servers log everything until told otherwise).
+    pub(crate) fn log_level(&self) -> String {
+        self.log_level
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "debug".to_owned())
+    }
+
+    /// Remember the level the client chose.
+    pub(crate) fn set_log_level(&self, level: String) {
+        *self
+            .log_level
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(level);
+    }
+
+    /// Ask the client `method` on `outlet` (a call's own stream, or the session's standalone
+    /// one) and wait up to `wait` for its answer: `Err` carries a JSON-RPC error object.
+    pub(crate) async fn ask(
+        &self,
+        outlet: &Outlet,
+        method: &str,
+        params: Map<String, Value>,
+        wait: Duration,
+    ) -> Result<Value, Value> {
+        let id = self.next_ask.fetch_add(1, Ordering::Relaxed);
+        let (answer, answered) = oneshot::channel();
+        self.asks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, answer);
+        let mut message = Map::new();
+        message.insert("jsonrpc".to_owned(), "2.0".into());
+        message.insert("id".to_owned(), id.into());
+        message.insert("method".to_owned(), method.into());
+        message.insert("params".to_owned(), Value::Object(params));
+        let sent = outlet
+            .send(Value::Object(message).to_string())
+            .await
+            .is_ok();
+        let outcome = if sent {
+            tokio::select! {
+                answer = tokio::time::timeout(wait, answered) => match answer {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(_)) | Err(_) => Err(no_answer()),
+                },
+                () = self.alive.cancelled() => Err(no_answer()),
+            }
+        } else {
+            Err(no_answer())
+        };
+        self.asks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        outcome
+    }
+
+    /// The client answered request `id`; false if the session asked no such thing.
+    pub(crate) fn answer(&self, id: &Value, outcome: Result<Value, Value>) -> bool {
+        let Some(id) = id.as_u64() else {
+            return false;
+        };
+        let waiting = self
+            .asks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        waiting.is_some_and(|waiting| waiting.send(outcome).is_ok())
+    }
+
+    /// Open the standalone stream (GET): what the session's upstreams and the gateway say on
+    /// their own goes there. A second GET takes over from the first.
+    pub(crate) fn open_standalone(&self) -> mpsc::Receiver<String> {
+        let (outlet, receiver) = mpsc::channel(BACKLOG);
+        *self
+            .standalone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(outlet);
+        receiver
+    }
+
+    /// The standalone stream, if open.
+    pub(crate) fn standalone(&self) -> Option<Outlet> {
+        self.standalone
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|outlet| !outlet.is_closed())
+    }
+
+    /// Send a notification on the standalone stream; false when none is open.
+    pub(crate) fn notify(&self, method: &str, params: Map<String, Value>) -> bool {
+        let Some(outlet) = self.standalone() else {
+            return false;
+        };
+        let mut message = Map::new();
+        message.insert("jsonrpc".to_owned(), "2.0".into());
+        message.insert("method".to_owned(), method.into());
+        message.insert("params".to_owned(), Value::Object(params));
+        outlet.try_send(Value::Object(message).to_string()).is_ok()
+    }
+
+    /// A request of the client's is in progress under `id`: cancelling the returned token
+    /// stops it.
+    pub(crate) fn started(&self, id: &portcullis_core::RequestId) -> CancellationToken {
+        let token = self.alive.child_token();
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_json(), token.clone());
+        token
+    }
+
+    /// The request `id` is over.
+    pub(crate) fn finished(&self, id: &portcullis_core::RequestId) {
+        self.inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id.to_json());
+    }
+
+    /// The client cancelled request `id`.
+    pub(crate) fn cancel(&self, id: &Value) {
+        if let Some(token) = self
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id.to_string())
+        {
+            token.cancel();
+        }
+    }
+}
+
+/// The error object for a question the client did not answer.
+fn no_answer() -> Value {
+    serde_json::json!({"code": -32603, "message": "the client did not answer"})
+}

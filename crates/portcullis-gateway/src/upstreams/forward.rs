@@ -1,0 +1,262 @@
+//! Sending a caller's request upstream: only with its proof, only as it was decided.
+//!
+//! [`Upstreams::prepare`] makes a [`Forward`] from an [`Authorized`] proof: the request's own
+//! method and params, with its target renamed as routed (a prefixed tool name loses its
+//! prefix). The few changes a forward may still get are its own methods: another page of a
+//! list, the answers to an input-required round, the session client's identity and log level,
+//! the gateway's signed identity assertion. [`Upstreams::send`] then returns a [`Forwarded`],
+//! which writes the request's outcome record when it ends, however it ends.
+
+use std::time::Instant;
+
+use portcullis_audit::AuditRecord;
+use portcullis_mcp::{Connection, Event, Outbound, UpstreamError};
+use portcullis_policy::Principal;
+use serde_json::{Map, Value};
+
+use super::{SessionLinks, Upstreams};
+use crate::{access::Authorized, trail::Trail};
+
+/// Where the gateway's signed identity assertion travels (see `crate::identity`).
+pub(crate) const IDENTITY_KEY: &str = "io.portcullis/identity";
+const PROGRESS_TOKEN_KEY: &str = "progressToken";
+const LOG_LEVEL_KEY: &str = "io.modelcontextprotocol/logLevel";
+const CAPABILITIES_KEY: &str = "io.modelcontextprotocol/clientCapabilities";
+const CLIENT_INFO_KEY: &str = "io.modelcontextprotocol/clientInfo";
+
+/// Which connection a request travels on.
+pub(crate) enum Via<'a> {
+    /// The upstream's shared connection (stateless callers).
+    Shared,
+    /// The session's own connection where the upstream speaks the session era.
+    Session(&'a SessionLinks),
+}
+
+/// A caller's request on its way to one upstream.
+pub(crate) struct Forward<'p> {
+    proof: &'p Authorized,
+    index: usize,
+    params: Map<String, Value>,
+    /// `params._meta`, apart until the request is sent.
+    meta: Map<String, Value>,
+    /// The caller's own progress token, if it asked for progress.
+    progress: Option<Value>,
+}
+
+impl Upstreams {
+    /// `proof`'s request as upstream `index` takes it: its tool or prompt name as that upstream
+    /// knows it; no progress token and no identity claim of the caller's own.
+    pub(crate) fn prepare<'p>(&self, proof: &'p Authorized, index: usize) -> Forward<'p> {
+        let request = proof.request();
+        let mut params = request.params.clone();
+        let mut meta = match params.remove("_meta") {
+            Some(Value::Object(meta)) => meta,
+            _ => Map::new(),
+        };
+        let progress = meta.remove(PROGRESS_TOKEN_KEY);
+        // SECURITY: only the gateway speaks for who the caller is.
+        meta.remove(IDENTITY_KEY);
+        if matches!(
+            request.method,
+            portcullis_core::McpMethod::ToolsCall | portcullis_core::McpMethod::PromptsGet
+        ) && let Some((_, upstream_name)) =
+            request.target().and_then(|name| self.route_name(name))
+        {
+            params.insert("name".to_owned(), Value::String(upstream_name));
+        }
+        Forward {
+            proof,
+            index,
+            params,
+            meta,
+            progress,
+        }
+    }
+
+    /// Send `forward` on `via`. `outcome` is the template of the request's outcome record,
+    /// written (to `trail`) when the returned [`Forwarded`] ends.
+    pub(crate) async fn send(
+        &self,
+        mut forward: Forward<'_>,
+        via: &Via<'_>,
+        principal: Option<&Principal>,
+        (outcome, trail): (AuditRecord, &Trail),
+    ) -> Result<Forwarded, UpstreamError> {
+        let index = forward.index;
+        let connection = match via {
+            Via::Shared => self.shared(index).await?,
+            Via::Session(links) => links.connection(self, index).await?,
+        };
+        if let Some(assertion) = principal.and_then(|p| self.assertion(p, index)) {
+            forward
+                .meta
+                .insert(IDENTITY_KEY.to_owned(), assertion.into());
+        }
+        if !forward.meta.is_empty() {
+            let meta = std::mem::take(&mut forward.meta);
+            forward
+                .params
+                .insert("_meta".to_owned(), Value::Object(meta));
+        }
+        let method = forward.proof.request().method.as_str().to_owned();
+        let param_headers = match (method.as_str(), forward.proof.request().target()) {
+            ("tools/call", Some(name)) => self
+                .tool(name)
+                .and_then(|tool| tool.get("inputSchema").cloned())
+                .map(|schema| {
+                    portcullis_mcp::param_headers(
+                        &schema,
+                        forward.params.get("arguments").and_then(Value::as_object),
+                    )
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let outbound = Outbound {
+            method,
+            params: forward.params,
+            progress: forward.progress.is_some(),
+            param_headers,
+        };
+        let exchange = connection.send(outbound).await?;
+        let mut outcome = outcome;
+        outcome.upstream = Some(self.name(index).to_owned());
+        Ok(Forwarded {
+            exchange,
+            index,
+            progress: forward.progress,
+            record: Some((outcome, trail.clone())),
+            started: Instant::now(),
+        })
+    }
+}
+
+impl Forward<'_> {
+    /// Ask for the page at `cursor` (`None`: the first) instead of the caller's.
+    pub(crate) fn page(&mut self, cursor: Option<Value>) {
+        match cursor {
+            Some(cursor) => {
+                self.params.insert("cursor".to_owned(), cursor);
+            }
+            None => {
+                self.params.remove("cursor");
+            }
+        }
+    }
+
+    /// Ask a `subscriptions/listen` for `filter` instead of the caller's whole one (the part
+    /// this upstream owns, and the caller may have).
+    pub(crate) fn listen_filter(&mut self, filter: Value) {
+        self.params.insert("notifications".to_owned(), filter);
+    }
+
+    /// Name the prompt a completion refers to as its upstream knows it.
+    pub(crate) fn rename_reference(&mut self, upstream_name: &str) {
+        if let Some(Value::Object(reference)) = self.params.get_mut("ref") {
+            reference.insert("name".to_owned(), upstream_name.into());
+        }
+    }
+
+    /// Carry the answers to an input-required round (and the state it came with).
+    pub(crate) fn answer_input(&mut self, responses: Value, state: Option<Value>) {
+        self.params.insert("inputResponses".to_owned(), responses);
+        match state {
+            Some(state) => {
+                self.params.insert("requestState".to_owned(), state);
+            }
+            None => {
+                self.params.remove("requestState");
+            }
+        }
+    }
+
+    /// Leave out the approval the caller brought back (it was redeemed by the gateway, and is
+    /// not the upstream's).
+    pub(crate) fn drop_approval(&mut self) {
+        self.params.remove("inputResponses");
+        self.params.remove("requestState");
+    }
+
+    /// Say, for a stateless upstream, what the session client declared and which log level it
+    /// chose; a stateless caller's own `_meta` already says so.
+    pub(crate) fn session_client(
+        &mut self,
+        identity: &portcullis_mcp::ClientIdentity,
+        log_level: &str,
+    ) {
+        let meta = &mut self.meta;
+        meta.insert(
+            CAPABILITIES_KEY.to_owned(),
+            Value::Object(identity.capabilities.clone()),
+        );
+        meta.insert(CLIENT_INFO_KEY.to_owned(), identity.info.clone());
+        meta.insert(LOG_LEVEL_KEY.to_owned(), log_level.into());
+    }
+}
+
+/// A request in flight upstream. Its outcome is recorded when it ends: `finish` says how;
+/// dropped unfinished (the caller went away, a timeout), it is recorded as `cancelled`.
+pub(crate) struct Forwarded {
+    exchange: portcullis_mcp::Exchange,
+    index: usize,
+    progress: Option<Value>,
+    record: Option<(AuditRecord, Trail)>,
+    started: Instant,
+}
+
+impl Forwarded {
+    /// The next thing the upstream sent about this request; progress carries the caller's own
+    /// token again.
+    pub(crate) async fn next(&mut self) -> Result<Event, UpstreamError> {
+        let mut event = self.exchange.next().await?;
+        if let Event::Notification { method, params } = &mut event
+            && method == "notifications/progress"
+        {
+            match &self.progress {
+                Some(token) => {
+                    params.insert(PROGRESS_TOKEN_KEY.to_owned(), token.clone());
+                }
+                // The caller asked for no progress: the upstream sends some anyway.
+                None => {
+                    params.remove(PROGRESS_TOKEN_KEY);
+                }
+            }
+        }
+        Ok(event)
+    }
+
+    /// The connection it travels on (to answer the upstream's own requests).
+    pub(crate) fn connection(&self) -> &Connection {
+        self.exchange.connection()
+    }
+
+    /// The upstream's index.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether the caller asked for progress.
+    pub(crate) fn wants_progress(&self) -> bool {
+        self.progress.is_some()
+    }
+
+    /// Record how it ended: `ok`, `tool-error`, `error`, `input-required`.
+    pub(crate) fn finish(mut self, outcome: &str) {
+        self.record(outcome);
+    }
+
+    fn record(&mut self, outcome: &str) {
+        if let Some((mut record, trail)) = self.record.take() {
+            record.outcome = Some(outcome.to_owned());
+            record.latency_ms =
+                Some(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX));
+            trail.record_later(record);
+        }
+    }
+}
+
+impl Drop for Forwarded {
+    fn drop(&mut self) {
+        self.record("cancelled");
+    }
+}

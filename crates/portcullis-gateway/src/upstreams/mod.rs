@@ -1,0 +1,318 @@
+//! The upstream side of the gateway: the supervised upstreams, which one owns what, and the
+//! only ways to send them anything: [`Upstreams::send`], which takes a caller's request with
+//! its [`Authorized`](crate::access::Authorized) proof, and [`Upstreams::learn`] and object
+//! lookups, which take the gateway's own [`Internal`] proof.
+
+mod forward;
+mod links;
+mod resolve;
+mod route;
+
+use std::{sync::Arc, time::Duration};
+
+use portcullis_core::CallerId;
+use portcullis_mcp::{Change, Connection, SharedUpstream, UpstreamStatus};
+use portcullis_policy::{ObjectAttributes, Principal, Resolver, RiskTier};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use forward::{Forward, Forwarded, Via};
+pub(crate) use links::SessionLinks;
+
+use crate::{
+    access::{Internal, Objects, TaskRoute},
+    config::Config,
+    identity::Asserter,
+};
+
+/// How long a request waits for an upstream that is (re)starting before it is answered with an
+/// error.
+const READY_WAIT: Duration = Duration::from_secs(5);
+
+/// The upstreams behind the gateway.
+pub struct Upstreams {
+    upstreams: Vec<Upstream>,
+    separator: String,
+    /// Time an upstream has to answer one request.
+    pub(crate) request_timeout: Duration,
+    /// Changes the upstreams announce (list changes, resource updates).
+    changes: broadcast::Sender<Change>,
+    routes: std::sync::Mutex<route::Routes>,
+    /// Permits for per-session upstream connections; bounds the children and sockets callers
+    /// can make the gateway hold by opening sessions.
+    session_connections: Arc<tokio::sync::Semaphore>,
+    max_session_connections: usize,
+    /// Signs who the caller is, for each upstream, if configured.
+    asserter: Option<Asserter>,
+    /// Object attributes learned from resolvers, briefly.
+    objects: resolve::ObjectCache,
+    /// When the tool list was last learned for a name nobody had listed.
+    tools_learned: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+struct Upstream {
+    shared: Arc<SharedUpstream>,
+    prefix: Option<String>,
+    /// Set once the upstream refused a session handshake while answering stateless requests.
+    stateless_only: std::sync::atomic::AtomicBool,
+}
+
+impl Upstreams {
+    /// Start supervising every configured upstream. Returns at once; they connect in the
+    /// background and [`Upstreams::wait_ready`] waits for them.
+    pub fn start(config: &Config, shutdown: &CancellationToken) -> Self {
+        let (changes, _) = broadcast::channel(256);
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|(spec, prefix)| Upstream {
+                shared: SharedUpstream::start(
+                    spec.clone(),
+                    changes.clone(),
+                    shutdown.child_token(),
+                ),
+                prefix: prefix.clone(),
+                stateless_only: std::sync::atomic::AtomicBool::new(false),
+            })
+            .collect();
+        Self {
+            upstreams,
+            separator: config.naming.separator.clone(),
+            request_timeout: config.request_timeout,
+            changes,
+            routes: std::sync::Mutex::default(),
+            session_connections: Arc::new(tokio::sync::Semaphore::new(
+                config.max_session_connections,
+            )),
+            max_session_connections: config.max_session_connections,
+            asserter: config.identity.clone().map(Asserter::new),
+            objects: resolve::ObjectCache::default(),
+            tools_learned: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Wait up to `timeout` for every upstream's first connection; report each one's status.
+    pub async fn wait_ready(&self, timeout: Duration) -> Vec<(String, UpstreamStatus)> {
+        let waits = self.upstreams.iter().map(|u| u.shared.ready(timeout));
+        futures::future::join_all(waits).await;
+        self.status()
+    }
+
+    /// Each upstream's name and status.
+    pub fn status(&self) -> Vec<(String, UpstreamStatus)> {
+        self.upstreams
+            .iter()
+            .map(|u| (u.shared.spec().name.clone(), u.shared.status()))
+            .collect()
+    }
+
+    /// How many per-session upstream connections are held now.
+    pub fn session_connections_in_use(&self) -> usize {
+        self.max_session_connections
+            .saturating_sub(self.session_connections.available_permits())
+    }
+
+    /// How many upstreams there are.
+    pub(crate) fn count(&self) -> usize {
+        self.upstreams.len()
+    }
+
+    /// The configured name of upstream `index`.
+    pub(crate) fn name(&self, index: usize) -> &str {
+        &self.upstreams[index].shared.spec().name
+    }
+
+    /// The era upstream `index` speaks now (`None` while it is down).
+    pub(crate) fn era(&self, index: usize) -> Option<portcullis_core::Era> {
+        self.upstreams.get(index)?.shared.era()
+    }
+
+    /// Changes the upstreams announce.
+    pub(crate) fn changes(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// What every connected upstream said about itself (name, era, capabilities,
+    /// instructions), in routing order; upstreams that are down are left out.
+    pub(crate) fn negotiated(&self) -> Vec<(usize, portcullis_mcp::Negotiated)> {
+        self.upstreams
+            .iter()
+            .enumerate()
+            .filter_map(|(index, upstream)| {
+                let live = upstream.shared.live().ok()?;
+                Some((index, live.negotiated()?.clone()))
+            })
+            .collect()
+    }
+
+    /// The shared connection to upstream `index`, waiting briefly for one that is starting.
+    pub(crate) async fn shared(
+        &self,
+        index: usize,
+    ) -> Result<Connection, portcullis_mcp::UpstreamError> {
+        self.upstreams[index].shared.ready(READY_WAIT).await
+    }
+
+    /// The identity assertion for a request to upstream `index` on behalf of `principal`;
+    /// `None` without assertions configured.
+    pub(crate) fn assertion(&self, principal: &Principal, index: usize) -> Option<String> {
+        let asserter = self.asserter.as_ref()?;
+        asserter.assert(principal, self.name(index))
+    }
+
+    /// Learn what upstream `index` offers of `method` (a list), every page, for the gateway's
+    /// own routing: never for a caller's eyes. `on_behalf` is the caller whose request made
+    /// the gateway look (a backend that checks identities gets its assertion).
+    pub(crate) async fn learn(
+        &self,
+        proof: &Internal,
+        index: usize,
+        method: &str,
+        on_behalf: Option<&Principal>,
+    ) -> Result<Vec<Value>, String> {
+        tracing::debug!(upstream = %self.name(index), purpose = proof.purpose(), method, "learning");
+        let connection = self.shared(index).await.map_err(|e| e.to_string())?;
+        let key = list_key(method).ok_or_else(|| format!("`{method}` is not a list"))?;
+        let mut items = Vec::new();
+        let mut cursor: Option<Value> = None;
+        // A bounded number of pages: an upstream that always has a next page cannot keep the
+        // gateway reading.
+        for _ in 0..MAX_LEARNED_PAGES {
+            let mut params = serde_json::Map::new();
+            if let Some(cursor) = cursor.take() {
+                params.insert("cursor".to_owned(), cursor);
+            }
+            if let Some(assertion) = on_behalf.and_then(|p| self.assertion(p, index)) {
+                let mut meta = serde_json::Map::new();
+                meta.insert(forward::IDENTITY_KEY.to_owned(), assertion.into());
+                params.insert("_meta".to_owned(), Value::Object(meta));
+            }
+            let exchange = connection
+                .send(portcullis_mcp::Outbound::new(method, params))
+                .await
+                .map_err(|e| e.to_string())?;
+            let answer = tokio::time::timeout(self.request_timeout, exchange.answer())
+                .await
+                .map_err(|_| "timed out".to_owned())?
+                .map_err(|e| e.to_string())?;
+            let Ok(Value::Object(mut page)) = answer.into_value() else {
+                return Err("the upstream refused the list".to_owned());
+            };
+            if let Some(Value::Array(found)) = page.remove(key) {
+                for item in found {
+                    self.adopt(index, method, item, &mut items);
+                }
+            }
+            match page.remove("nextCursor") {
+                Some(next @ Value::String(_)) => cursor = Some(next),
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// Give a listed item its public form and learn its route; `out` gets it.
+    pub(crate) fn adopt(&self, index: usize, method: &str, mut item: Value, out: &mut Vec<Value>) {
+        match method {
+            "tools/list" | "prompts/list" => {
+                let Some(name) = item.get("name").and_then(Value::as_str) else {
+                    return;
+                };
+                let public = self.public_name(index, name);
+                item["name"] = Value::String(public.clone());
+                if method == "tools/list" {
+                    self.learn_tool(&public, &item);
+                }
+            }
+            "resources/list" => {
+                // URIs are global names already: they are routed, never rewritten.
+                if let Some(uri) = item.get("uri").and_then(Value::as_str) {
+                    self.learn_resource(uri, index);
+                }
+            }
+            "resources/templates/list" => {
+                if let Some(template) = item.get("uriTemplate").and_then(Value::as_str) {
+                    self.learn_template(template, index);
+                }
+            }
+            _ => return,
+        }
+        out.push(item);
+    }
+
+    /// Whether a tool of this public name exists upstream, learning the lists again (at most
+    /// once a second) when nobody has listed it: a hidden tool and one that does not exist
+    /// must get the same answer, so with policies on the gateway answers both itself.
+    pub(crate) async fn tool_exists(&self, public: &str, on_behalf: Option<&Principal>) -> bool {
+        if self.knows_tool(public) {
+            return true;
+        }
+        // Callers that arrive while the list is being learned wait for it, rather than
+        // answering "not found" for a tool the upstream has.
+        let mut last = self.tools_learned.lock().await;
+        if self.knows_tool(public) {
+            return true;
+        }
+        if last.is_none_or(|at| at.elapsed() >= RELEARN_INTERVAL) {
+            for index in 0..self.count() {
+                let learned = self
+                    .learn(&Internal::learning(), index, "tools/list", on_behalf)
+                    .await;
+                if let Err(error) = learned {
+                    tracing::debug!(upstream = %self.name(index), %error, "tools not learned");
+                }
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        self.knows_tool(public)
+    }
+}
+
+// An unknown tool name makes the gateway learn the tool lists again at most this often: often
+// enough for a new upstream tool to be found, rarely enough that random names cannot make the
+// gateway hammer its upstreams.
+const RELEARN_INTERVAL: Duration = Duration::from_secs(1);
+// Pages the gateway reads of one list for itself.
+const MAX_LEARNED_PAGES: usize = 100;
+
+/// Where a list result holds its items.
+pub(crate) fn list_key(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/list" => Some("tools"),
+        "prompts/list" => Some("prompts"),
+        "resources/list" => Some("resources"),
+        "resources/templates/list" => Some("resourceTemplates"),
+        _ => None,
+    }
+}
+
+impl Objects for Upstreams {
+    async fn resolve(
+        &self,
+        proof: &Internal,
+        principal: &Principal,
+        tool: &str,
+        resolver: &Resolver,
+        object: &str,
+    ) -> Result<Option<ObjectAttributes>, String> {
+        self.resolve_object(proof, principal, tool, resolver, object)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    fn task(&self, task: &str, caller: Option<&CallerId>) -> TaskRoute {
+        self.route_task(task, caller)
+    }
+
+    fn routes_other_methods(&self) -> bool {
+        self.count() == 1
+    }
+
+    fn risk_hint(&self, tool: &str) -> Option<RiskTier> {
+        // `destructiveHint` raises a tier; `readOnlyHint` is never trusted to lower one.
+        let definition = self.tool(tool)?;
+        (definition.pointer("/annotations/destructiveHint") == Some(&Value::Bool(true)))
+            .then_some(RiskTier::Destructive)
+    }
+}

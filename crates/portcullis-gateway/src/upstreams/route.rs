@@ -1,0 +1,154 @@
+//! Which upstream owns a name, a resource URI or a task, learned from what passes through.
+
+use std::collections::HashMap;
+
+use portcullis_core::CallerId;
+use serde_json::Value;
+
+use super::Upstreams;
+use crate::access::TaskRoute;
+
+// Bounds on what the gateway remembers for routing; past these, lookups fall back to asking.
+const MAX_LEARNED_ROUTES: usize = 100_000;
+
+/// What the gateway learned from lists and results.
+#[derive(Default)]
+pub(super) struct Routes {
+    resources: HashMap<String, usize>,
+    templates: Vec<(String, usize)>,
+    /// Task ids, with the upstream that made each and the caller it is for.
+    tasks: HashMap<String, (usize, Option<CallerId>)>,
+    /// The last listed definition of each tool, by public name (annotations, input schema).
+    tools: HashMap<String, Value>,
+}
+
+impl Upstreams {
+    /// The public name of an upstream's tool or prompt `name`.
+    pub(crate) fn public_name(&self, index: usize, name: &str) -> String {
+        match &self.upstreams[index].prefix {
+            Some(prefix) => format!("{prefix}{}{name}", self.separator),
+            None => name.to_owned(),
+        }
+    }
+
+    /// The upstream and upstream-side name of a public tool or prompt name.
+    pub(crate) fn route_name(&self, public: &str) -> Option<(usize, String)> {
+        let prefixed = self
+            .upstreams
+            .iter()
+            .enumerate()
+            .find_map(|(index, upstream)| {
+                let prefix = upstream.prefix.as_deref()?;
+                let rest = public
+                    .strip_prefix(prefix)?
+                    .strip_prefix(self.separator.as_str())?;
+                Some((index, rest.to_owned()))
+            });
+        // Unprefixed upstreams own whatever no prefix claims; the first one wins.
+        prefixed.or_else(|| {
+            let index = self
+                .upstreams
+                .iter()
+                .position(|upstream| upstream.prefix.is_none())?;
+            Some((index, public.to_owned()))
+        })
+    }
+
+    /// The upstreams that may own a resource URI, most likely first.
+    pub(crate) fn route_uri(&self, uri: &str) -> Vec<usize> {
+        let routes = self.routes();
+        if let Some(index) = routes.resources.get(uri) {
+            return vec![*index];
+        }
+        let by_template = routes
+            .templates
+            .iter()
+            .filter(|(literal, _)| !literal.is_empty() && uri.starts_with(literal.as_str()))
+            .max_by_key(|(literal, _)| literal.len())
+            .map(|(_, index)| *index);
+        drop(routes);
+        let mut order: Vec<usize> = by_template.into_iter().collect();
+        order.extend((0..self.upstreams.len()).filter(|index| Some(*index) != by_template));
+        order
+    }
+
+    pub(crate) fn learn_resource(&self, uri: &str, index: usize) {
+        let mut routes = self.routes();
+        if routes.resources.len() < MAX_LEARNED_ROUTES {
+            routes.resources.insert(uri.to_owned(), index);
+        }
+    }
+
+    pub(crate) fn learn_template(&self, template: &str, index: usize) {
+        // The literal text before the first expression is what a concrete URI must start with.
+        let literal = template.split('{').next().unwrap_or_default().to_owned();
+        let mut routes = self.routes();
+        if !routes
+            .templates
+            .iter()
+            .any(|(known, i)| *known == literal && *i == index)
+            && routes.templates.len() < MAX_LEARNED_ROUTES
+        {
+            routes.templates.push((literal, index));
+        }
+    }
+
+    /// Remember a tool's definition under its public name.
+    pub(crate) fn learn_tool(&self, public: &str, tool: &Value) {
+        let mut routes = self.routes();
+        if routes.tools.len() < MAX_LEARNED_ROUTES || routes.tools.contains_key(public) {
+            routes.tools.insert(public.to_owned(), tool.clone());
+        }
+    }
+
+    /// The last listed definition of a tool, by public name.
+    pub(crate) fn tool(&self, public: &str) -> Option<Value> {
+        self.routes().tools.get(public).cloned()
+    }
+
+    /// Whether a tool of this public name was listed.
+    pub(crate) fn knows_tool(&self, public: &str) -> bool {
+        self.routes().tools.contains_key(public)
+    }
+
+    /// Every tool name listed so far.
+    pub(crate) fn tool_names(&self) -> Vec<String> {
+        self.routes().tools.keys().cloned().collect()
+    }
+
+    pub(crate) fn learn_task(&self, task: &str, index: usize, owner: Option<CallerId>) {
+        let mut routes = self.routes();
+        if routes.tasks.len() >= MAX_LEARNED_ROUTES {
+            routes.tasks.clear();
+        }
+        routes.tasks.insert(task.to_owned(), (index, owner));
+    }
+
+    /// Whether `task` is `caller`'s, and on which upstream. SECURITY: a task's result is its
+    /// caller's; a task id someone else learned answers like one that does not exist.
+    pub(crate) fn route_task(&self, task: &str, caller: Option<&CallerId>) -> TaskRoute {
+        match self.routes().tasks.get(task) {
+            Some((index, owner)) if owner.as_ref() == caller => TaskRoute::Owned(*index),
+            Some(_) => TaskRoute::Foreign,
+            // An open gateway does not bind tasks to callers: with one upstream, it is there.
+            None if caller.is_none() && self.upstreams.len() == 1 => TaskRoute::Owned(0),
+            None => TaskRoute::Unknown,
+        }
+    }
+
+    /// The task ids `caller` made on upstream `index`.
+    pub(crate) fn tasks_of(&self, index: usize, caller: Option<&CallerId>) -> Vec<String> {
+        self.routes()
+            .tasks
+            .iter()
+            .filter(|(_, (at, owner))| *at == index && owner.as_ref() == caller)
+            .map(|(task, _)| task.clone())
+            .collect()
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

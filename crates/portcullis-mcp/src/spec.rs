@@ -1,0 +1,111 @@
+//! What an operator configures about an upstream, and what the gateway announces to it.
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use serde_json::{Map, Value};
+use url::Url;
+
+/// An MCP server behind the gateway, as the operator configured it.
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    /// Name used in logs, in prefixed capability names and in routing.
+    pub name: String,
+    /// How to reach it.
+    pub transport: UpstreamTransport,
+    /// Which protocol era to speak to it.
+    pub era: EraPreference,
+}
+
+/// How an upstream is reached.
+#[derive(Debug, Clone)]
+pub enum UpstreamTransport {
+    /// A child process speaking MCP over stdin/stdout.
+    Stdio {
+        /// Program to run.
+        command: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Extra environment variables; the gateway's own environment is not passed on.
+        env: BTreeMap<String, String>,
+        /// Working directory, if not the gateway's.
+        cwd: Option<PathBuf>,
+    },
+    /// A streamable HTTP endpoint.
+    Http {
+        /// The MCP endpoint URL.
+        url: Url,
+        /// The gateway's own credential there, sent as a bearer token on every request (never
+        /// a caller's token).
+        credential: Option<Credential>,
+    },
+}
+
+/// The gateway's credential at an upstream. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    /// A credential from its text (surrounding whitespace removed).
+    pub fn new(text: &str) -> Self {
+        Self(text.trim().to_owned())
+    }
+
+    /// The `Authorization` header value carrying it.
+    pub fn header_value(&self) -> Option<http::HeaderValue> {
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {}", self.0)).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(..)")
+    }
+}
+
+/// Which protocol era the gateway speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EraPreference {
+    /// Probe with `server/discover`, fall back to `initialize` for older servers.
+    #[default]
+    Auto,
+    /// Always the session era (`initialize`, 2025-11-25).
+    Sessions,
+    /// Always the stateless era (`server/discover`, 2026-07-28).
+    Stateless,
+}
+
+impl UpstreamSpec {
+    /// Spelled-out transport for logs: the program or URL, never credentials.
+    pub fn describe(&self) -> String {
+        match &self.transport {
+            UpstreamTransport::Stdio { command, .. } => format!("stdio `{command}`"),
+            UpstreamTransport::Http { url, .. } => format!("http {}", url.as_str()),
+        }
+    }
+}
+
+/// Who the gateway says it is to an upstream, and what its client can do: the gateway's own
+/// capabilities on shared connections, a session client's own on that session's connections.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// `capabilities` (2025-11-25) or `io.modelcontextprotocol/clientCapabilities`.
+    pub capabilities: Map<String, Value>,
+    /// `clientInfo`: name and version.
+    pub info: Value,
+}
+
+impl ClientIdentity {
+    /// The gateway itself, able to relay elicitation (form and URL) and sampling.
+    pub fn gateway() -> Self {
+        let capabilities = serde_json::json!({
+            "elicitation": { "form": {}, "url": {} },
+            "sampling": {},
+        });
+        Self {
+            capabilities: capabilities.as_object().cloned().unwrap_or_default(),
+            info: serde_json::json!({"name": "portcullis", "version": env!("CARGO_PKG_VERSION")}),
+        }
+    }
+}
