@@ -248,7 +248,8 @@ pub(crate) async fn delete(State(endpoint): State<Arc<Endpoint>>, request: Reque
     match lifecycle::session(&endpoint, &caller, id, "DELETE").await {
         Ok(session) => {
             endpoint.gateway.sessions.close(&session.id);
-            wire::accepted_response()
+            // 200, not 202: SDKs read anything else as the end having failed.
+            wire::text_response(StatusCode::OK, "")
         }
         Err(response) => response,
     }

@@ -182,7 +182,7 @@ async fn the_demo_takes_a_role_away_mid_session() {
 }
 
 /// The real `portcullis demo` on a free port with `data` as its data dir, and its MCP URL.
-async fn start_demo(data: &str) -> (tokio::process::Child, String) {
+pub(crate) async fn start_demo(data: &str) -> (tokio::process::Child, String) {
     let mut demo = Command::new(workspace_bin("portcullis", "portcullis"))
         .args(["demo", "--port", "0", "--data-dir", data])
         .stdout(Stdio::piped())

@@ -12,12 +12,15 @@
 //!   authorization server as the issuer;
 //! - `aggregate`: several upstreams behind one endpoint, names prefixed and routed back;
 //! - `crash`: SIGKILL mid-load loses no record of a call the client saw succeed;
+//! - `differential`: generated bodies through the gateway to a recording upstream; whatever
+//!   reached it was allowed and recorded as that request;
 //! - `credential`: HTTP upstreams see the gateway's own credential, never the caller's token;
 //! - `binary`: the real `portcullis demo` process, its banner, a client, SIGTERM;
 //! - `failure`: an upstream that dies mid-call, and its restart;
 //! - `golden_authz`: the data-driven cases of tests/authz/*.yaml, both eras;
 //! - `operator`: `portcullis matrix`, `review` and `explain`, against golden files;
-//! - `hygiene`: Origin, Host, body size, terminated sessions, graceful shutdown.
+//! - `hygiene`: Origin, Host, body size, terminated sessions, graceful shutdown;
+//! - `regression`: what outside reviews broke, each named after its issue.
 
 #![expect(
     clippy::expect_used,
@@ -35,11 +38,13 @@ mod consent;
 mod consent_page;
 mod crash;
 mod credential;
+mod differential;
 mod failure;
 mod golden_authz;
 mod hygiene;
 mod live;
 mod operator;
+mod regression;
 mod relay;
 mod stepup;
 mod tasks;
