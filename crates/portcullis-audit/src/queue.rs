@@ -14,6 +14,11 @@ use crate::{AuditError, AuditRecord, Durability, Stats};
 
 const QUEUE: usize = 4096;
 const BATCH: usize = 512;
+/// How long a batch of records nothing waits for may wait for company: every batch costs a
+/// sync of the sink, so a busy gateway writes a few larger batches rather than many small
+/// ones. A durable record ends the wait at once (its sender wakes the writer); queued records
+/// do not wake it, so a burst costs one wake-up, not one per record.
+const LINGER: Duration = Duration::from_millis(5);
 /// The pause after a failed write, doubling up to the most.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MOST: Duration = Duration::from_secs(2);
@@ -28,6 +33,8 @@ struct Job {
 pub(crate) struct Queue {
     jobs: mpsc::Sender<Job>,
     stats: Arc<Stats>,
+    /// The writer thread, woken early for a durable record.
+    writer: std::thread::Thread,
 }
 
 impl Queue {
@@ -39,7 +46,7 @@ impl Queue {
         let (queue, mut jobs) = mpsc::channel::<Job>(QUEUE);
         let stats = Arc::new(Stats::default());
         let writer_stats = stats.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
                 let mut waiting = VecDeque::<Job>::new();
@@ -51,10 +58,20 @@ impl Queue {
                             None => return,
                         }
                     }
-                    while waiting.len() < QUEUE
-                        && let Ok(job) = jobs.try_recv()
-                    {
-                        waiting.push_back(job);
+                    let lingering = std::time::Instant::now() + LINGER;
+                    loop {
+                        while waiting.len() < QUEUE
+                            && let Ok(job) = jobs.try_recv()
+                        {
+                            waiting.push_back(job);
+                        }
+                        let waited_on = waiting.iter().any(|job| job.done.is_some());
+                        let left = lingering.saturating_duration_since(std::time::Instant::now());
+                        if waited_on || waiting.len() >= BATCH || left.is_zero() {
+                            break;
+                        }
+                        // Woken early by a durable record (or spuriously): look again.
+                        std::thread::park_timeout(left);
                     }
                     let batch: Vec<Job> = waiting.drain(..waiting.len().min(BATCH)).collect();
                     let records: Vec<&AuditRecord> = batch.iter().map(|job| &job.record).collect();
@@ -86,7 +103,11 @@ impl Queue {
                     }
                 }
             })?;
-        Ok(Self { jobs: queue, stats })
+        Ok(Self {
+            jobs: queue,
+            stats,
+            writer: writer.thread().clone(),
+        })
     }
 
     /// Queue `record`; with [`Durability::Durable`], return only once it is written.
@@ -102,6 +123,7 @@ impl Queue {
         };
         self.jobs.send(job).await.map_err(|_| AuditError::Closed)?;
         if durability == Durability::Durable {
+            self.writer.unpark();
             written
                 .await
                 .map_err(|_| AuditError::Closed)?

@@ -118,6 +118,16 @@ impl JwtVerifier {
         }
     }
 
+    /// The principal of `token` if this verifier verified it recently (and its reuse has not
+    /// run out): what [`JwtVerifier::verify`] would answer without verifying again.
+    pub fn remembered_principal(&self, token: &BearerToken) -> Option<VerifiedPrincipal> {
+        let digest = crate::introspect::digest(token.expose());
+        self.remembered()
+            .get(&digest)
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, principal)| principal.clone())
+    }
+
     /// Verify `token` and map its claims to a principal.
     pub async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, AuthnError> {
         let digest = crate::introspect::digest(token.expose());

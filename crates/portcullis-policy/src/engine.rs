@@ -80,6 +80,10 @@ pub struct PolicyEngine {
     // Cedar's verdicts on calls, when no policy reads the time (see `Reads`).
     decided: Mutex<HashMap<String, (bool, Vec<String>)>>,
     reads: Reads,
+    /// Each policy's annotations, read once: Cedar parses an annotation key on every lookup.
+    annotations: HashMap<String, HashMap<String, String>>,
+    /// The policies that can depend on the target object (see [`PolicyEngine::reads_object`]).
+    object_readers: std::collections::HashSet<String>,
 }
 
 // Bound on remembered call verdicts; cleared when reached.
@@ -122,6 +126,21 @@ impl PolicyEngine {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let annotations = policies
+            .policies()
+            .map(|policy| {
+                let pairs = policy
+                    .annotations()
+                    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                    .collect();
+                (policy.id().to_string(), pairs)
+            })
+            .collect();
+        let object_readers = policies
+            .policies()
+            .filter(|policy| reads_object(&policy.to_string()))
+            .map(|policy| policy.id().to_string())
+            .collect();
         Ok(Self {
             catalog,
             schema,
@@ -132,6 +151,8 @@ impl PolicyEngine {
             visible: Mutex::new(HashMap::new()),
             decided: Mutex::new(HashMap::new()),
             reads: Reads::of(text),
+            annotations,
+            object_readers,
         })
     }
 
@@ -222,7 +243,7 @@ impl PolicyEngine {
             // A forbid that looks at the target object hides the object: telling the caller
             // "denied" would tell it the object exists. One that looks only at the caller or
             // the arguments is a denial it may see.
-            let visibility = if policies.iter().any(|id| self.reads_object(id)) {
+            let visibility = if policies.iter().any(|id| self.object_readers.contains(id)) {
                 Visibility::Hidden
             } else {
                 self.deny_visibility(principal, call)
@@ -234,8 +255,9 @@ impl PolicyEngine {
         }
         let annotated = |key: &str, value: Option<&str>| {
             policies.iter().any(|id| {
-                self.policies
-                    .annotation(&cedar_policy::PolicyId::new(id), key)
+                self.annotations
+                    .get(id)
+                    .and_then(|annotations| annotations.get(key))
                     .is_some_and(|found| value.is_none_or(|v| v == found))
             })
         };
@@ -321,25 +343,6 @@ impl PolicyEngine {
 
     fn visible_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, VisibleByKind>> {
         self.visible.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Whether policy `id` can depend on the target object (its attributes or identity).
-    /// Conservative: any mention of `resource` beyond the bare scope variable counts.
-    fn reads_object(&self, id: &str) -> bool {
-        self.policies
-            .policy(&cedar_policy::PolicyId::new(id))
-            .map(ToString::to_string)
-            .is_some_and(|text| {
-                [
-                    "resource.",
-                    "resource has",
-                    "resource ==",
-                    "resource in",
-                    "resource is",
-                ]
-                .iter()
-                .any(|form| text.contains(form))
-            })
     }
 
     fn deny_visibility(&self, principal: &Principal, call: &Call<'_>) -> Visibility {
@@ -508,4 +511,18 @@ impl PolicyEngine {
         policies.sort();
         Ok((response.decision() == CedarDecision::Allow, policies))
     }
+}
+
+/// Whether a policy (as text) can depend on the target object (its attributes or identity).
+/// Conservative: any mention of `resource` beyond the bare scope variable counts.
+fn reads_object(text: &str) -> bool {
+    [
+        "resource.",
+        "resource has",
+        "resource ==",
+        "resource in",
+        "resource is",
+    ]
+    .iter()
+    .any(|form| text.contains(form))
 }

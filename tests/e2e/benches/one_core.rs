@@ -11,7 +11,8 @@
 //! the direct row's is the upstream's alone.
 //!
 //! Run: `cargo bench -p portcullis-e2e --bench one_core` (env BENCH_SECONDS, default 5;
-//! BENCH_CONCURRENCY, default 16).
+//! BENCH_CONCURRENCY, default 16; BENCH_ONLY=sessions|stateless and BENCH_OP=call|list to run
+//! one row, e.g. while a profiler watches the gateway, whose pid is printed).
 
 #![expect(
     clippy::expect_used,
@@ -141,8 +142,15 @@ async fn run() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let config = dir.join("gateway.toml");
-    std::fs::write(
-        &config,
+    // BENCH_BARE=1: no authentication, no policies, no trail: what the hop alone costs.
+    #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
+    let bare = std::env::var("BENCH_BARE").is_ok_and(|v| v == "1");
+    let text = if bare {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"bench\"\nurl = \"{}\"\n\n[danger]\nunauthenticated = true\n",
+            upstream.url
+        )
+    } else {
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"bench\"\nurl = \"{upstream}\"\n\n\
              [auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
@@ -151,15 +159,20 @@ async fn run() {
             upstream = upstream.url,
             issuer = issuer.issuer,
             audit = dir.join("audit.db"),
-        ),
-    )
-    .expect("write config");
+        )
+    };
+    std::fs::write(&config, text).expect("write config");
     let gateway = Pinned::start(
         workspace_bin("portcullis", "portcullis"),
         &["serve", "--config", &config.to_string_lossy()],
     )
     .await;
     let duration = Duration::from_secs(seconds);
+    #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
+    let only = std::env::var("BENCH_ONLY").ok();
+    #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
+    let only_op = std::env::var("BENCH_OP").ok();
+    println!("gateway pid {}", gateway.child.id().unwrap_or_default());
     println!(
         "gateway and upstream on CPU 0, load on CPU 1; concurrency {concurrency}, {seconds} s per cell"
     );
@@ -167,8 +180,23 @@ async fn run() {
         "| era | operation | direct calls/s | direct CPU µs/call | gateway calls/s | gateway+upstream CPU µs/call | throughput ratio |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let mut through_gateway = 0usize;
     for era in [Era::Sessions, Era::Stateless] {
+        let era_name = match era {
+            Era::Sessions => "sessions",
+            Era::Stateless => "stateless",
+        };
+        if only.as_deref().is_some_and(|only| only != era_name) {
+            continue;
+        }
         for operation in [Operation::Call, Operation::List] {
+            let op_name = match operation {
+                Operation::Call => "call",
+                Operation::List => "list",
+            };
+            if only_op.as_deref().is_some_and(|only| only != op_name) {
+                continue;
+            }
             let warm = Duration::from_secs(1);
             drive(&upstream.url, None, era, operation, concurrency, warm).await;
             drive(
@@ -194,6 +222,7 @@ async fn run() {
             )
             .await;
             let through_cpu = (upstream.cpu() + gateway.cpu()).saturating_sub(before);
+            through_gateway += through.0;
             let direct = Measurement::with_cpu(direct, direct_cpu);
             let through = Measurement::with_cpu(through, through_cpu);
             println!(
@@ -213,6 +242,20 @@ async fn run() {
                 through.per_second / direct.per_second,
             );
         }
+    }
+    if !bare {
+        // A trail that stopped writing would make a fast gateway: every call measured has a
+        // decision record and an outcome record.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let trail = rusqlite::Connection::open(dir.join("audit.db")).expect("the trail opens");
+        let records: i64 = trail
+            .query_row("SELECT count(*) FROM audit", [], |row| row.get(0))
+            .expect("count records");
+        println!("audit records: {records} for {through_gateway} measured calls through the gateway");
+        assert!(
+            records >= 2 * i64::try_from(through_gateway).unwrap_or(i64::MAX),
+            "every measured call is recorded twice"
+        );
     }
     drop(gateway);
     let _ = std::fs::remove_dir_all(&dir);

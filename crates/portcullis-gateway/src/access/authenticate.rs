@@ -101,11 +101,12 @@ impl Authenticator {
         }
     }
 
-    /// The principal of the `Authorization` header values, or why there is none.
+    /// The principal of the `Authorization` header values, or why there is none; with the
+    /// token when it is opaque (only an opaque token's answer can change while it lives).
     pub(crate) async fn authenticate<'a>(
         &self,
         values: impl Iterator<Item = &'a [u8]>,
-    ) -> Result<(VerifiedPrincipal, BearerToken), Unauthenticated> {
+    ) -> Result<(VerifiedPrincipal, Option<BearerToken>), Unauthenticated> {
         let token = match BearerToken::from_authorization(values) {
             Ok(Some(token)) => token,
             Ok(None) => {
@@ -118,8 +119,8 @@ impl Authenticator {
                 return Err(Unauthenticated::Challenge(Challenge::InvalidToken));
             }
         };
-        let principal = self.verify(&token).await?;
-        Ok((principal, token))
+        let (principal, opaque) = self.verify_token(&token).await?;
+        Ok((principal, opaque.then_some(token)))
     }
 
     /// Verify `token`.
@@ -127,6 +128,22 @@ impl Authenticator {
         &self,
         token: &BearerToken,
     ) -> Result<VerifiedPrincipal, Unauthenticated> {
+        self.verify_token(token).await.map(|(principal, _)| principal)
+    }
+
+    /// Verify `token`; and whether it is opaque (introspected).
+    async fn verify_token(
+        &self,
+        token: &BearerToken,
+    ) -> Result<(VerifiedPrincipal, bool), Unauthenticated> {
+        // A JWT verified moments ago answers as it did, without even decoding it again.
+        if let Some(principal) = self
+            .verifiers
+            .iter()
+            .find_map(|(_, verifier)| verifier.remembered_principal(token))
+        {
+            return Ok((principal, false));
+        }
         // The unverified `iss` only picks which issuer's keys to try; that issuer's verifier
         // then checks `iss` again along with the signature.
         let claimed = unverified_issuer(token.expose());
@@ -135,13 +152,13 @@ impl Authenticator {
             .iter()
             .find(|(issuer, _)| Some(issuer.as_str()) == claimed.as_deref())
             .map(|(_, verifier)| verifier);
-        let outcome = match (jwt, &self.introspector) {
-            (Some(verifier), _) => verifier.verify(token).await,
+        let (outcome, opaque) = match (jwt, &self.introspector) {
+            (Some(verifier), _) => (verifier.verify(token).await, false),
             // Not a JWT of a known issuer: only introspection can vouch for it.
-            (None, Some(introspector)) if claimed.is_none() => introspector.verify(token).await,
+            (None, Some(introspector)) if claimed.is_none() => (introspector.verify(token).await, true),
             (None, _) => return Err(Unauthenticated::Challenge(Challenge::InvalidToken)),
         };
-        outcome.map_err(|error| {
+        outcome.map(|principal| (principal, opaque)).map_err(|error| {
             if error.is_malfunction() {
                 Unauthenticated::Unavailable
             } else {
@@ -167,12 +184,6 @@ impl Authenticator {
             Err(_) => Ok(None),
         }
     }
-}
-
-/// Whether `token` is opaque (not a JWT of any issuer): only an opaque token's answer can
-/// change while it lives.
-pub(crate) fn is_opaque(token: &BearerToken) -> bool {
-    unverified_issuer(token.expose()).is_none()
 }
 
 /// The `iss` claim of a JWT, read without verifying anything: only to choose a verifier.

@@ -26,7 +26,7 @@ use portcullis_authn::Challenge;
 use portcullis_core::{CallerId, CorrelationId};
 use portcullis_policy::{PolicyEngine, Principal};
 
-pub(crate) use authenticate::{Authenticator, Unauthenticated, is_opaque, issuer_client};
+pub(crate) use authenticate::{Authenticator, Unauthenticated, issuer_client};
 pub(crate) use caller::{Caller, Identity, principal};
 pub(crate) use decide::{Objects, TaskRoute, decide};
 pub(crate) use record::{Reason, Scene};
@@ -184,7 +184,7 @@ impl Access {
             .get_all(AUTHORIZATION)
             .iter()
             .map(HeaderValue::as_bytes);
-        let (verified, token) = match authenticator.authenticate(values).await {
+        let (verified, opaque) = match authenticator.authenticate(values).await {
             Ok(verified) => verified,
             Err(Unauthenticated::Challenge(challenge)) => {
                 let reason = match challenge {
@@ -228,7 +228,6 @@ impl Access {
             tracing::info!(subject = %verified.subject(), "token of a disabled subject refused");
             return Err(Refused::Challenge(Challenge::InvalidToken));
         };
-        let opaque = is_opaque(&token).then_some(token);
         Ok(Caller {
             identity: Some(Identity {
                 id: CallerId::new(verified.issuer(), verified.subject()),

@@ -115,9 +115,7 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
     };
     // 3. Its era and session, its headers checked against it.
     let upstreams = &endpoint.gateway.upstreams;
-    let lifecycle = match wire::lifecycle(&parts.headers, &message, |name| {
-        upstreams.tool(name)?.get("inputSchema").cloned()
-    }) {
+    let lifecycle = match wire::lifecycle(&parts.headers, &message, |name| upstreams.tool(name)) {
         Ok(lifecycle) => lifecycle,
         Err(refusal) => {
             if refusal.mismatch {

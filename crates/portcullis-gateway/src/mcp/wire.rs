@@ -50,7 +50,7 @@ pub(crate) struct Refusal {
 pub(crate) fn lifecycle(
     headers: &HeaderMap,
     message: &McpMessage,
-    tool_schema: impl Fn(&str) -> Option<Value>,
+    tool: impl Fn(&str) -> Option<std::sync::Arc<Value>>,
 ) -> Result<Lifecycle, Refusal> {
     let request = match message {
         McpMessage::Request(request) => Some(request),
@@ -66,7 +66,7 @@ pub(crate) fn lifecycle(
         || header_version.is_some_and(|v| v.as_bytes() >= Era::Stateless.as_str().as_bytes())
         || request.is_some_and(|r| r.method == McpMethod::Discover);
     if stateless {
-        check_stateless(headers, message, tool_schema)?;
+        check_stateless(headers, message, tool)?;
         return Ok(Lifecycle::Stateless);
     }
     if let Some(version) = header_version {
@@ -128,7 +128,7 @@ fn check_initialize(headers: &HeaderMap, request: &McpRequest) -> Result<(), Ref
 fn check_stateless(
     headers: &HeaderMap,
     message: &McpMessage,
-    tool_schema: impl Fn(&str) -> Option<Value>,
+    tool: impl Fn(&str) -> Option<std::sync::Arc<Value>>,
 ) -> Result<(), Refusal> {
     let (id, method, request) = match message {
         McpMessage::Request(request) => (Some(&request.id), request.method.as_str(), Some(request)),
@@ -194,9 +194,10 @@ fn check_stateless(
         }
     }
     if request.method == McpMethod::ToolsCall
-        && let Some(schema) = request.target().and_then(&tool_schema)
+        && let Some(tool) = request.target().and_then(&tool)
+        && let Some(schema) = tool.get("inputSchema")
     {
-        for (name, expected) in portcullis_mcp::param_headers(&schema, request.arguments()) {
+        for (name, expected) in portcullis_mcp::param_headers(schema, request.arguments()) {
             let given = single(headers, name.as_str()).and_then(portcullis_mcp::header_value_text);
             let wanted = portcullis_mcp::header_value_text(&expected);
             if given != wanted {

@@ -102,12 +102,12 @@ impl Upstreams {
         let param_headers = match (method.as_str(), forward.proof.request().target()) {
             ("tools/call", Some(name)) => self
                 .tool(name)
-                .and_then(|tool| tool.get("inputSchema").cloned())
-                .map(|schema| {
-                    portcullis_mcp::param_headers(
-                        &schema,
+                .map(|tool| match tool.get("inputSchema") {
+                    Some(schema) => portcullis_mcp::param_headers(
+                        schema,
                         forward.params.get("arguments").and_then(Value::as_object),
-                    )
+                    ),
+                    None => Vec::new(),
                 })
                 .unwrap_or_default(),
             _ => Vec::new(),

@@ -19,7 +19,7 @@ pub(super) struct Routes {
     /// Task ids, with the upstream that made each and the caller it is for.
     tasks: HashMap<String, (usize, Option<CallerId>)>,
     /// The last listed definition of each tool, by public name (annotations, input schema).
-    tools: HashMap<String, Value>,
+    tools: HashMap<String, std::sync::Arc<Value>>,
 }
 
 impl Upstreams {
@@ -96,13 +96,25 @@ impl Upstreams {
     /// Remember a tool's definition under its public name.
     pub(crate) fn learn_tool(&self, public: &str, tool: &Value) {
         let mut routes = self.routes();
-        if routes.tools.len() < MAX_LEARNED_ROUTES || routes.tools.contains_key(public) {
-            routes.tools.insert(public.to_owned(), tool.clone());
+        match routes.tools.get(public) {
+            // Lists repeat: the same definition again changes nothing.
+            Some(known) if known.as_ref() == tool => {}
+            Some(_) => {
+                routes
+                    .tools
+                    .insert(public.to_owned(), std::sync::Arc::new(tool.clone()));
+            }
+            None if routes.tools.len() < MAX_LEARNED_ROUTES => {
+                routes
+                    .tools
+                    .insert(public.to_owned(), std::sync::Arc::new(tool.clone()));
+            }
+            None => {}
         }
     }
 
     /// The last listed definition of a tool, by public name.
-    pub(crate) fn tool(&self, public: &str) -> Option<Value> {
+    pub(crate) fn tool(&self, public: &str) -> Option<std::sync::Arc<Value>> {
         self.routes().tools.get(public).cloned()
     }
 
