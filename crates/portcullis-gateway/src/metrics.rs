@@ -2,114 +2,192 @@
 //!
 //! Label values come from the gateway's own vocabulary (outcomes, reason codes, upstream
 //! names); capability names are kept to a bounded set, so a caller inventing tool names cannot
-//! grow the series without bound.
+//! grow the series without bound. Counting happens on every request, so it only looks up and
+//! adds; the text is written when `/metrics` is read.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write,
-    sync::{Mutex, PoisonError},
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
 /// One process's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    counters: Mutex<BTreeMap<(&'static str, String), f64>>,
-    capabilities: Mutex<std::collections::BTreeSet<String>>,
+    series: Mutex<Series>,
+    shadow_disagreements: AtomicU64,
+    audit_refusals: AtomicU64,
+}
+
+/// Counts by label values: a label value is looked up as a `&str`, and copied only the first
+/// time it is seen.
+type Counts = HashMap<String, u64>;
+
+#[derive(Debug, Default)]
+struct Series {
+    /// By capability, then outcome.
+    decisions: HashMap<String, Counts>,
+    /// By list method.
+    lists: Counts,
+    /// By reason.
+    authentication_failures: Counts,
+    /// By upstream, then outcome.
+    upstream_requests: HashMap<String, Counts>,
+    /// By upstream: seconds, and how many.
+    upstream_seconds: HashMap<String, (f64, u64)>,
 }
 
 /// Distinct capability labels kept; later names count as `other`. A denied call may name a
 /// tool that does not exist, and callers choose those names.
 const MAX_CAPABILITY_LABELS: usize = 500;
 
+fn count(counts: &mut Counts, key: &str) {
+    match counts.get_mut(key) {
+        Some(value) => *value += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
+
+/// The entry for a key seen for the first time.
+fn nested<'a, V: Default>(map: &'a mut HashMap<String, V>, key: &str) -> &'a mut V {
+    map.entry(key.to_owned()).or_default()
+}
+
 impl Metrics {
-    fn add(&self, name: &'static str, labels: String, value: f64) {
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((name, labels))
-            .or_default() += value;
+    fn series(&self) -> std::sync::MutexGuard<'_, Series> {
+        self.series.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A decision on a call.
     pub(crate) fn decision(&self, outcome: &str, capability: &str) {
-        let capability = {
-            let mut seen = self
-                .capabilities
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if seen.contains(capability) || seen.len() < MAX_CAPABILITY_LABELS {
-                seen.insert(capability.to_owned());
-                capability
-            } else {
-                "other"
-            }
+        let mut series = self.series();
+        let capability = if series.decisions.contains_key(capability)
+            || series.decisions.len() < MAX_CAPABILITY_LABELS
+        {
+            capability
+        } else {
+            "other"
         };
-        self.add(
-            "portcullis_decisions_total",
-            format!(
-                "outcome=\"{}\",capability=\"{}\"",
-                escape(outcome),
-                escape(capability)
-            ),
-            1.0,
-        );
+        match series.decisions.get_mut(capability) {
+            Some(outcomes) => count(outcomes, outcome),
+            None => count(nested(&mut series.decisions, capability), outcome),
+        }
     }
 
     /// A call the shadow policies would have decided differently.
     pub(crate) fn shadow_disagreement(&self) {
-        self.add("portcullis_shadow_disagreements_total", String::new(), 1.0);
+        self.shadow_disagreements.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A list filtered for a caller.
     pub(crate) fn list(&self, method: &str) {
-        let labels = format!("method=\"{}\"", escape(method));
-        self.add("portcullis_lists_filtered_total", labels, 1.0);
+        count(&mut self.series().lists, method);
     }
 
     /// A request refused before any decision.
     pub(crate) fn authentication_failure(&self, reason: &str) {
-        self.add(
-            "portcullis_authentication_failures_total",
-            format!("reason=\"{}\"", escape(reason)),
-            1.0,
-        );
+        count(&mut self.series().authentication_failures, reason);
     }
 
     /// A state-changing call refused because its record could not be made durable.
     pub(crate) fn audit_refusal(&self) {
-        self.add("portcullis_audit_refused_calls_total", String::new(), 1.0);
+        self.audit_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An allowed call's trip to its upstream.
     pub(crate) fn upstream(&self, upstream: &str, outcome: &str, latency: Duration) {
-        let labels = format!(
-            "upstream=\"{}\",outcome=\"{}\"",
-            escape(upstream),
-            escape(outcome)
-        );
-        self.add("portcullis_upstream_requests_total", labels, 1.0);
-        let labels = format!("upstream=\"{}\"", escape(upstream));
-        self.add(
-            "portcullis_upstream_seconds_sum",
-            labels.clone(),
-            latency.as_secs_f64(),
-        );
-        self.add("portcullis_upstream_seconds_count", labels, 1.0);
+        let mut series = self.series();
+        match series.upstream_requests.get_mut(upstream) {
+            Some(outcomes) => count(outcomes, outcome),
+            None => count(nested(&mut series.upstream_requests, upstream), outcome),
+        }
+        let seconds = match series.upstream_seconds.get_mut(upstream) {
+            Some(seconds) => seconds,
+            None => nested(&mut series.upstream_seconds, upstream),
+        };
+        seconds.0 += latency.as_secs_f64();
+        seconds.1 += 1;
     }
 
     /// The exposition text, with the audit writer's figures appended.
     pub fn render(&self, audit: &[portcullis_audit::Sink]) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let mut out = String::new();
-        let counters = self
-            .counters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        // Sorted, so the text reads the same from scrape to scrape.
+        let mut lines: BTreeMap<(&str, String), String> = BTreeMap::new();
+        {
+            let series = self.series();
+            for (capability, outcomes) in &series.decisions {
+                for (outcome, value) in outcomes {
+                    let labels = format!(
+                        "outcome=\"{}\",capability=\"{}\"",
+                        escape(outcome),
+                        escape(capability)
+                    );
+                    lines.insert(("portcullis_decisions_total", labels), value.to_string());
+                }
+            }
+            for (method, value) in &series.lists {
+                let labels = format!("method=\"{}\"", escape(method));
+                lines.insert(
+                    ("portcullis_lists_filtered_total", labels),
+                    value.to_string(),
+                );
+            }
+            for (reason, value) in &series.authentication_failures {
+                let labels = format!("reason=\"{}\"", escape(reason));
+                lines.insert(
+                    ("portcullis_authentication_failures_total", labels),
+                    value.to_string(),
+                );
+            }
+            for (upstream, outcomes) in &series.upstream_requests {
+                for (outcome, value) in outcomes {
+                    let labels = format!(
+                        "upstream=\"{}\",outcome=\"{}\"",
+                        escape(upstream),
+                        escape(outcome)
+                    );
+                    lines.insert(
+                        ("portcullis_upstream_requests_total", labels),
+                        value.to_string(),
+                    );
+                }
+            }
+            for (upstream, (sum, count)) in &series.upstream_seconds {
+                let labels = format!("upstream=\"{}\"", escape(upstream));
+                lines.insert(
+                    ("portcullis_upstream_seconds_sum", labels.clone()),
+                    sum.to_string(),
+                );
+                lines.insert(
+                    ("portcullis_upstream_seconds_count", labels),
+                    count.to_string(),
+                );
+            }
+        }
+        let shadow = self.shadow_disagreements.load(Relaxed);
+        if shadow > 0 {
+            lines.insert(
+                ("portcullis_shadow_disagreements_total", String::new()),
+                shadow.to_string(),
+            );
+        }
+        let refusals = self.audit_refusals.load(Relaxed);
+        if refusals > 0 {
+            lines.insert(
+                ("portcullis_audit_refused_calls_total", String::new()),
+                refusals.to_string(),
+            );
+        }
         let mut last = "";
-        for ((name, labels), value) in &counters {
+        for ((name, labels), value) in &lines {
             if *name != last {
                 let kind = if name.ends_with("_total") {
                     "counter"

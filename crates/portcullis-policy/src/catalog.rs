@@ -48,6 +48,16 @@ impl CapabilityKind {
         }
     }
 
+    /// A small number per kind, for tables indexed by kind.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Tool => 0,
+            Self::Prompt => 1,
+            Self::Resource => 2,
+            Self::Method => 3,
+        }
+    }
+
     /// The word policies use: `tool`, `prompt`, `resource`, `rpc`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -218,7 +228,8 @@ impl Capability {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     capabilities: Vec<Capability>,
-    by_name: HashMap<(CapabilityKind, String), usize>,
+    /// Per kind (`CapabilityKind::index`), by name: looked up without building a key.
+    by_name: [HashMap<String, usize>; 4],
     templates: Vec<usize>,
     hierarchy: ScopeHierarchy,
 }
@@ -235,15 +246,15 @@ impl Catalog {
             ..Self::default()
         };
         for capability in capabilities {
-            let key = (capability.kind, capability.name.clone());
-            if catalog.by_name.contains_key(&key) {
+            let names = &mut catalog.by_name[capability.kind.index()];
+            if names.contains_key(&capability.name) {
                 continue;
             }
             let index = catalog.capabilities.len();
             if capability.kind == CapabilityKind::Resource && capability.name.contains('{') {
                 catalog.templates.push(index);
             }
-            catalog.by_name.insert(key, index);
+            catalog.by_name[capability.kind.index()].insert(capability.name.clone(), index);
             catalog.capabilities.push(capability);
         }
         catalog
@@ -266,7 +277,7 @@ impl Catalog {
         kind: CapabilityKind,
         name: &str,
     ) -> Option<(&Capability, Vec<(String, String)>)> {
-        if let Some(&index) = self.by_name.get(&(kind, name.to_owned())) {
+        if let Some(&index) = self.by_name[kind.index()].get(name) {
             return self.capabilities.get(index).map(|c| (c, Vec::new()));
         }
         if kind != CapabilityKind::Resource {
@@ -278,6 +289,11 @@ impl Catalog {
                 .match_uri(name)
                 .map(|segments| (capability, segments))
         })
+    }
+
+    /// The position of the capability named exactly `name` (no template matching).
+    pub(crate) fn position(&self, kind: CapabilityKind, name: &str) -> Option<usize> {
+        self.by_name[kind.index()].get(name).copied()
     }
 
     /// Whether any capability needs a scope.

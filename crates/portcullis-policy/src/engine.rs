@@ -23,7 +23,6 @@ use std::{
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, PolicySet, Request, RequestBuilder,
-    Schema,
 };
 use serde_json::{Map, Value};
 
@@ -71,7 +70,6 @@ impl Call<'_> {
 /// The loaded, validated policy set with its catalog and schema.
 pub struct PolicyEngine {
     catalog: Catalog,
-    schema: Schema,
     policies: PolicySet,
     actions: Entities,
     version: String,
@@ -82,8 +80,13 @@ pub struct PolicyEngine {
     reads: Reads,
     /// Each policy's annotations, read once: Cedar parses an annotation key on every lookup.
     annotations: HashMap<String, HashMap<String, String>>,
-    /// The policies that can depend on the target object (see [`PolicyEngine::reads_object`]).
+    /// The policies that can depend on the target object (see `reads_object`).
     object_readers: std::collections::HashSet<String>,
+    /// For each catalog entry, the class of capabilities its list decision is shared with
+    /// (see [`PolicyEngine::class_of`]), as a number; `None`: decided on its own.
+    classes: Vec<Option<usize>>,
+    /// The class of unconfigured capabilities of each kind (none when sharing is off).
+    unconfigured_classes: [Option<usize>; 4],
 }
 
 // Bound on remembered call verdicts; cleared when reached.
@@ -91,15 +94,6 @@ const MAX_DECIDED: usize = 100_000;
 
 /// One principal's list decisions: per kind, by name.
 type VisibleByKind = [HashMap<String, bool>; 4];
-
-fn kind_index(kind: CapabilityKind) -> usize {
-    match kind {
-        CapabilityKind::Tool => 0,
-        CapabilityKind::Prompt => 1,
-        CapabilityKind::Resource => 2,
-        CapabilityKind::Method => 3,
-    }
-}
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,9 +135,11 @@ impl PolicyEngine {
             .filter(|policy| reads_object(&policy.to_string()))
             .map(|policy| policy.id().to_string())
             .collect();
+        let (classes, unconfigured_classes) = classes(&catalog, text);
         Ok(Self {
+            classes,
+            unconfigured_classes,
             catalog,
-            schema,
             policies,
             actions,
             version,
@@ -313,20 +309,50 @@ impl PolicyEngine {
         let fingerprint = principal.fingerprint(self.reads);
         let mut answers: Vec<Option<bool>> = {
             let cache = self.visible_cache();
-            let known = cache
-                .get(&fingerprint)
-                .map(|kinds| &kinds[kind_index(kind)]);
+            let known = cache.get(&fingerprint).map(|kinds| &kinds[kind.index()]);
             names
                 .iter()
                 .map(|name| known.and_then(|known| known.get(*name).copied()))
                 .collect()
         };
+        // Capabilities the policies cannot tell apart share one evaluation (see `classes`), and
+        // every evaluation of this list shares one set of entities.
+        let mut pending: Vec<(usize, Option<usize>)> = Vec::new();
+        let mut representatives: Vec<(&str, Option<&Capability>)> = Vec::new();
+        let mut by_class: HashMap<usize, usize> = HashMap::new();
+        for (position, (answer, name)) in answers.iter().zip(names).enumerate() {
+            if answer.is_some() {
+                continue;
+            }
+            let capability = self.catalog.find(kind, name).map(|(c, _)| c);
+            let class = match self.catalog.position(kind, name) {
+                Some(index) => self.classes.get(index).copied().flatten(),
+                // A template-matched resource, or a capability nobody configured.
+                None if capability.is_some() => None,
+                None if kind == CapabilityKind::Method && crate::UTILITY_METHODS.contains(name) => {
+                    None
+                }
+                None => self.unconfigured_classes[kind.index()],
+            };
+            let evaluation = match class.and_then(|class| by_class.get(&class).copied()) {
+                Some(shared) => shared,
+                None => {
+                    representatives.push((name, capability));
+                    if let Some(class) = class {
+                        by_class.insert(class, representatives.len() - 1);
+                    }
+                    representatives.len() - 1
+                }
+            };
+            pending.push((position, Some(evaluation)));
+        }
+        let verdicts = self.possibly_allowed_all(principal, kind, &representatives);
         let mut learned = Vec::new();
-        for (answer, name) in answers.iter_mut().zip(names) {
-            if answer.is_none() {
-                let capability = self.catalog.find(kind, name).map(|(c, _)| c);
-                let action = action_id(kind, name, capability);
-                let visible = self.possibly_allowed(principal, &action, kind, name, capability);
+        for (position, evaluation) in pending {
+            let visible = evaluation
+                .and_then(|e| verdicts.get(e).copied())
+                .unwrap_or(false);
+            if let (Some(answer), Some(name)) = (answers.get_mut(position), names.get(position)) {
                 *answer = Some(visible);
                 learned.push(((*name).to_owned(), visible));
             }
@@ -336,7 +362,7 @@ impl PolicyEngine {
             if cache.len() >= MAX_CACHED_PRINCIPALS {
                 cache.clear();
             }
-            cache.entry(fingerprint).or_default()[kind_index(kind)].extend(learned);
+            cache.entry(fingerprint).or_default()[kind.index()].extend(learned);
         }
         answers.into_iter().map(|a| a.unwrap_or(false)).collect()
     }
@@ -356,53 +382,88 @@ impl PolicyEngine {
     /// Partial evaluation with what a list knows: the caller and the capability. The call's
     /// object and tenant (when the capability names them) and its context are unknown, so a
     /// policy that depends on them leaves a residual, which counts as "possibly allowed".
-    fn possibly_allowed(
+    fn possibly_allowed_all(
         &self,
         principal: &Principal,
-        action: &str,
         kind: CapabilityKind,
-        name: &str,
-        capability: Option<&Capability>,
-    ) -> bool {
-        let Ok(action_uid) = uid("Action", action) else {
-            return false;
-        };
+        items: &[(&str, Option<&Capability>)],
+    ) -> Vec<bool> {
+        if items.is_empty() {
+            return Vec::new();
+        }
         let Ok((principal_uid, mut entities)) = principal_entities(principal) else {
-            return false;
+            return vec![false; items.len()];
         };
-        let names = |field: Option<&String>| {
-            if field.is_some() {
-                Attribute::Unknown
-            } else {
-                Attribute::Absent
+        let mut requests = Vec::with_capacity(items.len());
+        let mut actions = std::collections::HashSet::new();
+        let mut targets = std::collections::HashSet::new();
+        // Targets that share a uid (unconfigured capabilities: the uid names the kind's action)
+        // cannot sit in one set of entities: those are decided one at a time.
+        let mut apart = Vec::new();
+        for (index, (name, capability)) in items.iter().enumerate() {
+            let action = action_id(kind, name, *capability);
+            let Ok(action_uid) = uid("Action", &action) else {
+                requests.push(None);
+                continue;
+            };
+            let names = |field: Option<&String>| {
+                if field.is_some() {
+                    Attribute::Unknown
+                } else {
+                    Attribute::Absent
+                }
+            };
+            let object = names(capability.and_then(|c| c.object.as_ref()));
+            let tenant = names(capability.and_then(|c| c.tenant.as_ref()));
+            let risk = capability.map_or(RiskTier::unconfigured_for(kind, name), |c| c.risk);
+            let Ok((target_uid, target)) =
+                target_entity(kind, name, *capability, object, tenant, None, risk)
+            else {
+                requests.push(None);
+                continue;
+            };
+            if !targets.insert(target_uid.clone()) {
+                apart.push(index);
+                requests.push(None);
+                continue;
             }
-        };
-        let object = names(capability.and_then(|c| c.object.as_ref()));
-        let tenant = names(capability.and_then(|c| c.tenant.as_ref()));
-        let risk = capability.map_or(RiskTier::unconfigured_for(kind, name), |c| c.risk);
-        let Ok((target_uid, target)) =
-            target_entity(kind, name, capability, object, tenant, None, risk)
-        else {
-            return false;
-        };
-        entities.push(target);
-        entities.extend(self.actions.get(&action_uid).cloned());
+            entities.push(target);
+            if actions.insert(action_uid.clone()) {
+                entities.extend(self.actions.get(&action_uid).cloned());
+            }
+            requests.push(Some((action_uid, target_uid)));
+        }
         let Ok(entities) = Entities::from_entities(entities, None) else {
-            return false;
+            return vec![false; items.len()];
         };
-        let Ok(request) = RequestBuilder::default()
-            .principal(principal_uid)
-            .action(action_uid)
-            .resource(target_uid)
-            .schema(&self.schema)
-            .build()
-        else {
-            return false;
-        };
-        let response = self
-            .authorizer
-            .is_authorized_partial(&request, &self.policies, &entities);
-        response.decision() != Some(CedarDecision::Deny)
+        let mut verdicts: Vec<bool> = requests
+            .into_iter()
+            .map(|request| {
+                let Some((action_uid, target_uid)) = request else {
+                    return false;
+                };
+                // The context is left unknown: what a list cannot know.
+                let request = RequestBuilder::default()
+                    .principal(principal_uid.clone())
+                    .action(action_uid)
+                    .resource(target_uid)
+                    .build();
+                let response =
+                    self.authorizer
+                        .is_authorized_partial(&request, &self.policies, &entities);
+                response.decision() != Some(CedarDecision::Deny)
+            })
+            .collect();
+        for index in apart {
+            if let (Some(item), Some(verdict)) = (items.get(index), verdicts.get_mut(index)) {
+                *verdict = self
+                    .possibly_allowed_all(principal, kind, std::slice::from_ref(item))
+                    .first()
+                    .copied()
+                    .unwrap_or(false);
+            }
+        }
+        verdicts
     }
 
     /// Cedar's verdict: `(permitted, determining policy ids)`, or the reason it could not
@@ -525,4 +586,49 @@ fn reads_object(text: &str) -> bool {
     ]
     .iter()
     .any(|form| text.contains(form))
+}
+
+/// The classes of capabilities that share one list decision: when no policy names their action
+/// (or a target of it) and none could read a capability's own name, a list decision can depend
+/// only on the kind, the action groups (family), the risk tier and which of object and tenant
+/// the capability names. For each catalog entry its class (`None`: decided on its own), and
+/// the class of unconfigured capabilities per kind. Resources are always decided on their own
+/// (their URI templates are their names); so are the protocol's utility methods, which have
+/// actions of their own.
+fn classes(catalog: &Catalog, policies: &str) -> (Vec<Option<usize>>, [Option<usize>; 4]) {
+    let names_read = policies.contains("capability");
+    let mut keys: HashMap<String, usize> = HashMap::new();
+    let mut class = |key: String| {
+        let next = keys.len();
+        *keys.entry(key).or_insert(next)
+    };
+    let shared = |kind: CapabilityKind| !names_read && kind != CapabilityKind::Resource;
+    let classes = catalog
+        .capabilities()
+        .iter()
+        .map(|capability| {
+            let action = capability.action();
+            (shared(capability.kind) && !policies.contains(action.as_str())).then(|| {
+                class(format!(
+                    "{}\0{}\0{}\0{}\0{}",
+                    capability.kind.as_str(),
+                    capability.family,
+                    capability.risk.as_str(),
+                    capability.object.is_some(),
+                    capability.tenant.is_some()
+                ))
+            })
+        })
+        .collect();
+    let mut unconfigured = [None; 4];
+    for kind in [
+        CapabilityKind::Tool,
+        CapabilityKind::Prompt,
+        CapabilityKind::Method,
+    ] {
+        if shared(kind) {
+            unconfigured[kind.index()] = Some(class(format!("{}\0\u{1}", kind.as_str())));
+        }
+    }
+    (classes, unconfigured)
 }

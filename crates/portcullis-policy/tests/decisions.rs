@@ -567,3 +567,80 @@ fn remembered_verdicts_follow_everything_a_policy_can_read() {
         ));
     }
 }
+
+/// A list decision shared by a class of capabilities (same kind, family, tier, object and
+/// tenant, no policy naming any of them) is the decision each would get on its own: the same
+/// policies with the sharing turned off (a policy that could read a capability's name turns it
+/// off) answer identically, for random catalogs and callers.
+#[test]
+fn list_decisions_shared_by_a_class_equal_decisions_made_one_by_one() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut roll = |sides: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % sides
+    };
+    let families = ["a", "b", "c"];
+    let tiers = [RiskTier::Read, RiskTier::Write, RiskTier::Destructive];
+    for round in 0..20 {
+        let mut capabilities = Vec::new();
+        for index in 0..30 {
+            let mut tool = capability(
+                &format!("t{index}"),
+                families[roll(3) as usize],
+                &[],
+                tiers[roll(3) as usize],
+            );
+            if roll(2) == 0 {
+                tool.object = None;
+            }
+            if roll(2) == 0 {
+                tool.tenant = None;
+            }
+            capabilities.push(tool);
+        }
+        let policies = format!(
+            "@id(\"readers\")\npermit (principal in Role::\"reader\", action in Action::\"family:{}\", resource) when {{ resource.risk == \"read\" }};\n\
+             @id(\"writers\")\npermit (principal in Role::\"writer\", action in [Action::\"family:{}\", Action::\"tool\"], resource);\n\
+             @id(\"one\")\npermit (principal in Role::\"special\", action == Action::\"tool:t{}\", resource);\n\
+             @id(\"tenants\")\nforbid (principal, action, resource) when {{ resource has tenant && principal has tenant && resource.tenant != principal.tenant }};\n\
+             @id(\"tiers\")\nforbid (principal in Role::\"careful\", action, resource) when {{ resource.risk == \"destructive\" }};\n",
+            families[roll(3) as usize],
+            families[roll(3) as usize],
+            roll(30),
+        );
+        let catalog = Catalog::new(capabilities, ScopeHierarchy::default());
+        let shared = PolicyEngine::new(catalog.clone(), "shared.cedar", &policies).unwrap();
+        // The word turns sharing off: each capability is evaluated on its own.
+        let alone = PolicyEngine::new(
+            catalog,
+            "alone.cedar",
+            &format!("// capability\n{policies}"),
+        )
+        .unwrap();
+        let mut names: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
+        names.extend((0..5).map(|i| format!("unconfigured_{i}")));
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let roles = ["reader", "writer", "special", "careful"];
+        for caller in 0..8 {
+            let principal = Principal {
+                subject: format!("u{round}-{caller}"),
+                issuer: "https://issuer.example".into(),
+                tenant: (roll(2) == 0).then(|| "tenant-a".to_owned()),
+                roles: roles
+                    .iter()
+                    .filter(|_| roll(2) == 0)
+                    .map(|r| (*r).to_owned())
+                    .collect(),
+                scopes: Vec::new(),
+                client_id: None,
+            };
+            assert_eq!(
+                shared.visible_all(&principal, CapabilityKind::Tool, &names),
+                alone.visible_all(&principal, CapabilityKind::Tool, &names),
+                "round {round}, {principal:?}\n{policies}"
+            );
+        }
+    }
+}

@@ -251,7 +251,9 @@ async fn run() {
         let records: i64 = trail
             .query_row("SELECT count(*) FROM audit", [], |row| row.get(0))
             .expect("count records");
-        println!("audit records: {records} for {through_gateway} measured calls through the gateway");
+        println!(
+            "audit records: {records} for {through_gateway} measured calls through the gateway"
+        );
         assert!(
             records >= 2 * i64::try_from(through_gateway).unwrap_or(i64::MAX),
             "every measured call is recorded twice"

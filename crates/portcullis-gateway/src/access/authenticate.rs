@@ -128,7 +128,9 @@ impl Authenticator {
         &self,
         token: &BearerToken,
     ) -> Result<VerifiedPrincipal, Unauthenticated> {
-        self.verify_token(token).await.map(|(principal, _)| principal)
+        self.verify_token(token)
+            .await
+            .map(|(principal, _)| principal)
     }
 
     /// Verify `token`; and whether it is opaque (introspected).
@@ -155,17 +157,21 @@ impl Authenticator {
         let (outcome, opaque) = match (jwt, &self.introspector) {
             (Some(verifier), _) => (verifier.verify(token).await, false),
             // Not a JWT of a known issuer: only introspection can vouch for it.
-            (None, Some(introspector)) if claimed.is_none() => (introspector.verify(token).await, true),
+            (None, Some(introspector)) if claimed.is_none() => {
+                (introspector.verify(token).await, true)
+            }
             (None, _) => return Err(Unauthenticated::Challenge(Challenge::InvalidToken)),
         };
-        outcome.map(|principal| (principal, opaque)).map_err(|error| {
-            if error.is_malfunction() {
-                Unauthenticated::Unavailable
-            } else {
-                tracing::info!(reason = %error, "token refused");
-                Unauthenticated::Challenge(Challenge::InvalidToken)
-            }
-        })
+        outcome
+            .map(|principal| (principal, opaque))
+            .map_err(|error| {
+                if error.is_malfunction() {
+                    Unauthenticated::Unavailable
+                } else {
+                    tracing::info!(reason = %error, "token refused");
+                    Unauthenticated::Challenge(Challenge::InvalidToken)
+                }
+            })
     }
 
     /// Introspect `token` again, bypassing nothing the introspector caches: `Ok(None)` when it

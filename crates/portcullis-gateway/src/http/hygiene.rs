@@ -82,13 +82,15 @@ pub(super) async fn check(
         .map(str::to_owned)
         .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
     // The path only: a query string may hold what must never be recorded (a token).
-    let line = format!(
-        "{} {}",
-        request.method(),
-        request.uri().path().chars().take(200).collect::<String>()
-    );
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let line = move || {
+        format!(
+            "{method} {}",
+            uri.path().chars().take(200).collect::<String>()
+        )
+    };
     if !host.is_some_and(|host| policy.host_allowed(&host)) {
-        refused(&policy.trail, &line, 403, Reason::HostNotAllowed).await;
+        refused(&policy.trail, &line(), 403, Reason::HostNotAllowed).await;
         return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed\n").into_response();
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
@@ -96,7 +98,7 @@ pub(super) async fn check(
             .to_str()
             .is_ok_and(|origin| policy.origin_allowed(origin));
         if !allowed {
-            refused(&policy.trail, &line, 403, Reason::OriginNotAllowed).await;
+            refused(&policy.trail, &line(), 403, Reason::OriginNotAllowed).await;
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed\n").into_response();
         }
     }
@@ -106,7 +108,7 @@ pub(super) async fn check(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > policy.max_body_bytes as u64) {
-        refused(&policy.trail, &line, 413, Reason::BodyTooLarge).await;
+        refused(&policy.trail, &line(), 413, Reason::BodyTooLarge).await;
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
     }
     next.run(request).await

@@ -20,6 +20,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{config::Config, gateway::Gateway, mcp, trail::Trail};
 
+pub(crate) use serve::LongLived;
 pub use serve::{Inflight, run};
 
 /// The admin app: `GET /metrics` (Prometheus text). Served on its own listener, apart from

@@ -37,6 +37,10 @@ impl Inflight {
 
 struct Ticket(Inflight);
 
+/// Marks an answer that stays open until the client leaves: not a call shutdown waits for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LongLived;
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         if self.0.0.0.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -56,6 +60,11 @@ pub(super) async fn track(
     inflight.0.0.fetch_add(1, Ordering::SeqCst);
     let ticket = Ticket(inflight);
     let response = next.run(request).await;
+    // A stream that lasts until the client leaves (`subscriptions/listen`) is no call in
+    // progress: shutdown ends it instead of waiting for it.
+    if response.extensions().get::<LongLived>().is_some() {
+        return response;
+    }
     // An SSE answer to a call is still in progress until its body ends; keep the ticket alive
     // as long as the body.
     let (parts, body) = response.into_parts();

@@ -328,6 +328,7 @@ pub(crate) fn standalone(endpoint: &Endpoint, session: &Arc<Session>) -> Respons
     let alive = session.alive.clone();
     let stop = endpoint.streams.clone();
     let keep_alive = endpoint.style.keep_alive;
+    let held = session.clone();
     tokio::spawn(async move {
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
@@ -337,7 +338,11 @@ pub(crate) fn standalone(endpoint: &Endpoint, session: &Arc<Session>) -> Respons
                     Some(message) => wire::sse_event(&message),
                     None => return,
                 },
-                _ = tick.tick() => bytes::Bytes::from_static(b": keep-alive\n\n"),
+                _ = tick.tick() => {
+                    // A client listening on its stream is using its session.
+                    held.touch();
+                    bytes::Bytes::from_static(b": keep-alive\n\n")
+                }
                 () = alive.cancelled() => return,
                 () = stop.cancelled() => return,
             };

@@ -47,7 +47,8 @@ pub(crate) async fn request(
         Verdict::StepUp { scopes } => step_up(&endpoint, scopes),
         verdict => {
             let (style, stop) = (endpoint.style, endpoint.streams.clone());
-            reply::respond(style, stop, move |outlet| async move {
+            let long_lived = request.method == McpMethod::SubscriptionsListen;
+            let mut response = reply::respond(style, stop, move |outlet| async move {
                 let context = Context {
                     endpoint,
                     caller,
@@ -57,7 +58,11 @@ pub(crate) async fn request(
                 };
                 context.handle(request, verdict).await
             })
-            .await
+            .await;
+            if long_lived {
+                response.extensions_mut().insert(crate::http::LongLived);
+            }
+            response
         }
     }
 }

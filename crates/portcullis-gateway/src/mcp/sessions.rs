@@ -208,7 +208,8 @@ impl Session {
             .elapsed()
     }
 
-    fn touch(&self) {
+    /// The session is in use.
+    pub(crate) fn touch(&self) {
         *self
             .last_seen
             .lock()
