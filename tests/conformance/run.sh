@@ -105,7 +105,8 @@ scopes = ["mcp"]
 issuer = "$issuer"
 jwks_uri = "$issuer/jwks"
 
-# The suite checks the protocol, not policy: every authenticated caller may do everything.
+# The suite checks the protocol, not policy: every authenticated caller may do everything,
+# every method included (an unconstrained action covers the rpc:<method> actions too).
 [policy]
 cedar = "permit (principal, action, resource);"
 TOML

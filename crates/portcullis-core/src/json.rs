@@ -182,13 +182,13 @@ impl<'de> Visitor<'de> for Check {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut names: Vec<String> = Vec::new();
+        // A set, not a list: a list makes an object of n members cost n² to check.
+        let mut names = std::collections::HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            if names.contains(&key) {
+            if !names.insert(key) {
                 return Err(de::Error::custom(DUPLICATE));
             }
             map.next_value_seed(Self)?;
-            names.push(key);
         }
         Ok(())
     }

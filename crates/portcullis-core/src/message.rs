@@ -229,7 +229,14 @@ impl McpRequest {
         if params.get("_meta").is_some_and(|meta| !meta.is_object()) {
             return Err(wrong("`_meta` must be an object"));
         }
-        if let Some(field) = method.target_field() {
+        // A method the request's era does not have is answered "Method not found" whatever its
+        // params; what its target would be is nobody's business.
+        let era = if declares_version(&params) {
+            crate::Era::Stateless
+        } else {
+            crate::Era::Sessions
+        };
+        if let Some(field) = method.target_field().filter(|_| method.exists_in(era)) {
             match params.get(field.as_str()) {
                 Some(Value::String(_)) => {}
                 None => return Err(wrong("the target is missing")),
@@ -262,6 +269,21 @@ impl McpRequest {
         self.params.get("arguments")?.as_object()
     }
 
+    /// What an approval of this request binds besides its method and target: a call's or a
+    /// prompt's `arguments`; for any other method its params, without the target, `_meta`, and
+    /// the members a 2026-07-28 retry adds (`inputResponses`, `requestState`).
+    pub fn bound_input(&self) -> Value {
+        if matches!(self.method, McpMethod::ToolsCall | McpMethod::PromptsGet) {
+            return Value::Object(self.arguments().cloned().unwrap_or_default());
+        }
+        let target = self.method.target_field().map(|field| field.as_str());
+        let kept = self.params.iter().filter(|(key, _)| {
+            let key = key.as_str();
+            Some(key) != target && !matches!(key, "_meta" | "inputResponses" | "requestState")
+        });
+        Value::Object(kept.map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
     /// `params._meta`.
     pub fn meta(&self) -> Option<&Map<String, Value>> {
         self.params.get("_meta")?.as_object()
@@ -271,6 +293,19 @@ impl McpRequest {
     pub fn declared_version(&self) -> Option<&str> {
         self.meta()?.get(PROTOCOL_VERSION_KEY)?.as_str()
     }
+
+    /// Whether the request declares a protocol version in `_meta`, as only 2026-07-28 requests
+    /// do: it is then a stateless request, whatever its headers say.
+    pub fn declares_stateless(&self) -> bool {
+        declares_version(&self.params)
+    }
+}
+
+fn declares_version(params: &Map<String, Value>) -> bool {
+    params
+        .get("_meta")
+        .and_then(|meta| meta.get(PROTOCOL_VERSION_KEY))
+        .is_some()
 }
 
 /// The text of a JSON-RPC success answer to `id`, with `result` as JSON text.
@@ -360,6 +395,22 @@ mod tests {
         fuzzing::parse(
             br#"{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"x://y"}}"#,
         );
+    }
+
+    #[test]
+    fn an_approval_binds_what_the_method_acts_on() {
+        let call = request(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"x":1},"requestState":"s"}}"#,
+        );
+        assert_eq!(call.bound_input(), serde_json::json!({"x": 1}));
+        let other = request(
+            r#"{"jsonrpc":"2.0","id":1,"method":"acme/wipe","params":{"scope":"all","_meta":{"k":1},"inputResponses":{}}}"#,
+        );
+        assert_eq!(other.bound_input(), serde_json::json!({"scope": "all"}));
+        let read = request(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"x://y"}}"#,
+        );
+        assert_eq!(read.bound_input(), serde_json::json!({}));
     }
 
     // See: issue 12. The bypass: `name` twice; the gateway must not pick one of them.

@@ -161,6 +161,22 @@ impl McpMethod {
             Self::ToolsList | Self::PromptsList | Self::ResourcesList | Self::ResourceTemplatesList
         )
     }
+
+    /// Whether `era` has this method at all. A method the era removed (or has not got yet) is
+    /// "Method not found" in that era, whatever any upstream would say.
+    pub fn exists_in(&self, era: crate::Era) -> bool {
+        match era {
+            crate::Era::Stateless => !matches!(
+                self,
+                Self::Initialize
+                    | Self::Ping
+                    | Self::SetLogLevel
+                    | Self::ResourcesSubscribe
+                    | Self::ResourcesUnsubscribe
+            ),
+            crate::Era::Sessions => !matches!(self, Self::Discover | Self::SubscriptionsListen),
+        }
+    }
 }
 
 impl fmt::Display for McpMethod {

@@ -91,6 +91,11 @@ pub struct PolicyEngine {
 
 // Bound on remembered call verdicts; cleared when reached.
 const MAX_DECIDED: usize = 100_000;
+/// Visibility answers kept per principal and kind: room for a large catalog and the names
+/// upstreams list beside it.
+const MAX_NAMES_PER_PRINCIPAL: usize = 20_000;
+/// The longest name or decision key kept in a cache.
+const MAX_KEPT_KEY: usize = 1024;
 
 /// One principal's list decisions: per kind, by name.
 type VisibleByKind = [HashMap<String, bool>; 4];
@@ -199,6 +204,25 @@ impl PolicyEngine {
                 .map(|(_, value)| value.clone())
                 .or_else(|| call.arguments?.get(field)?.as_str().map(str::to_owned))
         };
+        // SECURITY: an object or tenant given as anything but a string (a list, a number,
+        // null) would be decided as if absent, skipping the tenant pin and every policy that
+        // reads the object, and a backend may still read it as one: refused instead.
+        let unreadable = capability
+            .into_iter()
+            .flat_map(|c| [c.object.as_ref(), c.tenant.as_ref()])
+            .flatten()
+            .filter(|field| !segments.iter().any(|(name, _)| name == *field))
+            .any(|field| {
+                call.arguments
+                    .and_then(|arguments| arguments.get(field.as_str()))
+                    .is_some_and(|value| !value.is_string())
+            });
+        if unreadable {
+            return Decision::Deny {
+                visibility: Visibility::Visible,
+                reasons: reasons(vec![ReasonCode::ArgumentInvalid], Vec::new()),
+            };
+        }
         let object = named(capability.and_then(|c| c.object.as_ref()));
         let resolved = call.object;
         let tenant = resolved
@@ -289,6 +313,22 @@ impl PolicyEngine {
         )))
     }
 
+    /// How many visibility answers and call verdicts this policy set keeps (bounded: see
+    /// `MAX_NAMES_PER_PRINCIPAL`, `MAX_DECIDED`, `MAX_KEPT_KEY`).
+    pub fn kept(&self) -> (usize, usize) {
+        let names = self
+            .visible_cache()
+            .values()
+            .map(|kinds| kinds.iter().map(HashMap::len).sum::<usize>())
+            .sum();
+        let verdicts = self
+            .decided
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        (names, verdicts)
+    }
+
     /// Whether `name` may be listed for `principal`: some call to it could be allowed.
     pub fn visible(&self, principal: &Principal, kind: CapabilityKind, name: &str) -> bool {
         self.visible_all(principal, kind, &[name])
@@ -362,7 +402,17 @@ impl PolicyEngine {
             if cache.len() >= MAX_CACHED_PRINCIPALS {
                 cache.clear();
             }
-            cache.entry(fingerprint).or_default()[kind.index()].extend(learned);
+            // SECURITY: names come from callers (a call to a tool that does not exist is
+            // answered from here too), so what one principal's entry holds is bounded: past
+            // the bound, or for a long name, the answer is computed again next time.
+            let known = &mut cache.entry(fingerprint).or_default()[kind.index()];
+            let room = MAX_NAMES_PER_PRINCIPAL.saturating_sub(known.len());
+            known.extend(
+                learned
+                    .into_iter()
+                    .filter(|(name, _)| name.len() <= MAX_KEPT_KEY)
+                    .take(room),
+            );
         }
         answers.into_iter().map(|a| a.unwrap_or(false)).collect()
     }
@@ -506,7 +556,8 @@ impl PolicyEngine {
             return Ok(known.clone());
         }
         let verdict = self.evaluate_fully(principal, call, capability, target, arguments)?;
-        if let Some(key) = key {
+        // A caller chooses names and arguments: a long key is decided every time, not kept.
+        if let Some(key) = key.filter(|key| key.len() <= MAX_KEPT_KEY) {
             let mut decided = self.decided.lock().unwrap_or_else(PoisonError::into_inner);
             if decided.len() >= MAX_DECIDED {
                 decided.clear();

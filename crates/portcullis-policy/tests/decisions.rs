@@ -244,6 +244,68 @@ fn forbid_wins_and_a_visible_capability_is_denied_in_plain_words() {
 }
 
 #[test]
+fn an_object_or_tenant_that_is_not_a_string_is_refused_not_decided_as_absent() {
+    let engine = engine();
+    let viewer = person("viewer-a", "tenant-a", &["viewer"], &["policies:read"]);
+    // Without the pin, tenant-b's object would be read as "no tenant named".
+    for arguments in [
+        json!({"tenant": ["tenant-b"], "id": "P-1"}),
+        json!({"tenant": null, "id": "P-1"}),
+        json!({"tenant": "tenant-a", "id": ["P-B1"]}),
+        json!({"tenant": "tenant-a", "id": 7}),
+    ] {
+        let decision = engine.authorize(&viewer, &call("read_policy", &args(arguments.clone())));
+        assert_eq!(
+            codes(&decision),
+            [ReasonCode::ArgumentInvalid],
+            "{arguments}"
+        );
+    }
+    let fine = args(json!({"tenant": "tenant-a", "id": "P-1"}));
+    assert!(matches!(
+        engine.authorize(&viewer, &call("read_policy", &fine)),
+        Decision::Allow(_)
+    ));
+}
+
+#[test]
+fn names_and_arguments_a_caller_makes_up_do_not_grow_the_caches_without_bound() {
+    let engine = engine();
+    let viewer = person("viewer-a", "tenant-a", &["viewer"], &["policies:read"]);
+    let made_up: Vec<String> = (0..25_000).map(|n| format!("no_such_tool_{n}")).collect();
+    for chunk in made_up.chunks(1000) {
+        let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        assert!(
+            engine
+                .visible_all(&viewer, CapabilityKind::Tool, &names)
+                .iter()
+                .all(|v| !v)
+        );
+    }
+    let long = "x".repeat(100_000);
+    assert!(!engine.visible(&viewer, CapabilityKind::Tool, &long));
+    let (names, _) = engine.kept();
+    assert!((1000..=20_000).contains(&names), "kept {names} names");
+    // Answers past the bound are still right, just not kept.
+    assert!(engine.visible(&viewer, CapabilityKind::Tool, "read_policy"));
+    assert!(!engine.visible(&viewer, CapabilityKind::Tool, "no_such_tool_24999"));
+    // A call with a huge argument is decided, and its verdict not kept.
+    let (_, before) = engine.kept();
+    let huge = args(json!({"tenant": "tenant-a", "id": "x".repeat(100_000)}));
+    assert!(matches!(
+        engine.authorize(&viewer, &call("read_policy", &huge)),
+        Decision::Allow(_)
+    ));
+    assert_eq!(engine.kept().1, before);
+    let small = args(json!({"tenant": "tenant-a", "id": "P-1"}));
+    assert!(matches!(
+        engine.authorize(&viewer, &call("read_policy", &small)),
+        Decision::Allow(_)
+    ));
+    assert_eq!(engine.kept().1, before + 1, "a short key is kept");
+}
+
+#[test]
 fn high_risk_tiers_and_annotated_policies_ask_for_approval() {
     let engine = engine();
     let admin = person("admin-a", "tenant-a", &["admin"], &["records:delete"]);

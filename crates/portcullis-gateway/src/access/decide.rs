@@ -66,10 +66,13 @@ pub(crate) async fn decide(
     request: Arc<McpRequest>,
 ) -> Verdict {
     let correlation = scene.caller.correlation.clone();
+    // The lifecycle, and methods the caller's era does not have: the gateway's own answer,
+    // nothing forwarded.
     if matches!(
         request.method,
         McpMethod::Initialize | McpMethod::Ping | McpMethod::Discover
-    ) {
+    ) || !request.method.exists_in(scene.era)
+    {
         return Verdict::Local;
     }
     let (Some(policy), Some(principal)) = (&scene.caller.policy, scene.caller.principal()) else {

@@ -20,9 +20,6 @@ use crate::{
 
 /// Rounds of input-required a bridged request may take before it is abandoned.
 const MAX_INPUT_ROUNDS: usize = 10;
-/// Codes only the gateway speaks with; an upstream's error with one is not passed on as such.
-const GATEWAY_CODES: [i64; 2] = [serve::DENIED_BY_POLICY, serve::APPROVAL_REQUIRED];
-
 /// What came back for a forwarded request, with its record still to finish.
 pub(super) struct Answer {
     pub(super) outcome: Outcome,
@@ -481,12 +478,7 @@ fn finish(context: &Context, request: &McpRequest, answer: Answer) -> Final {
         }
         Outcome::Error(error) => {
             forwarded.finish("error");
-            // SECURITY: an upstream does not speak in the gateway's voice (its refusal codes,
-            // its approval links).
-            if GATEWAY_CODES.contains(&error.code) {
-                return serve::error(request, -32603, "upstream error", None);
-            }
-            serve::error(request, error.code, &error.message, error.data.as_ref())
+            serve::upstream_error(request, context.era, &error)
         }
     }
 }

@@ -105,9 +105,12 @@ impl<'a> Asking<'a> {
         let request = pending.request();
         let capability = request.target().unwrap_or_default().to_owned();
         let arguments = request.arguments().cloned();
-        let digest = portcullis_audit::arguments_digest(&Value::Object(
-            arguments.clone().unwrap_or_default(),
-        ));
+        // SECURITY: the method is bound too, so approving a prompt or a read never lets a tool
+        // of the same name run; other methods bind their params, not an empty `arguments`.
+        let digest = portcullis_audit::arguments_digest(&serde_json::json!({
+            "method": request.method.as_str(),
+            "input": request.bound_input(),
+        }));
         let policy = context.caller.policy.clone();
         let policy_version = policy
             .as_ref()

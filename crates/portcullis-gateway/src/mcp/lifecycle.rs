@@ -87,6 +87,10 @@ pub(crate) async fn answer(
     era: Era,
     request: &McpRequest,
 ) -> Response {
+    // A method this era does not have (`ping` or `initialize` in 2026-07-28, say).
+    if !request.method.exists_in(era) {
+        return one(endpoint, super::serve::method_not_found(request, era));
+    }
     match &request.method {
         McpMethod::Initialize => initialize(endpoint, caller, request),
         McpMethod::Discover => {
@@ -110,19 +114,6 @@ pub(crate) async fn answer(
             );
             one(endpoint, Final::ok(message))
         }
-        // The stateless era has no `ping`.
-        McpMethod::Ping if era == Era::Stateless => one(
-            endpoint,
-            Final {
-                status: StatusCode::NOT_FOUND,
-                message: portcullis_core::message::error_message(
-                    Some(&request.id),
-                    -32601,
-                    "Method not found",
-                    None,
-                ),
-            },
-        ),
         _ => one(
             endpoint,
             Final::ok(portcullis_core::message::result_message(

@@ -106,12 +106,7 @@ async fn one_page(
         Outcome::Result(raw) => portcullis_core::json::parse(raw.get().as_bytes()).ok(),
         Outcome::Error(error) => {
             forwarded.finish("error");
-            return Err(serve::error(
-                request,
-                error.code,
-                &error.message,
-                error.data.as_ref(),
-            ));
+            return Err(serve::upstream_error(request, context.era, &error));
         }
     };
     let Some(Value::Object(mut page)) = page else {

@@ -134,9 +134,11 @@ async fn relay(
             }
         }
     }
+    // Dropped (every task aborted, every upstream stream closed) when this stream ends.
+    let mut relays = tokio::task::JoinSet::new();
     for mut forwarded in streams {
         let updates = updates.clone();
-        tokio::spawn(async move {
+        relays.spawn(async move {
             while let Ok(event) = forwarded.next().await {
                 if let Event::Notification { method, params } = event
                     && method == "notifications/resources/updated"

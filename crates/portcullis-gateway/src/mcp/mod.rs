@@ -17,6 +17,7 @@ mod list;
 mod listen;
 mod live;
 mod reply;
+mod resume;
 mod serve;
 mod sessions;
 mod shape;
@@ -149,20 +150,14 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
         McpMessage::Request(request) => {
             serve::request(endpoint.clone(), caller, lifecycle, session, request).await
         }
-        McpMessage::Notification(notification) => {
-            notified(&endpoint, session.as_deref(), notification).await
-        }
+        McpMessage::Notification(notification) => notified(session.as_deref(), notification).await,
         McpMessage::Response(response) => answered(session.as_deref(), response),
     }
 }
 
 /// A client's notification: taken (202), whatever it is; what it means is acted on only for
 /// the caller's own session and requests.
-async fn notified(
-    endpoint: &Endpoint,
-    session: Option<&sessions::Session>,
-    notification: McpNotification,
-) -> Response {
+async fn notified(session: Option<&sessions::Session>, notification: McpNotification) -> Response {
     match (&notification.method, session) {
         (NotificationMethod::Cancelled, Some(session)) => {
             if let Some(id) = notification.params.get("requestId") {
@@ -179,7 +174,6 @@ async fn notified(
         // Stateless cancellation is the client closing the stream; the rest needs no action.
         _ => {}
     }
-    let _ = endpoint;
     wire::accepted_response()
 }
 
@@ -226,7 +220,24 @@ pub(crate) async fn get(State(endpoint): State<Arc<Endpoint>>, request: Request)
         Ok(session) => session,
         Err(response) => return response,
     };
-    lifecycle::standalone(&endpoint, &session)
+    // The rest of a request stream the client lost, if it names one.
+    let resumed = parts
+        .headers
+        .get("last-event-id")
+        .and_then(|id| id.to_str().ok())
+        .map_or(resume::Found::NotOurs, |id| session.streams.find(id));
+    let (keep_alive, stop) = (endpoint.style.keep_alive, endpoint.streams.clone());
+    let replayed = match resumed {
+        resume::Found::NotOurs => return lifecycle::standalone(&endpoint, &session),
+        resume::Found::Stream(log, from) => resume::replay(log, from, keep_alive, stop),
+        resume::Found::Forgotten => None,
+    };
+    replayed.unwrap_or_else(|| {
+        wire::text_response(
+            StatusCode::BAD_REQUEST,
+            "Bad Request: the events after Last-Event-ID are no longer kept",
+        )
+    })
 }
 
 /// `DELETE`: end a session.

@@ -1,21 +1,25 @@
 //! Turning the work of answering one request into its HTTP answer. Work that ends without
 //! sending anything first is answered in one piece (one SSE event, or plain JSON when
 //! configured); work that sends messages first (progress, log lines, questions for the client)
-//! gets an SSE stream from its first message on, its answer last. A client that goes away
-//! stops the work: the request upstream is cancelled with it.
+//! gets an SSE stream from its first message on, its answer last. A stateless client that
+//! goes away stops the work (the request upstream is cancelled with it); a session's stream is
+//! resumable (`resume`), and its work goes on.
 
-use std::{convert::Infallible, future::Future, time::Duration};
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use axum::{body::Body, response::Response};
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::StreamBody;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{sessions::Outlet, wire};
+use super::{resume::Log, sessions::Outlet, wire};
 
 /// Messages a request's work may send before its answer, unread, before it waits.
 const BACKLOG: usize = 64;
+/// How long a session request's answer may take before its stream opens with the priming
+/// event alone.
+const PRIME_AFTER: Duration = Duration::from_millis(100);
 
 /// The answer that ends a request, and the HTTP status it goes with.
 pub(crate) struct Final {
@@ -42,18 +46,70 @@ pub(crate) struct Style {
     pub(crate) keep_alive: Duration,
 }
 
+/// How a request's events are framed: plainly, or numbered and kept so a session client can
+/// resume the stream (`resume`).
+enum Frames {
+    Plain,
+    Kept(Arc<Log>),
+}
+
+impl Frames {
+    fn event(&self, message: &str) -> Bytes {
+        match self {
+            Self::Plain => wire::sse_event(message),
+            Self::Kept(log) => log.push(message),
+        }
+    }
+
+    fn finish(&self) {
+        if let Self::Kept(log) = self {
+            log.finish();
+        }
+    }
+}
+
 /// Run `work`, giving it the outlet for messages before its answer, and answer with what it
-/// sends. `stop` ends an open stream (shutdown).
+/// sends. `stop` ends an open stream (shutdown). With `resumable` (a session's SSE stream),
+/// every event is numbered and kept, and the client going away does not stop the work.
 pub(crate) async fn respond<F>(
     style: Style,
     stop: tokio_util::sync::CancellationToken,
+    resumable: Option<Arc<Log>>,
     work: impl FnOnce(Outlet) -> F,
 ) -> Response
 where
     F: Future<Output = Final> + Send + 'static,
 {
-    let (outlet, mut inbox) = mpsc::channel::<String>(BACKLOG);
-    let mut work = Box::pin(work(outlet));
+    let (outlet, inbox) = mpsc::channel::<String>(BACKLOG);
+    let work = Box::pin(work(outlet));
+    match resumable {
+        Some(log) if !style.json => {
+            // On a task of its own: the client going away drops this future, not the work.
+            let (answer, answered) = oneshot::channel();
+            tokio::spawn(async move {
+                let response = first(style, stop, Frames::Kept(log), inbox, work).await;
+                let _ = answer.send(response);
+            });
+            answered.await.unwrap_or_else(|_| {
+                wire::text_response(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            })
+        }
+        _ => first(style, stop, Frames::Plain, inbox, work).await,
+    }
+}
+
+/// The answer as soon as there is one: whole, if the work ends before it says anything, else
+/// a stream from its first message on.
+async fn first<F>(
+    style: Style,
+    stop: tokio_util::sync::CancellationToken,
+    frames: Frames,
+    mut inbox: mpsc::Receiver<String>,
+    mut work: std::pin::Pin<Box<F>>,
+) -> Response
+where
+    F: Future<Output = Final> + Send + 'static,
+{
     tokio::select! {
         biased;
         done = &mut work => {
@@ -61,30 +117,35 @@ where
             while let Ok(message) = inbox.try_recv() {
                 sent.push(message);
             }
-            if sent.is_empty() {
-                return whole(style, done);
+            if sent.is_empty() && (style.json || done.status != StatusCode::OK) {
+                frames.finish();
+                return wire::json_response(done.status, done.message);
             }
             // Sent messages and the answer, all at once.
             let mut body = Vec::new();
-            for message in sent.iter().chain(std::iter::once(&done.message)) {
-                body.extend_from_slice(&wire::sse_event(message));
+            if let Frames::Kept(log) = &frames {
+                body.extend_from_slice(&log.priming());
             }
+            for message in sent.iter().chain(std::iter::once(&done.message)) {
+                body.extend_from_slice(&frames.event(message));
+            }
+            frames.finish();
             sse(Body::from(body))
         }
         Some(first) = inbox.recv() => {
             let (chunks, body) = mpsc::channel::<Result<Bytes, Infallible>>(16);
-            tokio::spawn(pump(first, inbox, work, chunks, (style.keep_alive, stop)));
+            let first = Some(first);
+            tokio::spawn(pump(frames, first, inbox, work, chunks, (style.keep_alive, stop)));
+            stream(body)
+        }
+        // Work that takes a while opens its stream with the priming event alone, so a client
+        // that loses the connection has an id to resume from.
+        () = tokio::time::sleep(PRIME_AFTER), if matches!(frames, Frames::Kept(_)) => {
+            let (chunks, body) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+            tokio::spawn(pump(frames, None, inbox, work, chunks, (style.keep_alive, stop)));
             stream(body)
         }
     }
-}
-
-/// The answer in one piece.
-fn whole(style: Style, done: Final) -> Response {
-    if style.json || done.status != StatusCode::OK {
-        return wire::json_response(done.status, done.message);
-    }
-    sse(Body::from(wire::sse_event(&done.message)))
 }
 
 fn sse(body: Body) -> Response {
@@ -93,9 +154,11 @@ fn sse(body: Body) -> Response {
     response
 }
 
-/// Forward what the work sends, then its answer, to an open SSE body.
+/// Forward what the work sends, then its answer, to an open SSE body. A plain stream stops
+/// the work when the client goes away; a kept one lets it finish into the log.
 async fn pump<F>(
-    first: String,
+    frames: Frames,
+    first: Option<String>,
     mut inbox: mpsc::Receiver<String>,
     mut work: std::pin::Pin<Box<F>>,
     chunks: mpsc::Sender<Result<Bytes, Infallible>>,
@@ -103,34 +166,57 @@ async fn pump<F>(
 ) where
     F: Future<Output = Final> + Send,
 {
-    if chunks.send(Ok(wire::sse_event(&first))).await.is_err() {
-        return;
+    let kept = matches!(frames, Frames::Kept(_));
+    // Whether the client is still reading; once not, a plain stream ends here.
+    let mut reading = true;
+    if let Frames::Kept(log) = &frames
+        && chunks.send(Ok(log.priming())).await.is_err()
+    {
+        reading = false;
+    }
+    if let Some(first) = first {
+        let first = frames.event(&first);
+        if reading && chunks.send(Ok(first)).await.is_err() {
+            reading = false;
+        }
     }
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + keep_alive, keep_alive);
     loop {
+        if !reading && !kept {
+            return;
+        }
         tokio::select! {
             biased;
             Some(message) = inbox.recv() => {
-                if chunks.send(Ok(wire::sse_event(&message))).await.is_err() {
-                    return;
+                let event = frames.event(&message);
+                if reading && chunks.send(Ok(event)).await.is_err() {
+                    reading = false;
                 }
             }
             done = &mut work => {
                 while let Ok(message) = inbox.try_recv() {
-                    if chunks.send(Ok(wire::sse_event(&message))).await.is_err() {
-                        return;
+                    let event = frames.event(&message);
+                    if reading && chunks.send(Ok(event)).await.is_err() {
+                        reading = false;
                     }
                 }
-                let _ = chunks.send(Ok(wire::sse_event(&done.message))).await;
+                let last = frames.event(&done.message);
+                frames.finish();
+                if reading {
+                    let _ = chunks.send(Ok(last)).await;
+                }
                 return;
             }
-            _ = tick.tick() => {
+            _ = tick.tick(), if reading => {
                 if chunks.send(Ok(Bytes::from_static(b": keep-alive\n\n"))).await.is_err() {
-                    return;
+                    reading = false;
                 }
             }
-            () = chunks.closed() => return,
-            () = stop.cancelled() => return,
+            () = chunks.closed(), if reading => reading = false,
+            () = stop.cancelled() => {
+                frames.finish();
+                return;
+            }
         }
     }
 }

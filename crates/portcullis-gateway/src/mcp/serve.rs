@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::response::Response;
 use portcullis_authn::{Challenge, Scopes};
 use portcullis_core::{CorrelationId, Era, McpMethod, McpRequest, message};
+use portcullis_mcp::RpcError;
 use serde_json::{Value, json};
 
 use super::{
@@ -22,6 +23,8 @@ use crate::{
 /// JSON-RPC codes Portcullis defines, outside the range the spec reserves (-32768..-32000).
 pub(crate) const DENIED_BY_POLICY: i64 = -31001;
 pub(crate) const APPROVAL_REQUIRED: i64 = -31002;
+/// The 2026-07-28 code for a request that needs a capability the client did not declare.
+const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 
 /// Decide `request` and answer it.
 pub(crate) async fn request(
@@ -48,7 +51,8 @@ pub(crate) async fn request(
         verdict => {
             let (style, stop) = (endpoint.style, endpoint.streams.clone());
             let long_lived = request.method == McpMethod::SubscriptionsListen;
-            let mut response = reply::respond(style, stop, move |outlet| async move {
+            let resumable = session.as_ref().map(|session| session.streams.open());
+            let mut response = reply::respond(style, stop, resumable, move |outlet| async move {
                 let context = Context {
                     endpoint,
                     caller,
@@ -188,6 +192,33 @@ impl Context {
 /// A JSON-RPC error answer.
 pub(crate) fn error(request: &McpRequest, code: i64, text: &str, data: Option<&Value>) -> Final {
     Final::ok(message::error_message(Some(&request.id), code, text, data))
+}
+
+/// An upstream's error, passed on in the caller's era. An upstream does not speak in the
+/// gateway's voice (its refusal codes, its approval links); a 2026-07-28 caller gets the HTTP
+/// status the revision gives the code.
+pub(crate) fn upstream_error(request: &McpRequest, era: Era, failure: &RpcError) -> Final {
+    // SECURITY: -31001 or -31002 from an upstream would read as the gateway's denial or
+    // approval request.
+    if [DENIED_BY_POLICY, APPROVAL_REQUIRED].contains(&failure.code) {
+        return error(request, -32603, "upstream error", None);
+    }
+    let mut answer = error(
+        request,
+        failure.code,
+        &failure.message,
+        failure.data.as_ref(),
+    );
+    if era == Era::Stateless {
+        answer.status = match failure.code {
+            -32601 => http::StatusCode::NOT_FOUND,
+            -32700 | -32600 | wire::HEADER_MISMATCH | MISSING_CLIENT_CAPABILITY => {
+                http::StatusCode::BAD_REQUEST
+            }
+            _ => http::StatusCode::OK,
+        };
+    }
+    answer
 }
 
 /// Exactly the answer for something that does not exist, per method.

@@ -54,6 +54,8 @@ pub(crate) struct Session {
     opaque: Mutex<Option<BearerToken>>,
     /// Requests in progress, by the client's id, so `notifications/cancelled` can stop them.
     inflight: Mutex<HashMap<String, CancellationToken>>,
+    /// Its recent request streams, for a client that resumes one.
+    pub(crate) streams: super::resume::Streams,
 }
 
 /// Every live session.
@@ -105,6 +107,7 @@ impl Sessions {
             last_seen: Mutex::new(Instant::now()),
             opaque: Mutex::new(opaque),
             inflight: Mutex::new(HashMap::new()),
+            streams: super::resume::Streams::default(),
         });
         let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {

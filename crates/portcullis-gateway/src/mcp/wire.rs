@@ -56,18 +56,19 @@ pub(crate) fn lifecycle(
         McpMessage::Request(request) => Some(request),
         _ => None,
     };
-    if let Some(request) = request.filter(|r| r.method == McpMethod::Initialize) {
-        check_initialize(headers, request)?;
-        return Ok(Lifecycle::Opening);
-    }
-    let declared = request.and_then(McpRequest::declared_version);
     let header_version = single(headers, VERSION_HEADER);
-    let stateless = declared.is_some()
+    // The same rule the parser applied to the body (`declares_stateless`), and the headers.
+    let stateless = request.is_some_and(McpRequest::declares_stateless)
         || header_version.is_some_and(|v| v.as_bytes() >= Era::Stateless.as_str().as_bytes())
         || request.is_some_and(|r| r.method == McpMethod::Discover);
     if stateless {
+        // An `initialize` here is a method this era does not have: refused by its decision.
         check_stateless(headers, message, tool)?;
         return Ok(Lifecycle::Stateless);
+    }
+    if let Some(request) = request.filter(|r| r.method == McpMethod::Initialize) {
+        check_initialize(headers, request)?;
+        return Ok(Lifecycle::Opening);
     }
     if let Some(version) = header_version {
         let known = version

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use portcullis_audit::{AuditDecision, AuditRecord, Filter};
 use portcullis_e2e::{DevIssuer, Recorder, TestGateway, last_message};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::open_session;
 
 const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
 const SEED: u64 = 0x5eed_1234_abcd_0012;
@@ -294,8 +296,8 @@ fn generate(dice: &mut Dice, nonce: usize) -> Case {
 async fn every_request_an_upstream_receives_was_decided_and_recorded() {
     let recorder = Recorder::start().await;
     let issuer = DevIssuer::start("differential", RESOURCE, &[]).await;
-    let trail = std::env::temp_dir().join(format!("differential-{}.db", std::process::id()));
-    let _ = std::fs::remove_file(&trail);
+    let scratch = Scratch::new();
+    let trail = scratch.0.join("audit.db");
     let config = format!(
         "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
          [policy]\ncedar = '''{POLICIES}'''\n{CATALOG}\n\
@@ -309,7 +311,10 @@ async fn every_request_an_upstream_receives_was_decided_and_recorded() {
     let mut sessions = HashMap::new();
     for subject in ["user-42", "admin-a"] {
         let token = issuer.auth.mint(subject, None).expect("token");
-        sessions.insert(subject, open_session(&http, &gateway.url, &token).await);
+        sessions.insert(
+            subject,
+            open_session(&http, &gateway.url, Some(&token)).await,
+        );
         tokens.insert(subject, token);
     }
     let mut dice = Dice(SEED);
@@ -369,7 +374,24 @@ async fn every_request_an_upstream_receives_was_decided_and_recorded() {
         "requests reached the upstream: {on_behalf}"
     );
     gateway.shutdown().await;
-    let _ = std::fs::remove_file(&trail);
+}
+
+/// A directory for the trail (and SQLite's side files), removed however the test ends.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("differential-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Whether a received message was sent for a caller (not the gateway's own handshake, list
@@ -435,29 +457,4 @@ async fn allowed_records(trail: &std::path::Path) -> Vec<AuditRecord> {
                 && record.listed.is_none()
         })
         .collect()
-}
-
-async fn open_session(http: &reqwest::Client, url: &str, token: &str) -> String {
-    let answer = http
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(
-            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "differential", "version": "0"}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("initialize");
-    let session = answer
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("a session id")
-        .to_owned();
-    let _ = answer.text().await;
-    session
 }

@@ -46,6 +46,7 @@ mod live;
 mod operator;
 mod regression;
 mod relay;
+mod resume;
 mod stepup;
 mod tasks;
 mod workspace;
@@ -66,6 +67,35 @@ fn http_upstream(name: &str, fixture: &HttpFixture) -> String {
         "[[upstream]]\nname = \"{name}\"\nurl = \"{}\"\n",
         fixture.url
     )
+}
+
+/// Opens a 2025-11-25 session by hand (`initialize` over plain HTTP) and returns its id.
+async fn open_session(http: &reqwest::Client, url: &str, token: Option<&str>) -> String {
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let answer = request
+        .body(
+            serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "e2e", "version": "0"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("initialize");
+    let session = answer
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("a session id")
+        .to_owned();
+    let _ = answer.text().await;
+    session
 }
 
 /// The text of the first content block of a tool result.

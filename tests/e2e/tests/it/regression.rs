@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use portcullis_e2e::{last_message, workspace_bin};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::binary::start_demo;
+use crate::open_session;
 
 /// Requests that must not delete REC-A2, each with the JSON-RPC code its answer carries.
 fn attempts() -> Vec<(&'static str, String, i64)> {
@@ -72,7 +73,7 @@ async fn a_viewer_naming_delete_record_twice_deletes_nothing_and_is_recorded() {
     let http = reqwest::Client::new();
     for era in ["2025-11-25", "2026-07-28"] {
         let session = match era {
-            "2025-11-25" => Some(open_session(&http, &url, &token).await),
+            "2025-11-25" => Some(open_session(&http, &url, Some(&token)).await),
             _ => None,
         };
         for (what, body, code) in attempts() {
@@ -172,31 +173,6 @@ fn cli_token(data: &str, subject: &str) -> String {
         .expect("utf-8")
         .trim()
         .to_owned()
-}
-
-async fn open_session(http: &reqwest::Client, url: &str, token: &str) -> String {
-    let answer = http
-        .post(url)
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(
-            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": "2025-11-25", "capabilities": {},
-                "clientInfo": {"name": "regression", "version": "0"}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("initialize");
-    let session = answer
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("a session id")
-        .to_owned();
-    let _ = answer.text().await;
-    session
 }
 
 /// How many records with `id` the demo's backend holds.
