@@ -33,6 +33,38 @@ pub fn metadata_urls(issuer: &Url) -> Vec<Url> {
     }
 }
 
+/// Whether keys, metadata and introspection may be fetched from `url`: over https, or plain
+/// http on loopback, or plain http anywhere when `insecure` (`[danger] insecure_issuers`).
+///
+/// SECURITY: keys fetched over plain http from the network can be swapped in transit, and then
+/// any token verifies.
+pub fn trusted_transport(url: &Url, insecure: bool) -> bool {
+    let loopback = matches!(
+        url.host(),
+        Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+    ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        || url.host_str() == Some("localhost");
+    match url.scheme() {
+        "https" => true,
+        "http" => loopback || insecure,
+        _ => false,
+    }
+}
+
+/// The redirect policy of the client that talks to issuers: at most 5 hops, each to a
+/// [`trusted_transport`] address, so a redirect cannot downgrade a fetch to plain http.
+pub fn redirect_policy(insecure: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("too many redirects")
+        } else if trusted_transport(attempt.url(), insecure) {
+            attempt.follow()
+        } else {
+            attempt.error("redirect to an address that is not https")
+        }
+    })
+}
+
 #[derive(Deserialize)]
 struct Metadata {
     issuer: String,
@@ -41,7 +73,7 @@ struct Metadata {
 
 /// The `jwks_uri` the issuer publishes, from the first metadata document that answers and names
 /// the same issuer (RFC 8414 §3.3: a document for another issuer is ignored, not trusted).
-pub(crate) async fn jwks_uri(http: &reqwest::Client, issuer: &str) -> Option<Url> {
+pub(crate) async fn jwks_uri(http: &reqwest::Client, issuer: &str, insecure: bool) -> Option<Url> {
     let issuer_url = Url::parse(issuer).ok()?;
     for url in metadata_urls(&issuer_url) {
         let response = http
@@ -61,6 +93,10 @@ pub(crate) async fn jwks_uri(http: &reqwest::Client, issuer: &str) -> Option<Url
             continue;
         }
         if let Some(jwks_uri) = metadata.jwks_uri.and_then(|uri| Url::parse(&uri).ok()) {
+            if !trusted_transport(&jwks_uri, insecure) {
+                tracing::warn!(%url, %jwks_uri, "the metadata's jwks_uri is not https; ignored");
+                continue;
+            }
             return Some(jwks_uri);
         }
     }
@@ -76,6 +112,19 @@ mod tests {
             .iter()
             .map(Url::to_string)
             .collect()
+    }
+
+    #[test]
+    fn keys_come_over_https_or_from_loopback() {
+        let trusted = |url: &str, insecure| trusted_transport(&Url::parse(url).unwrap(), insecure);
+        assert!(trusted("https://as.example/jwks", false));
+        assert!(trusted("http://127.0.0.1:8080/jwks", false));
+        assert!(trusted("http://[::1]/jwks", false));
+        assert!(trusted("http://localhost/jwks", false));
+        assert!(!trusted("http://as.example/jwks", false));
+        assert!(!trusted("http://127.0.0.1.evil.example/jwks", false));
+        assert!(!trusted("ftp://as.example/jwks", true));
+        assert!(trusted("http://as.example/jwks", true));
     }
 
     #[test]

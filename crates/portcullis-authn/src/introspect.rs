@@ -161,6 +161,13 @@ impl Introspector {
             Ok(response) if response.status().is_success() => {
                 response.json().await.map_err(|_| AuthnError::Unavailable)?
             }
+            // RFC 7662 §2.3 answers a token it cannot read with 200 `active: false`, but some
+            // servers answer 400: that refuses the token, it is no malfunction. Refusing the
+            // gateway itself (401, 403), throttling (429) or failing (5xx) is one.
+            Ok(response) if response.status() == reqwest::StatusCode::BAD_REQUEST => {
+                tracing::info!("introspection answered 400 for a token: not active");
+                return Err(AuthnError::Inactive);
+            }
             Ok(response) => {
                 tracing::warn!(status = %response.status(), "introspection refused the gateway");
                 return Err(AuthnError::Unavailable);

@@ -53,6 +53,13 @@ pub enum AuthnError {
         /// The claim.
         claim: &'static str,
     },
+    /// The header lists `crit` extensions; the gateway implements none (RFC 7515 §4.1.11).
+    #[error("token names critical header parameters the gateway does not implement")]
+    Critical,
+    /// The header's `typ` is not one this issuer's access tokens carry, or the token is an
+    /// OpenID Connect ID token.
+    #[error("token is not an access token of this issuer")]
+    TokenType,
     /// Introspection says the token is not active (revoked, expired, unknown).
     #[error("token is not active")]
     Inactive,
@@ -83,6 +90,12 @@ pub struct JwtConfig {
     pub refetch_interval: Duration,
     /// Where the claims keep subject, tenant, roles, scopes and client id.
     pub mapping: ClaimMapping,
+    /// The header `typ` values this issuer's access tokens carry, lower case, without an
+    /// `application/` prefix: `at+jwt` (RFC 9068), and `jwt` for issuers that use it.
+    pub token_types: Vec<String>,
+    /// Whether a discovered `jwks_uri` may be plain http off loopback
+    /// (`[danger] insecure_issuers`).
+    pub insecure_http: bool,
 }
 
 /// Verifies JWT access tokens of one issuer.
@@ -165,6 +178,8 @@ impl JwtVerifier {
     ) -> Result<(VerifiedPrincipal, u64), AuthnError> {
         let header =
             jsonwebtoken::decode_header(token.expose()).map_err(|_| AuthnError::Malformed)?;
+        // jsonwebtoken's header type keeps neither `crit` nor unknown members: read them here.
+        check_header(token.expose(), &self.config.token_types)?;
         let kid = header.kid.ok_or(AuthnError::UnknownKey)?;
         let jwk = self.key(&kid).await?;
         let algorithm = algorithm_of(&jwk).ok_or(AuthnError::UnknownKey)?;
@@ -181,6 +196,9 @@ impl JwtVerifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Value>(token.expose(), &key, &validation)
             .map_err(|error| classify(error.kind()))?;
+        if is_id_token(&data.claims) {
+            return Err(AuthnError::TokenType);
+        }
         let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
         let principal =
             VerifiedPrincipal::from_claims(&self.config.issuer, &data.claims, &self.config.mapping)
@@ -246,13 +264,50 @@ impl JwtVerifier {
         if let Some(uri) = self.discovered.read().await.clone() {
             return Some(uri);
         }
-        let uri = crate::discovery::jwks_uri(&self.http, &self.config.issuer).await;
+        let uri =
+            crate::discovery::jwks_uri(&self.http, &self.config.issuer, self.config.insecure_http)
+                .await;
         if uri.is_none() {
             tracing::warn!(issuer = %self.config.issuer, "issuer metadata names no usable jwks_uri");
         }
         self.discovered.write().await.clone_from(&uri);
         uri
     }
+}
+
+/// Refuses a header with `crit` (no extension is implemented, and an empty list is invalid
+/// too) or with a `typ` this issuer's access tokens do not carry.
+fn check_header(token: &str, accepted: &[String]) -> Result<(), AuthnError> {
+    let encoded = token.split('.').next().ok_or(AuthnError::Malformed)?;
+    let bytes = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, encoded)
+        .map_err(|_| AuthnError::Malformed)?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| AuthnError::Malformed)?;
+    if header.contains_key("crit") {
+        return Err(AuthnError::Critical);
+    }
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(typ)) => Some(typ.to_ascii_lowercase()),
+        Some(_) => return Err(AuthnError::Malformed),
+    };
+    // RFC 7515 §4.1.9: a media type, case-insensitive, `application/` may be left out.
+    let typ = typ.map(|typ| typ.strip_prefix("application/").unwrap_or(&typ).to_owned());
+    match typ {
+        Some(typ) if accepted.contains(&typ) => Ok(()),
+        _ => Err(AuthnError::TokenType),
+    }
+}
+
+/// Whether `claims` are an OpenID Connect ID token's: it proves a sign-in to a client, and is
+/// never an access token, whatever its `typ` and audience. (`nonce` is no sign: Keycloak puts
+/// it in access tokens too.)
+fn is_id_token(claims: &Value) -> bool {
+    ["at_hash", "c_hash"]
+        .iter()
+        .any(|claim| claims.get(claim).is_some())
+        // Keycloak marks its ID tokens in a claim of their own.
+        || claims.get("typ").and_then(Value::as_str) == Some("ID")
 }
 
 /// The one algorithm a key verifies with. An RSA key that does not say is RS256, the RFC 9068

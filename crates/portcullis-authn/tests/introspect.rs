@@ -183,3 +183,36 @@ async fn an_unreachable_endpoint_is_a_malfunction_and_is_not_cached() {
     assert_eq!(outcome, Err(AuthnError::Unavailable));
     assert!(outcome.unwrap_err().is_malfunction());
 }
+
+/// An endpoint answering `status` to every request.
+async fn answering(status: u16) -> String {
+    let app = Router::new().route(
+        "/introspect",
+        post(move || async move {
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                Json(json!({"error": "invalid_request"})),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}/introspect")
+}
+
+// See: issue 14. A token the server cannot read is a refused token (401), not an outage (503).
+#[tokio::test]
+async fn a_token_the_endpoint_calls_malformed_is_refused_and_only_failures_are_malfunctions() {
+    for (status, expected) in [
+        (400, AuthnError::Inactive),
+        (401, AuthnError::Unavailable),
+        (429, AuthnError::Unavailable),
+        (503, AuthnError::Unavailable),
+    ] {
+        let url = answering(status).await;
+        let introspector = introspector(&url, "s3cret", Duration::from_secs(60));
+        let outcome = introspector.verify(&bearer("a.b.c.d.e")).await;
+        assert_eq!(outcome, Err(expected), "HTTP {status}");
+    }
+}

@@ -62,6 +62,8 @@ fn verifier(jwks_uri: &str) -> JwtVerifier {
             leeway: Duration::from_secs(5),
             refetch_interval: Duration::from_millis(0),
             mapping: ClaimMapping::standard(),
+            token_types: vec!["at+jwt".into()],
+            insecure_http: false,
         },
         reqwest::Client::new(),
     )
@@ -83,6 +85,7 @@ fn claims() -> Value {
 
 fn sign(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String {
     let mut header = Header::new(alg);
+    header.typ = Some("at+jwt".into());
     header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, claims, key).unwrap()
 }
@@ -112,9 +115,16 @@ fn b64(bytes: &[u8]) -> String {
 async fn valid_rs256_and_es256_tokens_yield_the_mapped_principal() {
     let keys = keys();
     let verifier = verifier(&serve_jwks(keys.set.clone()).await);
+    let media_type = {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".into());
+        header.typ = Some("application/AT+JWT".into());
+        jsonwebtoken::encode(&header, &claims(), &keys.rsa).unwrap()
+    };
     for token in [
         sign(&keys.rsa, Algorithm::RS256, "rsa-1", &claims()),
         sign(&keys.ec, Algorithm::ES256, "ec-1", &claims()),
+        media_type,
     ] {
         let principal = verifier.verify(&bearer(&token)).await.expect("valid token");
         assert_eq!(principal.subject(), "user-42");
@@ -144,7 +154,7 @@ async fn hostile_and_broken_tokens_are_refused_with_the_right_reason() {
     );
     let none = format!(
         "{}.{}.",
-        b64(br#"{"alg":"none","kid":"rsa-1","typ":"JWT"}"#),
+        b64(br#"{"alg":"none","kid":"rsa-1","typ":"at+jwt"}"#),
         b64(claims().to_string().as_bytes())
     );
     // The classic confusion attack: HMAC keyed with the RSA public key.
@@ -154,8 +164,44 @@ async fn hostile_and_broken_tokens_are_refused_with_the_right_reason() {
         "rsa-1",
         &claims(),
     );
+    // Validly signed, with a header jsonwebtoken's own type could not express.
+    let signed_with_header = |header: &str, claims: &Value| {
+        let message = format!(
+            "{}.{}",
+            b64(header.as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &keys.rsa, Algorithm::RS256).unwrap();
+        format!("{message}.{signature}")
+    };
+    let mut id_token = claims();
+    id_token["at_hash"] = json!("x1Yv7v8");
     let cases: Vec<(&str, String, AuthnError)> = vec![
         ("malformed", "not.a.jwt".into(), AuthnError::Malformed),
+        (
+            "crit names an extension (RFC 7515 §4.1.11)",
+            signed_with_header(
+                r#"{"alg":"RS256","kid":"rsa-1","typ":"at+jwt","crit":["exp2"],"exp2":1}"#,
+                &claims(),
+            ),
+            AuthnError::Critical,
+        ),
+        (
+            "typ JWT where the issuer's access tokens say at+jwt",
+            signed_with_header(r#"{"alg":"RS256","kid":"rsa-1","typ":"JWT"}"#, &claims()),
+            AuthnError::TokenType,
+        ),
+        (
+            "no typ",
+            signed_with_header(r#"{"alg":"RS256","kid":"rsa-1"}"#, &claims()),
+            AuthnError::TokenType,
+        ),
+        (
+            "an ID token",
+            sign(&keys.rsa, Algorithm::RS256, "rsa-1", &id_token),
+            AuthnError::TokenType,
+        ),
         (
             "alg none (not even an algorithm to this verifier)",
             none,
@@ -175,6 +221,7 @@ async fn hostile_and_broken_tokens_are_refused_with_the_right_reason() {
             "no kid",
             {
                 let mut h = Header::new(Algorithm::RS256);
+                h.typ = Some("at+jwt".into());
                 h.kid = None;
                 jsonwebtoken::encode(&h, &claims(), &keys.rsa).unwrap()
             },
@@ -311,6 +358,8 @@ async fn keys_are_found_through_the_issuers_metadata_and_a_foreign_document_is_i
                 leeway: Duration::from_secs(5),
                 refetch_interval: Duration::from_millis(0),
                 mapping: ClaimMapping::standard(),
+                token_types: vec!["at+jwt".into()],
+                insecure_http: false,
             },
             reqwest::Client::new(),
         )
@@ -347,6 +396,8 @@ async fn a_remembered_token_still_expires() {
             leeway: Duration::ZERO,
             refetch_interval: Duration::from_millis(0),
             mapping: ClaimMapping::standard(),
+            token_types: vec!["at+jwt".into()],
+            insecure_http: false,
         },
         reqwest::Client::new(),
     );

@@ -308,6 +308,22 @@ fn declares_version(params: &Map<String, Value>) -> bool {
         .is_some()
 }
 
+/// The text of a JSON-RPC request (`id` given) or notification, as relayed to a client. Empty
+/// params are left out: the upstream's frame does not say whether it sent `{}` or nothing,
+/// and nothing is what servers send most.
+pub fn outgoing_message(id: Option<Value>, method: &str, params: Map<String, Value>) -> String {
+    let mut message = Map::new();
+    message.insert("jsonrpc".to_owned(), "2.0".into());
+    if let Some(id) = id {
+        message.insert("id".to_owned(), id);
+    }
+    message.insert("method".to_owned(), method.into());
+    if !params.is_empty() {
+        message.insert("params".to_owned(), Value::Object(params));
+    }
+    Value::Object(message).to_string()
+}
+
 /// The text of a JSON-RPC success answer to `id`, with `result` as JSON text.
 pub fn result_message(id: Option<&RequestId>, result: &str) -> String {
     let id = id.map_or_else(|| "null".to_owned(), RequestId::to_json);

@@ -130,6 +130,8 @@ impl Server {
                 leeway: Duration::from_secs(5),
                 refetch_interval: Duration::from_secs(10),
                 mapping: ClaimMapping::standard(),
+                token_types: vec!["at+jwt".into()],
+                insecure_http: false,
             },
             reqwest::Client::new(),
         )

@@ -9,6 +9,7 @@
 //! ```toml
 //! [[identity]]
 //! subject = "editor-a"
+//! issuer = "https://auth.example.com"            # required when several issuers are trusted
 //! tenant = "tenant-a"
 //! roles = ["editor"]
 //! scopes = ["policies:read", "policies:write"]   # optional: narrows the token's scopes
@@ -28,7 +29,8 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 struct Entry {
     subject: String,
-    /// Only for tokens of this issuer; any issuer when absent.
+    /// Whose subject this is: required when several issuers are trusted, the only issuer's
+    /// when absent.
     issuer: Option<String>,
     tenant: Option<String>,
     /// Required unless disabled: an entry cut short (a file read while being written) must not
@@ -53,6 +55,8 @@ pub struct Disabled;
 pub struct Entitlements {
     path: PathBuf,
     refresh: Duration,
+    /// The trusted issuers: a subject belongs to one of them.
+    issuers: Vec<String>,
     reading: RwLock<Arc<HashMap<String, Vec<Entry>>>>,
     stamp: std::sync::Mutex<Option<(SystemTime, u64)>>,
 }
@@ -66,11 +70,13 @@ impl std::fmt::Debug for Entitlements {
 }
 
 impl Entitlements {
-    /// Read `path` now; a file that cannot be read or parsed is a start-up error.
-    pub fn open(path: &Path, refresh: Duration) -> Result<Self, String> {
+    /// Read `path` now, for subjects of `issuers`; a file that cannot be read or parsed is a
+    /// start-up error.
+    pub fn open(path: &Path, refresh: Duration, issuers: Vec<String>) -> Result<Self, String> {
         let entitlements = Self {
             path: path.to_owned(),
             refresh,
+            issuers,
             reading: RwLock::new(Arc::default()),
             stamp: std::sync::Mutex::new(None),
         };
@@ -120,7 +126,27 @@ impl Entitlements {
         let file: File = toml::from_str(&text)
             .map_err(|error| format!("{}: {}", self.path.display(), error.message()))?;
         let mut by_subject: HashMap<String, Vec<Entry>> = HashMap::new();
-        for entry in file.identities {
+        for mut entry in file.identities {
+            // SECURITY: two issuers may each have an `admin-a`; an entry for one must never
+            // dress the other's in its roles and tenant.
+            match (&entry.issuer, self.issuers.as_slice()) {
+                (Some(issuer), trusted) if !trusted.is_empty() && !trusted.contains(issuer) => {
+                    return Err(format!(
+                        "{}: identity `{}` names issuer `{issuer}`, which is not trusted",
+                        self.path.display(),
+                        entry.subject
+                    ));
+                }
+                (Some(_), _) | (None, []) => {}
+                (None, [only]) => entry.issuer = Some(only.clone()),
+                (None, _) => {
+                    return Err(format!(
+                        "{}: identity `{}` must name its `issuer`: several issuers are trusted",
+                        self.path.display(),
+                        entry.subject
+                    ));
+                }
+            }
             if entry.roles.is_none() && !entry.disabled {
                 return Err(format!(
                     "{}: identity `{}` has no `roles` (write `roles = []` for none)",
@@ -197,8 +223,8 @@ mod tests {
         write(
             "[[identity]]\nsubject = \"editor-a\"\nname = \"x\"\ntenant = \"tenant-b\"\nroles = [\"viewer\"]\nscopes = [\"policies:read\", \"email:send\"]\n",
         );
-        let source =
-            Entitlements::open(&path, Duration::from_millis(10)).map_err(|e| e.to_string());
+        let source = Entitlements::open(&path, Duration::from_millis(10), Vec::new())
+            .map_err(|e| e.to_string());
         let Ok(source) = source else {
             panic!("{source:?}");
         };
@@ -224,6 +250,54 @@ mod tests {
         let mut other = principal();
         other.subject = "someone-else".to_owned();
         assert_eq!(source.apply(other.clone()), Ok(other));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // See: issue 14. With two issuers, the second issuer's `admin-a` got the first one's roles.
+    #[test]
+    fn an_entry_belongs_to_one_issuer_and_must_name_it_when_several_are_trusted() {
+        let dir = std::env::temp_dir().join(format!("entitlements-iss-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let path = dir.join("identities.toml");
+        let first = "https://issuer.example".to_owned();
+        let second = "https://other.example".to_owned();
+        let both = vec![first.clone(), second.clone()];
+        std::fs::write(
+            &path,
+            "[[identity]]\nsubject = \"editor-a\"\nroles = [\"admin\"]\n",
+        )
+        .unwrap_or_default();
+        let refused = Entitlements::open(&path, Duration::from_secs(1), both.clone());
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("must name its `issuer`")),
+            "{:?}",
+            refused.err()
+        );
+        let only = Entitlements::open(&path, Duration::from_secs(1), vec![first.clone()]);
+        let Ok(only) = only else {
+            panic!("one issuer: the entry is its")
+        };
+        let mut stranger = principal();
+        stranger.issuer.clone_from(&second);
+        assert_eq!(only.apply(stranger.clone()), Ok(stranger.clone()));
+        assert_eq!(
+            only.apply(principal()).map(|p| p.roles),
+            Ok(vec!["admin".to_owned()])
+        );
+        std::fs::write(
+            &path,
+            format!(
+                "[[identity]]\nsubject = \"editor-a\"\nissuer = \"{first}\"\nroles = [\"admin\"]\n"
+            ),
+        )
+        .unwrap_or_default();
+        let named = Entitlements::open(&path, Duration::from_secs(1), both);
+        let Ok(named) = named else {
+            panic!("a named issuer is accepted")
+        };
+        assert_eq!(named.apply(stranger.clone()), Ok(stranger));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -40,6 +40,11 @@ impl Gateway {
                 shutdown.child_token(),
             ));
         }
+        tokio::spawn(forget_changed_tools(
+            Arc::downgrade(&gateway.upstreams),
+            gateway.upstreams.changes(),
+            shutdown.child_token(),
+        ));
         tokio::spawn(sweep_sessions(
             Arc::downgrade(&gateway.sessions),
             config.session_idle_timeout,
@@ -94,15 +99,46 @@ async fn watch_entitlements(
         let Some(access) = access.upgrade() else {
             return;
         };
+        let metrics = access.trail().metrics();
         match entitlements.reload() {
             Ok(true) => {
                 tracing::info!("entitlements changed");
+                metrics.entitlements(true);
                 access.changed();
             }
             Ok(false) => {}
             Err(error) => {
-                tracing::warn!(%error, "entitlements file rejected; the previous reading stays");
+                // Loud: a disable or a role removal in this change is not in effect.
+                tracing::error!(%error, "entitlements file rejected; the previous reading is still enforced");
+                metrics.entitlements(false);
             }
+        }
+    }
+}
+
+/// Forget the learned tool definitions when an upstream says its tools changed, so that the
+/// next call decides on annotations read again, never on ones the upstream withdrew.
+async fn forget_changed_tools(
+    upstreams: Weak<crate::upstreams::Upstreams>,
+    mut changes: tokio::sync::broadcast::Receiver<portcullis_mcp::Change>,
+    stop: CancellationToken,
+) {
+    loop {
+        let change = tokio::select! {
+            () = stop.cancelled() => return,
+            change = changes.recv() => change,
+        };
+        let forget = match change {
+            Ok(change) => change.kind == portcullis_mcp::ChangeKind::Tools,
+            // Missed changes may have been tool changes.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(upstreams) = upstreams.upgrade() else {
+            return;
+        };
+        if forget {
+            upstreams.forget_tools().await;
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct Metrics {
     series: Mutex<Series>,
     shadow_disagreements: AtomicU64,
     audit_refusals: AtomicU64,
+    entitlements_rejected: AtomicU64,
+    /// The entitlements file's last change was rejected: an older reading is enforced.
+    entitlements_stale: std::sync::atomic::AtomicBool,
 }
 
 /// Counts by label values: a label value is looked up as a `&str`, and copied only the first
@@ -93,6 +96,25 @@ impl Metrics {
     /// A request refused before any decision.
     pub(crate) fn authentication_failure(&self, reason: &str) {
         count(&mut self.series().authentication_failures, reason);
+    }
+
+    /// The entitlements file was read (`Ok`) or rejected (`Err`), its previous reading kept.
+    pub(crate) fn entitlements(&self, read: bool) {
+        if !read {
+            self.entitlements_rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        self.entitlements_stale.store(!read, Ordering::Relaxed);
+    }
+
+    /// Why this gateway is not fully ready, if it is not: each reason one line.
+    pub fn degraded(&self) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if self.entitlements_stale.load(Ordering::Relaxed) {
+            reasons.push(
+                "entitlements: the file's last change was rejected; an older reading is enforced",
+            );
+        }
+        reasons
     }
 
     /// A state-changing call refused because its record could not be made durable.
@@ -184,6 +206,18 @@ impl Metrics {
             lines.insert(
                 ("portcullis_audit_refused_calls_total", String::new()),
                 refusals.to_string(),
+            );
+        }
+        let rejected = self.entitlements_rejected.load(Relaxed);
+        if rejected > 0 {
+            lines.insert(
+                ("portcullis_entitlements_rejected_total", String::new()),
+                rejected.to_string(),
+            );
+            let stale = self.entitlements_stale.load(Relaxed);
+            lines.insert(
+                ("portcullis_entitlements_stale", String::new()),
+                u8::from(stale).to_string(),
             );
         }
         let mut last = "";

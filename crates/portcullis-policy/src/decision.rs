@@ -31,20 +31,6 @@ pub(crate) struct Reads {
     pub(crate) time: bool,
 }
 
-impl Reads {
-    /// Conservative: a policy text that could name an attribute counts as reading it.
-    pub(crate) fn of(policies: &str) -> Self {
-        Self {
-            identity: ["User::", "subject", "issuer", "clientId"]
-                .iter()
-                .any(|word| policies.contains(word)),
-            tenant: policies.contains("tenant"),
-            scopes: policies.contains("scopes"),
-            time: policies.contains("time"),
-        }
-    }
-}
-
 impl Principal {
     /// Everything the policies can read of this principal, as one key: equal keys, equal
     /// decisions (for list decisions, which Cedar alone makes).
@@ -182,11 +168,21 @@ pub enum Decision {
 pub struct Pending {
     reasons: Reasons,
     tier: crate::RiskTier,
+    out_of_band: bool,
 }
 
 impl Pending {
-    pub(crate) fn new(reasons: Reasons, tier: crate::RiskTier) -> Self {
-        Self { reasons, tier }
+    pub(crate) fn new(reasons: Reasons, tier: crate::RiskTier, out_of_band: bool) -> Self {
+        Self {
+            reasons,
+            tier,
+            out_of_band,
+        }
+    }
+
+    /// Whether a policy says only the approval page may approve it (`@approval("out_of_band")`).
+    pub fn out_of_band(&self) -> bool {
+        self.out_of_band
     }
 
     /// Why approval is needed.

@@ -33,6 +33,7 @@ use crate::{
     entities::{
         Attribute, Target, action_id, declared_arguments, principal_entities, target_entity, uid,
     },
+    facts::Facts,
     load,
     schema::cedar_schema,
 };
@@ -80,7 +81,7 @@ pub struct PolicyEngine {
     reads: Reads,
     /// Each policy's annotations, read once: Cedar parses an annotation key on every lookup.
     annotations: HashMap<String, HashMap<String, String>>,
-    /// The policies that can depend on the target object (see `reads_object`).
+    /// The policies that can depend on the target object (see `Facts::object_readers`).
     object_readers: std::collections::HashSet<String>,
     /// For each catalog entry, the class of capabilities its list decision is shared with
     /// (see [`PolicyEngine::class_of`]), as a number; `None`: decided on its own.
@@ -135,12 +136,8 @@ impl PolicyEngine {
                 (policy.id().to_string(), pairs)
             })
             .collect();
-        let object_readers = policies
-            .policies()
-            .filter(|policy| reads_object(&policy.to_string()))
-            .map(|policy| policy.id().to_string())
-            .collect();
-        let (classes, unconfigured_classes) = classes(&catalog, text);
+        let facts = Facts::of(&policies);
+        let (classes, unconfigured_classes) = classes(&catalog, &facts);
         Ok(Self {
             classes,
             unconfigured_classes,
@@ -151,9 +148,9 @@ impl PolicyEngine {
             authorizer: Authorizer::new(),
             visible: Mutex::new(HashMap::new()),
             decided: Mutex::new(HashMap::new()),
-            reads: Reads::of(text),
+            reads: facts.reads,
             annotations,
-            object_readers,
+            object_readers: facts.object_readers,
         })
     }
 
@@ -299,12 +296,17 @@ impl PolicyEngine {
             };
         }
         let risk = call.risk_of(capability);
-        let ask = annotated("approval", Some("required"))
+        // `out_of_band`: only a person on the approval page may approve, whatever the tier, so
+        // an automated client cannot answer for its own call.
+        let out_of_band = annotated("approval", Some("out_of_band"));
+        let ask = out_of_band
+            || annotated("approval", Some("required"))
             || (risk >= RiskTier::Destructive && !annotated("approval", Some("none")));
         if ask {
             return Decision::AskApproval(Pending::new(
                 reasons(vec![ReasonCode::ApprovalRequired], policies),
                 risk,
+                out_of_band,
             ));
         }
         Decision::Allow(Authorized::new(reasons(
@@ -627,18 +629,6 @@ impl PolicyEngine {
 
 /// Whether a policy (as text) can depend on the target object (its attributes or identity).
 /// Conservative: any mention of `resource` beyond the bare scope variable counts.
-fn reads_object(text: &str) -> bool {
-    [
-        "resource.",
-        "resource has",
-        "resource ==",
-        "resource in",
-        "resource is",
-    ]
-    .iter()
-    .any(|form| text.contains(form))
-}
-
 /// The classes of capabilities that share one list decision: when no policy names their action
 /// (or a target of it) and none could read a capability's own name, a list decision can depend
 /// only on the kind, the action groups (family), the risk tier and which of object and tenant
@@ -646,8 +636,8 @@ fn reads_object(text: &str) -> bool {
 /// the class of unconfigured capabilities per kind. Resources are always decided on their own
 /// (their URI templates are their names); so are the protocol's utility methods, which have
 /// actions of their own.
-fn classes(catalog: &Catalog, policies: &str) -> (Vec<Option<usize>>, [Option<usize>; 4]) {
-    let names_read = policies.contains("capability");
+fn classes(catalog: &Catalog, facts: &Facts) -> (Vec<Option<usize>>, [Option<usize>; 4]) {
+    let names_read = facts.names_read;
     let mut keys: HashMap<String, usize> = HashMap::new();
     let mut class = |key: String| {
         let next = keys.len();
@@ -659,7 +649,7 @@ fn classes(catalog: &Catalog, policies: &str) -> (Vec<Option<usize>>, [Option<us
         .iter()
         .map(|capability| {
             let action = capability.action();
-            (shared(capability.kind) && !policies.contains(action.as_str())).then(|| {
+            (shared(capability.kind) && !facts.names(action.as_str())).then(|| {
                 class(format!(
                     "{}\0{}\0{}\0{}\0{}",
                     capability.kind.as_str(),

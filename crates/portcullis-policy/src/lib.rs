@@ -11,6 +11,7 @@ mod catalog;
 mod decision;
 mod engine;
 mod entities;
+mod facts;
 mod load;
 mod matrix;
 mod schema;

@@ -53,6 +53,14 @@ pub(crate) fn policies(file: &str, text: &str, schema: &Schema) -> Result<Policy
         let id = policy
             .annotation("id")
             .map_or_else(|| policy.id().clone(), PolicyId::new);
+        // A misspelt approval would silently ask for nothing: refused.
+        if let Some(approval) = policy.annotation("approval")
+            && !matches!(approval, "required" | "none" | "out_of_band")
+        {
+            return Err(invalid(format!(
+                "{file}: policy `{id}`: @approval(\"{approval}\") must be \"required\", \"none\" or \"out_of_band\"\n"
+            )));
+        }
         if named.policy(&id).is_some() {
             return Err(invalid(format!(
                 "{file}: two policies have the id `{id}`\n"

@@ -83,7 +83,7 @@ impl PolicyEngine {
                     match policy.effect() {
                         Effect::Permit => {
                             match policy.annotation("approval") {
-                                Some("required") => approving.push(id.clone()),
+                                Some("required" | "out_of_band") => approving.push(id.clone()),
                                 Some("none") => never = true,
                                 _ => {}
                             }

@@ -630,6 +630,68 @@ fn remembered_verdicts_follow_everything_a_policy_can_read() {
     }
 }
 
+// See: issue 14. `User :: "user-43"` is valid Cedar; the verdict cache read the text, found no
+// `User::`, left the subject out of its key, and user-42's allow answered for user-43.
+#[test]
+fn a_policy_naming_a_subject_in_any_spelling_keeps_callers_apart_in_the_caches() {
+    let spellings = [
+        r#"forbid (principal == User :: "user-43", action, resource);"#,
+        r#"forbid (principal, action, resource) when { principal["subject"] == "user-43" };"#,
+        r#"forbid (principal, action == Action::"tool\u{3a}read_policy", resource) when { principal == User::"user-43" };"#,
+    ];
+    let permit =
+        r#"permit (principal in Role::"viewer", action in Action::"family:policies", resource);"#;
+    let a = args(json!({"tenant": "tenant-a", "id": "P-1"}));
+    for forbid in spellings {
+        let text = format!("{permit}\n{forbid}\n");
+        let engine = PolicyEngine::new(catalog(), "p.cedar", &text).unwrap();
+        let user42 = person("user-42", "tenant-a", &["viewer"], &["policies:read"]);
+        let user43 = person("user-43", "tenant-a", &["viewer"], &["policies:read"]);
+        for _ in 0..2 {
+            let first = engine.authorize(&user42, &call("read_policy", &a));
+            assert!(matches!(first, Decision::Allow(_)), "{forbid}: {first:?}");
+            let second = engine.authorize(&user43, &call("read_policy", &a));
+            assert!(
+                matches!(second, Decision::Deny { .. }),
+                "{forbid}: {second:?}"
+            );
+            assert!(
+                engine.visible(&user42, CapabilityKind::Tool, "read_policy"),
+                "{forbid}"
+            );
+            assert!(
+                !engine.visible(&user43, CapabilityKind::Tool, "read_policy"),
+                "{forbid}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_out_of_band_policy_asks_on_the_page_whatever_the_tier_and_misspelt_approvals_fail() {
+    let text = r#"@approval("out_of_band")
+permit (principal in Role::"viewer", action == Action::"tool:read_policy", resource);
+"#;
+    let engine = PolicyEngine::new(catalog(), "p.cedar", text).unwrap();
+    let viewer = person("user-42", "tenant-a", &["viewer"], &["policies:read"]);
+    let a = args(json!({"tenant": "tenant-a", "id": "P-1"}));
+    match engine.authorize(&viewer, &call("read_policy", &a)) {
+        Decision::AskApproval(pending) => {
+            assert!(pending.out_of_band());
+            assert_eq!(pending.tier(), RiskTier::Read);
+        }
+        other => panic!("{other:?}"),
+    }
+    let typo = r#"@approval("requird")
+permit (principal, action, resource);
+"#;
+    let error = PolicyEngine::new(catalog(), "p.cedar", typo).unwrap_err();
+    assert!(
+        error.to_string().contains(r#"@approval("requird")"#),
+        "{error}"
+    );
+}
+
 /// A list decision shared by a class of capabilities (same kind, family, tier, object and
 /// tenant, no policy naming any of them) is the decision each would get on its own: the same
 /// policies with the sharing turned off (a policy that could read a capability's name turns it

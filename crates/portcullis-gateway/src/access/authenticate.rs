@@ -31,9 +31,11 @@ pub(crate) struct Authenticator {
     pub(crate) reintrospect_every: Option<Duration>,
 }
 
-/// The HTTP client for issuers (keys, introspection): pooled, bounded connect time.
-pub(crate) fn issuer_client() -> reqwest::Client {
+/// The HTTP client for issuers (keys, introspection): pooled, bounded connect time, and no
+/// redirect to plain http unless `insecure` (`[danger] insecure_issuers`).
+pub(crate) fn issuer_client(insecure: bool) -> reqwest::Client {
     reqwest::Client::builder()
+        .redirect(portcullis_authn::redirect_policy(insecure))
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(15))
@@ -46,7 +48,7 @@ pub(crate) fn issuer_client() -> reqwest::Client {
 
 impl Authenticator {
     pub(crate) fn new(auth: &Auth) -> Self {
-        let http = issuer_client();
+        let http = issuer_client(auth.insecure_issuers);
         let verifiers = auth
             .issuers
             .iter()
@@ -58,6 +60,8 @@ impl Authenticator {
                     leeway: auth.leeway,
                     refetch_interval: Duration::from_secs(10),
                     mapping: issuer.mapping.clone(),
+                    token_types: issuer.token_types.clone(),
+                    insecure_http: auth.insecure_issuers,
                 };
                 (
                     issuer.issuer.clone(),

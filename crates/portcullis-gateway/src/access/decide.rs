@@ -36,13 +36,14 @@ pub(crate) enum TaskRoute {
 
 /// What the decision asks of the upstream side, which it does not otherwise know.
 pub(crate) trait Objects: Sync {
-    /// `object`'s attributes as the backend of the tool `tool` reports them to `principal`;
-    /// `Ok(None)` when it does not exist (for this caller).
+    /// `object`'s attributes as the backend of capability `target` (a tool or prompt name, a
+    /// resource URI) reports them to `principal`; `Ok(None)` when it does not exist (for
+    /// this caller).
     fn resolve(
         &self,
         proof: &Internal,
         principal: &Principal,
-        tool: &str,
+        target: (CapabilityKind, &str),
         resolver: &Resolver,
         object: &str,
     ) -> impl Future<Output = Result<Option<ObjectAttributes>, String>> + Send;
@@ -54,8 +55,13 @@ pub(crate) trait Objects: Sync {
     /// upstream: nothing says which of several would take it).
     fn routes_other_methods(&self) -> bool;
 
-    /// The tier a tool's own annotations suggest (`destructiveHint`).
-    fn risk_hint(&self, tool: &str) -> Option<RiskTier>;
+    /// The tier a tool's own annotations suggest (`destructiveHint`), learning them first
+    /// if nobody has listed the tool yet.
+    fn risk_hint(
+        &self,
+        tool: &str,
+        on_behalf: &Principal,
+    ) -> impl Future<Output = Option<RiskTier>> + Send;
 }
 
 /// Decide `request` from `scene`.
@@ -125,12 +131,7 @@ pub(crate) async fn decide(
         CapabilityKind::Method => Some(without_meta(&request.params)),
         CapabilityKind::Resource => None,
     };
-    let target = policy
-        .catalog()
-        .find(kind, name)
-        .and_then(|(capability, _)| capability.object.as_ref())
-        .and_then(|field| arguments.as_ref()?.get(field)?.as_str())
-        .map(str::to_owned);
+    let target = object_named(policy, (kind, name), arguments.as_ref());
     let resolved = match resolve(objects, policy, principal, (kind, name), arguments.as_ref()).await
     {
         Ok(resolved) => resolved,
@@ -159,9 +160,10 @@ pub(crate) async fn decide(
         arguments: arguments.as_ref(),
         era: scene.era.as_str(),
         object: resolved.as_ref().map(|(attributes, _)| attributes),
-        risk_hint: (kind == CapabilityKind::Tool)
-            .then(|| objects.risk_hint(name))
-            .flatten(),
+        risk_hint: match kind {
+            CapabilityKind::Tool => objects.risk_hint(name, principal).await,
+            _ => None,
+        },
     };
     let decision = policy.authorize(principal, &call);
     // A candidate set in shadow decides the same call; only a disagreement is recorded.
@@ -282,6 +284,22 @@ fn reference_visible(policy: &PolicyEngine, principal: &Principal, request: &Mcp
 }
 
 /// Why a call's object has no attributes to decide on.
+/// The object a request names: a segment of the resource URI's template, or the argument the
+/// capability says names it.
+fn object_named(
+    policy: &PolicyEngine,
+    (kind, name): (CapabilityKind, &str),
+    arguments: Option<&Map<String, Value>>,
+) -> Option<String> {
+    let (capability, segments) = policy.catalog().find(kind, name)?;
+    let field = capability.object.as_ref()?;
+    segments
+        .into_iter()
+        .find(|(segment, _)| segment == field)
+        .map(|(_, value)| value)
+        .or_else(|| Some(arguments?.get(field)?.as_str()?.to_owned()))
+}
+
 enum Unresolved {
     /// It does not exist for this caller: the capability's "not found" text.
     Missing(String),
@@ -301,7 +319,7 @@ async fn resolve(
     let Some((capability, _)) = policy.catalog().find(kind, name) else {
         return Ok(None);
     };
-    let (Some(resolver), Some(field)) = (&capability.resolver, &capability.object) else {
+    let Some(resolver) = &capability.resolver else {
         return Ok(None);
     };
     // A capability the caller cannot see is decided (and answered) as not existing: asking its
@@ -309,13 +327,19 @@ async fn resolve(
     if !policy.visible(principal, kind, name) {
         return Ok(None);
     }
-    // A call that names no object, or not as a string, has nothing to resolve; the backend
-    // answers it as it would.
-    let Some(object) = arguments.and_then(|a| a.get(field)).and_then(Value::as_str) else {
+    // A call that names no object has nothing to resolve; the backend answers it as it
+    // would. (One naming it as anything but a string is refused by `authorize`.)
+    let Some(object) = object_named(policy, (kind, name), arguments) else {
         return Ok(None);
     };
     match objects
-        .resolve(&Internal::resolving(), principal, name, resolver, object)
+        .resolve(
+            &Internal::resolving(),
+            principal,
+            (kind, name),
+            resolver,
+            &object,
+        )
         .await
     {
         Ok(Some(attributes)) => Ok(Some((attributes, resolver.not_found.clone()))),

@@ -122,6 +122,11 @@ impl Pending {
         &self.correlation
     }
 
+    /// Whether a policy says only the approval page may approve it.
+    pub(crate) fn out_of_band(&self) -> bool {
+        self.pending.out_of_band()
+    }
+
     /// Its risk tier.
     pub(crate) fn tier(&self) -> portcullis_policy::RiskTier {
         self.pending.tier()

@@ -31,6 +31,8 @@ pub struct Auth {
     pub policy_file: Option<std::path::PathBuf>,
     /// A candidate set evaluated beside `policy` and audited where it disagrees, never enforced.
     pub shadow: Option<Arc<PolicyEngine>>,
+    /// `[danger] insecure_issuers`: issuers' keys, metadata and introspection over plain http.
+    pub insecure_issuers: bool,
 }
 
 /// One accepted token issuer.
@@ -44,6 +46,8 @@ pub struct Issuer {
     pub mapping: ClaimMapping,
     /// How its opaque tokens are checked, if it issues any.
     pub introspection: Option<Introspection>,
+    /// The header `typ` values its access tokens carry (lower case, no `application/`).
+    pub token_types: Vec<String>,
 }
 
 /// An issuer's RFC 7662 endpoint and the gateway's credentials there.
@@ -99,7 +103,8 @@ pub(super) fn resolve_auth(
             }
             None => None,
         };
-        let mut mapping = match issuer.claims.as_deref().unwrap_or("standard") {
+        let preset = issuer.claims.as_deref().unwrap_or("standard");
+        let mut mapping = match preset {
             "standard" => ClaimMapping::standard(),
             "keycloak" => ClaimMapping::keycloak(),
             "entra" => ClaimMapping::entra(),
@@ -131,11 +136,13 @@ pub(super) fn resolve_auth(
             }
         }
         let introspection = resolve_introspection(&key, &issuer, insecure_issuers)?;
+        let token_types = token_types(&key, preset, issuer.token_types.as_deref())?;
         issuers.push(Issuer {
             issuer: issuer.issuer,
             jwks_uri,
             mapping,
             introspection,
+            token_types,
         });
     }
     let policy_file = raw_policy
@@ -153,7 +160,37 @@ pub(super) fn resolve_auth(
         policy_file,
         policy,
         shadow,
+        insecure_issuers,
     })
+}
+
+/// The `typ` values an issuer's access tokens may carry: RFC 9068's `at+jwt`, plus plain `JWT`
+/// for the IdPs whose access tokens say that (Keycloak, Entra), unless the config says.
+fn token_types(
+    key: &str,
+    preset: &str,
+    given: Option<&[String]>,
+) -> Result<Vec<String>, ConfigError> {
+    let defaults: &[&str] = match preset {
+        "standard" => &["at+jwt"],
+        _ => &["at+jwt", "jwt"],
+    };
+    let Some(given) = given else {
+        return Ok(defaults.iter().map(|typ| (*typ).to_owned()).collect());
+    };
+    if given.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.token_types"),
+            "name at least one `typ` (e.g. \"at+jwt\")",
+        ));
+    }
+    Ok(given
+        .iter()
+        .map(|typ| {
+            let typ = typ.to_ascii_lowercase();
+            typ.strip_prefix("application/").unwrap_or(&typ).to_owned()
+        })
+        .collect())
 }
 
 fn resolve_introspection(
@@ -229,18 +266,12 @@ fn resolve_introspection(
     }))
 }
 
-// SECURITY: keys or metadata fetched over plain http from the network can be swapped in transit,
-// and then any token verifies.
 fn check_transport(key: &str, url: &Url, insecure: bool) -> Result<(), ConfigError> {
-    let loopback = url
-        .host_str()
-        .is_some_and(|host| matches!(host, "localhost" | "127.0.0.1" | "[::1]"));
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback || insecure => Ok(()),
-        _ => Err(ConfigError::invalid(
-            key,
-            "must be https (plain http only on loopback, or with `[danger] insecure_issuers`)",
-        )),
+    if portcullis_authn::trusted_transport(url, insecure) {
+        return Ok(());
     }
+    Err(ConfigError::invalid(
+        key,
+        "must be https (plain http only on loopback, or with `[danger] insecure_issuers`)",
+    ))
 }

@@ -181,10 +181,10 @@ fn resolve_catalog(
         let resolver = match capability.resolve {
             None => None,
             Some(resolve) => {
-                if capability.object.is_none() || kind != CapabilityKind::Tool {
+                if capability.object.is_none() || kind == CapabilityKind::Method {
                     return Err(ConfigError::invalid(
                         format!("{key}.resolve"),
-                        "only a tool that names its `object` can resolve it",
+                        "only a tool, prompt or resource that names its `object` can resolve it",
                     ));
                 }
                 let arguments = resolve

@@ -218,6 +218,9 @@ pub struct RawIssuer {
     /// Longest time an introspection answer is reused, default `5s`: the bound on a revoked
     /// token or a changed role taking effect.
     pub introspection_cache: Option<String>,
+    /// The JWT header `typ` values its access tokens carry; default `["at+jwt"]` (RFC 9068),
+    /// `["at+jwt", "JWT"]` for the keycloak and entra layouts.
+    pub token_types: Option<Vec<String>>,
 }
 
 /// `[auth.issuer.claim_paths]`: JSON pointers into the token's claims, tried in order.

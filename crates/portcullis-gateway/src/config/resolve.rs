@@ -237,9 +237,18 @@ impl Config {
             }
             resolved.push((spec, prefix));
         }
+        // Without prefixes, two upstreams listing one name would each claim it.
         if naming.prefix == PrefixMode::Never && several {
-            tracing::debug!("several upstreams without prefixes: colliding names go to the first");
+            return Err(ConfigError::invalid(
+                "naming.prefix",
+                "`never` needs a single upstream: with several, one name could mean tools of two",
+            ));
         }
+        check_prefixes(&resolved, &naming.separator)?;
+        let issuers: Vec<String> = auth
+            .as_ref()
+            .map(|auth| auth.issuers.iter().map(|i| i.issuer.clone()).collect())
+            .unwrap_or_default();
         Ok(Self {
             listen,
             path,
@@ -300,8 +309,9 @@ impl Config {
                         ));
                     }
                     let path = base.join(raw.file);
-                    let source = crate::entitlements::Entitlements::open(&path, refresh)
-                        .map_err(|error| ConfigError::invalid("entitlements.file", error))?;
+                    let source =
+                        crate::entitlements::Entitlements::open(&path, refresh, issuers)
+                            .map_err(|error| ConfigError::invalid("entitlements.file", error))?;
                     Some(std::sync::Arc::new(source))
                 }
             },
@@ -392,6 +402,35 @@ fn resolve_naming(raw: RawNaming) -> Result<Naming, ConfigError> {
         ));
     }
     Ok(Naming { prefix, separator })
+}
+
+/// SECURITY: a public name must route one way only. Two prefixes where one, with the
+/// separator, begins the other (`a` and `a__b`) let `a__b__x` mean either upstream's tool.
+fn check_prefixes(
+    upstreams: &[(UpstreamSpec, Option<String>)],
+    separator: &str,
+) -> Result<(), ConfigError> {
+    for (index, (_, prefix)) in upstreams.iter().enumerate() {
+        let Some(prefix) = prefix else { continue };
+        let mine = format!("{prefix}{separator}");
+        let overlapping = upstreams[..index]
+            .iter()
+            .filter_map(|(spec, p)| Some((spec, p.as_ref()?)))
+            .find(|(_, p)| {
+                let theirs = format!("{p}{separator}");
+                mine.starts_with(&theirs) || theirs.starts_with(&mine)
+            });
+        if let Some((other, _)) = overlapping {
+            return Err(ConfigError::invalid(
+                format!("upstream[{index}].prefix"),
+                format!(
+                    "`{prefix}` overlaps the prefix of upstream `{}`: a name could route to either",
+                    other.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn resolve_upstream(
@@ -566,6 +605,17 @@ mod tests {
         assert_eq!(config.upstreams[0].1, None);
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
         assert!(config.allowed_hosts.contains(&"localhost".to_owned()));
+    }
+
+    #[test]
+    fn prefixes_that_could_route_one_name_two_ways_are_refused() {
+        let text = "[[upstream]]\nname = \"a\"\ncommand = \"x\"\n[[upstream]]\nname = \"b\"\ncommand = \"y\"\nprefix = \"a__b\"\n";
+        let error = parse(text).map(|_| ()).unwrap_err().to_string();
+        assert!(error.contains("upstream[1].prefix"), "{error}");
+        let text = "[[upstream]]\nname = \"a\"\ncommand = \"x\"\nprefix = \"t\"\n[[upstream]]\nname = \"b\"\ncommand = \"y\"\nprefix = \"t\"\n";
+        assert!(parse(text).is_err(), "the same prefix twice");
+        let text = "[[upstream]]\nname = \"a\"\ncommand = \"x\"\nprefix = \"ab\"\n[[upstream]]\nname = \"b\"\ncommand = \"y\"\nprefix = \"a\"\n";
+        assert!(parse(text).is_ok(), "`ab__` and `a__` cannot be confused");
     }
 
     #[test]

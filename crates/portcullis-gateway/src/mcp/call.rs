@@ -403,14 +403,8 @@ async fn relay(context: &Context, forwarded: &mut Forwarded) -> Result<Outcome, 
                 if method == "notifications/progress" && !forwarded.wants_progress() {
                     continue;
                 }
-                let mut message = Map::new();
-                message.insert("jsonrpc".to_owned(), "2.0".into());
-                message.insert("method".to_owned(), method.into());
-                message.insert("params".to_owned(), Value::Object(params));
-                let _ = context
-                    .outlet
-                    .send(Value::Object(message).to_string())
-                    .await;
+                let message = portcullis_core::message::outgoing_message(None, &method, params);
+                let _ = context.outlet.send(message).await;
             }
             Event::Request { id, method, params } => {
                 let answer = ask_client(context, &method, params).await;

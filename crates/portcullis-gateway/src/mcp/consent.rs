@@ -49,7 +49,7 @@ enum Refusal {
 pub(crate) async fn settle(context: &Context, pending: Pending) -> Result<Authorized, Final> {
     let consent = context.gateway().access.consent().clone();
     let asking = Asking::of(context, &pending, &consent);
-    let step = if consent.out_of_band(pending.tier()) {
+    let step = if pending.out_of_band() || consent.out_of_band(pending.tier()) {
         on_the_page(context, &asking, &consent).await
     } else if context.session.is_some() {
         on_the_stream(context, &asking, &consent).await

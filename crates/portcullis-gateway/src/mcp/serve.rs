@@ -132,7 +132,12 @@ impl Context {
                     Ok(proof) => self.serve(proof).await,
                     Err(answer) => answer,
                 },
+                // Only a tool answers in the capability's own words; a resource or prompt
+                // whose object is hidden answers as one that does not exist.
                 Verdict::Hidden => not_found(&request, self.era),
+                Verdict::ObjectHidden(_) if request.method != McpMethod::ToolsCall => {
+                    not_found(&request, self.era)
+                }
                 Verdict::ObjectHidden(text) => {
                     let result =
                         json!({"content": [{"type": "text", "text": text}], "isError": true});

@@ -275,15 +275,8 @@ impl Session {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, answer);
-        let mut message = Map::new();
-        message.insert("jsonrpc".to_owned(), "2.0".into());
-        message.insert("id".to_owned(), id.into());
-        message.insert("method".to_owned(), method.into());
-        message.insert("params".to_owned(), Value::Object(params));
-        let sent = outlet
-            .send(Value::Object(message).to_string())
-            .await
-            .is_ok();
+        let message = portcullis_core::message::outgoing_message(Some(id.into()), method, params);
+        let sent = outlet.send(message).await.is_ok();
         let outcome = if sent {
             tokio::select! {
                 answer = tokio::time::timeout(wait, answered) => match answer {
@@ -340,11 +333,8 @@ impl Session {
         let Some(outlet) = self.standalone() else {
             return false;
         };
-        let mut message = Map::new();
-        message.insert("jsonrpc".to_owned(), "2.0".into());
-        message.insert("method".to_owned(), method.into());
-        message.insert("params".to_owned(), Value::Object(params));
-        outlet.try_send(Value::Object(message).to_string()).is_ok()
+        let message = portcullis_core::message::outgoing_message(None, method, params);
+        outlet.try_send(message).is_ok()
     }
 
     /// A request of the client's is in progress under `id`: cancelling the returned token

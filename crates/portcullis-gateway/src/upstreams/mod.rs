@@ -241,6 +241,13 @@ impl Upstreams {
         out.push(item);
     }
 
+    /// Forget every learned tool definition: the next call learns the lists again at once.
+    pub(crate) async fn forget_tools(&self) {
+        let mut last = self.tools_learned.lock().await;
+        self.forget_tool_definitions();
+        *last = None;
+    }
+
     /// Whether a tool of this public name exists upstream, learning the lists again (at most
     /// once a second) when nobody has listed it: a hidden tool and one that does not exist
     /// must get the same answer, so with policies on the gateway answers both itself.
@@ -292,11 +299,11 @@ impl Objects for Upstreams {
         &self,
         proof: &Internal,
         principal: &Principal,
-        tool: &str,
+        target: (portcullis_policy::CapabilityKind, &str),
         resolver: &Resolver,
         object: &str,
     ) -> Result<Option<ObjectAttributes>, String> {
-        self.resolve_object(proof, principal, tool, resolver, object)
+        self.resolve_object(proof, principal, target, resolver, object)
             .await
             .map_err(|error| error.to_string())
     }
@@ -309,7 +316,12 @@ impl Objects for Upstreams {
         self.count() == 1
     }
 
-    fn risk_hint(&self, tool: &str) -> Option<RiskTier> {
+    async fn risk_hint(&self, tool: &str, on_behalf: &Principal) -> Option<RiskTier> {
+        // SECURITY: learned before deciding, never after: a tier that depended on whether
+        // someone had listed tools yet would let the first call run unapproved.
+        if !self.tool_exists(tool, Some(on_behalf)).await {
+            return None;
+        }
         // `destructiveHint` raises a tier; `readOnlyHint` is never trusted to lower one.
         let definition = self.tool(tool)?;
         (definition.pointer("/annotations/destructiveHint") == Some(&Value::Bool(true)))

@@ -10,7 +10,7 @@ use std::{
 };
 
 use portcullis_mcp::Outbound;
-use portcullis_policy::{ObjectAttributes, Principal, Resolver};
+use portcullis_policy::{CapabilityKind, ObjectAttributes, Principal, Resolver};
 use serde_json::{Map, Value};
 
 use super::{Upstreams, forward::IDENTITY_KEY};
@@ -41,13 +41,16 @@ impl Upstreams {
         &self,
         _proof: &Internal,
         principal: &Principal,
-        public_name: &str,
+        (kind, public_name): (CapabilityKind, &str),
         resolver: &Resolver,
         object: &str,
     ) -> Result<Option<ObjectAttributes>, ResolveError> {
-        let (index, _) = self
-            .route_name(public_name)
-            .ok_or(ResolveError::Unavailable)?;
+        // The resolver is a tool of the upstream that serves the capability.
+        let index = match kind {
+            CapabilityKind::Resource => self.route_uri(public_name).first().copied(),
+            _ => self.route_name(public_name).map(|(index, _)| index),
+        }
+        .ok_or(ResolveError::Unavailable)?;
         // What the backend may answer depends on who asks: the key holds all of the caller the
         // assertion carries.
         let key = format!(

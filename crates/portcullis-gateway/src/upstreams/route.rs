@@ -113,6 +113,10 @@ impl Upstreams {
         }
     }
 
+    pub(super) fn forget_tool_definitions(&self) {
+        self.routes().tools.clear();
+    }
+
     /// The last listed definition of a tool, by public name.
     pub(crate) fn tool(&self, public: &str) -> Option<std::sync::Arc<Value>> {
         self.routes().tools.get(public).cloned()

@@ -88,6 +88,7 @@ async fn issuer(resource: &str) {
         "iat": now, "exp": now + 6 * 3600, "scope": "mcp", "client_id": "conformance",
     });
     let mut header = Header::new(Algorithm::ES256);
+    header.typ = Some("at+jwt".into());
     header.kid = Some("conformance".into());
     let token = jsonwebtoken::encode(&header, &claims, &key).expect("token");
     println!("issuer {issuer}");

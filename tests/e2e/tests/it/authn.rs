@@ -36,6 +36,7 @@ impl Issuer {
         claims["iss"] = json!(ISSUER);
         claims["exp"] = json!(now + 300);
         let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some("at+jwt".into());
         header.kid = Some("k1".into());
         jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
     }

@@ -20,7 +20,8 @@
 //! - `golden_authz`: the data-driven cases of tests/authz/*.yaml, both eras;
 //! - `operator`: `portcullis matrix`, `review` and `explain`, against golden files;
 //! - `hygiene`: Origin, Host, body size, terminated sessions, graceful shutdown;
-//! - `regression`: what outside reviews broke, each named after its issue.
+//! - `regression`: what outside reviews broke, each named after its issue;
+//! - `decisions`: checks that decide on the right facts (issue 14), against the demo.
 
 #![expect(
     clippy::expect_used,
@@ -38,6 +39,7 @@ mod consent;
 mod consent_page;
 mod crash;
 mod credential;
+mod decisions;
 mod differential;
 mod failure;
 mod golden_authz;

@@ -159,7 +159,7 @@ fn with_meta(body: &str) -> String {
     body.replacen(r#""params":{"#, &format!(r#""params":{{{meta}"#), 1)
 }
 
-fn cli_token(data: &str, subject: &str) -> String {
+pub(crate) fn cli_token(data: &str, subject: &str) -> String {
     let token = std::process::Command::new(workspace_bin("portcullis", "portcullis"))
         .args(["token", "--as", subject, "--data-dir", data])
         .output()

@@ -59,7 +59,8 @@ impl SignIn {
             client_id,
             redirect_uri,
             resource,
-            http: crate::access::issuer_client(),
+            // Redirects never go to plain http here, whatever `[danger]` says: a person signs in.
+            http: crate::access::issuer_client(false),
             endpoints: tokio::sync::OnceCell::new(),
             started: Mutex::new(HashMap::new()),
         }
