@@ -106,7 +106,12 @@ fn write(target: &LineTarget, bytes: &[u8]) -> std::io::Result<()> {
             if std::fs::metadata(path).is_ok_and(|m| m.len() + bytes.len() as u64 > *max_bytes) {
                 rotate(path)?;
             }
-            let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+            let mut options = OpenOptions::new();
+            options.create(true).append(true);
+            // Private to the gateway's user: records name callers and what they did.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(path)?;
             file.write_all(bytes)?;
             file.sync_data()
         }

@@ -17,6 +17,15 @@ use rusqlite::{Connection, OpenFlags, params};
 /// Open (or create) the SQLite trail at `path` and start its writer.
 pub(crate) fn open(path: &Path) -> Result<Sink, AuditError> {
     let open_error = |error: rusqlite::Error| AuditError::open(path.display(), error);
+    // Created private to the gateway's user: records name callers and what they did. SQLite
+    // gives the -wal and -shm files the database's own permissions.
+    let mut create = std::fs::OpenOptions::new();
+    create.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut create, 0o600);
+    create
+        .open(path)
+        .map_err(|error| AuditError::open(path.display(), error))?;
     let mut connection = Connection::open(path).map_err(open_error)?;
     connection
         .execute_batch(

@@ -72,13 +72,14 @@ pub struct ClaimMapping {
 }
 
 impl ClaimMapping {
-    /// RFC 9068 JWT access tokens: `sub`, `tenant`, `roles` and `groups`, `scope` or `scp`,
-    /// `client_id` or `azp`.
+    /// RFC 9068 JWT access tokens: `sub`, `tenant`, `roles`, `scope` or `scp`, `client_id`
+    /// or `azp`. `groups` are not roles unless a mapping says so (`claim_paths.roles`): group
+    /// names are often managed by other people, for other purposes.
     pub fn standard() -> Self {
         Self {
             subject: pointers(&["/sub"]),
             tenant: pointers(&["/tenant", "/tenant_id"]),
-            roles: pointers(&["/roles", "/groups"]),
+            roles: pointers(&["/roles"]),
             scopes: pointers(&["/scope", "/scp"]),
             client_id: pointers(&["/client_id", "/azp"]),
         }
@@ -87,7 +88,7 @@ impl ClaimMapping {
     /// Keycloak: realm roles under `realm_access.roles`.
     pub fn keycloak() -> Self {
         Self {
-            roles: pointers(&["/realm_access/roles", "/groups"]),
+            roles: pointers(&["/realm_access/roles"]),
             ..Self::standard()
         }
     }
@@ -161,6 +162,24 @@ mod tests {
         let p = VerifiedPrincipal::from_claims("https://login", &entra, &ClaimMapping::entra())
             .unwrap();
         assert_eq!((p.tenant(), p.client_id()), (Some("t-1"), Some("app")));
+    }
+
+    // See: issue 14. A `groups` claim made a caller an `admin` nobody granted that role.
+    #[test]
+    fn groups_are_roles_only_when_the_mapping_says_so() {
+        let claims = json!({"sub": "u", "roles": ["viewer"], "groups": ["admin"]});
+        for mapping in [
+            ClaimMapping::standard(),
+            ClaimMapping::keycloak(),
+            ClaimMapping::entra(),
+        ] {
+            let p = VerifiedPrincipal::from_claims("https://as", &claims, &mapping).unwrap();
+            assert!(!p.roles().contains(&"admin".to_owned()), "{mapping:?}");
+        }
+        let mut mapping = ClaimMapping::standard();
+        mapping.roles.push("/groups".to_owned());
+        let p = VerifiedPrincipal::from_claims("https://as", &claims, &mapping).unwrap();
+        assert_eq!(p.roles(), ["viewer", "admin"]);
     }
 
     #[test]

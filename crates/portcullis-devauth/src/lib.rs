@@ -121,7 +121,14 @@ impl DevAuth {
         }
         let state = data_dir.join(STATE_FILE);
         let text = serde_json::to_string_pretty(&config).unwrap_or_default();
-        std::fs::write(&state, text).map_err(|error| DevAuthError::io(&state, &error))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&state)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
+            .map_err(|error| DevAuthError::io(&state, &error))?;
         Self::load(data_dir, config)
     }
 

@@ -15,7 +15,13 @@ pub(crate) const AUDIT_FILE: &str = "audit.db";
 const START_SCOPES: &[&str] = &["policies:read"];
 
 pub(crate) async fn run(port: u16, data_dir: PathBuf, consent_ttl: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&data_dir)
+    // Private to this user: it will hold a signing key, sign-in secrets and the audit trail.
+    let mut private = std::fs::DirBuilder::new();
+    private.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut private, 0o700);
+    private
+        .create(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     // Bound first: the issuer and the resource URL name the real port, also when it is 0.
     let listener = TcpListener::bind(("127.0.0.1", port))

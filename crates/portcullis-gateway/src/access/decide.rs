@@ -126,14 +126,19 @@ pub(crate) async fn decide(
         let _ = access.record(record, Durability::Queued).await;
         return Verdict::Hidden;
     }
-    let arguments = match kind {
-        CapabilityKind::Tool | CapabilityKind::Prompt => request.arguments().cloned(),
-        CapabilityKind::Method => Some(without_meta(&request.params)),
-        CapabilityKind::Resource => None,
+    let arguments = match (&request.method, kind) {
+        (McpMethod::Complete, _) => Some(completed_arguments(&request.params)),
+        (_, CapabilityKind::Tool | CapabilityKind::Prompt) => request.arguments().cloned(),
+        (_, CapabilityKind::Method) => Some(without_meta(&request.params)),
+        (_, CapabilityKind::Resource) => None,
     };
     let target = object_named(policy, (kind, name), arguments.as_ref());
-    let resolved = match resolve(objects, policy, principal, (kind, name), arguments.as_ref()).await
-    {
+    // A completion names no object yet, only the start of one: nothing to resolve.
+    let resolving = match request.method {
+        McpMethod::Complete => Ok(None),
+        _ => resolve(objects, policy, principal, (kind, name), arguments.as_ref()).await,
+    };
+    let resolved = match resolving {
         Ok(resolved) => resolved,
         Err(unresolved) => {
             let (verdict, decision, reason) = match unresolved {
@@ -239,10 +244,47 @@ pub(crate) async fn decide(
     }
 }
 
+/// Whether `principal` could read resource `uri` now, decided as a `resources/read` of it would
+/// be, its object resolved: what a `subscriptions/listen` filter may name.
+pub(crate) async fn readable(
+    objects: &impl Objects,
+    policy: &PolicyEngine,
+    principal: &Principal,
+    era: &str,
+    uri: &str,
+) -> bool {
+    let target = (CapabilityKind::Resource, uri);
+    let Ok(resolved) = resolve(objects, policy, principal, target, None).await else {
+        return false;
+    };
+    let call = Call {
+        kind: CapabilityKind::Resource,
+        name: uri,
+        arguments: None,
+        era,
+        object: resolved.as_ref().map(|(attributes, _)| attributes),
+        risk_hint: None,
+    };
+    matches!(policy.authorize(principal, &call), Decision::Allow(_))
+}
+
 /// What kind of capability a request acts on, and its name (a resource's URI; a method's own
-/// name for everything that is not a call, a prompt or a resource).
+/// name for everything that is not a call, a prompt or a resource). A completion is decided
+/// as the read it completes: it reveals that prompt's or resource's argument values.
 fn subject(request: &McpRequest) -> (CapabilityKind, &str) {
+    let reference = |key: &str| {
+        request
+            .params
+            .get("ref")
+            .and_then(|reference| reference.get(key))
+            .and_then(Value::as_str)
+    };
     match &request.method {
+        McpMethod::Complete => match (reference("type"), reference("name"), reference("uri")) {
+            (Some("ref/prompt"), Some(name), _) => (CapabilityKind::Prompt, name),
+            (Some("ref/resource"), _, Some(uri)) => (CapabilityKind::Resource, uri),
+            _ => (CapabilityKind::Method, request.method.as_str()),
+        },
         McpMethod::ToolsCall => (CapabilityKind::Tool, name_of(request)),
         McpMethod::PromptsGet => (CapabilityKind::Prompt, name_of(request)),
         McpMethod::ResourcesRead
@@ -255,6 +297,25 @@ fn subject(request: &McpRequest) -> (CapabilityKind, &str) {
 /// The request's target; parsing made sure a method that names one has it.
 fn name_of(request: &McpRequest) -> &str {
     request.target().unwrap_or_default()
+}
+
+/// The arguments a completion shows the read it completes with: those already given
+/// (`context.arguments`) and the one being completed, as far as it is typed.
+fn completed_arguments(params: &Map<String, Value>) -> Map<String, Value> {
+    let mut arguments = params
+        .get("context")
+        .and_then(|context| context.get("arguments"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let argument = params.get("argument");
+    if let (Some(name), Some(value)) = (
+        argument.and_then(|a| a.get("name")).and_then(Value::as_str),
+        argument.and_then(|a| a.get("value")),
+    ) {
+        arguments.insert(name.to_owned(), value.clone());
+    }
+    arguments
 }
 
 fn without_meta(params: &Map<String, Value>) -> Map<String, Value> {
@@ -283,7 +344,6 @@ fn reference_visible(policy: &PolicyEngine, principal: &Principal, request: &Mcp
     }
 }
 
-/// Why a call's object has no attributes to decide on.
 /// The object a request names: a segment of the resource URI's template, or the argument the
 /// capability says names it.
 fn object_named(
@@ -300,6 +360,7 @@ fn object_named(
         .or_else(|| Some(arguments?.get(field)?.as_str()?.to_owned()))
 }
 
+/// Why a call's object has no attributes to decide on.
 enum Unresolved {
     /// It does not exist for this caller: the capability's "not found" text.
     Missing(String),

@@ -28,7 +28,7 @@ use portcullis_policy::{PolicyEngine, Principal};
 
 pub(crate) use authenticate::{Authenticator, Unauthenticated, issuer_client};
 pub(crate) use caller::{Caller, Identity, principal};
-pub(crate) use decide::{Objects, TaskRoute, decide};
+pub(crate) use decide::{Objects, TaskRoute, decide, readable};
 pub(crate) use record::{Reason, Scene};
 pub(crate) use verdict::Verdict;
 pub use verdict::{Authorized, Granted, Internal, Pending};

@@ -1,13 +1,24 @@
-//! The approval request a person reads: plain language from the capability's template, the
-//! arguments as the backend will receive them (never raw JSON), and what approving means.
-//! Argument text is flattened to one line and cut, so an argument cannot write its own
-//! paragraph ("this is safe, approve") into the request.
+//! The approval request a person reads: plain language from the capability's template, what
+//! approving means, and then every argument exactly as the backend will receive it.
+//!
+//! In the sentence, argument text is flattened to one line and cut, so an argument cannot
+//! write its own paragraph ("this is safe, approve") into the request. The complete view below
+//! it is JSON: every value whole, each string quoted and escaped, so what is data reads as
+//! data. What a person did not see, they did not approve: a question too long for a form in
+//! the client is asked on the approval page, which shows it all.
 
 use portcullis_policy::{Capability, RiskTier};
 use serde_json::{Map, Value};
 
-/// Longest argument value shown, in characters.
+/// Longest argument value shown in the sentence, in characters (the complete view shows all).
 const LONGEST: usize = 200;
+/// Longest question asked in a client's form, in bytes; a longer one goes to the page.
+const FORM_LIMIT: usize = 4096;
+
+/// Whether `question` is short enough to be shown whole in a client's form.
+pub(crate) fn fits_a_form(question: &str) -> bool {
+    question.len() <= FORM_LIMIT
+}
 
 /// The request for a call of `name` (served by `upstream`) with `arguments`.
 pub(crate) fn render(
@@ -39,7 +50,17 @@ pub(crate) fn render(
         RiskTier::Admin => "It changes who may do what.".to_owned(),
         RiskTier::Spend => "It spends money.".to_owned(),
     };
-    format!("Approve this action?\n\n{action}\n\n{consequence} It runs once, only if you approve.")
+    let mut text = format!(
+        "Approve this action?\n\n{action}\n\n{consequence} It runs once, only if you approve."
+    );
+    if !arguments.is_empty() {
+        text.push_str("\n\nExactly what it sends:");
+        for (key, value) in arguments {
+            let whole = serde_json::to_string_pretty(value).unwrap_or_default();
+            text.push_str(&format!("\n{}: {whole}", Value::String(key.clone())));
+        }
+    }
+    text
 }
 
 /// `template` with each `{argument}` replaced by that argument's plain value.
@@ -126,7 +147,8 @@ mod tests {
             text,
             "Approve this action?\n\nSend an email to ada@example.com with the subject \
              \"Q3 This is routine, approve it\"(not given).\n\nIt changes data in workspace. \
-             It runs once, only if you approve."
+             It runs once, only if you approve.\n\nExactly what it sends:\n\
+             \"to\": \"ada@example.com\"\n\"subject\": \"Q3\\n\\nThis is routine, approve it\""
         );
     }
 
@@ -141,6 +163,39 @@ mod tests {
         );
         assert!(text.contains("Run delete_record on workspace with:\n- id: REC-1\n- note: xxx"));
         assert!(text.contains("…\n\nIt changes or deletes data in workspace for good."));
-        assert!(!text.contains(&"x".repeat(201)));
+        // See: issue 14. The sentence cuts; the complete view below it does not.
+        assert!(text.contains(&format!("\"note\": \"{}\"", "x".repeat(500))));
+        assert!(!fits_a_form(
+            &text.replace(&"x".repeat(500), &"x".repeat(5000))
+        ));
+    }
+
+    // See: issue 14. An email's body and a 13th recipient, which no template named, were
+    // approved unseen.
+    #[test]
+    fn every_argument_is_shown_whole_even_those_the_template_leaves_out() {
+        let capability = Capability {
+            kind: portcullis_policy::CapabilityKind::Tool,
+            name: "send_email".to_owned(),
+            family: "email".to_owned(),
+            scopes: Vec::new(),
+            risk: RiskTier::Write,
+            object: None,
+            tenant: None,
+            arguments: Vec::new(),
+            resolver: None,
+            consent: Some("Send an email to {to}.".to_owned()),
+        };
+        let recipients: Vec<String> = (1..=13).map(|n| format!("r{n}@example.com")).collect();
+        let body = format!("Hello.{}Wire the money to account 666.", " ".repeat(300));
+        let text = render(
+            Some(&capability),
+            "send_email",
+            "workspace",
+            Some(&arguments(json!({"to": recipients, "body": body}))),
+            RiskTier::Write,
+        );
+        assert!(text.contains("r13@example.com"), "{text}");
+        assert!(text.contains("Wire the money to account 666."), "{text}");
     }
 }

@@ -49,7 +49,11 @@ enum Refusal {
 pub(crate) async fn settle(context: &Context, pending: Pending) -> Result<Authorized, Final> {
     let consent = context.gateway().access.consent().clone();
     let asking = Asking::of(context, &pending, &consent);
-    let step = if pending.out_of_band() || consent.out_of_band(pending.tier()) {
+    // Unseen is unapproved: a question too long for a form is shown whole on the page.
+    let on_page = pending.out_of_band()
+        || consent.out_of_band(pending.tier())
+        || !crate::consent::fits_a_form(&asking.question);
+    let step = if on_page {
         on_the_page(context, &asking, &consent).await
     } else if context.session.is_some() {
         on_the_stream(context, &asking, &consent).await

@@ -6,7 +6,6 @@
 
 use portcullis_core::message;
 use portcullis_mcp::{ChangeKind, Event};
-use portcullis_policy::{Call, CapabilityKind, Decision};
 use serde_json::{Map, Value, json};
 
 use super::{reply::Final, serve::Context, sessions::Outlet, shape};
@@ -24,6 +23,9 @@ const LIST_CHANGES: [(&str, &str); 3] = [
 
 /// Hold the stream open, delivering what was agreed, until the caller goes or the gateway
 /// shuts down.
+/// Resource URIs one listen stream may follow; more are not followed (and not decided).
+const MAX_SUBSCRIBED_URIS: usize = 100;
+
 pub(crate) async fn listen(context: &Context, proof: &Authorized) -> Final {
     let request = proof.request();
     let asked = request
@@ -38,15 +40,19 @@ pub(crate) async fn listen(context: &Context, proof: &Authorized) -> Final {
             agreed.insert(key.to_owned(), Value::Bool(true));
         }
     }
-    let uris: Vec<String> = asked
+    let mut uris: Vec<String> = Vec::new();
+    let named = asked
         .get("resourceSubscriptions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
-        .filter(|uri| readable(context, uri))
-        .map(str::to_owned)
-        .collect();
+        .filter_map(Value::as_str);
+    // Each URI is decided (and its object possibly resolved by its backend): a bounded number.
+    for uri in named.take(MAX_SUBSCRIBED_URIS) {
+        if readable(context, uri).await {
+            uris.push(uri.to_owned());
+        }
+    }
     if asked.contains_key("resourceSubscriptions") {
         agreed.insert("resourceSubscriptions".to_owned(), json!(uris));
     }
@@ -193,24 +199,14 @@ async fn relay(
     }
 }
 
-/// Whether the caller could read `uri`.
-fn readable(context: &Context, uri: &str) -> bool {
+/// Whether the caller could read `uri` (nothing is decided with `[danger] unauthenticated`).
+async fn readable(context: &Context, uri: &str) -> bool {
     let (Some(policy), Some(principal)) = (&context.caller.policy, context.caller.principal())
     else {
         return true;
     };
-    let call = Call {
-        kind: CapabilityKind::Resource,
-        name: uri,
-        arguments: None,
-        era: context.era.as_str(),
-        object: None,
-        risk_hint: None,
-    };
-    matches!(
-        policy.authorize(principal, &call),
-        Decision::Allow(_) | Decision::AskApproval(_)
-    )
+    let upstreams = &*context.gateway().upstreams;
+    crate::access::readable(upstreams, policy, principal, context.era.as_str(), uri).await
 }
 
 /// The graceful end of a subscription: a result naming it.

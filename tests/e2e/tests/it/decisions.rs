@@ -127,3 +127,106 @@ async fn a_destructive_hint_asks_for_approval_on_the_very_first_call() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// See: issue 14. The demo's data dir holds a signing key, sign-in secrets and the audit trail:
+// what the gateway creates there is its user's alone.
+#[cfg(unix)]
+#[tokio::test]
+async fn files_the_gateway_creates_are_private_to_its_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = std::env::temp_dir().join(format!("portcullis-modes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&parent);
+    let dir = parent.join("data");
+    let data = dir.to_str().expect("utf-8 temp dir");
+    let (_demo, url) = start_demo(data).await;
+    let token = cli_token(data, "user-42");
+    let (status, _) = stateless_rpc(&url, Some(&token), "tools/list", json!({}), json!({})).await;
+    assert!(status.is_success());
+    let mode = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or_else(|error| panic!("{name}: {error}"))
+    };
+    assert_eq!(mode(""), 0o700, "the data dir");
+    for file in [
+        "signing-key.pem",
+        "identities.toml",
+        "audit.db",
+        "authorization-server.json",
+    ] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+    let _ = std::fs::remove_dir_all(&parent);
+}
+
+// See: issue 14. A completion reveals values of the read it completes: it is decided as that
+// read (tenant pin included), not as a utility method anyone may call.
+#[tokio::test]
+async fn a_completion_is_decided_as_the_read_it_completes() {
+    let dir = std::env::temp_dir().join(format!("portcullis-complete-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.to_str().expect("utf-8 temp dir");
+    let (_demo, url) = start_demo(data).await;
+    let viewer = cli_token(data, "user-42");
+    let complete = |tenant: &str| {
+        json!({
+            "ref": {"type": "ref/resource", "uri": "policy://{tenant}/{id}"},
+            "argument": {"name": "id", "value": "POL"},
+            "context": {"arguments": {"tenant": tenant}},
+        })
+    };
+    let trail = dir.join("audit.db");
+    let completions = || async {
+        let mut found = Vec::new();
+        for _ in 0..40 {
+            found = portcullis_audit::query(&trail, &Filter::default())
+                .expect("the trail reads")
+                .into_iter()
+                .map(|(_, r)| r)
+                .filter(|r| {
+                    r.subject.as_deref() == Some("user-42") && r.method == "completion/complete"
+                })
+                .collect::<Vec<_>>();
+            if !found.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        found
+    };
+    let (_, answer) = stateless_rpc(
+        &url,
+        Some(&viewer),
+        "completion/complete",
+        complete("tenant-b"),
+        json!({}),
+    )
+    .await;
+    assert!(answer.contains("\"error\""), "{answer}");
+    let records = completions().await;
+    assert_eq!(
+        records.iter().map(|r| r.decision).collect::<Vec<_>>(),
+        [AuditDecision::Deny],
+        "another tenant's values are refused by the gateway: {records:?}"
+    );
+    assert!(records.iter().all(|r| r.outcome.is_none()), "{records:?}");
+    assert!(
+        records[0].reasons.iter().any(|r| r == "tenant_mismatch"),
+        "{records:?}"
+    );
+    let _ = stateless_rpc(
+        &url,
+        Some(&viewer),
+        "completion/complete",
+        complete("tenant-a"),
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = completions().await;
+    assert!(
+        records.iter().any(|r| r.decision == AuditDecision::Allow),
+        "its own tenant's completion is decided and allowed: {records:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

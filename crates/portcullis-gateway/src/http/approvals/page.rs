@@ -25,7 +25,7 @@ fn document(title: &str, body: &str) -> String {
          <title>{title} · Portcullis</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:42rem;margin:2rem auto;\
          padding:0 1rem;line-height:1.45}}.request{{border:1px solid #bbb;border-radius:6px;\
-         padding:.75rem 1rem;margin:1rem 0}}.request p{{white-space:pre-line;margin:.25rem 0}}\
+         padding:.75rem 1rem;margin:1rem 0}}.request p{{white-space:pre-wrap;overflow-wrap:anywhere;margin:.25rem 0}}\
          .meta{{color:#555;font-size:.9rem}}button{{font-size:1rem;margin-right:.5rem}}</style>\
          </head><body><h1>{title}</h1>\n{body}\n</body></html>\n",
         title = escape(title)
