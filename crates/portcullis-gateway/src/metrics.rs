@@ -272,3 +272,24 @@ fn escape(text: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: issue 14. A rejected entitlements file kept the previous reading silently: a disable
+    // that did not take effect looked like one that did.
+    #[test]
+    fn a_rejected_entitlements_file_shows_in_metrics_and_readiness_until_one_is_read() {
+        let metrics = Metrics::default();
+        assert!(metrics.degraded().is_empty());
+        metrics.entitlements(false);
+        assert_eq!(metrics.degraded().len(), 1);
+        let text = metrics.render(&[]);
+        assert!(text.contains("portcullis_entitlements_stale 1"), "{text}");
+        assert!(text.contains("portcullis_entitlements_rejected_total 1"), "{text}");
+        metrics.entitlements(true);
+        assert!(metrics.degraded().is_empty());
+        assert!(metrics.render(&[]).contains("portcullis_entitlements_stale 0"));
+    }
+}
