@@ -22,6 +22,8 @@ pub struct Gateway {
     pub upstreams: Arc<Upstreams>,
     /// Live 2025-11-25 sessions.
     pub(crate) sessions: Arc<Sessions>,
+    /// 2026-07-28 calls whose upstream asked a question, waiting for the caller's answer.
+    pub(crate) bridge: crate::mcp::Bridge,
 }
 
 impl Gateway {
@@ -32,6 +34,7 @@ impl Gateway {
             access: Arc::new(Access::new(config)),
             upstreams: Arc::new(Upstreams::start(config, shutdown)),
             sessions: Arc::new(Sessions::new(config.session_idle_timeout)),
+            bridge: crate::mcp::Bridge::default(),
         });
         if let Some(entitlements) = gateway.access.entitlements().cloned() {
             tokio::spawn(watch_entitlements(

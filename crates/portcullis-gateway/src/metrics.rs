@@ -287,9 +287,16 @@ mod tests {
         assert_eq!(metrics.degraded().len(), 1);
         let text = metrics.render(&[]);
         assert!(text.contains("portcullis_entitlements_stale 1"), "{text}");
-        assert!(text.contains("portcullis_entitlements_rejected_total 1"), "{text}");
+        assert!(
+            text.contains("portcullis_entitlements_rejected_total 1"),
+            "{text}"
+        );
         metrics.entitlements(true);
         assert!(metrics.degraded().is_empty());
-        assert!(metrics.render(&[]).contains("portcullis_entitlements_stale 0"));
+        assert!(
+            metrics
+                .render(&[])
+                .contains("portcullis_entitlements_stale 0")
+        );
     }
 }

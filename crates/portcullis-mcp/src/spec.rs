@@ -97,11 +97,12 @@ pub struct ClientIdentity {
 }
 
 impl ClientIdentity {
-    /// The gateway itself, able to relay elicitation (form and URL) and sampling.
+    /// The gateway itself, able to relay elicitation (form and URL), sampling and roots.
     pub fn gateway() -> Self {
         let capabilities = serde_json::json!({
             "elicitation": { "form": {}, "url": {} },
             "sampling": {},
+            "roots": {},
         });
         Self {
             capabilities: capabilities.as_object().cloned().unwrap_or_default(),

@@ -9,13 +9,14 @@ use portcullis_mcp::{Event, Outcome, RpcError, UpstreamError};
 use serde_json::{Map, Value, json};
 
 use super::{
+    bridge,
     reply::Final,
     serve::{self, Context},
     shape,
 };
 use crate::{
     access::{Authorized, TaskRoute, record},
-    upstreams::{Forward, Forwarded},
+    upstreams::{Forward, Forwarded, Via},
 };
 
 /// Rounds of input-required a bridged request may take before it is abandoned.
@@ -43,6 +44,9 @@ pub(crate) async fn tool(context: &Context, proof: &Authorized) -> Final {
     let Some((index, _)) = upstreams.route_name(name) else {
         return serve::not_found(request, context.era);
     };
+    if context.session.is_none() && context.era == Era::Stateless {
+        return stateless_tool(context, proof, index).await;
+    }
     let bridged = match bridged(context, proof, index, |_| {}).await {
         Ok(answer) => answer,
         Err(done) => return done,
@@ -51,6 +55,100 @@ pub(crate) async fn tool(context: &Context, proof: &Authorized) -> Final {
         learn_task(context, raw, bridged.forwarded.index());
     }
     finish(context, request, bridged)
+}
+
+/// `tools/call` of a 2026-07-28 caller: the upstream's questions during the call become
+/// `input_required` results (see `bridge`); a retry carrying the answer resumes the call.
+async fn stateless_tool(context: &Context, proof: &Authorized, index: usize) -> Final {
+    let request = proof.request();
+    let gateway = context.gateway();
+    let forwarded = if bridge::resumes(request) {
+        let parked = gateway.bridge.take(&bridge::owner(context), request);
+        let (Some(parked), Some(answer)) = (parked, bridge::answer_of(request)) else {
+            return serve::error(
+                request,
+                -32602,
+                "the question this answers is no longer waiting (answered, expired or not yours)",
+                None,
+            );
+        };
+        let replied = parked
+            .forwarded
+            .connection()
+            .reply(&parked.question, Ok(answer))
+            .await;
+        if let Err(error) = replied {
+            return unavailable(request, &error);
+        }
+        let mut forwarded = parked.forwarded;
+        forwarded.set_progress(request.meta().and_then(|m| m.get("progressToken")).cloned());
+        forwarded
+    } else {
+        // A caller that can be asked gets a connection of its own where only that tells whose
+        // a question is.
+        let via = match bridge::identity(request) {
+            Some(identity) => gateway
+                .upstreams
+                .dedicated(index, identity)
+                .await
+                .map_or(Via::Shared, Via::Dedicated),
+            None => Via::Shared,
+        };
+        let forward = gateway.upstreams.prepare(proof, index);
+        match send_via(context, proof, forward, via).await {
+            Ok(forwarded) => forwarded,
+            Err(error) => return unavailable(request, &error),
+        }
+    };
+    drive(context, proof, forwarded).await
+}
+
+/// Relay `forwarded` to its answer, or park it on the upstream's question and ask the caller.
+async fn drive(context: &Context, proof: &Authorized, mut forwarded: Forwarded) -> Final {
+    let request = proof.request();
+    match relay_bridged(context, &mut forwarded, Some(request)).await {
+        Ok(Relayed::Answer(outcome)) => {
+            if let Outcome::Result(raw) = &outcome {
+                learn_task(context, raw, forwarded.index());
+            }
+            finish(context, request, Answer { outcome, forwarded })
+        }
+        Ok(Relayed::Question { id, method, params }) => {
+            let owner = bridge::owner(context);
+            let parked = context
+                .gateway()
+                .bridge
+                .park(&owner, request, id, forwarded);
+            let Some(state) = parked else {
+                return serve::error(
+                    request,
+                    -32603,
+                    "too many calls are waiting for input; answer or abandon one first",
+                    None,
+                );
+            };
+            let result = bridge::question(&state, &method, params);
+            Final::ok(message::result_message(
+                Some(&request.id),
+                &result.to_string(),
+            ))
+        }
+        Err(Failure::Upstream(error)) => {
+            forwarded.finish("error");
+            unavailable(request, &error)
+        }
+        Err(Failure::Timeout) => {
+            forwarded.finish("timeout");
+            let correlation = &context.caller.correlation;
+            tracing::warn!(%correlation, "upstream timed out");
+            serve::error(
+                request,
+                -32603,
+                "upstream timed out",
+                Some(&json!({ "correlationId": correlation.as_str() })),
+            )
+        }
+    }
 }
 
 /// `prompts/get`.
@@ -361,7 +459,17 @@ pub(super) async fn exchange(
 async fn send(
     context: &Context,
     proof: &Authorized,
+    forward: Forward<'_>,
+) -> Result<Forwarded, UpstreamError> {
+    send_via(context, proof, forward, context.via()).await
+}
+
+/// Send `forward` on `via`, its outcome to be recorded.
+async fn send_via(
+    context: &Context,
+    proof: &Authorized,
     mut forward: Forward<'_>,
+    via: crate::upstreams::Via<'_>,
 ) -> Result<Forwarded, UpstreamError> {
     let gateway = context.gateway();
     if let Some(session) = &context.session {
@@ -372,7 +480,7 @@ async fn send(
         .upstreams
         .send(
             forward,
-            &context.via(),
+            via,
             context.caller.principal(),
             (template, gateway.access.trail()),
         )
@@ -386,25 +494,60 @@ enum Failure {
 
 /// Relay until the answer, within the request timeout.
 async fn relay_within(context: &Context, forwarded: &mut Forwarded) -> Result<Outcome, Failure> {
+    match relay_bridged(context, forwarded, None).await? {
+        Relayed::Answer(outcome) => Ok(outcome),
+        // Not asked for: `relay` answers every question itself.
+        Relayed::Question { .. } => Err(Failure::Timeout),
+    }
+}
+
+/// How relaying a request ended: its answer, or (bridging for a 2026-07-28 caller) a question
+/// the upstream asked that only the caller can answer.
+enum Relayed {
+    Answer(Outcome),
+    Question {
+        id: Value,
+        method: String,
+        params: Map<String, Value>,
+    },
+}
+
+/// Relay within the request timeout; with `stateless` (the 2026-07-28 request relayed), a
+/// question its caller declared it can answer ends the relay instead of being refused.
+async fn relay_bridged(
+    context: &Context,
+    forwarded: &mut Forwarded,
+    stateless: Option<&McpRequest>,
+) -> Result<Relayed, Failure> {
     let timeout = context.gateway().upstreams.request_timeout;
-    match tokio::time::timeout(timeout, relay(context, forwarded)).await {
-        Ok(outcome) => outcome.map_err(Failure::Upstream),
+    match tokio::time::timeout(timeout, relay(context, forwarded, stateless)).await {
+        Ok(relayed) => relayed.map_err(Failure::Upstream),
         Err(_) => Err(Failure::Timeout),
     }
 }
 
 /// What the upstream sends about the request goes to the caller's stream; its questions are
-/// asked of the caller and answered with the caller's answer.
-async fn relay(context: &Context, forwarded: &mut Forwarded) -> Result<Outcome, UpstreamError> {
+/// asked of a session caller and answered with the caller's answer.
+async fn relay(
+    context: &Context,
+    forwarded: &mut Forwarded,
+    stateless: Option<&McpRequest>,
+) -> Result<Relayed, UpstreamError> {
     loop {
         match forwarded.next().await? {
-            Event::Response(outcome) => return Ok(outcome),
+            Event::Response(outcome) => return Ok(Relayed::Answer(outcome)),
             Event::Notification { method, params } => {
                 if method == "notifications/progress" && !forwarded.wants_progress() {
                     continue;
                 }
                 let message = portcullis_core::message::outgoing_message(None, &method, params);
                 let _ = context.outlet.send(message).await;
+            }
+            Event::Request { id, method, params }
+                if context.session.is_none()
+                    && stateless.is_some_and(|request| bridge::askable(request, &method)) =>
+            {
+                return Ok(Relayed::Question { id, method, params });
             }
             Event::Request { id, method, params } => {
                 let answer = ask_client(context, &method, params).await;

@@ -128,7 +128,7 @@ async fn relay(
         match upstreams
             .send(
                 forward,
-                &context.via(),
+                context.via(),
                 context.caller.principal(),
                 (template, context.gateway().access.trail()),
             )

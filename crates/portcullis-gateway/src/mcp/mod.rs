@@ -10,6 +10,7 @@
 //!
 //! Nothing after step 2 reads the body again: every step reads the one parsed value.
 
+mod bridge;
 mod call;
 mod consent;
 mod lifecycle;
@@ -23,6 +24,7 @@ mod sessions;
 mod shape;
 mod wire;
 
+pub(crate) use bridge::Bridge;
 pub(crate) use live::reintrospect;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use portcullis_audit::AuditRecord;
-use portcullis_mcp::{Connection, Event, Outbound, UpstreamError};
+use portcullis_mcp::{ClientIdentity, Connection, Event, Outbound, UpstreamError};
 use portcullis_policy::Principal;
 use serde_json::{Map, Value};
 
@@ -30,6 +30,16 @@ pub(crate) enum Via<'a> {
     Shared,
     /// The session's own connection where the upstream speaks the session era.
     Session(&'a SessionLinks),
+    /// A connection of this one request's own (see [`Upstreams::dedicated`]).
+    Dedicated(Lease),
+}
+
+/// A connection opened for one request, and its place among the connections held for callers.
+pub(crate) struct Lease {
+    connection: Connection,
+    /// What the connection says about no request in particular: it can only be this one's.
+    unattributed: tokio::sync::mpsc::Receiver<Event>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A caller's request on its way to one upstream.
@@ -78,14 +88,15 @@ impl Upstreams {
     pub(crate) async fn send(
         &self,
         mut forward: Forward<'_>,
-        via: &Via<'_>,
+        via: Via<'_>,
         principal: Option<&Principal>,
         (outcome, trail): (AuditRecord, &Trail),
     ) -> Result<Forwarded, UpstreamError> {
         let index = forward.index;
-        let connection = match via {
-            Via::Shared => self.shared(index).await?,
-            Via::Session(links) => links.connection(self, index).await?,
+        let (connection, lease) = match via {
+            Via::Shared => (self.shared(index).await?, None),
+            Via::Session(links) => (links.connection(self, index).await?, None),
+            Via::Dedicated(lease) => (lease.connection.clone(), Some(lease)),
         };
         if let Some(assertion) = principal.and_then(|p| self.assertion(p, index)) {
             forward
@@ -127,7 +138,44 @@ impl Upstreams {
             progress: forward.progress,
             record: Some((outcome, trail.clone())),
             started: Instant::now(),
+            lease,
         })
+    }
+}
+
+impl Upstreams {
+    /// A connection for one request of a 2026-07-28 caller to upstream `index`, announcing the
+    /// caller's own capabilities, for an upstream that speaks only the session era: a session
+    /// of the request's own, so that what the upstream asks during it (and at its start, as
+    /// servers that want the client's roots do) is asked of this caller and no other, and what
+    /// it keeps per session is nobody else's. `None` when the upstream speaks the stateless era,
+    /// or the connections held for callers are all in use.
+    pub(crate) async fn dedicated(&self, index: usize, identity: ClientIdentity) -> Option<Lease> {
+        let upstream = self.upstreams.get(index)?;
+        let spec = upstream.shared.spec();
+        if self.era(index) != Some(portcullis_core::Era::Sessions) {
+            return None;
+        }
+        let permit = self.session_connections.clone().try_acquire_owned().ok()?;
+        let opened = portcullis_mcp::connect(
+            spec,
+            portcullis_mcp::EraPreference::Sessions,
+            identity,
+            portcullis_mcp::Attribution::Owned,
+            upstream.shared.http(),
+        )
+        .await;
+        match opened {
+            Ok((connection, unattributed)) => Some(Lease {
+                connection,
+                unattributed,
+                _permit: permit,
+            }),
+            Err(error) => {
+                tracing::warn!(upstream = %self.name(index), %error, "no connection of its own for a request; it shares");
+                None
+            }
+        }
     }
 }
 
@@ -202,13 +250,23 @@ pub(crate) struct Forwarded {
     progress: Option<Value>,
     record: Option<(AuditRecord, Trail)>,
     started: Instant,
+    /// The request's own connection, if it has one: closed when the request ends.
+    lease: Option<Lease>,
 }
 
 impl Forwarded {
     /// The next thing the upstream sent about this request; progress carries the caller's own
     /// token again.
     pub(crate) async fn next(&mut self) -> Result<Event, UpstreamError> {
-        let mut event = self.exchange.next().await?;
+        let mut event = match &mut self.lease {
+            // On the request's own connection, what names no request (a question the upstream
+            // asks as its session starts, say) is this request's too.
+            Some(lease) => tokio::select! {
+                event = self.exchange.next() => event?,
+                Some(event) = lease.unattributed.recv() => event,
+            },
+            None => self.exchange.next().await?,
+        };
         if let Event::Notification { method, params } = &mut event
             && method == "notifications/progress"
         {
@@ -233,6 +291,11 @@ impl Forwarded {
     /// The upstream's index.
     pub(crate) fn index(&self) -> usize {
         self.index
+    }
+
+    /// Progress goes to `token` from now on: a resumed request's caller names its own anew.
+    pub(crate) fn set_progress(&mut self, token: Option<Value>) {
+        self.progress = token;
     }
 
     /// Whether the caller asked for progress.

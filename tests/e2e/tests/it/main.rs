@@ -16,6 +16,7 @@
 //!   reached it was allowed and recorded as that request;
 //! - `credential`: HTTP upstreams see the gateway's own credential, never the caller's token;
 //! - `binary`: the real `portcullis demo` process, its banner, a client, SIGTERM;
+//! - `bridge`: a 2025-11-25 upstream's questions asked of a 2026-07-28 caller in results;
 //! - `failure`: an upstream that dies mid-call, and its restart;
 //! - `golden_authz`: the data-driven cases of tests/authz/*.yaml, both eras;
 //! - `operator`: `portcullis matrix`, `review` and `explain`, against golden files;
@@ -35,6 +36,7 @@ mod audit_outage;
 mod authn;
 mod authz;
 mod binary;
+mod bridge;
 mod consent;
 mod consent_page;
 mod crash;
