@@ -294,12 +294,35 @@ impl McpRequest {
         self.meta()?.get(PROTOCOL_VERSION_KEY)?.as_str()
     }
 
+    /// Whether a 2026-07-28 request's client declares extension `id`
+    /// (`_meta.io.modelcontextprotocol/clientCapabilities.extensions`).
+    pub fn declares_extension(&self, id: &str) -> bool {
+        self.meta()
+            .and_then(|meta| meta.get("io.modelcontextprotocol/clientCapabilities"))
+            .and_then(|capabilities| capabilities.get("extensions"))
+            .and_then(|extensions| extensions.get(id))
+            .is_some()
+    }
+
+    /// A 2026-07-28 `tasks/get`, `tasks/update` or `tasks/cancel` from a client that did not
+    /// negotiate the tasks extension: refused with -32021 before anything else (SEP-2663).
+    pub fn lacks_tasks_extension(&self) -> bool {
+        matches!(
+            self.method,
+            McpMethod::TasksGet | McpMethod::TasksUpdate | McpMethod::TasksCancel
+        ) && self.declares_stateless()
+            && !self.declares_extension(TASKS_EXTENSION)
+    }
+
     /// Whether the request declares a protocol version in `_meta`, as only 2026-07-28 requests
     /// do: it is then a stateless request, whatever its headers say.
     pub fn declares_stateless(&self) -> bool {
         declares_version(&self.params)
     }
 }
+
+/// The tasks extension's identifier (SEP-2663).
+pub const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 
 fn declares_version(params: &Map<String, Value>) -> bool {
     params

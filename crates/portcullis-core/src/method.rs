@@ -166,6 +166,7 @@ impl McpMethod {
     /// "Method not found" in that era, whatever any upstream would say.
     pub fn exists_in(&self, era: crate::Era) -> bool {
         match era {
+            // Tasks v2 (SEP-2663) folds `tasks/result` into `tasks/get` and has no `tasks/list`.
             crate::Era::Stateless => !matches!(
                 self,
                 Self::Initialize
@@ -173,6 +174,8 @@ impl McpMethod {
                     | Self::SetLogLevel
                     | Self::ResourcesSubscribe
                     | Self::ResourcesUnsubscribe
+                    | Self::TasksResult
+                    | Self::TasksList
             ),
             crate::Era::Sessions => !matches!(self, Self::Discover | Self::SubscriptionsListen),
         }

@@ -78,6 +78,7 @@ pub(crate) async fn decide(
         request.method,
         McpMethod::Initialize | McpMethod::Ping | McpMethod::Discover
     ) || !request.method.exists_in(scene.era)
+        || request.lacks_tasks_extension()
     {
         return Verdict::Local;
     }

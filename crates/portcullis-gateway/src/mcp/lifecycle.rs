@@ -91,6 +91,9 @@ pub(crate) async fn answer(
     if !request.method.exists_in(era) {
         return one(endpoint, super::serve::method_not_found(request, era));
     }
+    if request.lacks_tasks_extension() {
+        return one(endpoint, super::serve::missing_tasks_extension(request));
+    }
     match &request.method {
         McpMethod::Initialize => initialize(endpoint, caller, request),
         McpMethod::Discover => {
@@ -245,6 +248,10 @@ fn initialize(endpoint: &Arc<Endpoint>, caller: &Caller, request: &McpRequest) -
     response
 }
 
+/// How long an upstream's question waits for the session's client to open its standalone
+/// stream.
+const STANDALONE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A session's life: what its own upstream connections say on their own goes to its
 /// standalone stream; its caller's view is followed; when it ends, its connections close.
 async fn live_session(
@@ -269,6 +276,17 @@ async fn live_session(
             },
         ));
     }
+    // The session's own upstream sessions start with it, as they would for a client that
+    // connected directly: what an upstream says as its session starts reaches the client.
+    for index in 0..endpoint.gateway.upstreams.count() {
+        let starting = session.clone();
+        let upstreams = endpoint.gateway.upstreams.clone();
+        tokio::spawn(async move {
+            if let Err(error) = starting.links.connection(&upstreams, index).await {
+                tracing::debug!(upstream = %upstreams.name(index), %error, "a session's upstream connection did not open");
+            }
+        });
+    }
     loop {
         let (index, event) = tokio::select! {
             () = session.alive.cancelled() => break,
@@ -282,29 +300,35 @@ async fn live_session(
                 let _ = session.notify(&method, params);
             }
             Event::Request { id, method, params } => {
-                // Asked of the session's client on its standalone stream, if it has one open.
-                let answer = match session.standalone() {
-                    Some(outlet) if method != "ping" => {
-                        session
-                            .ask(&outlet, &method, params, endpoint.consent_wait)
-                            .await
+                // Asked of the session's client on its standalone stream, once it opens one
+                // (shortly after `initialize`, for the SDK clients); meanwhile the session
+                // goes on.
+                let session = session.clone();
+                let wait = endpoint.consent_wait;
+                tokio::spawn(async move {
+                    let outlet = match method.as_str() {
+                        "ping" => None,
+                        _ => session.standalone_within(STANDALONE_WAIT).await,
+                    };
+                    let answer = match outlet {
+                        _ if method == "ping" => Ok(json!({})),
+                        Some(outlet) => session.ask(&outlet, &method, params, wait).await,
+                        None => Err(
+                            json!({"code": -32603, "message": "no client is waiting on this request"}),
+                        ),
+                    };
+                    let connection = session
+                        .links
+                        .open()
+                        .await
+                        .into_iter()
+                        .find(|(at, _)| *at == index)
+                        .map(|(_, connection)| connection);
+                    if let Some(connection) = connection {
+                        let answer = answer.map_err(super::call::rpc_error_of);
+                        let _ = connection.reply(&id, answer).await;
                     }
-                    _ if method == "ping" => Ok(json!({})),
-                    _ => Err(
-                        json!({"code": -32603, "message": "no client is waiting on this request"}),
-                    ),
-                };
-                let connection = session
-                    .links
-                    .open()
-                    .await
-                    .into_iter()
-                    .find(|(at, _)| *at == index)
-                    .map(|(_, connection)| connection);
-                if let Some(connection) = connection {
-                    let answer = answer.map_err(super::call::rpc_error_of);
-                    let _ = connection.reply(&id, answer).await;
-                }
+                });
             }
             Event::Response(_) => {}
         }

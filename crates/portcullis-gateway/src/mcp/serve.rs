@@ -226,6 +226,21 @@ pub(crate) fn upstream_error(request: &McpRequest, era: Era, failure: &RpcError)
     answer
 }
 
+/// A tasks method from a 2026-07-28 client that did not negotiate the tasks extension.
+pub(crate) fn missing_tasks_extension(request: &McpRequest) -> Final {
+    let required = json!({ "requiredCapabilities": { "extensions": {
+        portcullis_core::message::TASKS_EXTENSION: {}
+    } } });
+    let mut answer = error(
+        request,
+        MISSING_CLIENT_CAPABILITY,
+        "Missing required client capability",
+        Some(&required),
+    );
+    answer.status = http::StatusCode::BAD_REQUEST;
+    answer
+}
+
 /// Exactly the answer for something that does not exist, per method.
 pub(crate) fn not_found(request: &McpRequest, era: Era) -> Final {
     match &request.method {

@@ -26,6 +26,8 @@ use crate::upstreams::SessionLinks;
 const MAX_SESSIONS: usize = 100_000;
 // What a session's own connections may say before the session reads it.
 const BACKLOG: usize = 256;
+/// Messages kept for a standalone stream not open yet; later ones are dropped.
+const EARLY: usize = 64;
 
 /// Where messages for a client go: the JSON text of each, framed by the stream's writer.
 pub(crate) type Outlet = mpsc::Sender<String>;
@@ -48,6 +50,9 @@ pub(crate) struct Session {
     asks: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Value>>>>,
     next_ask: AtomicU64,
     standalone: Mutex<Option<Outlet>>,
+    /// Messages for the standalone stream while none is open (a client opens it just after
+    /// `initialize`, when its upstreams have often spoken already), at most `EARLY`.
+    early: Mutex<std::collections::VecDeque<String>>,
     last_seen: Mutex<Instant>,
     /// The opaque token it last used, kept (in memory only, never logged) so its owner's
     /// introspection answer can be asked again while the session lives.
@@ -104,6 +109,7 @@ impl Sessions {
             asks: Mutex::new(HashMap::new()),
             next_ask: AtomicU64::new(1),
             standalone: Mutex::new(None),
+            early: Mutex::new(std::collections::VecDeque::new()),
             last_seen: Mutex::new(Instant::now()),
             opaque: Mutex::new(opaque),
             inflight: Mutex::new(HashMap::new()),
@@ -312,6 +318,14 @@ impl Session {
     /// their own goes there. A second GET takes over from the first.
     pub(crate) fn open_standalone(&self) -> mpsc::Receiver<String> {
         let (outlet, receiver) = mpsc::channel(BACKLOG);
+        for message in self
+            .early
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            let _ = outlet.try_send(message);
+        }
         *self
             .standalone
             .lock()
@@ -328,13 +342,33 @@ impl Session {
             .filter(|outlet| !outlet.is_closed())
     }
 
-    /// Send a notification on the standalone stream; false when none is open.
+    /// Send a notification on the standalone stream, or keep it for the stream the client
+    /// opens next (a bounded number); false when it was dropped.
     pub(crate) fn notify(&self, method: &str, params: Map<String, Value>) -> bool {
-        let Some(outlet) = self.standalone() else {
-            return false;
-        };
         let message = portcullis_core::message::outgoing_message(None, method, params);
-        outlet.try_send(message).is_ok()
+        if let Some(outlet) = self.standalone() {
+            return outlet.try_send(message).is_ok();
+        }
+        let mut early = self.early.lock().unwrap_or_else(PoisonError::into_inner);
+        if early.len() >= EARLY {
+            return false;
+        }
+        early.push_back(message);
+        true
+    }
+
+    /// The standalone stream, waiting up to `within` for the client to open one.
+    pub(crate) async fn standalone_within(&self, within: std::time::Duration) -> Option<Outlet> {
+        let until = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(outlet) = self.standalone() {
+                return Some(outlet);
+            }
+            if tokio::time::Instant::now() >= until || self.alive.is_cancelled() {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     /// A request of the client's is in progress under `id`: cancelling the returned token

@@ -62,8 +62,14 @@ pub(crate) fn lifecycle(
         || header_version.is_some_and(|v| v.as_bytes() >= Era::Stateless.as_str().as_bytes())
         || request.is_some_and(|r| r.method == McpMethod::Discover);
     if stateless {
-        // An `initialize` here is a method this era does not have: refused by its decision.
-        check_stateless(headers, message, tool)?;
+        // A method this era does not have (`initialize`, `tasks/result`, ...), and a tasks
+        // method without the tasks extension, are answered as such before anything else is
+        // checked; nothing of them is forwarded.
+        let refused_first = request
+            .is_some_and(|r| !r.method.exists_in(Era::Stateless) || r.lacks_tasks_extension());
+        if !refused_first {
+            check_stateless(headers, message, tool)?;
+        }
         return Ok(Lifecycle::Stateless);
     }
     if let Some(request) = request.filter(|r| r.method == McpMethod::Initialize) {
