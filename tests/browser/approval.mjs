@@ -128,7 +128,10 @@ try {
       && (headers['content-security-policy'] ?? '').includes("default-src 'none'"),
     JSON.stringify(headers));
   const formToken = await page.locator('input[name="form"]').inputValue();
-  await page.uncheck(`input[name="request"][value="${id('hr')}"]`);
+  const ticked = await page.locator('input[name="request"]:checked').evaluateAll((boxes) => boxes.map((box) => box.value));
+  check('only the request the link names is selected; the others wait unticked',
+    ticked.length === 1 && ticked[0] === id('editor'), JSON.stringify(ticked));
+  await page.check(`input[name="request"][value="${id('viewer')}"]`);
   await page.click('button[value="approve"]');
   const approved = await page.locator('#approved li').allTextContents();
   check('approving two of the three in one form approves exactly those two',

@@ -75,6 +75,9 @@ pub(super) async fn track(
     Response::from_parts(parts, body)
 }
 
+/// Connections open at once; past it, new ones are closed as they come.
+const MAX_CONNECTIONS: usize = 8192;
+
 /// Serve `app` on `listener` until `shutdown` fires; then stop accepting, let in-flight calls
 /// finish (at most `grace`), end the SSE streams through `streams`, and return.
 pub async fn run(
@@ -87,12 +90,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: cleartext HTTP/2 (prior knowledge) has no header timeout, so a client that
+    // sends the preface and nothing more would hold its connection forever.
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -106,15 +111,32 @@ pub async fn run(
             },
             () = shutdown.cancelled() => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Full: this connection is closed at once, the ones open are served.
+            tracing::warn!(
+                max = MAX_CONNECTIONS,
+                "too many open connections; one refused"
+            );
+            continue;
+        };
         // Without it, small SSE frames wait for delayed ACKs: about 40 ms per reply.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
+        // SECURITY: hyper's header timeout starts with the first byte; a connection that sends
+        // nothing at all is closed after the same time.
         let service = TowerToHyperService::new(app.clone());
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let _slot = slot;
+            let mut first = [0u8; 1];
+            let sent = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
+            if !matches!(sent, Ok(Ok(read)) if read > 0) {
+                return;
+            }
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });

@@ -543,13 +543,22 @@ async fn relay(
                 let message = portcullis_core::message::outgoing_message(None, &method, params);
                 let _ = context.outlet.send(message).await;
             }
-            Event::Request { id, method, params }
-                if context.session.is_none()
-                    && stateless.is_some_and(|request| bridge::askable(request, &method)) =>
+            Event::Request {
+                id,
+                method,
+                mut params,
+            } if context.session.is_none()
+                && stateless.is_some_and(|request| bridge::askable(request, &method)) =>
             {
+                narrow_context(&method, &mut params);
                 return Ok(Relayed::Question { id, method, params });
             }
-            Event::Request { id, method, params } => {
+            Event::Request {
+                id,
+                method,
+                mut params,
+            } => {
+                narrow_context(&method, &mut params);
                 let answer = ask_client(context, &method, params).await;
                 let _ = forwarded
                     .connection()
@@ -557,6 +566,16 @@ async fn relay(
                     .await;
             }
         }
+    }
+}
+
+/// SECURITY: behind a gateway, a sampling request's `includeContext: "allServers"` would have
+/// the client's model read what every upstream said; it is narrowed to the asking server's.
+pub(crate) fn narrow_context(method: &str, params: &mut Map<String, Value>) {
+    if method == "sampling/createMessage"
+        && params.get("includeContext").and_then(Value::as_str) == Some("allServers")
+    {
+        params.insert("includeContext".to_owned(), "thisServer".into());
     }
 }
 
@@ -652,5 +671,26 @@ fn learn_task(context: &Context, raw: &serde_json::value::RawValue, index: usize
             .gateway()
             .upstreams
             .learn_task(task, index, context.caller.id().cloned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: issue 19. An upstream's sampling request asked the client's model to include what
+    // every server said; behind a gateway, "every server" is every upstream.
+    #[test]
+    fn a_sampling_request_sees_only_its_own_servers_context() {
+        let mut params = json!({"includeContext": "allServers", "messages": []})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        narrow_context("sampling/createMessage", &mut params);
+        assert_eq!(params["includeContext"], "thisServer");
+        let mut other = params.clone();
+        other.insert("includeContext".to_owned(), "allServers".into());
+        narrow_context("elicitation/create", &mut other);
+        assert_eq!(other["includeContext"], "allServers");
     }
 }

@@ -299,7 +299,12 @@ async fn live_session(
             Event::Notification { method, params } => {
                 let _ = session.notify(&method, params);
             }
-            Event::Request { id, method, params } => {
+            Event::Request {
+                id,
+                method,
+                mut params,
+            } => {
+                super::call::narrow_context(&method, &mut params);
                 // Asked of the session's client on its standalone stream, once it opens one
                 // (shortly after `initialize`, for the SDK clients); meanwhile the session
                 // goes on.

@@ -24,6 +24,9 @@ use crate::upstreams::SessionLinks;
 
 // Bound on live sessions; a session that cannot be opened is refused, never another's evicted.
 const MAX_SESSIONS: usize = 100_000;
+/// Sessions one caller holds at once; opening one more ends that caller's least recently used
+/// session, never anyone else's.
+pub(crate) const MAX_SESSIONS_PER_CALLER: usize = 64;
 // What a session's own connections may say before the session reads it.
 const BACKLOG: usize = 256;
 /// Messages kept for a standalone stream not open yet; later ones are dropped.
@@ -116,6 +119,21 @@ impl Sessions {
             streams: super::resume::Streams::default(),
         });
         let mut map = self.lock();
+        // SECURITY: one caller opening sessions in a loop crowds out only itself.
+        let mut mine: Vec<(Instant, String)> = map
+            .iter()
+            .filter(|(_, other)| other.owner == session.owner)
+            .map(|(id, other)| (other.seen(), id.clone()))
+            .collect();
+        if mine.len() >= MAX_SESSIONS_PER_CALLER {
+            mine.sort();
+            for (_, id) in &mine[..=mine.len() - MAX_SESSIONS_PER_CALLER] {
+                if let Some(oldest) = map.remove(id) {
+                    tracing::info!(session = %id, "a caller's least recently used session ended: it opened too many");
+                    oldest.end();
+                }
+            }
+        }
         if map.len() >= MAX_SESSIONS {
             let idle = self.idle;
             let stale: Vec<String> = map
@@ -210,6 +228,13 @@ pub(crate) enum Lookup {
 }
 
 impl Session {
+    fn seen(&self) -> Instant {
+        *self
+            .last_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn idle_for(&self) -> Duration {
         self.last_seen
             .lock()

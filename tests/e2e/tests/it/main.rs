@@ -22,7 +22,8 @@
 //! - `operator`: `portcullis matrix`, `review` and `explain`, against golden files;
 //! - `hygiene`: Origin, Host, body size, terminated sessions, graceful shutdown;
 //! - `regression`: what outside reviews broke, each named after its issue;
-//! - `decisions`: checks that decide on the right facts (issue 14), against the demo.
+//! - `decisions`: checks that decide on the right facts (issue 14), against the demo;
+//! - `limits`: one caller cannot crowd out another (issue 15).
 
 #![expect(
     clippy::expect_used,
@@ -46,6 +47,7 @@ mod differential;
 mod failure;
 mod golden_authz;
 mod hygiene;
+mod limits;
 mod live;
 mod operator;
 mod regression;

@@ -267,7 +267,7 @@ async fn show(
     let token = approvals.form_token(&cookie);
     html(
         StatusCode::OK,
-        page::requests(&principal.subject, &shown, &token),
+        page::requests(&principal.subject, &shown, &token, query.request.as_deref()),
     )
 }
 

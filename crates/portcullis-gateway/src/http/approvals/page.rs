@@ -33,7 +33,14 @@ fn document(title: &str, body: &str) -> String {
 }
 
 /// The person's requests waiting for an answer, in one form: approve some, all, or none.
-pub(super) fn requests(subject: &str, shown: &[Shown], form_token: &str) -> String {
+/// The requests waiting for `subject`; only `selected` (the one a link named) starts ticked, so
+/// following a link for one request never approves another in the same click.
+pub(super) fn requests(
+    subject: &str,
+    shown: &[Shown],
+    form_token: &str,
+    selected: Option<&str>,
+) -> String {
     if shown.is_empty() {
         return document(
             "Nothing to approve",
@@ -48,9 +55,14 @@ pub(super) fn requests(subject: &str, shown: &[Shown], form_token: &str) -> Stri
     for request in shown {
         items.push_str(&format!(
             "<div class=\"request\"><label><input type=\"checkbox\" name=\"request\" \
-             value=\"{id}\" checked> Include this request</label><p>{question}</p>\
+             value=\"{id}\"{checked}> Include this request</label><p>{question}</p>\
              <p class=\"meta\">Reference {id} · expires in {minutes} min</p></div>\n",
             id = escape(&request.id),
+            checked = if selected == Some(request.id.as_str()) {
+                " checked"
+            } else {
+                ""
+            },
             question = escape(&request.question),
             minutes = request.expires_in.div_ceil(60),
         ));
@@ -106,4 +118,28 @@ pub(super) fn answered(approved: &[String], declined: &[String], refused: &[Stri
         ));
     }
     document("Done", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(id: &str) -> Shown {
+        Shown {
+            id: id.to_owned(),
+            question: format!("Approve {id}?"),
+            expires_in: 60,
+        }
+    }
+
+    // See: issue 19. Every waiting request was pre-ticked: following the link for a harmless
+    // call also approved a waiting `grant_access`.
+    #[test]
+    fn only_the_request_a_link_names_starts_ticked() {
+        let page = requests("ada", &[shown("ap-1"), shown("ap-2")], "t", Some("ap-2"));
+        assert_eq!(page.matches(" checked>").count(), 1, "{page}");
+        assert!(page.contains("value=\"ap-2\" checked>"), "{page}");
+        let page = requests("ada", &[shown("ap-1"), shown("ap-2")], "t", None);
+        assert_eq!(page.matches(" checked>").count(), 0, "{page}");
+    }
 }
