@@ -86,7 +86,14 @@ pub struct Introspector {
     config: IntrospectionConfig,
     http: reqwest::Client,
     cache: Mutex<Cache>,
+    /// Calls made in the current second: (when it began, how many).
+    calls: Mutex<(Instant, u32)>,
 }
+
+/// Calls per second to the introspection endpoint. SECURITY: every token nobody has seen costs
+/// a call, and anyone can make up tokens; past the bound a new token is a malfunction (503)
+/// until the next second, while answers already cached keep serving.
+pub const MAX_INTROSPECTIONS_PER_SECOND: u32 = 50;
 
 impl Introspector {
     /// An introspector for `config`.
@@ -95,7 +102,21 @@ impl Introspector {
             config,
             http,
             cache: Mutex::new(HashMap::new()),
+            calls: Mutex::new((Instant::now(), 0)),
         }
+    }
+
+    /// Whether one more call fits this second's budget (and counts it).
+    fn may_call(&self) -> bool {
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        if calls.0.elapsed() >= Duration::from_secs(1) {
+            *calls = (Instant::now(), 0);
+        }
+        if calls.1 >= MAX_INTROSPECTIONS_PER_SECOND {
+            return false;
+        }
+        calls.1 += 1;
+        true
     }
 
     /// Verify `token`, from the cache when a fresh answer is there.
@@ -105,6 +126,10 @@ impl Introspector {
             && Instant::now() < *until
         {
             return answer.clone();
+        }
+        if !self.may_call() {
+            tracing::warn!("introspection budget for this second spent; a new token is refused");
+            return Err(AuthnError::Unavailable);
         }
         let answer = self.introspect(token).await;
         let lifetime = match &answer {

@@ -19,7 +19,9 @@ pub mod signing;
 pub use bearer::{BearerError, BearerToken, MAX_TOKEN_BYTES};
 pub use challenge::{Challenge, ScopeError, Scopes};
 pub use discovery::{metadata_urls, redirect_policy, trusted_transport};
-pub use introspect::{ClientAuth, ClientSecret, IntrospectionConfig, Introspector};
+pub use introspect::{
+    ClientAuth, ClientSecret, IntrospectionConfig, Introspector, MAX_INTROSPECTIONS_PER_SECOND,
+};
 pub use jwt::{AuthnError, JwtConfig, JwtVerifier};
 pub use metadata::{MetadataError, ProtectedResource, ProtectedResourceMetadata};
 pub use principal::{ClaimMapping, VerifiedPrincipal};

@@ -216,3 +216,39 @@ async fn a_token_the_endpoint_calls_malformed_is_refused_and_only_failures_are_m
         assert_eq!(outcome, Err(expected), "HTTP {status}");
     }
 }
+
+// See: issue 15. Random opaque tokens cost one introspection call each, with no bound on the
+// rate: the authorization server took whatever a flood sent.
+#[tokio::test]
+async fn made_up_tokens_cost_a_bounded_number_of_calls_and_cached_answers_keep_serving() {
+    use portcullis_authn::MAX_INTROSPECTIONS_PER_SECOND as BUDGET;
+    let endpoint = Endpoint::default();
+    endpoint.answers.lock().unwrap().insert(
+        "good".into(),
+        json!({"active": true, "iss": "https://issuer.example", "aud": AUDIENCE, "sub": "user-42"}),
+    );
+    let url = serve(endpoint.clone()).await;
+    let introspector = introspector(&url, "s3cret", Duration::from_secs(60));
+    assert!(introspector.verify(&bearer("good")).await.is_ok());
+    let started = std::time::Instant::now();
+    let mut refused = 0;
+    let flood = 3 * BUDGET as usize;
+    for n in 0..flood {
+        if introspector.verify(&bearer(&format!("made-up-{n}"))).await
+            == Err(AuthnError::Unavailable)
+        {
+            refused += 1;
+        }
+    }
+    let seconds = started.elapsed().as_secs() as usize + 1;
+    let calls = endpoint.calls.load(Ordering::SeqCst);
+    assert!(
+        calls <= 1 + seconds * BUDGET as usize,
+        "{calls} calls in {seconds} s"
+    );
+    assert!(refused > 0 || seconds > 2, "the flood was not throttled");
+    assert!(
+        introspector.verify(&bearer("good")).await.is_ok(),
+        "a cached answer keeps serving"
+    );
+}

@@ -18,6 +18,23 @@ const SIGN_IN_TIME: Duration = Duration::from_secs(600);
 /// Sign-ins in progress kept at most (oldest dropped), so callers cannot grow the table.
 const MAX_STARTED: usize = 10_000;
 
+/// Keep sign-in `state` unless `max` are already in progress. SECURITY: anyone can start a
+/// sign-in without signing in, so a full table refuses the newcomer; it never evicts a sign-in
+/// a person is in the middle of.
+fn admit(
+    started: &mut HashMap<String, Started>,
+    state: String,
+    sign_in: Started,
+    max: usize,
+) -> bool {
+    started.retain(|_, s| s.at.elapsed() < SIGN_IN_TIME);
+    if started.len() >= max {
+        return false;
+    }
+    started.insert(state, sign_in);
+    true
+}
+
 /// A sign-in started: what the callback needs.
 struct Started {
     verifier: String,
@@ -96,28 +113,21 @@ impl SignIn {
         let verifier = portcullis_authn::signing::random_token();
         let challenge =
             URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
-        {
-            let mut started = self
+        let admitted = admit(
+            &mut self
                 .started
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            started.retain(|_, s| s.at.elapsed() < SIGN_IN_TIME);
-            if started.len() >= MAX_STARTED
-                && let Some(oldest) = started
-                    .iter()
-                    .min_by_key(|(_, s)| s.at)
-                    .map(|(key, _)| key.clone())
-            {
-                started.remove(&oldest);
-            }
-            started.insert(
-                state.clone(),
-                Started {
-                    verifier,
-                    return_to: return_to.to_owned(),
-                    at: Instant::now(),
-                },
-            );
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            state.clone(),
+            Started {
+                verifier,
+                return_to: return_to.to_owned(),
+                at: Instant::now(),
+            },
+            MAX_STARTED,
+        );
+        if !admitted {
+            return Err("too many sign-ins are in progress; try again in a few minutes".to_owned());
         }
         let mut url = reqwest::Url::parse(&endpoints.authorization_endpoint)
             .map_err(|error| error.to_string())?;
@@ -165,5 +175,33 @@ impl SignIn {
             .await
             .map_err(|error| error.to_string())?;
         Ok((token.access_token, started.return_to))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started() -> Started {
+        Started {
+            verifier: "v".to_owned(),
+            return_to: "/approvals".to_owned(),
+            at: Instant::now(),
+        }
+    }
+
+    // See: issue 15. Unauthenticated `GET /approvals` requests evicted a person's pending sign-in.
+    #[test]
+    fn a_full_table_refuses_new_sign_ins_and_keeps_the_ones_in_progress() {
+        let mut table = HashMap::new();
+        assert!(admit(&mut table, "person".to_owned(), started(), 2));
+        assert!(admit(&mut table, "flood-1".to_owned(), started(), 2));
+        for n in 2..50 {
+            assert!(!admit(&mut table, format!("flood-{n}"), started(), 2));
+        }
+        assert!(
+            table.contains_key("person"),
+            "the person's sign-in is still there"
+        );
     }
 }
