@@ -22,6 +22,15 @@ pub enum VerifyReport {
         /// How many records.
         records: u64,
     },
+    /// Every record kept links to the one before it, but the trail no longer begins at its
+    /// first record: the ones before `first` were rotated away (or removed), and nothing here
+    /// can vouch for them.
+    IntactSince {
+        /// The oldest record kept.
+        first: i64,
+        /// How many records are kept.
+        records: u64,
+    },
     /// The first record that does not.
     Broken {
         /// Its sequence number.
@@ -36,6 +45,8 @@ pub(crate) struct Walk {
     previous: Option<String>,
     expected: Option<i64>,
     count: u64,
+    /// The first record stepped over did not begin the chain: its number.
+    since: Option<i64>,
 }
 
 impl Walk {
@@ -45,6 +56,7 @@ impl Walk {
             previous: Some(GENESIS.to_owned()),
             expected: None,
             count: 0,
+            since: None,
         }
     }
 
@@ -55,6 +67,7 @@ impl Walk {
             previous: None,
             expected: None,
             count: 0,
+            since: None,
         }
     }
 
@@ -82,6 +95,9 @@ impl Walk {
         if serde_json::from_str::<AuditRecord>(record).is_err() {
             return Err(broken("it is not an audit record"));
         }
+        if self.count == 0 && prev_hash != GENESIS {
+            self.since = Some(seq);
+        }
         self.previous = Some(hash.to_owned());
         self.expected = Some(seq + 1);
         self.count += 1;
@@ -90,8 +106,14 @@ impl Walk {
 
     /// The walk's verdict once every record has been stepped over.
     pub(crate) fn finish(self) -> VerifyReport {
-        VerifyReport::Intact {
-            records: self.count,
+        match self.since {
+            Some(first) => VerifyReport::IntactSince {
+                first,
+                records: self.count,
+            },
+            None => VerifyReport::Intact {
+                records: self.count,
+            },
         }
     }
 }

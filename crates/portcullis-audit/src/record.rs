@@ -116,6 +116,10 @@ pub struct AuditRecord {
     /// For the record of a filtered list: how many items policy withheld from it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub withheld: Option<u32>,
+    /// For a counted refusal before authentication: how many refusals of its kind (reason and
+    /// status) in one window this record stands for; they were counted, not each written.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repeats: Option<u64>,
 }
 
 impl AuditRecord {
@@ -148,6 +152,7 @@ impl AuditRecord {
             shadow: false,
             listed: None,
             withheld: None,
+            repeats: None,
         }
     }
 
@@ -208,7 +213,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SS.mmmZ`, computed from the civil calendar (no time zone data).
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let elapsed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

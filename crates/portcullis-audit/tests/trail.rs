@@ -164,8 +164,9 @@ async fn a_json_lines_trail_chains_across_rotations_and_finds_an_edit() {
     )
     .await
     .unwrap();
-    let VerifyReport::Intact { records } = portcullis_audit::verify_lines(&path).unwrap() else {
-        panic!("broken");
+    let records = match portcullis_audit::verify_lines(&path).unwrap() {
+        VerifyReport::Intact { records } | VerifyReport::IntactSince { records, .. } => records,
+        broken @ VerifyReport::Broken { .. } => panic!("{broken:?}"),
     };
     assert!(records > 5, "{records}");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -174,4 +175,32 @@ async fn a_json_lines_trail_chains_across_rotations_and_finds_an_edit() {
         portcullis_audit::verify_lines(&path).unwrap(),
         VerifyReport::Broken { .. }
     ));
+}
+
+// See: issue 15. A flood rotated a signed-in caller's records out of a JSON lines trail, and
+// `audit verify` still said "intact", as if the trail were whole.
+#[tokio::test]
+async fn a_trail_whose_beginning_was_rotated_away_is_intact_only_from_its_oldest_record() {
+    let dir = dir("rotated-away");
+    let path = dir.0.join("audit.jsonl");
+    let target = portcullis_audit::LineTarget::File {
+        path: path.clone(),
+        max_bytes: 1_000,
+    };
+    let sink = portcullis_audit::lines(target).unwrap();
+    for i in 0..200 {
+        sink.record(
+            record(&format!("flood-{i}"), AuditDecision::Deny),
+            Durability::Durable,
+        )
+        .await
+        .unwrap();
+    }
+    match portcullis_audit::verify_lines(&path).unwrap() {
+        VerifyReport::IntactSince { first, records } => {
+            assert!(first > 1, "{first}");
+            assert_eq!(first + i64::try_from(records).unwrap() - 1, 200);
+        }
+        other => panic!("a trail missing its beginning reported as {other:?}"),
+    }
 }

@@ -5,11 +5,24 @@ use std::time::Duration;
 
 use portcullis_audit::{AuditError, AuditRecord, Durability, LineTarget, Sink};
 
+/// How long refusals before authentication of one kind are counted into one record.
+const FLOOD_WINDOW: Duration = Duration::from_secs(10);
+
+/// Refusals of one kind in the current window.
+struct Flood {
+    since: std::time::Instant,
+    repeats: u64,
+    /// The first of the window, standing for the rest.
+    last: AuditRecord,
+}
+
 /// Where records go (with no `[audit]` configured, nowhere), and the counters `/metrics`
 /// shows.
 #[derive(Clone, Default)]
 pub struct Trail {
     sinks: Vec<Sink>,
+    /// Refusals before authentication, counted per kind and window.
+    floods: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, u16), Flood>>>,
     /// With `raw_arguments`, how arguments are redacted; without, records keep only digests.
     arguments: Option<crate::redact::Redaction>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -39,6 +52,7 @@ impl Trail {
         }
         Ok(Self {
             sinks,
+            floods: std::sync::Arc::default(),
             arguments: audit
                 .raw_arguments
                 .then(|| crate::redact::Redaction::new(&audit.redact)),
@@ -85,11 +99,92 @@ impl Trail {
     /// Queue `record` for every sink and go on: for records nothing waits on.
     pub fn record_later(&self, record: AuditRecord) {
         let record = self.prepare(record);
+        self.write_later(record);
+    }
+
+    /// Queue `record` on every sink as it is (counted already).
+    fn write_later(&self, record: AuditRecord) {
         if let Some((last, others)) = self.sinks.split_last() {
             for sink in others {
                 sink.record_later(record.clone());
             }
             last.record_later(record);
+        }
+    }
+
+    /// Record a refusal made before anyone was authenticated. SECURITY: anyone can send these
+    /// as fast as they like; written one by one they would drown, or rotate away, the records
+    /// of signed-in callers. The first of a kind (reason and status) in each `FLOOD_WINDOW` is
+    /// written; the rest are counted and written as one record with `repeats` when the next
+    /// of that kind comes after the window.
+    pub fn refused_before_auth(&self, record: AuditRecord) {
+        let key = (
+            record.reasons.first().cloned().unwrap_or_default(),
+            record.status.unwrap_or(0),
+        );
+        let now = std::time::Instant::now();
+        let summary = {
+            let mut floods = self
+                .floods
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match floods.get_mut(&key) {
+                Some(flood) if now.duration_since(flood.since) < FLOOD_WINDOW => {
+                    flood.repeats += 1;
+                    self.metrics
+                        .authentication_failure(record.reasons.first().map_or("-", String::as_str));
+                    return;
+                }
+                _ => {}
+            }
+            let ended = floods.insert(
+                key,
+                Flood {
+                    since: now,
+                    repeats: 0,
+                    last: record.clone(),
+                },
+            );
+            ended.filter(|flood| flood.repeats > 0).map(|flood| {
+                let mut summary = flood.last;
+                summary.time = portcullis_audit::now_rfc3339();
+                summary.repeats = Some(flood.repeats);
+                summary
+            })
+        };
+        if let Some(summary) = summary {
+            self.write_later(summary);
+        }
+        self.record_later(record);
+    }
+
+    /// Write the counts of refusal windows that have ended (`all`: of every window, at
+    /// shutdown; see `refused_before_auth`), so a flood that stops is on record too.
+    pub fn flush_floods(&self, all: bool) {
+        let now = std::time::Instant::now();
+        let ended: Vec<AuditRecord> = {
+            let mut floods = self
+                .floods
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let done: Vec<(String, u16)> = floods
+                .iter()
+                .filter(|(_, flood)| all || now.duration_since(flood.since) >= FLOOD_WINDOW)
+                .map(|(key, _)| key.clone())
+                .collect();
+            done.into_iter()
+                .filter_map(|key| floods.remove(&key))
+                .filter(|flood| flood.repeats > 0)
+                .map(|flood| {
+                    let mut summary = flood.last;
+                    summary.time = portcullis_audit::now_rfc3339();
+                    summary.repeats = Some(flood.repeats);
+                    summary
+                })
+                .collect()
+        };
+        for summary in ended {
+            self.write_later(summary);
         }
     }
 

@@ -108,6 +108,15 @@ pub(crate) fn verify(source: &Source) -> anyhow::Result<String> {
                     "{store}: intact, {records} records, every one linked to the one before"
                 );
             }
+            VerifyReport::IntactSince { first, records } => {
+                let _ = writeln!(
+                    out,
+                    "{store}: intact from record {first} ({records} records, every one linked to \
+                     the one before); the {} before it are no longer kept (rotated away) and \
+                     cannot be verified",
+                    first - 1
+                );
+            }
             VerifyReport::Broken { seq, reason } => {
                 broken.push(format!("{store}: broken at record {seq}: {reason}"));
             }

@@ -258,6 +258,10 @@ impl Access {
             reason,
             principal,
         );
+        if principal.is_none() {
+            self.trail().refused_before_auth(record);
+            return;
+        }
         let _ = self.record(record, Durability::Queued).await;
     }
 

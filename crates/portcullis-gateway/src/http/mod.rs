@@ -69,6 +69,19 @@ pub fn app(
     trail: Trail,
 ) -> Router {
     gateway.attach_trail(trail.clone());
+    // Counted refusals (see `Trail::refused_before_auth`) reach the trail once their window
+    // ends, and all of them at shutdown.
+    let (flushing, stop) = (trail.clone(), streams.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return flushing.flush_floods(true),
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+                    flushing.flush_floods(false);
+                }
+            }
+        }
+    });
     let endpoint = Arc::new(mcp::Endpoint::new(gateway.clone(), config, streams.clone()));
     let policy = Arc::new(hygiene::Policy::from_config(config, trail.clone()));
     let mut app = Router::new()

@@ -99,3 +99,72 @@ async fn a_connection_that_sends_nothing_or_only_a_preface_is_closed_after_the_h
         );
     }
 }
+
+// See: issue 15. Each unauthenticated request wrote a chained record: a burst rotated a
+// signed-in caller's records out of a JSON lines trail. Refusals before authentication are now
+// counted per kind and window: one record, then one with the count.
+#[tokio::test]
+async fn a_flood_of_unauthenticated_requests_cannot_rotate_a_callers_records_away() {
+    let _ = fixture_bin();
+    let issuer = DevIssuer::start("limits-flood", RESOURCE, &[]).await;
+    let dir = std::env::temp_dir().join(format!("limits-flood-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let trail = dir.join("audit.jsonl");
+    let config = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [audit]\njsonl = {trail:?}\njsonl_max_bytes = 20000\n\n{}",
+        issuer.issuer,
+        stdio_upstream("fixture"),
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let http = reqwest::Client::new();
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let (status, _) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token),
+        "tools/list",
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert!(status.is_success());
+    let flood = 1000;
+    for _ in 0..flood {
+        let _ = http
+            .post(&gateway.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .send()
+            .await
+            .expect("post");
+    }
+    gateway.trail.flush_floods(true);
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        records = portcullis_audit::Store::Lines(trail.clone())
+            .query(&portcullis_audit::Filter::default())
+            .expect("the trail reads");
+        if records.iter().any(|(_, r)| r.repeats.is_some()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        records
+            .iter()
+            .any(|(_, r)| r.subject.as_deref() == Some("user-42")),
+        "the signed-in caller's record is still there"
+    );
+    let refusals: Vec<_> = records
+        .iter()
+        .filter(|(_, r)| r.subject.is_none())
+        .collect();
+    assert!(refusals.len() <= 3, "{} refusal records", refusals.len());
+    let counted: u64 = refusals.iter().map(|(_, r)| r.repeats.unwrap_or(1)).sum();
+    // A counted record stands for its `repeats`; the first of its window for itself.
+    assert_eq!(counted, flood, "every refusal is counted");
+    let _ = std::fs::remove_dir_all(&dir);
+}
