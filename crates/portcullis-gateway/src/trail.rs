@@ -8,6 +8,9 @@ use portcullis_audit::{AuditError, AuditRecord, Durability, LineTarget, Sink};
 /// How long refusals before authentication of one kind are counted into one record.
 const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
+/// A kind of counted refusal: reason, HTTP status, and the caller (issuer, subject) if known.
+type FloodKind = (String, u16, Option<(String, String)>);
+
 /// Refusals of one kind in the current window.
 struct Flood {
     since: std::time::Instant,
@@ -22,7 +25,7 @@ struct Flood {
 pub struct Trail {
     sinks: Vec<Sink>,
     /// Refusals before authentication, counted per kind and window.
-    floods: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, u16), Flood>>>,
+    floods: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<FloodKind, Flood>>>,
     /// With `raw_arguments`, how arguments are redacted; without, records keep only digests.
     arguments: Option<crate::redact::Redaction>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
@@ -112,15 +115,16 @@ impl Trail {
         }
     }
 
-    /// Record a refusal made before anyone was authenticated. SECURITY: anyone can send these
-    /// as fast as they like; written one by one they would drown, or rotate away, the records
-    /// of signed-in callers. The first of a kind (reason and status) in each `FLOOD_WINDOW` is
-    /// written; the rest are counted and written as one record with `repeats` when the next
-    /// of that kind comes after the window.
-    pub fn refused_before_auth(&self, record: AuditRecord) {
+    /// Record a refusal that can come as fast as anyone likes to send it (before
+    /// authentication, or past a caller's rate). SECURITY: written one by one they would
+    /// drown, or rotate away, everyone else's records. The first of a kind (reason, status and
+    /// caller, if known) in each `FLOOD_WINDOW` is written; the rest are counted and written
+    /// as one record with `repeats` once the window ends.
+    pub fn refused_counted(&self, record: AuditRecord) {
         let key = (
             record.reasons.first().cloned().unwrap_or_default(),
             record.status.unwrap_or(0),
+            record.issuer.clone().zip(record.subject.clone()),
         );
         let now = std::time::Instant::now();
         let summary = {
@@ -159,7 +163,7 @@ impl Trail {
     }
 
     /// Write the counts of refusal windows that have ended (`all`: of every window, at
-    /// shutdown; see `refused_before_auth`), so a flood that stops is on record too.
+    /// shutdown; see `refused_counted`), so a flood that stops is on record too.
     pub fn flush_floods(&self, all: bool) {
         let now = std::time::Instant::now();
         let ended: Vec<AuditRecord> = {
@@ -167,7 +171,7 @@ impl Trail {
                 .floods
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let done: Vec<(String, u16)> = floods
+            let done: Vec<FloodKind> = floods
                 .iter()
                 .filter(|(_, flood)| all || now.duration_since(flood.since) >= FLOOD_WINDOW)
                 .map(|(key, _)| key.clone())

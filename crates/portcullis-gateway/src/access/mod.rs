@@ -259,7 +259,7 @@ impl Access {
             principal,
         );
         if principal.is_none() {
-            self.trail().refused_before_auth(record);
+            self.trail().refused_counted(record);
             return;
         }
         let _ = self.record(record, Durability::Queued).await;

@@ -20,6 +20,8 @@ pub(crate) enum Reason {
     OriginNotAllowed,
     /// The body is larger than the limit.
     BodyTooLarge,
+    /// The caller sent more requests than its rate allows.
+    RateLimited,
     /// No token.
     MissingToken,
     /// A token that does not verify.
@@ -73,6 +75,7 @@ impl Reason {
             Self::HostNotAllowed => "host_not_allowed",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::BodyTooLarge => "body_too_large",
+            Self::RateLimited => "rate_limited",
             Self::MissingToken => "missing_token",
             Self::InvalidToken => "invalid_token",
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",

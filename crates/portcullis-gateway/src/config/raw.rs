@@ -280,6 +280,8 @@ pub struct RawServer {
     /// Most upstream connections held for sessions at once (each may be a child process),
     /// default 256; past it, sessions share the gateway's connection.
     pub max_session_connections: Option<usize>,
+    /// Requests a second one caller may send, sustained (twice that in a burst), default 200.
+    pub caller_rate: Option<u32>,
 }
 
 /// `[naming]`

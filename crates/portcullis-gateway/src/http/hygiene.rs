@@ -125,7 +125,7 @@ async fn refused(trail: &Trail, line: &str, status: u16, reason: Reason) {
         reason,
         None,
     );
-    trail.refused_before_auth(record);
+    trail.refused_counted(record);
 }
 
 #[cfg(test)]

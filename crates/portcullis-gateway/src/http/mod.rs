@@ -69,7 +69,7 @@ pub fn app(
     trail: Trail,
 ) -> Router {
     gateway.attach_trail(trail.clone());
-    // Counted refusals (see `Trail::refused_before_auth`) reach the trail once their window
+    // Counted refusals (see `Trail::refused_counted`) reach the trail once their window
     // ends, and all of them at shutdown.
     let (flushing, stop) = (trail.clone(), streams.clone());
     tokio::spawn(async move {

@@ -17,6 +17,7 @@ mod lifecycle;
 mod list;
 mod listen;
 mod live;
+mod rate;
 mod reply;
 mod resume;
 mod serve;
@@ -56,6 +57,8 @@ pub(crate) struct Endpoint {
     pub(crate) streams: CancellationToken,
     /// How long a session client has to answer an approval request.
     pub(crate) consent_wait: std::time::Duration,
+    /// Each caller's request rate.
+    pub(crate) rates: rate::Rates,
 }
 
 impl Endpoint {
@@ -69,6 +72,7 @@ impl Endpoint {
             gateway,
             path: config.path.clone(),
             max_body_bytes: config.max_body_bytes,
+            rates: rate::Rates::new(config.caller_rate),
             style: reply::Style {
                 json: config.json_response,
                 keep_alive: config.sse_keep_alive,
@@ -91,6 +95,9 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
         Ok(caller) => caller,
         Err(refused) => return lifecycle::refused(access, refused),
     };
+    if let Some(wait) = caller.id().and_then(|id| endpoint.rates.admit(id).err()) {
+        return too_many(access, &caller, &endpoint.path, wait);
+    }
     if let Some(response) = wire::refuse_post(&parts.headers) {
         return response;
     }
@@ -264,6 +271,36 @@ pub(crate) async fn delete(State(endpoint): State<Arc<Endpoint>>, request: Reque
         }
         Err(response) => response,
     }
+}
+
+/// A caller past its rate: 429 with `Retry-After`, counted in the trail (one record per caller
+/// and window, with how many).
+fn too_many(
+    access: &crate::access::Access,
+    caller: &crate::access::Caller,
+    path: &str,
+    wait: std::time::Duration,
+) -> Response {
+    let mut record = record::of_caller(caller, &format!("POST {path}"), AuditDecision::Deny);
+    record.reasons = vec![Reason::RateLimited.as_str().to_owned()];
+    record.status = Some(429);
+    access.trail().refused_counted(record);
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let mut response = wire::rpc_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        -32000,
+        &format!(
+            "Too Many Requests: this caller's request rate is exceeded; retry after {seconds} s"
+        ),
+        None,
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&seconds.to_string()) {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
+    }
+    response
 }
 
 fn method_not_allowed() -> Response {

@@ -168,3 +168,63 @@ async fn a_flood_of_unauthenticated_requests_cannot_rotate_a_callers_records_awa
     assert_eq!(counted, flood, "every refusal is counted");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// See: issue 15. Nothing bounded how fast one signed-in caller could send. Past its rate it
+// gets 429 with Retry-After, counted in the trail; another caller is not slowed.
+#[tokio::test]
+async fn a_caller_past_its_rate_gets_429_with_retry_after_and_another_does_not() {
+    let _ = fixture_bin();
+    let issuer = DevIssuer::start("limits-rate", RESOURCE, &[]).await;
+    let config = format!(
+        "[server]\ncaller_rate = 5\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
+         [[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+        issuer.issuer,
+        stdio_upstream("fixture"),
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let flooder = issuer.auth.mint("admin-a", None).expect("token");
+    let other = issuer.auth.mint("user-42", None).expect("token");
+    let http = reqwest::Client::new();
+    let list = |token: String| {
+        let http = http.clone();
+        let url = gateway.url.clone();
+        async move {
+            http.post(&url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "tools/list")
+                .body(
+                    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+                        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                        "io.modelcontextprotocol/clientCapabilities": {}}}})
+                    .to_string(),
+                )
+                .send()
+                .await
+                .expect("post")
+        }
+    };
+    let mut limited = None;
+    for _ in 0..30 {
+        let answer = list(flooder.clone()).await;
+        if answer.status().as_u16() == 429 {
+            limited = Some(answer);
+            break;
+        }
+    }
+    let limited = limited.expect("the flooder is limited within 30 requests (rate 5, burst 10)");
+    let retry = limited
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(retry.is_some_and(|s| (1..=2).contains(&s)), "{retry:?}");
+    assert_eq!(
+        list(other).await.status().as_u16(),
+        200,
+        "another caller is not slowed"
+    );
+}
