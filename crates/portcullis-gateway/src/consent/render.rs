@@ -119,9 +119,9 @@ mod tests {
         value.as_object().cloned().unwrap_or_default()
     }
 
-    #[test]
-    fn a_template_reads_as_a_sentence_with_flattened_arguments() {
-        let capability = Capability {
+    /// `send_email` with the approval request `consent`.
+    fn send_email(consent: &str) -> Capability {
+        Capability {
             kind: portcullis_policy::CapabilityKind::Tool,
             name: "send_email".to_owned(),
             family: "email".to_owned(),
@@ -131,8 +131,13 @@ mod tests {
             tenant: None,
             arguments: Vec::new(),
             resolver: None,
-            consent: Some("Send an email to {to} with the subject \"{subject}\"{cc}.".to_owned()),
-        };
+            consent: Some(consent.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_template_reads_as_a_sentence_with_flattened_arguments() {
+        let capability = send_email("Send an email to {to} with the subject \"{subject}\"{cc}.");
         let text = render(
             Some(&capability),
             "send_email",
@@ -174,18 +179,7 @@ mod tests {
     // approved unseen.
     #[test]
     fn every_argument_is_shown_whole_even_those_the_template_leaves_out() {
-        let capability = Capability {
-            kind: portcullis_policy::CapabilityKind::Tool,
-            name: "send_email".to_owned(),
-            family: "email".to_owned(),
-            scopes: Vec::new(),
-            risk: RiskTier::Write,
-            object: None,
-            tenant: None,
-            arguments: Vec::new(),
-            resolver: None,
-            consent: Some("Send an email to {to}.".to_owned()),
-        };
+        let capability = send_email("Send an email to {to}.");
         let recipients: Vec<String> = (1..=13).map(|n| format!("r{n}@example.com")).collect();
         let body = format!("Hello.{}Wire the money to account 666.", " ".repeat(300));
         let text = render(
