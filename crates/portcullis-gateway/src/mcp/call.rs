@@ -166,14 +166,14 @@ pub(crate) async fn prompt(context: &Context, proof: &Authorized) -> Final {
     }
 }
 
-/// `resources/read`: the upstream that listed the URI, else the one whose template matches,
-/// else each in turn until one has it.
+/// `resources/read`: on the upstream that owns the URI (`Upstreams::route_uri`), the lists
+/// learned again first when no upstream is known to own it.
 pub(crate) async fn read(context: &Context, proof: &Authorized) -> Final {
     let request = proof.request();
     let uri = request.target().unwrap_or_default();
     let upstreams = &context.gateway().upstreams;
     let mut last = None;
-    for index in upstreams.route_uri(uri) {
+    for index in upstreams.owner_of(uri, context.caller.principal()).await {
         let answer = match bridged(context, proof, index, |_| {}).await {
             Ok(answer) => answer,
             Err(done) => return done,
@@ -183,10 +183,7 @@ pub(crate) async fn read(context: &Context, proof: &Authorized) -> Final {
             Outcome::Error(error) if [-32002, -32602].contains(&error.code) => {
                 last = Some(answer);
             }
-            _ => {
-                upstreams.learn_resource(uri, index);
-                return finish(context, request, answer);
-            }
+            _ => return finish(context, request, answer),
         }
     }
     match last {

@@ -49,6 +49,7 @@ pub struct Upstreams {
     objects: resolve::ObjectCache,
     /// When the tool list was last learned for a name nobody had listed.
     tools_learned: tokio::sync::Mutex<Option<std::time::Instant>>,
+    resources_learned: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 struct Upstream {
@@ -89,6 +90,7 @@ impl Upstreams {
             asserter: config.identity.clone().map(Asserter::new),
             objects: resolve::ObjectCache::default(),
             tools_learned: tokio::sync::Mutex::new(None),
+            resources_learned: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -239,6 +241,30 @@ impl Upstreams {
             _ => return,
         }
         out.push(item);
+    }
+
+    /// The upstream that owns resource `uri`, learning every upstream's resources and templates
+    /// again (at most once a second) when none is known to own it yet.
+    pub(crate) async fn owner_of(&self, uri: &str, on_behalf: Option<&Principal>) -> Vec<usize> {
+        let owner = self.route_uri(uri);
+        if !owner.is_empty() || self.count() == 1 || self.routes_known(uri) {
+            return owner;
+        }
+        let mut last = self.resources_learned.lock().await;
+        if last.is_none_or(|at| at.elapsed() >= RELEARN_INTERVAL) {
+            for index in 0..self.count() {
+                for method in ["resources/list", "resources/templates/list"] {
+                    if let Err(error) = self
+                        .learn(&Internal::learning(), index, method, on_behalf)
+                        .await
+                    {
+                        tracing::debug!(upstream = %self.name(index), %error, method, "not learned");
+                    }
+                }
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        self.route_uri(uri)
     }
 
     /// Forget every learned tool definition: the next call learns the lists again at once.

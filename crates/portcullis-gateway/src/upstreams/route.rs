@@ -14,7 +14,8 @@ const MAX_LEARNED_ROUTES: usize = 100_000;
 /// What the gateway learned from lists and results.
 #[derive(Default)]
 pub(super) struct Routes {
-    resources: HashMap<String, usize>,
+    /// Each resource URI and the one upstream that listed it; `None` when two did (refused).
+    resources: HashMap<String, Option<usize>>,
     templates: Vec<(String, usize)>,
     /// Task ids, with the upstream that made each and the caller it is for.
     tasks: HashMap<String, (usize, Option<CallerId>)>,
@@ -54,29 +55,60 @@ impl Upstreams {
         })
     }
 
-    /// The upstreams that may own a resource URI, most likely first.
+    /// The upstream that owns a resource URI: the one that listed it, else the one whose
+    /// template matches it; with a single upstream, that one. SECURITY: a URI two upstreams
+    /// claim (both listed it, or templates of both match it) belongs to neither, and a URI no
+    /// upstream claims is not tried on each in turn: a caller's read, with its identity, never
+    /// goes to an upstream that did not say the URI is its own.
     pub(crate) fn route_uri(&self, uri: &str) -> Vec<usize> {
         let routes = self.routes();
-        if let Some(index) = routes.resources.get(uri) {
-            return vec![*index];
+        if let Some(owner) = routes.resources.get(uri) {
+            return owner.iter().copied().collect();
         }
-        let by_template = routes
+        let mut claims: Vec<usize> = routes
             .templates
             .iter()
             .filter(|(literal, _)| !literal.is_empty() && uri.starts_with(literal.as_str()))
-            .max_by_key(|(literal, _)| literal.len())
-            .map(|(_, index)| *index);
+            .map(|(_, index)| *index)
+            .collect();
+        claims.sort_unstable();
+        claims.dedup();
         drop(routes);
-        let mut order: Vec<usize> = by_template.into_iter().collect();
-        order.extend((0..self.upstreams.len()).filter(|index| Some(*index) != by_template));
-        order
+        match claims.as_slice() {
+            [one] => vec![*one],
+            [] if self.upstreams.len() == 1 => vec![0],
+            [] => Vec::new(),
+            _ => {
+                tracing::warn!(
+                    uri,
+                    "templates of two upstreams match this URI; it is refused"
+                );
+                Vec::new()
+            }
+        }
     }
 
     pub(crate) fn learn_resource(&self, uri: &str, index: usize) {
         let mut routes = self.routes();
-        if routes.resources.len() < MAX_LEARNED_ROUTES {
-            routes.resources.insert(uri.to_owned(), index);
+        match routes.resources.get(uri) {
+            Some(Some(owner)) if *owner != index => {
+                tracing::error!(
+                    uri,
+                    "two upstreams list this resource URI; it is refused for both"
+                );
+                routes.resources.insert(uri.to_owned(), None);
+            }
+            Some(_) => {}
+            None if routes.resources.len() < MAX_LEARNED_ROUTES => {
+                routes.resources.insert(uri.to_owned(), Some(index));
+            }
+            None => {}
         }
+    }
+
+    /// Whether two upstreams are known to claim `uri` (then learning again changes nothing).
+    pub(crate) fn routes_known(&self, uri: &str) -> bool {
+        matches!(self.routes().resources.get(uri), Some(None))
     }
 
     pub(crate) fn learn_template(&self, template: &str, index: usize) {

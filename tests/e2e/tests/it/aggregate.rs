@@ -41,16 +41,35 @@ async fn several_upstreams_are_listed_with_prefixes_and_routed_back() {
                 .any(|p| p.name == "remote__test_simple_prompt"),
             "{prompts:?}"
         );
-        let resource = client
+        // See: issue 19. Resource URIs carry no prefix: an upstream that listed another's URI
+        // received every caller's read of it. Both upstreams here list `test://static-text`,
+        // so it belongs to neither: no read goes to an upstream whose claim is disputed.
+        let listed = client.list_all_resources().await.expect("resources");
+        assert!(
+            listed
+                .iter()
+                .filter(|r| r.uri == "test://static-text")
+                .count()
+                == 2,
+            "both list it: {listed:?}"
+        );
+        let disputed = client
             .read_resource(rmcp::model::ReadResourceRequestParams::new(
                 "test://static-text",
             ))
-            .await
-            .expect("resource routed to an upstream that has it");
+            .await;
         assert!(
-            serde_json::to_string(&resource)
-                .expect("json")
-                .contains("static")
+            disputed.is_err(),
+            "a URI two upstreams claim is refused: {disputed:?}"
+        );
+        let unclaimed = client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(
+                "hr://salaries/2026",
+            ))
+            .await;
+        assert!(
+            unclaimed.is_err(),
+            "a URI nobody claims is not tried on each upstream"
         );
         let unknown = client
             .call_tool(CallToolRequestParams::new("nowhere__fixture_echo"))
