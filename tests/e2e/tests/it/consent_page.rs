@@ -139,3 +139,59 @@ async fn a_url_mode_client_is_sent_to_the_page_and_its_call_waits_for_the_answer
         service.cancel().await.unwrap();
     }
 }
+
+// See: issue 19. The page's sign-in took whatever metadata document the issuer's address
+// served: another issuer's, or one sending a person's sign-in over plain http.
+#[tokio::test]
+async fn the_page_signs_in_only_with_metadata_of_its_own_issuer_and_https_endpoints() {
+    let as_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let as_url = format!("http://{}", as_listener.local_addr().unwrap());
+    let document = std::sync::Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+    let served = document.clone();
+    let app = axum::Router::new().route(
+        "/.well-known/oauth-authorization-server",
+        axum::routing::get(move || {
+            let served = served.clone();
+            async move { axum::Json(served.lock().unwrap().clone()) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(as_listener, app).await });
+    let config = format!(
+        "[auth]\npublic_url = \"http://127.0.0.1/mcp\"\n\n\
+         [[auth.issuer]]\nissuer = \"{as_url}\"\njwks_uri = \"{as_url}/jwks\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+        stdio_upstream("fixture")
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = || async {
+        http.get(format!("{}/approvals", gateway.base))
+            .header("host", "127.0.0.1")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let endpoints = |issuer: &str, authorize: &str| {
+        serde_json::json!({"issuer": issuer, "authorization_endpoint": authorize,
+            "token_endpoint": format!("{as_url}/token")})
+    };
+    *document.lock().unwrap() = endpoints("http://evil.example", &format!("{as_url}/authorize"));
+    assert_eq!(page().await, 503, "another issuer's metadata is not used");
+    *document.lock().unwrap() = endpoints(&as_url, "http://evil.example/authorize");
+    assert_eq!(
+        page().await,
+        503,
+        "a plain http endpoint off loopback is not used"
+    );
+    *document.lock().unwrap() = endpoints(&as_url, &format!("{as_url}/authorize"));
+    let status = page().await;
+    assert!(
+        (300..400).contains(&status),
+        "its own metadata: sent to sign in ({status})"
+    );
+}

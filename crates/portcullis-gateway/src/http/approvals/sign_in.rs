@@ -35,6 +35,9 @@ fn admit(
     true
 }
 
+/// How long learned endpoints are used before the metadata is read again.
+const ENDPOINTS_FOR: Duration = Duration::from_secs(3600);
+
 /// A sign-in started: what the callback needs.
 struct Started {
     verifier: String,
@@ -45,6 +48,7 @@ struct Started {
 /// The authorization server's endpoints (RFC 8414).
 #[derive(Debug, Clone, Deserialize)]
 struct Endpoints {
+    issuer: String,
     authorization_endpoint: String,
     token_endpoint: String,
 }
@@ -55,7 +59,8 @@ pub(super) struct SignIn {
     pub(super) redirect_uri: String,
     resource: String,
     http: reqwest::Client,
-    endpoints: tokio::sync::OnceCell<Endpoints>,
+    /// The authorization server's endpoints, and when they were learned.
+    endpoints: tokio::sync::Mutex<Option<(Instant, Endpoints)>>,
     started: Mutex<HashMap<String, Started>>,
 }
 
@@ -78,31 +83,59 @@ impl SignIn {
             resource,
             // Redirects never go to plain http here, whatever `[danger]` says: a person signs in.
             http: crate::access::issuer_client(false),
-            endpoints: tokio::sync::OnceCell::new(),
+            endpoints: tokio::sync::Mutex::new(None),
             started: Mutex::new(HashMap::new()),
         }
     }
 
-    async fn endpoints(&self) -> Result<&Endpoints, String> {
-        self.endpoints
-            .get_or_try_init(|| async {
-                let base = self.issuer.trim_end_matches('/');
-                let mut last = String::new();
-                for path in [
-                    "/.well-known/oauth-authorization-server",
-                    "/.well-known/openid-configuration",
-                ] {
-                    match self.http.get(format!("{base}{path}")).send().await {
-                        Ok(answer) if answer.status().is_success() => {
-                            return answer.json::<Endpoints>().await.map_err(|e| e.to_string());
+    /// The authorization server's endpoints, learned from its metadata at most an hour ago.
+    /// SECURITY: a document that names another issuer, or endpoints a person's sign-in could
+    /// not safely go to (plain http off loopback), is not used (RFC 8414 §3.3).
+    async fn endpoints(&self) -> Result<Endpoints, String> {
+        let mut known = self.endpoints.lock().await;
+        if let Some((at, endpoints)) = known.as_ref()
+            && at.elapsed() < ENDPOINTS_FOR
+        {
+            return Ok(endpoints.clone());
+        }
+        let issuer = reqwest::Url::parse(&self.issuer).map_err(|error| error.to_string())?;
+        let mut last = String::from("no metadata document");
+        for url in portcullis_authn::metadata_urls(&issuer) {
+            let endpoints = match self.http.get(url.clone()).send().await {
+                Ok(answer) if answer.status().is_success() => {
+                    match answer.json::<Endpoints>().await {
+                        Ok(endpoints) => endpoints,
+                        Err(error) => {
+                            last = format!("{url}: {error}");
+                            continue;
                         }
-                        Ok(answer) => last = format!("{path}: HTTP {}", answer.status()),
-                        Err(error) => last = format!("{path}: {error}"),
                     }
                 }
-                Err(last)
-            })
-            .await
+                Ok(answer) => {
+                    last = format!("{url}: HTTP {}", answer.status());
+                    continue;
+                }
+                Err(error) => {
+                    last = format!("{url}: {error}");
+                    continue;
+                }
+            };
+            if endpoints.issuer != self.issuer {
+                last = format!("{url} names another issuer");
+                continue;
+            }
+            let safe = |endpoint: &str| {
+                reqwest::Url::parse(endpoint)
+                    .is_ok_and(|url| portcullis_authn::trusted_transport(&url, false))
+            };
+            if !safe(&endpoints.authorization_endpoint) || !safe(&endpoints.token_endpoint) {
+                last = format!("{url} names endpoints that are not https");
+                continue;
+            }
+            *known = Some((Instant::now(), endpoints.clone()));
+            return Ok(endpoints);
+        }
+        Err(last)
     }
 
     /// The authorization server's URL to send the browser to; `return_to` is where the page
