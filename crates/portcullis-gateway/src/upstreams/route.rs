@@ -10,6 +10,8 @@ use crate::access::TaskRoute;
 
 // Bounds on what the gateway remembers for routing; past these, lookups fall back to asking.
 const MAX_LEARNED_ROUTES: usize = 100_000;
+/// Tasks remembered for one caller.
+const MAX_TASKS_PER_CALLER: usize = 1000;
 
 /// What the gateway learned from lists and results.
 #[derive(Default)]
@@ -17,8 +19,10 @@ pub(super) struct Routes {
     /// Each resource URI and the one upstream that listed it; `None` when two did (refused).
     resources: HashMap<String, Option<usize>>,
     templates: Vec<(String, usize)>,
-    /// Task ids, with the upstream that made each and the caller it is for.
-    tasks: HashMap<String, (usize, Option<CallerId>)>,
+    /// Task ids, with the upstream that made each, the caller it is for, and when it was
+    /// learned (a counter).
+    tasks: HashMap<String, (usize, Option<CallerId>, u64)>,
+    learned_tasks: u64,
     /// The last listed definition of each tool, by public name (annotations, input schema).
     tools: HashMap<String, std::sync::Arc<Value>>,
 }
@@ -164,19 +168,43 @@ impl Upstreams {
         self.routes().tools.keys().cloned().collect()
     }
 
+    /// Remember that `task` was made on upstream `index` for `owner`. SECURITY: a task id
+    /// already known is never given to another caller or upstream (an upstream choosing an id
+    /// another made would take that task over); a caller keeps at most
+    /// `MAX_TASKS_PER_CALLER`, its own oldest forgotten first, so nobody's tasks crowd out
+    /// anyone else's.
     pub(crate) fn learn_task(&self, task: &str, index: usize, owner: Option<CallerId>) {
         let mut routes = self.routes();
-        if routes.tasks.len() >= MAX_LEARNED_ROUTES {
-            routes.tasks.clear();
+        if let Some((known, known_owner, _)) = routes.tasks.get(task) {
+            if (*known, known_owner) != (index, &owner) {
+                tracing::warn!(task, upstream = %self.name(index), "a task id already known for someone else; not routed");
+            }
+            return;
         }
-        routes.tasks.insert(task.to_owned(), (index, owner));
+        let mine: Vec<(u64, String)> = routes
+            .tasks
+            .iter()
+            .filter(|(_, (_, other, _))| *other == owner)
+            .map(|(id, (_, _, at))| (*at, id.clone()))
+            .collect();
+        if mine.len() >= MAX_TASKS_PER_CALLER
+            && let Some((_, oldest)) = mine.iter().min()
+        {
+            routes.tasks.remove(oldest);
+        } else if routes.tasks.len() >= MAX_LEARNED_ROUTES {
+            tracing::warn!("too many tasks remembered; a new one is not routed");
+            return;
+        }
+        routes.learned_tasks += 1;
+        let at = routes.learned_tasks;
+        routes.tasks.insert(task.to_owned(), (index, owner, at));
     }
 
     /// Whether `task` is `caller`'s, and on which upstream. SECURITY: a task's result is its
     /// caller's; a task id someone else learned answers like one that does not exist.
     pub(crate) fn route_task(&self, task: &str, caller: Option<&CallerId>) -> TaskRoute {
         match self.routes().tasks.get(task) {
-            Some((index, owner)) if owner.as_ref() == caller => TaskRoute::Owned(*index),
+            Some((index, owner, _)) if owner.as_ref() == caller => TaskRoute::Owned(*index),
             Some(_) => TaskRoute::Foreign,
             // An open gateway does not bind tasks to callers: with one upstream, it is there.
             None if caller.is_none() && self.upstreams.len() == 1 => TaskRoute::Owned(0),
@@ -189,7 +217,7 @@ impl Upstreams {
         self.routes()
             .tasks
             .iter()
-            .filter(|(_, (at, owner))| *at == index && owner.as_ref() == caller)
+            .filter(|(_, (at, owner, _))| *at == index && owner.as_ref() == caller)
             .map(|(task, _)| task.clone())
             .collect()
     }
@@ -198,5 +226,54 @@ impl Upstreams {
         self.routes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstreams() -> Upstreams {
+        let config = crate::config::Config::parse(
+            "[[upstream]]\nname = \"a\"\ncommand = \"true\"\n[[upstream]]\nname = \"b\"\ncommand = \"true\"\n[danger]\nunauthenticated = true\n",
+            std::path::Path::new("<test>"),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        Upstreams::start(&config, &tokio_util::sync::CancellationToken::new())
+    }
+
+    // See: issue 15 (and the review's M6). The task map was cleared for everyone at 100,000,
+    // and a task id learned again replaced its owner.
+    #[tokio::test]
+    async fn a_callers_tasks_crowd_out_only_its_own_and_a_known_id_is_never_taken_over() {
+        let upstreams = upstreams();
+        let ada = Some(CallerId::new("i", "ada"));
+        let bob = Some(CallerId::new("i", "bob"));
+        upstreams.learn_task("bob-task", 0, bob.clone());
+        for n in 0..=MAX_TASKS_PER_CALLER {
+            upstreams.learn_task(&format!("ada-{n}"), 0, ada.clone());
+        }
+        assert!(matches!(
+            upstreams.route_task("bob-task", bob.as_ref()),
+            TaskRoute::Owned(0)
+        ));
+        assert!(matches!(
+            upstreams.route_task("ada-0", ada.as_ref()),
+            TaskRoute::Unknown
+        ));
+        assert!(matches!(
+            upstreams.route_task("ada-1", ada.as_ref()),
+            TaskRoute::Owned(0)
+        ));
+        // Upstream 1 answering with bob's task id for ada takes nothing over.
+        upstreams.learn_task("bob-task", 1, ada.clone());
+        assert!(matches!(
+            upstreams.route_task("bob-task", bob.as_ref()),
+            TaskRoute::Owned(0)
+        ));
+        assert!(matches!(
+            upstreams.route_task("bob-task", ada.as_ref()),
+            TaskRoute::Foreign
+        ));
     }
 }
