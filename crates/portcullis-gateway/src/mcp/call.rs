@@ -537,6 +537,11 @@ async fn relay(
                 if method == "notifications/progress" && !forwarded.wants_progress() {
                     continue;
                 }
+                // An upstream withdrawing a question of its own: a 2026-07-28 caller was asked
+                // it in a result, if at all, and has no request of the upstream's to cancel.
+                if method == "notifications/cancelled" && stateless.is_some() {
+                    continue;
+                }
                 let message = portcullis_core::message::outgoing_message(None, &method, params);
                 let _ = context.outlet.send(message).await;
             }
