@@ -48,6 +48,10 @@ impl Gateway {
             gateway.upstreams.changes(),
             shutdown.child_token(),
         ));
+        tokio::spawn(sweep_parked(
+            Arc::downgrade(&gateway),
+            shutdown.child_token(),
+        ));
         tokio::spawn(sweep_sessions(
             Arc::downgrade(&gateway.sessions),
             config.session_idle_timeout,
@@ -143,6 +147,20 @@ async fn forget_changed_tools(
         if forget {
             upstreams.forget_tools().await;
         }
+    }
+}
+
+/// Let go of parked 2026-07-28 requests nobody came back for, even when no new one is parked.
+async fn sweep_parked(gateway: Weak<Gateway>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        gateway.bridge.sweep();
     }
 }
 

@@ -11,6 +11,16 @@ const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 /// A kind of counted refusal: reason, HTTP status, and the caller (issuer, subject) if known.
 type FloodKind = (String, u16, Option<(String, String)>);
 
+/// The record standing for a window's counted refusals: its first, now, with the count and a
+/// correlation id of its own.
+fn summary(flood: Flood) -> AuditRecord {
+    let mut record = flood.last;
+    record.time = portcullis_audit::now_rfc3339();
+    record.correlation = portcullis_core::CorrelationId::fresh().as_str().to_owned();
+    record.repeats = Some(flood.repeats);
+    record
+}
+
 /// Refusals of one kind in the current window.
 struct Flood {
     since: std::time::Instant,
@@ -149,12 +159,7 @@ impl Trail {
                     last: record.clone(),
                 },
             );
-            ended.filter(|flood| flood.repeats > 0).map(|flood| {
-                let mut summary = flood.last;
-                summary.time = portcullis_audit::now_rfc3339();
-                summary.repeats = Some(flood.repeats);
-                summary
-            })
+            ended.filter(|flood| flood.repeats > 0).map(summary)
         };
         if let Some(summary) = summary {
             self.write_later(summary);
@@ -179,12 +184,7 @@ impl Trail {
             done.into_iter()
                 .filter_map(|key| floods.remove(&key))
                 .filter(|flood| flood.repeats > 0)
-                .map(|flood| {
-                    let mut summary = flood.last;
-                    summary.time = portcullis_audit::now_rfc3339();
-                    summary.repeats = Some(flood.repeats);
-                    summary
-                })
+                .map(summary)
                 .collect()
         };
         for summary in ended {

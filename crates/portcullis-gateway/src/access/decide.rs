@@ -72,14 +72,25 @@ pub(crate) async fn decide(
     request: Arc<McpRequest>,
 ) -> Verdict {
     let correlation = scene.caller.correlation.clone();
-    // The lifecycle, and methods the caller's era does not have: the gateway's own answer,
-    // nothing forwarded.
+    // Methods the caller's era does not have, and tasks methods without the extension: the
+    // gateway refuses them itself (recorded), nothing forwarded.
+    let refused = if !request.method.exists_in(scene.era) {
+        Some(Reason::MethodNotInEra)
+    } else if request.lacks_tasks_extension() {
+        Some(Reason::MissingClientCapability)
+    } else {
+        None
+    };
+    if let Some(reason) = refused {
+        let record = about(scene, &request, AuditDecision::Deny, &[reason], false);
+        let _ = access.record(record, Durability::Queued).await;
+        return Verdict::Local;
+    }
+    // The lifecycle: the gateway's own answer, nothing forwarded.
     if matches!(
         request.method,
         McpMethod::Initialize | McpMethod::Ping | McpMethod::Discover
-    ) || !request.method.exists_in(scene.era)
-        || request.lacks_tasks_extension()
-    {
+    ) {
         return Verdict::Local;
     }
     let (Some(policy), Some(principal)) = (&scene.caller.policy, scene.caller.principal()) else {

@@ -46,6 +46,10 @@ pub(crate) enum Reason {
     TaskNotFound,
     /// No upstream can take it.
     NoRoute,
+    /// A method the caller's era does not have.
+    MethodNotInEra,
+    /// A tasks method from a client that did not negotiate the tasks extension.
+    MissingClientCapability,
     /// Candidate policies would decide otherwise.
     ShadowDisagrees,
     /// A list: allowed to every caller, filtered per caller.
@@ -88,6 +92,8 @@ impl Reason {
             Self::NotVisible => "not_visible",
             Self::TaskNotFound => "task_not_found",
             Self::NoRoute => "no_route",
+            Self::MethodNotInEra => "method_not_in_era",
+            Self::MissingClientCapability => "missing_client_capability",
             Self::ShadowDisagrees => "shadow_disagrees",
             Self::List => "list",
             Self::Filtered => "filtered",

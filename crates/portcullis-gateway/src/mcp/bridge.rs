@@ -6,7 +6,7 @@
 //!
 //! SECURITY: a parked request belongs to the caller it was made for and to that exact call
 //! (method, target and arguments): a `requestState` presented by anyone else, or with another
-//! call, finds nothing. The state is a random handle of 128 bits; parked requests are bounded
+//! call, finds nothing. The state is a random handle of 256 bits; parked requests are bounded
 //! in number, per caller and in time.
 
 use std::{
@@ -75,6 +75,16 @@ impl Bridge {
             },
         );
         Some(format!("{STATE_PREFIX}{handle}"))
+    }
+
+    /// Let go of the requests whose caller did not come back in time (each records itself as
+    /// cancelled and ends its upstream request, and its connection if it had its own).
+    pub(crate) fn sweep(&self) {
+        let now = Instant::now();
+        self.parked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, waiting| waiting.until > now);
     }
 
     /// The request `request` resumes, if it is `caller`'s and the same call.

@@ -29,8 +29,9 @@ const MAX_SESSIONS: usize = 100_000;
 pub(crate) const MAX_SESSIONS_PER_CALLER: usize = 64;
 // What a session's own connections may say before the session reads it.
 const BACKLOG: usize = 256;
-/// Messages kept for a standalone stream not open yet; later ones are dropped.
+/// Messages, and bytes, kept for a standalone stream not open yet; later ones are dropped.
 const EARLY: usize = 64;
+const EARLY_BYTES: usize = 1024 * 1024;
 
 /// Where messages for a client go: the JSON text of each, framed by the stream's writer.
 pub(crate) type Outlet = mpsc::Sender<String>;
@@ -120,9 +121,10 @@ impl Sessions {
         });
         let mut map = self.lock();
         // SECURITY: one caller opening sessions in a loop crowds out only itself.
+        // (Under `[danger] unauthenticated` nobody is known: only the global bound applies.)
         let mut mine: Vec<(Instant, String)> = map
             .iter()
-            .filter(|(_, other)| other.owner == session.owner)
+            .filter(|(_, other)| session.owner.is_some() && other.owner == session.owner)
             .map(|(id, other)| (other.seen(), id.clone()))
             .collect();
         if mine.len() >= MAX_SESSIONS_PER_CALLER {
@@ -375,7 +377,8 @@ impl Session {
             return outlet.try_send(message).is_ok();
         }
         let mut early = self.early.lock().unwrap_or_else(PoisonError::into_inner);
-        if early.len() >= EARLY {
+        let kept: usize = early.iter().map(String::len).sum();
+        if early.len() >= EARLY || kept + message.len() > EARLY_BYTES {
             return false;
         }
         early.push_back(message);

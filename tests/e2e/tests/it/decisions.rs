@@ -230,3 +230,23 @@ async fn a_completion_is_decided_as_the_read_it_completes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// A method the caller's era does not have is refused by the gateway itself, and that refusal
+// is on record like any other.
+#[tokio::test]
+async fn a_method_of_the_other_era_is_refused_and_recorded() {
+    let dir = std::env::temp_dir().join(format!("portcullis-era-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.to_str().expect("utf-8 temp dir");
+    let (_demo, url) = start_demo(data).await;
+    let viewer = cli_token(data, "user-42");
+    let (status, answer) = stateless_rpc(&url, Some(&viewer), "ping", json!({}), json!({})).await;
+    assert_eq!(status.as_u16(), 404, "{answer}");
+    let records = records_about(&dir.join("audit.db"), "user-42", "ping", 1).await;
+    assert!(
+        records.iter().any(|r| r.decision == AuditDecision::Deny
+            && r.reasons.iter().any(|reason| reason == "method_not_in_era")),
+        "{records:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
