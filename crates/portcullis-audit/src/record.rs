@@ -65,6 +65,9 @@ pub struct AuditRecord {
     /// OAuth client.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub client_id: Option<String>,
+    /// The source address (IPv6: its /64) of a request refused before authentication.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source: Option<String>,
     /// HTTP method and path for requests refused before parsing, else the MCP method.
     pub method: String,
     /// The capability called, if any.
@@ -116,8 +119,8 @@ pub struct AuditRecord {
     /// For the record of a filtered list: how many items policy withheld from it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub withheld: Option<u32>,
-    /// For a counted refusal before authentication: how many refusals of its kind (reason and
-    /// status) in one window this record stands for; they were counted, not each written.
+    /// For a counted refusal: how many refusals of its kind (reason, status, and caller or
+    /// source) in one window this record stands for; they were counted, not each written.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub repeats: Option<u64>,
 }
@@ -135,6 +138,7 @@ impl AuditRecord {
             subject: None,
             tenant: None,
             client_id: None,
+            source: None,
             method: method.to_owned(),
             capability: None,
             target: None,

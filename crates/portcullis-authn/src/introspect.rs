@@ -16,15 +16,77 @@ use url::Url;
 
 use crate::{AuthnError, BearerToken, ClaimMapping, VerifiedPrincipal};
 
-// Past this many cached answers the cache starts over; an attacker spraying random tokens then
-// costs introspection calls, not memory.
-const MAX_CACHED: usize = 10_000;
+// Refusals kept at once; past it they start over. Kept apart from accepted tokens, so that
+// anyone spraying made-up tokens forgets only refusals, never a signed-in caller's answer.
+const MAX_REFUSALS: usize = 10_000;
+// Bytes of accepted answers kept (each weighs its introspection answer); past it, expired
+// answers go, and a new answer is used without being kept rather than push another out.
+const MAX_ACCEPTED_BYTES: usize = 16 * 1024 * 1024;
+// The largest introspection answer read; a larger one is a malfunction.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 // A refusal is remembered briefly: long enough to absorb a retry storm, short enough that a
 // token issued a moment ago is not refused for long.
 const REFUSAL_TTL: Duration = Duration::from_secs(5);
 
 /// Answers by token digest, each with the instant it stops being reused.
-type Cache = HashMap<[u8; 32], (Instant, Result<VerifiedPrincipal, AuthnError>)>;
+#[derive(Default)]
+struct Cache {
+    /// Accepted tokens, each with what its answer weighed.
+    accepted: HashMap<[u8; 32], (Instant, VerifiedPrincipal, usize)>,
+    accepted_bytes: usize,
+    refused: HashMap<[u8; 32], (Instant, AuthnError)>,
+}
+
+impl Cache {
+    fn get(&self, key: &[u8; 32], now: Instant) -> Option<Result<VerifiedPrincipal, AuthnError>> {
+        if let Some((until, principal, _)) = self.accepted.get(key)
+            && now < *until
+        {
+            return Some(Ok(principal.clone()));
+        }
+        match self.refused.get(key) {
+            Some((until, error)) if now < *until => Some(Err(error.clone())),
+            _ => None,
+        }
+    }
+
+    fn keep(
+        &mut self,
+        key: [u8; 32],
+        until: Instant,
+        answer: Result<(VerifiedPrincipal, usize), AuthnError>,
+    ) {
+        match answer {
+            Err(error) => {
+                if self.refused.len() >= MAX_REFUSALS {
+                    self.refused.clear();
+                }
+                self.refused.insert(key, (until, error));
+            }
+            Ok((principal, weight)) => {
+                if self.accepted_bytes + weight > MAX_ACCEPTED_BYTES {
+                    let now = Instant::now();
+                    let mut freed = 0;
+                    self.accepted.retain(|_, (until, _, weight)| {
+                        let keep = now < *until;
+                        if !keep {
+                            freed += *weight;
+                        }
+                        keep
+                    });
+                    self.accepted_bytes -= freed;
+                }
+                if self.accepted_bytes + weight <= MAX_ACCEPTED_BYTES {
+                    self.accepted_bytes += weight;
+                    if let Some((_, _, old)) = self.accepted.insert(key, (until, principal, weight))
+                    {
+                        self.accepted_bytes -= old;
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// A client secret for the introspection endpoint. Never printed.
 #[derive(Clone)]
@@ -101,7 +163,7 @@ impl Introspector {
         Self {
             config,
             http,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
             calls: Mutex::new((Instant::now(), 0)),
         }
     }
@@ -119,13 +181,18 @@ impl Introspector {
         true
     }
 
+    /// Whether `token` has a fresh accepted answer in the cache.
+    pub fn remembers(&self, token: &BearerToken) -> bool {
+        self.cache()
+            .get(&digest(token.expose()), Instant::now())
+            .is_some_and(|answer| answer.is_ok())
+    }
+
     /// Verify `token`, from the cache when a fresh answer is there.
     pub async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, AuthnError> {
         let key = digest(token.expose());
-        if let Some((until, answer)) = self.cache().get(&key)
-            && Instant::now() < *until
-        {
-            return answer.clone();
+        if let Some(answer) = self.cache().get(&key, Instant::now()) {
+            return answer;
         }
         if !self.may_call() {
             tracing::warn!("introspection budget for this second spent; a new token is refused");
@@ -136,26 +203,24 @@ impl Introspector {
             // Malfunctions are not cached: the next request asks again.
             Err(AuthnError::Unavailable) => return Err(AuthnError::Unavailable),
             Err(_) => REFUSAL_TTL,
-            Ok((_, exp)) => {
+            Ok((_, exp, _)) => {
                 let left = exp.map_or(self.config.cache_ttl, |exp| {
                     Duration::from_secs(exp.saturating_sub(unix_now()))
                 });
                 left.min(self.config.cache_ttl)
             }
         };
-        let answer = answer.map(|(principal, _)| principal);
-        let mut cache = self.cache();
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(key, (Instant::now() + lifetime, answer.clone()));
-        answer
+        let until = Instant::now() + lifetime;
+        let result = answer.clone().map(|(principal, _, _)| principal);
+        let kept = answer.map(|(principal, _, weight)| (principal, weight));
+        self.cache().keep(key, until, kept);
+        result
     }
 
     async fn introspect(
         &self,
         token: &BearerToken,
-    ) -> Result<(VerifiedPrincipal, Option<u64>), AuthnError> {
+    ) -> Result<(VerifiedPrincipal, Option<u64>, usize), AuthnError> {
         let mut form = vec![
             ("token", token.expose().to_owned()),
             ("token_type_hint", "access_token".to_owned()),
@@ -182,9 +247,13 @@ impl Introspector {
             .body(body)
             .send()
             .await;
-        let answer: Value = match response {
+        let (answer, weight): (Value, usize) = match response {
             Ok(response) if response.status().is_success() => {
-                response.json().await.map_err(|_| AuthnError::Unavailable)?
+                let body = read_bounded(response, MAX_ANSWER_BYTES)
+                    .await
+                    .ok_or(AuthnError::Unavailable)?;
+                let answer = serde_json::from_slice(&body).map_err(|_| AuthnError::Unavailable)?;
+                (answer, body.len() + 128)
             }
             // RFC 7662 §2.3 answers a token it cannot read with 200 `active: false`, but some
             // servers answer 400: that refuses the token, it is no malfunction. Refusing the
@@ -202,7 +271,8 @@ impl Introspector {
                 return Err(AuthnError::Unavailable);
             }
         };
-        self.judge(&answer)
+        let (principal, exp) = self.judge(&answer)?;
+        Ok((principal, exp, weight))
     }
 
     fn judge(&self, answer: &Value) -> Result<(VerifiedPrincipal, Option<u64>), AuthnError> {
@@ -256,6 +326,22 @@ impl Introspector {
     fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A response body up to `most` bytes; `None` past it or on a read error.
+async fn read_bounded(mut response: reqwest::Response, most: usize) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.ok()? {
+        if body.len() + chunk.len() > most {
+            tracing::warn!(
+                most,
+                "introspection answer too large; treated as a malfunction"
+            );
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(body)
 }
 
 pub(crate) fn digest(token: &str) -> [u8; 32] {

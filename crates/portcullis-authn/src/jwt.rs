@@ -115,7 +115,7 @@ pub struct JwtVerifier {
 /// Longest reuse of one verification: bounds how long a token signed by a key the issuer has
 /// since withdrawn keeps working.
 const VERIFIED_TTL: Duration = Duration::from_secs(30);
-// Past this many remembered tokens the memory starts over.
+// Tokens remembered at once.
 const MAX_VERIFIED: usize = 10_000;
 
 impl JwtVerifier {
@@ -155,10 +155,16 @@ impl JwtVerifier {
             .map_or(0, |elapsed| elapsed.as_secs());
         let left = Duration::from_secs(exp.saturating_sub(now)).min(VERIFIED_TTL);
         let mut remembered = self.remembered();
+        // SECURITY: a full memory lets expired entries go, then stops remembering new tokens
+        // (they are verified each time) rather than forget anyone else's. Each entry is bounded
+        // by `MAX_TOKEN_BYTES`, so the memory is bounded in bytes as well.
         if remembered.len() >= MAX_VERIFIED {
-            remembered.clear();
+            let now = Instant::now();
+            remembered.retain(|_, (until, _)| now < *until);
         }
-        remembered.insert(digest, (Instant::now() + left, principal.clone()));
+        if remembered.len() < MAX_VERIFIED {
+            remembered.insert(digest, (Instant::now() + left, principal.clone()));
+        }
         Ok(principal)
     }
 

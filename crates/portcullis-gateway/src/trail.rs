@@ -8,8 +8,13 @@ use portcullis_audit::{AuditError, AuditRecord, Durability, LineTarget, Sink};
 /// How long refusals before authentication of one kind are counted into one record.
 const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
-/// A kind of counted refusal: reason, HTTP status, and the caller (issuer, subject) if known.
-type FloodKind = (String, u16, Option<(String, String)>);
+/// A kind of counted refusal: reason, HTTP status, the caller (issuer, subject) if known,
+/// and the source address if known.
+type FloodKind = (String, u16, Option<(String, String)>, Option<String>);
+
+/// Kinds counted at once. SECURITY: past it (a flood from very many addresses), a new kind is
+/// counted without its source, so the count of records per window stays bounded.
+const MAX_FLOOD_KINDS: usize = 10_000;
 
 /// The record standing for a window's counted refusals: its first, now, with the count and a
 /// correlation id of its own.
@@ -131,10 +136,12 @@ impl Trail {
     /// caller, if known) in each `FLOOD_WINDOW` is written; the rest are counted and written
     /// as one record with `repeats` once the window ends.
     pub fn refused_counted(&self, record: AuditRecord) {
-        let key = (
+        let mut record = record;
+        let mut key = (
             record.reasons.first().cloned().unwrap_or_default(),
             record.status.unwrap_or(0),
             record.issuer.clone().zip(record.subject.clone()),
+            record.source.clone(),
         );
         let now = std::time::Instant::now();
         let summary = {
@@ -142,6 +149,10 @@ impl Trail {
                 .floods
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if floods.len() >= MAX_FLOOD_KINDS && !floods.contains_key(&key) {
+                key.3 = None;
+                record.source = None;
+            }
             match floods.get_mut(&key) {
                 Some(flood) if now.duration_since(flood.since) < FLOOD_WINDOW => {
                     flood.repeats += 1;

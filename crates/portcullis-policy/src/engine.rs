@@ -17,7 +17,6 @@
 
 use std::{
     collections::HashMap,
-    sync::{Mutex, PoisonError},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -29,6 +28,7 @@ use serde_json::{Map, Value};
 use crate::{
     Authorized, Capability, CapabilityKind, Catalog, Decision, ObjectAttributes, Pending,
     PolicyError, Principal, ReasonCode, Reasons, RiskTier, Visibility,
+    budget::Budget,
     decision::Reads,
     entities::{
         Attribute, Target, action_id, declared_arguments, principal_entities, target_entity, uid,
@@ -37,9 +37,6 @@ use crate::{
     load,
     schema::cedar_schema,
 };
-
-// Bound on remembered list decisions (principals x capabilities); cleared when reached.
-const MAX_CACHED_PRINCIPALS: usize = 10_000;
 
 /// One call to decide.
 #[derive(Debug, Clone, Copy)]
@@ -75,9 +72,9 @@ pub struct PolicyEngine {
     actions: Entities,
     version: String,
     authorizer: Authorizer,
-    visible: Mutex<HashMap<String, VisibleByKind>>,
+    visible: Budget<VisibleByKind>,
     // Cedar's verdicts on calls, when no policy reads the time (see `Reads`).
-    decided: Mutex<HashMap<String, (bool, Vec<String>)>>,
+    decided: Budget<HashMap<String, (bool, Vec<String>)>>,
     reads: Reads,
     /// Each policy's annotations, read once: Cedar parses an annotation key on every lookup.
     annotations: HashMap<String, HashMap<String, String>>,
@@ -90,11 +87,6 @@ pub struct PolicyEngine {
     unconfigured_classes: [Option<usize>; 4],
 }
 
-// Bound on remembered call verdicts; cleared when reached.
-const MAX_DECIDED: usize = 100_000;
-/// Visibility answers kept per principal and kind: room for a large catalog and the names
-/// upstreams list beside it.
-const MAX_NAMES_PER_PRINCIPAL: usize = 20_000;
 /// The longest name or decision key kept in a cache.
 const MAX_KEPT_KEY: usize = 1024;
 
@@ -146,8 +138,8 @@ impl PolicyEngine {
             actions,
             version,
             authorizer: Authorizer::new(),
-            visible: Mutex::new(HashMap::new()),
-            decided: Mutex::new(HashMap::new()),
+            visible: Budget::new(),
+            decided: Budget::new(),
             reads: facts.reads,
             annotations,
             object_readers: facts.object_readers,
@@ -315,20 +307,14 @@ impl PolicyEngine {
         )))
     }
 
-    /// How many visibility answers and call verdicts this policy set keeps (bounded: see
-    /// `MAX_NAMES_PER_PRINCIPAL`, `MAX_DECIDED`, `MAX_KEPT_KEY`).
-    pub fn kept(&self) -> (usize, usize) {
-        let names = self
-            .visible_cache()
-            .values()
-            .map(|kinds| kinds.iter().map(HashMap::len).sum::<usize>())
-            .sum();
-        let verdicts = self
-            .decided
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        (names, verdicts)
+    /// How many visibility answers and call verdicts this policy set keeps, and the bytes
+    /// they hold (bounded per principal and in all: see `budget`).
+    pub fn kept(&self) -> (usize, usize, usize) {
+        let names = self.visible.fold(0, |sum, kinds| {
+            sum + kinds.iter().map(HashMap::len).sum::<usize>()
+        });
+        let verdicts = self.decided.fold(0, |sum, verdicts| sum + verdicts.len());
+        (names, verdicts, self.visible.bytes() + self.decided.bytes())
     }
 
     /// Whether `name` may be listed for `principal`: some call to it could be allowed.
@@ -349,14 +335,13 @@ impl PolicyEngine {
         names: &[&str],
     ) -> Vec<bool> {
         let fingerprint = principal.fingerprint(self.reads);
-        let mut answers: Vec<Option<bool>> = {
-            let cache = self.visible_cache();
-            let known = cache.get(&fingerprint).map(|kinds| &kinds[kind.index()]);
-            names
-                .iter()
-                .map(|name| known.and_then(|known| known.get(*name).copied()))
-                .collect()
-        };
+        let mut answers: Vec<Option<bool>> = self
+            .visible
+            .read(&fingerprint, |kinds| {
+                let known = &kinds[kind.index()];
+                names.iter().map(|name| known.get(*name).copied()).collect()
+            })
+            .unwrap_or_else(|| vec![None; names.len()]);
         // Capabilities the policies cannot tell apart share one evaluation (see `classes`), and
         // every evaluation of this list shares one set of entities.
         let mut pending: Vec<(usize, Option<usize>)> = Vec::new();
@@ -400,27 +385,22 @@ impl PolicyEngine {
             }
         }
         if !learned.is_empty() {
-            let mut cache = self.visible_cache();
-            if cache.len() >= MAX_CACHED_PRINCIPALS {
-                cache.clear();
-            }
             // SECURITY: names come from callers (a call to a tool that does not exist is
-            // answered from here too), so what one principal's entry holds is bounded: past
-            // the bound, or for a long name, the answer is computed again next time.
-            let known = &mut cache.entry(fingerprint).or_default()[kind.index()];
-            let room = MAX_NAMES_PER_PRINCIPAL.saturating_sub(known.len());
-            known.extend(
+            // answered from here too): a long name is computed again next time, and what one
+            // principal's memory holds is bounded in bytes (see `budget`).
+            self.visible.add(&fingerprint, |kinds| {
+                let known = &mut kinds[kind.index()];
                 learned
                     .into_iter()
                     .filter(|(name, _)| name.len() <= MAX_KEPT_KEY)
-                    .take(room),
-            );
+                    .map(|(name, visible)| {
+                        let weight = name.len() + crate::budget::ENTRY_OVERHEAD;
+                        known.insert(name, visible).map_or(weight, |_| 0)
+                    })
+                    .sum()
+            });
         }
         answers.into_iter().map(|a| a.unwrap_or(false)).collect()
-    }
-
-    fn visible_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, VisibleByKind>> {
-        self.visible.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn deny_visibility(&self, principal: &Principal, call: &Call<'_>) -> Visibility {
@@ -533,8 +513,7 @@ impl PolicyEngine {
         let key = (!self.reads.time).then(|| {
             let resolved = target.resolved;
             let field = |value: Option<&str>| value.unwrap_or("\u{1}").to_owned();
-            [
-                principal.fingerprint(self.reads),
+            let rest = [
                 action_id(call.kind, call.name, capability),
                 call.name.to_owned(),
                 field(target.object),
@@ -546,25 +525,25 @@ impl PolicyEngine {
                 // Declared arguments only, type-checked, in the catalog's order.
                 Value::Object(arguments.clone()).to_string(),
             ]
-            .join("\0")
+            .join("\0");
+            (principal.fingerprint(self.reads), rest)
         });
-        if let Some(key) = &key
-            && let Some(known) = self
+        if let Some((principal, rest)) = &key
+            && let Some(Some(known)) = self
                 .decided
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(key)
+                .read(principal, |verdicts| verdicts.get(rest).cloned())
         {
-            return Ok(known.clone());
+            return Ok(known);
         }
         let verdict = self.evaluate_fully(principal, call, capability, target, arguments)?;
         // A caller chooses names and arguments: a long key is decided every time, not kept.
-        if let Some(key) = key.filter(|key| key.len() <= MAX_KEPT_KEY) {
-            let mut decided = self.decided.lock().unwrap_or_else(PoisonError::into_inner);
-            if decided.len() >= MAX_DECIDED {
-                decided.clear();
-            }
-            decided.insert(key, verdict.clone());
+        if let Some((principal, rest)) = key.filter(|(_, rest)| rest.len() <= MAX_KEPT_KEY) {
+            let weight = rest.len()
+                + verdict.1.iter().map(String::len).sum::<usize>()
+                + crate::budget::ENTRY_OVERHEAD;
+            self.decided.add(&principal, |verdicts| {
+                verdicts.insert(rest, verdict.clone()).map_or(weight, |_| 0)
+            });
         }
         Ok(verdict)
     }

@@ -7,6 +7,7 @@
 //! [`PolicyEngine::visible`] a list entry, from the same policies, always with reasons.
 //! It knows no HTTP and no JSON-RPC: the gateway names the operation, this crate judges it.
 
+mod budget;
 mod catalog;
 mod decision;
 mod engine;

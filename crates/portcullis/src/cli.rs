@@ -348,8 +348,7 @@ pub(crate) async fn serve(
     http::run(
         listener,
         router,
-        config.header_timeout,
-        config.shutdown_grace,
+        http::Listening::of(&config),
         inflight,
         streams,
         shutdown,

@@ -63,8 +63,7 @@ impl TestGateway {
         let task = tokio::spawn(http::run(
             listener,
             app,
-            config.header_timeout,
-            config.shutdown_grace,
+            http::Listening::of(&config),
             inflight,
             streams,
             shutdown.clone(),

@@ -127,6 +127,22 @@ impl Authenticator {
         Ok((principal, opaque.then_some(token)))
     }
 
+    /// Whether the `Authorization` header values carry a token verified moments ago, which
+    /// is answered from memory at no cost (and so is let through where a source's failed
+    /// attempts hold new tokens back).
+    pub(crate) fn recognizes<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> bool {
+        let Ok(Some(token)) = BearerToken::from_authorization(values) else {
+            return false;
+        };
+        self.verifiers
+            .iter()
+            .any(|(_, verifier)| verifier.remembered_principal(&token).is_some())
+            || self
+                .introspector
+                .as_ref()
+                .is_some_and(|introspector| introspector.remembers(&token))
+    }
+
     /// Verify `token`.
     pub(crate) async fn verify(
         &self,

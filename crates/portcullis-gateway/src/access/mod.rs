@@ -170,7 +170,9 @@ impl Access {
         &self,
         headers: &HeaderMap,
         request_line: &str,
+        source: Option<std::net::IpAddr>,
     ) -> Result<Caller, Refused> {
+        let request_line = (request_line, source);
         let correlation = CorrelationId::fresh();
         let policy = self.policy();
         let Some(authenticator) = &self.authenticator else {
@@ -241,16 +243,29 @@ impl Access {
         })
     }
 
+    /// Whether `headers` carry a token verified moments ago (see
+    /// `Authenticator::recognizes`).
+    pub(crate) fn recognizes(&self, headers: &HeaderMap) -> bool {
+        self.authenticator.as_ref().is_some_and(|authenticator| {
+            authenticator.recognizes(
+                headers
+                    .get_all(AUTHORIZATION)
+                    .iter()
+                    .map(HeaderValue::as_bytes),
+            )
+        })
+    }
+
     /// Record a request refused before it was read.
     pub(crate) async fn refused(
         &self,
         correlation: &CorrelationId,
-        request_line: &str,
+        (request_line, source): (&str, Option<std::net::IpAddr>),
         (decision, status): (AuditDecision, u16),
         reason: Reason,
         principal: Option<&portcullis_authn::VerifiedPrincipal>,
     ) {
-        let record = record::refused_early(
+        let mut record = record::refused_early(
             correlation.as_str(),
             request_line,
             decision,
@@ -258,6 +273,7 @@ impl Access {
             reason,
             principal,
         );
+        record.source = source.map(|source| source.to_string());
         if principal.is_none() {
             self.trail().refused_counted(record);
             return;

@@ -4,11 +4,13 @@
 
 mod auth;
 mod error;
+mod limits;
 mod policy;
 mod raw;
 mod resolve;
 
 pub use auth::{Auth, Introspection, Issuer};
 pub use error::ConfigError;
+pub use limits::{Limits, Rate};
 pub use raw::Raw;
 pub use resolve::{AuditConfig, Config, ConsentConfig, Naming, PrefixMode};

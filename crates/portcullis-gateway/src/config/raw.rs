@@ -33,6 +33,9 @@ pub struct Raw {
     pub consent: RawConsent,
     /// Live entitlements beside the tokens' claims.
     pub entitlements: Option<RawEntitlements>,
+    /// Request rates and connection counts.
+    #[serde(default)]
+    pub limits: super::limits::RawLimits,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -280,8 +283,6 @@ pub struct RawServer {
     /// Most upstream connections held for sessions at once (each may be a child process),
     /// default 256; past it, sessions share the gateway's connection.
     pub max_session_connections: Option<usize>,
-    /// Requests a second one caller may send, sustained (twice that in a burst), default 200.
-    pub caller_rate: Option<u32>,
 }
 
 /// `[naming]`

@@ -38,8 +38,8 @@ pub struct Config {
     pub session_idle_timeout: Duration,
     /// Most upstream connections held for sessions at once.
     pub max_session_connections: usize,
-    /// Requests a second per caller, sustained; twice that in a burst.
-    pub caller_rate: u32,
+    /// Request rates and connection counts.
+    pub limits: super::Limits,
     /// How aggregated names are formed.
     pub naming: Naming,
     /// The upstreams, in routing order, each with its resolved prefix.
@@ -149,6 +149,7 @@ impl Config {
             admin,
             consent,
             entitlements,
+            limits,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
@@ -201,7 +202,6 @@ impl Config {
             json_response,
             session_idle_timeout,
             max_session_connections,
-            caller_rate,
         } = server;
         let listen = listen.as_deref().unwrap_or("127.0.0.1:8080");
         let listen = listen.parse().map_err(|_| {
@@ -274,15 +274,7 @@ impl Config {
                 300_000,
             )?,
             max_session_connections: max_session_connections.unwrap_or(256),
-            caller_rate: match caller_rate {
-                Some(0) => {
-                    return Err(ConfigError::invalid(
-                        "server.caller_rate",
-                        "at least 1 request a second",
-                    ));
-                }
-                rate => rate.unwrap_or(200),
-            },
+            limits: super::limits::resolve_limits(limits)?,
             naming,
             upstreams: resolved,
             auth,

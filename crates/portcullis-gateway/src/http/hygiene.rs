@@ -81,6 +81,10 @@ pub(super) async fn check(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
         .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    let source = request
+        .extensions()
+        .get::<super::Peer>()
+        .map(|peer| peer.source);
     // The path only: a query string may hold what must never be recorded (a token).
     let (method, uri) = (request.method().clone(), request.uri().clone());
     let line = move || {
@@ -90,7 +94,13 @@ pub(super) async fn check(
         )
     };
     if !host.is_some_and(|host| policy.host_allowed(&host)) {
-        refused(&policy.trail, &line(), 403, Reason::HostNotAllowed).await;
+        refused(
+            &policy.trail,
+            (&line(), source),
+            403,
+            Reason::HostNotAllowed,
+        )
+        .await;
         return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed\n").into_response();
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
@@ -98,7 +108,13 @@ pub(super) async fn check(
             .to_str()
             .is_ok_and(|origin| policy.origin_allowed(origin));
         if !allowed {
-            refused(&policy.trail, &line(), 403, Reason::OriginNotAllowed).await;
+            refused(
+                &policy.trail,
+                (&line(), source),
+                403,
+                Reason::OriginNotAllowed,
+            )
+            .await;
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed\n").into_response();
         }
     }
@@ -108,16 +124,21 @@ pub(super) async fn check(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > policy.max_body_bytes as u64) {
-        refused(&policy.trail, &line(), 413, Reason::BodyTooLarge).await;
+        refused(&policy.trail, (&line(), source), 413, Reason::BodyTooLarge).await;
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
     }
     next.run(request).await
 }
 
 /// Every request refused here is recorded too, with what is known of it (nothing of who).
-async fn refused(trail: &Trail, line: &str, status: u16, reason: Reason) {
+async fn refused(
+    trail: &Trail,
+    (line, source): (&str, Option<std::net::IpAddr>),
+    status: u16,
+    reason: Reason,
+) {
     let correlation = portcullis_core::CorrelationId::fresh();
-    let record = crate::access::record::refused_early(
+    let mut record = crate::access::record::refused_early(
         correlation.as_str(),
         line,
         portcullis_audit::AuditDecision::Deny,
@@ -125,6 +146,7 @@ async fn refused(trail: &Trail, line: &str, status: u16, reason: Reason) {
         reason,
         None,
     );
+    record.source = source.map(|source| source.to_string());
     trail.refused_counted(record);
 }
 

@@ -10,6 +10,7 @@
 
 mod approvals;
 mod hygiene;
+mod peer;
 mod serve;
 
 use std::sync::Arc;
@@ -20,8 +21,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{config::Config, gateway::Gateway, mcp, trail::Trail};
 
+pub(crate) use peer::Peer;
 pub(crate) use serve::LongLived;
-pub use serve::{Inflight, run};
+pub use serve::{Inflight, Listening, run};
 
 /// The admin app: `GET /metrics` (Prometheus text) and `GET /readyz` (200 `ready`, or 503
 /// with what is degraded, a line each). Served on its own listener, apart from the MCP

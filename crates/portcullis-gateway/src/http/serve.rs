@@ -10,10 +10,10 @@ use std::{
 
 use axum::{Router, extract::Request, extract::State, middleware::Next, response::Response};
 use http::Method;
+use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto::Builder, graceful::GracefulShutdown},
-    service::TowerToHyperService,
 };
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
@@ -75,6 +75,28 @@ pub(super) async fn track(
     Response::from_parts(parts, body)
 }
 
+/// What the listener loop needs from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// Time allowed to send request headers (and the first byte).
+    pub header_timeout: Duration,
+    /// Time in-flight calls get to finish on shutdown.
+    pub grace: Duration,
+    /// Connections one source address may hold before any request on them authenticated.
+    pub unauthenticated_connections: usize,
+}
+
+impl Listening {
+    /// The listener settings of `config`.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            header_timeout: config.header_timeout,
+            grace: config.shutdown_grace,
+            unauthenticated_connections: config.limits.unauthenticated_connections,
+        }
+    }
+}
+
 /// Connections open at once; past it, new ones are closed as they come.
 const MAX_CONNECTIONS: usize = 8192;
 
@@ -83,12 +105,17 @@ const MAX_CONNECTIONS: usize = 8192;
 pub async fn run(
     listener: TcpListener,
     app: Router,
-    header_timeout: Duration,
-    grace: Duration,
+    listening: Listening,
     inflight: Inflight,
     streams: CancellationToken,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let Listening {
+        header_timeout,
+        grace,
+        unauthenticated_connections,
+    } = listening;
+    let sources = super::peer::Sources::new(unauthenticated_connections);
     let graceful = GracefulShutdown::new();
     // HTTP/1.1 only: cleartext HTTP/2 (prior knowledge) has no header timeout, so a client that
     // sends the preface and nothing more would hold its connection forever.
@@ -99,7 +126,7 @@ pub async fn run(
         .header_read_timeout(header_timeout);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, from) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -119,13 +146,23 @@ pub async fn run(
             );
             continue;
         };
+        let Some(peer) = sources.arrived(from.ip()) else {
+            // SECURITY: one address cannot hold every slot with connections that never sign
+            // in; its authenticated connections are not counted.
+            tracing::debug!(source = %from.ip(), "too many unauthenticated connections from one address; one refused");
+            continue;
+        };
         // Without it, small SSE frames wait for delayed ACKs: about 40 ms per reply.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         // SECURITY: hyper's header timeout starts with the first byte; a connection that sends
         // nothing at all is closed after the same time.
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(peer.clone());
+            tower::ServiceExt::oneshot(app.clone(), request)
+        });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {

@@ -69,7 +69,7 @@ pub(crate) async fn session(
                 .access
                 .refused(
                     &caller.correlation,
-                    &format!("{verb} {}", endpoint.path),
+                    (&format!("{verb} {}", endpoint.path), None),
                     (AuditDecision::Deny, 404),
                     Reason::SessionNotOwned,
                     caller.identity.as_ref().map(|identity| &identity.verified),

@@ -27,6 +27,7 @@ mod wire;
 
 pub(crate) use bridge::Bridge;
 pub(crate) use live::reintrospect;
+pub(crate) use rate::network;
 
 use std::sync::Arc;
 
@@ -57,7 +58,7 @@ pub(crate) struct Endpoint {
     pub(crate) streams: CancellationToken,
     /// How long a session client has to answer an approval request.
     pub(crate) consent_wait: std::time::Duration,
-    /// Each caller's request rate.
+    /// Request rates: per caller, tenant, limited tool, and source address.
     pub(crate) rates: rate::Rates,
 }
 
@@ -72,7 +73,7 @@ impl Endpoint {
             gateway,
             path: config.path.clone(),
             max_body_bytes: config.max_body_bytes,
-            rates: rate::Rates::new(config.caller_rate),
+            rates: rate::Rates::new(&config.limits),
             style: reply::Style {
                 json: config.json_response,
                 keep_alive: config.sse_keep_alive,
@@ -88,16 +89,10 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
     let (parts, body) = request.into_parts();
     let access = &endpoint.gateway.access;
     // 1. Who is calling.
-    let caller = match access
-        .caller(&parts.headers, &format!("POST {}", endpoint.path))
-        .await
-    {
+    let caller = match who(&endpoint, &parts, "POST").await {
         Ok(caller) => caller,
-        Err(refused) => return lifecycle::refused(access, refused),
+        Err(response) => return response,
     };
-    if let Some(wait) = caller.id().and_then(|id| endpoint.rates.admit(id).err()) {
-        return too_many(access, &caller, &endpoint.path, wait);
-    }
     if let Some(response) = wire::refuse_post(&parts.headers) {
         return response;
     }
@@ -208,13 +203,9 @@ fn answered(session: Option<&sessions::Session>, response: McpResponse) -> Respo
 /// `GET`: a session's standalone stream (2025-11-25); nothing in the stateless era.
 pub(crate) async fn get(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    let access = &endpoint.gateway.access;
-    let caller = match access
-        .caller(&parts.headers, &format!("GET {}", endpoint.path))
-        .await
-    {
+    let caller = match who(&endpoint, &parts, "GET").await {
         Ok(caller) => caller,
-        Err(refused) => return lifecycle::refused(access, refused),
+        Err(response) => return response,
     };
     if !wire::accepts_events(&parts.headers) {
         return wire::text_response(
@@ -252,13 +243,9 @@ pub(crate) async fn get(State(endpoint): State<Arc<Endpoint>>, request: Request)
 /// `DELETE`: end a session.
 pub(crate) async fn delete(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    let access = &endpoint.gateway.access;
-    let caller = match access
-        .caller(&parts.headers, &format!("DELETE {}", endpoint.path))
-        .await
-    {
+    let caller = match who(&endpoint, &parts, "DELETE").await {
         Ok(caller) => caller,
-        Err(refused) => return lifecycle::refused(access, refused),
+        Err(response) => return response,
     };
     let Some(id) = wire::session_id(&parts.headers) else {
         return method_not_allowed();
@@ -273,15 +260,64 @@ pub(crate) async fn delete(State(endpoint): State<Arc<Endpoint>>, request: Reque
     }
 }
 
-/// A caller past its rate: 429 with `Retry-After`, counted in the trail (one record per caller
-/// and window, with how many).
-fn too_many(
+/// Step 1: who is calling, within the rates that apply to it. A source whose failed
+/// authentications used up its bucket is refused before a new token is even looked at (a
+/// token verified moments ago still passes: others behind the same address are not locked
+/// out); a verified caller is held to its own and its tenant's rate.
+async fn who(
+    endpoint: &Endpoint,
+    parts: &http::request::Parts,
+    verb: &str,
+) -> Result<crate::access::Caller, Response> {
+    let access = &endpoint.gateway.access;
+    let line = format!("{verb} {}", endpoint.path);
+    let peer = parts.extensions.get::<crate::http::Peer>();
+    let source = peer.map(|peer| peer.source);
+    if let Some(source) = source
+        && let Err(over) = endpoint.rates.source_may_try(source)
+        && !access.recognizes(&parts.headers)
+    {
+        let mut record = record::refused_early(
+            portcullis_core::CorrelationId::fresh().as_str(),
+            &line,
+            AuditDecision::Deny,
+            429,
+            Reason::RateLimited,
+            None,
+        );
+        record.source = Some(source.to_string());
+        return Err(too_many(access, record, over));
+    }
+    let caller = match access.caller(&parts.headers, &line, source).await {
+        Ok(caller) => caller,
+        Err(refused) => {
+            if let Some(source) = source {
+                endpoint.rates.source_failed(source);
+            }
+            return Err(lifecycle::refused(access, refused));
+        }
+    };
+    if let Some(peer) = peer {
+        peer.authenticated();
+    }
+    if let Some(id) = caller.id() {
+        let tenant = caller.principal().and_then(|p| p.tenant.as_deref());
+        if let Err(over) = endpoint.rates.admit(id, tenant) {
+            let record = record::of_caller(&caller, &line, AuditDecision::Deny);
+            return Err(too_many(access, record, over));
+        }
+    }
+    Ok(caller)
+}
+
+/// A request past a rate: 429 with `Retry-After`, counted in the trail (one record per kind,
+/// caller or source, and window, with how many).
+pub(crate) fn too_many(
     access: &crate::access::Access,
-    caller: &crate::access::Caller,
-    path: &str,
-    wait: std::time::Duration,
+    mut record: portcullis_audit::AuditRecord,
+    (limit, wait): (rate::Limit, std::time::Duration),
 ) -> Response {
-    let mut record = record::of_caller(caller, &format!("POST {path}"), AuditDecision::Deny);
+    record.decision = AuditDecision::Deny;
     record.reasons = vec![Reason::RateLimited.as_str().to_owned()];
     record.status = Some(429);
     access.trail().refused_counted(record);
@@ -291,7 +327,8 @@ fn too_many(
         None,
         -32000,
         &format!(
-            "Too Many Requests: this caller's request rate is exceeded; retry after {seconds} s"
+            "Too Many Requests: {} is exceeded; retry after {seconds} s",
+            limit.as_str()
         ),
         None,
     );

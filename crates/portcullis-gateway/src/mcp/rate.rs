@@ -1,54 +1,211 @@
-//! Each caller's request rate: a token bucket per caller (issuer and subject), so that one
-//! caller sending as fast as it can slows only itself.
+//! Request rates: a token bucket per caller, per tenant, per caller and limited tool, and per
+//! source address for requests that fail authentication, so that one party sending as fast as
+//! it can slows only itself. Limits are per replica.
 
 use std::{
     collections::HashMap,
+    hash::Hash,
+    net::IpAddr,
     sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use portcullis_core::CallerId;
 
-/// Callers followed at once; past it, buckets that have refilled (and so say nothing a new
-/// one would not) are let go.
-const MAX_CALLERS: usize = 100_000;
+use crate::config::{Limits, Rate};
 
-/// Every caller's bucket.
+/// Keys followed at once per kind; past it, buckets that have refilled (and so say nothing a
+/// new one would not) are let go, and if none has, newcomers share one bucket.
+const MAX_KEYS: usize = 100_000;
+
+/// Which limit a request ran into, for the record and the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    Caller,
+    Tenant,
+    Tool,
+    Source,
+}
+
+impl Limit {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Caller => "this caller's request rate",
+            Self::Tenant => "this tenant's request rate",
+            Self::Tool => "this caller's rate for this tool",
+            Self::Source => "the rate of unauthenticated requests from this address",
+        }
+    }
+}
+
+/// Every bucket the endpoint keeps.
 pub(crate) struct Rates {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<CallerId, (f64, Instant)>>,
+    callers: Buckets<CallerId>,
+    tenants: Buckets<(String, String)>,
+    tools: HashMap<String, Buckets<CallerId>>,
+    sources: Buckets<IpAddr>,
 }
 
 impl Rates {
-    /// `per_second` requests a second per caller, sustained, and twice that in a burst.
-    pub(crate) fn new(per_second: u32) -> Self {
+    pub(crate) fn new(limits: &Limits) -> Self {
         Self {
-            per_second: f64::from(per_second),
-            burst: 2.0 * f64::from(per_second),
-            buckets: Mutex::new(HashMap::new()),
+            callers: Buckets::new(limits.caller),
+            tenants: Buckets::new(limits.tenant),
+            tools: limits
+                .tools
+                .iter()
+                .map(|(name, rate)| (name.clone(), Buckets::new(*rate)))
+                .collect(),
+            sources: Buckets::new(limits.unauthenticated),
         }
     }
 
-    /// Take one request from `caller`'s bucket, or say how long until one is there.
-    pub(crate) fn admit(&self, caller: &CallerId) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() >= MAX_CALLERS && !buckets.contains_key(caller) {
-            let (per_second, burst) = (self.per_second, self.burst);
-            buckets.retain(|_, (tokens, at)| {
-                *tokens + now.duration_since(*at).as_secs_f64() * per_second < burst
+    /// Take one request from a verified caller's buckets (its own, then its tenant's), or say
+    /// which is empty and how long until it is not.
+    pub(crate) fn admit(
+        &self,
+        caller: &CallerId,
+        tenant: Option<&str>,
+    ) -> Result<(), (Limit, Duration)> {
+        let tenant = tenant.map(|tenant| (caller.issuer().to_owned(), tenant.to_owned()));
+        // A request refused by one bucket takes nothing from the other.
+        self.callers
+            .peek(caller)
+            .map_err(|wait| (Limit::Caller, wait))?;
+        if let Some(tenant) = &tenant {
+            self.tenants
+                .take(tenant)
+                .map_err(|wait| (Limit::Tenant, wait))?;
+        }
+        self.callers
+            .take(caller)
+            .map_err(|wait| (Limit::Caller, wait))
+    }
+
+    /// Take one call of `tool` from `caller`'s bucket for it, if the tool has a limit.
+    pub(crate) fn admit_tool(
+        &self,
+        caller: &CallerId,
+        tool: &str,
+    ) -> Result<(), (Limit, Duration)> {
+        match self.tools.get(tool) {
+            Some(buckets) => buckets.take(caller).map_err(|wait| (Limit::Tool, wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `source` may try to authenticate now: not while its failures have emptied its
+    /// bucket. Checked before a token is verified, so a flood of made-up tokens costs no
+    /// verification (and no introspection call) past the limit.
+    pub(crate) fn source_may_try(&self, source: IpAddr) -> Result<(), (Limit, Duration)> {
+        self.sources
+            .peek(&network(source))
+            .map_err(|wait| (Limit::Source, wait))
+    }
+
+    /// Count one failed authentication against `source`.
+    pub(crate) fn source_failed(&self, source: IpAddr) {
+        let _ = self.sources.take(&network(source));
+    }
+}
+
+/// The unit a source limit applies to: an IPv4 address, or an IPv6 /64 (what one host is
+/// usually given, so an attacker cannot step through addresses).
+pub(crate) fn network(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V4(_) => source,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+    }
+}
+
+/// One kind of bucket, by key.
+struct Buckets<K> {
+    rate: Rate,
+    state: Mutex<(HashMap<K, Bucket>, Bucket)>,
+}
+
+/// Tokens left, as of `at`.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refill(&mut self, rate: Rate, now: Instant) {
+        let earned = now.duration_since(self.at).as_secs_f64() * rate.per_second;
+        self.tokens = (self.tokens + earned).min(rate.burst);
+        self.at = now;
+    }
+
+    fn wait(&self, rate: Rate) -> Duration {
+        Duration::from_secs_f64(((1.0 - self.tokens) / rate.per_second).max(0.0))
+    }
+}
+
+impl<K: Hash + Eq + Clone> Buckets<K> {
+    fn new(rate: Rate) -> Self {
+        let full = Bucket {
+            tokens: rate.burst,
+            at: Instant::now(),
+        };
+        Self {
+            rate,
+            state: Mutex::new((HashMap::new(), full)),
+        }
+    }
+
+    fn take(&self, key: &K) -> Result<(), Duration> {
+        self.with(key, |bucket, rate| {
+            if bucket.tokens >= 1.0 {
+                bucket.tokens -= 1.0;
+                Ok(())
+            } else {
+                Err(bucket.wait(rate))
+            }
+        })
+    }
+
+    fn peek(&self, key: &K) -> Result<(), Duration> {
+        self.with(key, |bucket, rate| {
+            if bucket.tokens >= 1.0 {
+                Ok(())
+            } else {
+                Err(bucket.wait(rate))
+            }
+        })
+    }
+
+    fn with<T>(&self, key: &K, use_bucket: impl FnOnce(&mut Bucket, Rate) -> T) -> T {
+        let (rate, now) = (self.rate, Instant::now());
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (buckets, shared) = &mut *state;
+        if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
+            buckets.retain(|_, bucket| {
+                bucket.refill(rate, now);
+                bucket.tokens < rate.burst
             });
         }
-        let (tokens, at) = buckets.entry(caller.clone()).or_insert((self.burst, now));
-        *tokens =
-            (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            return Ok(());
-        }
-        Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_second))
+        // SECURITY: past the bound every newcomer shares one bucket: nobody followed is
+        // forgotten early (which would hand them a fresh burst) and nobody is let through
+        // unlimited.
+        let bucket = if buckets.len() < MAX_KEYS || buckets.contains_key(key) {
+            buckets.entry(key.clone()).or_insert(Bucket {
+                tokens: rate.burst,
+                at: now,
+            })
+        } else {
+            shared
+        };
+        bucket.refill(rate, now);
+        use_bucket(bucket, rate)
     }
 }
 
@@ -56,17 +213,97 @@ impl Rates {
 mod tests {
     use super::*;
 
+    fn limits(per_second: u32) -> Limits {
+        let rate = Rate {
+            per_second: f64::from(per_second),
+            burst: f64::from(2 * per_second),
+        };
+        Limits {
+            caller: rate,
+            tenant: Rate {
+                per_second: f64::from(per_second),
+                burst: f64::from(3 * per_second),
+            },
+            unauthenticated: rate,
+            unauthenticated_connections: 1,
+            tools: [(
+                "send".to_owned(),
+                Rate {
+                    per_second: 1.0,
+                    burst: 1.0,
+                },
+            )]
+            .into(),
+        }
+    }
+
     // See: issue 15. One caller can send a burst, then only its rate; another caller is not
     // slowed by it.
     #[test]
     fn a_caller_past_its_burst_waits_and_another_does_not() {
-        let rates = Rates::new(10);
+        let rates = Rates::new(&limits(10));
         let flooder = CallerId::new("https://issuer.example", "flooder");
         let other = CallerId::new("https://issuer.example", "other");
-        let admitted = (0..100).filter(|_| rates.admit(&flooder).is_ok()).count();
+        let admitted = (0..100)
+            .filter(|_| rates.admit(&flooder, None).is_ok())
+            .count();
         assert_eq!(admitted, 20, "a burst of twice the rate");
-        let wait = rates.admit(&flooder).unwrap_err();
+        let (limit, wait) = rates.admit(&flooder, None).unwrap_err();
+        assert_eq!(limit, Limit::Caller);
         assert!(wait <= Duration::from_millis(100), "{wait:?}");
-        assert!(rates.admit(&other).is_ok());
+        assert!(rates.admit(&other, None).is_ok());
+    }
+
+    // See: issue 15. Callers of one tenant share its bucket; another tenant's are not slowed.
+    #[test]
+    fn a_tenant_past_its_burst_slows_its_own_callers_only() {
+        let rates = Rates::new(&limits(10));
+        let admitted = (0..100)
+            .filter(|n| {
+                let caller = CallerId::new("https://issuer.example", format!("a{}", n % 5));
+                rates.admit(&caller, Some("acme")).is_ok()
+            })
+            .count();
+        assert_eq!(admitted, 30, "the tenant's burst");
+        let caller = CallerId::new("https://issuer.example", "a0");
+        assert_eq!(
+            rates.admit(&caller, Some("acme")).unwrap_err().0,
+            Limit::Tenant
+        );
+        let outsider = CallerId::new("https://issuer.example", "b0");
+        assert!(rates.admit(&outsider, Some("globex")).is_ok());
+    }
+
+    #[test]
+    fn a_limited_tool_is_limited_per_caller_and_others_are_not() {
+        let rates = Rates::new(&limits(10));
+        let caller = CallerId::new("https://issuer.example", "a");
+        assert!(rates.admit_tool(&caller, "send").is_ok());
+        assert_eq!(
+            rates.admit_tool(&caller, "send").unwrap_err().0,
+            Limit::Tool
+        );
+        assert!(rates.admit_tool(&caller, "read").is_ok());
+        let other = CallerId::new("https://issuer.example", "b");
+        assert!(rates.admit_tool(&other, "send").is_ok());
+    }
+
+    // See: issue 15. Failures from one source address (an IPv6 /64 counts as one) use up
+    // its bucket; trying again is refused before any verification; another source may try.
+    #[test]
+    fn a_source_whose_failures_emptied_its_bucket_may_not_try_again() {
+        let rates = Rates::new(&limits(10));
+        let source: IpAddr = "2001:db8::1".parse().unwrap();
+        for n in 0..20 {
+            assert!(rates.source_may_try(source).is_ok(), "try {n}");
+            rates.source_failed(format!("2001:db8::{n:x}").parse().unwrap());
+        }
+        assert_eq!(rates.source_may_try(source).unwrap_err().0, Limit::Source);
+        assert!(
+            rates
+                .source_may_try("2001:db8:0:1::1".parse().unwrap())
+                .is_ok()
+        );
+        assert!(rates.source_may_try("192.0.2.1".parse().unwrap()).is_ok());
     }
 }

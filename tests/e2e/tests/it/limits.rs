@@ -162,7 +162,15 @@ async fn a_flood_of_unauthenticated_requests_cannot_rotate_a_callers_records_awa
         .iter()
         .filter(|(_, r)| r.subject.is_none())
         .collect();
-    assert!(refusals.len() <= 3, "{} refusal records", refusals.len());
+    // Two kinds (no token: 401; past the address's rate: 429), each at most a first record
+    // and a count.
+    assert!(refusals.len() <= 4, "{} refusal records", refusals.len());
+    assert!(
+        refusals
+            .iter()
+            .all(|(_, r)| r.source.as_deref() == Some("127.0.0.1")),
+        "each refusal names its source address"
+    );
     let counted: u64 = refusals.iter().map(|(_, r)| r.repeats.unwrap_or(1)).sum();
     // A counted record stands for its `repeats`; the first of its window for itself.
     assert_eq!(counted, flood, "every refusal is counted");
@@ -176,7 +184,7 @@ async fn a_caller_past_its_rate_gets_429_with_retry_after_and_another_does_not()
     let _ = fixture_bin();
     let issuer = DevIssuer::start("limits-rate", RESOURCE, &[]).await;
     let config = format!(
-        "[server]\ncaller_rate = 5\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
+        "[limits]\ncaller = {{ per_second = 5 }}\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
          [[auth.issuer]]\nissuer = \"{}\"\n\n\
          [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
         issuer.issuer,
@@ -226,5 +234,324 @@ async fn a_caller_past_its_rate_gets_429_with_retry_after_and_another_does_not()
         list(other).await.status().as_u16(),
         200,
         "another caller is not slowed"
+    );
+}
+
+/// A client whose connections come from `source` (any 127.0.0.0/8 address is this machine).
+fn client_from(source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().ok())
+        .build()
+        .expect("client")
+}
+
+/// `tools/call greet` in the 2026-07-28 era as the holder of `token`, with `http`.
+async fn greet(http: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    http.post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "greet")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "greet", "arguments": {"name": "Ada"},
+                "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                          "io.modelcontextprotocol/clientCapabilities": {}}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("post")
+}
+
+fn limited_config(issuer: &str, limits: &str) -> String {
+    format!(
+        "[limits]\n{limits}\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
+         [[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+        stdio_upstream("fixture"),
+    )
+}
+
+// See: issue 15. Rates per tenant: the callers of one tenant share its bucket, and a caller of
+// another tenant is not slowed when it runs dry.
+#[tokio::test]
+async fn a_tenant_past_its_rate_slows_its_own_callers_and_not_another_tenants() {
+    let _ = fixture_bin();
+    let issuer = DevIssuer::start("limits-tenant", RESOURCE, &[]).await;
+    let gateway = TestGateway::spawn(&limited_config(
+        &issuer.issuer,
+        "tenant = { per_second = 1, burst = 6 }",
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let tenant_a = [
+        issuer.auth.mint("user-42", None).expect("token"),
+        issuer.auth.mint("admin-a", None).expect("token"),
+    ];
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        statuses.push(
+            greet(&http, &gateway.url, &tenant_a[n % 2])
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() <= 8,
+        "tenant-a's two callers share a burst of 6: {statuses:?}"
+    );
+    let limited = greet(&http, &gateway.url, &tenant_a[0]).await;
+    assert_eq!(limited.status().as_u16(), 429);
+    assert!(
+        limited.text().await.expect("body").contains("tenant"),
+        "the answer says which rate"
+    );
+    let tenant_b = issuer.auth.mint("editor-b", None).expect("token");
+    assert_eq!(
+        greet(&http, &gateway.url, &tenant_b)
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "another tenant is not slowed"
+    );
+}
+
+// See: issue 15. Rates per capability: a tool with its own limit answers 429 past it, for that
+// caller and that tool only.
+#[tokio::test]
+async fn a_tool_with_its_own_rate_answers_429_past_it_for_that_caller_only() {
+    let _ = fixture_bin();
+    let issuer = DevIssuer::start("limits-tool", RESOURCE, &[]).await;
+    let gateway = TestGateway::spawn(&limited_config(
+        &issuer.issuer,
+        "[limits.tools]\ngreet = { per_second = 1, burst = 2 }",
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let caller = issuer.auth.mint("user-42", None).expect("token");
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(greet(&http, &gateway.url, &caller).await.status().as_u16());
+    }
+    assert_eq!(&statuses[..2], &[200, 200], "{statuses:?}");
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    let (status, _) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&caller),
+        "tools/list",
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 200, "other methods are not limited by it");
+    let other = issuer.auth.mint("admin-a", None).expect("token");
+    assert_eq!(
+        greet(&http, &gateway.url, &other).await.status().as_u16(),
+        200,
+        "another caller has its own bucket for the tool"
+    );
+}
+
+// See: issue 15. Random opaque tokens cost one introspection call each, with no bound. Now an
+// address whose tokens keep failing is refused (429) before its tokens are looked at, another
+// address is not, and a signed-in caller's cached answer keeps serving while the
+// authorization server fails.
+#[tokio::test]
+async fn made_up_tokens_from_one_address_cost_few_introspections_and_crowd_out_nobody() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    };
+    let _ = fixture_bin();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let failing = Arc::new(AtomicBool::new(false));
+    let (counted, broken) = (calls.clone(), failing.clone());
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(move |body: String| {
+            let (counted, broken) = (counted.clone(), broken.clone());
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                if broken.load(Ordering::SeqCst) {
+                    return (http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                }
+                let answer = if body.contains("token=opaque-good") {
+                    json!({"active": true, "aud": RESOURCE, "sub": "svc-1", "client_id": "svc"})
+                } else {
+                    json!({"active": false})
+                };
+                (http::StatusCode::OK, answer.to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let secret = std::env::temp_dir().join(format!("limits-introspect-{}", std::process::id()));
+    std::fs::write(&secret, "s3cret\n").expect("secret");
+    let config = format!(
+        "[limits]\nunauthenticated = {{ per_second = 1, burst = 10 }}\n\n\
+         [auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{base}\"\n\
+         introspection_endpoint = \"{base}/introspect\"\nclient_id = \"gateway\"\n\
+         client_secret_file = {secret:?}\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+        stdio_upstream("fixture"),
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let (flooder, neighbour) = (client_from("127.0.0.1"), client_from("127.0.0.2"));
+    assert_eq!(
+        greet(&neighbour, &gateway.url, "opaque-good")
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "the neighbour signs in"
+    );
+    let before = calls.load(Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut retry_after = None;
+    for n in 0..200 {
+        let answer = greet(&flooder, &gateway.url, &format!("opaque-made-up-{n}")).await;
+        if answer.status().as_u16() == 429 {
+            retry_after = answer.headers().get("retry-after").cloned();
+        }
+        *statuses.entry(answer.status().as_u16()).or_insert(0) += 1;
+    }
+    let spent = calls.load(Ordering::SeqCst) - before;
+    let allowed = 10 + started.elapsed().as_secs() as usize + 1;
+    assert!(
+        spent <= allowed,
+        "{spent} introspections for 200 made-up tokens (burst 10, 1/s): {statuses:?}"
+    );
+    assert!(
+        statuses.get(&429).is_some_and(|n| *n >= 150),
+        "{statuses:?}"
+    );
+    assert!(retry_after.is_some(), "a 429 says when to retry");
+    assert_eq!(
+        greet(&neighbour, &gateway.url, "opaque-good")
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "another address is not crowded out"
+    );
+    assert_eq!(
+        greet(&flooder, &gateway.url, "opaque-good")
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "a token verified moments ago passes even from the flooding address"
+    );
+    failing.store(true, Ordering::SeqCst);
+    assert_eq!(
+        greet(&neighbour, &gateway.url, "opaque-good")
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "a cached answer keeps serving while the authorization server fails"
+    );
+    assert_eq!(
+        greet(&neighbour, &gateway.url, "opaque-new")
+            .await
+            .status()
+            .as_u16(),
+        503,
+        "a token nobody has seen cannot be checked now"
+    );
+    let _ = std::fs::remove_file(&secret);
+}
+
+// See: issue 15. One address could hold every connection slot with connections that never
+// sign in. Past its allowance its new connections are closed; another address, and the
+// address's signed-in connections, are not affected.
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_allowance_of_connections_that_never_sign_in() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = fixture_bin();
+    let issuer = DevIssuer::start("limits-connections", RESOURCE, &[]).await;
+    let gateway = TestGateway::spawn(&limited_config(
+        &issuer.issuer,
+        "unauthenticated_connections = 4",
+    ))
+    .await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    // A signed-in connection from the same address, kept open (reqwest pools it).
+    let signed_in = client_from("127.0.0.1");
+    assert_eq!(
+        greet(&signed_in, &gateway.url, &token)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("address"))
+            .expect("bind");
+        idle.push(
+            socket
+                .connect(address.parse().expect("address"))
+                .await
+                .expect("connect"),
+        );
+    }
+    // Let the listener count them before the next one arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut fifth = tokio::net::TcpStream::connect(&address)
+        .await
+        .expect("connect");
+    let _ = fifth
+        .write_all(b"GET /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        fifth.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the fifth unauthenticated connection is closed unanswered: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(
+        greet(&signed_in, &gateway.url, &token)
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "the address's signed-in connection still serves"
+    );
+    assert_eq!(
+        greet(&client_from("127.0.0.2"), &gateway.url, &token)
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "another address connects"
+    );
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        greet(&client_from("127.0.0.1"), &gateway.url, &token)
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "once they close, the address connects again"
     );
 }
