@@ -27,11 +27,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use portcullis_e2e::workspace_bin;
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use portcullis_e2e::{Pinned, workspace_bin};
 
 const STATELESS: &str = "2026-07-28";
 const SESSIONS: &str = "2025-11-25";
@@ -70,55 +66,6 @@ fn main() {
     runtime.block_on(run());
 }
 
-/// A release binary of this workspace, started on CPU 0; it prints `listening URL` once it
-/// serves.
-struct Pinned {
-    url: String,
-    child: Child,
-}
-
-impl Pinned {
-    async fn start(program: std::path::PathBuf, args: &[&str]) -> Self {
-        let mut child = Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(program)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start a pinned process");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines
-                .next_line()
-                .await
-                .expect("read banner")
-                .expect("a `listening URL` banner");
-            if let Some(url) = line.strip_prefix("listening ") {
-                break url.to_owned();
-            }
-        };
-        // Keep reading stdout so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { url, child }
-    }
-
-    /// CPU time (user + system) the process has used so far.
-    fn cpu(&self) -> Duration {
-        let pid = self.child.id().expect("running");
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
-        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        // Linux reports these in USER_HZ, 100 per second on every architecture it supports.
-        Duration::from_millis(ticks * 10)
-    }
-}
-
 async fn run() {
     #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
     let seconds = std::env::var("BENCH_SECONDS")
@@ -131,6 +78,7 @@ async fn run() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(16usize);
     let upstream = Pinned::start(
+        0,
         workspace_bin("portcullis-e2e", "bench-upstream"),
         &["--tools", &LIST_TOOLS.to_string()],
     )
@@ -164,6 +112,7 @@ async fn run() {
     };
     std::fs::write(&config, text).expect("write config");
     let gateway = Pinned::start(
+        0,
         workspace_bin("portcullis", "portcullis"),
         &["serve", "--config", &config.to_string_lossy()],
     )

@@ -7,10 +7,12 @@ mod client;
 mod fixture;
 mod gateway;
 mod issuer;
+mod pinned;
 mod recorder;
 
 pub use client::{Era, TestClient, connect, connect_as};
 pub use fixture::{HttpFixture, fixture_bin, workspace_bin};
 pub use gateway::TestGateway;
 pub use issuer::{DevIssuer, last_message, stateless_rpc};
+pub use pinned::Pinned;
 pub use recorder::{Received, Recorder};

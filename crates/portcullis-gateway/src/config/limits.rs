@@ -1,7 +1,10 @@
 //! `[limits]`: how fast each caller, tenant and source address may send, and how many
 //! connections a source may hold before it authenticates.
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use serde::Deserialize;
 
@@ -11,9 +14,9 @@ use super::ConfigError;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
-    /// Per caller (issuer and subject), default 200 a second, burst 400.
+    /// Per caller (issuer and subject), default 200 a second, burst 50.
     pub caller: Option<RawRate>,
-    /// Per tenant (issuer and tenant claim), default 1000 a second, burst 2000.
+    /// Per tenant (issuer and tenant claim), default 1000 a second, burst 250.
     pub tenant: Option<RawRate>,
     /// Requests that fail authentication, per source address (IPv6: per /64), default 20 a
     /// second, burst 100.
@@ -25,6 +28,9 @@ pub struct RawLimits {
     /// per_second = 1, burst = 3 }`.
     #[serde(default)]
     pub tools: BTreeMap<String, RawRate>,
+    /// How long a refusal for a rate (429) is held back before it is sent, default `1s`, at
+    /// most `10s`.
+    pub refusal_delay: Option<String>,
 }
 
 /// A token bucket as written.
@@ -59,16 +65,21 @@ pub struct Limits {
     pub unauthenticated_connections: usize,
     /// Per caller and tool.
     pub tools: HashMap<String, Rate>,
+    /// How long a refusal for a rate is held back.
+    pub refusal_delay: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            caller: Rate::new(200, 400),
-            tenant: Rate::new(1000, 2000),
+            // Bursts of a quarter second's worth: a whole second's at once stalled other
+            // callers for up to 40 ms in the noisy-neighbour benchmark.
+            caller: Rate::new(200, 50),
+            tenant: Rate::new(1000, 250),
             unauthenticated: Rate::new(20, 100),
             unauthenticated_connections: 64,
             tools: HashMap::new(),
+            refusal_delay: Duration::from_secs(1),
         }
     }
 }
@@ -115,6 +126,19 @@ pub(super) fn resolve_limits(raw: RawLimits) -> Result<Limits, ConfigError> {
             connections => connections.unwrap_or(defaults.unauthenticated_connections),
         },
         tools,
+        refusal_delay: match super::resolve::duration(
+            "limits.refusal_delay",
+            raw.refusal_delay,
+            1000,
+        )? {
+            delay if delay <= Duration::from_secs(10) => delay,
+            _ => {
+                return Err(ConfigError::invalid(
+                    "limits.refusal_delay",
+                    "at most 10s (a client that honours Retry-After waits about 1s)",
+                ));
+            }
+        },
     })
 }
 

@@ -60,6 +60,8 @@ pub(crate) struct Endpoint {
     pub(crate) consent_wait: std::time::Duration,
     /// Request rates: per caller, tenant, limited tool, and source address.
     pub(crate) rates: rate::Rates,
+    /// How long a refusal for a rate is held back.
+    pub(crate) refusal_delay: std::time::Duration,
 }
 
 impl Endpoint {
@@ -74,6 +76,7 @@ impl Endpoint {
             path: config.path.clone(),
             max_body_bytes: config.max_body_bytes,
             rates: rate::Rates::new(&config.limits),
+            refusal_delay: config.limits.refusal_delay,
             style: reply::Style {
                 json: config.json_response,
                 keep_alive: config.sse_keep_alive,
@@ -286,7 +289,7 @@ async fn who(
             None,
         );
         record.source = Some(source.to_string());
-        return Err(too_many(access, record, over));
+        return Err(too_many(endpoint, record, over).await);
     }
     let caller = match access.caller(&parts.headers, &line, source).await {
         Ok(caller) => caller,
@@ -304,23 +307,30 @@ async fn who(
         let tenant = caller.principal().and_then(|p| p.tenant.as_deref());
         if let Err(over) = endpoint.rates.admit(id, tenant) {
             let record = record::of_caller(&caller, &line, AuditDecision::Deny);
-            return Err(too_many(access, record, over));
+            return Err(too_many(endpoint, record, over).await);
         }
     }
     Ok(caller)
 }
 
 /// A request past a rate: 429 with `Retry-After`, counted in the trail (one record per kind,
-/// caller or source, and window, with how many).
-pub(crate) fn too_many(
-    access: &crate::access::Access,
+/// caller or source, and window, with how many), and held back for `[limits] refusal_delay`
+/// first. SECURITY: refusing costs little but not nothing; a client that ignores
+/// `Retry-After` would otherwise get thousands of refusals a second on a few connections and
+/// slow everyone else. Held back, each of its connections gets at most one refusal per delay.
+pub(crate) async fn too_many(
+    endpoint: &Endpoint,
     mut record: portcullis_audit::AuditRecord,
     (limit, wait): (rate::Limit, std::time::Duration),
 ) -> Response {
     record.decision = AuditDecision::Deny;
     record.reasons = vec![Reason::RateLimited.as_str().to_owned()];
     record.status = Some(429);
-    access.trail().refused_counted(record);
+    endpoint.gateway.access.trail().refused_counted(record);
+    tokio::select! {
+        () = tokio::time::sleep(endpoint.refusal_delay) => {}
+        () = endpoint.streams.cancelled() => {}
+    }
     let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
     let mut response = wire::rpc_error(
         StatusCode::TOO_MANY_REQUESTS,

@@ -45,7 +45,7 @@ pub(crate) async fn request(
         let gateway = &endpoint.gateway;
         access::decide(&gateway.access, &*gateway.upstreams, scene, request.clone()).await
     };
-    if let Some(response) = tool_rate(&endpoint, &caller, &request, &verdict) {
+    if let Some(response) = tool_rate(&endpoint, &caller, &request, &verdict).await {
         return response;
     }
     match verdict {
@@ -76,7 +76,7 @@ pub(crate) async fn request(
 
 /// The 429 for a call its caller may make, but not this often (`[limits.tools]`). Only after
 /// the decision: a tool the caller may not call answers as always, whatever its rate.
-fn tool_rate(
+async fn tool_rate(
     endpoint: &Endpoint,
     caller: &Caller,
     request: &McpRequest,
@@ -95,7 +95,7 @@ fn tool_rate(
         portcullis_audit::AuditDecision::Deny,
     );
     record.capability = Some(name.to_owned());
-    Some(super::too_many(&endpoint.gateway.access, record, over))
+    Some(super::too_many(endpoint, record, over).await)
 }
 
 /// The 403 `insufficient_scope` challenge naming every scope the request needs.

@@ -114,7 +114,8 @@ async fn a_flood_of_unauthenticated_requests_cannot_rotate_a_callers_records_awa
     let config = format!(
         "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
          [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
-         [audit]\njsonl = {trail:?}\njsonl_max_bytes = 20000\n\n{}",
+         [audit]\njsonl = {trail:?}\njsonl_max_bytes = 20000\n\n\
+         [limits]\nrefusal_delay = \"0s\"\n\n{}",
         issuer.issuer,
         stdio_upstream("fixture"),
     );
@@ -217,13 +218,19 @@ async fn a_caller_past_its_rate_gets_429_with_retry_after_and_another_does_not()
     };
     let mut limited = None;
     for _ in 0..30 {
+        let started = std::time::Instant::now();
         let answer = list(flooder.clone()).await;
         if answer.status().as_u16() == 429 {
-            limited = Some(answer);
+            limited = Some((answer, started.elapsed()));
             break;
         }
     }
-    let limited = limited.expect("the flooder is limited within 30 requests (rate 5, burst 10)");
+    let (limited, held) =
+        limited.expect("the flooder is limited within 30 requests (rate 5, burst 10)");
+    assert!(
+        held >= std::time::Duration::from_millis(900),
+        "a refusal is held back for `refusal_delay` (1s by default), not sent at once: {held:?}"
+    );
     let retry = limited
         .headers()
         .get("retry-after")
@@ -268,7 +275,7 @@ async fn greet(http: &reqwest::Client, url: &str, token: &str) -> reqwest::Respo
 
 fn limited_config(issuer: &str, limits: &str) -> String {
     format!(
-        "[limits]\n{limits}\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
+        "[limits]\nrefusal_delay = \"0s\"\n{limits}\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
          [[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
          [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
         stdio_upstream("fixture"),
@@ -397,7 +404,7 @@ async fn made_up_tokens_from_one_address_cost_few_introspections_and_crowd_out_n
     let secret = std::env::temp_dir().join(format!("limits-introspect-{}", std::process::id()));
     std::fs::write(&secret, "s3cret\n").expect("secret");
     let config = format!(
-        "[limits]\nunauthenticated = {{ per_second = 1, burst = 10 }}\n\n\
+        "[limits]\nunauthenticated = {{ per_second = 1, burst = 10 }}\nrefusal_delay = \"0s\"\n\n\
          [auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{base}\"\n\
          introspection_endpoint = \"{base}/introspect\"\nclient_id = \"gateway\"\n\
          client_secret_file = {secret:?}\n\n\
