@@ -226,6 +226,7 @@ mod tests {
             },
             unauthenticated: rate,
             unauthenticated_connections: 1,
+            refusal_delay: Duration::ZERO,
             tools: [(
                 "send".to_owned(),
                 Rate {
