@@ -294,7 +294,10 @@ async fn who(
     let caller = match access.caller(&parts.headers, &line, source).await {
         Ok(caller) => caller,
         Err(refused) => {
-            if let Some(source) = source {
+            // Only a refused token counts against its address: an identity provider that
+            // cannot be reached is nobody's doing, and must not leave addresses refused
+            // after it recovers.
+            if let (Some(source), crate::access::Refused::Challenge(_)) = (source, &refused) {
                 endpoint.rates.source_failed(source);
             }
             return Err(lifecycle::refused(access, refused));

@@ -468,13 +468,24 @@ async fn made_up_tokens_from_one_address_cost_few_introspections_and_crowd_out_n
         200,
         "a cached answer keeps serving while the authorization server fails"
     );
+    for n in 0..15 {
+        assert_eq!(
+            greet(&neighbour, &gateway.url, &format!("opaque-new-{n}"))
+                .await
+                .status()
+                .as_u16(),
+            503,
+            "a token nobody has seen cannot be checked now"
+        );
+    }
+    failing.store(false, Ordering::SeqCst);
     assert_eq!(
-        greet(&neighbour, &gateway.url, "opaque-new")
+        greet(&neighbour, &gateway.url, "opaque-good-2")
             .await
             .status()
             .as_u16(),
-        503,
-        "a token nobody has seen cannot be checked now"
+        200,
+        "an outage counts against nobody's address (15 > its burst of 10)"
     );
     let _ = std::fs::remove_file(&secret);
 }
