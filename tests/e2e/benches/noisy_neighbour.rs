@@ -48,13 +48,7 @@ fn main() {
     match env("NOISY_FLOOD") {
         Some(kind) => runtime.block_on(flood(&kind)),
         None => {
-            let me = std::process::id().to_string();
-            let pinned = std::process::Command::new("taskset")
-                .args(["-a", "-p", "-c", "1", &me])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success());
-            assert!(pinned, "taskset could not pin the victim");
+            portcullis_e2e::pin_this_process(1);
             runtime.block_on(run());
         }
     }

@@ -20,10 +20,7 @@
     reason = "a benchmark reports on stdout and stops on setup failure"
 )]
 
-use std::{
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -52,13 +49,7 @@ struct Measurement {
 
 fn main() {
     // The load generator gets CPU 1 to itself (every thread, before the runtime starts any).
-    let me = std::process::id().to_string();
-    let pinned = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", "1", &me])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    assert!(pinned, "taskset could not pin the load generator");
+    portcullis_e2e::pin_this_process(1);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -14,5 +14,5 @@ pub use client::{Era, TestClient, connect, connect_as};
 pub use fixture::{HttpFixture, fixture_bin, workspace_bin};
 pub use gateway::TestGateway;
 pub use issuer::{DevIssuer, last_message, stateless_rpc};
-pub use pinned::Pinned;
+pub use pinned::{Pinned, pin_this_process};
 pub use recorder::{Received, Recorder};

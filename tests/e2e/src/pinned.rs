@@ -8,6 +8,17 @@ use tokio::{
     process::{Child, Command},
 };
 
+/// Pin every thread of this process to `cpu` (call it before a runtime starts threads).
+pub fn pin_this_process(cpu: u32) {
+    let me = std::process::id().to_string();
+    let pinned = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &me])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(pinned, "taskset could not pin this process to CPU {cpu}");
+}
+
 /// A release binary of this workspace, started on `cpu`; it prints `listening URL` once it
 /// serves.
 pub struct Pinned {

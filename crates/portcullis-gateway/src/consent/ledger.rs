@@ -24,7 +24,7 @@ pub(crate) enum Answer {
 #[derive(Debug)]
 pub(crate) enum Claim {
     /// Approved: used up now; the call may run once.
-    Approved(Binding, super::Granted),
+    Approved(super::Granted),
     /// Declined: used up now.
     Declined(Binding),
     /// Not answered yet; `new` when this call just made the request.
@@ -87,10 +87,7 @@ impl Ledger {
             .map(|(id, entry)| (id.clone(), entry.answer));
         match same {
             Some((id, Answer::Approved)) => match entries.remove(&id) {
-                Some(entry) => {
-                    let granted = super::Granted::new(entry.binding.id.clone());
-                    Claim::Approved(entry.binding, granted)
-                }
+                Some(entry) => Claim::Approved(super::Granted::new(entry.binding.id)),
                 None => Claim::Declined(binding),
             },
             Some((id, Answer::Declined)) => match entries.remove(&id) {

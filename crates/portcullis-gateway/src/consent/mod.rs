@@ -31,9 +31,10 @@ pub(crate) fn is_sealed(state: Option<&serde_json::Value>) -> bool {
         .is_some_and(|state| state.starts_with(PREFIX))
 }
 
-/// A person's approval of one call, under an approval reference (`ap-…`). Made only here,
-/// from a sealed state redeemed, an approval given on the page and claimed, or an answer on the
-/// call's own stream; only [`crate::access::Pending::approve`] takes it.
+/// A person's approval of one call, under an approval reference (`ap-…`). Made only from a
+/// sealed state redeemed, an approval given on the page and claimed, an answer on the call's
+/// own stream, or (see [`Granted::resumed`]) the approval a parked call went upstream under;
+/// only [`crate::access::Pending::approve`] takes it.
 #[derive(Debug)]
 pub struct Granted {
     reference: String,
@@ -41,6 +42,12 @@ pub struct Granted {
 
 impl Granted {
     fn new(reference: String) -> Self {
+        Self { reference }
+    }
+
+    /// The approval `reference` a call parked on its upstream's question went upstream
+    /// under, for the retry that resumes that same call (`mcp::bridge` checks caller and call).
+    pub(crate) fn resumed(reference: String) -> Self {
         Self { reference }
     }
 

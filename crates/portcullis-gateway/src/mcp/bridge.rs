@@ -37,6 +37,9 @@ pub(crate) struct Parked {
     /// The upstream's own id for its question.
     pub(crate) question: Value,
     pub(crate) forwarded: Forwarded,
+    /// The approval the call went upstream under, if it needed one: the retry resumes that
+    /// approved call, it is no new call to approve.
+    approval: Option<String>,
 }
 
 /// The parked requests.
@@ -46,14 +49,15 @@ pub(crate) struct Bridge {
 }
 
 impl Bridge {
-    /// Park `forwarded`, whose upstream asked `question`, for `caller`'s retry of `request`;
-    /// the `requestState` that finds it again, or `None` when too many wait already.
+    /// Park `forwarded` (sent under `approval`, if any), whose upstream asked `question`, for
+    /// `caller`'s retry of `request`; the `requestState` that finds it again, or `None` when
+    /// too many wait already.
     pub(crate) fn park(
         &self,
         caller: &CallerId,
         request: &McpRequest,
-        question: Value,
-        forwarded: Forwarded,
+        (question, forwarded): (Value, Forwarded),
+        approval: Option<&str>,
     ) -> Option<String> {
         let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -72,6 +76,7 @@ impl Bridge {
                 until: now + PARKED_FOR,
                 question,
                 forwarded,
+                approval: approval.map(str::to_owned),
             },
         );
         Some(format!("{STATE_PREFIX}{handle}"))
@@ -91,14 +96,28 @@ impl Bridge {
     pub(crate) fn take(&self, caller: &CallerId, request: &McpRequest) -> Option<Parked> {
         let handle = state_of(request)?;
         let mut parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
-        let found = parked.get(handle)?;
-        if &found.caller != caller
-            || found.call != call_of(request)
-            || found.until <= Instant::now()
-        {
-            return None;
-        }
-        parked.remove(handle)
+        parked
+            .get(handle)
+            .is_some_and(|found| found.resumed_by(caller, request))
+            .then(|| parked.remove(handle))
+            .flatten()
+    }
+
+    /// The approval of the call `request` resumes, if it is `caller`'s, the same call, and
+    /// went upstream approved.
+    pub(crate) fn approval(&self, caller: &CallerId, request: &McpRequest) -> Option<String> {
+        let handle = state_of(request)?;
+        let parked = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+        parked
+            .get(handle)
+            .filter(|found| found.resumed_by(caller, request))
+            .and_then(|found| found.approval.clone())
+    }
+}
+
+impl Parked {
+    fn resumed_by(&self, caller: &CallerId, request: &McpRequest) -> bool {
+        &self.caller == caller && self.call == call_of(request) && self.until > Instant::now()
     }
 }
 

@@ -115,10 +115,11 @@ async fn drive(context: &Context, proof: &Authorized, mut forwarded: Forwarded) 
         }
         Ok(Relayed::Question { id, method, params }) => {
             let owner = bridge::owner(context);
-            let parked = context
-                .gateway()
-                .bridge
-                .park(&owner, request, id, forwarded);
+            let parked =
+                context
+                    .gateway()
+                    .bridge
+                    .park(&owner, request, (id, forwarded), proof.consent());
             let Some(state) = parked else {
                 return serve::error(
                     request,
@@ -344,10 +345,6 @@ async fn bridged(
     for _ in 0..MAX_INPUT_ROUNDS {
         let mut forward = context.gateway().upstreams.prepare(proof, index);
         edit(&mut forward);
-        if crate::consent::is_sealed(request.params.get("requestState")) {
-            // The caller's approval was redeemed by the gateway: it is not the upstream's.
-            forward.drop_approval();
-        }
         if let Some((responses, state)) = answers.take() {
             forward.answer_input(responses, state);
         }

@@ -23,8 +23,8 @@ const QUESTION: &str = "approval";
 
 /// Where asking got to.
 enum Step {
-    /// Approved under this binding: the call runs, once.
-    Approved(Binding, Granted),
+    /// Approved: the call runs, once.
+    Approved(Granted),
     /// The call does not run: the answer, the reason, the approval it concerns.
     Refused(Refusal, Reason, Option<String>),
     /// The question, for a 2026-07-28 caller to answer and bring back with the call.
@@ -53,7 +53,17 @@ pub(crate) async fn settle(context: &Context, pending: Pending) -> Result<Author
     let on_page = pending.out_of_band()
         || consent.out_of_band(pending.tier())
         || !crate::consent::fits_a_form(&asking.question);
-    let step = if on_page {
+    // A retry resuming a call parked on its upstream's question continues the call that was
+    // approved (the bridge checks caller and call): no second approval, nothing redeemed.
+    let resumed = super::bridge::resumes(pending.request())
+        .then(|| {
+            let owner = super::bridge::owner(context);
+            context.gateway().bridge.approval(&owner, pending.request())
+        })
+        .flatten();
+    let step = if let Some(reference) = resumed {
+        Step::Approved(Granted::resumed(reference))
+    } else if on_page {
         on_the_page(context, &asking, &consent).await
     } else if context.session.is_some() {
         on_the_stream(context, &asking, &consent).await
@@ -62,14 +72,14 @@ pub(crate) async fn settle(context: &Context, pending: Pending) -> Result<Author
     };
     let request = pending.request();
     match step {
-        Step::Approved(binding, granted) => {
+        Step::Approved(granted) => {
             // The approval is on record before the call goes anywhere.
             let durable = asking
                 .record(
                     context,
                     AuditDecision::Approved,
                     Reason::Approved,
-                    Some(&binding.id),
+                    Some(granted.reference()),
                     Durability::Durable,
                 )
                 .await;
@@ -77,7 +87,7 @@ pub(crate) async fn settle(context: &Context, pending: Pending) -> Result<Author
                 context.gateway().access.trail().metrics().audit_refusal();
                 return Err(super::serve::internal(request, pending.correlation()));
             }
-            tracing::info!(correlation = %pending.correlation(), capability = %asking.capability, consent = %binding.id, "approved");
+            tracing::info!(correlation = %pending.correlation(), capability = %asking.capability, consent = %granted.reference(), "approved");
             Ok(pending.approve(granted))
         }
         Step::Refused(refusal, reason, id) => {
@@ -189,7 +199,7 @@ async fn on_the_page(context: &Context, asking: &Asking<'_>, consent: &Consent) 
         .ledger
         .claim(asking.binding.clone(), || asking.question.clone())
     {
-        Claim::Approved(binding, granted) => return Step::Approved(binding, granted),
+        Claim::Approved(granted) => return Step::Approved(granted),
         Claim::Declined(binding) => return declined(&binding),
         Claim::Waiting { binding, new } => (binding, new),
     };
@@ -201,10 +211,9 @@ async fn on_the_page(context: &Context, asking: &Asking<'_>, consent: &Consent) 
         (Some(link), Some(session)) if client_declares(context, asking.request, "url") => {
             let approved = ask_by_url(context, session, asking, link, &binding.id, consent).await;
             if approved
-                && let Claim::Approved(binding, granted) =
-                    consent.ledger.claim(binding.clone(), String::new)
+                && let Claim::Approved(granted) = consent.ledger.claim(binding.clone(), String::new)
             {
-                return Step::Approved(binding, granted);
+                return Step::Approved(granted);
             }
             declined(&binding)
         }
@@ -235,7 +244,7 @@ async fn on_the_stream(context: &Context, asking: &Asking<'_>, consent: &Consent
         )
         .await;
     match consent.answered(&binding, answer.ok().as_ref()) {
-        Some(granted) => Step::Approved(binding, granted),
+        Some(granted) => Step::Approved(granted),
         None => declined(&binding),
     }
 }
@@ -244,7 +253,10 @@ async fn on_the_stream(context: &Context, asking: &Asking<'_>, consent: &Consent
 /// call made again brings the answer and the state, redeemed once.
 async fn in_the_result(context: &Context, asking: &Asking<'_>, consent: &Consent) -> Step {
     let request = asking.request;
-    if let Some(state) = request.params.get("requestState").and_then(Value::as_str) {
+    // A bridge state (a resumed call without an approval of its own) is asked about anew.
+    if !super::bridge::resumes(request)
+        && let Some(state) = request.params.get("requestState").and_then(Value::as_str)
+    {
         let principal = context.caller.principal().cloned().unwrap_or_else(nobody);
         let redeemed = consent.redeem(
             state,
@@ -260,7 +272,7 @@ async fn in_the_result(context: &Context, asking: &Asking<'_>, consent: &Consent
                     .get("inputResponses")
                     .and_then(|responses| responses.get(QUESTION));
                 match consent.answered(&binding, answer) {
-                    Some(granted) => Step::Approved(binding, granted),
+                    Some(granted) => Step::Approved(granted),
                     None => declined(&binding),
                 }
             }

@@ -326,7 +326,6 @@ pub(crate) async fn too_many(
     mut record: portcullis_audit::AuditRecord,
     (limit, wait): (rate::Limit, std::time::Duration),
 ) -> Response {
-    record.decision = AuditDecision::Deny;
     record.reasons = vec![Reason::RateLimited.as_str().to_owned()];
     record.status = Some(429);
     endpoint.gateway.access.trail().refused_counted(record);

@@ -66,6 +66,12 @@ impl Upstreams {
         let progress = meta.remove(PROGRESS_TOKEN_KEY);
         // SECURITY: only the gateway speaks for who the caller is.
         meta.remove(IDENTITY_KEY);
+        // SECURITY: an approval the caller brought back was redeemed by the gateway; it is not
+        // the upstream's to see (and the upstream did not ask for the answer beside it).
+        if crate::consent::is_sealed(params.get("requestState")) {
+            params.remove("requestState");
+            params.remove("inputResponses");
+        }
         if matches!(
             request.method,
             portcullis_core::McpMethod::ToolsCall | portcullis_core::McpMethod::PromptsGet
@@ -216,13 +222,6 @@ impl Forward<'_> {
                 self.params.remove("requestState");
             }
         }
-    }
-
-    /// Leave out the approval the caller brought back (it was redeemed by the gateway, and is
-    /// not the upstream's).
-    pub(crate) fn drop_approval(&mut self) {
-        self.params.remove("inputResponses");
-        self.params.remove("requestState");
     }
 
     /// Say, for a stateless upstream, what the session client declared and which log level it

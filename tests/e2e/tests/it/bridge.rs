@@ -70,3 +70,64 @@ async fn over_http() {
     ))
     .await;
 }
+
+// See: review of issue 13/14. A call that needs approval and whose upstream then asks a
+// question could not finish: the retry carrying the upstream's question state was taken for a
+// forged approval and refused, and the parked call expired. The resume continues the approved
+// call, with no second approval.
+#[tokio::test]
+async fn an_approved_call_whose_upstream_asks_a_question_is_resumed_without_a_second_approval() {
+    let _ = fixture_bin();
+    let resource = "http://127.0.0.1/mcp";
+    let issuer = portcullis_e2e::DevIssuer::start("bridge-approval", resource, &[]).await;
+    let config = format!(
+        "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = '''\n\
+         @approval(\"required\")\n\
+         permit (principal, action == Action::\"tool:test_elicitation\", resource);\n\
+         permit (principal, action, resource) unless {{ action == Action::\"tool:test_elicitation\" }};\n'''\n\n\
+         [[capability]]\ntool = \"test_elicitation\"\nrisk = \"write\"\n\n\
+         {}era = \"2025-11-25\"\n",
+        issuer.issuer,
+        stdio_upstream("fixture"),
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.auth.mint("admin-a", None).expect("token");
+    let capabilities: Value = serde_json::from_str(CAPABLE).expect("capabilities");
+    let send = |params: Value| {
+        let (url, token, capabilities) = (gateway.url.clone(), token.clone(), capabilities.clone());
+        async move {
+            let (_, text) =
+                stateless_rpc(&url, Some(&token), "tools/call", params, capabilities).await;
+            serde_json::from_str::<Value>(&portcullis_e2e::last_message(&text))
+                .unwrap_or(Value::Null)
+        }
+    };
+    let asked = json!({"name": "test_elicitation", "arguments": {"message": "Who are you?"}});
+    let approval = send(asked.clone()).await;
+    assert!(
+        approval["result"]["inputRequests"]["approval"].is_object(),
+        "the gateway asks for approval first: {approval}"
+    );
+    let mut approved = asked.clone();
+    approved["requestState"] = approval["result"]["requestState"].clone();
+    approved["inputResponses"] =
+        json!({"approval": {"action": "accept", "content": {"approve": true}}});
+    let question = send(approved).await;
+    assert_eq!(
+        question["result"]["inputRequests"]["upstream"]["method"], "elicitation/create",
+        "then the upstream's question: {question}"
+    );
+    let mut answered = asked;
+    answered["requestState"] = question["result"]["requestState"].clone();
+    answered["inputResponses"] = json!({"upstream": {"action": "accept",
+        "content": {"username": "ada", "email": "ada@example.com"}}});
+    let done = send(answered).await;
+    let text = done["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("ada@example.com"),
+        "the call completes: {done}"
+    );
+}

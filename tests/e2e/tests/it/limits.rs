@@ -273,6 +273,11 @@ async fn greet(http: &reqwest::Client, url: &str, token: &str) -> reqwest::Respo
         .expect("post")
 }
 
+/// The HTTP status of [`greet`].
+async fn greet_status(http: &reqwest::Client, url: &str, token: &str) -> u16 {
+    greet(http, url, token).await.status().as_u16()
+}
+
 fn limited_config(issuer: &str, limits: &str) -> String {
     format!(
         "[limits]\nrefusal_delay = \"0s\"\n{limits}\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
@@ -300,12 +305,7 @@ async fn a_tenant_past_its_rate_slows_its_own_callers_and_not_another_tenants() 
     ];
     let mut statuses = Vec::new();
     for n in 0..12 {
-        statuses.push(
-            greet(&http, &gateway.url, &tenant_a[n % 2])
-                .await
-                .status()
-                .as_u16(),
-        );
+        statuses.push(greet_status(&http, &gateway.url, &tenant_a[n % 2]).await);
     }
     assert!(
         statuses.iter().filter(|s| **s == 200).count() <= 8,
@@ -319,10 +319,7 @@ async fn a_tenant_past_its_rate_slows_its_own_callers_and_not_another_tenants() 
     );
     let tenant_b = issuer.auth.mint("editor-b", None).expect("token");
     assert_eq!(
-        greet(&http, &gateway.url, &tenant_b)
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&http, &gateway.url, &tenant_b).await,
         200,
         "another tenant is not slowed"
     );
@@ -343,7 +340,7 @@ async fn a_tool_with_its_own_rate_answers_429_past_it_for_that_caller_only() {
     let caller = issuer.auth.mint("user-42", None).expect("token");
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(greet(&http, &gateway.url, &caller).await.status().as_u16());
+        statuses.push(greet_status(&http, &gateway.url, &caller).await);
     }
     assert_eq!(&statuses[..2], &[200, 200], "{statuses:?}");
     assert!(statuses[2..].contains(&429), "{statuses:?}");
@@ -358,7 +355,7 @@ async fn a_tool_with_its_own_rate_answers_429_past_it_for_that_caller_only() {
     assert_eq!(status.as_u16(), 200, "other methods are not limited by it");
     let other = issuer.auth.mint("admin-a", None).expect("token");
     assert_eq!(
-        greet(&http, &gateway.url, &other).await.status().as_u16(),
+        greet_status(&http, &gateway.url, &other).await,
         200,
         "another caller has its own bucket for the tool"
     );
@@ -414,10 +411,7 @@ async fn made_up_tokens_from_one_address_cost_few_introspections_and_crowd_out_n
     let gateway = TestGateway::spawn(&config).await;
     let (flooder, neighbour) = (client_from("127.0.0.1"), client_from("127.0.0.2"));
     assert_eq!(
-        greet(&neighbour, &gateway.url, "opaque-good")
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&neighbour, &gateway.url, "opaque-good").await,
         200,
         "the neighbour signs in"
     );
@@ -444,46 +438,31 @@ async fn made_up_tokens_from_one_address_cost_few_introspections_and_crowd_out_n
     );
     assert!(retry_after.is_some(), "a 429 says when to retry");
     assert_eq!(
-        greet(&neighbour, &gateway.url, "opaque-good")
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&neighbour, &gateway.url, "opaque-good").await,
         200,
         "another address is not crowded out"
     );
     assert_eq!(
-        greet(&flooder, &gateway.url, "opaque-good")
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&flooder, &gateway.url, "opaque-good").await,
         200,
         "a token verified moments ago passes even from the flooding address"
     );
     failing.store(true, Ordering::SeqCst);
     assert_eq!(
-        greet(&neighbour, &gateway.url, "opaque-good")
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&neighbour, &gateway.url, "opaque-good").await,
         200,
         "a cached answer keeps serving while the authorization server fails"
     );
     for n in 0..15 {
         assert_eq!(
-            greet(&neighbour, &gateway.url, &format!("opaque-new-{n}"))
-                .await
-                .status()
-                .as_u16(),
+            greet_status(&neighbour, &gateway.url, &format!("opaque-new-{n}")).await,
             503,
             "a token nobody has seen cannot be checked now"
         );
     }
     failing.store(false, Ordering::SeqCst);
     assert_eq!(
-        greet(&neighbour, &gateway.url, "opaque-good-2")
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&neighbour, &gateway.url, "opaque-good-2").await,
         200,
         "an outage counts against nobody's address (15 > its burst of 10)"
     );
@@ -506,13 +485,7 @@ async fn one_address_cannot_hold_more_than_its_allowance_of_connections_that_nev
     let token = issuer.auth.mint("user-42", None).expect("token");
     // A signed-in connection from the same address, kept open (reqwest pools it).
     let signed_in = client_from("127.0.0.1");
-    assert_eq!(
-        greet(&signed_in, &gateway.url, &token)
-            .await
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(greet_status(&signed_in, &gateway.url, &token).await, 200);
     let address = gateway.base.trim_start_matches("http://").to_owned();
     let mut idle = Vec::new();
     for _ in 0..4 {
@@ -547,28 +520,19 @@ async fn one_address_cannot_hold_more_than_its_allowance_of_connections_that_nev
         String::from_utf8_lossy(&answer)
     );
     assert_eq!(
-        greet(&signed_in, &gateway.url, &token)
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&signed_in, &gateway.url, &token).await,
         200,
         "the address's signed-in connection still serves"
     );
     assert_eq!(
-        greet(&client_from("127.0.0.2"), &gateway.url, &token)
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&client_from("127.0.0.2"), &gateway.url, &token).await,
         200,
         "another address connects"
     );
     drop(idle);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(
-        greet(&client_from("127.0.0.1"), &gateway.url, &token)
-            .await
-            .status()
-            .as_u16(),
+        greet_status(&client_from("127.0.0.1"), &gateway.url, &token).await,
         200,
         "once they close, the address connects again"
     );
