@@ -22,7 +22,7 @@ use portcullis_policy::Principal;
 use serde::{Deserialize, Serialize};
 
 pub(crate) use ledger::{Answer, Claim, Ledger, PageRefusal, Shown};
-pub(crate) use render::{fits_a_form, render};
+pub(crate) use render::{fits_a_form, fits_approval, render};
 
 /// Whether `state` (a call's `requestState`) is an approval the gateway sealed.
 pub(crate) fn is_sealed(state: Option<&serde_json::Value>) -> bool {

@@ -15,6 +15,15 @@ const LONGEST: usize = 200;
 /// Longest question asked in a client's form, in bytes; a longer one goes to the page.
 const FORM_LIMIT: usize = 4096;
 
+/// Longest question asked at all, in bytes. SECURITY: a question is kept while it waits (up to
+/// 64 per caller), and a person cannot read more than this anyway.
+const QUESTION_LIMIT: usize = 64 * 1024;
+
+/// Whether `question` is short enough to be asked (and so the call approved) at all.
+pub(crate) fn fits_approval(question: &str) -> bool {
+    question.len() <= QUESTION_LIMIT
+}
+
 /// Whether `question` is short enough to be shown whole in a client's form.
 pub(crate) fn fits_a_form(question: &str) -> bool {
     question.len() <= FORM_LIMIT
@@ -56,7 +65,8 @@ pub(crate) fn render(
     if !arguments.is_empty() {
         text.push_str("\n\nExactly what it sends:");
         for (key, value) in arguments {
-            let whole = serde_json::to_string_pretty(value).unwrap_or_default();
+            // Compact: indentation would make deep nesting hundreds of times larger.
+            let whole = serde_json::to_string(value).unwrap_or_default();
             text.push_str(&format!("\n{}: {whole}", Value::String(key.clone())));
         }
     }

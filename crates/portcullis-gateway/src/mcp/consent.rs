@@ -42,6 +42,8 @@ enum Refusal {
     Declined,
     /// An approval for another call or caller, altered, expired or used.
     Invalid,
+    /// What the call sends is too large to show a person whole.
+    TooLarge,
 }
 
 /// Ask for approval of `pending`, or take the answer its caller brought back: the call,
@@ -63,6 +65,12 @@ pub(crate) async fn settle(context: &Context, pending: Pending) -> Result<Author
         .flatten();
     let step = if let Some(reference) = resumed {
         Step::Approved(Granted::resumed(reference))
+    } else if !crate::consent::fits_approval(&asking.question) {
+        Step::Refused(
+            Refusal::TooLarge,
+            Reason::Approval("approval_too_large"),
+            None,
+        )
     } else if on_page {
         on_the_page(context, &asking, &consent).await
     } else if context.session.is_some() {
@@ -449,6 +457,11 @@ fn refused(
             "invalid",
             "This approval is not valid for this call: it was for another call or caller, it \
              expired, or it was already used. Call again without it to be asked anew.",
+        ),
+        Refusal::TooLarge => (
+            "too-large",
+            "This action needs a person's approval, and what it would send is too large to \
+             show a person in full (over 64 KiB), so it cannot be approved. Send less.",
         ),
     };
     let data = json!({ "correlationId": correlation.as_str(), "approval": word });

@@ -337,3 +337,33 @@ async fn approval_that_cannot_be_asked_is_a_clear_refusal() {
             .any(|r| r.reasons == ["approval_out_of_band"])
     );
 }
+
+// See: review of issue 14. The approval question showed every argument pretty-printed: deep
+// nesting made a 4 MiB call a question of hundreds of megabytes, kept while it waited. A call
+// whose arguments are too large to show a person whole is refused (and recorded), never asked.
+#[tokio::test]
+async fn a_call_too_large_to_show_a_person_is_refused_not_asked() {
+    let setup = setup("too-large", "60s").await;
+    let ada = token(&setup.issuer, "ada", &["editor"]);
+    let nested = format!("{}{}", "[".repeat(100), "]".repeat(100));
+    let answer = greet(
+        &setup.gateway.url,
+        &ada,
+        json!({"name": "x".repeat(70 * 1024), "deep": serde_json::from_str::<Value>(&nested).unwrap()}),
+        None,
+        None,
+    )
+    .await;
+    refused(&answer, "too-large");
+    let records = records_of(&setup.trail, "ada", 2).await;
+    assert!(
+        records.iter().any(|r| r
+            .reasons
+            .iter()
+            .any(|reason| reason == "approval_too_large")),
+        "{records:?}"
+    );
+    // A small call is still asked about.
+    let small = greet(&setup.gateway.url, &ada, json!({"name": "Ada"}), None, None).await;
+    assert_eq!(small["result"]["resultType"], "input_required", "{small}");
+}
