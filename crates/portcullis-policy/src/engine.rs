@@ -206,9 +206,11 @@ impl PolicyEngine {
                     .and_then(|arguments| arguments.get(field.as_str()))
                     .is_some_and(|value| !value.is_string())
             });
+        // Refused as invalid only where the caller may see the capability: for one it may
+        // not, the answer is that of a capability that does not exist.
         if unreadable {
             return Decision::Deny {
-                visibility: Visibility::Visible,
+                visibility: self.deny_visibility(principal, call),
                 reasons: reasons(vec![ReasonCode::ArgumentInvalid], Vec::new()),
             };
         }
@@ -219,7 +221,7 @@ impl PolicyEngine {
             .or_else(|| named(capability.and_then(|c| c.tenant.as_ref())));
         let Some(arguments) = declared_arguments(capability, call.arguments) else {
             return Decision::Deny {
-                visibility: Visibility::Visible,
+                visibility: self.deny_visibility(principal, call),
                 reasons: reasons(vec![ReasonCode::ArgumentInvalid], Vec::new()),
             };
         };

@@ -268,6 +268,50 @@ fn an_object_or_tenant_that_is_not_a_string_is_refused_not_decided_as_absent() {
     ));
 }
 
+// See: review of issue 14. An unreadable object or tenant, or a declared argument of the
+// wrong type, was refused as "invalid" (visible) even on a capability the caller may not see:
+// the refusal told the caller the hidden tool exists. It answers as the hidden one it is.
+#[test]
+fn invalid_arguments_to_a_hidden_capability_answer_as_hidden() {
+    let engine = engine();
+    let viewer = person("viewer-a", "tenant-a", &["viewer"], &["policies:read"]);
+    assert!(!engine.visible(&viewer, CapabilityKind::Tool, "update_policy"));
+    for arguments in [
+        json!({"tenant": ["tenant-a"], "id": "P-1"}),
+        json!({"tenant": "tenant-a", "id": "P-1", "amount": "many"}),
+    ] {
+        let decision = engine.authorize(&viewer, &call("update_policy", &args(arguments.clone())));
+        assert!(
+            matches!(
+                decision,
+                Decision::Deny {
+                    visibility: Visibility::Hidden,
+                    ..
+                }
+            ),
+            "{arguments}: {decision:?}"
+        );
+    }
+    // Where the caller may see it, the same arguments are refused as invalid, in the open.
+    let decision = engine.authorize(
+        &viewer,
+        &call(
+            "read_policy",
+            &args(json!({"tenant": ["tenant-a"], "id": "P-1"})),
+        ),
+    );
+    assert!(
+        matches!(
+            decision,
+            Decision::Deny {
+                visibility: Visibility::Visible,
+                ..
+            }
+        ),
+        "{decision:?}"
+    );
+}
+
 #[test]
 fn names_and_arguments_a_caller_makes_up_do_not_grow_the_caches_without_bound() {
     let engine = engine();
