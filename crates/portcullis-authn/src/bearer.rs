@@ -56,6 +56,11 @@ impl BearerToken {
         Ok(Some(Self(token.to_owned())))
     }
 
+    /// A SHA-256 of the token: what a table may keep in its place.
+    pub fn digest(&self) -> [u8; 32] {
+        crate::introspect::digest(&self.0)
+    }
+
     /// The token text, for a verifier. Handle with care: it is a credential.
     pub fn expose(&self) -> &str {
         &self.0

@@ -181,13 +181,6 @@ impl Introspector {
         true
     }
 
-    /// Whether `token` has a fresh accepted answer in the cache.
-    pub fn remembers(&self, token: &BearerToken) -> bool {
-        self.cache()
-            .get(&digest(token.expose()), Instant::now())
-            .is_some_and(|answer| answer.is_ok())
-    }
-
     /// Verify `token`, from the cache when a fresh answer is there.
     pub async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, AuthnError> {
         let key = digest(token.expose());

@@ -29,7 +29,14 @@ pub(crate) struct Authenticator {
     pub(crate) metadata: ProtectedResourceMetadata,
     /// How often live callers' opaque tokens are introspected again.
     pub(crate) reintrospect_every: Option<Duration>,
+    /// Digests of tokens that passed, with when they did (see `recognizes`).
+    known: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
 }
+
+/// How long a token that passed is let past an address's spent allowance of failures.
+const KNOWN_FOR: Duration = Duration::from_secs(3600);
+/// Token digests kept for that (about 5 MB).
+const MAX_KNOWN: usize = 100_000;
 
 /// The HTTP client for issuers (keys, introspection): pooled, bounded connect time, and no
 /// redirect to plain http unless `insecure` (`[danger] insecure_issuers`).
@@ -102,6 +109,7 @@ impl Authenticator {
             metadata,
             reintrospect_every: introspection
                 .map(|(_, introspection)| introspection.cache_ttl.max(Duration::from_millis(100))),
+            known: std::sync::Mutex::default(),
         }
     }
 
@@ -124,23 +132,37 @@ impl Authenticator {
             }
         };
         let (principal, opaque) = self.verify_token(&token).await?;
+        self.passed(&token);
         Ok((principal, opaque.then_some(token)))
     }
 
-    /// Whether the `Authorization` header values carry a token verified moments ago, which
-    /// is answered from memory at no cost (and so is let through where a source's failed
-    /// attempts hold new tokens back).
+    fn passed(&self, token: &BearerToken) {
+        let now = std::time::Instant::now();
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= MAX_KNOWN {
+            known.retain(|_, since| now.duration_since(*since) < KNOWN_FOR);
+        }
+        if known.len() < MAX_KNOWN {
+            known.insert(token.digest(), now);
+        }
+    }
+
+    /// Whether the `Authorization` header values carry a token that passed within the last
+    /// hour: such a token may be verified even from an address whose failed attempts hold new
+    /// tokens back, so that others behind the same address (a NAT, a proxy) are not locked out
+    /// by one client's made-up tokens. It is verified in full as always: this only lets it try.
     pub(crate) fn recognizes<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> bool {
         let Ok(Some(token)) = BearerToken::from_authorization(values) else {
             return false;
         };
-        self.verifiers
-            .iter()
-            .any(|(_, verifier)| verifier.remembered_principal(&token).is_some())
-            || self
-                .introspector
-                .as_ref()
-                .is_some_and(|introspector| introspector.remembers(&token))
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&token.digest())
+            .is_some_and(|since| since.elapsed() < KNOWN_FOR)
     }
 
     /// Verify `token`.
