@@ -292,13 +292,13 @@ impl Introspector {
         let now = unix_now();
         let leeway = self.config.leeway.as_secs();
         let exp = answer.get("exp").and_then(Value::as_u64);
-        if exp.is_some_and(|exp| exp + leeway < now) {
+        if exp.is_some_and(|exp| exp.saturating_add(leeway) < now) {
             return Err(AuthnError::Expired);
         }
         if answer
             .get("nbf")
             .and_then(Value::as_u64)
-            .is_some_and(|nbf| nbf > now + leeway)
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
         {
             return Err(AuthnError::NotYetValid);
         }

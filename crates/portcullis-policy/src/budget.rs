@@ -1,7 +1,8 @@
 //! What the engine remembers per principal, bounded in bytes: each principal within its own
 //! allowance, all of them within a total. SECURITY: names and arguments come from callers, so
-//! a caller filling its allowance starts its own memory over; past the total the principal
-//! holding the most is let go, which under a flood is the flooder.
+//! a caller filling its allowance starts its own memory over, and one caller alone can never
+//! reach the total. Past the total (many principals at once), the heaviest of the others are
+//! let go; what is lost is only time (their answers are computed again), never a decision.
 
 use std::{
     collections::HashMap,
