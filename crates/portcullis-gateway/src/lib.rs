@@ -19,6 +19,7 @@ pub mod http;
 pub mod identity;
 mod mcp;
 pub mod metrics;
+mod rate;
 mod redact;
 pub mod trail;
 pub mod upstreams;

@@ -202,6 +202,19 @@ pub(crate) async fn decide(
             let _ = access.record(record, Durability::Queued).await;
         }
     }
+    // A call its caller may make, but not this often (`[limits.tools]`): checked once the
+    // decision says the caller may see and make it, so a limit reveals nothing hidden; the
+    // refusal is its record (counted), so no "allow" is recorded for a call that never ran.
+    if kind == CapabilityKind::Tool
+        && matches!(decision, Decision::Allow(_) | Decision::AskApproval(_))
+        && let Some(id) = scene.caller.id()
+        && let Err(over) = access.rates().admit_tool(id, name)
+    {
+        let mut record = about(scene, &request, AuditDecision::Deny, &[], false);
+        record.capability = Some(name.to_owned());
+        crate::rate::counted(access, record);
+        return Verdict::RateLimited(over);
+    }
     // A request that may change something is recorded durably before it is forwarded; if the
     // trail cannot take it, it does not happen.
     let state_changing =

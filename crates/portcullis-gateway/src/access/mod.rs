@@ -55,6 +55,8 @@ pub struct Access {
     consent: Arc<Consent>,
     /// Where records go (set once the HTTP app is built).
     trail: OnceLock<Trail>,
+    /// How often each caller, tenant, limited tool and source address may ask.
+    rates: crate::rate::Rates,
 }
 
 /// Why a request is refused before it is read.
@@ -81,7 +83,13 @@ impl Access {
             generation: tokio::sync::watch::Sender::new(0),
             consent: Arc::new(Consent::from_config(&config.consent)),
             trail: OnceLock::new(),
+            rates: crate::rate::Rates::new(&config.limits),
         }
+    }
+
+    /// The request rates (`[limits]`).
+    pub(crate) fn rates(&self) -> &crate::rate::Rates {
+        &self.rates
     }
 
     /// Record decisions to `trail` (the first trail attached stays).

@@ -196,4 +196,6 @@ pub(crate) enum Verdict {
     Denied(CorrelationId),
     /// Something the decision needed failed: refused, never allowed.
     Malfunction(CorrelationId),
+    /// Allowed, but past a rate (`[limits.tools]`): HTTP 429, recorded already.
+    RateLimited(crate::rate::Over),
 }

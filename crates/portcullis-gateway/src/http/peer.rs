@@ -13,7 +13,7 @@ use std::{
 /// The connection a request arrived on (a request extension, set by the listener loop).
 #[derive(Clone)]
 pub(crate) struct Peer {
-    /// The source address (IPv6: its /64, see `mcp::rate::network`).
+    /// The source address (IPv6: its /64, see `rate::network`).
     pub(crate) source: IpAddr,
     standing: Arc<Standing>,
 }
@@ -44,7 +44,7 @@ impl Sources {
     /// allowance of unauthenticated connections (the new one is closed; authenticated ones
     /// never count).
     pub(crate) fn arrived(self: &Arc<Self>, source: IpAddr) -> Option<Peer> {
-        let source = crate::mcp::network(source);
+        let source = crate::rate::network(source);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(source).or_insert(0);
         if *count >= self.most {

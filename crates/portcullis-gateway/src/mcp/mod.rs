@@ -17,7 +17,6 @@ mod lifecycle;
 mod list;
 mod listen;
 mod live;
-mod rate;
 mod reply;
 mod resume;
 mod serve;
@@ -27,7 +26,6 @@ mod wire;
 
 pub(crate) use bridge::Bridge;
 pub(crate) use live::reintrospect;
-pub(crate) use rate::network;
 
 use std::sync::Arc;
 
@@ -58,8 +56,6 @@ pub(crate) struct Endpoint {
     pub(crate) streams: CancellationToken,
     /// How long a session client has to answer an approval request.
     pub(crate) consent_wait: std::time::Duration,
-    /// Request rates: per caller, tenant, limited tool, and source address.
-    pub(crate) rates: rate::Rates,
     /// How long a refusal for a rate is held back.
     pub(crate) refusal_delay: std::time::Duration,
 }
@@ -75,7 +71,6 @@ impl Endpoint {
             gateway,
             path: config.path.clone(),
             max_body_bytes: config.max_body_bytes,
-            rates: rate::Rates::new(&config.limits),
             refusal_delay: config.limits.refusal_delay,
             style: reply::Style {
                 json: config.json_response,
@@ -276,8 +271,9 @@ async fn who(
     let line = format!("{verb} {}", endpoint.path);
     let peer = parts.extensions.get::<crate::http::Peer>();
     let source = peer.map(|peer| peer.source);
+    let rates = access.rates();
     if let Some(source) = source
-        && let Err(over) = endpoint.rates.source_may_try(source)
+        && let Err(over) = rates.source_may_try(source)
         && !access.recognizes(&parts.headers)
     {
         let mut record = record::refused_early(
@@ -298,7 +294,7 @@ async fn who(
             // cannot be reached is nobody's doing, and must not leave addresses refused
             // after it recovers.
             if let (Some(source), crate::access::Refused::Challenge(_)) = (source, &refused) {
-                endpoint.rates.source_failed(source);
+                rates.source_failed(source);
             }
             return Err(lifecycle::refused(access, refused));
         }
@@ -308,7 +304,7 @@ async fn who(
     }
     if let Some(id) = caller.id() {
         let tenant = caller.principal().and_then(|p| p.tenant.as_deref());
-        if let Err(over) = endpoint.rates.admit(id, tenant) {
+        if let Err(over) = rates.admit(id, tenant) {
             let record = record::of_caller(&caller, &line, AuditDecision::Deny);
             return Err(too_many(endpoint, record, over).await);
         }
@@ -316,19 +312,22 @@ async fn who(
     Ok(caller)
 }
 
-/// A request past a rate: 429 with `Retry-After`, counted in the trail (one record per kind,
-/// caller or source, and window, with how many), and held back for `[limits] refusal_delay`
-/// first. SECURITY: refusing costs little but not nothing; a client that ignores
-/// `Retry-After` would otherwise get thousands of refusals a second on a few connections and
-/// slow everyone else. Held back, each of its connections gets at most one refusal per delay.
-pub(crate) async fn too_many(
+/// A request past a rate before it was read: `record` counted as refused for it (see
+/// `rate::counted`), and the held-back 429.
+async fn too_many(
     endpoint: &Endpoint,
-    mut record: portcullis_audit::AuditRecord,
-    (limit, wait): (rate::Limit, std::time::Duration),
+    record: portcullis_audit::AuditRecord,
+    over: crate::rate::Over,
 ) -> Response {
-    record.reasons = vec![Reason::RateLimited.as_str().to_owned()];
-    record.status = Some(429);
-    endpoint.gateway.access.trail().refused_counted(record);
+    crate::rate::counted(&endpoint.gateway.access, record);
+    held_back(endpoint, over).await
+}
+
+/// 429 with `Retry-After`, held back for `[limits] refusal_delay` first. SECURITY: refusing
+/// costs little but not nothing; a client that ignores `Retry-After` would otherwise get
+/// thousands of refusals a second on a few connections and slow everyone else. Held back,
+/// each of its connections gets at most one refusal per delay.
+pub(crate) async fn held_back(endpoint: &Endpoint, (limit, wait): crate::rate::Over) -> Response {
     tokio::select! {
         () = tokio::time::sleep(endpoint.refusal_delay) => {}
         () = endpoint.streams.cancelled() => {}

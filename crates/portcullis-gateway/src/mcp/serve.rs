@@ -45,11 +45,9 @@ pub(crate) async fn request(
         let gateway = &endpoint.gateway;
         access::decide(&gateway.access, &*gateway.upstreams, scene, request.clone()).await
     };
-    if let Some(response) = tool_rate(&endpoint, &caller, &request, &verdict).await {
-        return response;
-    }
     match verdict {
         Verdict::Local => lifecycle::answer(&endpoint, &caller, era, &request).await,
+        Verdict::RateLimited(over) => super::held_back(&endpoint, over).await,
         Verdict::StepUp { scopes } => step_up(&endpoint, scopes),
         verdict => {
             let (style, stop) = (endpoint.style, endpoint.streams.clone());
@@ -72,30 +70,6 @@ pub(crate) async fn request(
             response
         }
     }
-}
-
-/// The 429 for a call its caller may make, but not this often (`[limits.tools]`). Only after
-/// the decision: a tool the caller may not call answers as always, whatever its rate.
-async fn tool_rate(
-    endpoint: &Endpoint,
-    caller: &Caller,
-    request: &McpRequest,
-    verdict: &Verdict,
-) -> Option<Response> {
-    if request.method != McpMethod::ToolsCall
-        || !matches!(verdict, Verdict::Allow(_) | Verdict::Ask(_))
-    {
-        return None;
-    }
-    let name = request.params.get("name").and_then(Value::as_str)?;
-    let over = endpoint.rates.admit_tool(caller.id()?, name).err()?;
-    let mut record = access::record::of_caller(
-        caller,
-        request.method.as_str(),
-        portcullis_audit::AuditDecision::Deny,
-    );
-    record.capability = Some(name.to_owned());
-    Some(super::too_many(endpoint, record, over).await)
 }
 
 /// The 403 `insufficient_scope` challenge naming every scope the request needs.
@@ -175,7 +149,7 @@ impl Context {
                 }
                 Verdict::Denied(correlation) => denied(&request, &correlation),
                 Verdict::Malfunction(correlation) => internal(&request, &correlation),
-                Verdict::Local | Verdict::StepUp { .. } => {
+                Verdict::Local | Verdict::StepUp { .. } | Verdict::RateLimited(_) => {
                     internal(&request, &self.caller.correlation)
                 }
             }

@@ -331,9 +331,14 @@ async fn a_tenant_past_its_rate_slows_its_own_callers_and_not_another_tenants() 
 async fn a_tool_with_its_own_rate_answers_429_past_it_for_that_caller_only() {
     let _ = fixture_bin();
     let issuer = DevIssuer::start("limits-tool", RESOURCE, &[]).await;
-    let gateway = TestGateway::spawn(&limited_config(
-        &issuer.issuer,
-        "[limits.tools]\ngreet = { per_second = 1, burst = 2 }",
+    let trail = std::env::temp_dir().join(format!("limits-tool-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&trail);
+    let gateway = TestGateway::spawn(&format!(
+        "[audit]\njsonl = {trail:?}\n\n{}",
+        limited_config(
+            &issuer.issuer,
+            "[limits.tools]\ngreet = { per_second = 1, burst = 2 }",
+        )
     ))
     .await;
     let http = reqwest::Client::new();
@@ -359,6 +364,42 @@ async fn a_tool_with_its_own_rate_answers_429_past_it_for_that_caller_only() {
         200,
         "another caller has its own bucket for the tool"
     );
+    // Review of issue 15: the call refused for its rate is recorded as refused, never as an
+    // allowed call that then did not run.
+    gateway.trail.flush_floods(true);
+    let mine = |r: &portcullis_audit::AuditRecord| {
+        r.subject.as_deref() == Some("user-42") && r.capability.as_deref() == Some("greet")
+    };
+    let ran = statuses.iter().filter(|s| **s == 200).count();
+    let (mut records, mut refused) = (Vec::new(), 0);
+    for _ in 0..100 {
+        records = portcullis_audit::Store::Lines(trail.clone())
+            .query(&portcullis_audit::Filter::default())
+            .expect("the trail reads");
+        refused = records
+            .iter()
+            .filter(|(_, r)| mine(r) && r.status == Some(429))
+            .map(|(_, r)| r.repeats.unwrap_or(1))
+            .sum::<u64>();
+        if refused >= (statuses.len() - ran) as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Decision records only (an outcome record follows each call that ran).
+    let allowed = records
+        .iter()
+        .filter(|(_, r)| {
+            mine(r) && r.outcome.is_none() && r.decision == portcullis_audit::AuditDecision::Allow
+        })
+        .count();
+    assert_eq!(allowed, ran, "one allow per call that ran: {records:?}");
+    assert_eq!(
+        refused,
+        (statuses.len() - ran) as u64,
+        "every refused call counted"
+    );
+    let _ = std::fs::remove_file(&trail);
 }
 
 // See: issue 15. Random opaque tokens cost one introspection call each, with no bound. Now an

@@ -18,6 +18,18 @@ use crate::config::{Limits, Rate};
 /// new one would not) are let go, and if none has, newcomers share one bucket.
 const MAX_KEYS: usize = 100_000;
 
+/// Which limit a request ran into, and how long until it would not.
+pub(crate) type Over = (Limit, Duration);
+
+/// Record `record` as a request refused for a rate: counted, one record per kind (caller or
+/// source) and window with how many, so that a flood cannot drown the trail.
+pub(crate) fn counted(access: &crate::access::Access, mut record: portcullis_audit::AuditRecord) {
+    record.decision = portcullis_audit::AuditDecision::Deny;
+    record.reasons = vec![crate::access::Reason::RateLimited.as_str().to_owned()];
+    record.status = Some(429);
+    access.trail().refused_counted(record);
+}
+
 /// Which limit a request ran into, for the record and the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Limit {
@@ -62,11 +74,7 @@ impl Rates {
 
     /// Take one request from a verified caller's buckets (its own, then its tenant's), or say
     /// which is empty and how long until it is not.
-    pub(crate) fn admit(
-        &self,
-        caller: &CallerId,
-        tenant: Option<&str>,
-    ) -> Result<(), (Limit, Duration)> {
+    pub(crate) fn admit(&self, caller: &CallerId, tenant: Option<&str>) -> Result<(), Over> {
         let tenant = tenant.map(|tenant| (caller.issuer().to_owned(), tenant.to_owned()));
         // A request refused by one bucket takes nothing from the other.
         self.callers
@@ -83,11 +91,7 @@ impl Rates {
     }
 
     /// Take one call of `tool` from `caller`'s bucket for it, if the tool has a limit.
-    pub(crate) fn admit_tool(
-        &self,
-        caller: &CallerId,
-        tool: &str,
-    ) -> Result<(), (Limit, Duration)> {
+    pub(crate) fn admit_tool(&self, caller: &CallerId, tool: &str) -> Result<(), Over> {
         match self.tools.get(tool) {
             Some(buckets) => buckets.take(caller).map_err(|wait| (Limit::Tool, wait)),
             None => Ok(()),
@@ -97,7 +101,7 @@ impl Rates {
     /// Whether `source` may try to authenticate now: not while its failures have emptied its
     /// bucket. Checked before a token is verified, so a flood of made-up tokens costs no
     /// verification (and no introspection call) past the limit.
-    pub(crate) fn source_may_try(&self, source: IpAddr) -> Result<(), (Limit, Duration)> {
+    pub(crate) fn source_may_try(&self, source: IpAddr) -> Result<(), Over> {
         self.sources
             .peek(&network(source))
             .map_err(|wait| (Limit::Source, wait))
