@@ -230,6 +230,7 @@ mod tests {
             },
             unauthenticated: rate,
             unauthenticated_connections: 1,
+            connections_per_address: 1,
             refusal_delay: Duration::ZERO,
             tools: [(
                 "send".to_owned(),

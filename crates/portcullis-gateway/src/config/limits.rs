@@ -24,6 +24,8 @@ pub struct RawLimits {
     /// Connections one source address may hold open before a request on them authenticates,
     /// default 64.
     pub unauthenticated_connections: Option<usize>,
+    /// Connections one source address may hold open at all, default 1024.
+    pub connections_per_address: Option<usize>,
     /// Per caller and tool, by the tool's name as callers see it: `"hr__grant_access" = {
     /// per_second = 1, burst = 3 }`.
     #[serde(default)]
@@ -63,6 +65,8 @@ pub struct Limits {
     pub unauthenticated: Rate,
     /// Connections per source address not yet authenticated.
     pub unauthenticated_connections: usize,
+    /// Connections per source address.
+    pub connections_per_address: usize,
     /// Per caller and tool.
     pub tools: HashMap<String, Rate>,
     /// How long a refusal for a rate is held back.
@@ -78,6 +82,7 @@ impl Default for Limits {
             tenant: Rate::new(1000, 250),
             unauthenticated: Rate::new(20, 100),
             unauthenticated_connections: 64,
+            connections_per_address: 1024,
             tools: HashMap::new(),
             refusal_delay: Duration::from_secs(1),
         }
@@ -124,6 +129,15 @@ pub(super) fn resolve_limits(raw: RawLimits) -> Result<Limits, ConfigError> {
                 ));
             }
             connections => connections.unwrap_or(defaults.unauthenticated_connections),
+        },
+        connections_per_address: match raw.connections_per_address {
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    "limits.connections_per_address",
+                    "at least 1",
+                ));
+            }
+            connections => connections.unwrap_or(defaults.connections_per_address),
         },
         tools,
         refusal_delay: match super::resolve::duration(

@@ -84,6 +84,8 @@ pub struct Listening {
     pub grace: Duration,
     /// Connections one source address may hold before any request on them authenticated.
     pub unauthenticated_connections: usize,
+    /// Connections one source address may hold at all.
+    pub connections_per_address: usize,
 }
 
 impl Listening {
@@ -93,6 +95,33 @@ impl Listening {
             header_timeout: config.header_timeout,
             grace: config.shutdown_grace,
             unauthenticated_connections: config.limits.unauthenticated_connections,
+            connections_per_address: config.limits.connections_per_address,
+        }
+    }
+}
+
+/// Connections refused, told in one warning a second at most (a flood of them must not
+/// become a flood of log lines).
+#[derive(Default)]
+struct Refusals {
+    since: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, why: &'static str) {
+        self.count += 1;
+        if self
+            .since
+            .is_none_or(|since| since.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                refused = self.count,
+                max = MAX_CONNECTIONS,
+                "connections refused: {why}"
+            );
+            self.since = Some(std::time::Instant::now());
+            self.count = 0;
         }
     }
 }
@@ -114,8 +143,9 @@ pub async fn run(
         header_timeout,
         grace,
         unauthenticated_connections,
+        connections_per_address,
     } = listening;
-    let sources = super::peer::Sources::new(unauthenticated_connections);
+    let sources = super::peer::Sources::new(connections_per_address, unauthenticated_connections);
     let graceful = GracefulShutdown::new();
     // HTTP/1.1 only: cleartext HTTP/2 (prior knowledge) has no header timeout, so a client that
     // sends the preface and nothing more would hold its connection forever.
@@ -125,6 +155,7 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut refused = Refusals::default();
     loop {
         let (stream, from) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -140,16 +171,13 @@ pub async fn run(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Full: this connection is closed at once, the ones open are served.
-            tracing::warn!(
-                max = MAX_CONNECTIONS,
-                "too many open connections; one refused"
-            );
+            refused.note("the gateway holds its most connections");
             continue;
         };
         let Some(peer) = sources.arrived(from.ip()) else {
-            // SECURITY: one address cannot hold every slot with connections that never sign
-            // in; its authenticated connections are not counted.
-            tracing::debug!(source = %from.ip(), "too many unauthenticated connections from one address; one refused");
+            // SECURITY: one address cannot hold every slot, signed in or not, and fewer still
+            // with connections that never sign in.
+            refused.note("one address holds its most connections");
             continue;
         };
         // Without it, small SSE frames wait for delayed ACKs: about 40 ms per reply.
