@@ -89,7 +89,7 @@ async fn stateless_tool(context: &Context, proof: &Authorized, index: usize) -> 
         let via = match bridge::identity(request) {
             Some(identity) => gateway
                 .upstreams
-                .dedicated(index, identity)
+                .dedicated(index, identity, context.caller.id())
                 .await
                 .map_or(Via::Shared, Via::Dedicated),
             None => Via::Shared,

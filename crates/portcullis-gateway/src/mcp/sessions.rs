@@ -104,8 +104,8 @@ impl Sessions {
         let (unattributed, receiver) = mpsc::channel(BACKLOG);
         let session = Arc::new(Session {
             id: format!("ps-{}", portcullis_authn::signing::random_token()),
+            links: SessionLinks::new(owner.clone(), identity, unattributed),
             owner,
-            links: SessionLinks::new(identity, unattributed),
             token_principal,
             shown: super::live::Shown::default(),
             alive: CancellationToken::new(),

@@ -39,7 +39,7 @@ pub(crate) struct Lease {
     connection: Connection,
     /// What the connection says about no request in particular: it can only be this one's.
     unattributed: tokio::sync::mpsc::Receiver<Event>,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _permit: super::permits::Permit,
 }
 
 /// A caller's request on its way to one upstream.
@@ -156,13 +156,18 @@ impl Upstreams {
     /// servers that want the client's roots do) is asked of this caller and no other, and what
     /// it keeps per session is nobody else's. `None` when the upstream speaks the stateless era,
     /// or the connections held for callers are all in use.
-    pub(crate) async fn dedicated(&self, index: usize, identity: ClientIdentity) -> Option<Lease> {
+    pub(crate) async fn dedicated(
+        &self,
+        index: usize,
+        identity: ClientIdentity,
+        caller: Option<&portcullis_core::CallerId>,
+    ) -> Option<Lease> {
         let upstream = self.upstreams.get(index)?;
         let spec = upstream.shared.spec();
         if self.era(index) != Some(portcullis_core::Era::Sessions) {
             return None;
         }
-        let permit = self.session_connections.clone().try_acquire_owned().ok()?;
+        let permit = self.session_connections.take(caller)?;
         let opened = portcullis_mcp::connect(
             spec,
             portcullis_mcp::EraPreference::Sessions,

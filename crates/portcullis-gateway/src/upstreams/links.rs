@@ -8,29 +8,34 @@
 
 use std::{collections::HashMap, sync::atomic::Ordering};
 
+use portcullis_core::CallerId;
 use portcullis_core::Era;
 use portcullis_mcp::{
     Attribution, ClientIdentity, Connection, EraPreference, Event, UpstreamError, connect,
 };
-use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Mutex, mpsc};
 
 use super::Upstreams;
 
 /// What one downstream session holds upstream.
 pub(crate) struct SessionLinks {
     identity: ClientIdentity,
-    connections: Mutex<HashMap<usize, (Connection, OwnedSemaphorePermit)>>,
+    /// Whose session it is (`None`: nobody known, under `[danger] unauthenticated`).
+    owner: Option<CallerId>,
+    connections: Mutex<HashMap<usize, (Connection, super::permits::Permit)>>,
     /// Where what these connections say on their own goes, with the upstream's index.
     unattributed: mpsc::Sender<(usize, Event)>,
 }
 
 impl SessionLinks {
-    /// Links for a session whose client declared `identity`.
+    /// Links for `owner`'s session, whose client declared `identity`.
     pub(crate) fn new(
+        owner: Option<CallerId>,
         identity: ClientIdentity,
         unattributed: mpsc::Sender<(usize, Event)>,
     ) -> Self {
         Self {
+            owner,
             identity,
             connections: Mutex::new(HashMap::new()),
             unattributed,
@@ -65,10 +70,10 @@ impl SessionLinks {
         }
         // A closed connection gives its permit back before a new one is taken.
         connections.remove(&index);
-        let Ok(permit) = upstreams.session_connections.clone().try_acquire_owned() else {
+        let Some(permit) = upstreams.session_connections.take(self.owner.as_ref()) else {
             tracing::warn!(
                 upstream = %upstreams.name(index),
-                "session connection limit reached; this session shares the gateway's connection"
+                "session connection limit reached (in all, or this caller's share); this session shares the gateway's connection"
             );
             return Ok(shared);
         };

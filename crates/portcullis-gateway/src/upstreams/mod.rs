@@ -5,6 +5,7 @@
 
 mod forward;
 mod links;
+mod permits;
 mod resolve;
 mod route;
 
@@ -41,8 +42,7 @@ pub struct Upstreams {
     routes: std::sync::Mutex<route::Routes>,
     /// Permits for per-session upstream connections; bounds the children and sockets callers
     /// can make the gateway hold by opening sessions.
-    session_connections: Arc<tokio::sync::Semaphore>,
-    max_session_connections: usize,
+    session_connections: permits::Permits,
     /// Signs who the caller is, for each upstream, if configured.
     asserter: Option<Asserter>,
     /// Object attributes learned from resolvers, briefly.
@@ -83,10 +83,7 @@ impl Upstreams {
             request_timeout: config.request_timeout,
             changes,
             routes: std::sync::Mutex::default(),
-            session_connections: Arc::new(tokio::sync::Semaphore::new(
-                config.max_session_connections,
-            )),
-            max_session_connections: config.max_session_connections,
+            session_connections: permits::Permits::new(config.max_session_connections),
             asserter: config.identity.clone().map(Asserter::new),
             objects: resolve::ObjectCache::default(),
             tools_learned: tokio::sync::Mutex::new(None),
@@ -111,8 +108,7 @@ impl Upstreams {
 
     /// How many per-session upstream connections are held now.
     pub fn session_connections_in_use(&self) -> usize {
-        self.max_session_connections
-            .saturating_sub(self.session_connections.available_permits())
+        self.session_connections.in_use()
     }
 
     /// How many upstreams there are.
