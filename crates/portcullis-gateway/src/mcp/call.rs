@@ -167,37 +167,28 @@ pub(crate) async fn prompt(context: &Context, proof: &Authorized) -> Final {
     }
 }
 
-/// `resources/read`: on the upstream that owns the URI (`Upstreams::route_uri`), the lists
-/// learned again first when no upstream is known to own it.
+/// `resources/read`: on the upstream that owns the URI (`Upstreams::owner_of`).
 pub(crate) async fn read(context: &Context, proof: &Authorized) -> Final {
     let request = proof.request();
-    let uri = request.target().unwrap_or_default();
+    let Some(index) = owner(context, request.target().unwrap_or_default()).await else {
+        return serve::resource_not_found(request, context.era);
+    };
+    match bridged(context, proof, index, |_| {}).await {
+        Ok(answer) => finish(context, request, answer),
+        Err(done) => done,
+    }
+}
+
+/// The upstream that owns `uri`, the lists learned again first when none is known to.
+async fn owner(context: &Context, uri: &str) -> Option<usize> {
     let upstreams = &context.gateway().upstreams;
-    let mut last = None;
-    for index in upstreams.owner_of(uri, context.caller.principal()).await {
-        let answer = match bridged(context, proof, index, |_| {}).await {
-            Ok(answer) => answer,
-            Err(done) => return done,
-        };
-        match &answer.outcome {
-            // Another upstream may own it; "not found" from this one is not the answer yet.
-            Outcome::Error(error) if [-32002, -32602].contains(&error.code) => {
-                last = Some(answer);
-            }
-            _ => return finish(context, request, answer),
-        }
-    }
-    match last {
-        Some(answer) => finish(context, request, answer),
-        None => serve::resource_not_found(request, context.era),
-    }
+    upstreams.owner_of(uri, context.caller.principal()).await
 }
 
 /// `resources/subscribe` and `resources/unsubscribe`.
 pub(crate) async fn subscription(context: &Context, proof: &Authorized) -> Final {
     let request = proof.request();
-    let uri = request.target().unwrap_or_default();
-    let Some(index) = context.gateway().upstreams.route_uri(uri).first().copied() else {
+    let Some(index) = owner(context, request.target().unwrap_or_default()).await else {
         return serve::resource_not_found(request, context.era);
     };
     once(context, proof, index, |_| {}).await
@@ -211,9 +202,12 @@ pub(crate) async fn complete(context: &Context, proof: &Authorized) -> Final {
     let text = |key: &str| reference.and_then(|r| r.get(key)).and_then(Value::as_str);
     let routed = match text("type") {
         Some("ref/prompt") => text("name").and_then(|name| upstreams.route_name(name)),
-        Some("ref/resource") => text("uri")
-            .and_then(|uri| upstreams.route_uri(uri).first().copied())
-            .map(|index| (index, String::new())),
+        Some("ref/resource") => match text("uri") {
+            Some(uri) => owner(context, uri)
+                .await
+                .map(|index| (index, String::new())),
+            None => None,
+        },
         _ => None,
     };
     let Some((index, upstream_name)) = routed else {

@@ -116,8 +116,8 @@ async fn relay(
     // Resource updates come from the upstream that owns each URI, asked with this proof.
     let mut by_upstream: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
     for uri in uris {
-        if let Some(index) = upstreams.route_uri(uri).first() {
-            by_upstream.entry(*index).or_default().push(uri.clone());
+        if let Some(index) = upstreams.route_uri(uri) {
+            by_upstream.entry(index).or_default().push(uri.clone());
         }
     }
     let mut streams = Vec::new();

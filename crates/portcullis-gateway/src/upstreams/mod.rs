@@ -241,9 +241,9 @@ impl Upstreams {
 
     /// The upstream that owns resource `uri`, learning every upstream's resources and templates
     /// again (at most once a second) when none is known to own it yet.
-    pub(crate) async fn owner_of(&self, uri: &str, on_behalf: Option<&Principal>) -> Vec<usize> {
+    pub(crate) async fn owner_of(&self, uri: &str, on_behalf: Option<&Principal>) -> Option<usize> {
         let owner = self.route_uri(uri);
-        if !owner.is_empty() || self.count() == 1 || self.routes_known(uri) {
+        if owner.is_some() || self.routes_known(uri) {
             return owner;
         }
         let mut last = self.resources_learned.lock().await;

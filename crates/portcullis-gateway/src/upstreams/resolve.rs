@@ -47,7 +47,7 @@ impl Upstreams {
     ) -> Result<Option<ObjectAttributes>, ResolveError> {
         // The resolver is a tool of the upstream that serves the capability.
         let index = match kind {
-            CapabilityKind::Resource => self.route_uri(public_name).first().copied(),
+            CapabilityKind::Resource => self.owner_of(public_name, Some(principal)).await,
             _ => self.route_name(public_name).map(|(index, _)| index),
         }
         .ok_or(ResolveError::Unavailable)?;

@@ -64,10 +64,10 @@ impl Upstreams {
     /// claim (both listed it, or templates of both match it) belongs to neither, and a URI no
     /// upstream claims is not tried on each in turn: a caller's read, with its identity, never
     /// goes to an upstream that did not say the URI is its own.
-    pub(crate) fn route_uri(&self, uri: &str) -> Vec<usize> {
+    pub(crate) fn route_uri(&self, uri: &str) -> Option<usize> {
         let routes = self.routes();
         if let Some(owner) = routes.resources.get(uri) {
-            return owner.iter().copied().collect();
+            return *owner;
         }
         let mut claims: Vec<usize> = routes
             .templates
@@ -79,15 +79,15 @@ impl Upstreams {
         claims.dedup();
         drop(routes);
         match claims.as_slice() {
-            [one] => vec![*one],
-            [] if self.upstreams.len() == 1 => vec![0],
-            [] => Vec::new(),
+            [one] => Some(*one),
+            [] if self.upstreams.len() == 1 => Some(0),
+            [] => None,
             _ => {
                 tracing::warn!(
                     uri,
                     "templates of two upstreams match this URI; it is refused"
                 );
-                Vec::new()
+                None
             }
         }
     }
