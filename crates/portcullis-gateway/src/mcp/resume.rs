@@ -8,7 +8,7 @@ use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -18,10 +18,14 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-// Bounds: a session keeps the events of its last few streams, and a stream its last events;
-// what falls out can no longer be resumed.
+// Bounds: a session keeps the events of its last few streams, a stream its last events, and
+// the process all of them within a total; what falls out can no longer be resumed.
 const KEPT_STREAMS: usize = 8;
 const KEPT_BYTES: usize = 1 << 20;
+const KEPT_TOTAL: usize = 64 << 20;
+/// Bytes of events kept by every log of the process. SECURITY: without it a caller's 64
+/// sessions could keep 512 MiB. Past it, the log being pushed to lets its own oldest go.
+static KEPT_ALL: AtomicUsize = AtomicUsize::new(0);
 /// How long a client waits before it reconnects (the SSE `retry` field).
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -128,12 +132,16 @@ impl Log {
             let number = state.first + state.events.len() as u64;
             let frame = Bytes::from(format!("id: {}-{number}\ndata: {message}\n\n", self.stream));
             state.bytes += frame.len();
+            KEPT_ALL.fetch_add(frame.len(), Ordering::Relaxed);
             state.events.push_back(frame.clone());
-            while state.bytes > KEPT_BYTES && state.events.len() > 1 {
-                if let Some(old) = state.events.pop_front() {
-                    state.bytes -= old.len();
-                    state.first += 1;
-                }
+            // An event larger than a stream's bound is sent, not kept.
+            while state.bytes > KEPT_BYTES || KEPT_ALL.load(Ordering::Relaxed) > KEPT_TOTAL {
+                let Some(old) = state.events.pop_front() else {
+                    break;
+                };
+                state.bytes -= old.len();
+                KEPT_ALL.fetch_sub(old.len(), Ordering::Relaxed);
+                state.first += 1;
             }
             frame
         };
@@ -151,7 +159,7 @@ impl Log {
     pub(crate) fn next(&self, from: u64) -> Next {
         let state = self.lock();
         let first = state.first.max(1);
-        if from < first && !state.events.is_empty() {
+        if from < first {
             return Next::Lost;
         }
         let skip = usize::try_from(from.saturating_sub(first)).unwrap_or(usize::MAX);
@@ -166,6 +174,12 @@ impl Log {
     /// Wait for the next push or the end; made before reading, so nothing between is missed.
     pub(crate) fn watch(&self) -> tokio::sync::futures::Notified<'_> {
         self.changed.notified()
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        KEPT_ALL.fetch_sub(self.lock().bytes, Ordering::Relaxed);
     }
 }
 
@@ -291,5 +305,18 @@ mod tests {
         let (kept, _) = events(log.next(4));
         assert_eq!(kept.len(), 1);
         assert!(kept[0].starts_with("id: 1-4\n"));
+    }
+
+    // See: review of issue 12. One event larger than a stream's bound was kept whatever its
+    // size; it is sent, not kept, and a client that missed it is told so.
+    #[test]
+    fn an_event_larger_than_the_bound_is_not_kept() {
+        let streams = Streams::default();
+        let log = streams.open();
+        log.push("{}");
+        log.push(&"x".repeat(KEPT_BYTES + 1));
+        assert!(matches!(log.next(2), Next::Lost));
+        assert!(matches!(log.next(3), Next::Wait));
+        assert_eq!(log.lock().bytes, 0);
     }
 }
