@@ -310,18 +310,23 @@ async fn live_session(
                 // goes on.
                 let session = session.clone();
                 let wait = endpoint.consent_wait;
+                let room = session.questions.clone().try_acquire_owned();
                 tokio::spawn(async move {
-                    let outlet = match method.as_str() {
-                        "ping" => None,
+                    let outlet = match (method.as_str(), &room) {
+                        ("ping", _) | (_, Err(_)) => None,
                         _ => session.standalone_within(STANDALONE_WAIT).await,
                     };
                     let answer = match outlet {
                         _ if method == "ping" => Ok(json!({})),
                         Some(outlet) => session.ask(&outlet, &method, params, wait).await,
+                        None if room.is_err() => Err(
+                            json!({"code": -32603, "message": "too many questions are waiting on this client"}),
+                        ),
                         None => Err(
                             json!({"code": -32603, "message": "no client is waiting on this request"}),
                         ),
                     };
+                    drop(room);
                     let connection = session
                         .links
                         .open()

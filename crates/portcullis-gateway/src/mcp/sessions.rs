@@ -31,6 +31,8 @@ pub(crate) const MAX_SESSIONS_PER_CALLER: usize = 64;
 const BACKLOG: usize = 256;
 /// Messages, and bytes, kept for a standalone stream not open yet; later ones are dropped.
 const EARLY: usize = 64;
+/// Questions from upstreams waiting on one session's client at once.
+const MAX_QUESTIONS: usize = 16;
 const EARLY_BYTES: usize = 1024 * 1024;
 
 /// Where messages for a client go: the JSON text of each, framed by the stream's writer.
@@ -52,6 +54,9 @@ pub(crate) struct Session {
     pub(crate) alive: CancellationToken,
     log_level: Mutex<Option<String>>,
     asks: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Value>>>>,
+    /// Questions its upstreams may have waiting on the client at once. SECURITY: an upstream
+    /// asking in a loop would otherwise grow tasks and `asks` without bound.
+    pub(crate) questions: Arc<tokio::sync::Semaphore>,
     next_ask: AtomicU64,
     standalone: Mutex<Option<Outlet>>,
     /// Messages for the standalone stream while none is open (a client opens it just after
@@ -111,6 +116,7 @@ impl Sessions {
             alive: CancellationToken::new(),
             log_level: Mutex::new(None),
             asks: Mutex::new(HashMap::new()),
+            questions: Arc::new(tokio::sync::Semaphore::new(MAX_QUESTIONS)),
             next_ask: AtomicU64::new(1),
             standalone: Mutex::new(None),
             early: Mutex::new(std::collections::VecDeque::new()),
