@@ -8,13 +8,20 @@ use portcullis_audit::{AuditError, AuditRecord, Durability, LineTarget, Sink};
 /// How long refusals before authentication of one kind are counted into one record.
 const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 
-/// A kind of counted refusal: reason, HTTP status, the caller (issuer, subject) if known,
-/// and the source address if known.
-type FloodKind = (String, u16, Option<(String, String)>, Option<String>);
+/// A kind of counted refusal.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FloodKind {
+    reason: String,
+    status: u16,
+    /// Issuer and subject, if known.
+    caller: Option<(String, String)>,
+    capability: Option<String>,
+    source: Option<String>,
+}
 
 /// Kinds counted at once. SECURITY: past it (a flood from very many addresses), a new kind is
-/// counted without its source, so the count of records per window stays bounded.
-const MAX_FLOOD_KINDS: usize = 10_000;
+/// counted without its source, so the records per window stay few (a thousand in ten seconds).
+const MAX_FLOOD_KINDS: usize = 1000;
 
 /// The record standing for a window's counted refusals: its first, now, with the count and a
 /// correlation id of its own.
@@ -137,12 +144,13 @@ impl Trail {
     /// as one record with `repeats` once the window ends.
     pub fn refused_counted(&self, record: AuditRecord) {
         let mut record = record;
-        let mut key = (
-            record.reasons.first().cloned().unwrap_or_default(),
-            record.status.unwrap_or(0),
-            record.issuer.clone().zip(record.subject.clone()),
-            record.source.clone(),
-        );
+        let mut key = FloodKind {
+            reason: record.reasons.first().cloned().unwrap_or_default(),
+            status: record.status.unwrap_or(0),
+            caller: record.issuer.clone().zip(record.subject.clone()),
+            capability: record.capability.clone(),
+            source: record.source.clone(),
+        };
         let now = std::time::Instant::now();
         let summary = {
             let mut floods = self
@@ -150,14 +158,13 @@ impl Trail {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if floods.len() >= MAX_FLOOD_KINDS && !floods.contains_key(&key) {
-                key.3 = None;
+                key.source = None;
                 record.source = None;
             }
             match floods.get_mut(&key) {
                 Some(flood) if now.duration_since(flood.since) < FLOOD_WINDOW => {
                     flood.repeats += 1;
-                    self.metrics
-                        .authentication_failure(record.reasons.first().map_or("-", String::as_str));
+                    self.count(&record);
                     return;
                 }
                 _ => {}
@@ -205,6 +212,17 @@ impl Trail {
 
     /// Count `record`, and keep or redact its raw arguments as configured.
     fn prepare(&self, record: AuditRecord) -> AuditRecord {
+        self.count(&record);
+        let mut record = record;
+        record.arguments = match (&self.arguments, record.arguments.take()) {
+            (Some(redaction), Some(arguments)) => Some(redaction.apply(arguments)),
+            _ => None,
+        };
+        record
+    }
+
+    /// Count `record` in the metric it belongs to.
+    fn count(&self, record: &AuditRecord) {
         match (record.outcome.as_deref(), &record.upstream) {
             (Some(outcome), Some(upstream)) => self.metrics.upstream(
                 upstream,
@@ -221,11 +239,5 @@ impl Trail {
                 .metrics
                 .authentication_failure(record.reasons.first().map_or("-", String::as_str)),
         }
-        let mut record = record;
-        record.arguments = match (&self.arguments, record.arguments.take()) {
-            (Some(redaction), Some(arguments)) => Some(redaction.apply(arguments)),
-            _ => None,
-        };
-        record
     }
 }
