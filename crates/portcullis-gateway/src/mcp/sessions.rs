@@ -74,8 +74,61 @@ pub(crate) struct Session {
 
 /// Every live session.
 pub(crate) struct Sessions {
-    map: Mutex<HashMap<String, Arc<Session>>>,
+    map: Mutex<Table>,
     idle: Duration,
+}
+
+/// Sessions by id, and each caller's ids (so that counting a caller's sessions does not read
+/// everyone's): the two kept in step by the only methods that change them.
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<String, Arc<Session>>,
+    by_owner: HashMap<CallerId, std::collections::HashSet<String>>,
+}
+
+impl Table {
+    fn insert(&mut self, session: Arc<Session>) {
+        if let Some(owner) = &session.owner {
+            self.by_owner
+                .entry(owner.clone())
+                .or_default()
+                .insert(session.id.clone());
+        }
+        self.by_id.insert(session.id.clone(), session);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Arc<Session>> {
+        let session = self.by_id.remove(id)?;
+        if let Some(owner) = &session.owner
+            && let Some(ids) = self.by_owner.get_mut(owner)
+        {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_owner.remove(owner);
+            }
+        }
+        Some(session)
+    }
+
+    /// Remove (and return) the sessions `gone` says should go.
+    fn remove_where(&mut self, gone: impl Fn(&Session) -> bool) -> Vec<Arc<Session>> {
+        let ids: Vec<String> = self
+            .by_id
+            .iter()
+            .filter(|(_, session)| gone(session))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    /// `owner`'s sessions, with when each was last used.
+    fn owned_by(&self, owner: &CallerId) -> Vec<(Instant, String)> {
+        self.by_owner.get(owner).map_or_else(Vec::new, |ids| {
+            ids.iter()
+                .filter_map(|id| Some((self.by_id.get(id)?.seen(), id.clone())))
+                .collect()
+        })
+    }
 }
 
 /// A session just opened, and what its own upstream connections will say on their own.
@@ -89,12 +142,12 @@ impl Sessions {
     /// No sessions yet; an idle one is closed after `idle`.
     pub(crate) fn new(idle: Duration) -> Self {
         Self {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(Table::default()),
             idle,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -128,11 +181,10 @@ impl Sessions {
         let mut map = self.lock();
         // SECURITY: one caller opening sessions in a loop crowds out only itself.
         // (Under `[danger] unauthenticated` nobody is known: only the global bound applies.)
-        let mut mine: Vec<(Instant, String)> = map
-            .iter()
-            .filter(|(_, other)| session.owner.is_some() && other.owner == session.owner)
-            .map(|(id, other)| (other.seen(), id.clone()))
-            .collect();
+        let mut mine = session
+            .owner
+            .as_ref()
+            .map_or_else(Vec::new, |owner| map.owned_by(owner));
         if mine.len() >= MAX_SESSIONS_PER_CALLER {
             mine.sort();
             for (_, id) in &mine[..=mine.len() - MAX_SESSIONS_PER_CALLER] {
@@ -142,30 +194,23 @@ impl Sessions {
                 }
             }
         }
-        if map.len() >= MAX_SESSIONS {
+        if map.by_id.len() >= MAX_SESSIONS {
             let idle = self.idle;
-            let stale: Vec<String> = map
-                .iter()
-                .filter(|(_, session)| session.idle_for() >= idle)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in stale {
-                if let Some(session) = map.remove(&id) {
-                    session.end();
-                }
+            for stale in map.remove_where(|session| session.idle_for() >= idle) {
+                stale.end();
             }
-            if map.len() >= MAX_SESSIONS {
+            if map.by_id.len() >= MAX_SESSIONS {
                 return Err(Full);
             }
         }
-        map.insert(session.id.clone(), session.clone());
+        map.insert(session.clone());
         Ok((session, receiver))
     }
 
     /// The session `id`, if it exists and belongs to `caller`. SECURITY: another caller's
     /// session is exactly as absent as one that never existed.
     pub(crate) fn get(&self, id: &str, caller: Option<&CallerId>) -> Lookup {
-        let Some(session) = self.lock().get(id).cloned() else {
+        let Some(session) = self.lock().by_id.get(id).cloned() else {
             return Lookup::Missing;
         };
         if session.owner.as_ref() != caller {
@@ -185,19 +230,18 @@ impl Sessions {
     /// End sessions idle longer than the idle timeout; run periodically.
     pub(crate) fn sweep(&self) {
         let idle = self.idle;
-        let mut map = self.lock();
-        map.retain(|_, session| {
-            let keep = session.idle_for() < idle;
-            if !keep {
-                session.end();
-            }
-            keep
-        });
+        let ended = self
+            .lock()
+            .remove_where(|session| session.idle_for() >= idle);
+        for session in ended {
+            session.end();
+        }
     }
 
     /// End every session (shutdown).
     pub(crate) fn close_all(&self) {
-        for (_, session) in self.lock().drain() {
+        let all = std::mem::take(&mut *self.lock());
+        for (_, session) in all.by_id {
             session.end();
         }
     }
@@ -206,6 +250,7 @@ impl Sessions {
     pub(crate) fn opaque_tokens(&self) -> HashMap<CallerId, BearerToken> {
         let idle = self.idle;
         self.lock()
+            .by_id
             .values()
             .filter(|session| session.idle_for() < idle)
             .filter_map(|session| {
@@ -221,7 +266,7 @@ impl Sessions {
 
     /// How many sessions are live.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_id.len()
     }
 }
 
