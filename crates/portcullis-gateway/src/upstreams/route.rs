@@ -19,10 +19,10 @@ pub(super) struct Routes {
     /// Each resource URI and the one upstream that listed it; `None` when two did (refused).
     resources: HashMap<String, Option<usize>>,
     templates: Vec<(String, usize)>,
-    /// Task ids, with the upstream that made each, the caller it is for, and when it was
-    /// learned (a counter).
-    tasks: HashMap<String, (usize, Option<CallerId>, u64)>,
-    learned_tasks: u64,
+    /// Task ids, with the upstream that made each and the caller it is for.
+    tasks: HashMap<String, (usize, Option<CallerId>)>,
+    /// Each caller's task ids, oldest first.
+    tasks_by_owner: HashMap<Option<CallerId>, std::collections::VecDeque<String>>,
     /// The last listed definition of each tool, by public name (annotations, input schema).
     tools: HashMap<String, std::sync::Arc<Value>>,
 }
@@ -175,36 +175,34 @@ impl Upstreams {
     /// anyone else's.
     pub(crate) fn learn_task(&self, task: &str, index: usize, owner: Option<CallerId>) {
         let mut routes = self.routes();
-        if let Some((known, known_owner, _)) = routes.tasks.get(task) {
+        if let Some((known, known_owner)) = routes.tasks.get(task) {
             if (*known, known_owner) != (index, &owner) {
                 tracing::warn!(task, upstream = %self.name(index), "a task id already known for someone else; not routed");
             }
             return;
         }
-        let mine: Vec<(u64, String)> = routes
-            .tasks
-            .iter()
-            .filter(|(_, (_, other, _))| *other == owner)
-            .map(|(id, (_, _, at))| (*at, id.clone()))
-            .collect();
-        if mine.len() >= MAX_TASKS_PER_CALLER
-            && let Some((_, oldest)) = mine.iter().min()
-        {
-            routes.tasks.remove(oldest);
-        } else if routes.tasks.len() >= MAX_LEARNED_ROUTES {
+        let routes = &mut *routes;
+        let at_its_bound = routes
+            .tasks_by_owner
+            .get(&owner)
+            .is_some_and(|mine| mine.len() >= MAX_TASKS_PER_CALLER);
+        if !at_its_bound && routes.tasks.len() >= MAX_LEARNED_ROUTES {
             tracing::warn!("too many tasks remembered; a new one is not routed");
             return;
         }
-        routes.learned_tasks += 1;
-        let at = routes.learned_tasks;
-        routes.tasks.insert(task.to_owned(), (index, owner, at));
+        let mine = routes.tasks_by_owner.entry(owner.clone()).or_default();
+        if at_its_bound && let Some(oldest) = mine.pop_front() {
+            routes.tasks.remove(&oldest);
+        }
+        mine.push_back(task.to_owned());
+        routes.tasks.insert(task.to_owned(), (index, owner));
     }
 
     /// Whether `task` is `caller`'s, and on which upstream. SECURITY: a task's result is its
     /// caller's; a task id someone else learned answers like one that does not exist.
     pub(crate) fn route_task(&self, task: &str, caller: Option<&CallerId>) -> TaskRoute {
         match self.routes().tasks.get(task) {
-            Some((index, owner, _)) if owner.as_ref() == caller => TaskRoute::Owned(*index),
+            Some((index, owner)) if owner.as_ref() == caller => TaskRoute::Owned(*index),
             Some(_) => TaskRoute::Foreign,
             // An open gateway does not bind tasks to callers: with one upstream, it is there.
             None if caller.is_none() && self.upstreams.len() == 1 => TaskRoute::Owned(0),
@@ -214,11 +212,13 @@ impl Upstreams {
 
     /// The task ids `caller` made on upstream `index`.
     pub(crate) fn tasks_of(&self, index: usize, caller: Option<&CallerId>) -> Vec<String> {
-        self.routes()
-            .tasks
-            .iter()
-            .filter(|(_, (at, owner, _))| *at == index && owner.as_ref() == caller)
-            .map(|(task, _)| task.clone())
+        let routes = self.routes();
+        let Some(mine) = routes.tasks_by_owner.get(&caller.cloned()) else {
+            return Vec::new();
+        };
+        mine.iter()
+            .filter(|task| routes.tasks.get(*task).is_some_and(|(at, _)| *at == index))
+            .cloned()
             .collect()
     }
 
