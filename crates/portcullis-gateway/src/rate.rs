@@ -50,7 +50,7 @@ impl Limit {
     }
 }
 
-/// Every bucket the endpoint keeps.
+/// Every bucket the gateway keeps (with `Access`).
 pub(crate) struct Rates {
     callers: Buckets<CallerId>,
     tenants: Buckets<(String, String)>,
@@ -132,7 +132,15 @@ pub(crate) fn network(source: IpAddr) -> IpAddr {
 /// One kind of bucket, by key.
 struct Buckets<K> {
     rate: Rate,
-    state: Mutex<(HashMap<K, Bucket>, Bucket)>,
+    state: Mutex<State<K>>,
+}
+
+struct State<K> {
+    buckets: HashMap<K, Bucket>,
+    /// The bucket newcomers share once `buckets` is full.
+    shared: Bucket,
+    /// When full buckets were last let go.
+    swept: Instant,
 }
 
 /// Tokens left, as of `at`.
@@ -149,50 +157,61 @@ impl Bucket {
         self.at = now;
     }
 
-    fn wait(&self, rate: Rate) -> Duration {
-        Duration::from_secs_f64(((1.0 - self.tokens) / rate.per_second).max(0.0))
+    /// Ok if a request may go now (taking one token when `take`), else how long to wait.
+    fn admit(&mut self, rate: Rate, take: bool) -> Result<(), Duration> {
+        if self.tokens < 1.0 {
+            return Err(Duration::from_secs_f64(
+                ((1.0 - self.tokens) / rate.per_second).max(0.0),
+            ));
+        }
+        if take {
+            self.tokens -= 1.0;
+        }
+        Ok(())
     }
 }
 
 impl<K: Hash + Eq + Clone> Buckets<K> {
     fn new(rate: Rate) -> Self {
-        let full = Bucket {
-            tokens: rate.burst,
-            at: Instant::now(),
-        };
+        let now = Instant::now();
         Self {
             rate,
-            state: Mutex::new((HashMap::new(), full)),
+            state: Mutex::new(State {
+                buckets: HashMap::new(),
+                shared: Bucket {
+                    tokens: rate.burst,
+                    at: now,
+                },
+                swept: now,
+            }),
         }
     }
 
     fn take(&self, key: &K) -> Result<(), Duration> {
-        self.with(key, |bucket, rate| {
-            if bucket.tokens >= 1.0 {
-                bucket.tokens -= 1.0;
-                Ok(())
-            } else {
-                Err(bucket.wait(rate))
-            }
-        })
+        self.admit(key, true)
     }
 
+    /// Whether `key` may go now, taking nothing; a key with no bucket yet has a full one (and
+    /// gets none: only taking makes one).
     fn peek(&self, key: &K) -> Result<(), Duration> {
-        self.with(key, |bucket, rate| {
-            if bucket.tokens >= 1.0 {
-                Ok(())
-            } else {
-                Err(bucket.wait(rate))
-            }
-        })
+        self.admit(key, false)
     }
 
-    fn with<T>(&self, key: &K, use_bucket: impl FnOnce(&mut Bucket, Rate) -> T) -> T {
+    fn admit(&self, key: &K, take: bool) -> Result<(), Duration> {
         let (rate, now) = (self.rate, Instant::now());
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (buckets, shared) = &mut *state;
-        if buckets.len() >= MAX_KEYS && !buckets.contains_key(key) {
-            buckets.retain(|_, bucket| {
+        let state = &mut *state;
+        if let Some(bucket) = state.buckets.get_mut(key) {
+            bucket.refill(rate, now);
+            return bucket.admit(rate, take);
+        }
+        // Full: buckets that have refilled (and so say nothing a new one would not) go, at
+        // most once a second (it reads them all).
+        if state.buckets.len() >= MAX_KEYS
+            && now.duration_since(state.swept) >= Duration::from_secs(1)
+        {
+            state.swept = now;
+            state.buckets.retain(|_, bucket| {
                 bucket.refill(rate, now);
                 bucket.tokens < rate.burst
             });
@@ -200,16 +219,20 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         // SECURITY: past the bound every newcomer shares one bucket: nobody followed is
         // forgotten early (which would hand them a fresh burst) and nobody is let through
         // unlimited.
-        let bucket = if buckets.len() < MAX_KEYS || buckets.contains_key(key) {
-            buckets.entry(key.clone()).or_insert(Bucket {
-                tokens: rate.burst,
-                at: now,
-            })
-        } else {
-            shared
+        if state.buckets.len() >= MAX_KEYS {
+            state.shared.refill(rate, now);
+            return state.shared.admit(rate, take);
+        }
+        if !take {
+            return Ok(());
+        }
+        let mut bucket = Bucket {
+            tokens: rate.burst,
+            at: now,
         };
-        bucket.refill(rate, now);
-        use_bucket(bucket, rate)
+        let admitted = bucket.admit(rate, true);
+        state.buckets.insert(key.clone(), bucket);
+        admitted
     }
 }
 
@@ -278,6 +301,23 @@ mod tests {
         );
         let outsider = CallerId::new("https://issuer.example", "b0");
         assert!(rates.admit(&outsider, Some("globex")).is_ok());
+    }
+
+    // See: review of issue 15. Looking at an address's bucket made one for every address that
+    // ever sent a request, signed in or not; only a failure makes one now.
+    #[test]
+    fn looking_makes_no_bucket_only_taking_does() {
+        let buckets = Buckets::new(Rate {
+            per_second: 1.0,
+            burst: 1.0,
+        });
+        for n in 0..1000u32 {
+            assert!(buckets.peek(&n).is_ok());
+        }
+        assert!(buckets.state.lock().unwrap().buckets.is_empty());
+        assert!(buckets.take(&7).is_ok());
+        assert!(buckets.peek(&7).is_err());
+        assert_eq!(buckets.state.lock().unwrap().buckets.len(), 1);
     }
 
     #[test]
