@@ -150,6 +150,8 @@ pub struct Introspector {
     cache: Mutex<Cache>,
     /// Calls made in the current second: (when it began, how many).
     calls: Mutex<(Instant, u32)>,
+    /// The same for tokens that passed before (see [`Introspector::verify_known`]).
+    known_calls: Mutex<(Instant, u32)>,
 }
 
 /// Calls per second to the introspection endpoint. SECURITY: every token nobody has seen costs
@@ -165,12 +167,13 @@ impl Introspector {
             http,
             cache: Mutex::new(Cache::default()),
             calls: Mutex::new((Instant::now(), 0)),
+            known_calls: Mutex::new((Instant::now(), 0)),
         }
     }
 
-    /// Whether one more call fits this second's budget (and counts it).
-    fn may_call(&self) -> bool {
-        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Whether one more call fits this second's `budget` (and counts it).
+    fn may_call(budget: &Mutex<(Instant, u32)>) -> bool {
+        let mut calls = budget.lock().unwrap_or_else(PoisonError::into_inner);
         if calls.0.elapsed() >= Duration::from_secs(1) {
             *calls = (Instant::now(), 0);
         }
@@ -183,11 +186,26 @@ impl Introspector {
 
     /// Verify `token`, from the cache when a fresh answer is there.
     pub async fn verify(&self, token: &BearerToken) -> Result<VerifiedPrincipal, AuthnError> {
+        self.verify_within(token, &self.calls).await
+    }
+
+    /// [`Introspector::verify`] for a token the caller knows passed before (a signed-in
+    /// caller's, checked again): its calls have a budget of their own, so that made-up tokens
+    /// spending theirs cannot hold back the callers already signed in.
+    pub async fn verify_known(&self, token: &BearerToken) -> Result<VerifiedPrincipal, AuthnError> {
+        self.verify_within(token, &self.known_calls).await
+    }
+
+    async fn verify_within(
+        &self,
+        token: &BearerToken,
+        budget: &Mutex<(Instant, u32)>,
+    ) -> Result<VerifiedPrincipal, AuthnError> {
         let key = digest(token.expose());
         if let Some(answer) = self.cache().get(&key, Instant::now()) {
             return answer;
         }
-        if !self.may_call() {
+        if !Self::may_call(budget) {
             tracing::warn!("introspection budget for this second spent; a new token is refused");
             return Err(AuthnError::Unavailable);
         }

@@ -251,4 +251,24 @@ async fn made_up_tokens_cost_a_bounded_number_of_calls_and_cached_answers_keep_s
         introspector.verify(&bearer("good")).await.is_ok(),
         "a cached answer keeps serving"
     );
+    // A token that passed before, checked again (not cached here: "again" was never asked),
+    // has a budget of its own: made-up tokens cannot hold signed-in callers back.
+    endpoint.answers.lock().unwrap().insert(
+        "again".into(),
+        json!({"active": true, "iss": "https://issuer.example", "aud": AUDIENCE, "sub": "user-7"}),
+    );
+    for n in 0..2 * BUDGET as usize {
+        let _ = introspector
+            .verify(&bearer(&format!("more-made-up-{n}")))
+            .await;
+    }
+    assert_eq!(
+        introspector.verify(&bearer("again-new")).await,
+        Err(AuthnError::Unavailable),
+        "the budget for new tokens is spent"
+    );
+    assert!(
+        introspector.verify_known(&bearer("again")).await.is_ok(),
+        "a known token is still checked"
+    );
 }

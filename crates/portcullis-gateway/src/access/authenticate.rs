@@ -155,9 +155,14 @@ impl Authenticator {
     /// tokens back, so that others behind the same address (a NAT, a proxy) are not locked out
     /// by one client's made-up tokens. It is verified in full as always: this only lets it try.
     pub(crate) fn recognizes<'a>(&self, values: impl Iterator<Item = &'a [u8]>) -> bool {
-        let Ok(Some(token)) = BearerToken::from_authorization(values) else {
-            return false;
-        };
+        BearerToken::from_authorization(values)
+            .ok()
+            .flatten()
+            .is_some_and(|token| self.knows(&token))
+    }
+
+    /// Whether `token` passed within the last hour.
+    fn knows(&self, token: &BearerToken) -> bool {
         self.known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -200,7 +205,12 @@ impl Authenticator {
             (Some(verifier), _) => (verifier.verify(token).await, false),
             // Not a JWT of a known issuer: only introspection can vouch for it.
             (None, Some(introspector)) if claimed.is_none() => {
-                (introspector.verify(token).await, true)
+                let answer = if self.knows(token) {
+                    introspector.verify_known(token).await
+                } else {
+                    introspector.verify(token).await
+                };
+                (answer, true)
             }
             (None, _) => return Err(Unauthenticated::Challenge(Challenge::InvalidToken)),
         };
@@ -225,7 +235,7 @@ impl Authenticator {
         let Some(introspector) = &self.introspector else {
             return Err(());
         };
-        match introspector.verify(token).await {
+        match introspector.verify_known(token).await {
             Ok(principal) => Ok(Some(principal)),
             // Unreachable introspection proves nothing: keep the last answer.
             Err(error) if error.is_malfunction() => Err(()),
