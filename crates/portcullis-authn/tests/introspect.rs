@@ -257,16 +257,15 @@ async fn made_up_tokens_cost_a_bounded_number_of_calls_and_cached_answers_keep_s
         "again".into(),
         json!({"active": true, "iss": "https://issuer.example", "aud": AUDIENCE, "sub": "user-7"}),
     );
+    let mut spent = false;
     for n in 0..2 * BUDGET as usize {
-        let _ = introspector
-            .verify(&bearer(&format!("more-made-up-{n}")))
-            .await;
+        let made_up = bearer(&format!("more-made-up-{n}"));
+        if introspector.verify(&made_up).await == Err(AuthnError::Unavailable) {
+            spent = true;
+            break;
+        }
     }
-    assert_eq!(
-        introspector.verify(&bearer("again-new")).await,
-        Err(AuthnError::Unavailable),
-        "the budget for new tokens is spent"
-    );
+    assert!(spent, "the budget for new tokens is spent");
     assert!(
         introspector.verify_known(&bearer("again")).await.is_ok(),
         "a known token is still checked"
