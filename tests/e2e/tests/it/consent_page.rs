@@ -21,24 +21,15 @@ async fn approve_on_page(link: &str, identity: &str, approve: bool) -> String {
             .unwrap()
             .to_owned()
     };
-    let to_sign_in = http.get(link).send().await.unwrap();
-    assert_eq!(to_sign_in.status(), 303);
-    let authorize = format!("{}&login_hint={identity}", location(&to_sign_in));
-    let to_callback = http.get(&authorize).send().await.unwrap();
-    assert!(
-        to_callback.status().is_redirection(),
-        "{}",
-        to_callback.status()
-    );
-    let callback = http.get(location(&to_callback)).send().await.unwrap();
+    let (callback_url, browser) = sign_in_until_callback(&http, link, identity).await;
+    let callback = http
+        .get(&callback_url)
+        .header("cookie", &browser)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(callback.status(), 303);
-    let cookie = callback.headers()[reqwest::header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = first_cookie(&callback);
     let origin = link.split("/approvals").next().unwrap().to_owned();
     let page = http
         .get(format!("{origin}{}", location(&callback)))
@@ -78,6 +69,92 @@ async fn approve_on_page(link: &str, identity: &str, approve: bool) -> String {
         .unwrap();
     assert_eq!(answered.status(), 200);
     format!("{page}\n{}", answered.text().await.unwrap())
+}
+
+/// The first `Set-Cookie` of `answer`, as `name=value`.
+fn first_cookie(answer: &reqwest::Response) -> String {
+    answer.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A browser's sign-in on the page at `link` as `identity`, up to the authorization server's
+/// redirect back: the callback URL, and the cookie the page gave the browser at the start.
+async fn sign_in_until_callback(
+    http: &reqwest::Client,
+    link: &str,
+    identity: &str,
+) -> (String, String) {
+    let to_sign_in = http.get(link).send().await.unwrap();
+    assert_eq!(to_sign_in.status(), 303);
+    let browser = first_cookie(&to_sign_in);
+    let location = to_sign_in.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let to_callback = http
+        .get(format!("{location}&login_hint={identity}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        to_callback.status().is_redirection(),
+        "{}",
+        to_callback.status()
+    );
+    let callback = to_callback.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (callback, browser)
+}
+
+// See: issue 19 (login CSRF). An attacker's own callback link (its code and state), opened in
+// a victim's browser, signed the victim in as the attacker. A sign-in now finishes only in the
+// browser that started it.
+#[tokio::test]
+async fn a_sign_in_finishes_only_in_the_browser_that_started_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let issuer = DevIssuer::start("login-csrf", &resource, &[]).await;
+    let gateway = TestGateway::spawn_on(
+        listener,
+        &format!(
+            "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+            issuer.issuer,
+            stdio_upstream("fixture")
+        ),
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = format!("{}/approvals", gateway.base);
+    let (attackers, _) = sign_in_until_callback(&http, &page, "admin-a").await;
+    let (_, victims_browser) = sign_in_until_callback(&http, &page, "user-42").await;
+    let forced = http
+        .get(&attackers)
+        .header("cookie", &victims_browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        forced.status(),
+        403,
+        "another browser's callback is refused"
+    );
+    assert!(
+        forced.headers().get(reqwest::header::SET_COOKIE).is_none(),
+        "nobody is signed in"
+    );
+    let bare = http.get(&attackers).send().await.unwrap();
+    assert_eq!(bare.status(), 403, "and so is one with no sign-in cookie");
 }
 
 #[tokio::test]

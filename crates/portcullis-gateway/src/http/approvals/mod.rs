@@ -30,6 +30,8 @@ use crate::{
 };
 
 const COOKIE: &str = "portcullis_approval";
+/// The cookie binding a sign-in in progress to the browser that started it.
+const SIGN_IN_COOKIE: &str = "portcullis_sign_in";
 /// How long a sign-in on the page lasts.
 const SIGNED_IN: Duration = Duration::from_secs(3600);
 /// Signed-in browsers kept at most (oldest dropped).
@@ -171,6 +173,10 @@ fn redirect(to: &str) -> Response {
 }
 
 fn cookie(headers: &HeaderMap) -> Option<String> {
+    cookie_named(headers, COOKIE)
+}
+
+fn cookie_named(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -178,8 +184,18 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         .flat_map(|value| value.split(';'))
         .find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE).then(|| value.to_owned())
+            (name == wanted).then(|| value.to_owned())
         })
+}
+
+/// A `Set-Cookie` for the approval page's path.
+fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/approvals; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        max_age.as_secs()
+    ))
+    .ok()
 }
 
 #[derive(Deserialize)]
@@ -190,6 +206,7 @@ struct Shown {
 async fn show(
     State(approvals): State<Arc<Approvals>>,
     Query(query): Query<Shown>,
+    peer: Option<axum::Extension<crate::http::Peer>>,
     headers: HeaderMap,
 ) -> Response {
     let here = match &query.request {
@@ -197,9 +214,39 @@ async fn show(
         None => "/approvals".to_owned(),
     };
     let Some((cookie, principal)) = approvals.signed_in(&headers) else {
-        return match approvals.sign_in.start(&here).await {
-            Ok(to) => redirect(&to),
-            Err(error) => {
+        let source = peer.map(|axum::Extension(peer)| peer.source);
+        return match approvals.sign_in.start(&here, source).await {
+            Ok(started) => {
+                let mut response = redirect(&started.to);
+                if let Some(value) = set_cookie(
+                    SIGN_IN_COOKIE,
+                    &started.browser,
+                    sign_in::SIGN_IN_TIME,
+                    approvals.secure,
+                ) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+                response
+            }
+            Err(sign_in::NotStarted::Busy) => {
+                let mut record = AuditRecord::new(
+                    portcullis_core::CorrelationId::fresh().as_str(),
+                    "GET /approvals",
+                    AuditDecision::Deny,
+                );
+                record.status = Some(429);
+                record.reasons = vec!["approval_sign_in_busy".to_owned()];
+                record.source = source.map(|source| source.to_string());
+                approvals.trail.refused_counted(record);
+                html(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    page::notice(
+                        "Too many sign-ins",
+                        "Too many sign-ins are in progress. Try again in a few minutes.",
+                    ),
+                )
+            }
+            Err(sign_in::NotStarted::Unreachable(error)) => {
                 tracing::warn!(%error, "approval page cannot reach the authorization server");
                 html(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -377,6 +424,7 @@ struct Callback {
 async fn callback(
     State(approvals): State<Arc<Approvals>>,
     Query(query): Query<Callback>,
+    headers: HeaderMap,
 ) -> Response {
     // Who failed to sign in is not known; that a sign-in on the page failed is recorded.
     let failed = |reason: &'static str, text: &'static str| {
@@ -399,7 +447,12 @@ async fn callback(
         tracing::info!(error = ?query.error, "approval sign-in refused by the authorization server");
         return failed("approval_sign_in_refused", AGAIN).await;
     };
-    let (token, return_to) = match approvals.sign_in.finish(&code, &state).await {
+    let browser = cookie_named(&headers, SIGN_IN_COOKIE);
+    let (token, return_to) = match approvals
+        .sign_in
+        .finish(&code, &state, browser.as_deref())
+        .await
+    {
         Ok(done) => done,
         Err(error) => {
             tracing::info!(%error, "approval sign-in failed");
@@ -450,13 +503,14 @@ async fn callback(
     } else {
         "/approvals".to_owned()
     };
-    let secure = if approvals.secure { "; Secure" } else { "" };
     let mut response = redirect(&to);
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "{COOKIE}={cookie}; Path=/approvals; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        SIGNED_IN.as_secs()
-    )) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
+    let cookies = [
+        set_cookie(COOKIE, &cookie, SIGNED_IN, approvals.secure),
+        // The sign-in is over: its binding cookie goes.
+        set_cookie(SIGN_IN_COOKIE, "", Duration::ZERO, approvals.secure),
+    ];
+    for value in cookies.into_iter().flatten() {
+        response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }

@@ -1,7 +1,9 @@
 //! Signing a person in on the approval page: the page is an OAuth client of the authorization
 //! server (authorization code with PKCE S256, the MCP resource as RFC 8707 `resource`), and the
 //! access token it gets back is verified exactly as an MCP caller's would be. By default the
-//! client is the page's own client ID metadata document, so nothing has to be registered.
+//! client is the page's own client ID metadata document, so nothing has to be registered. A
+//! sign-in is bound to the browser that started it (a cookie it must bring to the callback),
+//! and one address holds only a few sign-ins in progress.
 
 use std::{
     collections::HashMap,
@@ -14,13 +16,15 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 
 /// How long a sign-in may take, from the redirect to the callback.
-const SIGN_IN_TIME: Duration = Duration::from_secs(600);
-/// Sign-ins in progress kept at most (oldest dropped), so callers cannot grow the table.
+pub(super) const SIGN_IN_TIME: Duration = Duration::from_secs(600);
+/// Sign-ins in progress kept at most, in all and per source address, so nobody can grow the
+/// table or fill it for everyone from one address.
 const MAX_STARTED: usize = 10_000;
+const MAX_STARTED_PER_SOURCE: usize = 16;
 
-/// Keep sign-in `state` unless `max` are already in progress. SECURITY: anyone can start a
-/// sign-in without signing in, so a full table refuses the newcomer; it never evicts a sign-in
-/// a person is in the middle of.
+/// Keep sign-in `state` unless `max` are already in progress, or its source's share. SECURITY:
+/// anyone can start a sign-in without signing in, so a full table refuses the newcomer; it
+/// never evicts a sign-in a person is in the middle of.
 fn admit(
     started: &mut HashMap<String, Started>,
     state: String,
@@ -28,11 +32,30 @@ fn admit(
     max: usize,
 ) -> bool {
     started.retain(|_, s| s.at.elapsed() < SIGN_IN_TIME);
-    if started.len() >= max {
+    let from_there = started
+        .values()
+        .filter(|s| sign_in.source.is_some() && s.source == sign_in.source)
+        .count();
+    if started.len() >= max || from_there >= MAX_STARTED_PER_SOURCE {
         return false;
     }
     started.insert(state, sign_in);
     true
+}
+
+/// Why a sign-in could not start.
+pub(super) enum NotStarted {
+    /// Too many are in progress (in all, or from this address).
+    Busy,
+    /// The authorization server's metadata could not be had or used.
+    Unreachable(String),
+}
+
+/// A sign-in started: where to send the browser, and the value of the cookie that binds the
+/// sign-in to that browser.
+pub(super) struct Redirect {
+    pub(super) to: String,
+    pub(super) browser: String,
 }
 
 /// How long learned endpoints are used before the metadata is read again.
@@ -43,6 +66,11 @@ struct Started {
     verifier: String,
     return_to: String,
     at: Instant,
+    /// The cookie value the browser that started it holds. SECURITY: a callback arriving in
+    /// another browser (an attacker's link, carrying the attacker's own code and state) is
+    /// refused: nobody is signed in as someone else by following a link (login CSRF).
+    browser: String,
+    source: Option<std::net::IpAddr>,
 }
 
 /// The authorization server's endpoints (RFC 8414).
@@ -140,8 +168,13 @@ impl SignIn {
 
     /// The authorization server's URL to send the browser to; `return_to` is where the page
     /// goes once signed in.
-    pub(super) async fn start(&self, return_to: &str) -> Result<String, String> {
-        let endpoints = self.endpoints().await?;
+    pub(super) async fn start(
+        &self,
+        return_to: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Redirect, NotStarted> {
+        let endpoints = self.endpoints().await.map_err(NotStarted::Unreachable)?;
+        let browser = portcullis_authn::signing::random_token();
         let state = portcullis_authn::signing::random_token();
         let verifier = portcullis_authn::signing::random_token();
         let challenge =
@@ -156,14 +189,16 @@ impl SignIn {
                 verifier,
                 return_to: return_to.to_owned(),
                 at: Instant::now(),
+                browser: browser.clone(),
+                source,
             },
             MAX_STARTED,
         );
         if !admitted {
-            return Err("too many sign-ins are in progress; try again in a few minutes".to_owned());
+            return Err(NotStarted::Busy);
         }
         let mut url = reqwest::Url::parse(&endpoints.authorization_endpoint)
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| NotStarted::Unreachable(error.to_string()))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.client_id)
@@ -172,18 +207,37 @@ impl SignIn {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
             .append_pair("resource", &self.resource);
-        Ok(url.to_string())
+        Ok(Redirect {
+            to: url.to_string(),
+            browser,
+        })
     }
 
-    /// The callback: the access token for `code`, and where to go next.
-    pub(super) async fn finish(&self, code: &str, state: &str) -> Result<(String, String), String> {
-        let started = self
-            .started
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(state)
-            .filter(|started| started.at.elapsed() < SIGN_IN_TIME)
-            .ok_or("unknown or expired sign-in")?;
+    /// The callback, in the browser holding the cookie value `browser`: the access token for
+    /// `code`, and where to go next.
+    pub(super) async fn finish(
+        &self,
+        code: &str,
+        state: &str,
+        browser: Option<&str>,
+    ) -> Result<(String, String), String> {
+        let started = {
+            let mut started = self
+                .started
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Only the browser that started it may finish it (and only once).
+            let ours = started
+                .get(state)
+                .is_some_and(|s| Some(s.browser.as_str()) == browser);
+            if !ours {
+                return Err("unknown sign-in, or not this browser's".to_owned());
+            }
+            started
+                .remove(state)
+                .filter(|started| started.at.elapsed() < SIGN_IN_TIME)
+                .ok_or("expired sign-in")?
+        };
         let endpoints = self.endpoints().await?;
         let form = [
             ("grant_type", "authorization_code"),
@@ -216,11 +270,39 @@ mod tests {
     use super::*;
 
     fn started() -> Started {
+        from(None)
+    }
+
+    fn from(source: Option<&str>) -> Started {
         Started {
             verifier: "v".to_owned(),
             return_to: "/approvals".to_owned(),
             at: Instant::now(),
+            browser: "b".to_owned(),
+            source: source.map(|s| s.parse().unwrap()),
         }
+    }
+
+    // See: review of issue 15. Seventeen requests a second from one address filled the table
+    // for everyone; one address now holds at most its share.
+    #[test]
+    fn one_address_holds_at_most_its_share_of_sign_ins() {
+        let mut table = HashMap::new();
+        for n in 0..100 {
+            admit(
+                &mut table,
+                format!("flood-{n}"),
+                from(Some("192.0.2.1")),
+                1000,
+            );
+        }
+        assert_eq!(table.len(), MAX_STARTED_PER_SOURCE);
+        assert!(admit(
+            &mut table,
+            "person".to_owned(),
+            from(Some("192.0.2.2")),
+            1000
+        ));
     }
 
     // See: issue 15. Unauthenticated `GET /approvals` requests evicted a person's pending sign-in.
