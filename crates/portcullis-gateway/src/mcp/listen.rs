@@ -21,11 +21,11 @@ const LIST_CHANGES: [(&str, &str); 3] = [
     ),
 ];
 
-/// Hold the stream open, delivering what was agreed, until the caller goes or the gateway
-/// shuts down.
 /// Resource URIs one listen stream may follow; more are not followed (and not decided).
 const MAX_SUBSCRIBED_URIS: usize = 100;
 
+/// Hold the stream open, delivering what was agreed, until the caller goes or the gateway
+/// shuts down.
 pub(crate) async fn listen(context: &Context, proof: &Authorized) -> Final {
     let request = proof.request();
     let asked = request
@@ -41,19 +41,38 @@ pub(crate) async fn listen(context: &Context, proof: &Authorized) -> Final {
         }
     }
     let mut uris: Vec<String> = Vec::new();
-    let named = asked
+    let named: Vec<&str> = asked
         .get("resourceSubscriptions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str);
+        .filter_map(Value::as_str)
+        .collect();
     // Each URI is decided (and its object possibly resolved by its backend): a bounded number.
-    for uri in named.take(MAX_SUBSCRIBED_URIS) {
+    for uri in named.iter().take(MAX_SUBSCRIBED_URIS) {
         if readable(context, uri).await {
-            uris.push(uri.to_owned());
+            uris.push((*uri).to_owned());
         }
     }
     if asked.contains_key("resourceSubscriptions") {
+        // What the filter kept and left out is on record, as for a filtered list (how many,
+        // never which).
+        let policy_version = context
+            .caller
+            .policy
+            .as_ref()
+            .map(|p| p.version().to_owned());
+        let record = crate::access::record::listed(
+            context.scene(),
+            request,
+            (uris.len(), named.len() - uris.len()),
+            policy_version.as_deref(),
+        );
+        let _ = context
+            .gateway()
+            .access
+            .record(record, portcullis_audit::Durability::Queued)
+            .await;
         agreed.insert("resourceSubscriptions".to_owned(), json!(uris));
     }
     let id = request.id.as_value().clone();

@@ -250,3 +250,75 @@ async fn a_method_of_the_other_era_is_refused_and_recorded() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// See: review of issue 14. The URIs a `subscriptions/listen` filter left out (not readable by
+// the caller) left no record. Like a filtered list, the listen is recorded with how many it
+// kept and withheld (never which).
+#[tokio::test]
+async fn a_listen_filter_keeps_only_readable_uris_and_records_how_many_it_withheld() {
+    let dir = std::env::temp_dir().join(format!("portcullis-listen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.to_str().expect("utf-8 temp dir");
+    let (_demo, url) = start_demo(data).await;
+    let viewer = cli_token(data, "user-42");
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+        "params": {
+            "notifications": {"resourceSubscriptions": [
+                "policy://tenant-a/POL-A1", "policy://tenant-a/POL-A2", "policy://tenant-b/POL-B1"
+            ]},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "0"},
+                "io.modelcontextprotocol/clientCapabilities": {},
+            },
+        },
+    });
+    let mut stream = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&viewer)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("listen");
+    assert!(stream.status().is_success(), "{}", stream.status());
+    let mut heard = String::new();
+    while !heard.contains("acknowledged") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk())
+            .await
+            .expect("acknowledged in time")
+            .expect("the stream reads")
+            .expect("the stream is open");
+        heard.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(heard.contains("POL-A1"), "{heard}");
+    assert!(
+        !heard.contains("POL-A2") && !heard.contains("POL-B1"),
+        "{heard}"
+    );
+    drop(stream);
+    let trail = dir.join("audit.db");
+    let mut listed = None;
+    for _ in 0..100 {
+        listed = portcullis_audit::query(&trail, &Filter::default())
+            .expect("the demo's trail reads")
+            .into_iter()
+            .map(|(_, record)| record)
+            .find(|r| r.method == "subscriptions/listen" && r.withheld.is_some());
+        if listed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed = listed.expect("the filter is on record");
+    assert_eq!(
+        (listed.listed, listed.withheld),
+        (Some(1), Some(2)),
+        "{listed:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
