@@ -75,16 +75,19 @@ pub(crate) async fn decide(
     // Methods the caller's era does not have, and tasks methods without the extension: the
     // gateway refuses them itself (recorded), nothing forwarded.
     let refused = if !request.method.exists_in(scene.era) {
-        Some(Reason::MethodNotInEra)
+        Some((Reason::MethodNotInEra, Verdict::NotInEra))
     } else if request.lacks_tasks_extension() {
-        Some(Reason::MissingClientCapability)
+        Some((
+            Reason::MissingClientCapability,
+            Verdict::MissingTasksExtension,
+        ))
     } else {
         None
     };
-    if let Some(reason) = refused {
+    if let Some((reason, verdict)) = refused {
         let record = about(scene, &request, AuditDecision::Deny, &[reason], false);
         let _ = access.record(record, Durability::Queued).await;
-        return Verdict::Local;
+        return verdict;
     }
     // The lifecycle: the gateway's own answer, nothing forwarded.
     if matches!(

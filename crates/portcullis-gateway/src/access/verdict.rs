@@ -198,4 +198,8 @@ pub(crate) enum Verdict {
     Malfunction(CorrelationId),
     /// Allowed, but past a rate (`[limits.tools]`): HTTP 429, recorded already.
     RateLimited(crate::rate::Over),
+    /// A method the caller's era does not have: method-not-found, recorded already.
+    NotInEra,
+    /// A tasks method from a client without the tasks extension: recorded already.
+    MissingTasksExtension,
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use portcullis_audit::AuditDecision;
 use portcullis_authn::Challenge;
-use portcullis_core::{Era, McpMethod, McpRequest};
+use portcullis_core::{McpMethod, McpRequest};
 use portcullis_mcp::{ClientIdentity, Event};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -84,16 +84,8 @@ pub(crate) async fn session(
 pub(crate) async fn answer(
     endpoint: &Arc<Endpoint>,
     caller: &Caller,
-    era: Era,
     request: &McpRequest,
 ) -> Response {
-    // A method this era does not have (`ping` or `initialize` in 2026-07-28, say).
-    if !request.method.exists_in(era) {
-        return one(endpoint, super::serve::method_not_found(request, era));
-    }
-    if request.lacks_tasks_extension() {
-        return one(endpoint, super::serve::missing_tasks_extension(request));
-    }
     match &request.method {
         McpMethod::Initialize => initialize(endpoint, caller, request),
         McpMethod::Discover => {
@@ -127,7 +119,7 @@ pub(crate) async fn answer(
     }
 }
 
-fn one(endpoint: &Endpoint, done: Final) -> Response {
+pub(crate) fn one(endpoint: &Endpoint, done: Final) -> Response {
     if endpoint.style.json || done.status != StatusCode::OK {
         return wire::json_response(done.status, done.message);
     }

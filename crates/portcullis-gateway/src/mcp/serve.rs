@@ -46,8 +46,13 @@ pub(crate) async fn request(
         access::decide(&gateway.access, &*gateway.upstreams, scene, request.clone()).await
     };
     match verdict {
-        Verdict::Local => lifecycle::answer(&endpoint, &caller, era, &request).await,
+        Verdict::Local => lifecycle::answer(&endpoint, &caller, &request).await,
         Verdict::RateLimited(over) => super::held_back(&endpoint, over).await,
+        // A method this era does not have (`ping` or `initialize` in 2026-07-28, say).
+        Verdict::NotInEra => lifecycle::one(&endpoint, method_not_found(&request, era)),
+        Verdict::MissingTasksExtension => {
+            lifecycle::one(&endpoint, missing_tasks_extension(&request))
+        }
         Verdict::StepUp { scopes } => step_up(&endpoint, scopes),
         verdict => {
             let (style, stop) = (endpoint.style, endpoint.streams.clone());
@@ -149,9 +154,11 @@ impl Context {
                 }
                 Verdict::Denied(correlation) => denied(&request, &correlation),
                 Verdict::Malfunction(correlation) => internal(&request, &correlation),
-                Verdict::Local | Verdict::StepUp { .. } | Verdict::RateLimited(_) => {
-                    internal(&request, &self.caller.correlation)
-                }
+                Verdict::Local
+                | Verdict::StepUp { .. }
+                | Verdict::RateLimited(_)
+                | Verdict::NotInEra
+                | Verdict::MissingTasksExtension => internal(&request, &self.caller.correlation),
             }
         };
         let done = match &cancelled {
