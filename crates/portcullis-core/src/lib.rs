@@ -16,7 +16,9 @@ mod method;
 pub use caller::CallerId;
 pub use correlation::CorrelationId;
 pub use era::{Era, UnknownEra};
-pub use message::{McpMessage, McpNotification, McpRequest, McpResponse, MessageError, RequestId};
+pub use message::{
+    CompletionRef, McpMessage, McpNotification, McpRequest, McpResponse, MessageError, RequestId,
+};
 pub use method::{McpMethod, NotificationMethod, TargetField};
 
 /// An error with its causes, joined with `: `, for one log line.

@@ -41,6 +41,15 @@ impl RequestId {
     }
 }
 
+/// What a completion completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionRef<'a> {
+    /// A prompt's argument, by the prompt's name.
+    Prompt(&'a str),
+    /// A resource template's argument, by the URI.
+    Resource(&'a str),
+}
+
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct McpRequest {
@@ -262,6 +271,20 @@ impl McpRequest {
     /// Which member names the target, if the method has one.
     pub fn target_field(&self) -> Option<TargetField> {
         self.method.target_field()
+    }
+
+    /// What a `completion/complete` completes (its `ref`), if it names a prompt or a resource.
+    pub fn completion_ref(&self) -> Option<CompletionRef<'_>> {
+        if self.method != McpMethod::Complete {
+            return None;
+        }
+        let reference = self.params.get("ref")?;
+        let text = |key: &str| reference.get(key).and_then(Value::as_str);
+        match text("type")? {
+            "ref/prompt" => text("name").map(CompletionRef::Prompt),
+            "ref/resource" => text("uri").map(CompletionRef::Resource),
+            _ => None,
+        }
     }
 
     /// A call's `arguments`.

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use portcullis_audit::{AuditDecision, Durability};
-use portcullis_core::{CallerId, McpMethod, McpRequest};
+use portcullis_core::{CallerId, CompletionRef, McpMethod, McpRequest};
 use portcullis_policy::{
     Call, CapabilityKind, Decision, ObjectAttributes, PolicyEngine, Principal, Resolver, RiskTier,
     Visibility,
@@ -300,18 +300,11 @@ pub(crate) async fn readable(
 /// name for everything that is not a call, a prompt or a resource). A completion is decided
 /// as the read it completes: it reveals that prompt's or resource's argument values.
 fn subject(request: &McpRequest) -> (CapabilityKind, &str) {
-    let reference = |key: &str| {
-        request
-            .params
-            .get("ref")
-            .and_then(|reference| reference.get(key))
-            .and_then(Value::as_str)
-    };
     match &request.method {
-        McpMethod::Complete => match (reference("type"), reference("name"), reference("uri")) {
-            (Some("ref/prompt"), Some(name), _) => (CapabilityKind::Prompt, name),
-            (Some("ref/resource"), _, Some(uri)) => (CapabilityKind::Resource, uri),
-            _ => (CapabilityKind::Method, request.method.as_str()),
+        McpMethod::Complete => match request.completion_ref() {
+            Some(CompletionRef::Prompt(name)) => (CapabilityKind::Prompt, name),
+            Some(CompletionRef::Resource(uri)) => (CapabilityKind::Resource, uri),
+            None => (CapabilityKind::Method, request.method.as_str()),
         },
         McpMethod::ToolsCall => (CapabilityKind::Tool, name_of(request)),
         McpMethod::PromptsGet => (CapabilityKind::Prompt, name_of(request)),
@@ -357,18 +350,14 @@ fn without_meta(params: &Map<String, Value>) -> Map<String, Value> {
 /// A completion reveals values of a prompt's or a resource template's arguments: only for a
 /// reference the caller could use.
 fn reference_visible(policy: &PolicyEngine, principal: &Principal, request: &McpRequest) -> bool {
-    let Some(reference) = request.params.get("ref") else {
-        return false;
-    };
-    let text = |key: &str| reference.get(key).and_then(Value::as_str);
-    match text("type") {
-        Some("ref/prompt") => {
-            text("name").is_some_and(|name| policy.visible(principal, CapabilityKind::Prompt, name))
+    match request.completion_ref() {
+        Some(CompletionRef::Prompt(name)) => {
+            policy.visible(principal, CapabilityKind::Prompt, name)
         }
-        Some("ref/resource") => {
-            text("uri").is_some_and(|uri| policy.visible(principal, CapabilityKind::Resource, uri))
+        Some(CompletionRef::Resource(uri)) => {
+            policy.visible(principal, CapabilityKind::Resource, uri)
         }
-        _ => false,
+        None => false,
     }
 }
 

@@ -4,7 +4,7 @@
 //! era. A session caller of an upstream that answers input-required is asked the questions by
 //! the gateway, and the request is made again with the answers.
 
-use portcullis_core::{Era, McpRequest, message};
+use portcullis_core::{CompletionRef, Era, McpRequest, message};
 use portcullis_mcp::{Event, Outcome, RpcError, UpstreamError};
 use serde_json::{Map, Value, json};
 
@@ -198,17 +198,12 @@ pub(crate) async fn subscription(context: &Context, proof: &Authorized) -> Final
 pub(crate) async fn complete(context: &Context, proof: &Authorized) -> Final {
     let request = proof.request();
     let upstreams = &context.gateway().upstreams;
-    let reference = request.params.get("ref");
-    let text = |key: &str| reference.and_then(|r| r.get(key)).and_then(Value::as_str);
-    let routed = match text("type") {
-        Some("ref/prompt") => text("name").and_then(|name| upstreams.route_name(name)),
-        Some("ref/resource") => match text("uri") {
-            Some(uri) => owner(context, uri)
-                .await
-                .map(|index| (index, String::new())),
-            None => None,
-        },
-        _ => None,
+    let routed = match request.completion_ref() {
+        Some(CompletionRef::Prompt(name)) => upstreams.route_name(name),
+        Some(CompletionRef::Resource(uri)) => owner(context, uri)
+            .await
+            .map(|index| (index, String::new())),
+        None => None,
     };
     let Some((index, upstream_name)) = routed else {
         return serve::not_found(request, context.era);

@@ -262,12 +262,10 @@ pub(crate) fn not_found(request: &McpRequest, era: Era) -> Final {
         | McpMethod::TasksCancel
         | McpMethod::TasksUpdate => error(request, -32602, "task not found", None),
         McpMethod::Complete => {
-            let prompt = request
-                .params
-                .get("ref")
-                .and_then(|r| r.get("type"))
-                .is_some_and(|t| t == "ref/prompt");
-            if prompt {
+            if matches!(
+                request.completion_ref(),
+                Some(portcullis_core::CompletionRef::Prompt(_))
+            ) {
                 error(request, -32602, "prompt not found", None)
             } else {
                 resource_not_found(request, era)
