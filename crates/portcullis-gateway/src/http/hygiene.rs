@@ -99,8 +99,7 @@ pub(super) async fn check(
             (&line(), source),
             403,
             Reason::HostNotAllowed,
-        )
-        .await;
+        );
         return (StatusCode::FORBIDDEN, "Forbidden: Host not allowed\n").into_response();
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
@@ -113,8 +112,7 @@ pub(super) async fn check(
                 (&line(), source),
                 403,
                 Reason::OriginNotAllowed,
-            )
-            .await;
+            );
             return (StatusCode::FORBIDDEN, "Forbidden: Origin not allowed\n").into_response();
         }
     }
@@ -124,14 +122,14 @@ pub(super) async fn check(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > policy.max_body_bytes as u64) {
-        refused(&policy.trail, (&line(), source), 413, Reason::BodyTooLarge).await;
+        refused(&policy.trail, (&line(), source), 413, Reason::BodyTooLarge);
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
     }
     next.run(request).await
 }
 
 /// Every request refused here is recorded too, with what is known of it (nothing of who).
-async fn refused(
+fn refused(
     trail: &Trail,
     (line, source): (&str, Option<std::net::IpAddr>),
     status: u16,
