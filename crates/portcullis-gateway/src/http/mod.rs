@@ -126,6 +126,7 @@ pub fn app(
                 &issuer,
                 config.consent.client_id.as_deref(),
             ),
+            config.limits.unauthenticated_connections,
         );
         app = app.merge(approvals::router(Arc::new(approvals)));
         // Callers with opaque tokens: their introspection answers are asked again while their

@@ -55,12 +55,14 @@ pub(super) struct Approvals {
 
 impl Approvals {
     /// The page for a gateway whose MCP endpoint is `resource`, signing people in with
-    /// `issuer` as OAuth client `client_id` (default: the page's own metadata document).
+    /// `issuer` as OAuth client `client_id` (default: the page's own metadata document); one
+    /// address may have `per_address` sign-ins in progress.
     pub(super) fn new(
         consent: Arc<Consent>,
         access: Arc<crate::access::Access>,
         trail: Trail,
         (resource, issuer, client_id): (&str, &str, Option<&str>),
+        per_address: usize,
     ) -> Self {
         let origin = reqwest::Url::parse(resource)
             .map(|url| url.origin().ascii_serialization())
@@ -73,6 +75,7 @@ impl Approvals {
             client_id,
             format!("{origin}/approvals/callback"),
             resource.to_owned(),
+            per_address,
         );
         Self {
             consent,

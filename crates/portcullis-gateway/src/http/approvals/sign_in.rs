@@ -17,26 +17,25 @@ use serde::Deserialize;
 
 /// How long a sign-in may take, from the redirect to the callback.
 pub(super) const SIGN_IN_TIME: Duration = Duration::from_secs(600);
-/// Sign-ins in progress kept at most, in all and per source address, so nobody can grow the
-/// table or fill it for everyone from one address.
+/// Sign-ins in progress kept at most, so nobody can grow the table; one address may hold only
+/// its share (`[limits] unauthenticated_connections`), so nobody fills it for everyone.
 const MAX_STARTED: usize = 10_000;
-const MAX_STARTED_PER_SOURCE: usize = 16;
 
-/// Keep sign-in `state` unless `max` are already in progress, or its source's share. SECURITY:
-/// anyone can start a sign-in without signing in, so a full table refuses the newcomer; it
-/// never evicts a sign-in a person is in the middle of.
+/// Keep sign-in `state` unless `max` (in all, from its source) are already in progress.
+/// SECURITY: anyone can start a sign-in without signing in, so a full table refuses the
+/// newcomer; it never evicts a sign-in a person is in the middle of.
 fn admit(
     started: &mut HashMap<String, Started>,
     state: String,
     sign_in: Started,
-    max: usize,
+    (max, per_source): (usize, usize),
 ) -> bool {
     started.retain(|_, s| s.at.elapsed() < SIGN_IN_TIME);
     let from_there = started
         .values()
         .filter(|s| sign_in.source.is_some() && s.source == sign_in.source)
         .count();
-    if started.len() >= max || from_there >= MAX_STARTED_PER_SOURCE {
+    if started.len() >= max || from_there >= per_source {
         return false;
     }
     started.insert(state, sign_in);
@@ -90,6 +89,8 @@ pub(super) struct SignIn {
     /// The authorization server's endpoints, and when they were learned.
     endpoints: tokio::sync::Mutex<Option<(Instant, Endpoints)>>,
     started: Mutex<HashMap<String, Started>>,
+    /// Sign-ins one address may have in progress.
+    per_source: usize,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +104,7 @@ impl SignIn {
         client_id: String,
         redirect_uri: String,
         resource: String,
+        per_source: usize,
     ) -> Self {
         Self {
             issuer,
@@ -113,6 +115,7 @@ impl SignIn {
             http: crate::access::issuer_client(false),
             endpoints: tokio::sync::Mutex::new(None),
             started: Mutex::new(HashMap::new()),
+            per_source,
         }
     }
 
@@ -192,7 +195,7 @@ impl SignIn {
                 browser: browser.clone(),
                 source,
             },
-            MAX_STARTED,
+            (MAX_STARTED, self.per_source),
         );
         if !admitted {
             return Err(NotStarted::Busy);
@@ -293,15 +296,15 @@ mod tests {
                 &mut table,
                 format!("flood-{n}"),
                 from(Some("192.0.2.1")),
-                1000,
+                (1000, 16),
             );
         }
-        assert_eq!(table.len(), MAX_STARTED_PER_SOURCE);
+        assert_eq!(table.len(), 16);
         assert!(admit(
             &mut table,
             "person".to_owned(),
             from(Some("192.0.2.2")),
-            1000
+            (1000, 16)
         ));
     }
 
@@ -309,10 +312,10 @@ mod tests {
     #[test]
     fn a_full_table_refuses_new_sign_ins_and_keeps_the_ones_in_progress() {
         let mut table = HashMap::new();
-        assert!(admit(&mut table, "person".to_owned(), started(), 2));
-        assert!(admit(&mut table, "flood-1".to_owned(), started(), 2));
+        assert!(admit(&mut table, "person".to_owned(), started(), (2, 2)));
+        assert!(admit(&mut table, "flood-1".to_owned(), started(), (2, 2)));
         for n in 2..50 {
-            assert!(!admit(&mut table, format!("flood-{n}"), started(), 2));
+            assert!(!admit(&mut table, format!("flood-{n}"), started(), (2, 2)));
         }
         assert!(
             table.contains_key("person"),
