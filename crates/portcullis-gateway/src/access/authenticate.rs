@@ -138,15 +138,20 @@ impl Authenticator {
 
     fn passed(&self, token: &BearerToken) {
         let now = std::time::Instant::now();
+        let digest = token.digest();
         let mut known = self
             .known
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(since) = known.get_mut(&digest) {
+            *since = now;
+            return;
+        }
         if known.len() >= MAX_KNOWN {
             known.retain(|_, since| now.duration_since(*since) < KNOWN_FOR);
         }
         if known.len() < MAX_KNOWN {
-            known.insert(token.digest(), now);
+            known.insert(digest, now);
         }
     }
 
