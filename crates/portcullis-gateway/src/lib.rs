@@ -22,6 +22,7 @@ pub mod metrics;
 mod rate;
 mod redact;
 pub mod trail;
+mod turns;
 pub mod upstreams;
 
 pub use gateway::Gateway;

@@ -254,6 +254,7 @@ mod tests {
             unauthenticated: rate,
             unauthenticated_connections: 1,
             connections_per_address: 1,
+            concurrent_per_caller: 1,
             refusal_delay: Duration::ZERO,
             tools: [(
                 "send".to_owned(),

@@ -79,7 +79,7 @@ async fn main() {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n\n[limits]\ncaller = {{ per_second = 1000000 }}\ntenant = {{ per_second = 1000000 }}\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n{security}\n{extra}"
+                "[server]\nlisten = \"127.0.0.1:0\"\n\n[limits]\ncaller = {{ per_second = 1000000 }}\ntenant = {{ per_second = 1000000 }}\nconcurrent_per_caller = 1000000\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n{security}\n{extra}"
             ),
         )
         .expect("write bench config");

@@ -92,7 +92,7 @@ async fn run() {
     } else {
         format!(
             // One caller sends everything here: its rate limit is set out of the way.
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[limits]\ncaller = {{ per_second = 1000000 }}\ntenant = {{ per_second = 1000000 }}\n\n[[upstream]]\nname = \"bench\"\nurl = \"{upstream}\"\n\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[limits]\ncaller = {{ per_second = 1000000 }}\ntenant = {{ per_second = 1000000 }}\nconcurrent_per_caller = 1000000\n\n[[upstream]]\nname = \"bench\"\nurl = \"{upstream}\"\n\n\
              [auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{issuer}\"\n\n\
              [[capability]]\ntool = \"echo\"\nfamily = \"demo\"\nscopes = [\"policies:read\"]\nrisk = \"read\"\n\n\
              [policy]\ncedar = '''{POLICIES}'''\n\n[audit]\nsqlite = {audit:?}\n",

@@ -32,6 +32,10 @@ pub(crate) enum Reason {
     SubjectDisabled,
     /// A session id of another caller, or one the gateway does not know.
     SessionNotOwned,
+    /// A 2025-11-25 session was opened.
+    SessionOpened,
+    /// A session was refused: the gateway holds as many as it may.
+    TooManySessions,
     /// The body is not one strictly valid JSON-RPC message.
     Malformed,
     /// The request's headers contradict its body, or miss what its era requires.
@@ -85,6 +89,8 @@ impl Reason {
             Self::IdentityProviderUnavailable => "identity_provider_unavailable",
             Self::SubjectDisabled => "subject_disabled",
             Self::SessionNotOwned => "session_not_owned",
+            Self::SessionOpened => "session_opened",
+            Self::TooManySessions => "too_many_sessions",
             Self::Malformed => "malformed_request",
             Self::HeaderMismatch => "header_mismatch",
             Self::ObjectNotFound => "object_not_found",

@@ -26,6 +26,9 @@ pub struct RawLimits {
     pub unauthenticated_connections: Option<usize>,
     /// Connections one source address may hold open at all, default 1024.
     pub connections_per_address: Option<usize>,
+    /// Requests of one caller the gateway works on at once, default 2; the rest wait their
+    /// turn. Time spent waiting on an upstream, the client or a person past 10 ms does not count.
+    pub concurrent_per_caller: Option<usize>,
     /// Per caller and tool, by the tool's name as callers see it: `"hr__grant_access" = {
     /// per_second = 1, burst = 3 }`.
     #[serde(default)]
@@ -67,6 +70,8 @@ pub struct Limits {
     pub unauthenticated_connections: usize,
     /// Connections per source address.
     pub connections_per_address: usize,
+    /// Requests of one caller worked on at once.
+    pub concurrent_per_caller: usize,
     /// Per caller and tool.
     pub tools: HashMap<String, Rate>,
     /// How long a refusal for a rate is held back.
@@ -83,6 +88,7 @@ impl Default for Limits {
             unauthenticated: Rate::new(20, 100),
             unauthenticated_connections: 64,
             connections_per_address: 1024,
+            concurrent_per_caller: 2,
             tools: HashMap::new(),
             refusal_delay: Duration::from_secs(1),
         }
@@ -138,6 +144,15 @@ pub(super) fn resolve_limits(raw: RawLimits) -> Result<Limits, ConfigError> {
                 ));
             }
             connections => connections.unwrap_or(defaults.connections_per_address),
+        },
+        concurrent_per_caller: match raw.concurrent_per_caller {
+            Some(at_once) if !(1..=1_000_000).contains(&at_once) => {
+                return Err(ConfigError::invalid(
+                    "limits.concurrent_per_caller",
+                    "from 1 to 1000000",
+                ));
+            }
+            at_once => at_once.unwrap_or(defaults.concurrent_per_caller),
         },
         tools,
         refusal_delay: match super::resolve::duration(

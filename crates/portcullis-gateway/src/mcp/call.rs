@@ -459,15 +459,13 @@ async fn send_via(
         forward.session_client(session.links.identity(), &session.log_level());
     }
     let template = record::outcome(context.scene(), proof);
-    gateway
-        .upstreams
-        .send(
-            forward,
-            via,
-            context.caller.principal(),
-            (template, gateway.access.trail()),
-        )
-        .await
+    let sent = gateway.upstreams.send(
+        forward,
+        via,
+        context.caller.principal(),
+        (template, gateway.access.trail()),
+    );
+    context.turn.away(sent).await
 }
 
 enum Failure {
@@ -517,7 +515,7 @@ async fn relay(
     stateless: Option<&McpRequest>,
 ) -> Result<Relayed, UpstreamError> {
     loop {
-        match forwarded.next().await? {
+        match context.turn.away(forwarded.next()).await? {
             Event::Response(outcome) => return Ok(Relayed::Answer(outcome)),
             Event::Notification { method, params } => {
                 if method == "notifications/progress" && !forwarded.wants_progress() {
@@ -529,7 +527,7 @@ async fn relay(
                     continue;
                 }
                 let message = portcullis_core::message::outgoing_message(None, &method, params);
-                let _ = context.outlet.send(message).await;
+                let _ = context.turn.away(context.outlet.send(message)).await;
             }
             Event::Request {
                 id,
@@ -579,14 +577,13 @@ pub(crate) async fn ask_client(
     }
     match &context.session {
         Some(session) => {
-            session
-                .ask(
-                    &context.outlet,
-                    method,
-                    params,
-                    context.endpoint.consent_wait,
-                )
-                .await
+            let asked = session.ask(
+                &context.outlet,
+                method,
+                params,
+                context.endpoint.consent_wait,
+            );
+            context.turn.away(asked).await
         }
         None => Err(json!({"code": -32603, "message": "no client is waiting on this request"})),
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use portcullis_audit::AuditDecision;
+use portcullis_audit::{AuditDecision, Durability};
 use portcullis_authn::Challenge;
 use portcullis_core::{McpMethod, McpRequest};
 use portcullis_mcp::{ClientIdentity, Event};
@@ -18,7 +18,7 @@ use super::{
     sessions::{Lookup, Session},
     wire,
 };
-use crate::access::{Access, Caller, Reason, Refused};
+use crate::access::{Access, Caller, Reason, Refused, record};
 
 /// The answer to a request refused before it was read: 401 with the challenge, or 503.
 pub(crate) fn refused(access: &Access, refused: Refused) -> Response {
@@ -87,7 +87,7 @@ pub(crate) async fn answer(
     request: &McpRequest,
 ) -> Response {
     match &request.method {
-        McpMethod::Initialize => initialize(endpoint, caller, request),
+        McpMethod::Initialize => initialize(endpoint, caller, request).await,
         McpMethod::Discover => {
             let mut result = server_description(endpoint);
             result.insert(
@@ -178,7 +178,9 @@ fn merge(into: &mut Value, from: Value) {
 }
 
 /// `initialize`: a new session, owned by the caller, with the version agreed.
-fn initialize(endpoint: &Arc<Endpoint>, caller: &Caller, request: &McpRequest) -> Response {
+/// Open a session (2025-11-25), recorded: a session is what the caller's later requests, and
+/// the upstream connections opened on its behalf, belong to.
+async fn initialize(endpoint: &Arc<Endpoint>, caller: &Caller, request: &McpRequest) -> Response {
     let asked = request
         .params
         .get("protocolVersion")
@@ -211,8 +213,13 @@ fn initialize(endpoint: &Arc<Endpoint>, caller: &Caller, request: &McpRequest) -
             identity_of_caller.and_then(|identity| identity.opaque.clone()),
         ),
     );
+    let access = &endpoint.gateway.access;
     let Ok((session, unattributed)) = opened else {
         tracing::warn!("too many sessions; a new one is refused");
+        let mut record = record::of_caller(caller, "initialize", AuditDecision::Deny);
+        record.reasons = vec![Reason::TooManySessions.as_str().to_owned()];
+        record.status = Some(503);
+        let _ = access.record(record, Durability::Queued).await;
         return wire::rpc_error(
             StatusCode::SERVICE_UNAVAILABLE,
             Some(&request.id),
@@ -221,6 +228,10 @@ fn initialize(endpoint: &Arc<Endpoint>, caller: &Caller, request: &McpRequest) -
             None,
         );
     };
+    let mut record = record::of_caller(caller, "initialize", AuditDecision::Allow);
+    record.session = Some(session.id.clone());
+    record.reasons = vec![Reason::SessionOpened.as_str().to_owned()];
+    let _ = access.record(record, Durability::Queued).await;
     tokio::spawn(live_session(
         endpoint.clone(),
         session.clone(),

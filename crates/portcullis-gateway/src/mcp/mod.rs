@@ -58,6 +58,8 @@ pub(crate) struct Endpoint {
     pub(crate) consent_wait: std::time::Duration,
     /// How long a refusal for a rate is held back.
     pub(crate) refusal_delay: std::time::Duration,
+    /// How many of one caller's requests are worked on at once.
+    pub(crate) turns: Arc<crate::turns::Turns>,
 }
 
 impl Endpoint {
@@ -72,6 +74,7 @@ impl Endpoint {
             path: config.path.clone(),
             max_body_bytes: config.max_body_bytes,
             refusal_delay: config.limits.refusal_delay,
+            turns: crate::turns::Turns::new(config.limits.concurrent_per_caller),
             style: reply::Style {
                 json: config.json_response,
                 keep_alive: config.sse_keep_alive,
@@ -94,6 +97,8 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
     if let Some(response) = wire::refuse_post(&parts.headers) {
         return response;
     }
+    // Its turn among the caller's own requests, before any work on its body.
+    let turn = endpoint.turns.take(caller.id()).await;
     // Only the body limit can fail a read here: the layer outside already bounds it.
     let Ok(bytes) = axum::body::to_bytes(body, endpoint.max_body_bytes).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
@@ -150,7 +155,7 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
     // 4 and 5: decided and answered.
     match message {
         McpMessage::Request(request) => {
-            serve::request(endpoint.clone(), caller, lifecycle, session, request).await
+            serve::request(endpoint.clone(), caller, lifecycle, session, request, turn).await
         }
         McpMessage::Notification(notification) => notified(session.as_deref(), notification).await,
         McpMessage::Response(response) => answered(session.as_deref(), response),

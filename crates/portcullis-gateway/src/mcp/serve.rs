@@ -17,6 +17,7 @@ use super::{
 use crate::{
     access::{self, Authorized, Caller, Scene, Verdict},
     gateway::Gateway,
+    turns::Turn,
     upstreams::Via,
 };
 
@@ -33,6 +34,7 @@ pub(crate) async fn request(
     lifecycle: Lifecycle,
     session: Option<Arc<Session>>,
     request: McpRequest,
+    turn: Turn,
 ) -> Response {
     let era = wire::era_of(&lifecycle);
     let request = Arc::new(request);
@@ -65,6 +67,7 @@ pub(crate) async fn request(
                     era,
                     session,
                     outlet,
+                    turn,
                 };
                 context.handle(request, verdict).await
             })
@@ -102,6 +105,8 @@ pub(crate) struct Context {
     pub(crate) session: Option<Arc<Session>>,
     /// Where messages before the answer go (the request's own stream).
     pub(crate) outlet: Outlet,
+    /// Its turn among the caller's requests: given back while it waits outside the gateway.
+    pub(crate) turn: Turn,
 }
 
 impl Context {
@@ -134,10 +139,12 @@ impl Context {
         let answer = async {
             match verdict {
                 Verdict::Allow(proof) => self.serve(proof).await,
-                Verdict::Ask(pending) => match consent::settle(&self, pending).await {
-                    Ok(proof) => self.serve(proof).await,
-                    Err(answer) => answer,
-                },
+                Verdict::Ask(pending) => {
+                    match self.turn.away(consent::settle(&self, pending)).await {
+                        Ok(proof) => self.serve(proof).await,
+                        Err(answer) => answer,
+                    }
+                }
                 // Only a tool answers in the capability's own words; a resource or prompt
                 // whose object is hidden answers as one that does not exist.
                 Verdict::Hidden => not_found(&request, self.era),
@@ -188,7 +195,7 @@ impl Context {
             | McpMethod::ResourceTemplatesList => list::list(self, &proof).await,
             McpMethod::Complete => call::complete(self, &proof).await,
             McpMethod::SetLogLevel => call::set_level(self, &proof).await,
-            McpMethod::SubscriptionsListen => listen::listen(self, &proof).await,
+            McpMethod::SubscriptionsListen => self.turn.away(listen::listen(self, &proof)).await,
             McpMethod::TasksGet
             | McpMethod::TasksResult
             | McpMethod::TasksCancel

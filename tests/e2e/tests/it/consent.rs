@@ -138,6 +138,16 @@ async fn approved_runs_once_and_declined_does_not_in_both_eras() {
                 false,
             );
             let mut expected = vec![ask.clone(), requested];
+            if era == Era::Sessions {
+                // Opening the session is recorded too.
+                let opened = (
+                    AuditDecision::Allow,
+                    "session_opened".to_owned(),
+                    false,
+                    false,
+                );
+                expected.insert(0, opened);
+            }
             if era == Era::Stateless {
                 // The retry that brings the answer back is decided again.
                 expected.push(ask);

@@ -597,3 +597,136 @@ async fn one_address_cannot_hold_more_than_its_allowance_of_connections_that_nev
         "once they close, the address connects again"
     );
 }
+
+/// A `tools/list` by `token` whose body is sent only up to its last byte, on a raw connection
+/// held open: the request is under way and waits on its caller.
+async fn stalled_list(url: &str, token: &str) -> (tokio::net::TcpStream, &'static [u8]) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let address = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .expect("address");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/list\r\ncontent-length: {}\r\n\r\n",
+        BODY.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&BODY[..BODY.len() - 1])
+        .await
+        .expect("body");
+    (stream, &BODY[BODY.len() - 1..])
+}
+
+// See: issue 15. A caller's burst used to be worked on all at once, queued ahead of everyone
+// else's (the noisy-neighbour victim's p99 went to 10x quiet). Past `concurrent_per_caller`, a
+// caller's requests wait in its own line: here its one turn is held by a request whose body it
+// has not finished sending; its next request waits, another caller's does not.
+#[tokio::test]
+async fn a_callers_requests_past_its_turns_wait_in_its_own_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = fixture_bin();
+    let issuer = DevIssuer::start("limits-turns", RESOURCE, &[]).await;
+    let config = format!(
+        "[limits]\nconcurrent_per_caller = 1\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
+         [[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+        issuer.issuer,
+        stdio_upstream("fixture"),
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let flooder = issuer.auth.mint("admin-a", None).expect("token");
+    let victim = issuer.auth.mint("user-42", None).expect("token");
+    let list = |token: String| {
+        let url = gateway.url.clone();
+        tokio::spawn(async move {
+            portcullis_e2e::stateless_rpc(&url, Some(&token), "tools/list", json!({}), json!({}))
+                .await
+        })
+    };
+    // Warm: the upstream is up and both tokens verified once.
+    for token in [&flooder, &victim] {
+        let (status, _) = list(token.clone()).await.expect("list");
+        assert!(status.is_success());
+    }
+    let (mut stalled, last_byte) = stalled_list(&gateway.url, &flooder).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut next = list(flooder.clone());
+    let (status, _) = tokio::time::timeout(std::time::Duration::from_secs(10), list(victim))
+        .await
+        .expect("another caller is not held back")
+        .expect("list");
+    assert!(status.is_success());
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), &mut next)
+            .await
+            .is_err(),
+        "the caller's next request waits for its turn"
+    );
+    stalled.write_all(last_byte).await.expect("the last byte");
+    let mut answer = vec![0u8; 12];
+    stalled.read_exact(&mut answer).await.expect("answered");
+    assert_eq!(&answer, b"HTTP/1.1 200", "the stalled request is answered");
+    let (status, _) = tokio::time::timeout(std::time::Duration::from_secs(10), next)
+        .await
+        .expect("then the next one gets its turn")
+        .expect("list");
+    assert!(status.is_success());
+}
+
+// See: issue 15. A turn is given back while its request waits on the upstream: one caller's
+// slow tools, called together, run side by side even with one turn.
+#[tokio::test]
+async fn slow_calls_of_one_caller_run_side_by_side_past_its_turns() {
+    let _ = fixture_bin();
+    let issuer = DevIssuer::start("limits-turns-slow", RESOURCE, &[]).await;
+    let config = format!(
+        "[limits]\nconcurrent_per_caller = 1\n\n[auth]\npublic_url = \"{RESOURCE}\"\n\n\
+         [[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+        issuer.issuer,
+        stdio_upstream("fixture"),
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let (status, _) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token),
+        "tools/list",
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert!(status.is_success());
+    let calls = (0..4).map(|_| {
+        let (url, token) = (gateway.url.clone(), token.clone());
+        tokio::spawn(async move {
+            portcullis_e2e::stateless_rpc(
+                &url,
+                Some(&token),
+                "tools/call",
+                json!({"name": "fixture_slow", "arguments": {"ms": 1500}}),
+                json!({}),
+            )
+            .await
+        })
+    });
+    let started = std::time::Instant::now();
+    for call in calls.collect::<Vec<_>>() {
+        let (status, body) = call.await.expect("call");
+        assert!(status.is_success(), "{status} {body}");
+    }
+    // One after another they would take 6 s.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(4500),
+        "four 1.5 s calls took {:?}",
+        started.elapsed()
+    );
+}
