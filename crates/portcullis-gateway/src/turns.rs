@@ -17,7 +17,7 @@ use std::{
 use portcullis_core::CallerId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// How long a request waiting outside keeps its turn before giving it back.
+/// How long, in all, a request waiting outside keeps its turn before giving it back.
 const KEPT_WHILE_WAITING: Duration = Duration::from_millis(10);
 
 /// Every caller's line, while it has requests.
@@ -47,16 +47,24 @@ impl Turns {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.each)))
                 .clone()
         };
-        // The semaphore is never closed.
-        let permit = line.clone().acquire_owned().await.ok();
-        Turn {
+        // Made before waiting, so that a request dropped while it waits lets its line go.
+        let turn = Turn {
             held: Some(Held {
                 turns: self.clone(),
                 caller: caller.clone(),
-                line,
+                line: line.clone(),
             }),
-            permit: Mutex::new(permit),
-        }
+            state: Mutex::new(State {
+                permit: None,
+                away: 0,
+                returning: false,
+                allowance: KEPT_WHILE_WAITING,
+            }),
+        };
+        // The semaphore is never closed.
+        let permit = line.acquire_owned().await.ok();
+        turn.state().permit = permit;
+        turn
     }
 
     /// Callers with a line now (tests).
@@ -75,10 +83,20 @@ struct Held {
     line: Arc<Semaphore>,
 }
 
+struct State {
+    permit: Option<OwnedSemaphorePermit>,
+    /// Waits outside under way that gave the turn back.
+    away: usize,
+    /// One of them is taking the turn back.
+    returning: bool,
+    /// What is left of the time the request may keep its turn while it waits.
+    allowance: Duration,
+}
+
 /// One request's turn, given back when it is dropped.
 pub(crate) struct Turn {
     held: Option<Held>,
-    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    state: Mutex<State>,
 }
 
 impl Turn {
@@ -86,54 +104,95 @@ impl Turn {
     pub(crate) fn free() -> Self {
         Self {
             held: None,
-            permit: Mutex::new(None),
+            state: Mutex::new(State {
+                permit: None,
+                away: 0,
+                returning: false,
+                allowance: Duration::ZERO,
+            }),
         }
     }
 
-    /// Wait for `outside`; past a moment, without holding the turn (taken back before going
-    /// on). A quick answer keeps it: a caller's burst of fast calls then reaches the upstream a
-    /// few at a time too, rather than all at once ahead of everyone else's.
+    /// Wait for `outside`, keeping the turn only while the request's allowance lasts (so a
+    /// caller's burst of fast calls reaches the upstream a few at a time too, rather than all at
+    /// once ahead of everyone else's); past it, without the turn, taken back before going on.
+    /// The allowance is the request's, not each wait's: an upstream chattering every few
+    /// milliseconds cannot keep a turn through a whole call.
     pub(crate) async fn away<T>(&self, outside: impl Future<Output = T>) -> T {
         let Some(held) = &self.held else {
             return outside.await;
         };
         let mut outside = std::pin::pin!(outside);
-        if let Ok(value) = tokio::time::timeout(KEPT_WHILE_WAITING, &mut outside).await {
-            return value;
+        let allowance = self.state().allowance;
+        if !allowance.is_zero() {
+            let started = tokio::time::Instant::now();
+            let kept = tokio::time::timeout(allowance, &mut outside).await;
+            let mut state = self.state();
+            state.allowance = state.allowance.saturating_sub(started.elapsed());
+            if let Ok(value) = kept {
+                return value;
+            }
         }
-        drop(self.slot().take());
+        {
+            let mut state = self.state();
+            state.away += 1;
+            drop(state.permit.take());
+        }
         let value = outside.await;
-        // Two waits of one request may overlap (a list gathered from several upstreams):
-        // whichever ends first takes the turn back, for both.
-        if self.slot().is_none() {
+        // Waits of one request may overlap: the last to end takes the turn back, and only one
+        // ever waits for it (two would wait on each other with one turn).
+        let returning = {
+            let mut state = self.state();
+            state.away -= 1;
+            let last = state.away == 0 && state.permit.is_none() && !state.returning;
+            state.returning |= last;
+            last
+        };
+        if returning {
             let permit = held.line.clone().acquire_owned().await.ok();
-            let mut slot = self.slot();
-            if slot.is_none() {
-                *slot = permit;
+            let mut state = self.state();
+            state.returning = false;
+            if state.away == 0 && state.permit.is_none() {
+                state.permit = permit;
             }
         }
         value
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<OwnedSemaphorePermit>> {
-        self.permit.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Give the turn back for good (the request waits on nothing the caller's others need).
+    pub(crate) fn give_back(&self) {
+        let mut state = self.state();
+        drop(state.permit.take());
+        state.allowance = Duration::ZERO;
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[cfg(test)]
+    fn holds(&self) -> bool {
+        self.state().permit.is_some()
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        drop(self.slot().take());
-        if let Some(held) = self.held.take() {
-            let mut lines = held
-                .turns
-                .lines
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            // Every other handle on the line was cloned under this lock: two (the table's
-            // and this one) means nobody else holds or waits for a turn.
-            if Arc::strong_count(&held.line) == 2 {
-                lines.remove(&held.caller);
+        drop(self.state().permit.take());
+        if let Some(Held {
+            turns,
+            caller,
+            line,
+        }) = self.held.take()
+        {
+            let mut lines = turns.lines.lock().unwrap_or_else(PoisonError::into_inner);
+            // Every other handle on the line is made and let go under this lock: two (the
+            // table's and this one) means nobody else holds or waits for a turn.
+            if Arc::strong_count(&line) == 2 {
+                lines.remove(&caller);
             }
+            drop(line);
+            drop(lines);
         }
     }
 }
@@ -180,7 +239,7 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(away, next) })
             .await
             .expect("the waiting request lets the next one work");
-        assert!(working.slot().is_some(), "the turn was taken back");
+        assert!(working.holds(), "the turn was taken back");
     }
 
     #[tokio::test]
@@ -204,5 +263,50 @@ mod tests {
         );
         drop(turns.take(None).await);
         assert_eq!(turns.lines(), 0, "no line for a caller without an identity");
+    }
+
+    // Review: the allowance is the request's: an upstream sending progress every few
+    // milliseconds used to keep a turn through a whole call.
+    #[tokio::test]
+    async fn many_short_waits_use_up_one_allowance() {
+        let turns = Turns::new(1);
+        let a = caller("a");
+        let working = turns.take(Some(&a)).await;
+        for _ in 0..4 {
+            working
+                .away(tokio::time::sleep(Duration::from_millis(4)))
+                .await;
+        }
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let away = working.away(async {
+            let _ = released.await;
+        });
+        let next = async {
+            let turn = tokio::time::timeout(Duration::from_millis(5), turns.take(Some(&a))).await;
+            let _ = release.send(());
+            turn.is_ok()
+        };
+        let ((), next) = tokio::join!(away, next);
+        assert!(next, "the fifth wait gives the turn back at once");
+    }
+
+    // Review: two waits of one request ending together must not both wait for the one turn.
+    #[tokio::test]
+    async fn overlapping_waits_of_one_request_take_the_turn_back_once() {
+        let turns = Turns::new(1);
+        let a = caller("a");
+        let working = turns.take(Some(&a)).await;
+        let pause = || tokio::time::sleep(Duration::from_millis(30));
+        tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::join!(working.away(pause()), working.away(pause()))
+        })
+        .await
+        .expect("no wait on itself");
+        assert!(working.holds(), "the turn was taken back");
+        let next = tokio::time::timeout(Duration::from_millis(50), turns.take(Some(&a))).await;
+        assert!(
+            next.is_err(),
+            "and only one turn: the caller's next request waits"
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! who may call what. There is no parameter through which a caller's bearer token could reach
 //! an upstream: the gateway cannot pass a token on even by mistake.
 
+mod announce;
 mod connection;
 mod error;
 pub mod frame;
@@ -23,6 +24,7 @@ mod spec;
 mod sse;
 mod stdio;
 
+pub use announce::Announcer;
 pub use connection::{Attribution, Connection, Event, Exchange, Negotiated, Outbound};
 pub use error::UpstreamError;
 pub use frame::{Outcome, RpcError};

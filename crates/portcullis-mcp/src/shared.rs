@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     ClientIdentity, UpstreamError, UpstreamSpec,
+    announce::Announcer,
     connection::{Attribution, Connection, Event, Outbound},
     frame::RpcError,
     handshake::connect,
@@ -52,7 +53,7 @@ pub struct Change {
 }
 
 /// What kind of change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ChangeKind {
     /// `notifications/tools/list_changed`.
     Tools,
@@ -76,6 +77,20 @@ impl ChangeKind {
                 .and_then(Value::as_str)
                 .map(|uri| Self::ResourceUpdated(uri.to_owned())),
             _ => None,
+        }
+    }
+
+    /// The notification that announces it.
+    pub fn notification(&self) -> (&'static str, Map<String, Value>) {
+        match self {
+            Self::Tools => ("notifications/tools/list_changed", Map::new()),
+            Self::Prompts => ("notifications/prompts/list_changed", Map::new()),
+            Self::Resources => ("notifications/resources/list_changed", Map::new()),
+            Self::ResourceUpdated(uri) => {
+                let mut params = Map::new();
+                params.insert("uri".to_owned(), uri.clone().into());
+                ("notifications/resources/updated", params)
+            }
         }
     }
 }
@@ -160,6 +175,16 @@ async fn supervise(
     shutdown: CancellationToken,
 ) {
     let name: Arc<str> = shared.spec.name.as_str().into();
+    // One for the upstream's life, so that reconnecting does not start its windows over.
+    let announcer = {
+        let name = name.clone();
+        Announcer::new(move |kind| {
+            let _ = changes.send(Change {
+                upstream: name.clone(),
+                kind,
+            });
+        })
+    };
     let mut backoff = FIRST_BACKOFF;
     let mut failures = 0u32;
     loop {
@@ -179,14 +204,9 @@ async fn supervise(
                 tracing::info!(upstream = %name, %era, transport = %shared.spec.describe(), "upstream connected");
                 *shared.lock() = Some(connection.clone());
                 shared.status.send_replace(UpstreamStatus::Up { era });
-                tokio::spawn(drain(
-                    name.clone(),
-                    connection.clone(),
-                    unattributed,
-                    changes.clone(),
-                ));
+                tokio::spawn(drain(connection.clone(), unattributed, announcer.clone()));
                 if era == Era::Stateless {
-                    tokio::spawn(listen(name.clone(), connection.clone(), changes.clone()));
+                    tokio::spawn(listen(name.clone(), connection.clone(), announcer.clone()));
                 }
                 let since = Instant::now();
                 tokio::select! {
@@ -223,19 +243,15 @@ async fn supervise(
 /// SECURITY: anything else may belong to any caller and reaches none of them. A request is
 /// refused so the upstream does not wait.
 async fn drain(
-    name: Arc<str>,
     connection: Connection,
     mut unattributed: mpsc::Receiver<Event>,
-    changes: broadcast::Sender<Change>,
+    changes: Announcer,
 ) {
     while let Some(event) = unattributed.recv().await {
         match event {
             Event::Notification { method, params } => {
                 if let Some(kind) = ChangeKind::of(&method, &params) {
-                    let _ = changes.send(Change {
-                        upstream: name.clone(),
-                        kind,
-                    });
+                    changes.announce(kind);
                 }
             }
             Event::Request { id, .. } => {
@@ -253,7 +269,7 @@ async fn drain(
 
 /// A stateless upstream tells of list changes only on a `subscriptions/listen` stream: keep one
 /// open for as long as the connection lives, and announce what arrives.
-async fn listen(name: Arc<str>, connection: Connection, changes: broadcast::Sender<Change>) {
+async fn listen(name: Arc<str>, connection: Connection, changes: Announcer) {
     let filter = json!({
         "toolsListChanged": true,
         "promptsListChanged": true,
@@ -276,10 +292,7 @@ async fn listen(name: Arc<str>, connection: Connection, changes: broadcast::Send
             match exchange.next().await {
                 Ok(Event::Notification { method, params }) => {
                     if let Some(kind) = ChangeKind::of(&method, &params) {
-                        let _ = changes.send(Change {
-                            upstream: name.clone(),
-                            kind,
-                        });
+                        changes.announce(kind);
                     }
                 }
                 Ok(Event::Request { id, .. }) => {

@@ -4,57 +4,75 @@
 use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
-/// Reads events out of a byte stream as it arrives.
+/// Reads events out of a byte stream as it arrives. Each byte is looked at once however the
+/// stream is cut: an event of many megabytes arriving a few kilobytes at a time used to be
+/// searched from its start on every arrival (seconds of CPU for one hostile event).
 #[derive(Default)]
 pub(crate) struct EventReader {
     buffer: Vec<u8>,
+    /// Where the next event begins.
+    start: usize,
+    /// How far the search for the end of that event has gone.
+    searched: usize,
+    /// Bytes looked at in all (tests).
+    #[cfg(test)]
+    examined: usize,
 }
 
 impl EventReader {
     /// Add bytes that arrived.
     pub(crate) fn push(&mut self, bytes: &[u8]) {
+        // What was read is let go once it is most of the buffer: moved at most once more.
+        if self.start > 0 && self.start >= self.buffer.len() / 2 {
+            self.buffer.drain(..self.start);
+            self.searched -= self.start;
+            self.start = 0;
+        }
         self.buffer.extend_from_slice(bytes);
     }
 
     /// How many bytes wait for the end of their event.
     pub(crate) fn pending(&self) -> usize {
-        self.buffer.len()
+        self.buffer.len() - self.start
     }
 
     /// The data of the next complete event that has some; `None` until one has arrived.
     pub(crate) fn next_data(&mut self) -> Option<Vec<u8>> {
         loop {
-            let (event, consumed) = {
-                let (event, rest) = split_event(&self.buffer)?;
-                (event_data(event), self.buffer.len() - rest.len())
-            };
-            self.buffer.drain(..consumed);
-            if let Some(data) = event {
+            let (end, next) = self.end_of_event()?;
+            let data = event_data(&self.buffer[self.start..end]);
+            self.start = next;
+            self.searched = next;
+            if let Some(data) = data {
                 return Some(data);
             }
         }
     }
-}
 
-/// The first complete event in `buffer` and what follows it.
-fn split_event(buffer: &[u8]) -> Option<(&[u8], &[u8])> {
-    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = buffer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, 4));
-    let (at, len) = match (lf, crlf) {
-        (Some(a), Some(b)) => {
-            if a.0 <= b.0 {
-                a
-            } else {
-                b
+    /// Where the event that begins at `start` ends (a blank line: `\n\n` or `\r\n\r\n`) and
+    /// where the one after it begins; the search goes on from where the last one stopped.
+    fn end_of_event(&mut self) -> Option<(usize, usize)> {
+        let from = self.searched.max(self.start);
+        #[cfg(test)]
+        {
+            self.examined += self.buffer.len() - from;
+        }
+        let buffer = &self.buffer;
+        for (offset, byte) in buffer[from..].iter().enumerate() {
+            if *byte != b'\n' {
+                continue;
+            }
+            let at = from + offset;
+            if at > self.start && buffer[at - 1] == b'\n' {
+                return Some((at - 1, at + 1));
+            }
+            if at >= self.start + 3 && &buffer[at - 3..at] == b"\r\n\r" {
+                return Some((at - 3, at + 1));
             }
         }
-        (Some(a), None) | (None, Some(a)) => a,
-        (None, None) => return None,
-    };
-    Some((&buffer[..at], &buffer[at + len..]))
+        self.searched = buffer.len();
+        None
+    }
 }
 
 /// The joined `data:` lines of one event, if it has any content.
@@ -168,6 +186,45 @@ mod tests {
         assert_eq!(reader.next_data().as_deref(), Some(&b"{\"a\":\n1}"[..]));
         assert_eq!(reader.next_data(), None);
         assert_eq!(reader.pending(), 0);
+    }
+
+    #[test]
+    fn events_read_the_same_however_the_stream_is_cut() {
+        let stream: &[u8] = b"data: \nid: 0\n\ndata: {\"a\":1}\r\n\r\n: keep-alive\n\nid: 2\ndata: x\ndata: y\n\n\n\ndata: z\r\n\r\n";
+        let expected: Vec<&[u8]> = vec![b"{\"a\":1}", b"x\ny", b"z"];
+        for cut in 1..stream.len() {
+            let mut reader = EventReader::default();
+            let mut seen = Vec::new();
+            for chunk in stream.chunks(cut) {
+                reader.push(chunk);
+                while let Some(data) = reader.next_data() {
+                    seen.push(data);
+                }
+            }
+            assert_eq!(seen, expected, "cut every {cut} bytes");
+            assert_eq!(reader.pending(), 0);
+        }
+    }
+
+    // SECURITY: an upstream's 15 MiB event sent a little at a time cost 14 s of CPU: each
+    // arrival searched the event from its start again.
+    #[test]
+    fn a_large_event_arriving_in_small_pieces_is_searched_once() {
+        let mut reader = EventReader::default();
+        let piece = [b'x'; 4096];
+        reader.push(b"data: ");
+        for _ in 0..4096 {
+            reader.push(&piece);
+            assert_eq!(reader.next_data(), None);
+        }
+        reader.push(b"\n\n");
+        assert_eq!(reader.next_data().map(|data| data.len()), Some(4096 * 4096));
+        // Each byte once (searched from its start on each arrival: 8,000 times as many).
+        assert!(
+            reader.examined <= 4096 * 4096 + 16,
+            "{} bytes looked at",
+            reader.examined
+        );
     }
 
     #[test]

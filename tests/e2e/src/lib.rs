@@ -15,4 +15,4 @@ pub use fixture::{HttpFixture, fixture_bin, workspace_bin};
 pub use gateway::TestGateway;
 pub use issuer::{DevIssuer, last_message, stateless_rpc};
 pub use pinned::{Pinned, pin_this_process};
-pub use recorder::{Received, Recorder};
+pub use recorder::{Hostility, Received, Recorder};

@@ -35,25 +35,46 @@ pub struct Recorder {
     received: Arc<Mutex<Vec<Received>>>,
 }
 
+/// How a recording upstream misbehaves (issue 19: an upstream is not to be trusted).
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Hostility {
+    /// It does not.
+    #[default]
+    None,
+    /// Every `tools/list` page has a next one, and one tool whose description is this long.
+    EndlessPages(usize),
+    /// A session's GET stream carries this many `tools/list_changed` at once, then stays open.
+    ListChangedFlood(usize),
+}
+
 #[derive(Clone)]
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     sessions: Arc<AtomicU64>,
+    hostility: Hostility,
 }
 
 impl Recorder {
     /// Start one.
     pub async fn start() -> Self {
+        Self::hostile(Hostility::None).await
+    }
+
+    /// Start one that misbehaves as `hostility` says.
+    pub async fn hostile(hostility: Hostility) -> Self {
         let received = Arc::new(Mutex::new(Vec::new()));
         let shared = Shared {
             received: received.clone(),
             sessions: Arc::new(AtomicU64::new(0)),
+            hostility,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
         let url = format!("http://{}/mcp", listener.local_addr().expect("address"));
-        let app = Router::new().route("/mcp", post(answer)).with_state(shared);
+        let app = Router::new()
+            .route("/mcp", post(answer).get(stream))
+            .with_state(shared);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, received }
     }
@@ -104,11 +125,14 @@ async fn answer(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "Method not found"}});
             return json_answer(&error, None);
         }
-        "tools/list" => json!({"tools": [
-            {"name": "echo", "inputSchema": {"type": "object"}},
-            {"name": "wipe", "inputSchema": {"type": "object"}},
-            {"name": "secret", "inputSchema": {"type": "object"}},
-        ]}),
+        "tools/list" => match shared.hostility {
+            Hostility::EndlessPages(bytes) => endless_page(&params, bytes),
+            Hostility::None | Hostility::ListChangedFlood(_) => json!({"tools": [
+                {"name": "echo", "inputSchema": {"type": "object"}},
+                {"name": "wipe", "inputSchema": {"type": "object"}},
+                {"name": "secret", "inputSchema": {"type": "object"}},
+            ]}),
+        },
         "tools/call" => json!({"content": [{"type": "text", "text": "done"}], "isError": false}),
         "prompts/list" => json!({"prompts": [{"name": "hello"}]}),
         "prompts/get" => json!({"messages": []}),
@@ -124,6 +148,42 @@ async fn answer(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         &json!({"jsonrpc": "2.0", "id": id, "result": result}),
         new_session,
     )
+}
+
+/// A session's GET stream: nothing to say, unless told to flood it.
+async fn stream(State(shared): State<Shared>) -> Response {
+    let Hostility::ListChangedFlood(count) = shared.hostility else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    let (mut sender, body) = http_body_util::channel::Channel::<Bytes>::new(16);
+    tokio::spawn(async move {
+        let event = Bytes::from_static(
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n",
+        );
+        for _ in 0..count {
+            if sender.send_data(event.clone()).await.is_err() {
+                return;
+            }
+        }
+        // Open until the gateway lets go.
+        std::future::pending::<()>().await;
+        drop(sender);
+    });
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::new(body),
+    )
+        .into_response()
+}
+
+/// A page of one tool with a `bytes`-long description, and a cursor to another.
+fn endless_page(params: &Value, bytes: usize) -> Value {
+    let cursor = params["cursor"].as_str().unwrap_or_default();
+    json!({
+        "tools": [{"name": format!("page{}", cursor.len()), "description": "d".repeat(bytes),
+                   "inputSchema": {"type": "object"}}],
+        "nextCursor": format!("{cursor}0"),
+    })
 }
 
 fn json_answer(message: &Value, session: Option<String>) -> Response {

@@ -4,7 +4,9 @@
 //! era. A session caller of an upstream that answers input-required is asked the questions by
 //! the gateway, and the request is made again with the answers.
 
-use portcullis_core::{CompletionRef, Era, McpRequest, message};
+use std::sync::Arc;
+
+use portcullis_core::{CompletionRef, Era, McpMethod, McpRequest, message};
 use portcullis_mcp::{Event, Outcome, RpcError, UpstreamError};
 use serde_json::{Map, Value, json};
 
@@ -75,8 +77,8 @@ async fn stateless_tool(context: &Context, proof: &Authorized, index: usize) -> 
         let replied = parked
             .forwarded
             .connection()
-            .reply(&parked.question, Ok(answer))
-            .await;
+            .reply(&parked.question, Ok(answer));
+        let replied = context.turn.away(replied).await;
         if let Err(error) = replied {
             return unavailable(request, &error);
         }
@@ -87,11 +89,16 @@ async fn stateless_tool(context: &Context, proof: &Authorized, index: usize) -> 
         // A caller that can be asked gets a connection of its own where only that tells whose
         // a question is.
         let via = match bridge::identity(request) {
-            Some(identity) => gateway
-                .upstreams
-                .dedicated(index, identity, context.caller.id())
-                .await
-                .map_or(Via::Shared, Via::Dedicated),
+            Some(identity) => {
+                let opened = gateway
+                    .upstreams
+                    .dedicated(index, identity, context.caller.id());
+                context
+                    .turn
+                    .away(opened)
+                    .await
+                    .map_or(Via::Shared, Via::Dedicated)
+            }
             None => Via::Shared,
         };
         let forward = gateway.upstreams.prepare(proof, index);
@@ -217,40 +224,70 @@ pub(crate) async fn complete(context: &Context, proof: &Authorized) -> Final {
 }
 
 /// `logging/setLevel`: remembered for the session (stateless upstreams get it with each
-/// request) and passed to every session-era upstream of the session.
-pub(crate) async fn set_level(context: &Context, proof: &Authorized) -> Final {
+/// request) and passed to the session-era upstreams the caller has used; one it uses later is
+/// told on first use. SECURITY: an upstream the caller never used learns nothing of it (the
+/// request carries the caller's signed identity).
+pub(crate) async fn set_level(context: &Context, proof: Authorized) -> Final {
+    let proof = Arc::new(proof);
     let request = proof.request();
-    if let (Some(session), Some(level)) = (
+    let used = match (
         &context.session,
         request.params.get("level").and_then(Value::as_str),
     ) {
-        session.set_log_level(level.to_owned());
-    }
-    let upstreams = &context.gateway().upstreams;
-    for index in 0..upstreams.count() {
-        if upstreams.era(index) == Some(Era::Stateless) {
-            continue;
+        (Some(session), Some(level)) => {
+            session.set_log_level(level.to_owned());
+            session.set_level_for_used(proof.clone())
         }
-        let forwarded = send(context, proof, upstreams.prepare(proof, index)).await;
-        match forwarded {
-            Ok(mut forwarded) => {
-                let answer = relay_within(context, &mut forwarded).await;
-                // An upstream without logging simply does not log; the others still do.
-                forwarded.finish(if answer.is_ok_and(|o| !o.is_error()) {
-                    "ok"
-                } else {
-                    "error"
-                });
-            }
-            Err(error) => {
-                tracing::debug!(upstream = %upstreams.name(index), %error, "set level not sent")
-            }
-        }
+        _ => Vec::new(),
+    };
+    for index in used {
+        tell_level(context, &proof, index).await;
     }
     Final::ok(message::result_message(
         Some(&request.id),
         &shape::complete(context.era, json!({})).to_string(),
     ))
+}
+
+/// Send the session's `logging/setLevel` (`proof`) to upstream `index`, if it speaks the
+/// session era.
+async fn tell_level(context: &Context, proof: &Authorized, index: usize) {
+    let upstreams = &context.gateway().upstreams;
+    // The session's own connection, in the session era even where the upstream also speaks
+    // the stateless one (which takes the level with each request instead).
+    let era = match &context.session {
+        Some(session) => session
+            .links
+            .connection(upstreams, index)
+            .await
+            .ok()
+            .map(|connection| connection.era()),
+        None => upstreams.era(index),
+    };
+    if era != Some(Era::Sessions) {
+        return;
+    }
+    match send_via(
+        context,
+        proof,
+        upstreams.prepare(proof, index),
+        context.via(),
+    )
+    .await
+    {
+        Ok(mut forwarded) => {
+            let answer = relay_within(context, &mut forwarded).await;
+            // An upstream without logging simply does not log; the others still do.
+            forwarded.finish(if answer.is_ok_and(|o| !o.is_error()) {
+                "ok"
+            } else {
+                "error"
+            });
+        }
+        Err(error) => {
+            tracing::debug!(upstream = %upstreams.name(index), %error, "set level not sent")
+        }
+    }
 }
 
 /// `tasks/get`, `tasks/result`, `tasks/cancel`, `tasks/update`: on the upstream that made the
@@ -457,6 +494,11 @@ async fn send_via(
     let gateway = context.gateway();
     if let Some(session) = &context.session {
         forward.session_client(session.links.identity(), &session.log_level());
+        if proof.request().method != McpMethod::SetLogLevel
+            && let Some(set_level) = session.use_upstream(forward.index())
+        {
+            Box::pin(tell_level(context, &set_level, forward.index())).await;
+        }
     }
     let template = record::outcome(context.scene(), proof);
     let sent = gateway.upstreams.send(

@@ -290,6 +290,17 @@ async fn live_session(
             }
         });
     }
+    // What its upstreams announce is coalesced: one in a loop reaches the client twice a second
+    // at most, not once per message.
+    let announcer = {
+        let session = Arc::downgrade(&session);
+        portcullis_mcp::Announcer::new(move |kind| {
+            if let Some(session) = session.upgrade() {
+                let (method, params) = kind.notification();
+                let _ = session.notify(method, params);
+            }
+        })
+    };
     loop {
         let (index, event) = tokio::select! {
             () = session.alive.cancelled() => break,
@@ -300,7 +311,12 @@ async fn live_session(
         };
         match event {
             Event::Notification { method, params } => {
-                let _ = session.notify(&method, params);
+                match portcullis_mcp::ChangeKind::of(&method, &params) {
+                    Some(change) => announcer.announce(change),
+                    None => {
+                        let _ = session.notify(&method, params);
+                    }
+                }
             }
             Event::Request {
                 id,

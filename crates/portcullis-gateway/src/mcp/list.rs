@@ -21,6 +21,9 @@ use crate::{
 
 // Pages read of each upstream when several are gathered into one.
 const MAX_PAGES: usize = 100;
+// What one upstream's pages may add up to in one gathered list. SECURITY: an upstream that
+// always has a next page of large items grew the gateway by gigabytes for one `tools/list`.
+const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
 
 /// A list, as this caller may see it.
 pub(crate) async fn list(context: &Context, proof: &Authorized) -> Final {
@@ -141,6 +144,7 @@ async fn gather(context: &Context, proof: &Authorized, key: &str) -> Vec<Value> 
     let mut items = Vec::new();
     for index in 0..upstreams.count() {
         let mut cursor = None;
+        let mut read = 0usize;
         for _ in 0..MAX_PAGES {
             let mut forward = upstreams.prepare(proof, index);
             forward.page(cursor.take());
@@ -148,6 +152,14 @@ async fn gather(context: &Context, proof: &Authorized, key: &str) -> Vec<Value> 
                 tracing::warn!(upstream = %upstreams.name(index), "list failed; upstream left out");
                 break;
             };
+            if let Outcome::Result(raw) = &outcome {
+                read = read.saturating_add(raw.get().len());
+            }
+            if read > MAX_LIST_BYTES {
+                forwarded.finish("error");
+                tracing::warn!(upstream = %upstreams.name(index), bytes = read, "list larger than the gateway reads of one upstream; its later pages left out");
+                break;
+            }
             let page = match outcome.into_value() {
                 Ok(Value::Object(page)) => {
                     forwarded.finish("ok");

@@ -97,8 +97,7 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
     if let Some(response) = wire::refuse_post(&parts.headers) {
         return response;
     }
-    // Its turn among the caller's own requests, before any work on its body.
-    let turn = endpoint.turns.take(caller.id()).await;
+
     // Only the body limit can fail a read here: the layer outside already bounds it.
     let Ok(bytes) = axum::body::to_bytes(body, endpoint.max_body_bytes).await else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
@@ -155,6 +154,9 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
     // 4 and 5: decided and answered.
     match message {
         McpMessage::Request(request) => {
+            // Its turn among the caller's own requests. Answers and notifications take none:
+            // they are cheap, and what a waiting request of the same caller may need.
+            let turn = endpoint.turns.take(caller.id()).await;
             serve::request(endpoint.clone(), caller, lifecycle, session, request, turn).await
         }
         McpMessage::Notification(notification) => notified(session.as_deref(), notification).await,

@@ -45,11 +45,17 @@ pub(crate) async fn request(
             session: session.as_deref().map(|s| s.id.as_str()),
         };
         let gateway = &endpoint.gateway;
-        access::decide(&gateway.access, &*gateway.upstreams, scene, request.clone()).await
+        let decided = access::decide(&gateway.access, &*gateway.upstreams, scene, request.clone());
+        // Deciding may wait on a backend that resolves the object.
+        turn.away(decided).await
     };
     match verdict {
         Verdict::Local => lifecycle::answer(&endpoint, &caller, &request).await,
-        Verdict::RateLimited(over) => super::held_back(&endpoint, over).await,
+        Verdict::RateLimited(over) => {
+            // Held back a second, it waits on nothing the caller's other requests need.
+            turn.give_back();
+            super::held_back(&endpoint, over).await
+        }
         // A method this era does not have (`ping` or `initialize` in 2026-07-28, say).
         Verdict::NotInEra => lifecycle::one(&endpoint, method_not_found(&request, era)),
         Verdict::MissingTasksExtension => {
@@ -194,7 +200,7 @@ impl Context {
             | McpMethod::ResourcesList
             | McpMethod::ResourceTemplatesList => list::list(self, &proof).await,
             McpMethod::Complete => call::complete(self, &proof).await,
-            McpMethod::SetLogLevel => call::set_level(self, &proof).await,
+            McpMethod::SetLogLevel => call::set_level(self, proof).await,
             McpMethod::SubscriptionsListen => self.turn.away(listen::listen(self, &proof)).await,
             McpMethod::TasksGet
             | McpMethod::TasksResult

@@ -53,6 +53,12 @@ pub(crate) struct Session {
     /// Ended with the session.
     pub(crate) alive: CancellationToken,
     log_level: Mutex<Option<String>>,
+    /// The upstreams the caller sent a request to in this session, and its last
+    /// `logging/setLevel` (as decided), which reaches only those, each on first use.
+    used: Mutex<(
+        std::collections::BTreeSet<usize>,
+        Option<Arc<crate::access::Authorized>>,
+    )>,
     asks: Mutex<HashMap<u64, oneshot::Sender<Result<Value, Value>>>>,
     /// Questions its upstreams may have waiting on the client at once. SECURITY: an upstream
     /// asking in a loop would otherwise grow tasks and `asks` without bound.
@@ -168,6 +174,7 @@ impl Sessions {
             shown: super::live::Shown::default(),
             alive: CancellationToken::new(),
             log_level: Mutex::new(None),
+            used: Mutex::new((std::collections::BTreeSet::new(), None)),
             asks: Mutex::new(HashMap::new()),
             questions: Arc::new(tokio::sync::Semaphore::new(MAX_QUESTIONS)),
             next_ask: AtomicU64::new(1),
@@ -342,6 +349,28 @@ impl Session {
             .log_level
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(level);
+    }
+
+    /// Remember `set_level` (an allowed `logging/setLevel`) and say which upstreams the caller
+    /// has used: only those are told now.
+    pub(crate) fn set_level_for_used(
+        &self,
+        set_level: Arc<crate::access::Authorized>,
+    ) -> Vec<usize> {
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        used.1 = Some(set_level);
+        used.0.iter().copied().collect()
+    }
+
+    /// Note that the caller uses upstream `index`; the first time, the `logging/setLevel` it
+    /// chose before, if any, which that upstream has yet to be told.
+    pub(crate) fn use_upstream(&self, index: usize) -> Option<Arc<crate::access::Authorized>> {
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        if used.0.insert(index) {
+            used.1.clone()
+        } else {
+            None
+        }
     }
 
     /// Ask the client `method` on `outlet` (a call's own stream, or the session's standalone

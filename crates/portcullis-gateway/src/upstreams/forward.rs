@@ -229,6 +229,11 @@ impl Forward<'_> {
         }
     }
 
+    /// The upstream it goes to.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
     /// Say, for a stateless upstream, what the session client declared and which log level it
     /// chose; a stateless caller's own `_meta` already says so.
     pub(crate) fn session_client(

@@ -46,6 +46,7 @@ mod decisions;
 mod differential;
 mod failure;
 mod golden_authz;
+mod hostile;
 mod hygiene;
 mod limits;
 mod live;

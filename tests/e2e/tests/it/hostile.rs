@@ -1,0 +1,183 @@
+//! Issue 19: an upstream is not to be trusted; one cannot harm callers, other upstreams, or the
+//! gateway.
+
+use portcullis_e2e::{DevIssuer, Hostility, Recorder, TestGateway, fixture_bin};
+use serde_json::json;
+
+use crate::stdio_upstream;
+
+const RESOURCE: &str = "http://127.0.0.1/mcp";
+
+// See: issue 19. An upstream that always returns a next page made one `tools/list` grow the
+// gateway by gigabytes. What one upstream's pages may add up to is bounded: past 16 MiB its
+// later pages are left out, and the honest upstream's tools are still listed.
+#[tokio::test]
+async fn an_upstream_with_endless_large_pages_is_read_only_so_far() {
+    let _ = fixture_bin();
+    let hostile = Recorder::hostile(Hostility::EndlessPages(1024 * 1024)).await;
+    let issuer = DevIssuer::start("hostile-pages", RESOURCE, &[]).await;
+    let config = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}\n\
+         [[upstream]]\nname = \"pages\"\nurl = \"{}\"\n",
+        issuer.issuer,
+        stdio_upstream("honest"),
+        hostile.url,
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let (status, body) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token),
+        "tools/list",
+        json!({}),
+        json!({}),
+    )
+    .await;
+    assert!(status.is_success(), "{status} {body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .collect();
+    assert!(
+        names.iter().any(|name| name.starts_with("honest__")),
+        "the honest upstream's tools are listed: {names:?}"
+    );
+    let pages = hostile
+        .received()
+        .iter()
+        .filter(|message| message.method == "tools/list")
+        .count();
+    // 16 MiB of 1 MiB pages (and the one that crossed it); unbounded, it was asked for 100.
+    assert!(
+        (10..=20).contains(&pages),
+        "the hostile upstream was asked for {pages} pages"
+    );
+}
+
+// See: issue 19. A burst of `list_changed` from one upstream reached idle sessions thousands of
+// times. An upstream's announcements are coalesced: at once, then at most once per second.
+#[tokio::test]
+async fn a_burst_of_list_changed_reaches_a_session_a_few_times_not_a_thousand() {
+    let flooding = Recorder::hostile(Hostility::ListChangedFlood(1000)).await;
+    let issuer = DevIssuer::start("hostile-list-changed", RESOURCE, &[]).await;
+    let config = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [[upstream]]\nname = \"flood\"\nurl = \"{}\"\n",
+        issuer.issuer, flooding.url,
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let http = reqwest::Client::new();
+    let session = crate::open_session(&http, &gateway.url, Some(&token)).await;
+    let mut stream = http
+        .get(&gateway.url)
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .expect("the session's stream");
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(2500);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until, stream.chunk()).await {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let heard = seen.matches("notifications/tools/list_changed").count();
+    assert!(
+        (1..=4).contains(&heard),
+        "the session's client heard list_changed {heard} times"
+    );
+}
+
+/// A request in `session` as the holder of `token`; its HTTP status.
+async fn in_session(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    session: &str,
+    body: serde_json::Value,
+) -> u16 {
+    http.post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+// See: issue 19. `logging/setLevel` sent the caller's identity to upstreams it never used. It
+// now reaches the upstreams the session used, and one used later on its first request.
+#[tokio::test]
+async fn set_level_reaches_only_the_upstreams_the_caller_used() {
+    let (used, unused) = (Recorder::start().await, Recorder::start().await);
+    let issuer = DevIssuer::start("hostile-set-level", RESOURCE, &[]).await;
+    let config = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [[upstream]]\nname = \"used\"\nurl = \"{}\"\n\n\
+         [[upstream]]\nname = \"unused\"\nurl = \"{}\"\n",
+        issuer.issuer, used.url, unused.url,
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let http = reqwest::Client::new();
+    let session = crate::open_session(&http, &gateway.url, Some(&token)).await;
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                      "params": {"name": "used__echo", "arguments": {}}});
+    assert_eq!(
+        in_session(&http, &gateway.url, &token, &session, call).await,
+        200
+    );
+    let level = json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel",
+                       "params": {"level": "error"}});
+    assert_eq!(
+        in_session(&http, &gateway.url, &token, &session, level).await,
+        200
+    );
+    let set_levels = |recorder: &Recorder| {
+        recorder
+            .received()
+            .iter()
+            .filter(|message| message.method == "logging/setLevel")
+            .count()
+    };
+    assert_eq!(set_levels(&used), 1, "the upstream the caller used is told");
+    assert_eq!(
+        set_levels(&unused),
+        0,
+        "the one it never used learns nothing"
+    );
+    // Used later: told first, then asked.
+    let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                      "params": {"name": "unused__echo", "arguments": {}}});
+    assert_eq!(
+        in_session(&http, &gateway.url, &token, &session, call).await,
+        200
+    );
+    let methods: Vec<String> = unused
+        .received()
+        .into_iter()
+        .filter(|message| message.session.is_some())
+        .map(|message| message.method)
+        .filter(|method| method != "notifications/initialized")
+        .collect();
+    let told = methods.iter().position(|m| m == "logging/setLevel");
+    let asked = methods.iter().position(|m| m == "tools/call");
+    assert!(
+        told.is_some() && told < asked,
+        "told the level before its first call: {methods:?}"
+    );
+}
