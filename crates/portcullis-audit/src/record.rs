@@ -123,6 +123,13 @@ pub struct AuditRecord {
     /// source) in one window this record stands for; they were counted, not each written.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub repeats: Option<u64>,
+    /// For a record about an upstream's definition (pinning): the digest of the definition
+    /// offered now.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub definition: Option<String>,
+    /// For a record about an upstream's definition: the digest of the one pinned before.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub previous_definition: Option<String>,
 }
 
 impl AuditRecord {
@@ -157,6 +164,8 @@ impl AuditRecord {
             listed: None,
             withheld: None,
             repeats: None,
+            definition: None,
+            previous_definition: None,
         }
     }
 

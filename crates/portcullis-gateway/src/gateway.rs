@@ -48,6 +48,12 @@ impl Gateway {
             gateway.upstreams.changes(),
             shutdown.child_token(),
         ));
+        if gateway.upstreams.pins.stored() {
+            tokio::spawn(reread_pins(
+                Arc::downgrade(&gateway.upstreams),
+                shutdown.child_token(),
+            ));
+        }
         tokio::spawn(sweep_parked(
             Arc::downgrade(&gateway),
             shutdown.child_token(),
@@ -88,6 +94,7 @@ impl Gateway {
 
     /// Record decisions to `trail`.
     pub fn attach_trail(&self, trail: Trail) {
+        self.upstreams.pins.attach_trail(trail.clone());
         self.access.attach_trail(trail);
     }
 }
@@ -147,6 +154,21 @@ async fn forget_changed_tools(
         if forget {
             upstreams.forget_tools().await;
         }
+    }
+}
+
+/// Read the operator's approvals of changed definitions (`portcullis pins approve`) every
+/// two seconds while the gateway lives.
+async fn reread_pins(upstreams: Weak<crate::upstreams::Upstreams>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+        let Some(upstreams) = upstreams.upgrade() else {
+            return;
+        };
+        upstreams.reread_pins().await;
     }
 }
 

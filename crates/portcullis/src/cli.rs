@@ -105,6 +105,11 @@ enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Upstream definitions changed since they were pinned: see them, approve them.
+    Pins {
+        #[command(subcommand)]
+        command: PinsCommand,
+    },
     /// Read the audit trail: verify its chain, query it, or follow it.
     Audit {
         #[command(subcommand)]
@@ -159,6 +164,27 @@ enum PolicyCommand {
         /// configuration's `[entitlements] file`].
         #[arg(long)]
         identities: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PinsCommand {
+    /// Each changed definition waiting for approval, pinned and offered side by side.
+    Diff {
+        /// The configuration file (its `[pins] store`).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Make the offered definitions the pins: the gateway lists and calls them again.
+    Approve {
+        /// The configuration file (its `[pins] store`).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Changes to approve, as `pins diff` names them (`upstream/tool:name`).
+        ids: Vec<String>,
+        /// Approve every change waiting.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
     },
 }
 
@@ -252,6 +278,12 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             &against,
             identities.as_deref(),
         )?),
+        Command::Pins {
+            command: PinsCommand::Diff { config },
+        } => print(&crate::pins::diff(&config)?),
+        Command::Pins {
+            command: PinsCommand::Approve { config, ids, all },
+        } => print(&crate::pins::approve(&config, &ids, all)?),
         Command::Matrix { config, format } => print(&crate::operator::matrix(&config, format)?),
         Command::Review { config, identities } => {
             print(&crate::operator::review(&config, &identities)?)

@@ -6,6 +6,7 @@ mod cli;
 mod demo;
 mod demo_upstream;
 mod operator;
+mod pins;
 mod policy_diff;
 mod reload;
 mod simulate;

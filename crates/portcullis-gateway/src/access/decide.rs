@@ -55,6 +55,10 @@ pub(crate) trait Objects: Sync {
     /// upstream: nothing says which of several would take it).
     fn routes_other_methods(&self) -> bool;
 
+    /// Whether the tool or prompt `name` is held back: its upstream changed its definition
+    /// since it was pinned, and no operator approved the change.
+    fn held(&self, kind: CapabilityKind, name: &str) -> bool;
+
     /// The tier a tool's own annotations suggest (`destructiveHint`), learning them first
     /// if nobody has listed the tool yet.
     fn risk_hint(
@@ -95,6 +99,25 @@ pub(crate) async fn decide(
         McpMethod::Initialize | McpMethod::Ping | McpMethod::Discover
     ) {
         return Verdict::Local;
+    }
+    // SECURITY: a definition changed since it was pinned is not the one anybody reviewed; it
+    // answers as one that does not exist until an operator approves it, whoever calls.
+    if matches!(request.method, McpMethod::ToolsCall | McpMethod::PromptsGet) {
+        let kind = match request.method {
+            McpMethod::ToolsCall => CapabilityKind::Tool,
+            _ => CapabilityKind::Prompt,
+        };
+        if objects.held(kind, name_of(&request)) {
+            let record = about(
+                scene,
+                &request,
+                AuditDecision::Deny,
+                &[Reason::DefinitionHeld],
+                false,
+            );
+            let _ = access.record(record, Durability::Queued).await;
+            return Verdict::Hidden;
+        }
     }
     let (Some(policy), Some(principal)) = (&scene.caller.policy, scene.caller.principal()) else {
         // `[danger] unauthenticated`: nothing is decided, everything goes.

@@ -34,6 +34,8 @@ pub(crate) enum Reason {
     SessionNotOwned,
     /// A 2025-11-25 session was opened.
     SessionOpened,
+    /// The tool or prompt's definition changed since it was pinned; not approved yet.
+    DefinitionHeld,
     /// A session was refused: the gateway holds as many as it may.
     TooManySessions,
     /// The body is not one strictly valid JSON-RPC message.
@@ -90,6 +92,7 @@ impl Reason {
             Self::SubjectDisabled => "subject_disabled",
             Self::SessionNotOwned => "session_not_owned",
             Self::SessionOpened => "session_opened",
+            Self::DefinitionHeld => "definition_held",
             Self::TooManySessions => "too_many_sessions",
             Self::Malformed => "malformed_request",
             Self::HeaderMismatch => "header_mismatch",

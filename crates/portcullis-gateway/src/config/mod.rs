@@ -5,6 +5,7 @@
 mod auth;
 mod error;
 mod limits;
+mod pins;
 mod policy;
 mod raw;
 mod resolve;
@@ -12,5 +13,6 @@ mod resolve;
 pub use auth::{Auth, Introspection, Issuer};
 pub use error::ConfigError;
 pub use limits::{Limits, Rate};
+pub use pins::{OnChange, PinsConfig};
 pub use raw::Raw;
 pub use resolve::{AuditConfig, Config, ConsentConfig, Naming, PrefixMode};

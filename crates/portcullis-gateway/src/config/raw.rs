@@ -36,6 +36,9 @@ pub struct Raw {
     /// Request rates and connection counts.
     #[serde(default)]
     pub limits: super::limits::RawLimits,
+    /// Pinned upstream definitions.
+    #[serde(default)]
+    pub pins: super::pins::RawPins,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,

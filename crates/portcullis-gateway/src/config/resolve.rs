@@ -40,6 +40,8 @@ pub struct Config {
     pub max_session_connections: usize,
     /// Request rates and connection counts.
     pub limits: super::Limits,
+    /// Pinned upstream definitions.
+    pub pins: super::PinsConfig,
     /// How aggregated names are formed.
     pub naming: Naming,
     /// The upstreams, in routing order, each with its resolved prefix.
@@ -150,6 +152,7 @@ impl Config {
             consent,
             entitlements,
             limits,
+            pins,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
@@ -275,6 +278,7 @@ impl Config {
             )?,
             max_session_connections: max_session_connections.unwrap_or(256),
             limits: super::limits::resolve_limits(limits)?,
+            pins: super::pins::resolve_pins(pins, base)?,
             naming,
             upstreams: resolved,
             auth,

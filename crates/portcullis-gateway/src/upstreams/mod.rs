@@ -6,6 +6,7 @@
 mod forward;
 mod links;
 mod permits;
+pub mod pins;
 mod resolve;
 mod route;
 
@@ -50,6 +51,8 @@ pub struct Upstreams {
     /// When the tool list was last learned for a name nobody had listed.
     tools_learned: tokio::sync::Mutex<Option<std::time::Instant>>,
     resources_learned: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Each definition as first shown (`[pins]`).
+    pub(crate) pins: pins::Pins,
 }
 
 struct Upstream {
@@ -88,6 +91,11 @@ impl Upstreams {
             objects: resolve::ObjectCache::default(),
             tools_learned: tokio::sync::Mutex::new(None),
             resources_learned: tokio::sync::Mutex::new(None),
+            pins: pins::Pins::open(config.pins.on_change, config.pins.store.as_deref())
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "the pin store cannot be opened: every upstream definition is held back until it can");
+                    pins::Pins::broken()
+                }),
         }
     }
 
@@ -210,8 +218,34 @@ impl Upstreams {
         Ok(items)
     }
 
-    /// Give a listed item its public form and learn its route; `out` gets it.
+    /// Give a listed item its public form and learn its route; `out` gets it, unless its
+    /// definition changed since it was pinned and is held back (`[pins]`).
     pub(crate) fn adopt(&self, index: usize, method: &str, mut item: Value, out: &mut Vec<Value>) {
+        if let Some((kind, member)) = pins::Kind::of_list(method) {
+            let Some(name) = item.get(member).and_then(Value::as_str) else {
+                return;
+            };
+            match self.pins.check(self.name(index), kind, name, &item) {
+                pins::Use::Show => {}
+                pins::Use::Flagged { previous, current } => {
+                    let changed = serde_json::json!({"previous": previous, "current": current});
+                    if let Some(object) = item.as_object_mut() {
+                        let meta = object
+                            .entry("_meta")
+                            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                        if let Some(meta) = meta.as_object_mut() {
+                            meta.insert(pins::CHANGED_KEY.to_owned(), changed);
+                        }
+                    }
+                }
+                pins::Use::Hold => {
+                    if kind == pins::Kind::Tool {
+                        self.forget_tool(&self.public_name(index, name));
+                    }
+                    return;
+                }
+            }
+        }
         match method {
             "tools/list" | "prompts/list" => {
                 let Some(name) = item.get("name").and_then(Value::as_str) else {
@@ -237,6 +271,27 @@ impl Upstreams {
             _ => return,
         }
         out.push(item);
+    }
+
+    /// Whether the tool or prompt of this public name is held back because its definition
+    /// changed (`[pins]`): a call to it answers as to one that does not exist.
+    pub(crate) fn held(&self, kind: pins::Kind, public: &str) -> bool {
+        self.route_name(public)
+            .is_some_and(|(index, name)| self.pins.held(self.name(index), kind, &name))
+    }
+
+    /// Read the operator's approvals of changed definitions; if any, the lists are learned
+    /// again and callers told their lists changed.
+    pub(crate) async fn reread_pins(&self) {
+        if self.pins.reread() {
+            self.forget_tools().await;
+            for index in 0..self.count() {
+                let _ = self.changes.send(portcullis_mcp::Change {
+                    upstream: self.name(index).into(),
+                    kind: portcullis_mcp::ChangeKind::Tools,
+                });
+            }
+        }
     }
 
     /// The upstream that owns resource `uri`, learning every upstream's resources and templates
@@ -336,6 +391,15 @@ impl Objects for Upstreams {
 
     fn routes_other_methods(&self) -> bool {
         self.count() == 1
+    }
+
+    fn held(&self, kind: portcullis_policy::CapabilityKind, name: &str) -> bool {
+        let kind = match kind {
+            portcullis_policy::CapabilityKind::Tool => pins::Kind::Tool,
+            portcullis_policy::CapabilityKind::Prompt => pins::Kind::Prompt,
+            _ => return false,
+        };
+        Self::held(self, kind, name)
     }
 
     async fn risk_hint(&self, tool: &str, on_behalf: &Principal) -> Option<RiskTier> {

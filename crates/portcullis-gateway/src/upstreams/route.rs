@@ -149,6 +149,11 @@ impl Upstreams {
         }
     }
 
+    /// Forget one tool's definition (held back: see `pins`).
+    pub(super) fn forget_tool(&self, public: &str) {
+        self.routes().tools.remove(public);
+    }
+
     pub(super) fn forget_tool_definitions(&self) {
         self.routes().tools.clear();
     }

@@ -181,3 +181,170 @@ async fn set_level_reaches_only_the_upstreams_the_caller_used() {
         "told the level before its first call: {methods:?}"
     );
 }
+
+/// The names `tools/list` shows `token` (2026-07-28).
+async fn tool_names(url: &str, token: &str) -> Vec<String> {
+    let (status, body) =
+        portcullis_e2e::stateless_rpc(url, Some(token), "tools/list", json!({}), json!({})).await;
+    assert!(status.is_success(), "{status} {body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    listed["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|tool| tool["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `portcullis pins <args>` on `config`: its output, and whether it succeeded.
+fn pins_command(config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let output =
+        std::process::Command::new(portcullis_e2e::workspace_bin("portcullis", "portcullis"))
+            .arg("pins")
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .expect("portcullis pins");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+// See: issue 19. An upstream could change a tool's description after review (a "rug pull")
+// and the gateway served the new one silently. Definitions are pinned when first seen; a
+// changed one is held back (not listed, not callable, in both eras) and recorded until an
+// operator approves it with `portcullis pins approve`, after which it is served again.
+#[tokio::test]
+async fn a_changed_tool_definition_is_held_until_an_operator_approves_it() {
+    let upstream = Recorder::hostile(Hostility::RugPull).await;
+    let issuer = DevIssuer::start("hostile-pins", RESOURCE, &[]).await;
+    let dir = std::env::temp_dir().join(format!("hostile-pins-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let trail = dir.join("audit.jsonl");
+    let store = dir.join("pins.db");
+    let config_text = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [audit]\njsonl = {trail:?}\n\n[pins]\nstore = {store:?}\n\n\
+         [[upstream]]\nname = \"tickets\"\nurl = \"{}\"\n",
+        issuer.issuer, upstream.url,
+    );
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, &config_text).expect("config");
+    let gateway = TestGateway::spawn(&config_text).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let call = || {
+        portcullis_e2e::stateless_rpc(
+            &gateway.url,
+            Some(&token),
+            "tools/call",
+            json!({"name": "echo", "arguments": {}}),
+            json!({}),
+        )
+    };
+    assert!(
+        tool_names(&gateway.url, &token)
+            .await
+            .contains(&"echo".to_owned())
+    );
+    let (_, body) = call().await;
+    assert!(body.contains("done"), "the pinned tool runs: {body}");
+
+    upstream.pull_rug();
+    let names = tool_names(&gateway.url, &token).await;
+    assert!(!names.contains(&"echo".to_owned()), "held back: {names:?}");
+    assert!(
+        names.contains(&"wipe".to_owned()),
+        "the others are not: {names:?}"
+    );
+    let (_, body) = call().await;
+    assert!(
+        body.contains("tool not found"),
+        "a held tool cannot be called: {body}"
+    );
+    // The session era too.
+    let http = reqwest::Client::new();
+    let session = crate::open_session(&http, &gateway.url, Some(&token)).await;
+    let answer = http
+        .post(&gateway.url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                     "params": {"name": "echo", "arguments": {}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("call")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        answer.contains("tool not found"),
+        "nor in a session: {answer}"
+    );
+
+    let (ok, diff) = pins_command(&config, &["diff"]);
+    assert!(ok, "{diff}");
+    assert!(diff.contains("tickets/tool:echo"), "{diff}");
+    assert!(
+        diff.contains("+ ") && diff.contains("id_rsa"),
+        "the change is shown: {diff}"
+    );
+    let (ok, refused) = pins_command(&config, &["approve", "tickets/tool:wipe"]);
+    assert!(!ok, "nothing waits under that name: {refused}");
+    let (ok, approved) = pins_command(&config, &["approve", "tickets/tool:echo"]);
+    assert!(
+        ok && approved.contains("approved tickets/tool:echo"),
+        "{approved}"
+    );
+    let mut shown = false;
+    for _ in 0..50 {
+        if tool_names(&gateway.url, &token)
+            .await
+            .contains(&"echo".to_owned())
+        {
+            shown = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(shown, "approved, it is listed again");
+    let (_, body) = call().await;
+    assert!(body.contains("done"), "and runs: {body}");
+
+    gateway.trail.flush_floods(true);
+    let mut reasons = Vec::new();
+    for _ in 0..50 {
+        reasons = portcullis_audit::Store::Lines(trail.clone())
+            .query(&portcullis_audit::Filter::default())
+            .expect("the trail reads")
+            .into_iter()
+            .flat_map(|(_, record)| record.reasons)
+            .collect();
+        if reasons.iter().any(|r| r == "definition_approved") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for reason in [
+        "definition_changed",
+        "definition_held",
+        "definition_approved",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} record: {reasons:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

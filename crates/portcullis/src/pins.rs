@@ -1,0 +1,127 @@
+//! `portcullis pins`: the upstream definitions held back because they changed since they were
+//! pinned, and their approval. The running gateway reads approvals from the store within two
+//! seconds.
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::{Context, bail};
+use portcullis_gateway::{config::Config, upstreams::pins};
+
+/// The pin store `config` names.
+fn store(config: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let loaded = Config::load(config)?;
+    match loaded.pins.store {
+        Some(store) => Ok(store),
+        None => bail!(
+            "{}: no `[pins] store`: without one, pins last as long as the gateway and changes \
+             cannot be approved from here",
+            config.display()
+        ),
+    }
+}
+
+/// Every change waiting for approval, the pinned and the offered definition side by side.
+pub(crate) fn diff(config: &Path) -> anyhow::Result<String> {
+    let store = store(config)?;
+    let waiting = pins::pending(&store).map_err(anyhow::Error::msg)?;
+    if waiting.is_empty() {
+        return Ok("No changed definition is waiting for approval.\n".to_owned());
+    }
+    let mut out = String::new();
+    for change in &waiting {
+        let _ = writeln!(
+            out,
+            "{} (changed{}):",
+            change.id,
+            change
+                .since
+                .as_deref()
+                .map(|since| format!(" {since}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(out, "  pinned  sha256:{}", change.pinned_digest);
+        let _ = writeln!(out, "  offered sha256:{}", change.offered_digest);
+        match (&change.pinned, &change.offered) {
+            (Some(pinned), Some(offered)) => out.push_str(&lines_diff(pinned, offered)),
+            _ => out.push_str("  (a definition too large to keep: compare the digests)\n"),
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "{} waiting. Approve with: portcullis pins approve --config {} <id>... (or --all)",
+        waiting.len(),
+        config.display()
+    );
+    Ok(out)
+}
+
+/// Approve the changes named (or all of them).
+pub(crate) fn approve(config: &Path, ids: &[String], all: bool) -> anyhow::Result<String> {
+    if ids.is_empty() && !all {
+        bail!("name the changes to approve (as `pins diff` shows them), or pass --all");
+    }
+    let store = store(config)?;
+    let approved = pins::approve(&store, (!all).then_some(ids))
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("approving in {}", store.display()))?;
+    let mut out = String::new();
+    for id in &approved {
+        let _ = writeln!(out, "approved {id}");
+    }
+    let _ = writeln!(
+        out,
+        "{} approved; a running gateway shows them within 2 s.",
+        approved.len()
+    );
+    Ok(out)
+}
+
+/// The lines of `before` and `after` that differ, as `-` and `+`, with the common ones as
+/// context (a longest-common-subsequence diff: definitions are a few hundred lines at most).
+fn lines_diff(before: &str, after: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
+    let mut common = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            common[i][j] = if a[i] == b[j] {
+                common[i + 1][j + 1] + 1
+            } else {
+                common[i + 1][j].max(common[i][j + 1])
+            };
+        }
+    }
+    let mut out = String::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            let _ = writeln!(out, "    {}", a[i]);
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || common[i][j + 1] > common[i + 1][j]) {
+            let _ = writeln!(out, "  + {}", b[j]);
+            j += 1;
+        } else {
+            let _ = writeln!(out, "  - {}", a[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diff_marks_what_went_and_what_came() {
+        let diff = lines_diff(
+            "{\n  \"a\": 1,\n  \"b\": 2\n}",
+            "{\n  \"a\": 1,\n  \"b\": 3\n}",
+        );
+        assert_eq!(
+            diff,
+            "    {\n      \"a\": 1,\n  -   \"b\": 2\n  +   \"b\": 3\n    }\n"
+        );
+    }
+}
