@@ -16,8 +16,9 @@ use crate::ChangeKind;
 
 /// How often one upstream's changes of one kind are announced at most.
 const WINDOW: Duration = Duration::from_secs(1);
-/// Kinds followed at once (resource updates are one kind per URI); past it, kinds quiet for a
-/// window are let go, and if none is, changes are announced without coalescing.
+/// Resource updates followed at once (one kind per URI); past it, URIs quiet for a window are
+/// let go, and if none is, an update of a new URI is dropped. The three lists always have
+/// their own.
 const MAX_KINDS: usize = 1024;
 
 /// Where announcements go.
@@ -59,15 +60,21 @@ impl Announcer {
                     Some(at + WINDOW)
                 }
                 _ => {
-                    if kinds.len() >= MAX_KINDS {
-                        kinds.retain(|_, slot| {
-                            matches!(slot, Slot::Sent(at) if now < *at + WINDOW)
+                    let list = !matches!(kind, ChangeKind::ResourceUpdated(_));
+                    if !list && kinds.len() >= MAX_KINDS {
+                        kinds.retain(|kind, slot| {
+                            !matches!(kind, ChangeKind::ResourceUpdated(_))
+                                || matches!(slot, Slot::Sent(at) if now < *at + WINDOW)
                                 || matches!(slot, Slot::Due)
                         });
+                        // SECURITY: updates of ever new URIs cannot crowd the lists' own slots
+                        // out (and with them their coalescing): past the bound, an update of a
+                        // URI not followed yet is dropped.
+                        if kinds.len() >= MAX_KINDS {
+                            return;
+                        }
                     }
-                    if kinds.len() < MAX_KINDS {
-                        kinds.insert(kind.clone(), Slot::Sent(now));
-                    }
+                    kinds.insert(kind.clone(), Slot::Sent(now));
                     None
                 }
             }

@@ -29,10 +29,12 @@ pub(crate) fn diff(config: &Path) -> anyhow::Result<String> {
     }
     let mut out = String::new();
     for change in &waiting {
+        // SECURITY: the name is the upstream's: no control character reaches the terminal.
         let _ = writeln!(
             out,
-            "{} (changed{}):",
-            change.id,
+            "{}@sha256:{} (changed{}):",
+            clean(&change.id),
+            change.offered_digest,
             change
                 .since
                 .as_deref()
@@ -49,7 +51,8 @@ pub(crate) fn diff(config: &Path) -> anyhow::Result<String> {
     }
     let _ = writeln!(
         out,
-        "{} waiting. Approve with: portcullis pins approve --config {} <id>... (or --all)",
+        "{} waiting. Approve with: portcullis pins approve --config {} <id>@sha256:<digest>... \
+         (as shown above; --all approves whatever waits when it runs)",
         waiting.len(),
         config.display()
     );
@@ -67,7 +70,7 @@ pub(crate) fn approve(config: &Path, ids: &[String], all: bool) -> anyhow::Resul
         .with_context(|| format!("approving in {}", store.display()))?;
     let mut out = String::new();
     for id in &approved {
-        let _ = writeln!(out, "approved {id}");
+        let _ = writeln!(out, "approved {}", clean(id));
     }
     let _ = writeln!(
         out,
@@ -77,10 +80,36 @@ pub(crate) fn approve(config: &Path, ids: &[String], all: bool) -> anyhow::Resul
     Ok(out)
 }
 
+/// `text` with its control characters escaped: names and definitions are the upstream's, and
+/// no escape sequence of theirs reaches the operator's terminal.
+fn clean(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// The lines of `before` and `after` that differ, as `-` and `+`, with the common ones as
 /// context (a longest-common-subsequence diff: definitions are a few hundred lines at most).
 fn lines_diff(before: &str, after: &str) -> String {
     let (a, b): (Vec<&str>, Vec<&str>) = (before.lines().collect(), after.lines().collect());
+    // Past a few million cells the table would not fit: the two whole, one after the other.
+    if a.len().saturating_mul(b.len()) > 4_000_000 {
+        let mut out = String::new();
+        for line in &a {
+            let _ = writeln!(out, "  - {}", clean(line));
+        }
+        for line in &b {
+            let _ = writeln!(out, "  + {}", clean(line));
+        }
+        return out;
+    }
     let mut common = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
@@ -95,14 +124,14 @@ fn lines_diff(before: &str, after: &str) -> String {
     let (mut i, mut j) = (0, 0);
     while i < a.len() || j < b.len() {
         if i < a.len() && j < b.len() && a[i] == b[j] {
-            let _ = writeln!(out, "    {}", a[i]);
+            let _ = writeln!(out, "    {}", clean(a[i]));
             i += 1;
             j += 1;
         } else if j < b.len() && (i == a.len() || common[i][j + 1] > common[i + 1][j]) {
-            let _ = writeln!(out, "  + {}", b[j]);
+            let _ = writeln!(out, "  + {}", clean(b[j]));
             j += 1;
         } else {
-            let _ = writeln!(out, "  - {}", a[i]);
+            let _ = writeln!(out, "  - {}", clean(a[i]));
             i += 1;
         }
     }
@@ -112,6 +141,11 @@ fn lines_diff(before: &str, after: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_from_an_upstream_are_shown_escaped() {
+        assert_eq!(clean("ok\u{1b}[2J\nfake"), "ok\\u{1b}[2J\\nfake");
+    }
 
     #[test]
     fn a_diff_marks_what_went_and_what_came() {

@@ -102,22 +102,26 @@ pub(crate) async fn decide(
     }
     // SECURITY: a definition changed since it was pinned is not the one anybody reviewed; it
     // answers as one that does not exist until an operator approves it, whoever calls.
-    if matches!(request.method, McpMethod::ToolsCall | McpMethod::PromptsGet) {
-        let kind = match request.method {
-            McpMethod::ToolsCall => CapabilityKind::Tool,
-            _ => CapabilityKind::Prompt,
-        };
-        if objects.held(kind, name_of(&request)) {
-            let record = about(
-                scene,
-                &request,
-                AuditDecision::Deny,
-                &[Reason::DefinitionHeld],
-                false,
-            );
-            let _ = access.record(record, Durability::Queued).await;
-            return Verdict::Hidden;
+    let pinned = match (&request.method, request.completion_ref()) {
+        (McpMethod::ToolsCall, _) => Some((CapabilityKind::Tool, name_of(&request))),
+        (McpMethod::PromptsGet, _) => Some((CapabilityKind::Prompt, name_of(&request))),
+        (McpMethod::Complete, Some(portcullis_core::CompletionRef::Prompt(name))) => {
+            Some((CapabilityKind::Prompt, name))
         }
+        _ => None,
+    };
+    if let Some((kind, name)) = pinned
+        && objects.held(kind, name)
+    {
+        let record = about(
+            scene,
+            &request,
+            AuditDecision::Deny,
+            &[Reason::DefinitionHeld],
+            false,
+        );
+        let _ = access.record(record, Durability::Queued).await;
+        return Verdict::Hidden;
     }
     let (Some(policy), Some(principal)) = (&scene.caller.policy, scene.caller.principal()) else {
         // `[danger] unauthenticated`: nothing is decided, everything goes.

@@ -123,6 +123,7 @@ pub fn app(
             trail,
             (
                 auth.resource.identifier(),
+                &config.path,
                 &issuer,
                 config.consent.client_id.as_deref(),
             ),

@@ -494,7 +494,10 @@ async fn send_via(
     let gateway = context.gateway();
     if let Some(session) = &context.session {
         forward.session_client(session.links.identity(), &session.log_level());
-        if proof.request().method != McpMethod::SetLogLevel
+        // Lists gather from every upstream: using one is asking it for something else.
+        let method = &proof.request().method;
+        if *method != McpMethod::SetLogLevel
+            && !method.is_list()
             && let Some(set_level) = session.use_upstream(forward.index())
         {
             Box::pin(tell_level(context, &set_level, forward.index())).await;

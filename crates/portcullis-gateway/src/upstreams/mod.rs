@@ -182,6 +182,7 @@ impl Upstreams {
         let key = list_key(method).ok_or_else(|| format!("`{method}` is not a list"))?;
         let mut items = Vec::new();
         let mut cursor: Option<Value> = None;
+        let mut read = 0usize;
         // A bounded number of pages: an upstream that always has a next page cannot keep the
         // gateway reading.
         for _ in 0..MAX_LEARNED_PAGES {
@@ -202,6 +203,12 @@ impl Upstreams {
                 .await
                 .map_err(|_| "timed out".to_owned())?
                 .map_err(|e| e.to_string())?;
+            if let portcullis_mcp::Outcome::Result(raw) = &answer {
+                read = read.saturating_add(raw.get().len());
+            }
+            if read > MAX_LEARNED_BYTES {
+                return Err("the list is larger than the gateway reads of one upstream".to_owned());
+            }
             let Ok(Value::Object(mut page)) = answer.into_value() else {
                 return Err("the upstream refused the list".to_owned());
             };
@@ -286,10 +293,16 @@ impl Upstreams {
         if self.pins.reread() {
             self.forget_tools().await;
             for index in 0..self.count() {
-                let _ = self.changes.send(portcullis_mcp::Change {
-                    upstream: self.name(index).into(),
-                    kind: portcullis_mcp::ChangeKind::Tools,
-                });
+                for kind in [
+                    portcullis_mcp::ChangeKind::Tools,
+                    portcullis_mcp::ChangeKind::Prompts,
+                    portcullis_mcp::ChangeKind::Resources,
+                ] {
+                    let _ = self.changes.send(portcullis_mcp::Change {
+                        upstream: self.name(index).into(),
+                        kind,
+                    });
+                }
             }
         }
     }
@@ -357,8 +370,9 @@ impl Upstreams {
 // enough for a new upstream tool to be found, rarely enough that random names cannot make the
 // gateway hammer its upstreams.
 const RELEARN_INTERVAL: Duration = Duration::from_secs(1);
-// Pages the gateway reads of one list for itself.
+// Pages the gateway reads of one list for itself, and bytes.
 const MAX_LEARNED_PAGES: usize = 100;
+const MAX_LEARNED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Where a list result holds its items.
 pub(crate) fn list_key(method: &str) -> Option<&'static str> {

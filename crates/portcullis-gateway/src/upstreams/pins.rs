@@ -22,6 +22,10 @@ use crate::{config::OnChange, trail::Trail};
 
 /// Definitions pinned per upstream at most; past it, new ones are held back (fail closed).
 const MAX_PER_UPSTREAM: usize = 10_000;
+/// Writes waiting for the store at most.
+const WRITES_WAITING: usize = 1024;
+/// A name longer than this is not pinned: held back.
+const MAX_NAME: usize = 1024;
 /// A definition larger than this is kept in the store by digest only.
 const MAX_KEPT_DEFINITION: usize = 256 * 1024;
 /// Where a flagged definition says it changed.
@@ -99,7 +103,12 @@ pub(crate) enum Use {
 #[derive(Clone)]
 struct Pin {
     digest: String,
-    /// The digest of a changed definition waiting for approval.
+    /// The digest of the definition the upstream offered last.
+    offered: String,
+    /// The first changed definition since the last approval, waiting for one. SECURITY: kept
+    /// until approved, whatever the upstream offers meanwhile, so that what `pins diff` shows
+    /// is what `pins approve` approves, and an upstream switching between two definitions
+    /// costs one write and one record, not one per list.
     pending: Option<String>,
 }
 
@@ -114,7 +123,7 @@ pub(crate) struct Pins {
     /// Pins per upstream (for the bound).
     counts: Mutex<HashMap<String, usize>>,
     store: Option<PathBuf>,
-    writes: Option<std::sync::mpsc::Sender<Write>>,
+    writes: Option<std::sync::mpsc::SyncSender<Write>>,
     trail: OnceLock<Trail>,
 }
 
@@ -134,12 +143,13 @@ impl Pins {
                     known.insert(
                         (row.upstream, row.kind, row.name),
                         Pin {
+                            offered: row.digest.clone(),
                             digest: row.digest,
                             pending: row.pending_digest,
                         },
                     );
                 }
-                let (sender, receiver) = std::sync::mpsc::channel();
+                let (sender, receiver) = std::sync::mpsc::sync_channel(WRITES_WAITING);
                 std::thread::Builder::new()
                     .name("portcullis-pins".to_owned())
                     .spawn(move || write_all(&connection, &receiver))
@@ -192,7 +202,7 @@ impl Pins {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&(upstream.to_owned(), kind, name.to_owned()))
-                .is_some_and(|pin| pin.pending.is_some())
+                .is_some_and(|pin| pin.offered != pin.digest)
     }
 
     /// Record pinning events to `trail`.
@@ -203,7 +213,7 @@ impl Pins {
     /// Check `item`, a `kind` definition as `upstream` listed it (its own name, before any
     /// prefix), against its pin.
     pub(crate) fn check(&self, upstream: &str, kind: Kind, name: &str, item: &Value) -> Use {
-        if self.broken {
+        if self.broken || name.len() > MAX_NAME {
             return Use::Hold;
         }
         let definition = definition(kind, item);
@@ -211,11 +221,15 @@ impl Pins {
         let key = (upstream.to_owned(), kind, name.to_owned());
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         let (event, verdict) = match known.get_mut(&key) {
-            Some(pin) if pin.digest == digest => return Use::Show,
+            Some(pin) if pin.digest == digest => {
+                // Back to the pinned one: served again (a change still pending stays for the
+                // operator to approve or leave).
+                pin.offered.clone_from(&digest);
+                return Use::Show;
+            }
             Some(pin) => {
+                pin.offered.clone_from(&digest);
                 let previous = pin.digest.clone();
-                let new = pin.pending.as_deref() != Some(digest.as_str());
-                pin.pending = Some(digest.clone());
                 let verdict = match self.on_change {
                     OnChange::Hold => Use::Hold,
                     OnChange::Flag => Use::Flagged {
@@ -223,9 +237,10 @@ impl Pins {
                         current: digest.clone(),
                     },
                 };
-                if !new {
+                if pin.pending.is_some() {
                     return verdict;
                 }
+                pin.pending = Some(digest.clone());
                 self.write(Write::Pending(
                     key.clone(),
                     digest.clone(),
@@ -246,6 +261,7 @@ impl Pins {
                     key.clone(),
                     Pin {
                         digest: digest.clone(),
+                        offered: digest.clone(),
                         pending: None,
                     },
                 );
@@ -288,7 +304,7 @@ impl Pins {
         let Some(store) = &self.store else {
             return false;
         };
-        let read = connect(store).and_then(|connection| rows(&connection));
+        let read = connect(store).and_then(|connection| digests(&connection));
         let rows = match read {
             Ok(rows) => rows,
             Err(error) => {
@@ -328,8 +344,11 @@ impl Pins {
     }
 
     fn write(&self, write: Write) {
-        if let Some(writes) = &self.writes {
-            let _ = writes.send(write);
+        if let Some(writes) = &self.writes
+            && writes.try_send(write).is_err()
+        {
+            // The pin still holds in memory; only the store misses it until the next change.
+            tracing::warn!("the pin store is behind; a pin was not written");
         }
     }
 
@@ -463,6 +482,43 @@ fn rows(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
     Ok(out)
 }
 
+/// Each pin's key, digest and pending digest: what the gateway reads back every two seconds
+/// (the definitions stay on disk).
+fn digests(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
+    let mut statement = connection
+        .prepare("SELECT upstream, kind, name, digest, pending_digest FROM pins")
+        .map_err(|error| error.to_string())?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .map_err(|error| error.to_string())?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (upstream, kind, name, digest, pending_digest) =
+            row.map_err(|error| error.to_string())?;
+        if let Some(kind) = Kind::parse(&kind) {
+            out.push(Row {
+                upstream,
+                kind,
+                name,
+                digest,
+                definition: None,
+                pending_digest,
+                pending_definition: None,
+                pending_since: None,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn write_all(connection: &rusqlite::Connection, writes: &std::sync::mpsc::Receiver<Write>) {
     while let Ok(write) = writes.recv() {
         let now = portcullis_audit::now_rfc3339();
@@ -489,6 +545,9 @@ fn write_all(connection: &rusqlite::Connection, writes: &std::sync::mpsc::Receiv
 pub struct PendingChange {
     /// `upstream/kind:name`, as `pins approve` takes it.
     pub id: String,
+    upstream: String,
+    kind: Kind,
+    name: String,
     /// The pinned definition (pretty JSON), if it was small enough to keep.
     pub pinned: Option<String>,
     /// Its digest.
@@ -510,6 +569,9 @@ pub fn pending(path: &Path) -> Result<Vec<PendingChange>, String> {
             let offered_digest = row.pending_digest?;
             Some(PendingChange {
                 id: format!("{}/{}:{}", row.upstream, row.kind.as_str(), row.name),
+                upstream: row.upstream,
+                kind: row.kind,
+                name: row.name,
                 pinned: row.definition,
                 pinned_digest: row.digest,
                 offered: row.pending_definition,
@@ -520,20 +582,36 @@ pub fn pending(path: &Path) -> Result<Vec<PendingChange>, String> {
         .collect())
 }
 
-/// Approve the changes named by `ids` (`upstream/kind:name`; all with `None`) in the store at
-/// `path`: each offered definition becomes the pin. Returns the ids approved; a named id with
-/// nothing pending is an error, and then nothing is approved.
+/// Approve the changes named by `ids` (`upstream/kind:name`, optionally `@sha256:<digest>` of
+/// the offered definition as `pins diff` shows it; all with `None`) in the store at `path`:
+/// each offered definition becomes the pin. Returns the ids approved. A named id with nothing
+/// pending, or whose pending digest is not the one named, is an error, and then nothing is
+/// approved.
 pub fn approve(path: &Path, ids: Option<&[String]>) -> Result<Vec<String>, String> {
     let waiting = pending(path)?;
     let chosen: Vec<&PendingChange> = match ids {
         None => waiting.iter().collect(),
         Some(ids) => {
             let mut chosen = Vec::new();
-            for id in ids {
-                match waiting.iter().find(|change| &change.id == id) {
-                    Some(change) => chosen.push(change),
-                    None => return Err(format!("nothing waits for approval under `{id}`")),
+            for selector in ids {
+                let (id, digest) = match selector.split_once("@sha256:") {
+                    Some((id, digest)) => (id, Some(digest)),
+                    None => (selector.as_str(), None),
+                };
+                let Some(change) = waiting.iter().find(|change| change.id == id) else {
+                    return Err(format!(
+                        "nothing waits for approval under `{}`",
+                        id.escape_debug()
+                    ));
+                };
+                if digest.is_some_and(|digest| digest != change.offered_digest) {
+                    return Err(format!(
+                        "`{}` waits with another definition (sha256:{}) than the one named",
+                        id.escape_debug(),
+                        change.offered_digest
+                    ));
                 }
+                chosen.push(change);
             }
             chosen
         }
@@ -544,22 +622,28 @@ pub fn approve(path: &Path, ids: Option<&[String]>) -> Result<Vec<String>, Strin
         .map_err(|error| error.to_string())?;
     let now = portcullis_audit::now_rfc3339();
     for change in &chosen {
-        let Some((upstream, rest)) = change.id.split_once('/') else {
-            continue;
-        };
-        let Some((kind, name)) = rest.split_once(':') else {
-            continue;
-        };
-        // Only the definition the operator was shown: one that changed again since waits.
-        transaction
+        // Only the definition read above: one that changed since is not approved.
+        let updated = transaction
             .execute(
                 "UPDATE pins SET digest = pending_digest, definition = pending_definition, \
                  pinned_at = ?5, pending_digest = NULL, pending_definition = NULL, \
                  pending_since = NULL \
                  WHERE upstream = ?1 AND kind = ?2 AND name = ?3 AND pending_digest = ?4",
-                rusqlite::params![upstream, kind, name, change.offered_digest, now],
+                rusqlite::params![
+                    change.upstream,
+                    change.kind.as_str(),
+                    change.name,
+                    change.offered_digest,
+                    now
+                ],
             )
             .map_err(|error| error.to_string())?;
+        if updated != 1 {
+            return Err(format!(
+                "`{}` changed while it was being approved; nothing approved",
+                change.id.escape_debug()
+            ));
+        }
     }
     transaction.commit().map_err(|error| error.to_string())?;
     Ok(chosen.into_iter().map(|change| change.id.clone()).collect())
@@ -631,5 +715,37 @@ mod tests {
         let again = Pins::open(OnChange::Flag, Some(&store)).unwrap();
         assert_eq!(again.check("tickets", Kind::Tool, "get", &after), Use::Show);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // Review: an upstream switching between two definitions wrote and recorded on every list,
+    // and a change withdrawn left its tool held.
+    #[test]
+    fn a_switching_upstream_keeps_its_first_change_pending_and_a_withdrawn_one_is_served() {
+        let pins = Pins::open(OnChange::Hold, None).unwrap();
+        let (x, y, z) = (
+            json!({"name": "t", "description": "x"}),
+            json!({"name": "t", "description": "y"}),
+            json!({"name": "t", "description": "z"}),
+        );
+        assert_eq!(pins.check("u", Kind::Tool, "t", &x), Use::Show);
+        for _ in 0..100 {
+            assert_eq!(pins.check("u", Kind::Tool, "t", &y), Use::Hold);
+            assert_eq!(pins.check("u", Kind::Tool, "t", &z), Use::Hold);
+        }
+        assert!(pins.held("u", Kind::Tool, "t"));
+        let first = portcullis_audit::arguments_digest(&definition(Kind::Tool, &y));
+        let pending = pins.known.lock().unwrap()[&("u".to_owned(), Kind::Tool, "t".to_owned())]
+            .pending
+            .clone();
+        assert_eq!(
+            pending,
+            Some(first),
+            "the first change stays the one waiting"
+        );
+        assert_eq!(pins.check("u", Kind::Tool, "t", &x), Use::Show);
+        assert!(
+            !pins.held("u", Kind::Tool, "t"),
+            "withdrawn: callable again"
+        );
     }
 }

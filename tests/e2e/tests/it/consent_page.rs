@@ -272,3 +272,133 @@ async fn the_page_signs_in_only_with_metadata_of_its_own_issuer_and_https_endpoi
         "its own metadata: sent to sign in ({status})"
     );
 }
+
+// See: issue 19. The page offered no way to sign out. Its form now does (checked like any of
+// its forms), and the sign-in is forgotten by the gateway, not only by the browser.
+#[tokio::test]
+async fn a_person_signed_in_on_the_page_can_sign_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let issuer = DevIssuer::start("sign-out", &resource, &[]).await;
+    let gateway = TestGateway::spawn_on(
+        listener,
+        &format!(
+            "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+            issuer.issuer,
+            stdio_upstream("fixture")
+        ),
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = format!("{}/approvals", gateway.base);
+    let (callback, browser) = sign_in_until_callback(&http, &page, "user-42").await;
+    let signed_in = http
+        .get(&callback)
+        .header("cookie", &browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = first_cookie(&signed_in);
+    let shown = http
+        .get(&page)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shown.contains("value=\"sign_out\""), "{shown}");
+    let token = shown
+        .split("name=\"form\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let out = http
+        .post(&page)
+        .header("cookie", &cookie)
+        .header("origin", &gateway.base)
+        .form(&[("form", token.as_str()), ("decision", "sign_out")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let expired = out.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(expired.contains("Max-Age=0"), "{expired}");
+    assert!(out.text().await.unwrap().contains("signed out"));
+    let again = http
+        .get(&page)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        303,
+        "the old cookie signs nobody in: off to sign in again"
+    );
+}
+
+// See: issue 19. Behind a proxy at a path prefix (public URL `…/tools/mcp`), the page's
+// `redirect_uri`, `client_id`, cookies and links dropped the prefix.
+#[tokio::test]
+async fn the_page_keeps_the_public_urls_path_prefix() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{origin}/tools/mcp");
+    let issuer = DevIssuer::start("prefix", &resource, &[]).await;
+    let gateway = TestGateway::spawn_on(
+        listener,
+        &format!(
+            "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+            issuer.issuer,
+            stdio_upstream("fixture")
+        ),
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // The proxy strips `/tools`: the gateway serves the page at `/approvals`.
+    let to_sign_in = http
+        .get(format!("{}/approvals?request=ap-x", gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(to_sign_in.status(), 303);
+    let cookie = to_sign_in.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("Path=/tools/approvals"), "{cookie}");
+    let location = to_sign_in.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let url = reqwest::Url::parse(&location).unwrap();
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        param("redirect_uri"),
+        format!("{origin}/tools/approvals/callback")
+    );
+    assert_eq!(
+        param("client_id"),
+        format!("{origin}/tools/approvals/client.json")
+    );
+}

@@ -51,29 +51,29 @@ pub(super) struct Approvals {
     sign_in: sign_in::SignIn,
     sessions: Mutex<HashMap<String, Web>>,
     secure: bool,
+    /// The page's path as browsers reach it: `/approvals` under the public URL's prefix.
+    page: String,
 }
 
 impl Approvals {
-    /// The page for a gateway whose MCP endpoint is `resource`, signing people in with
-    /// `issuer` as OAuth client `client_id` (default: the page's own metadata document); one
-    /// address may have `per_address` sign-ins in progress.
+    /// The page for a gateway whose MCP endpoint is `resource` (served at `endpoint` here),
+    /// signing people in with `issuer` as OAuth client `client_id` (default: the page's own
+    /// metadata document); one address may have `per_address` sign-ins in progress.
     pub(super) fn new(
         consent: Arc<Consent>,
         access: Arc<crate::access::Access>,
         trail: Trail,
-        (resource, issuer, client_id): (&str, &str, Option<&str>),
+        (resource, endpoint, issuer, client_id): (&str, &str, &str, Option<&str>),
         per_address: usize,
     ) -> Self {
-        let origin = reqwest::Url::parse(resource)
-            .map(|url| url.origin().ascii_serialization())
-            .unwrap_or_default();
-        consent.set_page(format!("{origin}/approvals"));
+        let (origin, page) = page_of(resource, endpoint);
+        consent.set_page(format!("{origin}{page}"));
         let client_id =
-            client_id.map_or_else(|| format!("{origin}/approvals/client.json"), str::to_owned);
+            client_id.map_or_else(|| format!("{origin}{page}/client.json"), str::to_owned);
         let sign_in = sign_in::SignIn::new(
             issuer.to_owned(),
             client_id,
-            format!("{origin}/approvals/callback"),
+            format!("{origin}{page}/callback"),
             resource.to_owned(),
             per_address,
         );
@@ -84,6 +84,7 @@ impl Approvals {
             sign_in,
             sessions: Mutex::new(HashMap::new()),
             secure: origin.starts_with("https://"),
+            page,
         }
     }
 
@@ -191,11 +192,58 @@ fn cookie_named(headers: &HeaderMap, wanted: &str) -> Option<String> {
         })
 }
 
-/// A `Set-Cookie` for the approval page's path.
-fn set_cookie(name: &str, value: &str, max_age: Duration, secure: bool) -> Option<HeaderValue> {
+/// Forget this browser's sign-in (its form proved it came from the page) and its cookie.
+async fn sign_out(approvals: &Approvals, cookie: &str, principal: &Principal) -> Response {
+    approvals.sessions().remove(cookie);
+    approvals
+        .record(principal, AuditDecision::Allow, "signed_out", None)
+        .await;
+    let mut response = html(
+        StatusCode::OK,
+        page::notice(
+            "Signed out",
+            "You are signed out of the approval page. An approval link signs you in again.",
+        ),
+    );
+    if let Some(value) = set_cookie(
+        (COOKIE, ""),
+        &approvals.page,
+        Duration::ZERO,
+        approvals.secure,
+    ) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The origin of the public URL `resource` and the approval page's path under it: a gateway
+/// behind a proxy at `https://example.com/tools/mcp` (serving `endpoint` `/mcp` itself) has
+/// its page at `/tools/approvals`, and every link, form, cookie and redirect says so.
+fn page_of(resource: &str, endpoint: &str) -> (String, String) {
+    let Ok(url) = reqwest::Url::parse(resource) else {
+        return (String::new(), "/approvals".to_owned());
+    };
+    let path = url.path();
+    let prefix = path
+        .strip_suffix(endpoint)
+        .unwrap_or_else(|| path.rsplit_once('/').map_or("", |(parent, _)| parent))
+        .trim_end_matches('/');
+    (
+        url.origin().ascii_serialization(),
+        format!("{prefix}/approvals"),
+    )
+}
+
+/// A `Set-Cookie` for the approval page's path `page`.
+fn set_cookie(
+    (name, value): (&str, &str),
+    page: &str,
+    max_age: Duration,
+    secure: bool,
+) -> Option<HeaderValue> {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/approvals; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        "{name}={value}; Path={page}; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
         max_age.as_secs()
     ))
     .ok()
@@ -213,8 +261,8 @@ async fn show(
     headers: HeaderMap,
 ) -> Response {
     let here = match &query.request {
-        Some(id) => format!("/approvals?request={}", urlencode(id)),
-        None => "/approvals".to_owned(),
+        Some(id) => format!("{}?request={}", approvals.page, urlencode(id)),
+        None => approvals.page.clone(),
     };
     let Some((cookie, principal)) = approvals.signed_in(&headers) else {
         let source = peer.map(|axum::Extension(peer)| peer.source);
@@ -222,8 +270,8 @@ async fn show(
             Ok(started) => {
                 let mut response = redirect(&started.to);
                 if let Some(value) = set_cookie(
-                    SIGN_IN_COOKIE,
-                    &started.browser,
+                    (SIGN_IN_COOKIE, &started.browser),
+                    &approvals.page,
                     sign_in::SIGN_IN_TIME,
                     approvals.secure,
                 ) {
@@ -317,7 +365,12 @@ async fn show(
     let token = approvals.form_token(&cookie);
     html(
         StatusCode::OK,
-        page::requests(&principal.subject, &shown, &token, query.request.as_deref()),
+        page::requests(
+            (&principal.subject, &approvals.page),
+            &shown,
+            &token,
+            query.request.as_deref(),
+        ),
     )
 }
 
@@ -366,6 +419,7 @@ async fn answer(
     let approve = match field("decision") {
         Some("approve") => true,
         Some("decline") => false,
+        Some("sign_out") => return sign_out(&approvals, &cookie, &principal).await,
         _ => {
             return html(
                 StatusCode::BAD_REQUEST,
@@ -501,16 +555,17 @@ async fn callback(
         );
     }
     // Only back to the approval page: the sign-in cannot be turned into an open redirect.
-    let to = if return_to.starts_with("/approvals") {
+    let page = &approvals.page;
+    let to = if return_to == *page || return_to.starts_with(&format!("{page}?")) {
         return_to
     } else {
-        "/approvals".to_owned()
+        page.clone()
     };
     let mut response = redirect(&to);
     let cookies = [
-        set_cookie(COOKIE, &cookie, SIGNED_IN, approvals.secure),
+        set_cookie((COOKIE, &cookie), page, SIGNED_IN, approvals.secure),
         // The sign-in is over: its binding cookie goes.
-        set_cookie(SIGN_IN_COOKIE, "", Duration::ZERO, approvals.secure),
+        set_cookie((SIGN_IN_COOKIE, ""), page, Duration::ZERO, approvals.secure),
     ];
     for value in cookies.into_iter().flatten() {
         response.headers_mut().append(header::SET_COOKIE, value);
@@ -540,4 +595,33 @@ fn urlencode(text: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // See: issue 19. A public URL with a path prefix lost it in the page's links, its
+    // `redirect_uri` and its `client_id`.
+    #[test]
+    fn the_page_lives_under_the_public_urls_prefix() {
+        let page = |resource, endpoint| page_of(resource, endpoint);
+        assert_eq!(
+            page("https://example.com/tools/mcp", "/mcp"),
+            (
+                "https://example.com".to_owned(),
+                "/tools/approvals".to_owned()
+            )
+        );
+        assert_eq!(
+            page("https://example.com/mcp", "/mcp"),
+            ("https://example.com".to_owned(), "/approvals".to_owned())
+        );
+        // A proxy that renames the endpoint: the page sits beside it.
+        assert_eq!(
+            page("https://example.com/a/b/gateway", "/mcp").1,
+            "/a/b/approvals"
+        );
+        assert_eq!(page("http://127.0.0.1:8080/", "/").1, "/approvals");
+    }
 }

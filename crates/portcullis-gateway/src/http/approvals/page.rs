@@ -33,10 +33,11 @@ fn document(title: &str, body: &str) -> String {
 }
 
 /// The person's requests waiting for an answer, in one form: approve some, all, or none.
-/// The requests waiting for `subject`; only `selected` (the one a link named) starts ticked, so
-/// following a link for one request never approves another in the same click.
+/// The requests waiting for `subject`, on the page at `action`; only `selected` (the one a
+/// link named) starts ticked, so following a link for one request never approves another in
+/// the same click.
 pub(super) fn requests(
-    subject: &str,
+    (subject, action): (&str, &str),
     shown: &[Shown],
     form_token: &str,
     selected: Option<&str>,
@@ -45,9 +46,15 @@ pub(super) fn requests(
         return document(
             "Nothing to approve",
             &format!(
-                "<p>Signed in as <strong>{}</strong>. There is no request waiting for your \
-                 approval.</p>",
-                escape(subject)
+                "<p>Signed in as <strong>{subject}</strong>. There is no request waiting for \
+                 your approval.</p>\n\
+                 <form method=\"post\" action=\"{action}\">\n\
+                 <input type=\"hidden\" name=\"form\" value=\"{token}\">\n\
+                 <button type=\"submit\" name=\"decision\" value=\"sign_out\">Sign out</button>\
+                 </form>",
+                subject = escape(subject),
+                action = escape(action),
+                token = escape(form_token),
             ),
         );
     }
@@ -73,12 +80,14 @@ pub(super) fn requests(
             "<p>Signed in as <strong>{subject}</strong>. These actions are waiting for your \
              approval. Nothing runs until you approve it; each approved action runs once, when \
              the client makes the same call again.</p>\n\
-             <form method=\"post\" action=\"/approvals\">\n\
+             <form method=\"post\" action=\"{action}\">\n\
              <input type=\"hidden\" name=\"form\" value=\"{token}\">\n{items}\
              <button type=\"submit\" name=\"decision\" value=\"approve\">Approve selected</button>\
              <button type=\"submit\" name=\"decision\" value=\"decline\">Decline selected</button>\
+             <button type=\"submit\" name=\"decision\" value=\"sign_out\">Sign out</button>\
              </form>",
             subject = escape(subject),
+            action = escape(action),
             token = escape(form_token),
         ),
     )
@@ -136,10 +145,20 @@ mod tests {
     // call also approved a waiting `grant_access`.
     #[test]
     fn only_the_request_a_link_names_starts_ticked() {
-        let page = requests("ada", &[shown("ap-1"), shown("ap-2")], "t", Some("ap-2"));
+        let page = requests(
+            ("ada", "/approvals"),
+            &[shown("ap-1"), shown("ap-2")],
+            "t",
+            Some("ap-2"),
+        );
         assert_eq!(page.matches(" checked>").count(), 1, "{page}");
         assert!(page.contains("value=\"ap-2\" checked>"), "{page}");
-        let page = requests("ada", &[shown("ap-1"), shown("ap-2")], "t", None);
+        let page = requests(
+            ("ada", "/approvals"),
+            &[shown("ap-1"), shown("ap-2")],
+            "t",
+            None,
+        );
         assert_eq!(page.matches(" checked>").count(), 0, "{page}");
     }
 }
