@@ -5,8 +5,10 @@
 //! The assertion is a compact JWT (ES256, header `typ: JWT`, so it cannot pass for an access
 //! token) in the request's `params._meta["io.portcullis/identity"]`, with `iss` (the gateway's
 //! public URL), `aud` (the upstream's name), `sub`, `tenant`, `roles`, `scopes`, `client_id`,
-//! `iat`, `exp` and `jti`. Backends verify it with the public key set the gateway writes to
-//! `[identity] jwks_file`.
+//! `iat`, `exp`, `jti`, and the request it goes with: `method`, and `target` (the tool or
+//! prompt name as the upstream knows it, or the resource URI) where the method names one, so
+//! that an assertion taken from one request does not vouch for another. Backends verify it
+//! with the public key set the gateway writes to `[identity] jwks_file`.
 
 use std::{
     sync::Arc,
@@ -39,9 +41,15 @@ impl Asserter {
         Self { config }
     }
 
-    /// The assertion that `principal` is calling, for upstream `audience`; `None` if signing
-    /// fails (logged; the upstream then refuses the request, which fails closed).
-    pub(crate) fn assert(&self, principal: &Principal, audience: &str) -> Option<String> {
+    /// The assertion that `principal` is calling, for upstream `audience`, in the request
+    /// `(method, target)`; `None` if signing fails (logged; the upstream then refuses the
+    /// request, which fails closed).
+    pub(crate) fn assert(
+        &self,
+        principal: &Principal,
+        audience: &str,
+        (method, target): (&str, Option<&str>),
+    ) -> Option<String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs());
@@ -54,7 +62,11 @@ impl Asserter {
             "iat": now,
             "exp": now + self.config.lifetime.as_secs(),
             "jti": random_token(),
+            "method": method,
         });
+        if let Some(target) = target {
+            claims["target"] = json!(target);
+        }
         if let Some(tenant) = &principal.tenant {
             claims["tenant"] = json!(tenant);
         }

@@ -35,11 +35,16 @@ impl Workspace {
         Self { store, verifier }
     }
 
-    /// The verified caller of the request `context` belongs to, or the refusal to send.
-    fn caller(&self, context: &RequestContext<RoleServer>) -> Result<Caller, McpError> {
+    /// The verified caller of the request `(method, target)` that `context` belongs to, or the
+    /// refusal to send.
+    fn caller(
+        &self,
+        context: &RequestContext<RoleServer>,
+        request: (&str, Option<&str>),
+    ) -> Result<Caller, McpError> {
         // rmcp moves the wire `params._meta` into the context before dispatch.
         self.verifier
-            .verify_meta(&context.meta.0.0)
+            .verify_meta(&context.meta.0.0, request)
             .map_err(|error| identity::refusal(&error))
     }
 }
@@ -65,7 +70,7 @@ impl ServerHandler for Workspace {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        self.caller(&context)?;
+        self.caller(&context, ("tools/list", None))?;
         Ok(ListToolsResult::with_all_items(tools::catalog()))
     }
 
@@ -74,7 +79,7 @@ impl ServerHandler for Workspace {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let caller = self.caller(&context)?;
+        let caller = self.caller(&context, ("tools/call", Some(&request.name)))?;
         let arguments = request.arguments.unwrap_or_default();
         tools::call(&self.store, &caller, &request.name, &arguments).map(Into::into)
     }
@@ -84,7 +89,7 @@ impl ServerHandler for Workspace {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let caller = self.caller(&context)?;
+        let caller = self.caller(&context, ("resources/list", None))?;
         let resources = resources::list(&self.store, &caller).map_err(|e| crate::internal(&e))?;
         Ok(ListResourcesResult::with_all_items(resources))
     }
@@ -94,7 +99,7 @@ impl ServerHandler for Workspace {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        self.caller(&context)?;
+        self.caller(&context, ("resources/templates/list", None))?;
         Ok(ListResourceTemplatesResult::with_all_items(
             resources::templates(),
         ))
@@ -105,7 +110,7 @@ impl ServerHandler for Workspace {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let caller = self.caller(&context)?;
+        let caller = self.caller(&context, ("resources/read", Some(&request.uri)))?;
         match resources::read(&self.store, &caller, &request.uri) {
             Ok(Some(result)) => Ok(result.into()),
             // SECURITY: fixed text, without the URI, whether the resource is missing, of another

@@ -104,7 +104,23 @@ impl Upstreams {
             Via::Session(links) => (links.connection(self, index).await?, None),
             Via::Dedicated(lease) => (lease.connection.clone(), Some(lease)),
         };
-        if let Some(assertion) = principal.and_then(|p| self.assertion(p, index)) {
+        // The request the assertion vouches for: its method and what it names, as sent.
+        let method = forward.proof.request().method.as_str();
+        let target = ["name", "uri"]
+            .iter()
+            .find_map(|key| forward.params.get(*key).and_then(Value::as_str))
+            .filter(|_| {
+                matches!(
+                    method,
+                    "tools/call"
+                        | "prompts/get"
+                        | "resources/read"
+                        | "resources/subscribe"
+                        | "resources/unsubscribe"
+                )
+            });
+        if let Some(assertion) = principal.and_then(|p| self.assertion(p, index, (method, target)))
+        {
             forward
                 .meta
                 .insert(IDENTITY_KEY.to_owned(), assertion.into());

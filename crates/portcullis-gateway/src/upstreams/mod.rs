@@ -162,9 +162,14 @@ impl Upstreams {
 
     /// The identity assertion for a request to upstream `index` on behalf of `principal`;
     /// `None` without assertions configured.
-    pub(crate) fn assertion(&self, principal: &Principal, index: usize) -> Option<String> {
+    pub(crate) fn assertion(
+        &self,
+        principal: &Principal,
+        index: usize,
+        request: (&str, Option<&str>),
+    ) -> Option<String> {
         let asserter = self.asserter.as_ref()?;
-        asserter.assert(principal, self.name(index))
+        asserter.assert(principal, self.name(index), request)
     }
 
     /// Learn what upstream `index` offers of `method` (a list), every page, for the gateway's
@@ -190,7 +195,9 @@ impl Upstreams {
             if let Some(cursor) = cursor.take() {
                 params.insert("cursor".to_owned(), cursor);
             }
-            if let Some(assertion) = on_behalf.and_then(|p| self.assertion(p, index)) {
+            if let Some(assertion) =
+                on_behalf.and_then(|p| self.assertion(p, index, (method, None)))
+            {
                 let mut meta = serde_json::Map::new();
                 meta.insert(forward::IDENTITY_KEY.to_owned(), assertion.into());
                 params.insert("_meta".to_owned(), Value::Object(meta));

@@ -84,7 +84,8 @@ impl Upstreams {
         let mut params = Map::new();
         params.insert("name".to_owned(), resolver.tool.clone().into());
         params.insert("arguments".to_owned(), Value::Object(arguments));
-        if let Some(assertion) = self.assertion(principal, index) {
+        let request = ("tools/call", resolver.tool.as_str());
+        if let Some(assertion) = self.assertion(principal, index, (request.0, Some(request.1))) {
             let mut meta = Map::new();
             meta.insert(IDENTITY_KEY.to_owned(), assertion.into());
             params.insert("_meta".to_owned(), Value::Object(meta));

@@ -30,6 +30,9 @@ pub enum IdentityError {
     /// `nbf` is in the future.
     #[error("identity assertion is not valid yet")]
     NotYetValid,
+    /// The assertion names another request (method or target) than the one it came with.
+    #[error("identity assertion was made for another request")]
+    OtherRequest,
     /// `exp` is further away than any assertion the gateway mints.
     #[error("identity assertion lives too long")]
     Lifetime,

@@ -95,15 +95,26 @@ impl IdentityVerifier {
         })
     }
 
-    /// The caller a request's `_meta` asserts, if its assertion verifies.
-    pub fn verify_meta(&self, meta: &JsonObject) -> Result<Caller, IdentityError> {
+    /// The caller a request's `_meta` asserts, if its assertion verifies and was made for
+    /// this request: `(method, target)`, the target being the tool name or resource URI the
+    /// request names.
+    pub fn verify_meta(
+        &self,
+        meta: &JsonObject,
+        request: (&str, Option<&str>),
+    ) -> Result<Caller, IdentityError> {
         let assertion = meta.get(META_KEY).ok_or(IdentityError::Missing)?;
         let assertion = assertion.as_str().ok_or(IdentityError::Malformed)?;
-        self.verify(assertion)
+        self.verify(assertion, request)
     }
 
-    /// The caller `assertion` (a compact JWT) asserts, if it verifies.
-    pub fn verify(&self, assertion: &str) -> Result<Caller, IdentityError> {
+    /// The caller `assertion` (a compact JWT) asserts for the request `(method, target)`, if it
+    /// verifies.
+    pub fn verify(
+        &self,
+        assertion: &str,
+        (method, target): (&str, Option<&str>),
+    ) -> Result<Caller, IdentityError> {
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|error| IdentityError::from_jwt(error.kind()))?;
         if header.typ.as_deref() != Some(ASSERTION_TYPE) {
@@ -128,6 +139,14 @@ impl IdentityVerifier {
         let claims = data.claims;
         if claims.exp > now().saturating_add(MAX_REMAINING_LIFETIME.as_secs()) {
             return Err(IdentityError::Lifetime);
+        }
+        // SECURITY: the gateway says which request an assertion goes with; one taken from
+        // another request (another tool, another resource, a list) vouches for nothing here.
+        // (Assertions of gateways that name no request are taken as before.)
+        let bound = claims.method.is_some() || claims.target.is_some();
+        if bound && (claims.method.as_deref() != Some(method) || claims.target.as_deref() != target)
+        {
+            return Err(IdentityError::OtherRequest);
         }
         let subject = claims
             .sub
@@ -173,6 +192,9 @@ struct Claims {
     #[serde(default)]
     scopes: Vec<String>,
     client_id: Option<String>,
+    /// The request the assertion goes with (gateways that say so).
+    method: Option<String>,
+    target: Option<String>,
 }
 
 fn now() -> u64 {

@@ -194,3 +194,38 @@ async fn the_stateless_era_carries_the_assertion_beside_the_protocol_metadata() 
     anonymous["_meta"] = protocol;
     assert_refused(&client.request("tools/call", anonymous).await);
 }
+
+// See: issue 19. An assertion taken from one request was accepted for another. The gateway
+// now says which request each goes with (`method`, `target`), and the backend holds it to that.
+#[tokio::test]
+async fn an_assertion_made_for_another_request_is_refused() {
+    let key = TestKey::generate("gw-1");
+    let bound = |method: &str, target: Option<&str>| {
+        let mut claims = claims("user-42", "tenant-a", &["viewer"]);
+        claims["method"] = json!(method);
+        if let Some(target) = target {
+            claims["target"] = json!(target);
+        }
+        key.sign(&claims)
+    };
+    let own = bound("tools/call", Some("search_policies"));
+    let response = search_with(&key, Some(&own)).await;
+    assert!(structured(&response)["policies"].is_array(), "{response}");
+    for other in [
+        bound("tools/call", Some("read_policy")),
+        bound("tools/list", None),
+        bound("resources/read", Some("policy://tenant-a/POL-A1")),
+        bound("tools/call", None),
+    ] {
+        assert_refused(&search_with(&key, Some(&other)).await);
+    }
+    let mut client = Client::connect(workspace(&key)).await;
+    let read = client
+        .as_caller(
+            Some(&bound("resources/read", Some("policy://tenant-a/POL-A2"))),
+            "resources/read",
+            json!({"uri": "policy://tenant-a/POL-A1"}),
+        )
+        .await;
+    assert_refused(&read);
+}
