@@ -433,11 +433,16 @@ struct Row {
 }
 
 fn rows(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
+    read_rows(
+        connection,
+        "SELECT upstream, kind, name, digest, definition, pending_digest, \
+         pending_definition, pending_since FROM pins ORDER BY upstream, kind, name",
+    )
+}
+
+fn read_rows(connection: &rusqlite::Connection, query: &str) -> Result<Vec<Row>, String> {
     let mut statement = connection
-        .prepare(
-            "SELECT upstream, kind, name, digest, definition, pending_digest, \
-             pending_definition, pending_since FROM pins ORDER BY upstream, kind, name",
-        )
+        .prepare(query)
         .map_err(|error| error.to_string())?;
     let rows = statement
         .query_map([], |row| {
@@ -485,38 +490,10 @@ fn rows(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
 /// Each pin's key, digest and pending digest: what the gateway reads back every two seconds
 /// (the definitions stay on disk).
 fn digests(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
-    let mut statement = connection
-        .prepare("SELECT upstream, kind, name, digest, pending_digest FROM pins")
-        .map_err(|error| error.to_string())?;
-    let rows = statement
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, Option<String>>(4)?,
-            ))
-        })
-        .map_err(|error| error.to_string())?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (upstream, kind, name, digest, pending_digest) =
-            row.map_err(|error| error.to_string())?;
-        if let Some(kind) = Kind::parse(&kind) {
-            out.push(Row {
-                upstream,
-                kind,
-                name,
-                digest,
-                definition: None,
-                pending_digest,
-                pending_definition: None,
-                pending_since: None,
-            });
-        }
-    }
-    Ok(out)
+    read_rows(
+        connection,
+        "SELECT upstream, kind, name, digest, NULL, pending_digest, NULL, NULL FROM pins",
+    )
 }
 
 fn write_all(connection: &rusqlite::Connection, writes: &std::sync::mpsc::Receiver<Write>) {

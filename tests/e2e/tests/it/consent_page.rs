@@ -71,6 +71,33 @@ async fn approve_on_page(link: &str, identity: &str, approve: bool) -> String {
     format!("{page}\n{}", answered.text().await.unwrap())
 }
 
+/// A gateway whose public URL has the path `public_path` (its proxy strips what precedes
+/// `/mcp`), with the approval page, and its issuer.
+async fn page_gateway(name: &str, public_path: &str) -> (TestGateway, DevIssuer) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}{public_path}", listener.local_addr().unwrap());
+    let issuer = DevIssuer::start(name, &resource, &[]).await;
+    let gateway = TestGateway::spawn_on(
+        listener,
+        &format!(
+            "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
+            issuer.issuer,
+            stdio_upstream("fixture")
+        ),
+    )
+    .await;
+    (gateway, issuer)
+}
+
+/// A browser's HTTP client: it does not follow redirects, so each one can be looked at.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// The first `Set-Cookie` of `answer`, as `name=value`.
 fn first_cookie(answer: &reqwest::Response) -> String {
     answer.headers()[reqwest::header::SET_COOKIE]
@@ -118,23 +145,8 @@ async fn sign_in_until_callback(
 // browser that started it.
 #[tokio::test]
 async fn a_sign_in_finishes_only_in_the_browser_that_started_it() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let issuer = DevIssuer::start("login-csrf", &resource, &[]).await;
-    let gateway = TestGateway::spawn_on(
-        listener,
-        &format!(
-            "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
-         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
-            issuer.issuer,
-            stdio_upstream("fixture")
-        ),
-    )
-    .await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let (gateway, _issuer) = page_gateway("login-csrf", "/mcp").await;
+    let http = browser();
     let page = format!("{}/approvals", gateway.base);
     let (attackers, _) = sign_in_until_callback(&http, &page, "admin-a").await;
     let (_, victims_browser) = sign_in_until_callback(&http, &page, "user-42").await;
@@ -277,23 +289,8 @@ async fn the_page_signs_in_only_with_metadata_of_its_own_issuer_and_https_endpoi
 // its forms), and the sign-in is forgotten by the gateway, not only by the browser.
 #[tokio::test]
 async fn a_person_signed_in_on_the_page_can_sign_out() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let issuer = DevIssuer::start("sign-out", &resource, &[]).await;
-    let gateway = TestGateway::spawn_on(
-        listener,
-        &format!(
-            "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
-         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
-            issuer.issuer,
-            stdio_upstream("fixture")
-        ),
-    )
-    .await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let (gateway, _issuer) = page_gateway("sign-out", "/mcp").await;
+    let http = browser();
     let page = format!("{}/approvals", gateway.base);
     let (callback, browser) = sign_in_until_callback(&http, &page, "user-42").await;
     let signed_in = http
@@ -352,24 +349,9 @@ async fn a_person_signed_in_on_the_page_can_sign_out() {
 // `redirect_uri`, `client_id`, cookies and links dropped the prefix.
 #[tokio::test]
 async fn the_page_keeps_the_public_urls_path_prefix() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let resource = format!("{origin}/tools/mcp");
-    let issuer = DevIssuer::start("prefix", &resource, &[]).await;
-    let gateway = TestGateway::spawn_on(
-        listener,
-        &format!(
-            "[auth]\npublic_url = \"{resource}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
-         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
-            issuer.issuer,
-            stdio_upstream("fixture")
-        ),
-    )
-    .await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let (gateway, _issuer) = page_gateway("prefix", "/tools/mcp").await;
+    let origin = gateway.base.clone();
+    let http = browser();
     // The proxy strips `/tools`: the gateway serves the page at `/approvals`.
     let to_sign_in = http
         .get(format!("{}/approvals?request=ap-x", gateway.base))
