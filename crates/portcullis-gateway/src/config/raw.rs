@@ -323,4 +323,7 @@ pub struct RawUpstream {
     pub era: Option<String>,
     /// Prefix for this upstream's names, default its `name`.
     pub prefix: Option<String>,
+    /// The resource URI prefixes this upstream owns (`["hr://"]`): reads of URIs under them go
+    /// to it alone, and a URI or template it lists outside them is refused.
+    pub resources: Option<Vec<String>>,
 }

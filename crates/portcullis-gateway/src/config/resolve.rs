@@ -44,6 +44,9 @@ pub struct Config {
     pub pins: super::PinsConfig,
     /// How aggregated names are formed.
     pub naming: Naming,
+    /// The resource URI prefixes each upstream owns, in the order of `upstreams` (empty: it
+    /// declared none, and owns what it lists that nobody declared).
+    pub resource_namespaces: Vec<Vec<String>>,
     /// The upstreams, in routing order, each with its resolved prefix.
     pub upstreams: Vec<(UpstreamSpec, Option<String>)>,
     /// Authentication; `None` only when `[danger] unauthenticated = true`.
@@ -229,8 +232,12 @@ impl Config {
         }
         let several = upstreams.len() > 1;
         let mut resolved = Vec::with_capacity(upstreams.len());
+        let mut resource_namespaces: Vec<Vec<String>> = Vec::with_capacity(upstreams.len());
         for (index, upstream) in upstreams.into_iter().enumerate() {
             let key = format!("upstream[{index}]");
+            let namespaces = upstream.resources.clone().unwrap_or_default();
+            check_namespaces(&key, &namespaces, &resource_namespaces)?;
+            resource_namespaces.push(namespaces);
             let (spec, prefix) = resolve_upstream(&key, upstream, &naming, base, several)?;
             if resolved
                 .iter()
@@ -281,6 +288,7 @@ impl Config {
             pins: super::pins::resolve_pins(pins, base)?,
             naming,
             upstreams: resolved,
+            resource_namespaces,
             auth,
             identity,
             audit: match audit {
@@ -441,6 +449,38 @@ fn check_prefixes(
     Ok(())
 }
 
+/// SECURITY: a URI must have one owner. A namespace is a URI prefix with a scheme; one that
+/// overlaps another upstream's (either starts with the other) is refused.
+fn check_namespaces(
+    key: &str,
+    namespaces: &[String],
+    others: &[Vec<String>],
+) -> Result<(), ConfigError> {
+    for namespace in namespaces {
+        if !namespace.contains(':') || namespace.chars().any(char::is_whitespace) {
+            return Err(ConfigError::invalid(
+                format!("{key}.resources"),
+                format!(
+                    "`{namespace}`: a URI prefix with its scheme, like `hr://` or `file:///srv/hr/`"
+                ),
+            ));
+        }
+        for (index, theirs) in others.iter().enumerate() {
+            if let Some(overlap) = theirs.iter().find(|their| {
+                their.starts_with(namespace.as_str()) || namespace.starts_with(their.as_str())
+            }) {
+                return Err(ConfigError::invalid(
+                    format!("{key}.resources"),
+                    format!(
+                        "`{namespace}` overlaps `{overlap}` of upstream[{index}]: a URI could belong to either"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn resolve_upstream(
     key: &str,
     raw: RawUpstream,
@@ -458,6 +498,7 @@ fn resolve_upstream(
         credential_file,
         era,
         prefix,
+        resources: _,
     } = raw;
     if name.is_empty()
         || !name
@@ -624,6 +665,28 @@ mod tests {
         assert!(parse(text).is_err(), "the same prefix twice");
         let text = "[[upstream]]\nname = \"a\"\ncommand = \"x\"\nprefix = \"ab\"\n[[upstream]]\nname = \"b\"\ncommand = \"y\"\nprefix = \"a\"\n";
         assert!(parse(text).is_ok(), "`ab__` and `a__` cannot be confused");
+    }
+
+    #[test]
+    fn resource_namespaces_need_a_scheme_and_one_owner() {
+        let two = |a: &str, b: &str| {
+            format!(
+                "[[upstream]]\nname = \"a\"\ncommand = \"x\"\nresources = [{a:?}]\n\
+                 [[upstream]]\nname = \"b\"\ncommand = \"y\"\nresources = [{b:?}]\n"
+            )
+        };
+        let config = parse(&two("hr://", "tickets://")).unwrap();
+        assert_eq!(
+            config.resource_namespaces,
+            [vec!["hr://".to_owned()], vec!["tickets://".to_owned()]]
+        );
+        let error = parse(&two("hr://", "hr://salaries/")).unwrap_err();
+        assert!(
+            error.contains("upstream[1].resources") && error.contains("overlaps"),
+            "{error}"
+        );
+        let error = parse(&two("hr", "x://")).unwrap_err();
+        assert!(error.contains("upstream[0].resources"), "{error}");
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub struct Upstreams {
 struct Upstream {
     shared: Arc<SharedUpstream>,
     prefix: Option<String>,
+    /// The resource URI prefixes it owns (`[[upstream]] resources`); empty: none declared.
+    namespaces: Vec<String>,
     /// Set once the upstream refused a session handshake while answering stateless requests.
     stateless_only: std::sync::atomic::AtomicBool,
 }
@@ -70,13 +72,19 @@ impl Upstreams {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|(spec, prefix)| Upstream {
+            .enumerate()
+            .map(|(index, (spec, prefix))| Upstream {
                 shared: SharedUpstream::start(
                     spec.clone(),
                     changes.clone(),
                     shutdown.child_token(),
                 ),
                 prefix: prefix.clone(),
+                namespaces: config
+                    .resource_namespaces
+                    .get(index)
+                    .cloned()
+                    .unwrap_or_default(),
                 stateless_only: std::sync::atomic::AtomicBool::new(false),
             })
             .collect();
@@ -253,8 +261,10 @@ impl Upstreams {
                     }
                 }
                 pins::Use::Hold => {
-                    if kind == pins::Kind::Tool {
-                        self.forget_tool(&self.public_name(index, name));
+                    match kind {
+                        pins::Kind::Tool => self.forget_tool(&self.public_name(index, name)),
+                        pins::Kind::Template => self.forget_template(index, name),
+                        pins::Kind::Prompt => {}
                     }
                     return;
                 }
@@ -271,15 +281,26 @@ impl Upstreams {
                     self.learn_tool(&public, &item);
                 }
             }
-            "resources/list" => {
+            "resources/list" | "resources/templates/list" => {
                 // URIs are global names already: they are routed, never rewritten.
-                if let Some(uri) = item.get("uri").and_then(Value::as_str) {
-                    self.learn_resource(uri, index);
+                let member = if method == "resources/list" {
+                    "uri"
+                } else {
+                    "uriTemplate"
+                };
+                let Some(uri) = item.get(member).and_then(Value::as_str) else {
+                    return;
+                };
+                // SECURITY: a URI in another upstream's declared namespace, or outside this
+                // one's own, is not this upstream's to list (nor to be sent reads of).
+                if !self.may_claim(index, uri) {
+                    tracing::warn!(upstream = %self.name(index), uri, "an upstream listed a URI outside its namespace; refused");
+                    return;
                 }
-            }
-            "resources/templates/list" => {
-                if let Some(template) = item.get("uriTemplate").and_then(Value::as_str) {
-                    self.learn_template(template, index);
+                if method == "resources/list" {
+                    self.learn_resource(uri, index);
+                } else {
+                    self.learn_template(uri, index);
                 }
             }
             _ => return,

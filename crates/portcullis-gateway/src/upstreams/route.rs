@@ -65,6 +65,10 @@ impl Upstreams {
     /// upstream claims is not tried on each in turn: a caller's read, with its identity, never
     /// goes to an upstream that did not say the URI is its own.
     pub(crate) fn route_uri(&self, uri: &str) -> Option<usize> {
+        // A namespace the configuration gives an upstream is its own, whatever anyone listed.
+        if let Some(owner) = self.declared_owner(uri) {
+            return Some(owner);
+        }
         let routes = self.routes();
         if let Some(owner) = routes.resources.get(uri) {
             return *owner;
@@ -78,9 +82,10 @@ impl Upstreams {
         claims.sort_unstable();
         claims.dedup();
         drop(routes);
+        claims.retain(|index| self.may_claim(*index, uri));
         match claims.as_slice() {
             [one] => Some(*one),
-            [] if self.upstreams.len() == 1 => Some(0),
+            [] if self.upstreams.len() == 1 && self.may_claim(0, uri) => Some(0),
             [] => None,
             _ => {
                 tracing::warn!(
@@ -89,6 +94,27 @@ impl Upstreams {
                 );
                 None
             }
+        }
+    }
+
+    /// The upstream whose declared namespace (`[[upstream]] resources`) holds `uri`, if any
+    /// (the configuration lets at most one).
+    fn declared_owner(&self, uri: &str) -> Option<usize> {
+        self.upstreams.iter().position(|upstream| {
+            upstream
+                .namespaces
+                .iter()
+                .any(|namespace| uri.starts_with(namespace.as_str()))
+        })
+    }
+
+    /// Whether upstream `index` may own `uri` (or a template starting so): within its own
+    /// namespaces if it declared any, else anywhere no other upstream declared.
+    pub(crate) fn may_claim(&self, index: usize, uri: &str) -> bool {
+        let literal = uri.split('{').next().unwrap_or_default();
+        match self.declared_owner(literal) {
+            Some(owner) => owner == index,
+            None => self.upstreams[index].namespaces.is_empty(),
         }
     }
 
@@ -150,6 +176,15 @@ impl Upstreams {
     }
 
     /// Forget one tool's definition (held back: see `pins`).
+    /// Forget the route a template of upstream `index` gave (held back: see `pins`); another
+    /// of its templates starting the same way goes with it (fail closed).
+    pub(super) fn forget_template(&self, index: usize, template: &str) {
+        let literal = template.split('{').next().unwrap_or_default();
+        self.routes()
+            .templates
+            .retain(|(known, i)| !(known == literal && *i == index));
+    }
+
     pub(super) fn forget_tool(&self, public: &str) {
         self.routes().tools.remove(public);
     }

@@ -348,3 +348,62 @@ async fn a_changed_tool_definition_is_held_until_an_operator_approves_it() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What `resources/list` shows `token` (2026-07-28): the URIs.
+async fn resource_uris(url: &str, token: &str) -> Vec<String> {
+    let (status, body) =
+        portcullis_e2e::stateless_rpc(url, Some(token), "resources/list", json!({}), json!({}))
+            .await;
+    assert!(status.is_success(), "{status} {body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    listed["result"]["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|resource| resource["uri"].as_str().map(str::to_owned))
+        .collect()
+}
+
+// See: issue 19. A `weather` upstream that listed `hr://salaries/2026` received every caller's
+// read of it, with each reader's identity. With `resources = ["hr://"]` on the `hr` upstream,
+// that namespace is `hr`'s whatever anyone lists: weather's claim is refused and logged, and
+// reads go to hr alone.
+#[tokio::test]
+async fn a_uri_in_another_upstreams_declared_namespace_is_never_routed_to_the_claimant() {
+    let (hr, weather) = (
+        Recorder::start().await,
+        Recorder::hostile(Hostility::ClaimsUri("hr://salaries/2026")).await,
+    );
+    let issuer = DevIssuer::start("hostile-namespace", RESOURCE, &[]).await;
+    let config = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [[upstream]]\nname = \"weather\"\nurl = \"{}\"\n\n\
+         [[upstream]]\nname = \"hr\"\nurl = \"{}\"\nresources = [\"hr://\"]\n",
+        issuer.issuer, weather.url, hr.url,
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let uris = resource_uris(&gateway.url, &token).await;
+    assert!(
+        !uris.iter().any(|uri| uri.starts_with("hr://")),
+        "weather's claim is not listed: {uris:?}"
+    );
+    let _ = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token),
+        "resources/read",
+        json!({"uri": "hr://salaries/2026"}),
+        json!({}),
+    )
+    .await;
+    let reads = |recorder: &Recorder| {
+        recorder
+            .received()
+            .iter()
+            .filter(|message| message.method == "resources/read")
+            .count()
+    };
+    assert_eq!(reads(&weather), 0, "the claimant never gets the read");
+    assert_eq!(reads(&hr), 1, "the namespace's owner does");
+}
