@@ -30,6 +30,12 @@ pub enum IdentityError {
     /// `nbf` is in the future.
     #[error("identity assertion is not valid yet")]
     NotYetValid,
+    /// The assertion was accepted before: each goes with one request.
+    #[error("identity assertion was used before")]
+    Replayed,
+    /// More assertions are remembered than the replay check holds; refused until some expire.
+    #[error("too many identity assertions to remember; refused")]
+    TooMany,
     /// The assertion names another request (method or target) than the one it came with.
     #[error("identity assertion was made for another request")]
     OtherRequest,

@@ -82,7 +82,13 @@ pub struct IdentityVerifier {
     keys: Keys,
     issuer: String,
     audience: String,
+    /// The `jti` of each assertion accepted and not expired yet, with its `exp`.
+    seen: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
+
+/// Assertions remembered at once for replay checks; past it, expired ones are let go, and if
+/// none is, new assertions are refused until some expire (fail closed).
+const MAX_REMEMBERED: usize = 100_000;
 
 impl IdentityVerifier {
     /// A verifier trusting the ES256 keys of `jwks` (a JWK Set document) for assertions from
@@ -92,6 +98,7 @@ impl IdentityVerifier {
             keys: Keys::from_jwks(jwks)?,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -148,6 +155,29 @@ impl IdentityVerifier {
         {
             return Err(IdentityError::OtherRequest);
         }
+        // SECURITY: each assertion is good for one request: the gateway mints one per request,
+        // so one seen before is a replay.
+        {
+            let jti = claims
+                .jti
+                .as_ref()
+                .filter(|jti| !jti.is_empty())
+                .ok_or(IdentityError::MissingClaim { claim: "jti" })?;
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.len() >= MAX_REMEMBERED {
+                let now = now();
+                seen.retain(|_, exp| exp.saturating_add(LEEWAY.as_secs()) >= now);
+                if seen.len() >= MAX_REMEMBERED {
+                    return Err(IdentityError::TooMany);
+                }
+            }
+            if seen.insert(jti.clone(), claims.exp).is_some() {
+                return Err(IdentityError::Replayed);
+            }
+        }
         let subject = claims
             .sub
             .filter(|sub| !sub.is_empty())
@@ -192,6 +222,8 @@ struct Claims {
     #[serde(default)]
     scopes: Vec<String>,
     client_id: Option<String>,
+    /// The assertion's id: each is accepted once.
+    jti: Option<String>,
     /// The request the assertion goes with (gateways that say so).
     method: Option<String>,
     target: Option<String>,

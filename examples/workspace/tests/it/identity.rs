@@ -1,9 +1,11 @@
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::json;
 
-use crate::support::{Client, TestKey, assert_refused, claims, now, structured, workspace};
+use crate::support::{
+    Assertion, Client, TestKey, assert_refused, claims, now, structured, workspace,
+};
 
-async fn search_with(key: &TestKey, assertion: Option<&str>) -> serde_json::Value {
+async fn search_with(key: &TestKey, assertion: Option<&dyn Assertion>) -> serde_json::Value {
     let mut client = Client::connect(workspace(key)).await;
     client
         .as_caller(
@@ -81,7 +83,7 @@ async fn an_assertion_from_another_issuer_is_refused() {
 #[tokio::test]
 async fn a_tampered_assertion_is_refused() {
     let key = TestKey::generate("gw-1");
-    let genuine = key.assert("user-42", "tenant-a", &["viewer"]);
+    let genuine = key.assert("user-42", "tenant-a", &["viewer"]).fresh();
     // Swap in claims naming another tenant and the hr role, keeping the original signature.
     let forged_claims = claims("user-42", "tenant-b", &["hr"]);
     let forged_payload = base64::Engine::encode(
@@ -98,10 +100,10 @@ async fn an_assertion_signed_by_an_untrusted_key_is_refused() {
     let trusted = TestKey::generate("gw-1");
     // Same kid, different key: an attacker guessing the kid gains nothing.
     let impostor = TestKey::generate("gw-1");
-    let assertion = impostor.assert("user-42", "tenant-a", &["viewer"]);
+    let assertion = impostor.assert("user-42", "tenant-a", &["viewer"]).fresh();
     assert_refused(&search_with(&trusted, Some(&assertion)).await);
     let unknown = TestKey::generate("gw-2");
-    let assertion = unknown.assert("user-42", "tenant-a", &["viewer"]);
+    let assertion = unknown.assert("user-42", "tenant-a", &["viewer"]).fresh();
     assert_refused(&search_with(&trusted, Some(&assertion)).await);
 }
 
@@ -182,7 +184,7 @@ async fn the_stateless_era_carries_the_assertion_beside_the_protocol_metadata() 
         .await;
     assert!(discovered.get("result").is_some(), "{discovered}");
     let mut meta = protocol.clone();
-    meta["io.portcullis/identity"] = json!(key.assert("user-42", "tenant-a", &["viewer"]));
+    meta["io.portcullis/identity"] = json!(key.assert("user-42", "tenant-a", &["viewer"]).fresh());
     let params = json!({
         "name": "search_policies",
         "arguments": {"query": ""},
@@ -228,4 +230,23 @@ async fn an_assertion_made_for_another_request_is_refused() {
         )
         .await;
     assert_refused(&read);
+}
+
+// See: issue 19. The same assertion was accepted again and again. Each is good for one
+// request (the gateway mints one per request).
+#[tokio::test]
+async fn an_assertion_is_accepted_once() {
+    let key = TestKey::generate("gw-1");
+    let once = key.assert("user-42", "tenant-a", &["viewer"]).fresh();
+    let mut client = Client::connect(workspace(&key)).await;
+    let search = json!({"name": "search_policies", "arguments": {"query": ""}});
+    let first = client
+        .as_caller(Some(&once), "tools/call", search.clone())
+        .await;
+    assert!(structured(&first)["policies"].is_array(), "{first}");
+    let again = client.as_caller(Some(&once), "tools/call", search).await;
+    assert_refused(&again);
+    let mut no_id = claims("user-42", "tenant-a", &["viewer"]);
+    no_id.as_object_mut().unwrap().remove("jti");
+    assert_refused(&search_with(&key, Some(&key.sign(&no_id))).await);
 }

@@ -59,10 +59,61 @@ impl TestKey {
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
     }
 
-    /// A valid assertion for `subject` of `tenant` with `roles`.
-    pub(crate) fn assert(&self, subject: &str, tenant: &str, roles: &[&str]) -> String {
-        self.sign(&claims(subject, tenant, roles))
+    /// Valid assertions for `subject` of `tenant` with `roles`: a fresh one for each request,
+    /// as the gateway mints them.
+    pub(crate) fn assert<'k>(&'k self, subject: &str, tenant: &str, roles: &[&str]) -> Who<'k> {
+        Who {
+            key: self,
+            claims: claims(subject, tenant, roles),
+        }
     }
+}
+
+/// Someone the test speaks for: each request gets an assertion of its own.
+pub(crate) struct Who<'k> {
+    key: &'k TestKey,
+    claims: Value,
+}
+
+impl Who<'_> {
+    /// A fresh assertion (its own `jti`).
+    pub(crate) fn fresh(&self) -> String {
+        let mut claims = self.claims.clone();
+        claims["jti"] = json!(unique_jti());
+        self.key.sign(&claims)
+    }
+}
+
+/// What a test sends as the identity assertion: a fixed text (a forged, expired or replayed
+/// one), or a fresh one for someone.
+pub(crate) trait Assertion {
+    fn text(&self) -> String;
+}
+
+impl Assertion for str {
+    fn text(&self) -> String {
+        self.to_owned()
+    }
+}
+
+impl Assertion for String {
+    fn text(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Assertion for Who<'_> {
+    fn text(&self) -> String {
+        self.fresh()
+    }
+}
+
+fn unique_jti() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "jti-{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 pub(crate) fn now() -> u64 {
@@ -85,7 +136,7 @@ pub(crate) fn claims(subject: &str, tenant: &str, roles: &[&str]) -> Value {
         "client_id": "test-client",
         "iat": now,
         "exp": now + 60,
-        "jti": format!("jti-{subject}-{now}"),
+        "jti": unique_jti(),
     })
 }
 
@@ -178,19 +229,24 @@ where
     /// `method` with `params` and, if given, the identity assertion in `_meta`.
     pub(crate) async fn as_caller(
         &mut self,
-        assertion: Option<&str>,
+        assertion: Option<&dyn Assertion>,
         method: &str,
         params: Value,
     ) -> Value {
         let mut params = params;
         if let Some(assertion) = assertion {
-            params["_meta"] = json!({ META_KEY: assertion });
+            params["_meta"] = json!({ META_KEY: assertion.text() });
         }
         self.request(method, params).await
     }
 
     /// `tools/call` of `tool` as the holder of `assertion`; returns the whole response.
-    pub(crate) async fn call(&mut self, assertion: &str, tool: &str, arguments: Value) -> Value {
+    pub(crate) async fn call(
+        &mut self,
+        assertion: &dyn Assertion,
+        tool: &str,
+        arguments: Value,
+    ) -> Value {
         self.as_caller(
             Some(assertion),
             "tools/call",

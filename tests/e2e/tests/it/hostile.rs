@@ -407,3 +407,59 @@ async fn a_uri_in_another_upstreams_declared_namespace_is_never_routed_to_the_cl
     assert_eq!(reads(&weather), 0, "the claimant never gets the read");
     assert_eq!(reads(&hr), 1, "the namespace's owner does");
 }
+
+// See: issue 19. With `on_change = "flag"`, a changed definition is shown, marked as changed
+// with both digests, and the change recorded; nothing is held back.
+#[tokio::test]
+async fn a_changed_definition_is_flagged_when_so_configured() {
+    let upstream = Recorder::hostile(Hostility::RugPull).await;
+    let issuer = DevIssuer::start("hostile-flag", RESOURCE, &[]).await;
+    let config = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [pins]\non_change = \"flag\"\n\n\
+         [[upstream]]\nname = \"tickets\"\nurl = \"{}\"\n",
+        issuer.issuer, upstream.url,
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let echo = |body: &str| -> serde_json::Value {
+        let listed: serde_json::Value = serde_json::from_str(body).expect("json");
+        listed["result"]["tools"]
+            .as_array()
+            .expect("tools")
+            .iter()
+            .find(|tool| tool["name"] == "echo")
+            .cloned()
+            .expect("echo listed")
+    };
+    let list = || {
+        portcullis_e2e::stateless_rpc(
+            &gateway.url,
+            Some(&token),
+            "tools/list",
+            json!({}),
+            json!({}),
+        )
+    };
+    let (_, body) = list().await;
+    assert!(echo(&body)["_meta"]["io.portcullis/definitionChanged"].is_null());
+    upstream.pull_rug();
+    let (_, body) = list().await;
+    let changed = &echo(&body)["_meta"]["io.portcullis/definitionChanged"];
+    assert!(
+        changed["previous"].is_string()
+            && changed["current"].is_string()
+            && changed["previous"] != changed["current"],
+        "flagged with both digests: {changed}"
+    );
+    let (_, answer) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token),
+        "tools/call",
+        json!({"name": "echo", "arguments": {}}),
+        json!({}),
+    )
+    .await;
+    assert!(answer.contains("done"), "not held back: {answer}");
+}
