@@ -97,9 +97,22 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
     if let Some(response) = wire::refuse_post(&parts.headers) {
         return response;
     }
-
-    // Only the body limit can fail a read here: the layer outside already bounds it.
-    let Ok(bytes) = axum::body::to_bytes(body, endpoint.max_body_bytes).await else {
+    // A 2026-07-28 request says in its headers that it is one (checked against its body in
+    // step 3): it takes its turn before its body is read and parsed, work a burst of large
+    // ones would otherwise do all at once. Anything else takes its turn once parsed.
+    let mut turn = if wire::declares_request(&parts.headers) {
+        Some(endpoint.turns.take(caller.id()).await)
+    } else {
+        None
+    };
+    // Only the body limit can fail a read here: the layer outside already bounds it. A body
+    // still arriving after the turn's allowance (a slow upload) waits without it.
+    let read = axum::body::to_bytes(body, endpoint.max_body_bytes);
+    let read = match &turn {
+        Some(turn) => turn.away(read).await,
+        None => read.await,
+    };
+    let Ok(bytes) = read else {
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
     };
     // 2. The body, parsed once.
@@ -156,7 +169,10 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
         McpMessage::Request(request) => {
             // Its turn among the caller's own requests. Answers and notifications take none:
             // they are cheap, and what a waiting request of the same caller may need.
-            let turn = endpoint.turns.take(caller.id()).await;
+            let turn = match turn.take() {
+                Some(turn) => turn,
+                None => endpoint.turns.take(caller.id()).await,
+            };
             serve::request(endpoint.clone(), caller, lifecycle, session, request, turn).await
         }
         McpMessage::Notification(notification) => notified(session.as_deref(), notification).await,

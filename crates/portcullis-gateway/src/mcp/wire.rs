@@ -247,6 +247,15 @@ fn plain(status: StatusCode, text: &'static str) -> Refusal {
 
 /// The refusal of a POST whose client does not accept what the gateway may answer with (both
 /// JSON and SSE), or that did not send JSON; `None` when it is fine.
+/// Whether the headers say the body is a request (`Mcp-Method` naming one, 2026-07-28): a
+/// notification's method starts `notifications/`, and an answer has none.
+pub(crate) fn declares_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(METHOD_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|method| !method.is_empty() && !method.starts_with("notifications/"))
+}
+
 pub(crate) fn refuse_post(headers: &HeaderMap) -> Option<Response> {
     let (mut json, mut sse) = (false, false);
     for accepted in accepted(headers) {
