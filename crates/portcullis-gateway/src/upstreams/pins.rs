@@ -28,6 +28,11 @@ const WRITES_WAITING: usize = 1024;
 const MAX_NAME: usize = 1024;
 /// A definition larger than this is kept in the store by digest only.
 const MAX_KEPT_DEFINITION: usize = 256 * 1024;
+/// Definitions kept in memory for the fast comparison, and written to the store, in all over the
+/// process's life: past these, pins hold digests only (an upstream rotating its names cannot
+/// grow either without bound in bytes; comparisons then take the digest's way).
+const MAX_KEPT_IN_MEMORY: usize = 32 * 1024 * 1024;
+const MAX_WRITTEN: usize = 256 * 1024 * 1024;
 /// Where a flagged definition says it changed.
 pub(crate) const CHANGED_KEY: &str = "io.portcullis/definitionChanged";
 
@@ -103,6 +108,9 @@ pub(crate) enum Use {
 #[derive(Clone)]
 struct Pin {
     digest: String,
+    /// The pinned definition's members, when known and small enough to keep: a list repeating
+    /// it is recognised by comparing them, without a digest (lists are the hot path).
+    definition: Option<Value>,
     /// The digest of the definition the upstream offered last.
     offered: String,
     /// The first changed definition since the last approval, waiting for one. SECURITY: kept
@@ -125,6 +133,25 @@ pub(crate) struct Pins {
     store: Option<PathBuf>,
     writes: Option<std::sync::mpsc::SyncSender<Write>>,
     trail: OnceLock<Trail>,
+    in_memory: Budget,
+    written: Budget,
+}
+
+/// Bytes that may still be spent, over the process's life.
+struct Budget(std::sync::atomic::AtomicUsize);
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        Self(std::sync::atomic::AtomicUsize::new(bytes))
+    }
+
+    /// Spend `bytes` if they are left.
+    fn spend(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0
+            .fetch_update(Relaxed, Relaxed, |left| left.checked_sub(bytes))
+            .is_ok()
+    }
 }
 
 enum Write {
@@ -136,6 +163,7 @@ impl Pins {
     /// Pins kept as `on_change` says, in `store` if given (loading what it holds).
     pub(crate) fn open(on_change: OnChange, store: Option<&Path>) -> Result<Self, String> {
         let mut known = HashMap::new();
+        let in_memory = Budget::new(MAX_KEPT_IN_MEMORY);
         let writes = match store {
             Some(path) => {
                 let connection = connect(path)?;
@@ -145,6 +173,10 @@ impl Pins {
                         Pin {
                             offered: row.digest.clone(),
                             digest: row.digest,
+                            definition: row
+                                .definition
+                                .filter(|text| in_memory.spend(text.len()))
+                                .and_then(|text| serde_json::from_str(&text).ok()),
                             pending: row.pending_digest,
                         },
                     );
@@ -170,6 +202,8 @@ impl Pins {
             store: store.map(Path::to_path_buf),
             writes,
             trail: OnceLock::new(),
+            in_memory,
+            written: Budget::new(MAX_WRITTEN),
         })
     }
 
@@ -183,6 +217,8 @@ impl Pins {
             store: None,
             writes: None,
             trail: OnceLock::new(),
+            in_memory: Budget::new(MAX_KEPT_IN_MEMORY),
+            written: Budget::new(MAX_WRITTEN),
         }
     }
 
@@ -196,13 +232,21 @@ impl Pins {
         if self.broken {
             return true;
         }
-        self.on_change == OnChange::Hold
-            && self
-                .known
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&(upstream.to_owned(), kind, name.to_owned()))
-                .is_some_and(|pin| pin.offered != pin.digest)
+        let known = self.lock();
+        match known.get(&(upstream.to_owned(), kind, name.to_owned())) {
+            Some(pin) => self.on_change == OnChange::Hold && pin.offered != pin.digest,
+            // Past the bound nothing new is pinned, and nothing unpinned is served.
+            None => self.per_upstream(upstream) >= MAX_PER_UPSTREAM,
+        }
+    }
+
+    /// `kept` as the store gets it: by digest only once the store's budget is spent.
+    fn to_write(&self, kept: Option<String>) -> Option<String> {
+        kept.filter(|text| self.written.spend(text.len()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Pin>> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Record pinning events to `trail`.
@@ -216,15 +260,29 @@ impl Pins {
         if self.broken || name.len() > MAX_NAME {
             return Use::Hold;
         }
+        let key = (upstream.to_owned(), kind, name.to_owned());
+        if let Some(pin) = self.lock().get_mut(&key)
+            && pin
+                .definition
+                .as_ref()
+                .is_some_and(|pinned| same(kind, item, pinned))
+        {
+            pin.offered.clone_from(&pin.digest);
+            return Use::Show;
+        }
         let definition = definition(kind, item);
         let digest = portcullis_audit::arguments_digest(&definition);
-        let key = (upstream.to_owned(), kind, name.to_owned());
-        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = kept(&definition);
+        let size = kept.as_ref().map_or(usize::MAX, String::len);
+        let mut known = self.lock();
         let (event, verdict) = match known.get_mut(&key) {
             Some(pin) if pin.digest == digest => {
                 // Back to the pinned one: served again (a change still pending stays for the
                 // operator to approve or leave).
                 pin.offered.clone_from(&digest);
+                if self.in_memory.spend(size) {
+                    pin.definition = Some(definition);
+                }
                 return Use::Show;
             }
             Some(pin) => {
@@ -244,7 +302,7 @@ impl Pins {
                 self.write(Write::Pending(
                     key.clone(),
                     digest.clone(),
-                    kept(&definition),
+                    self.to_write(kept),
                 ));
                 (Some(("definition_changed", Some(previous))), verdict)
             }
@@ -262,6 +320,7 @@ impl Pins {
                     Pin {
                         digest: digest.clone(),
                         offered: digest.clone(),
+                        definition: self.in_memory.spend(size).then(|| definition.clone()),
                         pending: None,
                     },
                 );
@@ -274,7 +333,7 @@ impl Pins {
                 self.write(Write::Pinned(
                     key.clone(),
                     digest.clone(),
-                    kept(&definition),
+                    self.to_write(kept),
                 ));
                 // A first sight is no change: logged, not recorded (a gateway starting in front
                 // of a few hundred tools would otherwise open its trail with as many records).
@@ -314,13 +373,15 @@ impl Pins {
         };
         let mut approved = Vec::new();
         {
-            let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut known = self.lock();
             for row in rows {
                 let key = (row.upstream, row.kind, row.name);
                 if let Some(pin) = known.get_mut(&key)
                     && pin.digest != row.digest
                 {
                     let previous = std::mem::replace(&mut pin.digest, row.digest.clone());
+                    // Learned again from the next list that offers it.
+                    pin.definition = None;
                     pin.pending = row.pending_digest;
                     approved.push((key, row.digest, previous));
                 }
@@ -390,6 +451,13 @@ fn definition(kind: Kind, item: &Value) -> Value {
         }
     }
     Value::Object(members)
+}
+
+/// Whether `item` has the members of `pinned`, a `kind` definition, exactly.
+fn same(kind: Kind, item: &Value, pinned: &Value) -> bool {
+    kind.members()
+        .iter()
+        .all(|member| item.get(*member) == pinned.get(*member))
 }
 
 /// The definition as the store keeps it, unless it is too large to keep.
@@ -723,6 +791,25 @@ mod tests {
         assert!(
             !pins.held("u", Kind::Tool, "t"),
             "withdrawn: callable again"
+        );
+    }
+
+    // Review: a definition past the bound was kept off lists but could still be called.
+    #[test]
+    fn past_the_bound_nothing_new_is_listed_or_callable() {
+        let pins = Pins::open(OnChange::Hold, None).unwrap();
+        for n in 0..MAX_PER_UPSTREAM {
+            let name = format!("t{n}");
+            let item = json!({"name": name});
+            assert_eq!(pins.check("u", Kind::Tool, &name, &item), Use::Show);
+        }
+        let late = json!({"name": "late"});
+        assert_eq!(pins.check("u", Kind::Tool, "late", &late), Use::Hold);
+        assert!(pins.held("u", Kind::Tool, "late"), "not callable either");
+        assert!(!pins.held("u", Kind::Tool, "t1"), "the pinned ones are");
+        assert!(
+            !pins.held("v", Kind::Tool, "late"),
+            "another upstream has its own bound"
         );
     }
 }
