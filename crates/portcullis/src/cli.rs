@@ -169,6 +169,12 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum PinsCommand {
+    /// Every pinned definition, as `[[upstream]] pins` in the config takes it.
+    List {
+        /// The configuration file (its `[pins] store`).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Each changed definition waiting for approval, pinned and offered side by side.
     Diff {
         /// The configuration file (its `[pins] store`).
@@ -278,6 +284,9 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             &against,
             identities.as_deref(),
         )?),
+        Command::Pins {
+            command: PinsCommand::List { config },
+        } => print(&crate::pins::list(&config)?),
         Command::Pins {
             command: PinsCommand::Diff { config },
         } => print(&crate::pins::diff(&config)?),

@@ -20,6 +20,41 @@ fn store(config: &Path) -> anyhow::Result<std::path::PathBuf> {
     }
 }
 
+/// Every pin in the store, by upstream, in the form `[[upstream]] pins` takes.
+pub(crate) fn list(config: &Path) -> anyhow::Result<String> {
+    let store = store(config)?;
+    let pinned = pins::pinned(&store).map_err(anyhow::Error::msg)?;
+    let mut out = String::new();
+    let mut upstream = None;
+    for pin in &pinned {
+        if upstream != Some(&pin.upstream) {
+            let _ = writeln!(out, "{}:", clean(&pin.upstream));
+            upstream = Some(&pin.upstream);
+        }
+        let _ = match (&pin.digest, &pin.pending) {
+            (Some(digest), None) => writeln!(out, "  \"{}@sha256:{digest}\"", clean(&pin.id)),
+            (Some(digest), Some(_)) => writeln!(
+                out,
+                "  \"{}@sha256:{digest}\"  (a change waits: see `pins diff`)",
+                clean(&pin.id)
+            ),
+            (None, _) => writeln!(
+                out,
+                "  {}  (first seen, waiting for approval: see `pins diff`)",
+                clean(&pin.id)
+            ),
+        };
+    }
+    let _ = writeln!(
+        out,
+        "{} pinned in {}. To pin ahead of time, copy the quoted lines into that upstream's \
+         `pins = [...]`; with `[pins] on_new = \"hold\"` nothing else of it is served unapproved.",
+        pinned.iter().filter(|pin| pin.digest.is_some()).count(),
+        store.display()
+    );
+    Ok(out)
+}
+
 /// Every change waiting for approval, the pinned and the offered definition side by side.
 pub(crate) fn diff(config: &Path) -> anyhow::Result<String> {
     let store = store(config)?;
@@ -41,10 +76,20 @@ pub(crate) fn diff(config: &Path) -> anyhow::Result<String> {
                 .map(|since| format!(" {since}"))
                 .unwrap_or_default()
         );
-        let _ = writeln!(out, "  pinned  sha256:{}", change.pinned_digest);
+        if change.pinned_digest.is_empty() {
+            let _ = writeln!(
+                out,
+                "  pinned  (nothing: first seen, held back until approved)"
+            );
+        } else {
+            let _ = writeln!(out, "  pinned  sha256:{}", change.pinned_digest);
+        }
         let _ = writeln!(out, "  offered sha256:{}", change.offered_digest);
         match (&change.pinned, &change.offered) {
             (Some(pinned), Some(offered)) => out.push_str(&lines_diff(pinned, offered)),
+            (None, Some(offered)) if change.pinned_digest.is_empty() => {
+                out.push_str(&lines_diff("", offered));
+            }
             _ => out.push_str("  (a definition too large to keep: compare the digests)\n"),
         }
         out.push('\n');

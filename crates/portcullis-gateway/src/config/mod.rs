@@ -13,6 +13,6 @@ mod resolve;
 pub use auth::{Auth, Introspection, Issuer};
 pub use error::ConfigError;
 pub use limits::{Limits, Rate};
-pub use pins::{OnChange, PinsConfig};
+pub use pins::{FixedPin, OnChange, PinsConfig};
 pub use raw::Raw;
 pub use resolve::{AuditConfig, Config, ConsentConfig, Naming, PrefixMode};

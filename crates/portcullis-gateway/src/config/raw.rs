@@ -326,4 +326,6 @@ pub struct RawUpstream {
     /// The resource URI prefixes this upstream owns (`["hr://"]`): reads of URIs under them go
     /// to it alone, and a URI or template it lists outside them is refused.
     pub resources: Option<Vec<String>>,
+    /// Definitions pinned ahead of time (`"tool:get@sha256:<hex>"`): served only as pinned.
+    pub pins: Option<Vec<String>>,
 }

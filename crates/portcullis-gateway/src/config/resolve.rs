@@ -233,11 +233,17 @@ impl Config {
         let several = upstreams.len() > 1;
         let mut resolved = Vec::with_capacity(upstreams.len());
         let mut resource_namespaces: Vec<Vec<String>> = Vec::with_capacity(upstreams.len());
+        let mut pins = super::pins::resolve_pins(pins, base)?;
         for (index, upstream) in upstreams.into_iter().enumerate() {
             let key = format!("upstream[{index}]");
             let namespaces = upstream.resources.clone().unwrap_or_default();
             check_namespaces(&key, &namespaces, &resource_namespaces)?;
             resource_namespaces.push(namespaces);
+            pins.fixed.extend(super::pins::resolve_fixed(
+                &key,
+                &upstream.name,
+                upstream.pins.as_deref().unwrap_or_default(),
+            )?);
             let (spec, prefix) = resolve_upstream(&key, upstream, &naming, base, several)?;
             if resolved
                 .iter()
@@ -285,7 +291,7 @@ impl Config {
             )?,
             max_session_connections: max_session_connections.unwrap_or(256),
             limits: super::limits::resolve_limits(limits)?,
-            pins: super::pins::resolve_pins(pins, base)?,
+            pins,
             naming,
             upstreams: resolved,
             resource_namespaces,
@@ -499,6 +505,7 @@ fn resolve_upstream(
         era,
         prefix,
         resources: _,
+        pins: _,
     } = raw;
     if name.is_empty()
         || !name
@@ -687,6 +694,37 @@ mod tests {
         );
         let error = parse(&two("hr", "x://")).unwrap_err();
         assert!(error.contains("upstream[0].resources"), "{error}");
+    }
+
+    #[test]
+    fn pins_in_the_config_name_a_kind_a_name_and_a_whole_digest() {
+        let digest = "ab".repeat(32);
+        let with = |pins: &str| {
+            parse(&format!(
+                "[pins]\non_new = \"hold\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\npins = [{pins}]\n"
+            ))
+        };
+        let config = with(&format!(
+            "\"tool:get@sha256:{digest}\", \"template:n://{{id}}@sha256:{digest}\""
+        ))
+        .unwrap();
+        assert!(config.pins.hold_new);
+        assert_eq!(config.pins.fixed.len(), 2);
+        assert_eq!(config.pins.fixed[1].name, "n://{id}");
+        for bad in [
+            format!("\"get@sha256:{digest}\""),
+            format!("\"tool:get@sha256:{}\"", &digest[..10]),
+            format!("\"resource:get@sha256:{digest}\""),
+            format!("\"tool:get@sha256:{}\"", "AB".repeat(32)),
+            format!("\"tool:get@sha256:{digest}\", \"tool:get@sha256:{digest}\""),
+        ] {
+            let error = with(&bad).unwrap_err();
+            assert!(error.contains("upstream[0].pins["), "{bad}: {error}");
+        }
+        let error =
+            parse("[pins]\non_new = \"trust\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n")
+                .unwrap_err();
+        assert!(error.contains("pins.on_new"), "{error}");
     }
 
     #[test]

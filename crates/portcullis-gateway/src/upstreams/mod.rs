@@ -99,7 +99,7 @@ impl Upstreams {
             objects: resolve::ObjectCache::default(),
             tools_learned: tokio::sync::Mutex::new(None),
             resources_learned: tokio::sync::Mutex::new(None),
-            pins: pins::Pins::open(config.pins.on_change, config.pins.store.as_deref())
+            pins: pins::Pins::open(&config.pins)
                 .unwrap_or_else(|error| {
                     tracing::error!(%error, "the pin store cannot be opened: every upstream definition is held back until it can");
                     pins::Pins::broken()

@@ -19,6 +19,9 @@ pub(super) struct Routes {
     /// Each resource URI and the one upstream that listed it; `None` when two did (refused).
     resources: HashMap<String, Option<usize>>,
     templates: Vec<(String, usize)>,
+    /// Templates held back (`pins`), by their literal start: with a single upstream, a URI
+    /// under one is not sent to it on the strength of being the only upstream.
+    held_templates: Vec<(String, usize)>,
     /// Task ids, with the upstream that made each and the caller it is for.
     tasks: HashMap<String, (usize, Option<CallerId>)>,
     /// Each caller's task ids, oldest first.
@@ -85,7 +88,12 @@ impl Upstreams {
         claims.retain(|index| self.may_claim(*index, uri));
         match claims.as_slice() {
             [one] => Some(*one),
-            [] if self.upstreams.len() == 1 && self.may_claim(0, uri) => Some(0),
+            [] if self.upstreams.len() == 1
+                && self.may_claim(0, uri)
+                && !self.under_held_template(uri) =>
+            {
+                Some(0)
+            }
             [] => None,
             _ => {
                 tracing::warn!(
@@ -95,6 +103,14 @@ impl Upstreams {
                 None
             }
         }
+    }
+
+    /// Whether `uri` starts like a template held back (`pins`).
+    fn under_held_template(&self, uri: &str) -> bool {
+        self.routes()
+            .held_templates
+            .iter()
+            .any(|(literal, _)| uri.starts_with(literal.as_str()))
     }
 
     /// The upstream whose declared namespace (`[[upstream]] resources`) holds `uri`, if any
@@ -145,6 +161,9 @@ impl Upstreams {
         // The literal text before the first expression is what a concrete URI must start with.
         let literal = template.split('{').next().unwrap_or_default().to_owned();
         let mut routes = self.routes();
+        routes
+            .held_templates
+            .retain(|(held, i)| !(*held == literal && *i == index));
         if !routes
             .templates
             .iter()
@@ -175,16 +194,25 @@ impl Upstreams {
         }
     }
 
-    /// Forget one tool's definition (held back: see `pins`).
     /// Forget the route a template of upstream `index` gave (held back: see `pins`); another
     /// of its templates starting the same way goes with it (fail closed).
     pub(super) fn forget_template(&self, index: usize, template: &str) {
         let literal = template.split('{').next().unwrap_or_default();
-        self.routes()
+        let mut routes = self.routes();
+        routes
             .templates
             .retain(|(known, i)| !(known == literal && *i == index));
+        if !routes
+            .held_templates
+            .iter()
+            .any(|(held, i)| held == literal && *i == index)
+            && routes.held_templates.len() < MAX_LEARNED_ROUTES
+        {
+            routes.held_templates.push((literal.to_owned(), index));
+        }
     }
 
+    /// Forget one tool's definition (held back: see `pins`).
     pub(super) fn forget_tool(&self, public: &str) {
         self.routes().tools.remove(public);
     }

@@ -349,6 +349,159 @@ async fn a_changed_tool_definition_is_held_until_an_operator_approves_it() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+// See: issue 19. With a single upstream every URI routed to it, so a template held back
+// because it changed still had its reads sent through. And a tool an upstream added (or
+// renamed) was served at first sight. With `on_new = "hold"` and definitions pinned in the
+// config, only what was reviewed is served: `echo`, pinned ahead of time, is listed; `wipe`
+// and `secret`, never approved, are not until `pins approve`; the changed template's reads
+// stop; and a change to the config's pin is held and recorded but not the store's to approve.
+#[tokio::test]
+async fn with_pins_in_the_config_only_reviewed_definitions_are_served() {
+    let upstream = Recorder::hostile(Hostility::RugPull).await;
+    let issuer = DevIssuer::start("hostile-fixed", RESOURCE, &[]).await;
+    let dir = std::env::temp_dir().join(format!("hostile-fixed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (trail, store) = (dir.join("audit.jsonl"), dir.join("pins.db"));
+    // The digest `pins list` shows for the reviewed `echo`: SHA-256 over the canonical JSON of
+    // the members a definition is pinned by.
+    let echo = portcullis_audit::arguments_digest(&json!({
+        "name": "echo", "description": "Echoes.", "inputSchema": {"type": "object"},
+    }));
+    let config_text = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [audit]\njsonl = {trail:?}\n\n[pins]\nstore = {store:?}\non_new = \"hold\"\n\n\
+         [[upstream]]\nname = \"tickets\"\nurl = \"{}\"\npins = [\"tool:echo@sha256:{echo}\", \
+         \"template:note://{{id}}@sha256:{}\"]\n",
+        issuer.issuer,
+        upstream.url,
+        portcullis_audit::arguments_digest(&json!({
+            "uriTemplate": "note://{id}", "name": "note", "description": "A note.",
+        })),
+    );
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, &config_text).expect("config");
+    let gateway = TestGateway::spawn(&config_text).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    assert_eq!(tool_names(&gateway.url, &token).await, ["echo"]);
+    let (_, body) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token),
+        "tools/call",
+        json!({"name": "wipe", "arguments": {}}),
+        json!({}),
+    )
+    .await;
+    assert!(body.contains("tool not found"), "never approved: {body}");
+    let (ok, diff) = pins_command(&config, &["diff"]);
+    assert!(
+        ok && diff.contains("tickets/tool:wipe") && diff.contains("first seen"),
+        "{diff}"
+    );
+    let (ok, approved) = pins_command(&config, &["approve", "tickets/tool:wipe"]);
+    assert!(ok, "{approved}");
+    let mut names = Vec::new();
+    for _ in 0..50 {
+        names = tool_names(&gateway.url, &token).await;
+        if names.contains(&"wipe".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        names,
+        ["echo", "wipe"],
+        "approved: served; `secret` still waits"
+    );
+    let (ok, list) = pins_command(&config, &["list"]);
+    assert!(
+        ok && list.contains("\"tool:wipe@sha256:") && list.contains("tool:secret  (first seen"),
+        "{list}"
+    );
+
+    let read = || {
+        portcullis_e2e::stateless_rpc(
+            &gateway.url,
+            Some(&token),
+            "resources/read",
+            json!({"uri": "note://7"}),
+            json!({}),
+        )
+    };
+    let reads = || {
+        upstream
+            .received()
+            .iter()
+            .filter(|message| message.method == "resources/read")
+            .count()
+    };
+    let templates = || async {
+        let (_, body) = portcullis_e2e::stateless_rpc(
+            &gateway.url,
+            Some(&token),
+            "resources/templates/list",
+            json!({}),
+            json!({}),
+        )
+        .await;
+        body
+    };
+    assert!(templates().await.contains("note://{id}"));
+    let (_, body) = read().await;
+    assert!(
+        body.contains("\"one\""),
+        "the pinned template reads: {body}"
+    );
+    assert_eq!(reads(), 1);
+
+    upstream.pull_rug();
+    let listed = templates().await;
+    assert!(
+        !listed.contains("note://"),
+        "the changed template is held: {listed}"
+    );
+    assert_eq!(tool_names(&gateway.url, &token).await, ["wipe"]);
+    let (_, body) = read().await;
+    assert!(!body.contains("\"one\""), "{body}");
+    assert_eq!(
+        reads(),
+        1,
+        "a read under the held template never reaches the upstream"
+    );
+    let (ok, diff) = pins_command(&config, &["diff"]);
+    assert!(
+        ok && !diff.contains("tool:echo"),
+        "a config pin's change is not approvable in the store: {diff}"
+    );
+
+    gateway.trail.flush_floods(true);
+    let mut reasons = Vec::new();
+    for _ in 0..50 {
+        reasons = portcullis_audit::Store::Lines(trail.clone())
+            .query(&portcullis_audit::Filter::default())
+            .expect("the trail reads")
+            .into_iter()
+            .flat_map(|(_, record)| record.reasons)
+            .collect();
+        if reasons.iter().any(|r| r == "definition_changed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for reason in [
+        "definition_new",
+        "definition_changed",
+        "definition_approved",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} record: {reasons:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// What `resources/list` shows `token` (2026-07-28): the URIs.
 async fn resource_uris(url: &str, token: &str) -> Vec<String> {
     let (status, body) =
