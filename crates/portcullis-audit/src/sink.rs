@@ -52,10 +52,13 @@ pub struct Stats {
     pub commit_micros: AtomicU64,
     /// Batches that failed.
     pub failures: AtomicU64,
+    /// Whether the last batch failed (the sink cannot be written now).
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 impl Stats {
     pub(crate) fn count(&self, records: usize, took: std::time::Duration, committed: bool) {
+        self.failing.store(!committed, Relaxed);
         if committed {
             self.commits.fetch_add(1, Relaxed);
             self.records.fetch_add(records as u64, Relaxed);

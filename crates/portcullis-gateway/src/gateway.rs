@@ -33,7 +33,10 @@ impl Gateway {
         let gateway = Arc::new(Self {
             access: Arc::new(Access::new(config)),
             upstreams: Arc::new(Upstreams::start(config, shutdown)),
-            sessions: Arc::new(Sessions::new(config.session_idle_timeout)),
+            sessions: Arc::new(Sessions::new(
+                config.session_idle_timeout,
+                config.cluster.replica.as_deref(),
+            )),
             bridge: crate::mcp::Bridge::default(),
         });
         if let Some(entitlements) = gateway.access.entitlements().cloned() {

@@ -90,6 +90,19 @@ impl Trail {
         !self.sinks.is_empty()
     }
 
+    /// The kinds of the sinks whose last write failed.
+    pub fn failing(&self) -> Vec<&'static str> {
+        self.sinks
+            .iter()
+            .filter(|sink| {
+                sink.stats()
+                    .failing
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .map(Sink::kind)
+            .collect()
+    }
+
     /// The counters.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics

@@ -25,6 +25,12 @@ enum Command {
         /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Listen here instead of `[server] listen` (replicas sharing one file).
+        #[arg(long, value_name = "ADDRESS")]
+        listen: Option<SocketAddr>,
+        /// Serve `/metrics`, `/healthz` and `/readyz` here instead of `[admin] listen`.
+        #[arg(long, value_name = "ADDRESS")]
+        admin: Option<SocketAddr>,
     },
     /// Run a ready-made gateway on loopback: a built-in upstream behind an embedded OAuth
     /// authorization server; no config needed.
@@ -219,8 +225,21 @@ enum AuditCommand {
 
 pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Command::Serve { config: file } => {
-            let config = Config::load(&file)?;
+        Command::Serve {
+            config: file,
+            listen,
+            admin,
+        } => {
+            let mut config = Config::load(&file)?;
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            if admin.is_some() {
+                config.admin = admin;
+            }
+            if let Some(replica) = replica_from_env() {
+                config.cluster.name_replica(replica)?;
+            }
             let path = config.path.clone();
             // Scripts and tests read the bound address from this line (the port may be 0).
             let banner = move |address: SocketAddr| format!("listening http://{address}{path}");
@@ -322,6 +341,16 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// This replica's name (`PORTCULLIS_REPLICA`), if the orchestrator set one: one config file
+/// serves every replica.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the binary reads the environment and passes the value down"
+)]
+fn replica_from_env() -> Option<String> {
+    std::env::var(portcullis_gateway::config::REPLICA_ENV).ok()
+}
+
 fn print(text: &str) -> anyhow::Result<()> {
     #[expect(clippy::print_stdout, reason = "the report is the command's output")]
     {
@@ -341,6 +370,7 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
+    let draining = http::Draining::default();
     let local = listener.local_addr()?;
     let gateway = Gateway::start(&config, &upstreams);
     for (name, status) in gateway.wait_ready(Duration::from_secs(10)).await {
@@ -368,8 +398,8 @@ pub(crate) async fn serve(
         let listener = TcpListener::bind(admin)
             .await
             .with_context(|| format!("cannot listen on {admin} (admin)"))?;
-        tracing::info!(address = %listener.local_addr()?, "metrics at /metrics");
-        let app = http::admin_app(trail.clone());
+        tracing::info!(address = %listener.local_addr()?, "/metrics, /healthz and /readyz");
+        let app = http::admin_app(trail.clone(), gateway.clone(), draining.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     let router = app(
@@ -385,7 +415,7 @@ pub(crate) async fn serve(
     {
         println!("{}", banner(local));
     }
-    tokio::spawn(signal(shutdown.clone()));
+    tokio::spawn(signal(shutdown.clone(), draining, config.drain_delay()));
     http::run(
         listener,
         router,
@@ -401,7 +431,10 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn signal(shutdown: CancellationToken) {
+/// Wait for Ctrl-C (shut down now) or SIGTERM (an orchestrator's: `/readyz` says draining for
+/// `drain_delay` while everything is still served, so load balancers stop sending first).
+/// Then the listener closes and in-flight calls get `[server] shutdown_grace`.
+async fn signal(shutdown: CancellationToken, draining: http::Draining, drain_delay: Duration) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -417,11 +450,21 @@ async fn signal(shutdown: CancellationToken) {
             };
         tokio::select! {
             _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = term.recv() => {
+                draining.start();
+                if !drain_delay.is_zero() {
+                    tracing::info!(?drain_delay, "SIGTERM: draining (not ready), then shutting down");
+                    tokio::select! {
+                        () = tokio::time::sleep(drain_delay) => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+            }
         }
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+    draining.start();
     tracing::info!("shutdown requested");
     shutdown.cancel();
 }

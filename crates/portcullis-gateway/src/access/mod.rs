@@ -81,7 +81,10 @@ impl Access {
             entitlements: config.entitlements.clone(),
             reintrospected: Mutex::new(HashMap::new()),
             generation: tokio::sync::watch::Sender::new(0),
-            consent: Arc::new(Consent::from_config(&config.consent)),
+            consent: Arc::new(Consent::from_config(
+                &config.consent,
+                crate::consent::shared::from_config(config),
+            )),
             trail: OnceLock::new(),
             rates: crate::rate::Rates::new(&config.limits),
         }

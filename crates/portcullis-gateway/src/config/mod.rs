@@ -3,6 +3,7 @@
 //! gateway sees. [`Config::resolve`] is its only constructor.
 
 mod auth;
+mod cluster;
 mod error;
 mod limits;
 mod pins;
@@ -11,6 +12,7 @@ mod raw;
 mod resolve;
 
 pub use auth::{Auth, Introspection, Issuer};
+pub use cluster::{Cluster, REPLICA_ENV};
 pub use error::ConfigError;
 pub use limits::{Limits, Rate};
 pub use pins::{FixedPin, OnChange, PinsConfig};

@@ -39,6 +39,9 @@ pub struct Raw {
     /// Pinned upstream definitions.
     #[serde(default)]
     pub pins: super::pins::RawPins,
+    /// Replicas behind one load balancer.
+    #[serde(default)]
+    pub cluster: super::cluster::RawCluster,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -125,6 +128,10 @@ pub struct RawConsent {
     pub client_id: Option<String>,
     /// The issuer the page signs people in with; default: the first `[[auth.issuer]]`.
     pub issuer: Option<String>,
+    /// A file of keys sealing 2026-07-28 approvals, one a line (at least 32 characters): the
+    /// first seals, every one opens (rotation: put the new one first, remove the old one after
+    /// `ttl`). Replicas share it; without it each process makes its own, and forgets it.
+    pub keys: Option<PathBuf>,
 }
 
 /// `[identity]`
@@ -277,6 +284,9 @@ pub struct RawServer {
     pub request_timeout: Option<String>,
     /// Time in-flight calls get to finish on SIGTERM, default `30s`.
     pub shutdown_grace: Option<String>,
+    /// On SIGTERM, how long the gateway keeps serving while `/readyz` says it is draining, so
+    /// a load balancer stops sending first; default `5s` with `[cluster]`, else `0s`.
+    pub drain_delay: Option<String>,
     /// Keep-alive comment interval on SSE streams, default `15s`.
     pub sse_keep_alive: Option<String>,
     /// Answer POSTs with plain JSON instead of SSE where possible, default false.

@@ -30,6 +30,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Time in-flight calls get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// On SIGTERM, time served while `/readyz` says draining, before the listener closes, if
+    /// set; see [`Config::drain_delay`].
+    pub drain_delay: Option<Duration>,
     /// Keep-alive comment interval on SSE streams.
     pub sse_keep_alive: Duration,
     /// Answer POSTs with plain JSON instead of SSE where possible.
@@ -42,6 +45,8 @@ pub struct Config {
     pub limits: super::Limits,
     /// Pinned upstream definitions.
     pub pins: super::PinsConfig,
+    /// Replicas behind one load balancer.
+    pub cluster: super::Cluster,
     /// How aggregated names are formed.
     pub naming: Naming,
     /// The resource URI prefixes each upstream owns, in the order of `upstreams` (empty: it
@@ -70,6 +75,8 @@ pub struct ConsentConfig {
     pub ttl: Duration,
     /// How long a session client has to answer one.
     pub wait: Duration,
+    /// The keys sealing approvals, the sealing one first; empty: one made per process.
+    pub keys: Vec<Vec<u8>>,
     /// The lowest tier approved only on the approval page.
     pub out_of_band: portcullis_policy::RiskTier,
     /// The approval page's OAuth client, if not its own metadata document.
@@ -121,6 +128,16 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
 impl Config {
+    /// On SIGTERM, how long to serve while `/readyz` says draining: as set, else 5 s for a
+    /// replica (its load balancer must see it go first) and nothing for a lone gateway.
+    pub fn drain_delay(&self) -> Duration {
+        self.drain_delay.unwrap_or(if self.cluster.clustered() {
+            Duration::from_secs(5)
+        } else {
+            Duration::ZERO
+        })
+    }
+
     /// Read and resolve a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -156,6 +173,7 @@ impl Config {
             entitlements,
             limits,
             pins,
+            cluster,
             danger,
         } = raw;
         let auth = match (auth, danger.unauthenticated) {
@@ -204,6 +222,7 @@ impl Config {
             header_timeout,
             request_timeout,
             shutdown_grace,
+            drain_delay,
             sse_keep_alive,
             json_response,
             session_idle_timeout,
@@ -264,6 +283,7 @@ impl Config {
             ));
         }
         check_prefixes(&resolved, &naming.separator)?;
+        let cluster = super::cluster::resolve_cluster(cluster)?;
         let issuers: Vec<String> = auth
             .as_ref()
             .map(|auth| auth.issuers.iter().map(|i| i.issuer.clone()).collect())
@@ -282,6 +302,16 @@ impl Config {
             header_timeout: duration("server.header_timeout", header_timeout, 10_000)?,
             request_timeout: duration("server.request_timeout", request_timeout, 300_000)?,
             shutdown_grace: duration("server.shutdown_grace", shutdown_grace, 30_000)?,
+            drain_delay: match drain_delay {
+                None => None,
+                Some(text) => {
+                    let delay = duration("server.drain_delay", Some(text), 0)?;
+                    if delay > Duration::from_secs(300) {
+                        return Err(ConfigError::invalid("server.drain_delay", "at most 5m"));
+                    }
+                    Some(delay)
+                }
+            },
             sse_keep_alive: duration("server.sse_keep_alive", sse_keep_alive, 15_000)?,
             json_response: json_response.unwrap_or(false),
             session_idle_timeout: duration(
@@ -292,6 +322,7 @@ impl Config {
             max_session_connections: max_session_connections.unwrap_or(256),
             limits: super::limits::resolve_limits(limits)?,
             pins,
+            cluster: cluster.clone(),
             naming,
             upstreams: resolved,
             resource_namespaces,
@@ -351,9 +382,21 @@ impl Config {
                         )
                     })?,
                 };
+                let keys = match &consent.keys {
+                    None => Vec::new(),
+                    Some(file) => read_keys(&base.join(file))?,
+                };
+                if keys.is_empty() && cluster.postgres.is_some() {
+                    return Err(ConfigError::invalid(
+                        "consent.keys",
+                        "required with `[cluster] postgres`: every replica must open the \
+                         approvals the others sealed",
+                    ));
+                }
                 ConsentConfig {
                     ttl,
                     wait: duration("consent.wait", consent.wait, 300_000)?,
+                    keys,
                     out_of_band,
                     client_id: consent.client_id,
                     issuer: consent.issuer,
@@ -370,6 +413,29 @@ impl Config {
             },
         })
     }
+}
+
+/// The keys in `path`, one a line, the sealing one first.
+fn read_keys(path: &Path) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| {
+        ConfigError::invalid("consent.keys", format!("{}: {error}", path.display()))
+    })?;
+    let keys: Vec<Vec<u8>> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| line.as_bytes().to_vec())
+        .collect();
+    if keys.is_empty() || keys.iter().any(|key| key.len() < 32) {
+        return Err(ConfigError::invalid(
+            "consent.keys",
+            format!(
+                "{}: one key a line, each at least 32 characters (`openssl rand -base64 32`)",
+                path.display()
+            ),
+        ));
+    }
+    Ok(keys)
 }
 
 fn resolve_identity(

@@ -3,11 +3,17 @@
 //! finds the answer and uses it up. Requests are matched on the whole binding (caller,
 //! capability, argument digest, policy version), so an altered call finds nothing.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use portcullis_policy::Principal;
 
-use super::{Binding, now};
+use super::{
+    Binding, now,
+    shared::{Shared, Unavailable},
+};
 
 /// Where a request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +46,8 @@ pub(crate) enum PageRefusal {
     NotYours,
     /// Already answered.
     Answered,
+    /// The shared state cannot be reached now.
+    Unavailable,
 }
 
 /// Unanswered requests kept per caller.
@@ -51,10 +59,12 @@ struct Entry {
     answer: Answer,
 }
 
-/// The requests waiting for, or holding, an answer.
+/// The requests waiting for, or holding, an answer: in this process, or in the state replicas
+/// share (`[cluster] postgres`).
 #[derive(Default)]
 pub(crate) struct Ledger {
     entries: Mutex<HashMap<String, Entry>>,
+    shared: Option<Arc<Shared>>,
 }
 
 /// One request as the page shows it.
@@ -67,6 +77,84 @@ pub(crate) struct Shown {
 }
 
 impl Ledger {
+    /// Kept in `shared` if given, else here.
+    pub(crate) fn new(shared: Option<Arc<Shared>>) -> Self {
+        Self {
+            entries: Mutex::default(),
+            shared,
+        }
+    }
+
+    /// The answer for this exact call, using it up; or the request waiting for one (made now
+    /// from `binding` and `question` if there is none).
+    pub(crate) async fn claim(
+        &self,
+        binding: Binding,
+        question: impl FnOnce() -> String,
+    ) -> Result<Claim, Unavailable> {
+        match &self.shared {
+            Some(shared) => shared.claim(binding, question()).await,
+            None => Ok(self.claim_here(binding, question)),
+        }
+    }
+
+    /// Where request `id` stands, if it is still there.
+    pub(crate) async fn answer(&self, id: &str) -> Result<Option<Answer>, Unavailable> {
+        match &self.shared {
+            Some(shared) => shared.answer(id).await,
+            None => Ok(self.lock().get(id).map(|entry| entry.answer)),
+        }
+    }
+
+    /// The unanswered requests of `principal`, oldest first.
+    pub(crate) async fn waiting_for(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Vec<Shown>, Unavailable> {
+        match &self.shared {
+            Some(shared) => shared.waiting_for(issuer, subject).await,
+            None => Ok(self.waiting_here(issuer, subject)),
+        }
+    }
+
+    /// Whether request `id` exists and belongs to (`issuer`, `subject`).
+    pub(crate) async fn check(
+        &self,
+        id: &str,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<(), PageRefusal> {
+        let Some(shared) = &self.shared else {
+            return self.check_here(id, issuer, subject);
+        };
+        match shared.request(id).await {
+            Err(Unavailable) => Err(PageRefusal::Unavailable),
+            Ok(None) => Err(PageRefusal::Gone),
+            Ok(Some((iss, sub, _))) if (iss.as_str(), sub.as_str()) != (issuer, subject) => {
+                Err(PageRefusal::NotYours)
+            }
+            Ok(Some(_)) => Ok(()),
+        }
+    }
+
+    /// The person (`principal`, signed in on the page) answers request `id`. Returns the
+    /// request's capability, for the record.
+    pub(crate) async fn decide(
+        &self,
+        id: &str,
+        principal: &Principal,
+        approve: bool,
+    ) -> Result<String, PageRefusal> {
+        let Some(shared) = &self.shared else {
+            return self.decide_here(id, principal, approve);
+        };
+        shared
+            .decide(id, (&principal.issuer, &principal.subject), approve)
+            .await
+            .unwrap_or(Err(PageRefusal::Unavailable))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         let mut entries = self
             .entries
@@ -77,9 +165,7 @@ impl Ledger {
         entries
     }
 
-    /// The answer for this exact call, using it up; or the request waiting for one (made now
-    /// from `binding` and `question` if there is none).
-    pub(crate) fn claim(&self, binding: Binding, question: impl FnOnce() -> String) -> Claim {
+    fn claim_here(&self, binding: Binding, question: impl FnOnce() -> String) -> Claim {
         let mut entries = self.lock();
         let same = entries
             .iter()
@@ -131,13 +217,7 @@ impl Ledger {
         }
     }
 
-    /// Where request `id` stands, if it is still there.
-    pub(crate) fn answer(&self, id: &str) -> Option<Answer> {
-        self.lock().get(id).map(|entry| entry.answer)
-    }
-
-    /// The unanswered requests of `principal`, oldest first.
-    pub(crate) fn waiting_for(&self, issuer: &str, subject: &str) -> Vec<Shown> {
+    fn waiting_here(&self, issuer: &str, subject: &str) -> Vec<Shown> {
         let now = now();
         let mut shown: Vec<(u64, Shown)> = self
             .lock()
@@ -160,8 +240,7 @@ impl Ledger {
         shown.into_iter().map(|(_, shown)| shown).collect()
     }
 
-    /// Whether request `id` exists and belongs to (`issuer`, `subject`).
-    pub(crate) fn check(&self, id: &str, issuer: &str, subject: &str) -> Result<(), PageRefusal> {
+    fn check_here(&self, id: &str, issuer: &str, subject: &str) -> Result<(), PageRefusal> {
         let entries = self.lock();
         let entry = entries.get(id).ok_or(PageRefusal::Gone)?;
         if entry.binding.iss != issuer || entry.binding.sub != subject {
@@ -170,9 +249,7 @@ impl Ledger {
         Ok(())
     }
 
-    /// The person (`principal`, signed in on the page) answers request `id`. Returns the
-    /// request's capability, for the record.
-    pub(crate) fn decide(
+    fn decide_here(
         &self,
         id: &str,
         principal: &Principal,
@@ -206,37 +283,43 @@ mod tests {
         let ledger = Ledger::default();
         let ada = principal("ada");
         let ask = |digest: &str| consent.bind(&ada, "grant_access", digest, "v1");
-        let Claim::Waiting { binding, new: true } = ledger.claim(ask("d1"), || "q".to_owned())
+        let Claim::Waiting { binding, new: true } = ledger.claim_here(ask("d1"), || "q".to_owned())
         else {
             panic!("a new request");
         };
         assert!(matches!(
-            ledger.claim(ask("d1"), String::new),
+            ledger.claim_here(ask("d1"), String::new),
             Claim::Waiting { new: false, .. }
         ));
         assert_eq!(
-            ledger.decide(&binding.id, &principal("bob"), true),
+            ledger.decide_here(&binding.id, &principal("bob"), true),
             Err(PageRefusal::NotYours)
         );
-        assert_eq!(ledger.waiting_for("https://issuer.example", "bob").len(), 0);
-        assert_eq!(ledger.waiting_for("https://issuer.example", "ada").len(), 1);
-        assert!(ledger.decide(&binding.id, &ada, true).is_ok());
         assert_eq!(
-            ledger.decide(&binding.id, &ada, false),
+            ledger.waiting_here("https://issuer.example", "bob").len(),
+            0
+        );
+        assert_eq!(
+            ledger.waiting_here("https://issuer.example", "ada").len(),
+            1
+        );
+        assert!(ledger.decide_here(&binding.id, &ada, true).is_ok());
+        assert_eq!(
+            ledger.decide_here(&binding.id, &ada, false),
             Err(PageRefusal::Answered)
         );
         // Other arguments: a request of their own, not this approval.
         assert!(matches!(
-            ledger.claim(ask("d2"), String::new),
+            ledger.claim_here(ask("d2"), String::new),
             Claim::Waiting { new: true, .. }
         ));
         assert!(matches!(
-            ledger.claim(ask("d1"), String::new),
+            ledger.claim_here(ask("d1"), String::new),
             Claim::Approved(..)
         ));
         // Used: the same call again starts over.
         assert!(matches!(
-            ledger.claim(ask("d1"), String::new),
+            ledger.claim_here(ask("d1"), String::new),
             Claim::Waiting { new: true, .. }
         ));
     }
@@ -248,13 +331,13 @@ mod tests {
         let ada = principal("ada");
         for n in 0..=MAX_WAITING_PER_CALLER {
             let binding = consent.bind(&ada, "grant_access", &format!("d{n}"), "v1");
-            ledger.claim(binding, String::new);
+            ledger.claim_here(binding, String::new);
         }
-        let kept = ledger.waiting_for("https://issuer.example", "ada").len();
+        let kept = ledger.waiting_here("https://issuer.example", "ada").len();
         assert_eq!(kept, MAX_WAITING_PER_CALLER);
         let bob = consent.bind(&principal("bob"), "grant_access", "d0", "v1");
         assert!(matches!(
-            ledger.claim(bob, String::new),
+            ledger.claim_here(bob, String::new),
             Claim::Waiting { new: true, .. }
         ));
     }

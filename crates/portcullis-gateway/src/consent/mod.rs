@@ -9,6 +9,7 @@
 
 mod ledger;
 mod render;
+pub(crate) mod shared;
 
 use std::{
     collections::HashMap,
@@ -87,6 +88,8 @@ pub(crate) enum Refusal {
     OtherCall,
     /// Already used.
     Spent,
+    /// The shared state cannot be reached: whether it was used cannot be known.
+    Unavailable,
 }
 
 impl Binding {
@@ -106,6 +109,7 @@ impl Refusal {
             Self::OtherSubject => "approval_other_subject",
             Self::OtherCall => "approval_other_call",
             Self::Spent => "approval_spent",
+            Self::Unavailable => "approval_state_unavailable",
         }
     }
 }
@@ -114,8 +118,12 @@ impl Refusal {
 pub(crate) struct Consent {
     /// Approvals asked for on the gateway's page.
     pub(crate) ledger: Ledger,
-    key: hmac::Key,
+    /// The sealing key first; every one opens (rotation).
+    keys: Vec<hmac::Key>,
+    /// One-time ids used, in this process (without a shared store).
     spent: Mutex<HashMap<String, u64>>,
+    /// The state replicas share, if configured: then the ledger and spent ids live there.
+    shared: Option<std::sync::Arc<shared::Shared>>,
     ttl: Duration,
     wait: Duration,
     /// The lowest tier approved only on the page.
@@ -143,8 +151,9 @@ impl Consent {
         let secret = portcullis_authn::signing::random_token();
         Self {
             ledger: Ledger::default(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
+            keys: vec![hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())],
             spent: Mutex::new(HashMap::new()),
+            shared: None,
             ttl,
             wait,
             out_of_band: portcullis_policy::RiskTier::Admin,
@@ -152,11 +161,36 @@ impl Consent {
         }
     }
 
-    /// As `[consent]` says.
-    pub(crate) fn from_config(config: &crate::config::ConsentConfig) -> Self {
+    /// As `[consent]` says, with the state replicas share in `shared` if given.
+    pub(crate) fn from_config(
+        config: &crate::config::ConsentConfig,
+        shared: Option<std::sync::Arc<shared::Shared>>,
+    ) -> Self {
         let mut consent = Self::new(config.ttl, config.wait);
         consent.out_of_band = config.out_of_band;
+        if !config.keys.is_empty() {
+            consent.keys = config
+                .keys
+                .iter()
+                .map(|key| hmac::Key::new(hmac::HMAC_SHA256, key))
+                .collect();
+        }
+        consent.ledger = Ledger::new(shared.clone());
+        consent.shared = shared;
         consent
+    }
+
+    /// The state replicas share, if configured.
+    pub(crate) fn shared(&self) -> Option<&std::sync::Arc<shared::Shared>> {
+        self.shared.as_ref()
+    }
+
+    /// Whether the shared state answers (always, without one).
+    pub(crate) async fn reachable(&self) -> bool {
+        match &self.shared {
+            Some(shared) => shared.reachable().await,
+            None => true,
+        }
     }
 
     /// Whether a call of `tier` is approved only on the page.
@@ -202,12 +236,16 @@ impl Consent {
     /// `binding` as an opaque, integrity-protected `requestState`.
     pub(crate) fn seal(&self, binding: &Binding) -> String {
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(binding).unwrap_or_default());
-        let tag = hmac::sign(&self.key, payload.as_bytes());
+        let Some(key) = self.keys.first() else {
+            return String::new();
+        };
+        let tag = hmac::sign(key, payload.as_bytes());
         format!("{PREFIX}{payload}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     }
 
-    /// Check a returned `state` against the call it came back with, and use it up.
-    pub(crate) fn redeem(
+    /// Check a returned `state` against the call it came back with, and use it up (once
+    /// across every replica sharing the state).
+    pub(crate) async fn redeem(
         &self,
         state: &str,
         principal: &Principal,
@@ -225,6 +263,13 @@ impl Consent {
         let now = now();
         if binding.exp <= now {
             return Err(Refusal::Expired);
+        }
+        if let Some(shared) = &self.shared {
+            return match shared.spend(&binding.id, binding.exp).await {
+                Ok(true) => Ok(binding),
+                Ok(false) => Err(Refusal::Spent),
+                Err(shared::Unavailable) => Err(Refusal::Unavailable),
+            };
         }
         let mut spent = self
             .spent
@@ -255,7 +300,9 @@ impl Consent {
     fn open(&self, state: &str) -> Option<Binding> {
         let (payload, tag) = state.strip_prefix(PREFIX)?.split_once('.')?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        hmac::verify(&self.key, payload.as_bytes(), &tag).ok()?;
+        self.keys
+            .iter()
+            .find(|key| hmac::verify(key, payload.as_bytes(), &tag).is_ok())?;
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
     }
 }
@@ -283,33 +330,36 @@ pub(crate) fn principal(subject: &str) -> Principal {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sealed_approval_is_redeemed_once_for_exactly_its_call() {
+    #[tokio::test]
+    async fn a_sealed_approval_is_redeemed_once_for_exactly_its_call() {
         let consent = Consent::default();
         let ada = principal("ada");
         let state = consent.seal(&consent.bind(&ada, "send_email", "d1", "v1"));
-        let redeem = |state: &str, who: &Principal, cap: &str, digest: &str, pv: &str| {
-            consent.redeem(state, who, cap, digest, pv).map(|_| ())
+        let redeem = async |state: &str, who: &Principal, cap: &str, digest: &str, pv: &str| {
+            consent
+                .redeem(state, who, cap, digest, pv)
+                .await
+                .map(|_| ())
         };
         assert_eq!(
-            redeem(&state, &principal("bob"), "send_email", "d1", "v1"),
+            redeem(&state, &principal("bob"), "send_email", "d1", "v1").await,
             Err(Refusal::OtherSubject)
         );
         assert_eq!(
-            redeem(&state, &ada, "send_email", "d2", "v1"),
+            redeem(&state, &ada, "send_email", "d2", "v1").await,
             Err(Refusal::OtherCall)
         );
         assert_eq!(
-            redeem(&state, &ada, "delete_record", "d1", "v1"),
+            redeem(&state, &ada, "delete_record", "d1", "v1").await,
             Err(Refusal::OtherCall)
         );
         assert_eq!(
-            redeem(&state, &ada, "send_email", "d1", "v2"),
+            redeem(&state, &ada, "send_email", "d1", "v2").await,
             Err(Refusal::OtherCall)
         );
-        assert_eq!(redeem(&state, &ada, "send_email", "d1", "v1"), Ok(()));
+        assert_eq!(redeem(&state, &ada, "send_email", "d1", "v1").await, Ok(()));
         assert_eq!(
-            redeem(&state, &ada, "send_email", "d1", "v1"),
+            redeem(&state, &ada, "send_email", "d1", "v1").await,
             Err(Refusal::Spent)
         );
         // One character changed anywhere, or another gateway's key: forged.
@@ -317,29 +367,30 @@ mod tests {
         altered[10] = if altered[10] == b'A' { b'B' } else { b'A' };
         let altered = String::from_utf8(altered).unwrap_or_default();
         assert_eq!(
-            redeem(&altered, &ada, "send_email", "d1", "v1"),
+            redeem(&altered, &ada, "send_email", "d1", "v1").await,
             Err(Refusal::Forged)
         );
         let other = Consent::default();
         let foreign = other.seal(&other.bind(&ada, "send_email", "d1", "v1"));
         assert_eq!(
-            redeem(&foreign, &ada, "send_email", "d1", "v1"),
+            redeem(&foreign, &ada, "send_email", "d1", "v1").await,
             Err(Refusal::Forged)
         );
         assert_eq!(
-            redeem("not a state", &ada, "send_email", "d1", "v1"),
+            redeem("not a state", &ada, "send_email", "d1", "v1").await,
             Err(Refusal::Forged)
         );
     }
 
-    #[test]
-    fn an_expired_approval_is_refused() {
+    #[tokio::test]
+    async fn an_expired_approval_is_refused() {
         let consent = Consent::new(Duration::ZERO, Duration::ZERO);
         let ada = principal("ada");
         let state = consent.seal(&consent.bind(&ada, "send_email", "d1", "v1"));
         assert_eq!(
             consent
                 .redeem(&state, &ada, "send_email", "d1", "v1")
+                .await
                 .map(|_| ()),
             Err(Refusal::Expired)
         );

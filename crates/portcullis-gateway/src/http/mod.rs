@@ -9,6 +9,7 @@
 //!    DELETE: each request authenticated, parsed once, decided, answered.
 
 mod approvals;
+mod health;
 mod hygiene;
 mod peer;
 mod serve;
@@ -21,43 +22,10 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{config::Config, gateway::Gateway, mcp, trail::Trail};
 
+pub use health::{Draining, admin_app};
 pub(crate) use peer::Peer;
 pub(crate) use serve::LongLived;
 pub use serve::{Inflight, Listening, run};
-
-/// The admin app: `GET /metrics` (Prometheus text) and `GET /readyz` (200 `ready`, or 503
-/// with what is degraded, a line each). Served on its own listener, apart from the MCP
-/// endpoint, so that it is never reachable where callers are.
-pub fn admin_app(trail: Trail) -> Router {
-    let ready = trail.clone();
-    Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let trail = trail.clone();
-                async move {
-                    (
-                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        trail.render_metrics(),
-                    )
-                }
-            }),
-        )
-        .route(
-            "/readyz",
-            get(move || {
-                let degraded = ready.metrics().degraded();
-                async move {
-                    if degraded.is_empty() {
-                        (http::StatusCode::OK, "ready\n".to_owned())
-                    } else {
-                        let text = format!("degraded\n{}\n", degraded.join("\n"));
-                        (http::StatusCode::SERVICE_UNAVAILABLE, text)
-                    }
-                }
-            }),
-        )
-}
 
 /// Build the gateway's HTTP app. `streams` ends every open SSE stream when cancelled. `beside`
 /// holds routes served on the same listener behind the same hygiene layers (the demo's

@@ -44,6 +44,17 @@ enum Refusal {
     Invalid,
     /// What the call sends is too large to show a person whole.
     TooLarge,
+    /// The approval state replicas share cannot be reached: nothing can be approved now.
+    Unavailable,
+}
+
+/// The shared approval state cannot be reached: the call does not run (fail closed).
+fn unavailable() -> Step {
+    Step::Refused(
+        Refusal::Unavailable,
+        Reason::Approval("approval_state_unavailable"),
+        None,
+    )
 }
 
 /// Ask for approval of `pending`, or take the answer its caller brought back: the call,
@@ -206,10 +217,12 @@ async fn on_the_page(context: &Context, asking: &Asking<'_>, consent: &Consent) 
     let (binding, new) = match consent
         .ledger
         .claim(asking.binding.clone(), || asking.question.clone())
+        .await
     {
-        Claim::Approved(granted) => return Step::Approved(granted),
-        Claim::Declined(binding) => return declined(&binding),
-        Claim::Waiting { binding, new } => (binding, new),
+        Ok(Claim::Approved(granted)) => return Step::Approved(granted),
+        Ok(Claim::Declined(binding)) => return declined(&binding),
+        Ok(Claim::Waiting { binding, new }) => (binding, new),
+        Err(_) => return unavailable(),
     };
     if new {
         requested(context, asking, &binding).await;
@@ -219,7 +232,8 @@ async fn on_the_page(context: &Context, asking: &Asking<'_>, consent: &Consent) 
         (Some(link), Some(session)) if client_declares(context, asking.request, "url") => {
             let approved = ask_by_url(context, session, asking, link, &binding.id, consent).await;
             if approved
-                && let Claim::Approved(granted) = consent.ledger.claim(binding.clone(), String::new)
+                && let Ok(Claim::Approved(granted)) =
+                    consent.ledger.claim(binding.clone(), String::new).await
             {
                 return Step::Approved(granted);
             }
@@ -266,13 +280,15 @@ async fn in_the_result(context: &Context, asking: &Asking<'_>, consent: &Consent
         && let Some(state) = request.params.get("requestState").and_then(Value::as_str)
     {
         let principal = context.caller.principal().cloned().unwrap_or_else(nobody);
-        let redeemed = consent.redeem(
-            state,
-            &principal,
-            &asking.capability,
-            &asking.digest,
-            &asking.policy_version,
-        );
+        let redeemed = consent
+            .redeem(
+                state,
+                &principal,
+                &asking.capability,
+                &asking.digest,
+                &asking.policy_version,
+            )
+            .await;
         return match redeemed {
             Ok(binding) => {
                 let answer = request
@@ -284,6 +300,7 @@ async fn in_the_result(context: &Context, asking: &Asking<'_>, consent: &Consent
                     None => declined(&binding),
                 }
             }
+            Err(crate::consent::Refusal::Unavailable) => unavailable(),
             Err(refusal) => {
                 Step::Refused(Refusal::Invalid, Reason::Approval(refusal.as_str()), None)
             }
@@ -372,11 +389,12 @@ async fn ask_by_url(
     }
     let waited = tokio::time::timeout(wait, async {
         loop {
-            match consent.ledger.answer(id) {
-                Some(crate::consent::Answer::Waiting) => {
+            match consent.ledger.answer(id).await {
+                // Unreachable for a moment: the person may still be answering.
+                Ok(Some(crate::consent::Answer::Waiting)) | Err(_) => {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
-                answer => return answer == Some(crate::consent::Answer::Approved),
+                Ok(answer) => return answer == Some(crate::consent::Answer::Approved),
             }
         }
     })
@@ -462,6 +480,11 @@ fn refused(
             "too-large",
             "This action needs a person's approval, and what it would send is too large to \
              show a person in full (over 64 KiB), so it cannot be approved. Send less.",
+        ),
+        Refusal::Unavailable => (
+            "unavailable",
+            "This action needs a person's approval, and approvals cannot be checked right now, \
+             so the action did not run. Try again shortly.",
         ),
     };
     let data = json!({ "correlationId": correlation.as_str(), "approval": word });

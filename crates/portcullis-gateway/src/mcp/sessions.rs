@@ -82,6 +82,8 @@ pub(crate) struct Session {
 pub(crate) struct Sessions {
     map: Mutex<Table>,
     idle: Duration,
+    /// How this replica's session ids start.
+    prefix: String,
 }
 
 /// Sessions by id, and each caller's ids (so that counting a caller's sessions does not read
@@ -146,10 +148,12 @@ pub(crate) struct Full;
 
 impl Sessions {
     /// No sessions yet; an idle one is closed after `idle`.
-    pub(crate) fn new(idle: Duration) -> Self {
+    /// Sessions idle past `idle` end; ids start with `replica.` when the replica has a name.
+    pub(crate) fn new(idle: Duration, replica: Option<&str>) -> Self {
         Self {
             map: Mutex::new(Table::default()),
             idle,
+            prefix: replica.map_or_else(|| "ps-".to_owned(), |replica| format!("{replica}.ps-")),
         }
     }
 
@@ -167,7 +171,14 @@ impl Sessions {
     ) -> Result<Opened, Full> {
         let (unattributed, receiver) = mpsc::channel(BACKLOG);
         let session = Arc::new(Session {
-            id: format!("ps-{}", portcullis_authn::signing::random_token()),
+            // A load balancer routes a session to the replica holding it by this prefix; the
+            // rest is unguessable, and a replica knows only its own sessions (another's id is
+            // unknown here: 404, as for any unknown session).
+            id: format!(
+                "{}{}",
+                self.prefix,
+                portcullis_authn::signing::random_token()
+            ),
             links: SessionLinks::new(owner.clone(), identity, unattributed),
             owner,
             token_principal,

@@ -183,7 +183,11 @@ async fn every_refusal_and_decision_leaves_its_record_and_the_chain_verifies() {
     // The same story in /metrics, on the admin app.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = format!("http://{}/metrics", listener.local_addr().unwrap());
-    let app = portcullis_gateway::http::admin_app(gateway.trail.clone());
+    let app = portcullis_gateway::http::admin_app(
+        gateway.trail.clone(),
+        gateway.gateway.clone(),
+        portcullis_gateway::http::Draining::default(),
+    );
     tokio::spawn(async move { axum::serve(listener, app).await });
     let metrics = reqwest::get(&admin).await.unwrap().text().await.unwrap();
     for line in [

@@ -22,7 +22,7 @@ const RESOURCE: &str = "http://127.0.0.1:8080/mcp";
     clippy::disallowed_methods,
     reason = "the test server comes from the environment .ci/run sets"
 )]
-fn database(label: &str) -> Option<String> {
+pub(crate) fn database(label: &str) -> Option<String> {
     let Ok(server) = std::env::var("PORTCULLIS_TEST_POSTGRES") else {
         assert!(
             std::env::var_os("CI").is_none(),

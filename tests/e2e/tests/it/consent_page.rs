@@ -10,7 +10,7 @@ use crate::stdio_upstream;
 
 /// A browser's visit to the approval page at `link`, signing in as `identity` (the embedded
 /// authorization server takes a `login_hint`), then answering every waiting request.
-async fn approve_on_page(link: &str, identity: &str, approve: bool) -> String {
+pub(crate) async fn approve_on_page(link: &str, identity: &str, approve: bool) -> String {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

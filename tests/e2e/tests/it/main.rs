@@ -53,6 +53,7 @@ mod live;
 mod operator;
 mod regression;
 mod relay;
+mod replicas;
 mod resume;
 mod stepup;
 mod tasks;

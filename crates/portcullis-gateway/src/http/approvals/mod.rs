@@ -76,6 +76,7 @@ impl Approvals {
             format!("{origin}{page}/callback"),
             resource.to_owned(),
             per_address,
+            consent.shared().cloned(),
         );
         Self {
             consent,
@@ -97,20 +98,67 @@ impl Approvals {
         sessions
     }
 
-    /// Who this browser signed in as, if it did.
-    fn signed_in(&self, headers: &HeaderMap) -> Option<(String, Principal)> {
+    /// Who this browser signed in as, if it did (and the shared state, if any, answers).
+    async fn signed_in(&self, headers: &HeaderMap) -> Option<(String, Principal)> {
         let cookie = cookie(headers)?;
-        let principal = self.sessions().get(&cookie)?.principal.clone();
+        let principal = match self.consent.shared() {
+            Some(shared) => shared.signed_in(&cookie).await.ok().flatten()?,
+            None => self.sessions().get(&cookie)?.principal.clone(),
+        };
         Some((cookie, principal))
     }
 
     /// A fresh one-time form token for this browser.
-    fn form_token(&self, cookie: &str) -> String {
+    async fn form_token(&self, cookie: &str) -> String {
         let token = portcullis_authn::signing::random_token();
-        if let Some(web) = self.sessions().get_mut(cookie) {
-            web.forms.insert(token.clone());
+        match self.consent.shared() {
+            // Unwritten, the form is refused as used when sent: nothing is approved by it.
+            Some(shared) => {
+                let _ = shared.give_form(cookie, &token, SIGNED_IN).await;
+            }
+            None => {
+                if let Some(web) = self.sessions().get_mut(cookie) {
+                    web.forms.insert(token.clone());
+                }
+            }
         }
         token
+    }
+
+    /// Use this browser's form `token`: whether it was given to it and not used yet.
+    async fn take_form(&self, cookie: &str, token: &str) -> bool {
+        match self.consent.shared() {
+            Some(shared) => shared.take_form(cookie, token).await.unwrap_or(false),
+            None => self
+                .sessions()
+                .get_mut(cookie)
+                .is_some_and(|web| web.forms.remove(token)),
+        }
+    }
+
+    /// Remember this browser's sign-in as `principal`.
+    async fn remember(&self, cookie: &str, principal: Principal) -> bool {
+        if let Some(shared) = self.consent.shared() {
+            return shared.remember(cookie, &principal, SIGNED_IN).await.is_ok();
+        }
+        let mut sessions = self.sessions();
+        if sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, web)| web.at)
+                .map(|(key, _)| key.clone())
+        {
+            sessions.remove(&oldest);
+        }
+        sessions.insert(
+            cookie.to_owned(),
+            Web {
+                principal,
+                forms: HashSet::new(),
+                at: Instant::now(),
+            },
+        );
+        true
     }
 
     async fn record(
@@ -194,7 +242,16 @@ fn cookie_named(headers: &HeaderMap, wanted: &str) -> Option<String> {
 
 /// Forget this browser's sign-in (its form proved it came from the page) and its cookie.
 async fn sign_out(approvals: &Approvals, cookie: &str, principal: &Principal) -> Response {
-    approvals.sessions().remove(cookie);
+    match approvals.consent.shared() {
+        Some(shared) => {
+            if shared.sign_out(cookie).await.is_err() {
+                return unavailable();
+            }
+        }
+        None => {
+            approvals.sessions().remove(cookie);
+        }
+    }
     approvals
         .record(principal, AuditDecision::Allow, "signed_out", None)
         .await;
@@ -264,7 +321,7 @@ async fn show(
         Some(id) => format!("{}?request={}", approvals.page, urlencode(id)),
         None => approvals.page.clone(),
     };
-    let Some((cookie, principal)) = approvals.signed_in(&headers) else {
+    let Some((cookie, principal)) = approvals.signed_in(&headers).await else {
         let source = peer.map(|axum::Extension(peer)| peer.source);
         return match approvals.sign_in.start(&here, source).await {
             Ok(started) => {
@@ -311,7 +368,11 @@ async fn show(
     };
     if let Some(id) = &query.request {
         let ledger = &approvals.consent.ledger;
-        match ledger.check(id, &principal.issuer, &principal.subject) {
+        match ledger
+            .check(id, &principal.issuer, &principal.subject)
+            .await
+        {
+            Err(PageRefusal::Unavailable) => return unavailable(),
             Err(PageRefusal::NotYours) => {
                 approvals
                     .record(
@@ -346,7 +407,7 @@ async fn show(
                     ),
                 );
             }
-            Ok(()) if ledger.answer(id) != Some(Answer::Waiting) => {
+            Ok(()) if ledger.answer(id).await != Ok(Some(Answer::Waiting)) => {
                 return html(
                     StatusCode::OK,
                     page::notice(
@@ -358,11 +419,15 @@ async fn show(
             Ok(()) => {}
         }
     }
-    let shown = approvals
+    let Ok(shown) = approvals
         .consent
         .ledger
-        .waiting_for(&principal.issuer, &principal.subject);
-    let token = approvals.form_token(&cookie);
+        .waiting_for(&principal.issuer, &principal.subject)
+        .await
+    else {
+        return unavailable();
+    };
+    let token = approvals.form_token(&cookie).await;
     html(
         StatusCode::OK,
         page::requests(
@@ -374,12 +439,23 @@ async fn show(
     )
 }
 
+/// The shared approval state cannot be reached: nothing is shown or answered.
+fn unavailable() -> Response {
+    html(
+        StatusCode::SERVICE_UNAVAILABLE,
+        page::notice(
+            "Approvals unavailable",
+            "Approvals cannot be reached right now. Try again shortly.",
+        ),
+    )
+}
+
 async fn answer(
     State(approvals): State<Arc<Approvals>>,
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let Some((cookie, principal)) = approvals.signed_in(&headers) else {
+    let Some((cookie, principal)) = approvals.signed_in(&headers).await else {
         return html(
             StatusCode::UNAUTHORIZED,
             page::notice(
@@ -395,10 +471,7 @@ async fn answer(
             .map(|(_, value)| value.as_str())
     };
     let token = field("form").unwrap_or_default();
-    let fresh = approvals
-        .sessions()
-        .get_mut(&cookie)
-        .is_some_and(|web| web.forms.remove(token));
+    let fresh = approvals.take_form(&cookie, token).await;
     if !fresh {
         approvals
             .record(
@@ -429,7 +502,12 @@ async fn answer(
     };
     let (mut approved, mut declined, mut refused) = (Vec::new(), Vec::new(), Vec::new());
     for (_, id) in fields.iter().filter(|(key, _)| key == "request") {
-        match approvals.consent.ledger.decide(id, &principal, approve) {
+        match approvals
+            .consent
+            .ledger
+            .decide(id, &principal, approve)
+            .await
+        {
             Ok(_) if approve => {
                 approvals
                     .record(
@@ -457,6 +535,7 @@ async fn answer(
                     PageRefusal::NotYours => "approval_page_not_yours",
                     PageRefusal::Gone => "approval_page_expired",
                     PageRefusal::Answered => "approval_page_answered",
+                    PageRefusal::Unavailable => "approval_state_unavailable",
                 };
                 approvals
                     .record(&principal, AuditDecision::Deny, reason, Some(id))
@@ -535,24 +614,8 @@ async fn callback(
     };
     let principal = crate::access::principal(&verified);
     let cookie = portcullis_authn::signing::random_token();
-    {
-        let mut sessions = approvals.sessions();
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, web)| web.at)
-                .map(|(key, _)| key.clone())
-        {
-            sessions.remove(&oldest);
-        }
-        sessions.insert(
-            cookie.clone(),
-            Web {
-                principal,
-                forms: HashSet::new(),
-                at: Instant::now(),
-            },
-        );
+    if !approvals.remember(&cookie, principal).await {
+        return unavailable();
     }
     // Only back to the approval page: the sign-in cannot be turned into an open redirect.
     let page = &approvals.page;

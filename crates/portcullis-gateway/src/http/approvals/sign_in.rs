@@ -91,6 +91,9 @@ pub(super) struct SignIn {
     started: Mutex<HashMap<String, Started>>,
     /// Sign-ins one address may have in progress.
     per_source: usize,
+    /// Where sign-ins in progress are kept when replicas share them (the callback may reach
+    /// another replica than the one that started it).
+    shared: Option<std::sync::Arc<crate::consent::shared::Shared>>,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +108,7 @@ impl SignIn {
         redirect_uri: String,
         resource: String,
         per_source: usize,
+        shared: Option<std::sync::Arc<crate::consent::shared::Shared>>,
     ) -> Self {
         Self {
             issuer,
@@ -116,6 +120,7 @@ impl SignIn {
             endpoints: tokio::sync::Mutex::new(None),
             started: Mutex::new(HashMap::new()),
             per_source,
+            shared,
         }
     }
 
@@ -182,21 +187,36 @@ impl SignIn {
         let verifier = portcullis_authn::signing::random_token();
         let challenge =
             URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
-        let admitted = admit(
-            &mut self
-                .started
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-            state.clone(),
-            Started {
-                verifier,
-                return_to: return_to.to_owned(),
-                at: Instant::now(),
-                browser: browser.clone(),
-                source,
-            },
-            (MAX_STARTED, self.per_source),
-        );
+        let admitted = match &self.shared {
+            Some(shared) => shared
+                .start_sign_in(
+                    &state,
+                    (&browser, &verifier, return_to),
+                    source,
+                    (
+                        SIGN_IN_TIME,
+                        i64::try_from(MAX_STARTED).unwrap_or(i64::MAX),
+                        i64::try_from(self.per_source).unwrap_or(i64::MAX),
+                    ),
+                )
+                .await
+                .map_err(|_| NotStarted::Unreachable("the shared approval state".to_owned()))?,
+            None => admit(
+                &mut self
+                    .started
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                state.clone(),
+                Started {
+                    verifier,
+                    return_to: return_to.to_owned(),
+                    at: Instant::now(),
+                    browser: browser.clone(),
+                    source,
+                },
+                (MAX_STARTED, self.per_source),
+            ),
+        };
         if !admitted {
             return Err(NotStarted::Busy);
         }
@@ -224,7 +244,13 @@ impl SignIn {
         state: &str,
         browser: Option<&str>,
     ) -> Result<(String, String), String> {
-        let started = {
+        let (verifier, return_to) = if let Some(shared) = &self.shared {
+            shared
+                .finish_sign_in(state, browser.unwrap_or_default())
+                .await
+                .map_err(|_| "the shared approval state cannot be reached".to_owned())?
+                .ok_or("unknown or expired sign-in, or not this browser's")?
+        } else {
             let mut started = self
                 .started
                 .lock()
@@ -236,10 +262,11 @@ impl SignIn {
             if !ours {
                 return Err("unknown sign-in, or not this browser's".to_owned());
             }
-            started
+            let started = started
                 .remove(state)
                 .filter(|started| started.at.elapsed() < SIGN_IN_TIME)
-                .ok_or("expired sign-in")?
+                .ok_or("expired sign-in")?;
+            (started.verifier, started.return_to)
         };
         let endpoints = self.endpoints().await?;
         let form = [
@@ -247,7 +274,7 @@ impl SignIn {
             ("code", code),
             ("redirect_uri", &self.redirect_uri),
             ("client_id", &self.client_id),
-            ("code_verifier", &started.verifier),
+            ("code_verifier", &verifier),
             ("resource", &self.resource),
         ];
         let answer = self
@@ -264,7 +291,7 @@ impl SignIn {
             .json::<TokenAnswer>()
             .await
             .map_err(|error| error.to_string())?;
-        Ok((token.access_token, started.return_to))
+        Ok((token.access_token, return_to))
     }
 }
 

@@ -1,0 +1,565 @@
+//! Approval state shared by replicas, in PostgreSQL (`[cluster] postgres`): the approval
+//! page's requests and their answers, and the one-time ids of sealed approvals already used.
+//! Every operation is one statement, so two replicas racing for the same answer or the same id
+//! cannot both win: an approval made through any replica runs its call once, through any.
+//! Unreachable, nothing is approved (callers are told to try again).
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_postgres::{Client, NoTls};
+
+use super::{Answer, Binding, Claim, Granted, PageRefusal, Shown, now};
+
+/// How long connecting, and any one statement, may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// Unanswered requests kept per caller (as in memory).
+const MAX_WAITING_PER_CALLER: i64 = 64;
+/// The advisory lock serialises the replicas' first `CREATE TABLE` (its key is "pcapprov" in
+/// ASCII): run at once, two would race on the catalog.
+const SCHEMA: &str = "BEGIN;
+SELECT pg_advisory_xact_lock(8098423690493063030);
+CREATE TABLE IF NOT EXISTS portcullis_approvals (
+    id TEXT PRIMARY KEY,
+    iss TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    cap TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    pv TEXT NOT NULL,
+    exp BIGINT NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL DEFAULT 'waiting'
+);
+CREATE UNIQUE INDEX IF NOT EXISTS portcullis_approvals_call
+    ON portcullis_approvals (iss, sub, cap, digest, pv);
+CREATE TABLE IF NOT EXISTS portcullis_spent (id TEXT PRIMARY KEY, exp BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS portcullis_page_sign_ins (
+    state TEXT PRIMARY KEY,
+    browser TEXT NOT NULL,
+    verifier TEXT NOT NULL,
+    return_to TEXT NOT NULL,
+    source TEXT,
+    exp BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS portcullis_page_sessions (
+    cookie TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    exp BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS portcullis_page_forms (
+    token TEXT PRIMARY KEY,
+    cookie TEXT NOT NULL,
+    exp BIGINT NOT NULL
+);
+COMMIT;";
+
+/// The shared state `config` names, if any. A URL that cannot be used is refused at load
+/// (`config::cluster`); one that fails here still leaves nothing approvable (fail closed).
+pub(crate) fn from_config(config: &crate::config::Config) -> Option<Arc<Shared>> {
+    let url = config.cluster.postgres.as_deref()?;
+    match Shared::new(url) {
+        Ok(shared) => Some(Arc::new(shared)),
+        Err(error) => {
+            tracing::error!(%error, "the shared approval state cannot be used: nothing will be approved");
+            Some(Arc::new(Shared::broken()))
+        }
+    }
+}
+
+/// The shared state could not be reached in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unavailable;
+
+/// The connection to the shared state, opened on first use and again when lost.
+pub(crate) struct Shared {
+    config: tokio_postgres::Config,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    broken: bool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The state at `url` (checked now, connected on first use).
+    pub(crate) fn new(url: &str) -> Result<Self, String> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|error| format!("cluster.postgres: {error}"))?;
+        config
+            .connect_timeout(TIMEOUT)
+            .options(format!(
+                "-c statement_timeout={} -c synchronous_commit=on",
+                TIMEOUT.as_millis()
+            ))
+            .application_name("portcullis-approvals");
+        Ok(Self {
+            config,
+            client: tokio::sync::Mutex::new(None),
+            broken: false,
+        })
+    }
+
+    /// A state that never answers.
+    fn broken() -> Self {
+        Self {
+            config: tokio_postgres::Config::new(),
+            client: tokio::sync::Mutex::new(None),
+            broken: true,
+        }
+    }
+
+    async fn client(&self) -> Result<Arc<Client>, Unavailable> {
+        if self.broken {
+            return Err(Unavailable);
+        }
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref()
+            && !client.is_closed()
+        {
+            return Ok(client.clone());
+        }
+        let connected = tokio::time::timeout(TIMEOUT, self.config.connect(NoTls)).await;
+        let (client, connection) = match connected {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the shared approval state cannot be reached");
+                return Err(Unavailable);
+            }
+            Err(_) => {
+                tracing::warn!("the shared approval state did not answer in time");
+                return Err(Unavailable);
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "the connection to the shared approval state ended");
+            }
+        });
+        run(client.batch_execute(SCHEMA)).await?;
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Whether the state answers now.
+    pub(crate) async fn reachable(&self) -> bool {
+        match self.client().await {
+            Ok(client) => run(client.simple_query("SELECT 1")).await.is_ok(),
+            Err(Unavailable) => false,
+        }
+    }
+
+    /// Use one-time id `id` (valid until `exp`): whether it was still unused.
+    pub(crate) async fn spend(&self, id: &str, exp: u64) -> Result<bool, Unavailable> {
+        let client = self.client().await?;
+        let now = seconds(now());
+        run(client.execute("DELETE FROM portcullis_spent WHERE exp <= $1", &[&now])).await?;
+        let inserted = run(client.execute(
+            "INSERT INTO portcullis_spent (id, exp) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&id, &seconds(exp)],
+        ))
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    /// As [`super::Ledger::claim`].
+    pub(crate) async fn claim(
+        &self,
+        binding: Binding,
+        question: String,
+    ) -> Result<Claim, Unavailable> {
+        let client = self.client().await?;
+        let now = seconds(now());
+        run(client.execute("DELETE FROM portcullis_approvals WHERE exp <= $1", &[&now])).await?;
+        let call: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &binding.iss,
+            &binding.sub,
+            &binding.cap,
+            &binding.digest,
+            &binding.pv,
+        ];
+        // An answer for this very call, used up here: of replicas racing, one deletes it.
+        let answered = run(client.query_opt(
+            "DELETE FROM portcullis_approvals WHERE iss = $1 AND sub = $2 AND cap = $3 \
+             AND digest = $4 AND pv = $5 AND answer <> 'waiting' RETURNING id, answer, exp",
+            &call,
+        ))
+        .await?;
+        if let Some(row) = answered {
+            let (id, answer, exp): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+            return Ok(if answer == "approved" {
+                Claim::Approved(Granted::new(id))
+            } else {
+                Claim::Declined(stored(binding, id, exp))
+            });
+        }
+        if let Some(waiting) = self.waiting_call(&client, &call).await? {
+            return Ok(Claim::Waiting {
+                binding: stored(binding, waiting.0, waiting.1),
+                new: false,
+            });
+        }
+        // A caller cannot pile up requests: past the cap, its oldest unanswered ones go.
+        run(client.execute(
+            "DELETE FROM portcullis_approvals WHERE id IN (SELECT id FROM portcullis_approvals \
+             WHERE iss = $1 AND sub = $2 AND answer = 'waiting' ORDER BY exp DESC OFFSET $3)",
+            &[&binding.iss, &binding.sub, &(MAX_WAITING_PER_CALLER - 1)],
+        ))
+        .await?;
+        let inserted = run(client.execute(
+            "INSERT INTO portcullis_approvals (id, iss, sub, cap, digest, pv, exp, question) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            &[
+                &binding.id,
+                &binding.iss,
+                &binding.sub,
+                &binding.cap,
+                &binding.digest,
+                &binding.pv,
+                &seconds(binding.exp),
+                &question,
+            ],
+        ))
+        .await?;
+        if inserted == 1 {
+            return Ok(Claim::Waiting { binding, new: true });
+        }
+        // Another replica asked for the same call a moment ago: that request is the one.
+        match self.waiting_call(&client, &call).await? {
+            Some((id, exp)) => Ok(Claim::Waiting {
+                binding: stored(binding, id, exp),
+                new: false,
+            }),
+            None => Ok(Claim::Waiting {
+                binding,
+                new: false,
+            }),
+        }
+    }
+
+    async fn waiting_call(
+        &self,
+        client: &Client,
+        call: &[&(dyn tokio_postgres::types::ToSql + Sync); 5],
+    ) -> Result<Option<(String, i64)>, Unavailable> {
+        let row = run(client.query_opt(
+            "SELECT id, exp FROM portcullis_approvals WHERE iss = $1 AND sub = $2 AND cap = $3 \
+             AND digest = $4 AND pv = $5 AND answer = 'waiting'",
+            call,
+        ))
+        .await?;
+        Ok(row.map(|row| (row.get(0), row.get(1))))
+    }
+
+    /// As [`super::Ledger::answer`].
+    pub(crate) async fn answer(&self, id: &str) -> Result<Option<Answer>, Unavailable> {
+        let client = self.client().await?;
+        let row = run(client.query_opt(
+            "SELECT answer FROM portcullis_approvals WHERE id = $1 AND exp > $2",
+            &[&id, &seconds(now())],
+        ))
+        .await?;
+        Ok(row.map(|row| parse_answer(row.get(0))))
+    }
+
+    /// As [`super::Ledger::waiting_for`].
+    pub(crate) async fn waiting_for(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Vec<Shown>, Unavailable> {
+        let client = self.client().await?;
+        let now = now();
+        let rows = run(client.query(
+            "SELECT id, question, exp FROM portcullis_approvals WHERE iss = $1 AND sub = $2 \
+             AND answer = 'waiting' AND exp > $3 ORDER BY exp",
+            &[&issuer, &subject, &seconds(now)],
+        ))
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Shown {
+                id: row.get(0),
+                question: row.get(1),
+                expires_in: u64::try_from(row.get::<_, i64>(2))
+                    .unwrap_or(0)
+                    .saturating_sub(now),
+            })
+            .collect())
+    }
+
+    /// Request `id` as the page sees it: its caller and answer, unless gone.
+    pub(crate) async fn request(
+        &self,
+        id: &str,
+    ) -> Result<Option<(String, String, Answer)>, Unavailable> {
+        let client = self.client().await?;
+        let row = run(client.query_opt(
+            "SELECT iss, sub, answer FROM portcullis_approvals WHERE id = $1 AND exp > $2",
+            &[&id, &seconds(now())],
+        ))
+        .await?;
+        Ok(row.map(|row| (row.get(0), row.get(1), parse_answer(row.get(2)))))
+    }
+
+    /// As [`super::Ledger::decide`].
+    pub(crate) async fn decide(
+        &self,
+        id: &str,
+        (issuer, subject): (&str, &str),
+        approve: bool,
+    ) -> Result<Result<String, PageRefusal>, Unavailable> {
+        let client = self.client().await?;
+        let answer = if approve { "approved" } else { "declined" };
+        let decided = run(client.query_opt(
+            "UPDATE portcullis_approvals SET answer = $4 WHERE id = $1 AND iss = $2 AND sub = $3 \
+             AND answer = 'waiting' AND exp > $5 RETURNING cap",
+            &[&id, &issuer, &subject, &answer, &seconds(now())],
+        ))
+        .await?;
+        if let Some(row) = decided {
+            return Ok(Ok(row.get(0)));
+        }
+        Ok(Err(match self.request(id).await? {
+            None => PageRefusal::Gone,
+            Some((iss, sub, _)) if (iss.as_str(), sub.as_str()) != (issuer, subject) => {
+                PageRefusal::NotYours
+            }
+            Some(_) => PageRefusal::Answered,
+        }))
+    }
+}
+
+/// The approval page's state: sign-ins in progress, signed-in browsers and their one-time form
+/// tokens. Cookie values are kept by digest only: whoever reads the table cannot sign in.
+impl Shared {
+    /// Keep sign-in `state` (started in the browser holding `browser`), unless `max` are in
+    /// progress in all or `per_source` from `source`.
+    pub(crate) async fn start_sign_in(
+        &self,
+        state: &str,
+        (browser, verifier, return_to): (&str, &str, &str),
+        source: Option<std::net::IpAddr>,
+        (lasts, max, per_source): (Duration, i64, i64),
+    ) -> Result<bool, Unavailable> {
+        let client = self.client().await?;
+        let now = seconds(now());
+        run(client.execute(
+            "DELETE FROM portcullis_page_sign_ins WHERE exp <= $1",
+            &[&now],
+        ))
+        .await?;
+        let source = source.map(|source| source.to_string());
+        let row = run(client.query_one(
+            "SELECT count(*), count(*) FILTER (WHERE source IS NOT NULL AND source = $1) \
+             FROM portcullis_page_sign_ins",
+            &[&source],
+        ))
+        .await?;
+        let (all, theirs): (i64, i64) = (row.get(0), row.get(1));
+        if all >= max || theirs >= per_source {
+            return Ok(false);
+        }
+        run(client.execute(
+            "INSERT INTO portcullis_page_sign_ins (state, browser, verifier, return_to, source, exp) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &state,
+                &digest(browser),
+                &verifier,
+                &return_to,
+                &source,
+                &(now + seconds(lasts.as_secs())),
+            ],
+        ))
+        .await?;
+        Ok(true)
+    }
+
+    /// Sign-in `state`, used up, if the browser holding `browser` started it and it has not
+    /// expired: its verifier and where to return.
+    pub(crate) async fn finish_sign_in(
+        &self,
+        state: &str,
+        browser: &str,
+    ) -> Result<Option<(String, String)>, Unavailable> {
+        let client = self.client().await?;
+        let row = run(client.query_opt(
+            "DELETE FROM portcullis_page_sign_ins WHERE state = $1 AND browser = $2 AND exp > $3 \
+             RETURNING verifier, return_to",
+            &[&state, &digest(browser), &seconds(now())],
+        ))
+        .await?;
+        Ok(row.map(|row| (row.get(0), row.get(1))))
+    }
+
+    /// Remember that the browser holding `cookie` signed in as `principal`, for `lasts`.
+    pub(crate) async fn remember(
+        &self,
+        cookie: &str,
+        principal: &portcullis_policy::Principal,
+        lasts: Duration,
+    ) -> Result<(), Unavailable> {
+        let client = self.client().await?;
+        let now = seconds(now());
+        run(client.execute(
+            "DELETE FROM portcullis_page_sessions WHERE exp <= $1",
+            &[&now],
+        ))
+        .await?;
+        run(client.execute("DELETE FROM portcullis_page_forms WHERE exp <= $1", &[&now])).await?;
+        let principal = serde_json::json!({
+            "subject": principal.subject, "issuer": principal.issuer, "tenant": principal.tenant,
+            "roles": principal.roles, "scopes": principal.scopes, "client_id": principal.client_id,
+        })
+        .to_string();
+        run(client.execute(
+            "INSERT INTO portcullis_page_sessions (cookie, principal, exp) VALUES ($1, $2, $3)",
+            &[
+                &digest(cookie),
+                &principal,
+                &(now + seconds(lasts.as_secs())),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Who the browser holding `cookie` signed in as, if it did and has not signed out.
+    pub(crate) async fn signed_in(
+        &self,
+        cookie: &str,
+    ) -> Result<Option<portcullis_policy::Principal>, Unavailable> {
+        let client = self.client().await?;
+        let row = run(client.query_opt(
+            "SELECT principal FROM portcullis_page_sessions WHERE cookie = $1 AND exp > $2",
+            &[&digest(cookie), &seconds(now())],
+        ))
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let text: String = row.get(0);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let text_of = |key: &str| value[key].as_str().map(str::to_owned);
+        let list = |key: &str| -> Vec<String> {
+            value[key]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|item| item.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(text_of("subject")
+            .zip(text_of("issuer"))
+            .map(|(subject, issuer)| portcullis_policy::Principal {
+                subject,
+                issuer,
+                tenant: text_of("tenant"),
+                roles: list("roles"),
+                scopes: list("scopes"),
+                client_id: text_of("client_id"),
+            }))
+    }
+
+    /// Forget the sign-in of the browser holding `cookie`, and its forms.
+    pub(crate) async fn sign_out(&self, cookie: &str) -> Result<(), Unavailable> {
+        let client = self.client().await?;
+        let cookie = digest(cookie);
+        run(client.execute(
+            "DELETE FROM portcullis_page_sessions WHERE cookie = $1",
+            &[&cookie],
+        ))
+        .await?;
+        run(client.execute(
+            "DELETE FROM portcullis_page_forms WHERE cookie = $1",
+            &[&cookie],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// A one-time form `token` for the browser holding `cookie`, valid for `lasts`.
+    pub(crate) async fn give_form(
+        &self,
+        cookie: &str,
+        token: &str,
+        lasts: Duration,
+    ) -> Result<(), Unavailable> {
+        let client = self.client().await?;
+        run(client.execute(
+            "INSERT INTO portcullis_page_forms (token, cookie, exp) VALUES ($1, $2, $3)",
+            &[
+                &digest(token),
+                &digest(cookie),
+                &(seconds(now()) + seconds(lasts.as_secs())),
+            ],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// Use form `token` of the browser holding `cookie`: whether it was given and unused.
+    pub(crate) async fn take_form(&self, cookie: &str, token: &str) -> Result<bool, Unavailable> {
+        let client = self.client().await?;
+        let taken = run(client.execute(
+            "DELETE FROM portcullis_page_forms WHERE token = $1 AND cookie = $2 AND exp > $3",
+            &[&digest(token), &digest(cookie), &seconds(now())],
+        ))
+        .await?;
+        Ok(taken == 1)
+    }
+}
+
+/// A cookie or token value as the tables keep it.
+fn digest(value: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        digest.as_ref(),
+    )
+}
+
+/// `binding` as stored under `id`, expiring at `exp`.
+fn stored(binding: Binding, id: String, exp: i64) -> Binding {
+    Binding {
+        id,
+        exp: u64::try_from(exp).unwrap_or(0),
+        ..binding
+    }
+}
+
+fn parse_answer(text: &str) -> Answer {
+    match text {
+        "approved" => Answer::Approved,
+        "declined" => Answer::Declined,
+        _ => Answer::Waiting,
+    }
+}
+
+fn seconds(at: u64) -> i64 {
+    i64::try_from(at).unwrap_or(i64::MAX)
+}
+
+/// `work`, within the time any statement gets; failures logged, reported as unavailable.
+async fn run<T>(
+    work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, Unavailable> {
+    match tokio::time::timeout(TIMEOUT, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the shared approval state refused a statement");
+            Err(Unavailable)
+        }
+        Err(_) => {
+            tracing::warn!("the shared approval state did not answer in time");
+            Err(Unavailable)
+        }
+    }
+}
