@@ -12,6 +12,7 @@
 mod chain;
 mod lines;
 mod pg;
+pub mod pg_tls;
 mod queue;
 mod read;
 mod record;

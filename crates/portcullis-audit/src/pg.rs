@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 
 use crate::{
     AuditError, AuditRecord, Filter, Sink, VerifyReport,
@@ -59,6 +59,10 @@ fn config(url: &str) -> Result<Config, AuditError> {
     let mut config: Config = url
         .parse()
         .map_err(|error| AuditError::open(redacted(url), error))?;
+    // Checked against `[danger]` when the configuration was read; here only applied.
+    let transport = crate::pg_tls::transport(url, true)
+        .map_err(|error| AuditError::open(redacted(url), error))?;
+    config.ssl_mode(crate::pg_tls::ssl_mode(config.get_ssl_mode(), transport));
     config
         .connect_timeout(TIMEOUT)
         .options(&format!(
@@ -69,10 +73,19 @@ fn config(url: &str) -> Result<Config, AuditError> {
     Ok(config)
 }
 
+/// The TLS connector, built once.
+fn tls(shown: &str) -> Result<crate::pg_tls::Tls, AuditError> {
+    static TLS: std::sync::OnceLock<Result<crate::pg_tls::Tls, String>> =
+        std::sync::OnceLock::new();
+    TLS.get_or_init(crate::pg_tls::Tls::new)
+        .clone()
+        .map_err(|error| AuditError::open(shown, error))
+}
+
 fn connect(config: &Config, shown: &str) -> Result<Client, AuditError> {
     blocking(|| {
         config
-            .connect(NoTls)
+            .connect(tls(shown)?)
             .map_err(|error| AuditError::open(shown, error))
     })
 }
@@ -124,7 +137,7 @@ fn rows(
     let shown = redacted(url);
     blocking(|| {
         let mut client = config
-            .connect(NoTls)
+            .connect(tls(&shown)?)
             .map_err(|error| AuditError::open(&shown, error))?;
         let mut after = after;
         loop {

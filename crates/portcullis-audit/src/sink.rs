@@ -52,13 +52,27 @@ pub struct Stats {
     pub commit_micros: AtomicU64,
     /// Batches that failed.
     pub failures: AtomicU64,
-    /// Whether the last batch failed (the sink cannot be written now).
-    pub failing: std::sync::atomic::AtomicBool,
+    /// When the last batch failed, in seconds since the Unix epoch; 0 when it was written.
+    pub failed_at: AtomicU64,
 }
 
 impl Stats {
+    /// Whether the last batch failed within `recent` (a failed batch is not written again, so
+    /// with no traffic nothing would clear an old failure: evidence this old no longer counts).
+    pub fn failing_within(&self, recent: std::time::Duration) -> bool {
+        let at = self.failed_at.load(Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        at != 0 && now.saturating_sub(at) <= recent.as_secs()
+    }
+
     pub(crate) fn count(&self, records: usize, took: std::time::Duration, committed: bool) {
-        self.failing.store(!committed, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |since| since.as_secs().max(1));
+        self.failed_at
+            .store(if committed { 0 } else { now }, Relaxed);
         if committed {
             self.commits.fetch_add(1, Relaxed);
             self.records.fetch_add(records as u64, Relaxed);

@@ -169,3 +169,26 @@ async fn a_server_that_refuses_writes_fails_durable_records_and_keeps_the_others
     assert_eq!(subjects, ["before", "queued", "after"]);
     assert_eq!(store.verify().unwrap(), VerifyReport::Intact { records: 3 });
 }
+
+// See: review of issue 16. The connection to PostgreSQL had no TLS at all; `sslmode=require`
+// could not work. It is now honoured, with no silent fall back to plain text: the test server
+// speaks no TLS, so a trail that requires it does not open.
+#[test]
+fn a_trail_that_requires_tls_does_not_fall_back_to_plain_text() {
+    let Some(url) = database("tls") else {
+        return;
+    };
+    assert!(
+        portcullis_audit::postgres(&url).is_ok(),
+        "plain on loopback by default"
+    );
+    let refused = portcullis_audit::postgres(&format!("{url}?sslmode=require"));
+    let error = refused
+        .err()
+        .map(|error| error.to_string())
+        .unwrap_or_default();
+    assert!(
+        !error.is_empty(),
+        "a server without TLS is refused under sslmode=require"
+    );
+}

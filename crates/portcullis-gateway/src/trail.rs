@@ -90,15 +90,11 @@ impl Trail {
         !self.sinks.is_empty()
     }
 
-    /// The kinds of the sinks whose last write failed.
+    /// The kinds of the sinks whose last write failed, within the last 30 seconds.
     pub fn failing(&self) -> Vec<&'static str> {
         self.sinks
             .iter()
-            .filter(|sink| {
-                sink.stats()
-                    .failing
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
+            .filter(|sink| sink.stats().failing_within(Duration::from_secs(30)))
             .map(Sink::kind)
             .collect()
     }

@@ -32,6 +32,13 @@ enum Command {
         #[arg(long, value_name = "ADDRESS")]
         admin: Option<SocketAddr>,
     },
+    /// Check a configuration file as `serve` reads it (values, files, policies against the
+    /// capabilities) without serving, connecting or opening the audit trail.
+    Check {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run a ready-made gateway on loopback: a built-in upstream behind an embedded OAuth
     /// authorization server; no config needed.
     Demo {
@@ -237,7 +244,7 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             if admin.is_some() {
                 config.admin = admin;
             }
-            if let Some(replica) = replica_from_env() {
+            if let Some(replica) = replica_from_env()? {
                 config.cluster.name_replica(replica)?;
             }
             let path = config.path.clone();
@@ -248,6 +255,23 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             let source: crate::reload::Source = Box::new(move || Ok(Config::load(&file)?));
             serve(config, listener, axum::Router::new(), &banner, source).await
+        }
+        Command::Check { config: file } => {
+            let config = Config::load(&file)?;
+            print(&format!(
+                "{}: valid; {} upstream(s), policy {}, {}\n",
+                file.display(),
+                config.upstreams.len(),
+                config
+                    .auth
+                    .as_ref()
+                    .map_or("none (no [auth])", |auth| auth.policy.version()),
+                if config.cluster.clustered() {
+                    "a replica ([cluster])"
+                } else {
+                    "a single gateway"
+                }
+            ))
         }
         Command::Demo {
             port,
@@ -347,8 +371,15 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
     clippy::disallowed_methods,
     reason = "the binary reads the environment and passes the value down"
 )]
-fn replica_from_env() -> Option<String> {
-    std::env::var(portcullis_gateway::config::REPLICA_ENV).ok()
+fn replica_from_env() -> anyhow::Result<Option<String>> {
+    let name = portcullis_gateway::config::REPLICA_ENV;
+    match std::env::var(name) {
+        Ok(replica) => Ok(Some(replica)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{name}: not valid UTF-8 (letters, digits, `-` and `_` only)")
+        }
+    }
 }
 
 fn print(text: &str) -> anyhow::Result<()> {
@@ -393,6 +424,12 @@ pub(crate) async fn serve(
             auth.policy.version().to_owned(),
             upstreams.clone(),
         ));
+    }
+    if config.cluster.clustered() && config.admin.is_none() {
+        tracing::warn!(
+            "a replica without [admin]: no /readyz for the load balancer to watch, so a draining \
+             replica cannot be taken out before it closes"
+        );
     }
     if let Some(admin) = config.admin {
         let listener = TcpListener::bind(admin)
@@ -454,9 +491,11 @@ async fn signal(shutdown: CancellationToken, draining: http::Draining, drain_del
                 draining.start();
                 if !drain_delay.is_zero() {
                     tracing::info!(?drain_delay, "SIGTERM: draining (not ready), then shutting down");
+                    // Another signal cuts the drain short.
                     tokio::select! {
                         () = tokio::time::sleep(drain_delay) => {}
                         _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
                     }
                 }
             }

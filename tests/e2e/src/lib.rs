@@ -7,6 +7,7 @@ mod client;
 mod fixture;
 mod gateway;
 mod issuer;
+pub mod load;
 mod pinned;
 mod recorder;
 

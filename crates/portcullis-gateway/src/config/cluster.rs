@@ -18,12 +18,22 @@ pub struct RawCluster {
 }
 
 /// Resolved `[cluster]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Cluster {
     /// This replica's name, if it has one.
     pub replica: Option<String>,
     /// The shared approval state's PostgreSQL URL.
     pub postgres: Option<String>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("Cluster")
+            .field("replica", &self.replica)
+            .field("postgres", &self.postgres.as_ref().map(|_| "…"))
+            .finish()
+    }
 }
 
 /// The environment variable naming the replica (read by `portcullis serve`).

@@ -262,6 +262,9 @@ pub struct RawDanger {
     /// Accept issuers and JWKS over plain http (not only https) for non-loopback hosts.
     #[serde(default)]
     pub insecure_issuers: bool,
+    /// Allow `sslmode=disable` in a PostgreSQL URL whose host is off loopback.
+    #[serde(default)]
+    pub postgres_without_tls: bool,
 }
 
 /// `[server]`

@@ -69,7 +69,7 @@ pub struct Config {
 }
 
 /// Resolved `[consent]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConsentConfig {
     /// How long an approval request stays answerable.
     pub ttl: Duration,
@@ -83,6 +83,20 @@ pub struct ConsentConfig {
     pub client_id: Option<String>,
     /// The issuer the approval page signs people in with, if not the first.
     pub issuer: Option<String>,
+}
+
+impl std::fmt::Debug for ConsentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The keys seal approvals: never in a log.
+        f.debug_struct("ConsentConfig")
+            .field("ttl", &self.ttl)
+            .field("wait", &self.wait)
+            .field("keys", &self.keys.len())
+            .field("out_of_band", &self.out_of_band)
+            .field("client_id", &self.client_id)
+            .field("issuer", &self.issuer)
+            .finish()
+    }
 }
 
 /// Resolved `[audit]`.
@@ -284,6 +298,26 @@ impl Config {
         }
         check_prefixes(&resolved, &naming.separator)?;
         let cluster = super::cluster::resolve_cluster(cluster)?;
+        // SECURITY: approvals and records cross the network only over TLS, unless the
+        // operator says otherwise under [danger].
+        let urls = [
+            ("cluster.postgres", cluster.postgres.as_deref()),
+            (
+                "audit.postgres",
+                audit.as_ref().and_then(|audit| audit.postgres.as_deref()),
+            ),
+        ];
+        for (key, url) in urls {
+            if let Some(url) = url {
+                portcullis_audit::pg_tls::transport(url, danger.postgres_without_tls)
+                    .map_err(|error| ConfigError::invalid(key, error))?;
+            }
+        }
+        if danger.postgres_without_tls {
+            tracing::warn!(
+                "[danger] postgres_without_tls = true: approvals and audit records may cross the network unencrypted"
+            );
+        }
         let issuers: Vec<String> = auth
             .as_ref()
             .map(|auth| auth.issuers.iter().map(|i| i.issuer.clone()).collect())
@@ -393,6 +427,17 @@ impl Config {
                          approvals the others sealed",
                     ));
                 }
+                // SECURITY: a key that outlives the process opens states after a restart, and
+                // one shared by replicas opens them on each: only the shared record of used
+                // approvals keeps each to one use.
+                if !keys.is_empty() && cluster.postgres.is_none() {
+                    return Err(ConfigError::invalid(
+                        "consent.keys",
+                        "needs `[cluster] postgres`, where used approvals are recorded for \
+                         every process that holds the key (without it, an approval could be \
+                         used again after a restart or on another replica)",
+                    ));
+                }
                 ConsentConfig {
                     ttl,
                     wait: duration("consent.wait", consent.wait, 300_000)?,
@@ -420,12 +465,21 @@ fn read_keys(path: &Path) -> Result<Vec<Vec<u8>>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|error| {
         ConfigError::invalid("consent.keys", format!("{}: {error}", path.display()))
     })?;
+    // An editor's byte-order mark is not part of the first key; `#` lines are comments.
     let keys: Vec<Vec<u8>> = text
+        .trim_start_matches('\u{feff}')
         .lines()
         .map(str::trim)
-        .filter(|line| !line.is_empty())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .map(|line| line.as_bytes().to_vec())
         .collect();
+    let unique: std::collections::HashSet<&Vec<u8>> = keys.iter().collect();
+    if unique.len() != keys.len() {
+        return Err(ConfigError::invalid(
+            "consent.keys",
+            format!("{}: a key is there twice", path.display()),
+        ));
+    }
     if keys.is_empty() || keys.iter().any(|key| key.len() < 32) {
         return Err(ConfigError::invalid(
             "consent.keys",

@@ -51,7 +51,7 @@ pub(crate) enum PageRefusal {
 }
 
 /// Unanswered requests kept per caller.
-const MAX_WAITING_PER_CALLER: usize = 64;
+const MAX_WAITING_PER_CALLER: usize = super::MAX_WAITING;
 
 struct Entry {
     binding: Binding,

@@ -25,6 +25,19 @@ use serde::{Deserialize, Serialize};
 pub(crate) use ledger::{Answer, Claim, Ledger, PageRefusal, Shown};
 pub(crate) use render::{fits_a_form, fits_approval, render};
 
+/// Unanswered requests one caller may have waiting on the page.
+pub(crate) const MAX_WAITING: usize = 64;
+
+/// Whether `id` has the shape of the gateway's approval request ids (`ap-` and 22 characters).
+pub(crate) fn looks_like_request(id: &str) -> bool {
+    id.strip_prefix("ap-").is_some_and(|rest| {
+        rest.len() == 22
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
 /// Whether `state` (a call's `requestState`) is an approval the gateway sealed.
 pub(crate) fn is_sealed(state: Option<&serde_json::Value>) -> bool {
     state

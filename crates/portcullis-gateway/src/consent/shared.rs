@@ -6,14 +6,23 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::{Answer, Binding, Claim, Granted, PageRefusal, Shown, now};
 
 /// How long connecting, and any one statement, may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed connection, how long requests fail at once before one tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// Spent ids are kept this long past their expiry: a replica whose clock is behind by less
+/// still finds them (and refuses the state) rather than taking it for unused.
+const CLOCK_MARGIN: u64 = 300;
+/// Signed-in browsers kept in all, and per person; forms kept per browser.
+const MAX_PAGE_SESSIONS: i64 = 10_000;
+const MAX_PAGE_SESSIONS_PER_PERSON: i64 = 16;
+const MAX_FORMS_PER_BROWSER: i64 = 32;
 /// Unanswered requests kept per caller (as in memory).
-const MAX_WAITING_PER_CALLER: i64 = 64;
+const MAX_WAITING_PER_CALLER: i64 = super::MAX_WAITING as i64;
 /// The advisory lock serialises the replicas' first `CREATE TABLE` (its key is "pcapprov" in
 /// ASCII): run at once, two would race on the catalog.
 const SCHEMA: &str = "BEGIN;
@@ -31,7 +40,9 @@ CREATE TABLE IF NOT EXISTS portcullis_approvals (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS portcullis_approvals_call
     ON portcullis_approvals (iss, sub, cap, digest, pv);
+CREATE INDEX IF NOT EXISTS portcullis_approvals_exp ON portcullis_approvals (exp);
 CREATE TABLE IF NOT EXISTS portcullis_spent (id TEXT PRIMARY KEY, exp BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS portcullis_spent_exp ON portcullis_spent (exp);
 CREATE TABLE IF NOT EXISTS portcullis_page_sign_ins (
     state TEXT PRIMARY KEY,
     browser TEXT NOT NULL,
@@ -40,16 +51,20 @@ CREATE TABLE IF NOT EXISTS portcullis_page_sign_ins (
     source TEXT,
     exp BIGINT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS portcullis_page_sign_ins_source ON portcullis_page_sign_ins (source);
 CREATE TABLE IF NOT EXISTS portcullis_page_sessions (
     cookie TEXT PRIMARY KEY,
     principal TEXT NOT NULL,
+    who TEXT NOT NULL,
     exp BIGINT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS portcullis_page_sessions_who ON portcullis_page_sessions (who);
 CREATE TABLE IF NOT EXISTS portcullis_page_forms (
     token TEXT PRIMARY KEY,
     cookie TEXT NOT NULL,
     exp BIGINT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS portcullis_page_forms_cookie ON portcullis_page_forms (cookie);
 COMMIT;";
 
 /// The shared state `config` names, if any. A URL that cannot be used is refused at load
@@ -72,7 +87,10 @@ pub(crate) struct Unavailable;
 /// The connection to the shared state, opened on first use and again when lost.
 pub(crate) struct Shared {
     config: tokio_postgres::Config,
+    tls: Option<portcullis_audit::pg_tls::Tls>,
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    /// When connecting last failed.
+    failed_at: std::sync::Mutex<Option<std::time::Instant>>,
     broken: bool,
 }
 
@@ -83,21 +101,36 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// The state at `url` (checked now, connected on first use).
+    /// The state at `url` (checked now, connected on first use; over verified TLS unless on
+    /// loopback, as `portcullis_audit::pg_tls` says).
     pub(crate) fn new(url: &str) -> Result<Self, String> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|error| format!("cluster.postgres: {error}"))?;
+        // Checked against `[danger]` when the configuration was read; here only applied.
+        let transport = portcullis_audit::pg_tls::transport(url, true)?;
+        config.ssl_mode(portcullis_audit::pg_tls::ssl_mode(
+            config.get_ssl_mode(),
+            transport,
+        ));
+        let tls = portcullis_audit::pg_tls::Tls::new()?;
+        // The URL's own options (a search_path, say) are kept.
+        let options = format!(
+            "{} -c statement_timeout={} -c synchronous_commit=on",
+            config.get_options().unwrap_or_default(),
+            TIMEOUT.as_millis()
+        );
         config
             .connect_timeout(TIMEOUT)
-            .options(format!(
-                "-c statement_timeout={} -c synchronous_commit=on",
-                TIMEOUT.as_millis()
-            ))
+            .options(options.trim_start())
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
             .application_name("portcullis-approvals");
         Ok(Self {
             config,
+            tls: Some(tls),
             client: tokio::sync::Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
             broken: false,
         })
     }
@@ -106,30 +139,48 @@ impl Shared {
     fn broken() -> Self {
         Self {
             config: tokio_postgres::Config::new(),
+            tls: None,
             client: tokio::sync::Mutex::new(None),
+            failed_at: std::sync::Mutex::new(None),
             broken: true,
         }
     }
 
+    /// A connection failed now: requests in the next moments fail at once rather than each
+    /// waiting to connect again (one outage must not become a queue of timeouts).
+    fn failed(&self) {
+        *self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
+    }
+
     async fn client(&self) -> Result<Arc<Client>, Unavailable> {
-        if self.broken {
+        let resting = self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        let Some(tls) = self.tls.clone().filter(|_| !self.broken && !resting) else {
             return Err(Unavailable);
-        }
+        };
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref()
             && !client.is_closed()
         {
             return Ok(client.clone());
         }
-        let connected = tokio::time::timeout(TIMEOUT, self.config.connect(NoTls)).await;
+        let connected = tokio::time::timeout(TIMEOUT, self.config.connect(tls)).await;
         let (client, connection) = match connected {
             Ok(Ok(pair)) => pair,
             Ok(Err(error)) => {
                 tracing::warn!(%error, "the shared approval state cannot be reached");
+                self.failed();
                 return Err(Unavailable);
             }
             Err(_) => {
                 tracing::warn!("the shared approval state did not answer in time");
+                self.failed();
                 return Err(Unavailable);
             }
         };
@@ -138,7 +189,10 @@ impl Shared {
                 tracing::warn!(%error, "the connection to the shared approval state ended");
             }
         });
-        run(client.batch_execute(SCHEMA)).await?;
+        if let Err(unavailable) = run(client.batch_execute(SCHEMA)).await {
+            self.failed();
+            return Err(unavailable);
+        }
         let client = Arc::new(client);
         *slot = Some(client.clone());
         Ok(client)
@@ -147,7 +201,7 @@ impl Shared {
     /// Whether the state answers now.
     pub(crate) async fn reachable(&self) -> bool {
         match self.client().await {
-            Ok(client) => run(client.simple_query("SELECT 1")).await.is_ok(),
+            Ok(client) => self.exec(client.simple_query("SELECT 1")).await.is_ok(),
             Err(Unavailable) => false,
         }
     }
@@ -155,13 +209,18 @@ impl Shared {
     /// Use one-time id `id` (valid until `exp`): whether it was still unused.
     pub(crate) async fn spend(&self, id: &str, exp: u64) -> Result<bool, Unavailable> {
         let client = self.client().await?;
-        let now = seconds(now());
-        run(client.execute("DELETE FROM portcullis_spent WHERE exp <= $1", &[&now])).await?;
-        let inserted = run(client.execute(
-            "INSERT INTO portcullis_spent (id, exp) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&id, &seconds(exp)],
+        let forgotten = seconds(now().saturating_sub(CLOCK_MARGIN));
+        self.exec(client.execute(
+            "DELETE FROM portcullis_spent WHERE exp <= $1",
+            &[&forgotten],
         ))
         .await?;
+        let inserted = self
+            .exec(client.execute(
+                "INSERT INTO portcullis_spent (id, exp) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&id, &seconds(exp)],
+            ))
+            .await?;
         Ok(inserted == 1)
     }
 
@@ -171,9 +230,31 @@ impl Shared {
         binding: Binding,
         question: String,
     ) -> Result<Claim, Unavailable> {
+        match self.claim_once(binding.clone(), &question).await? {
+            // Another replica asked for the same call and it was answered in between: what
+            // was answered is found from the top.
+            None => Ok(self
+                .claim_once(binding.clone(), &question)
+                .await?
+                .unwrap_or(Claim::Waiting {
+                    binding,
+                    new: false,
+                })),
+            Some(claim) => Ok(claim),
+        }
+    }
+
+    /// One pass of [`Shared::claim`]; `None` when another replica's request for the same call
+    /// was inserted and then answered while this one looked.
+    async fn claim_once(
+        &self,
+        binding: Binding,
+        question: &str,
+    ) -> Result<Option<Claim>, Unavailable> {
         let client = self.client().await?;
         let now = seconds(now());
-        run(client.execute("DELETE FROM portcullis_approvals WHERE exp <= $1", &[&now])).await?;
+        self.exec(client.execute("DELETE FROM portcullis_approvals WHERE exp <= $1", &[&now]))
+            .await?;
         let call: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
             &binding.iss,
             &binding.sub,
@@ -182,62 +263,62 @@ impl Shared {
             &binding.pv,
         ];
         // An answer for this very call, used up here: of replicas racing, one deletes it.
-        let answered = run(client.query_opt(
-            "DELETE FROM portcullis_approvals WHERE iss = $1 AND sub = $2 AND cap = $3 \
+        let answered = self
+            .exec(client.query_opt(
+                "DELETE FROM portcullis_approvals WHERE iss = $1 AND sub = $2 AND cap = $3 \
              AND digest = $4 AND pv = $5 AND answer <> 'waiting' RETURNING id, answer, exp",
-            &call,
-        ))
-        .await?;
+                &call,
+            ))
+            .await?;
         if let Some(row) = answered {
             let (id, answer, exp): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
-            return Ok(if answer == "approved" {
+            return Ok(Some(if answer == "approved" {
                 Claim::Approved(Granted::new(id))
             } else {
                 Claim::Declined(stored(binding, id, exp))
-            });
+            }));
         }
         if let Some(waiting) = self.waiting_call(&client, &call).await? {
-            return Ok(Claim::Waiting {
+            return Ok(Some(Claim::Waiting {
                 binding: stored(binding, waiting.0, waiting.1),
                 new: false,
-            });
+            }));
         }
         // A caller cannot pile up requests: past the cap, its oldest unanswered ones go.
-        run(client.execute(
-            "DELETE FROM portcullis_approvals WHERE id IN (SELECT id FROM portcullis_approvals \
-             WHERE iss = $1 AND sub = $2 AND answer = 'waiting' ORDER BY exp DESC OFFSET $3)",
+        self.exec(client.execute(
+            "DELETE FROM portcullis_approvals WHERE answer = 'waiting' AND id IN (SELECT id \
+             FROM portcullis_approvals WHERE iss = $1 AND sub = $2 AND answer = 'waiting' \
+             ORDER BY exp DESC OFFSET $3)",
             &[&binding.iss, &binding.sub, &(MAX_WAITING_PER_CALLER - 1)],
         ))
         .await?;
-        let inserted = run(client.execute(
-            "INSERT INTO portcullis_approvals (id, iss, sub, cap, digest, pv, exp, question) \
+        let inserted = self
+            .exec(client.execute(
+                "INSERT INTO portcullis_approvals (id, iss, sub, cap, digest, pv, exp, question) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-            &[
-                &binding.id,
-                &binding.iss,
-                &binding.sub,
-                &binding.cap,
-                &binding.digest,
-                &binding.pv,
-                &seconds(binding.exp),
-                &question,
-            ],
-        ))
-        .await?;
+                &[
+                    &binding.id,
+                    &binding.iss,
+                    &binding.sub,
+                    &binding.cap,
+                    &binding.digest,
+                    &binding.pv,
+                    &seconds(binding.exp),
+                    &question,
+                ],
+            ))
+            .await?;
         if inserted == 1 {
-            return Ok(Claim::Waiting { binding, new: true });
+            return Ok(Some(Claim::Waiting { binding, new: true }));
         }
         // Another replica asked for the same call a moment ago: that request is the one.
-        match self.waiting_call(&client, &call).await? {
-            Some((id, exp)) => Ok(Claim::Waiting {
+        Ok(self
+            .waiting_call(&client, &call)
+            .await?
+            .map(|(id, exp)| Claim::Waiting {
                 binding: stored(binding, id, exp),
                 new: false,
-            }),
-            None => Ok(Claim::Waiting {
-                binding,
-                new: false,
-            }),
-        }
+            }))
     }
 
     async fn waiting_call(
@@ -245,23 +326,25 @@ impl Shared {
         client: &Client,
         call: &[&(dyn tokio_postgres::types::ToSql + Sync); 5],
     ) -> Result<Option<(String, i64)>, Unavailable> {
-        let row = run(client.query_opt(
-            "SELECT id, exp FROM portcullis_approvals WHERE iss = $1 AND sub = $2 AND cap = $3 \
+        let row = self
+            .exec(client.query_opt(
+                "SELECT id, exp FROM portcullis_approvals WHERE iss = $1 AND sub = $2 AND cap = $3 \
              AND digest = $4 AND pv = $5 AND answer = 'waiting'",
-            call,
-        ))
-        .await?;
+                call,
+            ))
+            .await?;
         Ok(row.map(|row| (row.get(0), row.get(1))))
     }
 
     /// As [`super::Ledger::answer`].
     pub(crate) async fn answer(&self, id: &str) -> Result<Option<Answer>, Unavailable> {
         let client = self.client().await?;
-        let row = run(client.query_opt(
-            "SELECT answer FROM portcullis_approvals WHERE id = $1 AND exp > $2",
-            &[&id, &seconds(now())],
-        ))
-        .await?;
+        let row = self
+            .exec(client.query_opt(
+                "SELECT answer FROM portcullis_approvals WHERE id = $1 AND exp > $2",
+                &[&id, &seconds(now())],
+            ))
+            .await?;
         Ok(row.map(|row| parse_answer(row.get(0))))
     }
 
@@ -273,12 +356,13 @@ impl Shared {
     ) -> Result<Vec<Shown>, Unavailable> {
         let client = self.client().await?;
         let now = now();
-        let rows = run(client.query(
-            "SELECT id, question, exp FROM portcullis_approvals WHERE iss = $1 AND sub = $2 \
+        let rows = self
+            .exec(client.query(
+                "SELECT id, question, exp FROM portcullis_approvals WHERE iss = $1 AND sub = $2 \
              AND answer = 'waiting' AND exp > $3 ORDER BY exp",
-            &[&issuer, &subject, &seconds(now)],
-        ))
-        .await?;
+                &[&issuer, &subject, &seconds(now)],
+            ))
+            .await?;
         Ok(rows
             .iter()
             .map(|row| Shown {
@@ -297,11 +381,12 @@ impl Shared {
         id: &str,
     ) -> Result<Option<(String, String, Answer)>, Unavailable> {
         let client = self.client().await?;
-        let row = run(client.query_opt(
-            "SELECT iss, sub, answer FROM portcullis_approvals WHERE id = $1 AND exp > $2",
-            &[&id, &seconds(now())],
-        ))
-        .await?;
+        let row = self
+            .exec(client.query_opt(
+                "SELECT iss, sub, answer FROM portcullis_approvals WHERE id = $1 AND exp > $2",
+                &[&id, &seconds(now())],
+            ))
+            .await?;
         Ok(row.map(|row| (row.get(0), row.get(1), parse_answer(row.get(2)))))
     }
 
@@ -314,7 +399,7 @@ impl Shared {
     ) -> Result<Result<String, PageRefusal>, Unavailable> {
         let client = self.client().await?;
         let answer = if approve { "approved" } else { "declined" };
-        let decided = run(client.query_opt(
+        let decided = self.exec(client.query_opt(
             "UPDATE portcullis_approvals SET answer = $4 WHERE id = $1 AND iss = $2 AND sub = $3 \
              AND answer = 'waiting' AND exp > $5 RETURNING cap",
             &[&id, &issuer, &subject, &answer, &seconds(now())],
@@ -347,23 +432,24 @@ impl Shared {
     ) -> Result<bool, Unavailable> {
         let client = self.client().await?;
         let now = seconds(now());
-        run(client.execute(
+        self.exec(client.execute(
             "DELETE FROM portcullis_page_sign_ins WHERE exp <= $1",
             &[&now],
         ))
         .await?;
         let source = source.map(|source| source.to_string());
-        let row = run(client.query_one(
-            "SELECT count(*), count(*) FILTER (WHERE source IS NOT NULL AND source = $1) \
+        let row = self
+            .exec(client.query_one(
+                "SELECT count(*), count(*) FILTER (WHERE source IS NOT NULL AND source = $1) \
              FROM portcullis_page_sign_ins",
-            &[&source],
-        ))
-        .await?;
+                &[&source],
+            ))
+            .await?;
         let (all, theirs): (i64, i64) = (row.get(0), row.get(1));
         if all >= max || theirs >= per_source {
             return Ok(false);
         }
-        run(client.execute(
+        self.exec(client.execute(
             "INSERT INTO portcullis_page_sign_ins (state, browser, verifier, return_to, source, exp) \
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
@@ -387,7 +473,7 @@ impl Shared {
         browser: &str,
     ) -> Result<Option<(String, String)>, Unavailable> {
         let client = self.client().await?;
-        let row = run(client.query_opt(
+        let row = self.exec(client.query_opt(
             "DELETE FROM portcullis_page_sign_ins WHERE state = $1 AND browser = $2 AND exp > $3 \
              RETURNING verifier, return_to",
             &[&state, &digest(browser), &seconds(now())],
@@ -396,7 +482,8 @@ impl Shared {
         Ok(row.map(|row| (row.get(0), row.get(1))))
     }
 
-    /// Remember that the browser holding `cookie` signed in as `principal`, for `lasts`.
+    /// Remember that the browser holding `cookie` signed in as `principal`, for `lasts`. A
+    /// person keeps their newest few browsers, and the table its newest many (as in memory).
     pub(crate) async fn remember(
         &self,
         cookie: &str,
@@ -405,22 +492,39 @@ impl Shared {
     ) -> Result<(), Unavailable> {
         let client = self.client().await?;
         let now = seconds(now());
-        run(client.execute(
+        self.exec(client.execute(
             "DELETE FROM portcullis_page_sessions WHERE exp <= $1",
             &[&now],
         ))
         .await?;
-        run(client.execute("DELETE FROM portcullis_page_forms WHERE exp <= $1", &[&now])).await?;
+        self.exec(client.execute("DELETE FROM portcullis_page_forms WHERE exp <= $1", &[&now]))
+            .await?;
+        let who = serde_json::json!([principal.issuer, principal.subject]).to_string();
+        for (filter, keep) in [
+            ("WHERE who = $1", MAX_PAGE_SESSIONS_PER_PERSON - 1),
+            ("WHERE $1 = $1", MAX_PAGE_SESSIONS - 1),
+        ] {
+            self.exec(client.execute(
+                &format!(
+                    "DELETE FROM portcullis_page_sessions WHERE cookie IN (SELECT cookie FROM \
+                     portcullis_page_sessions {filter} ORDER BY exp DESC OFFSET $2)"
+                ),
+                &[&who, &keep],
+            ))
+            .await?;
+        }
         let principal = serde_json::json!({
             "subject": principal.subject, "issuer": principal.issuer, "tenant": principal.tenant,
             "roles": principal.roles, "scopes": principal.scopes, "client_id": principal.client_id,
         })
         .to_string();
-        run(client.execute(
-            "INSERT INTO portcullis_page_sessions (cookie, principal, exp) VALUES ($1, $2, $3)",
+        self.exec(client.execute(
+            "INSERT INTO portcullis_page_sessions (cookie, principal, who, exp) \
+             VALUES ($1, $2, $3, $4)",
             &[
                 &digest(cookie),
                 &principal,
+                &who,
                 &(now + seconds(lasts.as_secs())),
             ],
         ))
@@ -434,11 +538,12 @@ impl Shared {
         cookie: &str,
     ) -> Result<Option<portcullis_policy::Principal>, Unavailable> {
         let client = self.client().await?;
-        let row = run(client.query_opt(
-            "SELECT principal FROM portcullis_page_sessions WHERE cookie = $1 AND exp > $2",
-            &[&digest(cookie), &seconds(now())],
-        ))
-        .await?;
+        let row = self
+            .exec(client.query_opt(
+                "SELECT principal FROM portcullis_page_sessions WHERE cookie = $1 AND exp > $2",
+                &[&digest(cookie), &seconds(now())],
+            ))
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -472,12 +577,12 @@ impl Shared {
     pub(crate) async fn sign_out(&self, cookie: &str) -> Result<(), Unavailable> {
         let client = self.client().await?;
         let cookie = digest(cookie);
-        run(client.execute(
+        self.exec(client.execute(
             "DELETE FROM portcullis_page_sessions WHERE cookie = $1",
             &[&cookie],
         ))
         .await?;
-        run(client.execute(
+        self.exec(client.execute(
             "DELETE FROM portcullis_page_forms WHERE cookie = $1",
             &[&cookie],
         ))
@@ -485,7 +590,8 @@ impl Shared {
         Ok(())
     }
 
-    /// A one-time form `token` for the browser holding `cookie`, valid for `lasts`.
+    /// A one-time form `token` for the browser holding `cookie`, valid for `lasts`; the
+    /// browser keeps its newest few (a page reloaded in a loop does not grow the table).
     pub(crate) async fn give_form(
         &self,
         cookie: &str,
@@ -493,11 +599,18 @@ impl Shared {
         lasts: Duration,
     ) -> Result<(), Unavailable> {
         let client = self.client().await?;
-        run(client.execute(
+        let cookie = digest(cookie);
+        self.exec(client.execute(
+            "DELETE FROM portcullis_page_forms WHERE token IN (SELECT token FROM \
+             portcullis_page_forms WHERE cookie = $1 ORDER BY exp DESC OFFSET $2)",
+            &[&cookie, &(MAX_FORMS_PER_BROWSER - 1)],
+        ))
+        .await?;
+        self.exec(client.execute(
             "INSERT INTO portcullis_page_forms (token, cookie, exp) VALUES ($1, $2, $3)",
             &[
                 &digest(token),
-                &digest(cookie),
+                &cookie,
                 &(seconds(now()) + seconds(lasts.as_secs())),
             ],
         ))
@@ -508,11 +621,12 @@ impl Shared {
     /// Use form `token` of the browser holding `cookie`: whether it was given and unused.
     pub(crate) async fn take_form(&self, cookie: &str, token: &str) -> Result<bool, Unavailable> {
         let client = self.client().await?;
-        let taken = run(client.execute(
-            "DELETE FROM portcullis_page_forms WHERE token = $1 AND cookie = $2 AND exp > $3",
-            &[&digest(token), &digest(cookie), &seconds(now())],
-        ))
-        .await?;
+        let taken = self
+            .exec(client.execute(
+                "DELETE FROM portcullis_page_forms WHERE token = $1 AND cookie = $2 AND exp > $3",
+                &[&digest(token), &digest(cookie), &seconds(now())],
+            ))
+            .await?;
         Ok(taken == 1)
     }
 }
@@ -545,6 +659,21 @@ fn parse_answer(text: &str) -> Answer {
 
 fn seconds(at: u64) -> i64 {
     i64::try_from(at).unwrap_or(i64::MAX)
+}
+
+impl Shared {
+    /// `work` as [`run`] does it; a connection that failed or timed out is dropped, so the
+    /// next request connects afresh (a link gone silent never answers again).
+    async fn exec<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, Unavailable> {
+        let done = run(work).await;
+        if done.is_err() {
+            *self.client.lock().await = None;
+        }
+        done
+    }
 }
 
 /// `work`, within the time any statement gets; failures logged, reported as unavailable.

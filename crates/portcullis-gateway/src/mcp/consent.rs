@@ -231,13 +231,15 @@ async fn on_the_page(context: &Context, asking: &Asking<'_>, consent: &Consent) 
     match (&link, &context.session) {
         (Some(link), Some(session)) if client_declares(context, asking.request, "url") => {
             let approved = ask_by_url(context, session, asking, link, &binding.id, consent).await;
-            if approved
-                && let Ok(Claim::Approved(granted)) =
-                    consent.ledger.claim(binding.clone(), String::new).await
-            {
-                return Step::Approved(granted);
+            if !approved {
+                return declined(&binding);
             }
-            declined(&binding)
+            match consent.ledger.claim(binding.clone(), String::new).await {
+                Ok(Claim::Approved(granted)) => Step::Approved(granted),
+                // The approval stays for the same call made again.
+                Err(_) => unavailable(),
+                Ok(_) => declined(&binding),
+            }
         }
         _ => Step::Refused(
             Refusal::OutOfBand(link),

@@ -245,3 +245,159 @@ async fn a_full_disk_refuses_state_changing_calls_and_answers_reads() {
         "{metrics}"
     );
 }
+
+/// The test server's CA (`tests/postgres/start.sh` serves TLS with it), or `None` when the
+/// server came from elsewhere.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test server's CA comes from the environment .ci/run sets"
+)]
+fn test_ca() -> Option<String> {
+    let ca = std::env::var("PORTCULLIS_TEST_POSTGRES_CA").ok();
+    if ca.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "PORTCULLIS_TEST_POSTGRES_CA is not set: tests/postgres/start.sh sets it"
+        );
+        eprintln!("SKIPPED: the test PostgreSQL serves no TLS (tests/postgres/start.sh does)");
+    }
+    ca
+}
+
+// See: review of issue 16. Connections to PostgreSQL (the shared audit chain, and the shared
+// approval state that decides whether a call was approved) had no TLS at all. With
+// `sslmode=require` they use TLS, verified against the trust store (here the test server's
+// CA, through SSL_CERT_FILE): a server whose certificate the trust store does not vouch for
+// is refused, for the trail and for the approval state alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_is_used_and_verified() {
+    let Some(url) = database("tls") else {
+        return;
+    };
+    let Some(ca) = test_ca() else {
+        return;
+    };
+    // The trail's table, made over the loopback's plain connection.
+    let made = url.clone();
+    std::thread::spawn(move || portcullis_audit::postgres(&made).map(|_| ()))
+        .join()
+        .unwrap()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("pg-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let secure = format!("{url}?sslmode=require");
+    std::fs::write(
+        dir.join("approval.keys"),
+        "a-key-for-the-tls-test-0123456789abcdef\n",
+    )
+    .unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[audit]\npostgres = \"{secure}\"\n\n[cluster]\npostgres = \"{secure}\"\n\n\
+             [consent]\nkeys = \"approval.keys\"\n\n{}\n[danger]\nunauthenticated = true\n",
+            crate::stdio_upstream("fixture")
+        ),
+    )
+    .unwrap();
+    // Another CA: a trust store that does not vouch for the server.
+    let other_ca = dir.join("other-ca.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=another CA", "-keyout"])
+        .arg(dir.join("other-ca.key"))
+        .arg("-out")
+        .arg(&other_ca)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "openssl makes another CA");
+    let binary = portcullis_e2e::workspace_bin("portcullis", "portcullis");
+    let verify = |trusted: bool| {
+        let mut command = std::process::Command::new(&binary);
+        command.args(["audit", "verify", "--config"]).arg(&config);
+        command.env(
+            "SSL_CERT_FILE",
+            if trusted {
+                ca.clone().into()
+            } else {
+                other_ca.clone()
+            },
+        );
+        let output = command.output().unwrap();
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (ok, said) = verify(true);
+    assert!(ok && said.contains("intact"), "over verified TLS: {said}");
+    let (ok, said) = verify(false);
+    assert!(
+        !ok,
+        "a server the trust store does not vouch for is refused: {said}"
+    );
+
+    // The approval state: a replica says on /readyz whether it reaches it (its trail here
+    // is elsewhere: one it cannot open would stop it from starting at all).
+    let config = dir.join("replica.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\npostgres = \"{secure}\"\n\n[consent]\nkeys = \"approval.keys\"\n\n\
+             {}\n[danger]\nunauthenticated = true\n",
+            crate::stdio_upstream("fixture")
+        ),
+    )
+    .unwrap();
+    let readyz = |trusted: bool| {
+        let (config, binary, ca, missing) =
+            (config.clone(), binary.clone(), ca.clone(), other_ca.clone());
+        async move {
+            let admin = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let mut child = tokio::process::Command::new(binary)
+                .args(["serve", "--config"])
+                .arg(&config)
+                .args(["--listen", "127.0.0.1:0", "--admin", &admin.to_string()])
+                .env("SSL_CERT_FILE", if trusted { ca.into() } else { missing })
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let mut text = String::new();
+            for _ in 0..100 {
+                if let Ok(answer) = reqwest::get(format!("http://{admin}/readyz")).await {
+                    text = answer.text().await.unwrap_or_default();
+                    if text.contains("ready") && !text.contains("upstream fixture") {
+                        break;
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let _ = child.kill().await;
+            text
+        }
+    };
+    let trusted = readyz(true).await;
+    assert!(
+        trusted.starts_with("ready\n"),
+        "reaches the approval state over verified TLS: {trusted}"
+    );
+    let untrusted = readyz(false).await;
+    assert!(
+        untrusted.contains("approvals: the shared state cannot be reached"),
+        "{untrusted}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

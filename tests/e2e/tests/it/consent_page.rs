@@ -352,9 +352,24 @@ async fn the_page_keeps_the_public_urls_path_prefix() {
     let (gateway, _issuer) = page_gateway("prefix", "/tools/mcp").await;
     let origin = gateway.base.clone();
     let http = browser();
+    // Review of issue 16: a link's request id is kept with the sign-in it starts; an id not of
+    // the gateway's shape (any length an unauthenticated visitor likes) starts none.
+    let odd = http
+        .get(format!(
+            "{}/approvals?request=ap-{}",
+            gateway.base,
+            "x".repeat(4000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(odd.status(), 400);
     // The proxy strips `/tools`: the gateway serves the page at `/approvals`.
     let to_sign_in = http
-        .get(format!("{}/approvals?request=ap-x", gateway.base))
+        .get(format!(
+            "{}/approvals?request=ap-AAAAAAAAAAAAAAAAAAAAAA",
+            gateway.base
+        ))
         .send()
         .await
         .unwrap();

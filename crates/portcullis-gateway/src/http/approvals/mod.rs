@@ -317,6 +317,18 @@ async fn show(
     peer: Option<axum::Extension<crate::http::Peer>>,
     headers: HeaderMap,
 ) -> Response {
+    // SECURITY: the link's request id is kept with a sign-in (anyone can start one): only an
+    // id of the gateway's own shape is.
+    if query
+        .request
+        .as_deref()
+        .is_some_and(|id| !crate::consent::looks_like_request(id))
+    {
+        return html(
+            StatusCode::BAD_REQUEST,
+            page::notice("Bad link", "This link is not valid."),
+        );
+    }
     let here = match &query.request {
         Some(id) => format!("{}?request={}", approvals.page, urlencode(id)),
         None => approvals.page.clone(),
@@ -407,16 +419,19 @@ async fn show(
                     ),
                 );
             }
-            Ok(()) if ledger.answer(id).await != Ok(Some(Answer::Waiting)) => {
-                return html(
-                    StatusCode::OK,
-                    page::notice(
-                        "Already answered",
-                        "This approval request has already been answered.",
-                    ),
-                );
-            }
-            Ok(()) => {}
+            Ok(()) => match ledger.answer(id).await {
+                Ok(Some(Answer::Waiting)) => {}
+                Err(_) => return unavailable(),
+                Ok(_) => {
+                    return html(
+                        StatusCode::OK,
+                        page::notice(
+                            "Already answered",
+                            "This approval request has already been answered.",
+                        ),
+                    );
+                }
+            },
         }
     }
     let Ok(shown) = approvals
@@ -500,6 +515,16 @@ async fn answer(
             );
         }
     };
+    // A person has at most so many requests waiting; a form naming more is not the page's.
+    if fields.iter().filter(|(key, _)| key == "request").count() > crate::consent::MAX_WAITING {
+        return html(
+            StatusCode::BAD_REQUEST,
+            page::notice(
+                "Too many",
+                "This form names more requests than can be waiting.",
+            ),
+        );
+    }
     let (mut approved, mut declined, mut refused) = (Vec::new(), Vec::new(), Vec::new());
     for (_, id) in fields.iter().filter(|(key, _)| key == "request") {
         match approvals
