@@ -59,6 +59,8 @@ pub struct Entitlements {
     issuers: Vec<String>,
     reading: RwLock<Arc<HashMap<String, Vec<Entry>>>>,
     stamp: std::sync::Mutex<Option<(SystemTime, u64)>>,
+    /// The digest of the text in force: replicas reading one file say the same.
+    version: RwLock<String>,
 }
 
 impl std::fmt::Debug for Entitlements {
@@ -79,6 +81,7 @@ impl Entitlements {
             issuers,
             reading: RwLock::new(Arc::default()),
             stamp: std::sync::Mutex::new(None),
+            version: RwLock::new(String::new()),
         };
         entitlements.reload()?;
         Ok(entitlements)
@@ -163,7 +166,23 @@ impl Entitlements {
             .reading
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(by_subject);
+        *self
+            .version
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            portcullis_audit::arguments_digest(&serde_json::Value::String(text))
+                .chars()
+                .take(16)
+                .collect();
         Ok(true)
+    }
+
+    /// The version of the reading in force (a digest of the file's text).
+    pub fn version(&self) -> String {
+        self.version
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// `principal` as its entitlements say it is now: roles and tenant replaced, scopes

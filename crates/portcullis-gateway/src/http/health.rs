@@ -77,13 +77,19 @@ async fn ready(trail: &Trail, gateway: &Gateway, draining: &Draining) -> (Status
         .access
         .policy()
         .map(|engine| engine.version().to_owned());
-    let version = policy.as_deref().unwrap_or("none (no [auth])");
+    let mut versions = format!(
+        "policy {}\n",
+        policy.as_deref().unwrap_or("none (no [auth])")
+    );
+    if let Some(entitlements) = gateway.access.entitlements() {
+        versions.push_str(&format!("entitlements {}\n", entitlements.version()));
+    }
     if wrong.is_empty() {
-        (StatusCode::OK, format!("ready\npolicy {version}\n"))
+        (StatusCode::OK, format!("ready\n{versions}"))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready\npolicy {version}\n{}\n", wrong.join("\n")),
+            format!("not ready\n{versions}{}\n", wrong.join("\n")),
         )
     }
 }

@@ -100,7 +100,7 @@ impl Replica {
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--admin", &format!("127.0.0.1:{}", self.admin)])
             .env("PORTCULLIS_REPLICA", &self.name)
-            .env("RUST_LOG", "warn")
+            .env("PORTCULLIS_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -213,8 +213,9 @@ fn balancer(bin: &Path, dir: &Path, front: u16, replicas: &[Replica]) -> Balance
     )
 }
 
-/// Keep calling `echo` through `url` as `token` from `workers` tasks until `stop`; the calls
-/// that succeeded and those that failed (with the first failures, to show).
+/// Keep calling `echo` through `url` as `token` from `workers` rmcp clients (the official Rust
+/// SDK, 2026-07-28: every call a request of its own, balanced round robin) until `stop`; the
+/// calls that succeeded and those that failed (with the first failures, to show).
 fn load(
     url: String,
     token: String,
@@ -226,28 +227,34 @@ fn load(
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for _ in 0..workers {
-            let (url, token, stop) = (url.clone(), token.clone(), stop.clone());
-            let (ok, failed, failures) = (ok.clone(), failed.clone(), failures.clone());
+            let client = portcullis_e2e::connect_as(
+                &url,
+                portcullis_e2e::Era::Stateless,
+                portcullis_e2e::TestClient::default(),
+                Some(&token),
+            )
+            .await;
+            let (stop, ok, failed, failures) =
+                (stop.clone(), ok.clone(), failed.clone(), failures.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    let (status, body) = stateless_rpc(
-                        &url,
-                        Some(&token),
-                        "tools/call",
-                        json!({"name": "echo", "arguments": {}}),
-                        json!({}),
-                    )
-                    .await;
-                    if status.is_success() && body.contains("done") {
+                    let answer = client
+                        .call_tool(rmcp::model::CallToolRequestParams::new("echo"))
+                        .await;
+                    let text = format!("{answer:?}");
+                    if answer.is_ok_and(|result| result.is_error != Some(true))
+                        && text.contains("done")
+                    {
                         ok.fetch_add(1, Ordering::Relaxed);
                     } else {
                         failed.fetch_add(1, Ordering::Relaxed);
                         let mut failures = failures.lock().unwrap();
                         if failures.len() < 5 {
-                            failures.push(format!("{status} {body}"));
+                            failures.push(text);
                         }
                     }
                 }
+                let _ = client.cancel().await;
             }));
         }
         for task in tasks {
@@ -417,13 +424,16 @@ async fn three_replicas_behind_haproxy_behave_as_one_gateway() {
     for replica in &replicas {
         let (status, text) = replica.readyz().await.unwrap();
         assert_eq!(status, 200, "{text}");
-        versions.push(text.lines().nth(1).unwrap_or_default().to_owned());
+        versions.push(text.lines().skip(1).collect::<Vec<_>>().join("\n"));
         let alive = reqwest::get(format!("http://127.0.0.1:{}/healthz", replica.admin))
             .await
             .unwrap();
         assert_eq!(alive.status(), 200);
     }
-    assert!(versions[0].starts_with("policy "), "{versions:?}");
+    assert!(
+        versions[0].starts_with("policy ") && versions[0].contains("\nentitlements "),
+        "{versions:?}"
+    );
     assert!(versions.iter().all(|v| *v == versions[0]), "{versions:?}");
 
     // An approval asked through r1, answered on the page through r2 (its sign-in coming back
@@ -555,6 +565,15 @@ async fn three_replicas_behind_haproxy_behave_as_one_gateway() {
         }
     }
     eprintln!("role removed: every affected session told within {slowest:?}");
+    let mut after = Vec::new();
+    for replica in &replicas {
+        let (_, text) = replica.readyz().await.unwrap();
+        after.push(text.lines().skip(1).collect::<Vec<_>>().join("\n"));
+    }
+    assert!(
+        after.iter().all(|v| *v == after[0]) && after[0] != versions[0],
+        "every replica enforces the new entitlements: {versions:?} -> {after:?}"
+    );
     assert!(
         slowest < Duration::from_millis(REFRESH_MS * 5),
         "within the bound (the entitlements are read every {REFRESH_MS} ms): {slowest:?}"
