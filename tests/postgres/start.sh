@@ -21,6 +21,10 @@ run "$bin/initdb" -D "$dir/data" -U portcullis -A trust --no-sync >"$dir/initdb.
   cat "$dir/initdb.log" >&2
   exit 1
 }
+if ! command -v openssl >/dev/null; then
+  as_root apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl >&2
+fi
 # TLS too (plain connections still work): a throwaway CA and a certificate for 127.0.0.1 and
 # localhost, so tests can check that a required TLS connection is made and verified.
 tls="$dir/tls"
