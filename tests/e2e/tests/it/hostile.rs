@@ -322,30 +322,16 @@ async fn a_changed_tool_definition_is_held_until_an_operator_approves_it() {
     let (_, body) = call().await;
     assert!(body.contains("done"), "and runs: {body}");
 
-    gateway.trail.flush_floods(true);
-    let mut reasons = Vec::new();
-    for _ in 0..50 {
-        reasons = portcullis_audit::Store::Lines(trail.clone())
-            .query(&portcullis_audit::Filter::default())
-            .expect("the trail reads")
-            .into_iter()
-            .flat_map(|(_, record)| record.reasons)
-            .collect();
-        if reasons.iter().any(|r| r == "definition_approved") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    for reason in [
-        "definition_changed",
-        "definition_held",
-        "definition_approved",
-    ] {
-        assert!(
-            reasons.iter().any(|r| r == reason),
-            "no {reason} record: {reasons:?}"
-        );
-    }
+    assert_recorded(
+        &gateway,
+        &trail,
+        &[
+            "definition_changed",
+            "definition_held",
+            "definition_approved",
+        ],
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -475,31 +461,37 @@ async fn with_pins_in_the_config_only_reviewed_definitions_are_served() {
         "a config pin's change is not approvable in the store: {diff}"
     );
 
+    assert_recorded(
+        &gateway,
+        &trail,
+        &[
+            "definition_new",
+            "definition_changed",
+            "definition_approved",
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wait (at most 5 s) until `trail`, the jsonl trail of `gateway`, holds a record with each
+/// reason `wanted`; fail naming the reasons it holds otherwise.
+async fn assert_recorded(gateway: &TestGateway, trail: &std::path::Path, wanted: &[&str]) {
     gateway.trail.flush_floods(true);
     let mut reasons = Vec::new();
     for _ in 0..50 {
-        reasons = portcullis_audit::Store::Lines(trail.clone())
+        reasons = portcullis_audit::Store::Lines(trail.to_path_buf())
             .query(&portcullis_audit::Filter::default())
             .expect("the trail reads")
             .into_iter()
             .flat_map(|(_, record)| record.reasons)
             .collect();
-        if reasons.iter().any(|r| r == "definition_changed") {
-            break;
+        if wanted.iter().all(|want| reasons.iter().any(|r| r == want)) {
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    for reason in [
-        "definition_new",
-        "definition_changed",
-        "definition_approved",
-    ] {
-        assert!(
-            reasons.iter().any(|r| r == reason),
-            "no {reason} record: {reasons:?}"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    panic!("not every one of {wanted:?} is recorded: {reasons:?}");
 }
 
 /// What `resources/list` shows `token` (2026-07-28): the URIs.
