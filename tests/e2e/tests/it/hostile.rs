@@ -487,11 +487,14 @@ async fn assert_recorded(gateway: &TestGateway, trail: &std::path::Path, wanted:
             .flat_map(|(_, record)| record.reasons)
             .collect();
         if wanted.iter().all(|want| reasons.iter().any(|r| r == want)) {
-            return;
+            break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    panic!("not every one of {wanted:?} is recorded: {reasons:?}");
+    assert!(
+        wanted.iter().all(|want| reasons.iter().any(|r| r == want)),
+        "not every one of {wanted:?} is recorded: {reasons:?}"
+    );
 }
 
 /// What `resources/list` shows `token` (2026-07-28): the URIs.
