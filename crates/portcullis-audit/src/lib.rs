@@ -22,7 +22,10 @@ mod sqlite;
 pub use chain::VerifyReport;
 pub use lines::{LineTarget, verify_lines};
 pub use read::{Filter, Store};
-pub use record::{AuditRecord, Decision as AuditDecision, arguments_digest, now_rfc3339};
+pub use record::{
+    AuditRecord, Decision as AuditDecision, arguments_digest, now_rfc3339, rfc3339_from_millis,
+    rfc3339_millis,
+};
 pub use sink::{AuditError, Durability, Sink, Stats};
 pub use sqlite::{query, verify};
 

@@ -35,9 +35,18 @@ impl Filter {
             && same(&self.capability, record.capability.as_deref())
             && same(&self.decision, Some(record.decision.as_str()))
             && same(&self.correlation, Some(&record.correlation))
-            // RFC 3339 UTC strings of one format order as their times do.
-            && self.since.as_deref().is_none_or(|since| record.time.as_str() >= since)
-            && self.until.as_deref().is_none_or(|until| record.time.as_str() < until)
+            // Times, not text: `…+01:00` and `…Z` of one moment are one moment. A time that does
+            // not parse matches nothing.
+            && self.since.as_deref().is_none_or(|since| {
+                crate::rfc3339_millis(&record.time)
+                    .zip(crate::rfc3339_millis(since))
+                    .is_some_and(|(time, since)| time >= since)
+            })
+            && self.until.as_deref().is_none_or(|until| {
+                crate::rfc3339_millis(&record.time)
+                    .zip(crate::rfc3339_millis(until))
+                    .is_some_and(|(time, until)| time < until)
+            })
     }
 }
 

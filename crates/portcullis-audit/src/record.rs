@@ -230,9 +230,14 @@ pub fn now_rfc3339() -> String {
     let elapsed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = elapsed.as_secs();
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
+    rfc3339_from_millis(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `millis` since the Unix epoch as RFC 3339 UTC with milliseconds, as records carry it.
+pub fn rfc3339_from_millis(millis: i64) -> String {
+    let secs = millis.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
     // Howard Hinnant's civil-from-days algorithm.
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -248,13 +253,104 @@ pub fn now_rfc3339() -> String {
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60,
-        elapsed.subsec_millis()
+        millis.rem_euclid(1000)
     )
+}
+
+/// An RFC 3339 time (`2026-11-26T13:00:00Z`, fractions and offsets allowed) as milliseconds
+/// since the Unix epoch; `None` for anything else.
+pub fn rfc3339_millis(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let first3: String = fraction[..digits]
+            .chars()
+            .chain("000".chars())
+            .take(3)
+            .collect();
+        millis = first3.parse().ok()?;
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            if rest.len() != 6 || rest.as_bytes()[3] != b':' {
+                return None;
+            }
+            let hours: i64 = rest[1..3].parse().ok()?;
+            let minutes: i64 = rest[4..6].parse().ok()?;
+            sign * (hours * 60 + minutes)
+        }
+    };
+    // Days from civil (Howard Hinnant).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Some(seconds * 1000 + millis)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_parse_with_offsets_and_fractions_and_print_back() {
+        let at = rfc3339_millis("2026-11-26T13:00:00Z").unwrap();
+        assert_eq!(rfc3339_from_millis(at), "2026-11-26T13:00:00.000Z");
+        assert_eq!(rfc3339_millis("2026-11-26T14:00:00+01:00"), Some(at));
+        assert_eq!(rfc3339_millis("2026-11-26T13:00:00.5Z"), Some(at + 500));
+        assert_eq!(rfc3339_millis("1970-01-01T00:00:00Z"), Some(0));
+        for bad in [
+            "2026-11-26",
+            "2026-13-01T00:00:00Z",
+            "yesterday",
+            "2026-11-26T13:00:00",
+        ] {
+            assert_eq!(rfc3339_millis(bad), None, "{bad}");
+        }
+        let now = now_rfc3339();
+        assert_eq!(rfc3339_from_millis(rfc3339_millis(&now).unwrap()), now);
+    }
 
     #[test]
     fn argument_digests_ignore_key_order_and_nothing_else() {

@@ -62,6 +62,21 @@ impl SigningKey {
         Self::from_pkcs8(&der).map_err(|reason| KeyError::new(path, reason))
     }
 
+    /// Read the key at `path`, or make one in memory when there is none: then also the PEM
+    /// to write there (with [`write_private`]) once whatever needs it is sure to go ahead.
+    pub fn load_or_generate(path: &Path) -> Result<(Self, Option<Vec<u8>>), KeyError> {
+        let (der, new) = match std::fs::read_to_string(path) {
+            Ok(pem) => (
+                pem_decode(&pem).ok_or_else(|| KeyError::new(path, "not a PEM private key"))?,
+                false,
+            ),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => (generate(path)?, true),
+            Err(error) => return Err(KeyError::new(path, error.to_string())),
+        };
+        let key = Self::from_pkcs8(&der).map_err(|reason| KeyError::new(path, reason))?;
+        Ok((key, new.then(|| pem_encode(&der).into_bytes())))
+    }
+
     fn from_pkcs8(der: &[u8]) -> Result<Self, String> {
         let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
             .map_err(|_| "not a P-256 PKCS#8 key".to_owned())?;
@@ -97,13 +112,17 @@ impl SigningKey {
     }
 }
 
-fn create(path: &Path) -> Result<Vec<u8>, KeyError> {
+fn generate(path: &Path) -> Result<Vec<u8>, KeyError> {
     let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
         .map_err(|_| KeyError::new(path, "cannot generate a key"))?;
     let der = pair
         .to_pkcs8v1()
         .map_err(|_| KeyError::new(path, "cannot encode the key"))?;
-    let der = der.as_ref().to_vec();
+    Ok(der.as_ref().to_vec())
+}
+
+fn create(path: &Path) -> Result<Vec<u8>, KeyError> {
+    let der = generate(path)?;
     write_private(path, pem_encode(&der).as_bytes())?;
     tracing::info!(path = %path.display(), "generated a signing key");
     Ok(der)

@@ -28,6 +28,9 @@ pub struct IdentityConfig {
     pub issuer: String,
     /// How long an assertion is valid.
     pub lifetime: Duration,
+    /// Files to write when the gateway starts (see [`crate::config::Config::write_files`]): a
+    /// key made now for a key file that does not exist yet, and the public key set.
+    pub(crate) files: Vec<crate::config::PendingFile>,
 }
 
 /// Signs assertions.

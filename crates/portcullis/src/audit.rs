@@ -65,21 +65,55 @@ pub(crate) struct Filters {
     /// Only this capability.
     #[arg(long)]
     capability: Option<String>,
-    /// Only this decision: allow, deny, step-up, ask-approval, error.
-    #[arg(long)]
+    /// Only this decision: allow, deny, step-up, ask-approval, approved, declined, error.
+    #[arg(long, value_parser = ["allow", "deny", "step-up", "ask-approval", "approved", "declined", "error"])]
     decision: Option<String>,
     /// Only this correlation id.
     #[arg(long)]
     correlation: Option<String>,
-    /// From this time on (RFC 3339 UTC, e.g. 2026-11-26T13:00:00Z).
-    #[arg(long)]
+    /// From this time on: RFC 3339 (2026-11-26T13:00:00Z, offsets allowed) or a time back
+    /// from now (90s, 10m, 2h, 1d).
+    #[arg(long, value_parser = parse_time)]
     since: Option<String>,
-    /// Before this time.
-    #[arg(long)]
+    /// Before this time (as --since).
+    #[arg(long, value_parser = parse_time)]
     until: Option<String>,
     /// `table` or `json` (one record per line).
     #[arg(long, default_value = "table")]
     format: String,
+}
+
+/// `text` as an RFC 3339 UTC time: an RFC 3339 time, or a duration back from now.
+fn parse_time(text: &str) -> Result<String, String> {
+    if let Some(millis) = portcullis_audit::rfc3339_millis(text) {
+        return Ok(portcullis_audit::rfc3339_from_millis(millis));
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds_per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    let back = number
+        .parse::<i64>()
+        .ok()
+        .filter(|_| seconds_per > 0)
+        .and_then(|n| n.checked_mul(seconds_per * 1000));
+    let now = portcullis_audit::rfc3339_millis(&portcullis_audit::now_rfc3339());
+    match (back, now) {
+        (Some(back), Some(now)) => Ok(portcullis_audit::rfc3339_from_millis(
+            now.saturating_sub(back),
+        )),
+        _ => Err(format!(
+            "`{text}`: an RFC 3339 time (2026-11-26T13:00:00Z) or a time back from now (90s, \
+             10m, 2h, 1d)"
+        )),
+    }
 }
 
 impl Filters {
@@ -168,32 +202,46 @@ fn render(records: &[(i64, AuditRecord)], format: &str, header: bool) -> anyhow:
             if header {
                 let _ = writeln!(
                     out,
-                    "{:>6}  {:24}  {:12}  {:10}  {:12}  {:18}  {:13}  {:28}  reasons",
+                    "{:>6}  {:24}  {:8}  {:12}  {:10}  {:12}  {:18}  {:18}  {:13}  {:10}  {:28}  {:28}  reasons",
                     "seq",
                     "time",
+                    "kind",
                     "subject",
                     "tenant",
                     "method",
                     "capability",
+                    "target",
                     "decision",
-                    "policies"
+                    "outcome",
+                    "policies",
+                    "correlation"
                 );
             }
             for (seq, r) in records {
+                // An outcome record (what the upstream did with an allowed call) carries its
+                // outcome; a decision record does not.
+                let kind = if r.outcome.is_some() {
+                    "outcome"
+                } else {
+                    "decision"
+                };
                 let _ = writeln!(
                     out,
-                    "{seq:>6}  {:24}  {:12}  {:10}  {:12}  {:18}  {:13}  {:28}  {}",
+                    "{seq:>6}  {:24}  {kind:8}  {:12}  {:10}  {:12}  {:18}  {:18}  {:13}  {:10}  {:28}  {:28}  {}",
                     r.time,
                     r.subject.as_deref().unwrap_or("-"),
                     r.tenant.as_deref().unwrap_or("-"),
                     r.method,
                     r.capability.as_deref().unwrap_or("-"),
+                    r.target.as_deref().unwrap_or("-"),
                     r.decision.as_str(),
+                    r.outcome.as_deref().unwrap_or("-"),
                     if r.policies.is_empty() {
                         "-".to_owned()
                     } else {
                         r.policies.join(",")
                     },
+                    r.correlation,
                     r.reasons.join(","),
                 );
             }

@@ -10,9 +10,21 @@ use portcullis_gateway::{
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PORTCULLIS_COMMIT"),
+    ")"
+);
+
 /// Portcullis: an authorization gateway for remote MCP servers.
+///
+/// It authenticates every caller (OAuth 2.1 resource server), shows each only the tools,
+/// resources and prompts it may use, decides every call, asks a person before risky ones, and
+/// records every decision.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "portcullis", version = VERSION)]
 pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
@@ -38,6 +50,11 @@ enum Command {
         /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Print a shell completion script (`portcullis completions bash > /etc/bash_completion.d/portcullis`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// Run a ready-made gateway on loopback: a built-in upstream behind an embedded OAuth
     /// authorization server; no config needed.
@@ -256,10 +273,20 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             let source: crate::reload::Source = Box::new(move || Ok(Config::load(&file)?));
             serve(config, listener, axum::Router::new(), &banner, source).await
         }
+        Command::Completions { shell } => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "portcullis", &mut script);
+            print(&String::from_utf8_lossy(&script))
+        }
         Command::Check { config: file } => {
             let config = Config::load(&file)?;
+            let mut out = String::new();
+            for path in config.files_to_write() {
+                out.push_str(&format!("serve would write {}\n", path.display()));
+            }
             print(&format!(
-                "{}: valid; {} upstream(s), policy {}, {}\n",
+                "{out}{}: valid; {} upstream(s), policy {}, {}\n",
                 file.display(),
                 config.upstreams.len(),
                 config
@@ -399,6 +426,7 @@ pub(crate) async fn serve(
     banner: &dyn Fn(SocketAddr) -> String,
     reload: crate::reload::Source,
 ) -> anyhow::Result<()> {
+    config.write_files()?;
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
     let draining = http::Draining::default();

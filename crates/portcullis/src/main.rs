@@ -24,7 +24,8 @@ fn main() -> ExitCode {
         clippy::disallowed_methods,
         reason = "the binary reads the environment, once, here"
     )]
-    let filter = std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info,rmcp=warn".to_owned());
+    // rmcp (the demo's upstream) warns on every refusal it is sent, an expected answer.
+    let filter = std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info,rmcp=error".to_owned());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

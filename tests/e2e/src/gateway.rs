@@ -44,6 +44,9 @@ impl TestGateway {
             format!("{toml}{open}")
         };
         let config = Config::parse(&toml, Path::new("<test>")).expect("test config resolves");
+        config
+            .write_files()
+            .expect("the config's files are written");
         let upstreams = CancellationToken::new();
         let gateway = Gateway::start(&config, &upstreams);
         gateway.wait_ready(Duration::from_secs(20)).await;

@@ -31,9 +31,49 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A value parsed but makes no sense, where it is written.
+    #[error("config `{path}`, line {line}: `{key}`: {problem}\n{line:>5} | {source_line}")]
+    InvalidAt {
+        /// The file.
+        path: PathBuf,
+        /// The line it is set on (1-based).
+        line: usize,
+        /// That line.
+        source_line: String,
+        /// The dotted key.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 impl ConfigError {
+    /// This error, with the file and line of its key in `text` when it names one found there.
+    pub(crate) fn located(self, text: &str, path: &std::path::Path) -> Self {
+        let Self::Invalid { key, problem } = self else {
+            return self;
+        };
+        match super::locate::line_of(text, &key) {
+            Some(line) => Self::InvalidAt {
+                path: path.to_owned(),
+                line,
+                // A connection URL may hold a password: its line is not repeated.
+                source_line: if key.ends_with("postgres") {
+                    "(not shown: it may hold a password)".to_owned()
+                } else {
+                    text.lines()
+                        .nth(line - 1)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
+                },
+                key,
+                problem,
+            },
+            None => Self::Invalid { key, problem },
+        }
+    }
+
     pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Self {
         Self::Invalid {
             key: key.into(),

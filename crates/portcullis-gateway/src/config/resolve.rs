@@ -99,6 +99,25 @@ impl std::fmt::Debug for ConsentConfig {
     }
 }
 
+/// A file the configuration makes, written by [`Config::write_files`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingFile {
+    key: &'static str,
+    path: std::path::PathBuf,
+    bytes: Vec<u8>,
+    /// Readable by its owner only, and never overwritten.
+    private: bool,
+}
+
+impl std::fmt::Debug for PendingFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // It may hold a private key.
+        f.debug_struct("PendingFile")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Resolved `[audit]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
@@ -142,6 +161,50 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
 impl Config {
+    /// The files [`Config::write_files`] would write.
+    pub fn files_to_write(&self) -> Vec<&Path> {
+        self.identity
+            .iter()
+            .flat_map(|identity| identity.files.iter().map(|file| file.path.as_path()))
+            .collect()
+    }
+
+    /// Write the files the configuration makes (a new identity key, the public key set): what
+    /// `serve` does once everything in it was read without error, and `check` never does.
+    pub fn write_files(&self) -> Result<(), ConfigError> {
+        let Some(identity) = &self.identity else {
+            return Ok(());
+        };
+        for file in &identity.files {
+            let written = if file.private {
+                portcullis_authn::signing::write_private(&file.path, &file.bytes)
+                    .map_err(|error| error.to_string())
+            } else {
+                std::fs::write(&file.path, &file.bytes)
+                    .map_err(|error| format!("`{}`: {error}", file.path.display()))
+            };
+            match written {
+                Ok(()) if file.private => {
+                    tracing::info!(path = %file.path.display(), "generated a signing key");
+                }
+                Ok(()) => {}
+                // Another process (a replica, the same gateway started twice) made the key
+                // first: the one on disk is the one every process must use from now on.
+                Err(_) if file.private && file.path.exists() => {
+                    return Err(ConfigError::invalid(
+                        file.key,
+                        format!(
+                            "`{}` appeared while the gateway started: start it again to use it",
+                            file.path.display()
+                        ),
+                    ));
+                }
+                Err(error) => return Err(ConfigError::invalid(file.key, error)),
+            }
+        }
+        Ok(())
+    }
+
     /// On SIGTERM, how long to serve while `/readyz` says draining: as set, else 5 s for a
     /// replica (its load balancer must see it go first) and nothing for a lone gateway.
     pub fn drain_delay(&self) -> Duration {
@@ -168,6 +231,7 @@ impl Config {
             message: error.to_string().trim_end().to_owned(),
         })?;
         Self::resolve(raw, origin.parent().unwrap_or(Path::new(".")))
+            .map_err(|error| error.located(text, origin))
     }
 
     /// Resolve a parsed file: the only way to build a `Config`. Relative paths in it (the policy
@@ -498,17 +562,28 @@ fn resolve_identity(
     base: &Path,
 ) -> Result<IdentityConfig, ConfigError> {
     let key_path = base.join(&raw.key_file);
-    let key = SigningKey::load_or_create(&key_path)
+    // Nothing is written while the configuration is read: `check` and the operator commands
+    // read it too, and a configuration that fails further on must leave nothing behind.
+    let (key, new) = SigningKey::load_or_generate(&key_path)
         .map_err(|error| ConfigError::invalid("identity.key_file", error.to_string()))?;
+    let mut files = Vec::new();
+    if let Some(pem) = new {
+        files.push(PendingFile {
+            key: "identity.key_file",
+            path: key_path,
+            bytes: pem,
+            private: true,
+        });
+    }
     if let Some(jwks_file) = &raw.jwks_file {
-        let path = base.join(jwks_file);
-        let text = serde_json::to_string_pretty(&key.jwks()).unwrap_or_default();
-        std::fs::write(&path, text).map_err(|error| {
-            ConfigError::invalid(
-                "identity.jwks_file",
-                format!("`{}`: {error}", path.display()),
-            )
-        })?;
+        files.push(PendingFile {
+            key: "identity.jwks_file",
+            path: base.join(jwks_file),
+            bytes: serde_json::to_string_pretty(&key.jwks())
+                .unwrap_or_default()
+                .into_bytes(),
+            private: false,
+        });
     }
     let lifetime = duration("identity.lifetime", raw.lifetime, 60_000)?;
     if lifetime > Duration::from_secs(300) {
@@ -521,6 +596,7 @@ fn resolve_identity(
         key: std::sync::Arc::new(key),
         issuer: auth.resource.identifier().to_owned(),
         lifetime,
+        files,
     })
 }
 

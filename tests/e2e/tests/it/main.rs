@@ -38,6 +38,7 @@ mod authn;
 mod authz;
 mod binary;
 mod bridge;
+mod cli;
 mod consent;
 mod consent_page;
 mod crash;

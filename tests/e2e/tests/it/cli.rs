@@ -1,0 +1,163 @@
+//! Issue 18: the command line tells the truth — its version and commit, a product line on
+//! top of `--help`, completions, `check` that validates without side effects and points at
+//! the line of a bad value, and `audit query` that compares times, not text.
+
+use std::process::Command;
+
+use portcullis_e2e::{TestGateway, workspace_bin};
+use serde_json::json;
+
+/// Run `portcullis args`: whether it succeeded, its output, and its output with its log and
+/// errors after it.
+fn run(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let both = format!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), stdout, both)
+}
+
+fn portcullis(args: &[&str]) -> (bool, String) {
+    let (ok, _, both) = run(args);
+    (ok, both)
+}
+
+#[test]
+fn version_help_and_completions_describe_the_product() {
+    let (ok, version) = portcullis(&["--version"]);
+    assert!(ok, "{version}");
+    assert!(
+        version.starts_with(&format!(
+            "portcullis {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{version}"
+    );
+    let (ok, help) = portcullis(&["--help"]);
+    assert!(
+        ok && help.starts_with("Portcullis: an authorization gateway for remote MCP servers"),
+        "{help}"
+    );
+    assert!(!help.contains("CLI only"), "{help}");
+    let (ok, script) = portcullis(&["completions", "bash"]);
+    assert!(
+        ok && script.contains("complete") && script.contains("serve"),
+        "{script}"
+    );
+}
+
+#[test]
+fn check_validates_without_writing_and_points_at_a_bad_value() {
+    let dir = std::env::temp_dir().join(format!("cli-check-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = "[auth]\npublic_url = \"http://127.0.0.1:9/mcp\"\n\n[[auth.issuer]]\n\
+                issuer = \"http://127.0.0.1:9\"\n\n[policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+                [identity]\nkey_file = \"identity-key.pem\"\njwks_file = \"identity-jwks.json\"\n\n\
+                [[upstream]]\nname = \"a\"\ncommand = \"unused\"\n";
+    let good = dir.join("good.toml");
+    std::fs::write(&good, base).unwrap();
+    let (ok, said) = portcullis(&["check", "--config", good.to_str().unwrap()]);
+    assert!(ok && said.contains("valid"), "{said}");
+    assert!(said.contains("serve would write"), "{said}");
+    assert!(
+        !dir.join("identity-key.pem").exists() && !dir.join("identity-jwks.json").exists(),
+        "check writes nothing"
+    );
+
+    // A value refused after parsing: its file, line and the line itself; nothing written.
+    let bad = dir.join("bad.toml");
+    let bad_text = format!("{base}\n[server]\nrequest_timeout = \"soon\"\n");
+    let bad_line = bad_text.lines().count();
+    std::fs::write(&bad, &bad_text).unwrap();
+    let (ok, said) = portcullis(&["check", "--config", bad.to_str().unwrap()]);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains(&format!("bad.toml`, line {bad_line}:"))
+            && said.contains("server.request_timeout")
+            && said.contains("request_timeout = \"soon\""),
+        "{said}"
+    );
+    let (ok, said) = portcullis(&["pins", "list", "--config", bad.to_str().unwrap()]);
+    assert!(!ok, "{said}");
+    assert!(
+        !dir.join("identity-key.pem").exists(),
+        "no command that fails writes a key"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn audit_query_compares_times_and_refuses_what_it_cannot_read() {
+    let dir = std::env::temp_dir().join(format!("cli-audit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let trail = dir.join("audit.db");
+    // The test gateway adds `[danger] unauthenticated` itself; the file needs it said.
+    let text = format!(
+        "[audit]\nsqlite = {trail:?}\n\n{}",
+        crate::stdio_upstream("fixture")
+    );
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!("{text}\n[danger]\nunauthenticated = true\n"),
+    )
+    .unwrap();
+    let gateway = TestGateway::spawn(&text).await;
+    let (status, _) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        None,
+        "tools/call",
+        json!({"name": "fixture_echo", "arguments": {"text": "hi"}}),
+        json!({}),
+    )
+    .await;
+    assert!(status.is_success());
+    drop(gateway);
+    let config = config.to_str().unwrap();
+    // The output alone (the log goes to stderr), and the errors.
+    let query = |extra: &[&str]| {
+        let mut args = vec!["audit", "query", "--config", config];
+        args.extend_from_slice(extra);
+        let (ok, stdout, both) = run(&args);
+        (ok, if ok { stdout } else { both })
+    };
+    let (ok, table) = query(&["--since", "1h"]);
+    assert!(ok, "{table}");
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["kind", "target", "outcome", "correlation"] {
+        assert!(header.contains(column), "{header}");
+    }
+    // The call's outcome record says so in its own column.
+    assert!(
+        table
+            .lines()
+            .skip(1)
+            .any(|row| row.contains(" outcome ") && row.contains(" ok ")),
+        "records of the last hour: {table}"
+    );
+    // The same moment written with an offset is the same moment.
+    let (ok, none) = query(&["--since", "2999-01-01T01:00:00+01:00"]);
+    assert!(
+        ok && none.lines().count() == 1,
+        "nothing after a future time: {none}"
+    );
+    let (ok, all) = query(&[
+        "--until",
+        "2999-01-01T00:00:00Z",
+        "--since",
+        "2000-01-01T00:00:00-05:00",
+    ]);
+    assert!(ok && all.lines().count() == table.lines().count(), "{all}");
+    let (ok, said) = query(&["--since", "yesterday"]);
+    assert!(!ok && said.contains("RFC 3339"), "{said}");
+    let (ok, said) = query(&["--decision", "allowed"]);
+    assert!(
+        !ok && said.contains("allow"),
+        "an unknown decision is an error: {said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
