@@ -720,12 +720,30 @@ fn resolve_upstream(
         ));
     }
     let transport = match (command, url) {
-        (Some(command), None) => UpstreamTransport::Stdio {
-            command,
-            args,
-            env,
-            cwd,
-        },
+        (Some(command), None) => {
+            // Relative paths are the config file's folder's, as every other path here: the
+            // child starts there (so relative `args` are found), and a `command` written as a
+            // path (`./server`, `bin/server`) is taken from there; a bare name is looked up
+            // on PATH as usual.
+            let here = (!base.as_os_str().is_empty()).then_some(base);
+            let command = match here {
+                Some(base) if command.contains('/') && Path::new(&command).is_relative() => {
+                    base.join(&command).to_string_lossy().into_owned()
+                }
+                _ => command,
+            };
+            let cwd = match (cwd, here) {
+                (Some(cwd), Some(base)) => Some(base.join(cwd)),
+                (None, Some(base)) => Some(base.to_path_buf()),
+                (cwd, None) => cwd,
+            };
+            UpstreamTransport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            }
+        }
         (None, Some(url)) => {
             let parsed = Url::parse(&url).map_err(|error| {
                 ConfigError::invalid(format!("{key}.url"), format!("`{url}`: {error}"))
@@ -890,6 +908,35 @@ mod tests {
         );
         let error = parse(&two("hr", "x://")).unwrap_err();
         assert!(error.contains("upstream[0].resources"), "{error}");
+    }
+
+    #[test]
+    fn a_stdio_upstreams_relative_paths_are_the_config_files_folders() {
+        let stdio = |text: &str| {
+            let config = Config::parse(text, Path::new("/etc/portcullis/gateway.toml")).unwrap();
+            match config.upstreams[0].0.transport.clone() {
+                UpstreamTransport::Stdio { command, cwd, .. } => (command, cwd),
+                UpstreamTransport::Http { .. } => unreachable!("a stdio upstream"),
+            }
+        };
+        let danger = "[danger]\nunauthenticated = true\n";
+        let (command, cwd) = stdio(&format!(
+            "[[upstream]]\nname = \"a\"\ncommand = \"./bin/server\"\n{danger}"
+        ));
+        assert_eq!(command, "/etc/portcullis/./bin/server");
+        assert_eq!(cwd.as_deref(), Some(Path::new("/etc/portcullis")));
+        let (command, cwd) = stdio(&format!(
+            "[[upstream]]\nname = \"a\"\ncommand = \"node\"\ncwd = \"servers\"\n{danger}"
+        ));
+        assert_eq!(command, "node", "a bare name is PATH's");
+        assert_eq!(cwd.as_deref(), Some(Path::new("/etc/portcullis/servers")));
+        let (command, cwd) = stdio(&format!(
+            "[[upstream]]\nname = \"a\"\ncommand = \"/usr/bin/x\"\ncwd = \"/srv\"\n{danger}"
+        ));
+        assert_eq!(
+            (command.as_str(), cwd.as_deref()),
+            ("/usr/bin/x", Some(Path::new("/srv")))
+        );
     }
 
     #[test]
