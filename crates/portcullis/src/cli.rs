@@ -30,6 +30,22 @@ pub(crate) struct Args {
     command: Command,
 }
 
+impl Args {
+    /// Whether the log is JSON lines: `PORTCULLIS_LOG_FORMAT=json`, or the `[log] format` of
+    /// the configuration `serve` runs.
+    pub(crate) fn log_json(&self, from_env: Option<&str>) -> bool {
+        if let Some(format) = from_env {
+            return format == "json";
+        }
+        match &self.command {
+            Command::Serve { config, .. } => {
+                Config::log_format(config).is_some_and(|format| format == "json")
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the gateway from a TOML configuration file.

@@ -26,12 +26,28 @@ fn main() -> ExitCode {
     )]
     // rmcp (the demo's upstream) warns on every refusal it is sent, an expected answer.
     let filter = std::env::var("PORTCULLIS_LOG").unwrap_or_else(|_| "info,rmcp=error".to_owned());
-    tracing_subscriber::fmt()
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the binary reads the environment, once, here"
+    )]
+    let format = std::env::var("PORTCULLIS_LOG_FORMAT").ok();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    if args.log_json(format.as_deref()) {
+        // One object a line, with the fields of the spans an event is in (the correlation id
+        // of the request among them), for a log pipeline to index.
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
         // Colour codes only for a person at a terminal, never into log files and CI output.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -42,6 +42,9 @@ pub struct Raw {
     /// Replicas behind one load balancer.
     #[serde(default)]
     pub cluster: super::cluster::RawCluster,
+    /// How the log is written (read by the binary before anything else, see `log_format`).
+    #[serde(default)]
+    pub log: RawLog,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -309,6 +312,15 @@ pub struct RawNaming {
     pub prefix: Option<String>,
     /// Between prefix and name, default `__`.
     pub separator: Option<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `text` (default) or `json`: one JSON object per line, with each event's span fields
+    /// (the correlation id among them).
+    pub format: Option<String>,
 }
 
 /// `[[upstream]]`

@@ -215,6 +215,15 @@ impl Config {
         })
     }
 
+    /// The `[log] format` the file at `path` asks for (`json`), read before anything else so
+    /// that the log can be set up before the configuration is resolved (which logs); `None`
+    /// for text, or a file that cannot be read (its error comes when it is loaded).
+    pub fn log_format(path: &Path) -> Option<String> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let value: toml::Table = toml::from_str(&text).ok()?;
+        value.get("log")?.get("format")?.as_str().map(str::to_owned)
+    }
+
     /// Read and resolve a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -252,8 +261,12 @@ impl Config {
             limits,
             pins,
             cluster,
+            log,
             danger,
         } = raw;
+        if !matches!(log.format.as_deref(), None | Some("text" | "json")) {
+            return Err(ConfigError::invalid("log.format", "`text` or `json`"));
+        }
         let auth = match (auth, danger.unauthenticated) {
             (Some(auth), _) => Some(resolve_auth(
                 auth,

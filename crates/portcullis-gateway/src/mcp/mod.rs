@@ -88,12 +88,25 @@ impl Endpoint {
 /// `POST`: one message.
 pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let access = &endpoint.gateway.access;
     // 1. Who is calling.
     let caller = match who(&endpoint, &parts, "POST").await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
+    // Every log line of the request's handling carries its correlation id (a field of the
+    // span, in both log formats).
+    let span = tracing::info_span!("request", correlation = %caller.correlation);
+    tracing::Instrument::instrument(posted(endpoint, parts, body, caller), span).await
+}
+
+/// The rest of a `POST`, once its caller is known.
+async fn posted(
+    endpoint: Arc<Endpoint>,
+    parts: http::request::Parts,
+    body: axum::body::Body,
+    caller: crate::access::Caller,
+) -> Response {
+    let access = &endpoint.gateway.access;
     if let Some(response) = wire::refuse_post(&parts.headers) {
         return response;
     }

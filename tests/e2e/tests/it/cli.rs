@@ -161,3 +161,75 @@ async fn audit_query_compares_times_and_refuses_what_it_cannot_read() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// See: issue 18. `[log] format = "json"`: one JSON object a line, every line, with the
+// request's correlation id on the lines of its handling.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_the_correlation_id() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::env::temp_dir().join(format!("cli-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[log]\nformat = \"json\"\n\n{}\n\
+             [danger]\nunauthenticated = true\n",
+            crate::stdio_upstream("fixture")
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut banner = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = banner.next_line().await.unwrap().expect("a banner");
+        if let Some(url) = line.strip_prefix("listening ") {
+            break url.to_owned();
+        }
+    };
+    let refused = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let _ = child.kill().await;
+    let output = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}"))
+        })
+        .collect();
+    assert!(lines.len() >= 2, "{log}");
+    assert!(lines.iter().all(|line| line["level"].is_string()), "{log}");
+    let refusal = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "malformed request refused")
+        .unwrap_or_else(|| panic!("the refusal is logged: {log}"));
+    let correlation = refusal["span"]["correlation"]
+        .as_str()
+        .or_else(|| refusal["fields"]["correlation"].as_str())
+        .unwrap_or_default();
+    assert!(correlation.starts_with("pc-"), "{refusal}");
+    let (ok, said) = portcullis(&["check", "--config", config.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    std::fs::write(&config, "[log]\nformat = \"xml\"\n").unwrap();
+    let (ok, said) = portcullis(&["check", "--config", config.to_str().unwrap()]);
+    assert!(!ok && said.contains("log.format"), "{said}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
