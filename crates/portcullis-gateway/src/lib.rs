@@ -26,3 +26,4 @@ mod turns;
 pub mod upstreams;
 
 pub use gateway::Gateway;
+pub use portcullis_mcp::UpstreamStatus;

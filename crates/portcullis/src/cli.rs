@@ -448,7 +448,24 @@ pub(crate) async fn serve(
     let draining = http::Draining::default();
     let local = listener.local_addr()?;
     let gateway = Gateway::start(&config, &upstreams);
-    for (name, status) in gateway.wait_ready(Duration::from_secs(10)).await {
+    // Up to 10 s for the upstreams' first connections, saying every 2 s which are awaited.
+    let mut statuses = gateway.wait_ready(Duration::from_secs(2)).await;
+    for _ in 0..4 {
+        let waiting: Vec<&str> = statuses
+            .iter()
+            .filter(|(_, status)| matches!(status, portcullis_gateway::UpstreamStatus::Starting))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        tracing::info!(
+            upstreams = %waiting.join(", "),
+            "waiting for upstreams to answer their first connection (at most 10 s; then serving without them)"
+        );
+        statuses = gateway.wait_ready(Duration::from_secs(2)).await;
+    }
+    for (name, status) in statuses {
         tracing::info!(upstream = %name, ?status, "upstream status at start");
     }
     let inflight = Inflight::default();

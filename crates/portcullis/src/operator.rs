@@ -85,17 +85,37 @@ pub(crate) fn matrix(config: &Path, format: Format) -> anyhow::Result<String> {
         "Forbidden by",
         "Audit",
     ];
-    let out_of_band = Config::load(config)?.consent.out_of_band;
+    let loaded = Config::load(config)?;
+    let out_of_band = loaded.consent.out_of_band;
+    // What the trail keeps, as configured: nothing without `[audit]`.
+    let sinks: Vec<&str> = loaded
+        .audit
+        .iter()
+        .flat_map(|audit| {
+            [
+                audit.sqlite.as_ref().map(|_| "sqlite"),
+                audit.postgres.as_ref().map(|_| "postgres"),
+                audit.jsonl.as_ref().map(|_| "jsonl"),
+                audit.stdout.then_some("stdout"),
+            ]
+        })
+        .flatten()
+        .collect();
     let rows: Vec<[String; 11]> = engine
         .matrix()
         .iter()
-        .map(|row| matrix_cells(row, out_of_band))
+        .map(|row| matrix_cells(row, out_of_band, &sinks))
         .collect();
     Ok(table(format, &header, &rows, engine.version()))
 }
 
-/// `out_of_band`: the lowest tier approved only on the approval page.
-fn matrix_cells(row: &MatrixRow, out_of_band: portcullis_policy::RiskTier) -> [String; 11] {
+/// `out_of_band`: the lowest tier approved only on the approval page; `sinks`: where records
+/// go (none: not recorded).
+fn matrix_cells(
+    row: &MatrixRow,
+    out_of_band: portcullis_policy::RiskTier,
+    sinks: &[&str],
+) -> [String; 11] {
     let capability = &row.capability;
     let venue = if capability.risk >= out_of_band {
         "on the approval page"
@@ -134,7 +154,14 @@ fn matrix_cells(row: &MatrixRow, out_of_band: portcullis_policy::RiskTier) -> [S
         },
         list(&row.permits, "nobody (default deny)"),
         list(&row.forbids, "-"),
-        "every decision logged".to_owned(),
+        if sinks.is_empty() {
+            "not recorded (no [audit]; counted at /metrics)".to_owned()
+        } else if capability.risk >= portcullis_policy::RiskTier::Write {
+            // A state-changing call waits for its record (`Durability::Durable`).
+            format!("recorded ({}) before it runs", sinks.join(", "))
+        } else {
+            format!("every decision recorded ({})", sinks.join(", "))
+        },
     ]
 }
 

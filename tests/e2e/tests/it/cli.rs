@@ -233,3 +233,49 @@ async fn json_logs_are_one_object_a_line_with_the_correlation_id() {
     assert!(!ok && said.contains("log.format"), "{said}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// See: issue 18. `serve` sat silent for ten seconds in front of an upstream slow to start.
+// It now says which upstreams it is waiting for.
+#[tokio::test]
+async fn serve_says_which_upstream_it_waits_for() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::env::temp_dir().join(format!("cli-slow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("gateway.toml");
+    let slow = format!(
+        "sleep 4; exec {} --stdio",
+        portcullis_e2e::fixture_bin().to_string_lossy()
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstream]]\nname = \"sleepy\"\n\
+             command = \"sh\"\nargs = [\"-c\", {slow:?}]\n\n[danger]\nunauthenticated = true\n"
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("PORTCULLIS_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = tokio::time::timeout(std::time::Duration::from_secs(4), async {
+        while let Ok(Some(line)) = log.next_line().await {
+            if line.contains("waiting for upstreams") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .unwrap_or_default();
+    assert!(said.contains("sleepy"), "said: {said:?}");
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -98,6 +98,36 @@ fn the_matrix_of_the_demo_matches_its_golden_file_in_every_format() {
     }
 }
 
+// See: issue 18. The matrix said "every decision logged" of a configuration with no audit
+// trail at all. It says what the configuration keeps.
+#[test]
+fn the_matrixs_audit_column_says_what_the_configuration_keeps() {
+    let fixture = fixture("matrix-audit");
+    let text = std::fs::read_to_string(&fixture.config).unwrap();
+    let without = run(&["matrix", "--config", fixture.config.to_str().unwrap()]);
+    assert!(without.contains("not recorded (no [audit]"), "{without}");
+    std::fs::write(
+        &fixture.config,
+        format!("{text}\n[audit]\nsqlite = \"audit.db\"\n"),
+    )
+    .unwrap();
+    let with = run(&["matrix", "--config", fixture.config.to_str().unwrap()]);
+    let row = |name: &str| {
+        with.lines()
+            .find(|line| line.starts_with(&format!("| {name} |")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        row("search_policies").ends_with("every decision recorded (sqlite) |"),
+        "{with}"
+    );
+    assert!(
+        row("update_policy").ends_with("recorded (sqlite) before it runs |"),
+        "{with}"
+    );
+}
+
 #[test]
 fn the_review_of_the_demo_matches_its_golden_file() {
     let fixture = fixture("review");
