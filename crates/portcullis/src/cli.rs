@@ -30,6 +30,30 @@ pub(crate) struct Args {
     command: Command,
 }
 
+/// The configuration an operator command reads: a file, or the demo's.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// A `portcullis demo` data dir: the configuration the demo runs (written there when it
+    /// starts), its identities as the sample.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// The configuration file.
+    fn path(&self) -> PathBuf {
+        match (&self.config, &self.data_dir) {
+            (Some(config), _) => config.clone(),
+            (None, Some(dir)) => dir.join(crate::demo::CONFIG_FILE),
+            (None, None) => PathBuf::from("portcullis.toml"),
+        }
+    }
+}
+
 impl Args {
     /// Whether the log is JSON lines: `PORTCULLIS_LOG_FORMAT=json`, or the `[log] format` of
     /// the configuration `serve` runs.
@@ -63,9 +87,8 @@ enum Command {
     /// Check a configuration file as `serve` reads it (values, files, policies against the
     /// capabilities) without serving, connecting or opening the audit trail.
     Check {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Print a shell completion script (`portcullis completions bash > /etc/bash_completion.d/portcullis`).
     Completions {
@@ -101,9 +124,8 @@ enum Command {
     /// Print the authorization matrix: per capability its scopes, checks, approval and the
     /// policies that can permit or forbid it.
     Matrix {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// Output format.
         #[arg(long, value_enum, default_value = "md")]
         format: crate::operator::Format,
@@ -111,22 +133,22 @@ enum Command {
     /// Run sample identities (different tenants and roles) through every capability and print
     /// each decision with its reasons.
     Review {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Sample identities, in the demo's `identities.toml` format.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Sample identities, in the demo's `identities.toml` format [default: the
+        /// configuration's `[entitlements] file`].
         #[arg(long)]
-        identities: PathBuf,
+        identities: Option<PathBuf>,
     },
     /// Explain one decision: `explain --config F --identities I --as user-42 tools/call
     /// read_policy '{"id":"POL-B1"}'`.
     Explain {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Sample identities, in the demo's `identities.toml` format.
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Sample identities, in the demo's `identities.toml` format [default: the
+        /// configuration's `[entitlements] file`].
         #[arg(long)]
-        identities: PathBuf,
+        identities: Option<PathBuf>,
         /// The identity making the request.
         #[arg(long = "as", value_name = "IDENTITY")]
         identity: String,
@@ -180,9 +202,8 @@ enum Command {
 enum SimulateCommand {
     /// An identity loses a role mid-session: list, list_changed, list again, a call denied.
     RoleChange {
-        /// The configuration file.
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         /// The identity (a subject of the identities file).
         #[arg(long = "as", value_name = "IDENTITY")]
         identity: String,
@@ -200,9 +221,9 @@ enum SimulateCommand {
 enum PolicyCommand {
     /// Which sample identities would gain or lose which capabilities with other policies.
     Diff {
-        /// The configuration file (its policies are the ones in force).
-        #[arg(long, short)]
-        config: PathBuf,
+        /// The configuration (its policies are the ones in force).
+        #[command(flatten)]
+        config: ConfigArg,
         /// The candidate policy file (Cedar).
         #[arg(long)]
         against: PathBuf,
@@ -296,6 +317,7 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             print(&String::from_utf8_lossy(&script))
         }
         Command::Check { config: file } => {
+            let file = file.path();
             let config = Config::load(&file)?;
             let mut out = String::new();
             for path in config.files_to_write() {
@@ -353,7 +375,7 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
                     identities,
                 },
         } => print(&crate::simulate::role_change(
-            &config,
+            &config.path(),
             identities.as_deref(),
             &identity,
             &remove,
@@ -366,7 +388,7 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
                     identities,
                 },
         } => print(&crate::policy_diff::diff(
-            &config,
+            &config.path(),
             &against,
             identities.as_deref(),
         )?),
@@ -379,10 +401,13 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
         Command::Pins {
             command: PinsCommand::Approve { config, ids, all },
         } => print(&crate::pins::approve(&config, &ids, all)?),
-        Command::Matrix { config, format } => print(&crate::operator::matrix(&config, format)?),
-        Command::Review { config, identities } => {
-            print(&crate::operator::review(&config, &identities)?)
+        Command::Matrix { config, format } => {
+            print(&crate::operator::matrix(&config.path(), format)?)
         }
+        Command::Review { config, identities } => print(&crate::operator::review(
+            &config.path(),
+            identities.as_deref(),
+        )?),
         Command::Explain {
             config,
             identities,
@@ -392,8 +417,8 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             name,
             arguments,
         } => print(&crate::operator::explain(&crate::operator::Explain {
-            config: &config,
-            identities: &identities,
+            config: &config.path(),
+            identities: identities.as_deref(),
             subject: &identity,
             scopes: &scopes,
             method: &method,

@@ -10,6 +10,8 @@ use tokio::net::TcpListener;
 
 /// The demo's audit trail, in its data dir (also what `portcullis audit --data-dir` reads).
 pub(crate) const AUDIT_FILE: &str = "audit.db";
+/// The configuration the demo runs, written to its data dir for the operator commands.
+pub(crate) const CONFIG_FILE: &str = "portcullis.toml";
 
 /// The scope a client starts with; `update_policy` needs more (the step-up walk-through).
 const START_SCOPES: &[&str] = &["policies:read"];
@@ -94,6 +96,9 @@ file = {policies}
         entitlements = toml_string(&DevAuth::identities_path(&data_dir).to_string_lossy()),
     );
     let config = Config::parse(&text, Path::new("<built-in demo configuration>"))?;
+    // The operator commands read what the demo runs (`--data-dir`).
+    std::fs::write(data_dir.join(CONFIG_FILE), &text)
+        .with_context(|| format!("cannot write {}", data_dir.join(CONFIG_FILE).display()))?;
     let reload: crate::reload::Source = Box::new(move || {
         Ok(Config::parse(
             &text,
@@ -115,7 +120,7 @@ file = {policies}
              MCP endpoint:  http://{address}/mcp\n  \
              Sign-in:       http://{address}/authorize (embedded authorization server, dev-grade)\n  \
              Identities:    {people} (from {identities})\n  \
-             Policies:      {policies} (Cedar; edit and restart)\n  \
+             Policies:      {policies} (Cedar; reloaded when the file changes)\n  \
              Approvals:     http://{address}/approvals (granting access is approved here, after sign-in)\n  \
              Audit trail:   portcullis audit query --data-dir '{dir}'\n\n\
              Connect a client; it finds the sign-in page by itself, for example:\n  \

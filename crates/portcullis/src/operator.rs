@@ -165,9 +165,8 @@ fn matrix_cells(
     ]
 }
 
-pub(crate) fn review(config: &Path, identities_file: &Path) -> anyhow::Result<String> {
-    let engine = engine(config)?;
-    let people = identities_of(identities_file)?;
+pub(crate) fn review(config: &Path, identities: Option<&Path>) -> anyhow::Result<String> {
+    let (engine, people) = policies_and_people(config, identities)?;
     let header = [
         "Identity",
         "Capability",
@@ -218,7 +217,7 @@ pub(crate) fn outcome(decision: &Decision) -> String {
 
 pub(crate) struct Explain<'a> {
     pub(crate) config: &'a Path,
-    pub(crate) identities: &'a Path,
+    pub(crate) identities: Option<&'a Path>,
     pub(crate) subject: &'a str,
     pub(crate) scopes: &'a [String],
     pub(crate) method: &'a str,
@@ -227,13 +226,11 @@ pub(crate) struct Explain<'a> {
 }
 
 pub(crate) fn explain(request: &Explain<'_>) -> anyhow::Result<String> {
-    let engine = engine(request.config)?;
-    let people = identities_of(request.identities)?;
+    let (engine, people) = policies_and_people(request.config, request.identities)?;
     let Some(mut principal) = people.into_iter().find(|p| p.subject == request.subject) else {
         bail!(
-            "no identity `{}` in {}",
-            request.subject,
-            request.identities.display()
+            "no identity `{}` among the sample identities",
+            request.subject
         );
     };
     if !request.scopes.is_empty() {
@@ -300,7 +297,28 @@ pub(crate) fn explain(request: &Explain<'_>) -> anyhow::Result<String> {
         ),
     };
     let _ = writeln!(out, "listed:      {}", if listed { "yes" } else { "no" });
-    let _ = writeln!(out, "decision:    {}", outcome(&decision));
+    // The gateway resolves the target object with the backend before it decides; this
+    // command reaches no backend, so it says that it did not.
+    let unresolved = capability.and_then(|c| c.resolver.as_ref());
+    if let Some(resolver) = unresolved {
+        let _ = writeln!(
+            out,
+            "object:      NOT RESOLVED here: the gateway asks `{}` about the target first and \
+             decides with its tenant and attributes; a missing object, or one of another \
+             tenant, is answered `{}`",
+            resolver.tool, resolver.not_found
+        );
+    }
+    let _ = writeln!(
+        out,
+        "decision:    {}{}",
+        outcome(&decision),
+        if unresolved.is_some() {
+            " (without the object: the gateway may still refuse)"
+        } else {
+            ""
+        }
+    );
     let reasons = decision.reasons();
     let _ = writeln!(
         out,

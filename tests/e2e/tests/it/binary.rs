@@ -202,3 +202,106 @@ pub(crate) async fn start_demo(data: &str) -> (tokio::process::Child, String) {
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (demo, url.expect("the demo banner names the MCP endpoint"))
 }
+
+/// The README's operator examples for the demo: every line of it that starts with
+/// `portcullis ` and names `--data-dir DIR`, as printed (its trailing comment dropped).
+fn readme_demo_examples() -> Vec<String> {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .expect("README.md");
+    readme
+        .lines()
+        .filter(|line| line.starts_with("portcullis ") && line.contains("--data-dir DIR"))
+        .map(|line| match line.find("  #") {
+            Some(comment) => line[..comment].trim_end().to_owned(),
+            None => line.trim_end().to_owned(),
+        })
+        .collect()
+}
+
+// See: issue 18. A newcomer could not run the README's operator examples against the demo
+// without writing a config by hand. The demo writes the configuration it runs to its data dir,
+// the operator commands take `--data-dir`, and this test runs the README's lines as printed,
+// through a shell, against a real demo's data dir.
+#[tokio::test]
+async fn the_readmes_operator_examples_run_against_the_demo_as_printed() {
+    let data_dir =
+        std::env::temp_dir().join(format!("portcullis-demo-readme-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let data = data_dir.to_str().expect("utf-8 temp dir");
+    let (mut demo, url) = start_demo(data).await;
+    // A call or two, so the trail has records to show.
+    let token = std::process::Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(["token", "--as", "user-42", "--data-dir", data])
+        .output()
+        .expect("portcullis token");
+    let token = String::from_utf8(token.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned();
+    let (status, _) = portcullis_e2e::stateless_rpc(
+        &url,
+        Some(&token),
+        "tools/call",
+        serde_json::json!({"name": "update_policy", "arguments": {"id": "POL-A1"}}),
+        serde_json::json!({}),
+    )
+    .await;
+    assert!(status.is_success());
+    let examples = readme_demo_examples();
+    assert!(
+        examples.len() >= 8,
+        "the README's demo examples: {examples:?}"
+    );
+    // `NEW.cedar` in the policy diff example: the demo's policies with editors' update taken away.
+    let work = data_dir.join("readme-examples");
+    std::fs::create_dir_all(&work).unwrap();
+    let policies = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../crates/portcullis/demo/policies.cedar"),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("NEW.cedar"),
+        policies.replace(
+            "Role::\"editor\", action == Action::\"tool:update_policy\"",
+            "Role::\"admin\", action == Action::\"tool:update_policy\"",
+        ),
+    )
+    .unwrap();
+    let bin = workspace_bin("portcullis", "portcullis");
+    // `portcullis` on PATH, as the README assumes (`cargo install --path crates/portcullis`).
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the shell the examples run in needs PATH"
+    )]
+    let inherited = std::env::var("PATH").unwrap_or_default();
+    let path = format!("{}:{inherited}", bin.parent().unwrap().display());
+    for example in &examples {
+        let line = example.replace("DIR", &format!("'{data}'"));
+        let output = std::process::Command::new("sh")
+            .args(["-c", &line])
+            .current_dir(&work)
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && !said.trim().is_empty(),
+            "`{example}` failed: {said}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if example.contains("explain") {
+            assert!(
+                said.contains("NOT RESOLVED"),
+                "explain says it did not resolve the object: {said}"
+            );
+        }
+        if example.contains("policy diff") {
+            assert!(said.contains("editor"), "{said}");
+        }
+    }
+    let _ = demo.kill().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
