@@ -278,8 +278,15 @@ pub fn rfc3339_millis(text: &str) -> Option<i64> {
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
     if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
+        || !(1..=days_in_month).contains(&day)
         || hour > 23
         || minute > 59
         || second > 60
@@ -309,11 +316,18 @@ pub fn rfc3339_millis(text: &str) -> Option<i64> {
                 b'-' => -1,
                 _ => return None,
             };
+            let digits = |range: std::ops::Range<usize>| {
+                rest.get(range.clone())
+                    .filter(|part| part.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|part| part.parse::<i64>().ok())
+            };
             if rest.len() != 6 || rest.as_bytes()[3] != b':' {
                 return None;
             }
-            let hours: i64 = rest[1..3].parse().ok()?;
-            let minutes: i64 = rest[4..6].parse().ok()?;
+            let (hours, minutes) = (digits(1..3)?, digits(4..6)?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
             sign * (hours * 60 + minutes)
         }
     };

@@ -106,9 +106,11 @@ fn parse_time(text: &str) -> Result<String, String> {
         .and_then(|n| n.checked_mul(seconds_per * 1000));
     let now = portcullis_audit::rfc3339_millis(&portcullis_audit::now_rfc3339());
     match (back, now) {
-        (Some(back), Some(now)) => Ok(portcullis_audit::rfc3339_from_millis(
-            now.saturating_sub(back),
-        )),
+        // Not before the year 1: further back than any record, and not a time records compare
+        // with.
+        (Some(back), Some(now)) if now.saturating_sub(back) >= -62_135_596_800_000 => Ok(
+            portcullis_audit::rfc3339_from_millis(now.saturating_sub(back)),
+        ),
         _ => Err(format!(
             "`{text}`: an RFC 3339 time (2026-11-26T13:00:00Z) or a time back from now (90s, \
              10m, 2h, 1d)"
@@ -225,24 +227,27 @@ fn render(records: &[(i64, AuditRecord)], format: &str, header: bool) -> anyhow:
                 } else {
                     "decision"
                 };
+                // SECURITY: names, subjects and targets are the callers' and upstreams': no
+                // control character of theirs reaches the terminal.
+                let clean = |text: &str| crate::pins::clean(text);
                 let _ = writeln!(
                     out,
                     "{seq:>6}  {:24}  {kind:8}  {:12}  {:10}  {:12}  {:18}  {:18}  {:13}  {:10}  {:28}  {:28}  {}",
-                    r.time,
-                    r.subject.as_deref().unwrap_or("-"),
-                    r.tenant.as_deref().unwrap_or("-"),
-                    r.method,
-                    r.capability.as_deref().unwrap_or("-"),
-                    r.target.as_deref().unwrap_or("-"),
+                    clean(&r.time),
+                    clean(r.subject.as_deref().unwrap_or("-")),
+                    clean(r.tenant.as_deref().unwrap_or("-")),
+                    clean(&r.method),
+                    clean(r.capability.as_deref().unwrap_or("-")),
+                    clean(r.target.as_deref().unwrap_or("-")),
                     r.decision.as_str(),
-                    r.outcome.as_deref().unwrap_or("-"),
+                    clean(r.outcome.as_deref().unwrap_or("-")),
                     if r.policies.is_empty() {
                         "-".to_owned()
                     } else {
-                        r.policies.join(",")
+                        clean(&r.policies.join(","))
                     },
-                    r.correlation,
-                    r.reasons.join(","),
+                    clean(&r.correlation),
+                    clean(&r.reasons.join(",")),
                 );
             }
         }

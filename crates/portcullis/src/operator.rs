@@ -5,7 +5,6 @@
 use std::{fmt::Write, path::Path};
 
 use anyhow::{Context, bail};
-use portcullis_devauth::Directory;
 use portcullis_gateway::config::Config;
 use portcullis_policy::{
     Approval, Call, CapabilityKind, Decision, MatrixRow, PolicyEngine, Principal, ReviewRow,
@@ -52,22 +51,55 @@ pub(crate) fn policies_and_people(
     Ok((auth.policy, identities_of(&path)?))
 }
 
-/// People from an identities file (the demo's `identities.toml` format), as policies see them
-/// holding every scope they may be granted.
+/// People from an identities file, as policies see them holding every scope they may be
+/// granted: the demo's `identities.toml`, or an `[entitlements]` file (the same `[[identity]]`
+/// tables, with `issuer`); disabled subjects are left out (the gateway refuses them).
 pub(crate) fn identities_of(path: &Path) -> anyhow::Result<Vec<Principal>> {
-    let directory = Directory::load(path)?;
-    Ok(directory
-        .identities
-        .iter()
-        .map(|identity| Principal {
-            subject: identity.subject.clone(),
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+    let strings = |table: &toml::Table, key: &str| -> Vec<String> {
+        table
+            .get(key)
+            .and_then(toml::Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| item.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut people = Vec::new();
+    let entries = file
+        .get("identity")
+        .and_then(toml::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (index, entry) in entries.iter().enumerate() {
+        let Some(table) = entry.as_table() else {
+            bail!("{}: identity[{index}] is not a table", path.display());
+        };
+        let Some(subject) = table.get("subject").and_then(toml::Value::as_str) else {
+            bail!("{}: identity[{index}] has no `subject`", path.display());
+        };
+        if table.get("disabled").and_then(toml::Value::as_bool) == Some(true) {
+            continue;
+        }
+        people.push(Principal {
+            subject: subject.to_owned(),
             issuer: "review".to_owned(),
-            tenant: identity.tenant.clone(),
-            roles: identity.roles.clone(),
-            scopes: identity.scopes.clone(),
+            tenant: table
+                .get("tenant")
+                .and_then(toml::Value::as_str)
+                .map(str::to_owned),
+            roles: strings(table, "roles"),
+            scopes: strings(table, "scopes"),
             client_id: None,
-        })
-        .collect())
+        });
+    }
+    Ok(people)
 }
 
 pub(crate) fn matrix(config: &Path, format: Format) -> anyhow::Result<String> {

@@ -7,11 +7,28 @@ use std::{fmt::Write as _, path::Path};
 use anyhow::{Context, bail};
 use portcullis_gateway::{config::Config, upstreams::pins};
 
-/// The pin store `config` names.
-fn store(config: &Path) -> anyhow::Result<std::path::PathBuf> {
+/// The pin store `config` names, and the definitions it pins itself (`upstream/kind:name`
+/// to digest): those only the config changes.
+fn store(
+    config: &Path,
+) -> anyhow::Result<(
+    std::path::PathBuf,
+    std::collections::BTreeMap<String, String>,
+)> {
     let loaded = Config::load(config)?;
+    let fixed = loaded
+        .pins
+        .fixed
+        .iter()
+        .map(|pin| {
+            (
+                format!("{}/{}:{}", pin.upstream, pin.kind.as_str(), pin.name),
+                pin.digest.clone(),
+            )
+        })
+        .collect();
     match loaded.pins.store {
-        Some(store) => Ok(store),
+        Some(store) => Ok((store, fixed)),
         None => bail!(
             "{}: no `[pins] store`: without one, pins last as long as the gateway and changes \
              cannot be approved from here",
@@ -22,21 +39,31 @@ fn store(config: &Path) -> anyhow::Result<std::path::PathBuf> {
 
 /// Every pin in the store, by upstream, in the form `[[upstream]] pins` takes.
 pub(crate) fn list(config: &Path) -> anyhow::Result<String> {
-    let store = store(config)?;
+    let (store, fixed) = store(config)?;
     let pinned = pins::pinned(&store).map_err(anyhow::Error::msg)?;
     let mut out = String::new();
     let mut upstream = None;
+    // As TOML takes it (quotes, backslashes and control characters escaped).
+    let quoted = |id: &str, digest: &str| toml::Value::String(format!("{id}@sha256:{digest}"));
     for pin in &pinned {
         if upstream != Some(&pin.upstream) {
             let _ = writeln!(out, "{}:", clean(&pin.upstream));
             upstream = Some(&pin.upstream);
         }
+        if let Some(digest) = fixed.get(&format!("{}/{}", pin.upstream, pin.id)) {
+            let _ = writeln!(
+                out,
+                "  {}  (pinned in the config; only the config changes it)",
+                quoted(&pin.id, digest)
+            );
+            continue;
+        }
         let _ = match (&pin.digest, &pin.pending) {
-            (Some(digest), None) => writeln!(out, "  \"{}@sha256:{digest}\"", clean(&pin.id)),
+            (Some(digest), None) => writeln!(out, "  {}", quoted(&pin.id, digest)),
             (Some(digest), Some(_)) => writeln!(
                 out,
-                "  \"{}@sha256:{digest}\"  (a change waits: see `pins diff`)",
-                clean(&pin.id)
+                "  {}  (a change waits: see `pins diff`)",
+                quoted(&pin.id, digest)
             ),
             (None, _) => writeln!(
                 out,
@@ -57,8 +84,13 @@ pub(crate) fn list(config: &Path) -> anyhow::Result<String> {
 
 /// Every change waiting for approval, the pinned and the offered definition side by side.
 pub(crate) fn diff(config: &Path) -> anyhow::Result<String> {
-    let store = store(config)?;
-    let waiting = pins::pending(&store).map_err(anyhow::Error::msg)?;
+    let (store, fixed) = store(config)?;
+    // A pin of the config's is not approved here: its change is not offered.
+    let waiting: Vec<_> = pins::pending(&store)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .filter(|change| !fixed.contains_key(&change.id))
+        .collect();
     if waiting.is_empty() {
         return Ok("No changed definition is waiting for approval.\n".to_owned());
     }
@@ -109,8 +141,33 @@ pub(crate) fn approve(config: &Path, ids: &[String], all: bool) -> anyhow::Resul
     if ids.is_empty() && !all {
         bail!("name the changes to approve (as `pins diff` shows them), or pass --all");
     }
-    let store = store(config)?;
-    let approved = pins::approve(&store, (!all).then_some(ids))
+    let (store, fixed) = store(config)?;
+    if let Some(id) = ids
+        .iter()
+        .find(|id| fixed.contains_key(id.split("@sha256:").next().unwrap_or_default()))
+    {
+        bail!(
+            "`{}` is pinned in the config: change its `[[upstream]] pins` entry instead",
+            clean(id)
+        );
+    }
+    // `--all`: whatever waits, except what the config pins.
+    let everything: Vec<String>;
+    let chosen = if all {
+        everything = pins::pending(&store)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .map(|change| change.id)
+            .filter(|id| !fixed.contains_key(id))
+            .collect();
+        everything.as_slice()
+    } else {
+        ids
+    };
+    if chosen.is_empty() {
+        return Ok("Nothing waits for approval.\n".to_owned());
+    }
+    let approved = pins::approve(&store, Some(chosen))
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("approving in {}", store.display()))?;
     let mut out = String::new();
@@ -127,7 +184,7 @@ pub(crate) fn approve(config: &Path, ids: &[String], all: bool) -> anyhow::Resul
 
 /// `text` with its control characters escaped: names and definitions are the upstream's, and
 /// no escape sequence of theirs reaches the operator's terminal.
-fn clean(text: &str) -> String {
+pub(crate) fn clean(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
             let escaped: Vec<char> = if c.is_control() {

@@ -108,6 +108,9 @@ pub(crate) async fn decide(
         (McpMethod::Complete, Some(portcullis_core::CompletionRef::Prompt(name))) => {
             Some((CapabilityKind::Prompt, name))
         }
+        (McpMethod::Complete, Some(portcullis_core::CompletionRef::Resource(uri))) => {
+            Some((CapabilityKind::Resource, uri))
+        }
         _ => None,
     };
     if let Some((kind, name)) = pinned

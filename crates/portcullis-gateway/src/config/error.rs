@@ -57,16 +57,18 @@ impl ConfigError {
             Some(line) => Self::InvalidAt {
                 path: path.to_owned(),
                 line,
-                // A connection URL may hold a password: its line is not repeated.
-                source_line: if key.ends_with("postgres") {
-                    "(not shown: it may hold a password)".to_owned()
-                } else {
-                    text.lines()
-                        .nth(line - 1)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned()
-                },
+                // The key as written, not its value: a value may hold a password (a connection
+                // URL, an `env` table, an inline table with other keys).
+                source_line: text
+                    .lines()
+                    .nth(line - 1)
+                    .unwrap_or_default()
+                    .split('=')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+                    + " = …",
                 key,
                 problem,
             },

@@ -176,6 +176,17 @@ impl Config {
             return Ok(());
         };
         for file in &identity.files {
+            // Another process (a replica, the same gateway started twice) made the key first:
+            // the one on disk is the one every process must use from now on.
+            if file.private && file.path.exists() {
+                return Err(ConfigError::invalid(
+                    file.key,
+                    format!(
+                        "`{}` appeared while the gateway started: start it again to use it",
+                        file.path.display()
+                    ),
+                ));
+            }
             let written = if file.private {
                 portcullis_authn::signing::write_private(&file.path, &file.bytes)
                     .map_err(|error| error.to_string())
@@ -183,23 +194,19 @@ impl Config {
                 std::fs::write(&file.path, &file.bytes)
                     .map_err(|error| format!("`{}`: {error}", file.path.display()))
             };
-            match written {
-                Ok(()) if file.private => {
-                    tracing::info!(path = %file.path.display(), "generated a signing key");
+            if let Err(error) = written {
+                // Half a key would stop every later start: none is better. Only ours goes
+                // (what is there is the start of what was being written), never a key another
+                // process wrote meanwhile.
+                if file.private
+                    && std::fs::read(&file.path).is_ok_and(|there| file.bytes.starts_with(&there))
+                {
+                    let _ = std::fs::remove_file(&file.path);
                 }
-                Ok(()) => {}
-                // Another process (a replica, the same gateway started twice) made the key
-                // first: the one on disk is the one every process must use from now on.
-                Err(_) if file.private && file.path.exists() => {
-                    return Err(ConfigError::invalid(
-                        file.key,
-                        format!(
-                            "`{}` appeared while the gateway started: start it again to use it",
-                            file.path.display()
-                        ),
-                    ));
-                }
-                Err(error) => return Err(ConfigError::invalid(file.key, error)),
+                return Err(ConfigError::invalid(file.key, error));
+            }
+            if file.private {
+                tracing::info!(path = %file.path.display(), "generated a signing key");
             }
         }
         Ok(())
@@ -239,8 +246,15 @@ impl Config {
             path: origin.to_owned(),
             message: error.to_string().trim_end().to_owned(),
         })?;
-        Self::resolve(raw, origin.parent().unwrap_or(Path::new(".")))
-            .map_err(|error| error.located(text, origin))
+        // Paths in the file are its folder's; made absolute here, so that what they name does
+        // not change with the directory a child process starts in.
+        let folder = origin.parent().unwrap_or(Path::new("."));
+        let base = if folder.as_os_str().is_empty() || folder.is_absolute() {
+            folder.to_path_buf()
+        } else {
+            std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf())
+        };
+        Self::resolve(raw, &base).map_err(|error| error.located(text, origin))
     }
 
     /// Resolve a parsed file: the only way to build a `Config`. Relative paths in it (the policy

@@ -95,7 +95,8 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
     };
     // Every log line of the request's handling carries its correlation id (a field of the
     // span, in both log formats).
-    let span = tracing::info_span!("request", correlation = %caller.correlation);
+    // At error level: a span is kept whenever any line is, so `PORTCULLIS_LOG=warn` keeps it.
+    let span = tracing::error_span!("request", correlation = %caller.correlation);
     tracing::Instrument::instrument(posted(endpoint, parts, body, caller), span).await
 }
 

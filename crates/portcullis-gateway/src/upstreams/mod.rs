@@ -439,7 +439,12 @@ impl Objects for Upstreams {
         let kind = match kind {
             portcullis_policy::CapabilityKind::Tool => pins::Kind::Tool,
             portcullis_policy::CapabilityKind::Prompt => pins::Kind::Prompt,
-            _ => return false,
+            // A template, by its URI (a completion's reference): held under any upstream.
+            portcullis_policy::CapabilityKind::Resource => {
+                return (0..self.count())
+                    .any(|index| self.pins.template_held_over(self.name(index), name));
+            }
+            portcullis_policy::CapabilityKind::Method => return false,
         };
         Self::held(self, kind, name)
     }

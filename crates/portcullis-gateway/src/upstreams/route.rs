@@ -19,9 +19,6 @@ pub(super) struct Routes {
     /// Each resource URI and the one upstream that listed it; `None` when two did (refused).
     resources: HashMap<String, Option<usize>>,
     templates: Vec<(String, usize)>,
-    /// Templates held back (`pins`), by their literal start: with a single upstream, a URI
-    /// under one is not sent to it on the strength of being the only upstream.
-    held_templates: Vec<(String, usize)>,
     /// Task ids, with the upstream that made each and the caller it is for.
     tasks: HashMap<String, (usize, Option<CallerId>)>,
     /// Each caller's task ids, oldest first.
@@ -68,9 +65,10 @@ impl Upstreams {
     /// upstream claims is not tried on each in turn: a caller's read, with its identity, never
     /// goes to an upstream that did not say the URI is its own.
     pub(crate) fn route_uri(&self, uri: &str) -> Option<usize> {
-        // A namespace the configuration gives an upstream is its own, whatever anyone listed.
+        // A namespace the configuration gives an upstream is its own, whatever anyone listed
+        // (but not under a template of it held back: see `pins`).
         if let Some(owner) = self.declared_owner(uri) {
-            return Some(owner);
+            return (!self.pins.template_held_over(self.name(owner), uri)).then_some(owner);
         }
         let routes = self.routes();
         if let Some(owner) = routes.resources.get(uri) {
@@ -90,7 +88,7 @@ impl Upstreams {
             [one] => Some(*one),
             [] if self.upstreams.len() == 1
                 && self.may_claim(0, uri)
-                && !self.under_held_template(uri) =>
+                && self.pins.fallback_allowed(self.name(0), uri) =>
             {
                 Some(0)
             }
@@ -103,14 +101,6 @@ impl Upstreams {
                 None
             }
         }
-    }
-
-    /// Whether `uri` starts like a template held back (`pins`).
-    fn under_held_template(&self, uri: &str) -> bool {
-        self.routes()
-            .held_templates
-            .iter()
-            .any(|(literal, _)| uri.starts_with(literal.as_str()))
     }
 
     /// The upstream whose declared namespace (`[[upstream]] resources`) holds `uri`, if any
@@ -161,9 +151,6 @@ impl Upstreams {
         // The literal text before the first expression is what a concrete URI must start with.
         let literal = template.split('{').next().unwrap_or_default().to_owned();
         let mut routes = self.routes();
-        routes
-            .held_templates
-            .retain(|(held, i)| !(*held == literal && *i == index));
         if !routes
             .templates
             .iter()
@@ -198,18 +185,9 @@ impl Upstreams {
     /// of its templates starting the same way goes with it (fail closed).
     pub(super) fn forget_template(&self, index: usize, template: &str) {
         let literal = template.split('{').next().unwrap_or_default();
-        let mut routes = self.routes();
-        routes
+        self.routes()
             .templates
             .retain(|(known, i)| !(known == literal && *i == index));
-        if !routes
-            .held_templates
-            .iter()
-            .any(|(held, i)| held == literal && *i == index)
-            && routes.held_templates.len() < MAX_LEARNED_ROUTES
-        {
-            routes.held_templates.push((literal.to_owned(), index));
-        }
     }
 
     /// Forget one tool's definition (held back: see `pins`).

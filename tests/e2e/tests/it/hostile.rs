@@ -460,6 +460,8 @@ async fn with_pins_in_the_config_only_reviewed_definitions_are_served() {
         ok && !diff.contains("tool:echo"),
         "a config pin's change is not approvable in the store: {diff}"
     );
+    let (ok, refused) = pins_command(&config, &["approve", "tickets/tool:echo"]);
+    assert!(!ok && refused.contains("pinned in the config"), "{refused}");
 
     assert_recorded(
         &gateway,
@@ -472,6 +474,39 @@ async fn with_pins_in_the_config_only_reviewed_definitions_are_served() {
     )
     .await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+// See: review of issue 19. With `on_new = "hold"`, a read sent before anybody listed the
+// templates went to the only upstream through the single-upstream fallback, under a template
+// nobody had reviewed. The fallback is closed while new definitions wait for review: the read
+// is refused, and the upstream never sees it.
+#[tokio::test]
+async fn a_read_before_any_list_is_not_sent_under_an_unreviewed_template() {
+    let upstream = Recorder::hostile(Hostility::RugPull).await;
+    let issuer = DevIssuer::start("hostile-read-first", RESOURCE, &[]).await;
+    let config = format!(
+        "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [pins]\non_new = \"hold\"\n\n[[upstream]]\nname = \"tickets\"\nurl = \"{}\"\n",
+        issuer.issuer, upstream.url,
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let (_, body) = portcullis_e2e::stateless_rpc(
+        &gateway.url,
+        Some(&token),
+        "resources/read",
+        json!({"uri": "note://7"}),
+        json!({}),
+    )
+    .await;
+    assert!(!body.contains("\"one\""), "{body}");
+    let reads = upstream
+        .received()
+        .iter()
+        .filter(|message| message.method == "resources/read")
+        .count();
+    assert_eq!(reads, 0, "the upstream never sees the read");
 }
 
 /// Wait (at most 5 s) until `trail`, the jsonl trail of `gateway`, holds a record with each
