@@ -139,6 +139,9 @@ enum Command {
         /// configuration's `[entitlements] file`].
         #[arg(long)]
         identities: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "md")]
+        format: crate::operator::Format,
     },
     /// Explain one decision: `explain --config F --identities I --as user-42 tools/call
     /// read_policy '{"id":"POL-B1"}'`.
@@ -404,9 +407,14 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
         Command::Matrix { config, format } => {
             print(&crate::operator::matrix(&config.path(), format)?)
         }
-        Command::Review { config, identities } => print(&crate::operator::review(
+        Command::Review {
+            config,
+            identities,
+            format,
+        } => print(&crate::operator::review(
             &config.path(),
             identities.as_deref(),
+            format,
         )?),
         Command::Explain {
             config,

@@ -20,6 +20,8 @@ pub(crate) enum Format {
     Csv,
     /// An HTML page.
     Html,
+    /// A JSON array of objects, one per row, keyed by the column names.
+    Json,
 }
 
 fn engine(config: &Path) -> anyhow::Result<std::sync::Arc<PolicyEngine>> {
@@ -55,6 +57,11 @@ pub(crate) fn policies_and_people(
 /// granted: the demo's `identities.toml`, or an `[entitlements]` file (the same `[[identity]]`
 /// tables, with `issuer`); disabled subjects are left out (the gateway refuses them).
 pub(crate) fn identities_of(path: &Path) -> anyhow::Result<Vec<Principal>> {
+    Ok(people_of(path)?.0)
+}
+
+/// The active people of an identities file, and the subjects it disables.
+pub(crate) fn people_of(path: &Path) -> anyhow::Result<(Vec<Principal>, Vec<String>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file: toml::Table =
@@ -71,7 +78,7 @@ pub(crate) fn identities_of(path: &Path) -> anyhow::Result<Vec<Principal>> {
             })
             .unwrap_or_default()
     };
-    let mut people = Vec::new();
+    let (mut people, mut disabled) = (Vec::new(), Vec::new());
     let entries = file
         .get("identity")
         .and_then(toml::Value::as_array)
@@ -85,6 +92,7 @@ pub(crate) fn identities_of(path: &Path) -> anyhow::Result<Vec<Principal>> {
             bail!("{}: identity[{index}] has no `subject`", path.display());
         };
         if table.get("disabled").and_then(toml::Value::as_bool) == Some(true) {
+            disabled.push(subject.to_owned());
             continue;
         }
         people.push(Principal {
@@ -99,7 +107,7 @@ pub(crate) fn identities_of(path: &Path) -> anyhow::Result<Vec<Principal>> {
             client_id: None,
         });
     }
-    Ok(people)
+    Ok((people, disabled))
 }
 
 pub(crate) fn matrix(config: &Path, format: Format) -> anyhow::Result<String> {
@@ -197,8 +205,14 @@ fn matrix_cells(
     ]
 }
 
-pub(crate) fn review(config: &Path, identities: Option<&Path>) -> anyhow::Result<String> {
-    let (engine, people) = policies_and_people(config, identities)?;
+pub(crate) fn review(
+    config: &Path,
+    identities: Option<&Path>,
+    format: Format,
+) -> anyhow::Result<String> {
+    let (engine, _) = policies_and_people(config, identities)?;
+    let path = sample_path(config, identities)?;
+    let (people, disabled) = people_of(&path)?;
     let header = [
         "Identity",
         "Capability",
@@ -208,22 +222,71 @@ pub(crate) fn review(config: &Path, identities: Option<&Path>) -> anyhow::Result
         "Policies",
         "Reasons",
     ];
-    let rows: Vec<[String; 7]> = engine.review(&people).iter().map(review_cells).collect();
-    Ok(table(Format::Md, &header, &rows, engine.version()))
+    // A deny names only the policies that forbid: the permit that a gateway check (a tenant,
+    // an object) overruled did not decide it.
+    let forbids: std::collections::HashSet<String> = engine
+        .matrix()
+        .into_iter()
+        .flat_map(|row| row.forbids)
+        .collect();
+    let mut rows: Vec<[String; 7]> = engine
+        .review(&people)
+        .iter()
+        .map(|row| review_cells(row, &forbids))
+        .collect();
+    // Every identity is in the review: a disabled one is refused everything, before any policy.
+    for subject in &disabled {
+        for capability in engine.catalog().capabilities() {
+            rows.push([
+                subject.clone(),
+                capability.name.clone(),
+                "-".to_owned(),
+                "no".to_owned(),
+                "deny (disabled)".to_owned(),
+                "-".to_owned(),
+                "subject_disabled".to_owned(),
+            ]);
+        }
+    }
+    Ok(table(format, &header, &rows, engine.version()))
 }
 
-fn review_cells(row: &ReviewRow) -> [String; 7] {
+/// The sample file: `identities`, or the configuration's `[entitlements] file`.
+fn sample_path(config: &Path, identities: Option<&Path>) -> anyhow::Result<std::path::PathBuf> {
+    match identities {
+        Some(path) => Ok(path.to_owned()),
+        None => Config::load(config)?
+            .entitlements
+            .as_ref()
+            .map(|source| source.path().to_owned())
+            .context("give --identities FILE (the configuration has no [entitlements] file)"),
+    }
+}
+
+fn review_cells(row: &ReviewRow, forbids: &std::collections::HashSet<String>) -> [String; 7] {
     let reasons = row.decision.reasons();
+    let policies: Vec<&String> = match &row.decision {
+        Decision::Deny { .. } => reasons
+            .policies
+            .iter()
+            .filter(|id| forbids.contains(*id))
+            .collect(),
+        _ => reasons.policies.iter().collect(),
+    };
     [
         row.subject.clone(),
         row.capability.clone(),
         row.target.clone(),
         if row.listed { "yes" } else { "no" }.to_owned(),
         outcome(&row.decision),
-        if reasons.policies.is_empty() {
+        if policies.is_empty() {
             "-".to_owned()
         } else {
-            reasons.policies.join(", ")
+            policies
+                .iter()
+                .map(|id| id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         },
         reasons
             .codes
@@ -237,10 +300,12 @@ fn review_cells(row: &ReviewRow) -> [String; 7] {
 pub(crate) fn outcome(decision: &Decision) -> String {
     match decision {
         Decision::Allow(_) => "allow".to_owned(),
+        // The target is answered as one that does not exist (its capability may still be
+        // listed: a template whose object belongs to another tenant).
         Decision::Deny {
             visibility: Visibility::Hidden,
             ..
-        } => "deny (not visible)".to_owned(),
+        } => "deny (answered as not found)".to_owned(),
         Decision::Deny { .. } => "deny (denied by policy)".to_owned(),
         Decision::StepUp { scopes, .. } => format!("step-up ({})", scopes.join(" ")),
         Decision::AskApproval(_) => "ask approval".to_owned(),
@@ -375,6 +440,24 @@ fn table<const N: usize>(
 ) -> String {
     let mut out = String::new();
     match format {
+        Format::Json => {
+            let rows: Vec<serde_json::Map<String, serde_json::Value>> = rows
+                .iter()
+                .map(|row| {
+                    header
+                        .iter()
+                        .zip(row.iter())
+                        .map(|(name, cell)| ((*name).to_owned(), cell.clone().into()))
+                        .collect()
+                })
+                .collect();
+            let document = serde_json::json!({"policy_version": version, "rows": rows});
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&document).unwrap_or_default()
+            );
+        }
         Format::Md => {
             let _ = writeln!(out, "| {} |", header.join(" | "));
             let _ = writeln!(out, "|{}", "---|".repeat(N));

@@ -128,6 +128,53 @@ fn the_matrixs_audit_column_says_what_the_configuration_keeps() {
     );
 }
 
+// See: issue 18. The review showed a permitting policy on a deny, left disabled identities
+// out, and wrote Markdown only.
+#[test]
+fn the_review_is_consistent_includes_every_identity_and_writes_json() {
+    let fixture = fixture("review-json");
+    let identities = std::fs::read_to_string(&fixture.identities).unwrap();
+    std::fs::write(
+        &fixture.identities,
+        format!("{identities}\n[[identity]]\nsubject = \"gone-a\"\nroles = [\"admin\"]\ndisabled = true\n"),
+    )
+    .unwrap();
+    let output = run(&[
+        "review",
+        "--config",
+        fixture.config.to_str().unwrap(),
+        "--identities",
+        fixture.identities.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let document: serde_json::Value = serde_json::from_str(&output).unwrap();
+    let rows = document["rows"].as_array().unwrap();
+    let permits = [
+        "everyone-reads-policies",
+        "admins-run-the-workspace",
+        "editors-change-policies",
+    ];
+    for row in rows {
+        if row["Decision"].as_str().unwrap().starts_with("deny") {
+            let policies = row["Policies"].as_str().unwrap();
+            assert!(
+                !permits.iter().any(|permit| policies.contains(permit)),
+                "a deny names no permitting policy: {row}"
+            );
+        }
+    }
+    let gone: Vec<&serde_json::Value> = rows
+        .iter()
+        .filter(|row| row["Identity"] == "gone-a")
+        .collect();
+    assert!(!gone.is_empty(), "the disabled identity is reviewed");
+    assert!(
+        gone.iter()
+            .all(|row| row["Decision"] == "deny (disabled)" && row["Listed"] == "no")
+    );
+}
+
 #[test]
 fn the_review_of_the_demo_matches_its_golden_file() {
     let fixture = fixture("review");
@@ -151,7 +198,7 @@ fn the_review_of_the_demo_matches_its_golden_file() {
         row("user-42", "search_policies").contains("| yes | allow |"),
         "{output}"
     );
-    assert!(row("user-42", "update_policy").contains("| no | deny (not visible) |"));
+    assert!(row("user-42", "update_policy").contains("| no | deny (answered as not found) |"));
     assert!(row("editor-a", "update_policy").contains("| yes | allow |"));
 }
 
@@ -172,7 +219,7 @@ fn explain_says_why_a_viewer_cannot_update_a_policy() {
     ]);
     assert!(output.contains("listed:      no"), "{output}");
     assert!(
-        output.contains("decision:    deny (not visible)"),
+        output.contains("decision:    deny (answered as not found)"),
         "{output}"
     );
     assert!(output.contains("reasons:     no_permit"), "{output}");
@@ -301,7 +348,9 @@ fn simulate_role_change_walks_the_seed_exercise() {
     );
     assert!(!steps[3].contains("update_policy"), "{output}");
     assert!(
-        steps[4].contains("calls update_policy with its still-unexpired token: deny (not visible)"),
+        steps[4].contains(
+            "calls update_policy with its still-unexpired token: deny (answered as not found)"
+        ),
         "{output}"
     );
     assert!(
