@@ -305,8 +305,13 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
                 config.cluster.name_replica(replica)?;
             }
             let path = config.path.clone();
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             // Scripts and tests read the bound address from this line (the port may be 0).
-            let banner = move |address: SocketAddr| format!("listening http://{address}{path}");
+            let banner = move |address: SocketAddr| format!("listening {scheme}://{address}{path}");
             let listener = TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;

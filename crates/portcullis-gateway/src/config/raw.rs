@@ -280,6 +280,10 @@ pub struct RawServer {
     pub path: Option<String>,
     /// Host header values accepted, default loopback names.
     pub allowed_hosts: Option<Vec<String>>,
+    /// Serve TLS with this certificate chain (PEM), reloaded when it changes.
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
     /// Origin header values accepted, default loopback origins on any port.
     pub allowed_origins: Option<Vec<String>>,
     /// Largest request body, default 4 MiB.

@@ -30,6 +30,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Time in-flight calls get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// TLS on the listener, if configured.
+    pub tls: Option<crate::http::Tls>,
     /// On SIGTERM, time served while `/readyz` says draining, before the listener closes, if
     /// set; see [`Config::drain_delay`].
     pub drain_delay: Option<Duration>,
@@ -322,6 +324,8 @@ impl Config {
             listen,
             path,
             allowed_hosts,
+            tls_cert,
+            tls_key,
             allowed_origins,
             max_body_bytes,
             header_timeout,
@@ -427,6 +431,25 @@ impl Config {
             header_timeout: duration("server.header_timeout", header_timeout, 10_000)?,
             request_timeout: duration("server.request_timeout", request_timeout, 300_000)?,
             shutdown_grace: duration("server.shutdown_grace", shutdown_grace, 30_000)?,
+            tls: match (tls_cert, tls_key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(
+                    crate::http::Tls::load(&base.join(cert), &base.join(key))
+                        .map_err(|error| ConfigError::invalid("server.tls_cert", error))?,
+                ),
+                (Some(_), None) => {
+                    return Err(ConfigError::invalid(
+                        "server.tls_key",
+                        "required with tls_cert",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        "server.tls_cert",
+                        "required with tls_key",
+                    ));
+                }
+            },
             drain_delay: match drain_delay {
                 None => None,
                 Some(text) => {

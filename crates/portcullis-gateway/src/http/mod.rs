@@ -13,6 +13,7 @@ mod health;
 mod hygiene;
 mod peer;
 mod serve;
+mod tls;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub use health::{Draining, admin_app};
 pub(crate) use peer::Peer;
 pub(crate) use serve::LongLived;
 pub use serve::{Inflight, Listening, run};
+pub use tls::Tls;
 
 /// Build the gateway's HTTP app. `streams` ends every open SSE stream when cancelled. `beside`
 /// holds routes served on the same listener behind the same hygiene layers (the demo's

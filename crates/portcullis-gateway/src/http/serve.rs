@@ -76,8 +76,10 @@ pub(super) async fn track(
 }
 
 /// What the listener loop needs from the configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Listening {
+    /// TLS, if the listener serves it.
+    pub tls: Option<super::Tls>,
     /// Time allowed to send request headers (and the first byte).
     pub header_timeout: Duration,
     /// Time in-flight calls get to finish on shutdown.
@@ -92,6 +94,7 @@ impl Listening {
     /// The listener settings of `config`.
     pub fn of(config: &crate::config::Config) -> Self {
         Self {
+            tls: config.tls.clone(),
             header_timeout: config.header_timeout,
             grace: config.shutdown_grace,
             unauthenticated_connections: config.limits.unauthenticated_connections,
@@ -140,12 +143,16 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let Listening {
+        tls,
         header_timeout,
         grace,
         unauthenticated_connections,
         connections_per_address,
     } = listening;
     let sources = super::peer::Sources::new(connections_per_address, unauthenticated_connections);
+    if let Some(tls) = &tls {
+        tls.watch(shutdown.clone());
+    }
     let graceful = GracefulShutdown::new();
     // HTTP/1.1 only: cleartext HTTP/2 (prior knowledge) has no header timeout, so a client that
     // sends the preface and nothing more would hold its connection forever.
@@ -193,6 +200,7 @@ pub async fn run(
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let mut first = [0u8; 1];
@@ -200,8 +208,25 @@ pub async fn run(
             if !matches!(sent, Ok(Ok(read)) if read > 0) {
                 return;
             }
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(connection.into_owned()).await {
+            let served = match tls {
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(tls) => {
+                    // The handshake gets the time headers get: a client that starts one and
+                    // stalls holds its connection no longer.
+                    let accepted =
+                        tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)).await;
+                    let Ok(Ok(stream)) = accepted else {
+                        tracing::debug!("TLS handshake failed or timed out");
+                        return;
+                    };
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });

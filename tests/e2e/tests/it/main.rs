@@ -58,6 +58,7 @@ mod replicas;
 mod resume;
 mod stepup;
 mod tasks;
+mod tls;
 mod workspace;
 
 use portcullis_e2e::{HttpFixture, fixture_bin};
