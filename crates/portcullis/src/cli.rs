@@ -89,6 +89,9 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArg,
+        /// Also reach what it names: issuers' metadata and keys, PostgreSQL, HTTP upstreams.
+        #[arg(long)]
+        online: bool,
     },
     /// Print a shell completion script (`portcullis completions bash > /etc/bash_completion.d/portcullis`).
     Completions {
@@ -324,12 +327,34 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut command, "portcullis", &mut script);
             print(&String::from_utf8_lossy(&script))
         }
-        Command::Check { config: file } => {
+        Command::Check {
+            config: file,
+            online,
+        } => {
             let file = file.path();
             let config = Config::load(&file)?;
             let mut out = String::new();
             for path in config.files_to_write() {
                 out.push_str(&format!("serve would write {}\n", path.display()));
+            }
+            if online {
+                let mut unreachable = Vec::new();
+                for (what, found) in portcullis_gateway::config::online::probe(&config).await {
+                    match found {
+                        Ok(said) => out.push_str(&format!("ok    {what}: {said}\n")),
+                        Err(error) => {
+                            out.push_str(&format!("FAIL  {what}: {error}\n"));
+                            unreachable.push(what);
+                        }
+                    }
+                }
+                if !unreachable.is_empty() {
+                    anyhow::bail!(
+                        "{out}{}: valid, but not reachable: {}",
+                        file.display(),
+                        unreachable.join(", ")
+                    );
+                }
             }
             print(&format!(
                 "{out}{}: valid; {} upstream(s), policy {}, {}\n",

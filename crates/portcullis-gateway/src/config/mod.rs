@@ -7,6 +7,7 @@ mod cluster;
 mod error;
 mod limits;
 mod locate;
+pub mod online;
 mod pins;
 mod policy;
 mod raw;

@@ -306,3 +306,51 @@ async fn serve_says_which_upstream_it_waits_for() {
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// See: issue 18. `check --online` reaches what the configuration names, as serve would: the
+// issuer's metadata and keys, and each HTTP upstream; one that cannot be reached fails the
+// check, by name.
+// The checks run in another process while this one serves the issuer: two threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_reaches_the_issuer_and_the_upstreams() {
+    let issuer =
+        portcullis_e2e::DevIssuer::start("cli-online", "http://127.0.0.1:9/mcp", &[]).await;
+    let upstream = portcullis_e2e::Recorder::start().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = std::env::temp_dir().join(format!("cli-online-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = |second: &str| {
+        let path = dir.join("gateway.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[auth]\npublic_url = \"http://127.0.0.1:9/mcp\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
+                 [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+                 [[upstream]]\nname = \"up\"\nurl = \"{}\"\n\n[[upstream]]\nname = \"down\"\nurl = \"{second}\"\n",
+                issuer.issuer, upstream.url
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = config(&upstream.url);
+    let (ok, said) = portcullis(&["check", "--online", "--config", good.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains(&format!("ok    issuer {}", issuer.issuer)) && said.contains("key(s)"),
+        "{said}"
+    );
+    assert!(said.contains("ok    upstream up"), "{said}");
+    let bad = config(&format!("http://127.0.0.1:{closed}/mcp"));
+    let (ok, said) = portcullis(&["check", "--online", "--config", bad.to_str().unwrap()]);
+    assert!(
+        !ok && said.contains("FAIL  upstream down")
+            && said.contains("not reachable: upstream down"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

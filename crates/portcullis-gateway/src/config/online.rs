@@ -1,0 +1,133 @@
+//! `portcullis check --online`: what a configuration names out there, reached as `serve`
+//! would reach it, without changing anything: each issuer's metadata and keys, each
+//! PostgreSQL database, each HTTP upstream's address.
+
+use std::time::Duration;
+
+use super::Config;
+
+/// How long one look may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Each thing looked at, and what was found: `Ok` with a word on it, or why not.
+pub async fn probe(config: &Config) -> Vec<(String, Result<String, String>)> {
+    let mut found = Vec::new();
+    if let Some(auth) = &config.auth {
+        let http = crate::access::issuer_client(auth.insecure_issuers);
+        for issuer in &auth.issuers {
+            found.push((
+                format!("issuer {}", issuer.issuer),
+                issuer_keys(&http, &issuer.issuer, issuer.jwks_uri.as_ref()).await,
+            ));
+        }
+    }
+    let databases = [
+        (
+            "audit trail",
+            config
+                .audit
+                .as_ref()
+                .and_then(|audit| audit.postgres.clone()),
+        ),
+        ("shared approval state", config.cluster.postgres.clone()),
+    ];
+    for (what, url) in databases {
+        if let Some(url) = url {
+            found.push((format!("PostgreSQL ({what})"), database(&url).await));
+        }
+    }
+    for (spec, _) in &config.upstreams {
+        if let portcullis_mcp::UpstreamTransport::Http { url, .. } = &spec.transport {
+            found.push((format!("upstream {}", spec.name), address(url).await));
+        }
+    }
+    found
+}
+
+async fn issuer_keys(
+    http: &reqwest::Client,
+    issuer: &str,
+    jwks_uri: Option<&url::Url>,
+) -> Result<String, String> {
+    let jwks = match jwks_uri {
+        Some(uri) => uri.clone(),
+        None => {
+            let parsed = url::Url::parse(issuer).map_err(|error| error.to_string())?;
+            let mut last = "no metadata document".to_owned();
+            let mut found = None;
+            for url in portcullis_authn::metadata_urls(&parsed) {
+                match get_json(http, url.as_str()).await {
+                    Ok(document) if document["issuer"] == issuer => {
+                        found = document["jwks_uri"]
+                            .as_str()
+                            .and_then(|uri| url::Url::parse(uri).ok());
+                        break;
+                    }
+                    Ok(_) => last = format!("{url} names another issuer"),
+                    Err(error) => last = error,
+                }
+            }
+            found.ok_or(last)?
+        }
+    };
+    let keys = get_json(http, jwks.as_str()).await?;
+    let count = keys["keys"].as_array().map_or(0, Vec::len);
+    if count == 0 {
+        return Err(format!("{jwks}: no keys"));
+    }
+    Ok(format!("{count} key(s) at {jwks}"))
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+    let answer = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|error| format!("{url}: {error}"))?;
+    if !answer.status().is_success() {
+        return Err(format!("{url}: HTTP {}", answer.status()));
+    }
+    answer
+        .json()
+        .await
+        .map_err(|error| format!("{url}: {error}"))
+}
+
+async fn database(url: &str) -> Result<String, String> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|error| format!("{error}"))?;
+    let transport = portcullis_audit::pg_tls::transport(url, true)?;
+    config
+        .ssl_mode(portcullis_audit::pg_tls::ssl_mode(
+            config.get_ssl_mode(),
+            transport,
+        ))
+        .connect_timeout(TIMEOUT);
+    let tls = portcullis_audit::pg_tls::Tls::new()?;
+    let (client, connection) = tokio::time::timeout(TIMEOUT, config.connect(tls))
+        .await
+        .map_err(|_| "no answer in time".to_owned())?
+        // The error names the host, never the password.
+        .map_err(|error| error.to_string())?;
+    let running = tokio::spawn(connection);
+    let answered = client
+        .simple_query("SELECT 1")
+        .await
+        .map(|_| "answers".to_owned())
+        .map_err(|error| error.to_string());
+    drop(client);
+    let _ = running.await;
+    answered
+}
+
+async fn address(url: &url::Url) -> Result<String, String> {
+    let host = url.host_str().ok_or("no host")?.to_owned();
+    let port = url.port_or_known_default().ok_or("no port")?;
+    tokio::time::timeout(
+        TIMEOUT,
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    .map_err(|_| format!("{host}:{port}: no answer in time"))?
+    .map(|_| format!("{host}:{port} accepts connections"))
+    .map_err(|error| format!("{host}:{port}: {error}"))
+}
