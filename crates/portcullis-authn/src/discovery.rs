@@ -73,7 +73,7 @@ struct Metadata {
 
 /// The `jwks_uri` the issuer publishes, from the first metadata document that answers and names
 /// the same issuer (RFC 8414 §3.3: a document for another issuer is ignored, not trusted).
-pub(crate) async fn jwks_uri(http: &reqwest::Client, issuer: &str, insecure: bool) -> Option<Url> {
+pub async fn jwks_uri(http: &reqwest::Client, issuer: &str, insecure: bool) -> Option<Url> {
     let issuer_url = Url::parse(issuer).ok()?;
     for url in metadata_urls(&issuer_url) {
         let response = http

@@ -18,7 +18,7 @@ pub mod signing;
 
 pub use bearer::{BearerError, BearerToken, MAX_TOKEN_BYTES};
 pub use challenge::{Challenge, ScopeError, Scopes};
-pub use discovery::{metadata_urls, redirect_policy, trusted_transport};
+pub use discovery::{jwks_uri, metadata_urls, redirect_policy, trusted_transport};
 pub use introspect::{
     ClientAuth, ClientSecret, IntrospectionConfig, Introspector, MAX_INTROSPECTIONS_PER_SECOND,
 };

@@ -308,7 +308,7 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
                 config.cluster.name_replica(replica)?;
             }
             let path = config.path.clone();
-            let scheme = if config.tls.is_some() {
+            let scheme = if config.tls_files.is_some() {
                 "https"
             } else {
                 "http"
@@ -333,6 +333,8 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
         } => {
             let file = file.path();
             let config = Config::load(&file)?;
+            // The listener's certificate and key, as serve loads them.
+            config.load_tls()?;
             let mut out = String::new();
             for path in config.files_to_write() {
                 out.push_str(&format!("serve would write {}\n", path.display()));
@@ -506,6 +508,7 @@ pub(crate) async fn serve(
     reload: crate::reload::Source,
 ) -> anyhow::Result<()> {
     config.write_files()?;
+    let tls = config.load_tls()?;
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
     let draining = http::Draining::default();
@@ -580,7 +583,7 @@ pub(crate) async fn serve(
     http::run(
         listener,
         router,
-        http::Listening::of(&config),
+        http::Listening::of(&config).with_tls(tls),
         inflight,
         streams,
         shutdown,

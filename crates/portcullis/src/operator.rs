@@ -20,7 +20,8 @@ pub(crate) enum Format {
     Csv,
     /// An HTML page.
     Html,
-    /// A JSON array of objects, one per row, keyed by the column names.
+    /// A JSON object: `policy_version`, and `rows`, one object per row keyed by the column
+    /// names, each value the cell as the table shows it.
     Json,
 }
 
@@ -222,13 +223,7 @@ pub(crate) fn review(
         "Policies",
         "Reasons",
     ];
-    // A deny names only the policies that forbid: the permit that a gateway check (a tenant,
-    // an object) overruled did not decide it.
-    let forbids: std::collections::HashSet<String> = engine
-        .matrix()
-        .into_iter()
-        .flat_map(|row| row.forbids)
-        .collect();
+    let forbids = forbidding(&engine);
     let mut rows: Vec<[String; 7]> = engine
         .review(&people)
         .iter()
@@ -263,16 +258,35 @@ fn sample_path(config: &Path, identities: Option<&Path>) -> anyhow::Result<std::
     }
 }
 
-fn review_cells(row: &ReviewRow, forbids: &std::collections::HashSet<String>) -> [String; 7] {
-    let reasons = row.decision.reasons();
-    let policies: Vec<&String> = match &row.decision {
-        Decision::Deny { .. } => reasons
-            .policies
+/// The forbidding policies of `engine`, by id.
+fn forbidding(engine: &PolicyEngine) -> std::collections::HashSet<String> {
+    engine
+        .matrix()
+        .into_iter()
+        .flat_map(|row| row.forbids)
+        .collect()
+}
+
+/// The policies that decided `decision`: on a deny only those that forbid (the permit that a
+/// gateway check, a tenant or an object, overruled did not decide it).
+fn deciding_policies(
+    decision: &Decision,
+    forbids: &std::collections::HashSet<String>,
+) -> Vec<String> {
+    let policies = &decision.reasons().policies;
+    match decision {
+        Decision::Deny { .. } => policies
             .iter()
             .filter(|id| forbids.contains(*id))
+            .cloned()
             .collect(),
-        _ => reasons.policies.iter().collect(),
-    };
+        _ => policies.clone(),
+    }
+}
+
+fn review_cells(row: &ReviewRow, forbids: &std::collections::HashSet<String>) -> [String; 7] {
+    let reasons = row.decision.reasons();
+    let policies = deciding_policies(&row.decision, forbids);
     [
         row.subject.clone(),
         row.capability.clone(),
@@ -282,11 +296,7 @@ fn review_cells(row: &ReviewRow, forbids: &std::collections::HashSet<String>) ->
         if policies.is_empty() {
             "-".to_owned()
         } else {
-            policies
-                .iter()
-                .map(|id| id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            policies.join(", ")
         },
         reasons
             .codes
@@ -417,13 +427,15 @@ pub(crate) fn explain(request: &Explain<'_>) -> anyhow::Result<String> {
         }
     );
     let reasons = decision.reasons();
+    // As in `review`: a deny names the policies that forbid, not a permit a check overruled.
+    let determining = deciding_policies(&decision, &forbidding(&engine));
     let _ = writeln!(
         out,
         "policies:    {}",
-        if reasons.policies.is_empty() {
+        if determining.is_empty() {
             "none determined it".to_owned()
         } else {
-            reasons.policies.join(", ")
+            determining.join(", ")
         }
     );
     let codes: Vec<&str> = reasons.codes.iter().map(|code| code.as_str()).collect();

@@ -66,7 +66,7 @@ impl TestGateway {
         let task = tokio::spawn(http::run(
             listener,
             app,
-            http::Listening::of(&config),
+            http::Listening::of(&config).with_tls(config.load_tls().expect("the TLS files load")),
             inflight,
             streams,
             shutdown.clone(),

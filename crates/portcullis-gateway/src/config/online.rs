@@ -17,7 +17,13 @@ pub async fn probe(config: &Config) -> Vec<(String, Result<String, String>)> {
         for issuer in &auth.issuers {
             found.push((
                 format!("issuer {}", issuer.issuer),
-                issuer_keys(&http, &issuer.issuer, issuer.jwks_uri.as_ref()).await,
+                issuer_keys(
+                    &http,
+                    &issuer.issuer,
+                    issuer.jwks_uri.as_ref(),
+                    auth.insecure_issuers,
+                )
+                .await,
             ));
         }
     }
@@ -48,27 +54,14 @@ async fn issuer_keys(
     http: &reqwest::Client,
     issuer: &str,
     jwks_uri: Option<&url::Url>,
+    insecure: bool,
 ) -> Result<String, String> {
+    // Discovered exactly as `serve` discovers it (issuer named, https endpoints).
     let jwks = match jwks_uri {
         Some(uri) => uri.clone(),
-        None => {
-            let parsed = url::Url::parse(issuer).map_err(|error| error.to_string())?;
-            let mut last = "no metadata document".to_owned();
-            let mut found = None;
-            for url in portcullis_authn::metadata_urls(&parsed) {
-                match get_json(http, url.as_str()).await {
-                    Ok(document) if document["issuer"] == issuer => {
-                        found = document["jwks_uri"]
-                            .as_str()
-                            .and_then(|uri| url::Url::parse(uri).ok());
-                        break;
-                    }
-                    Ok(_) => last = format!("{url} names another issuer"),
-                    Err(error) => last = error,
-                }
-            }
-            found.ok_or(last)?
-        }
+        None => portcullis_authn::jwks_uri(http, issuer, insecure)
+            .await
+            .ok_or("no usable metadata document (the issuer's own, naming an https jwks_uri)")?,
     };
     let keys = get_json(http, jwks.as_str()).await?;
     let count = keys["keys"].as_array().map_or(0, Vec::len);
@@ -94,6 +87,13 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Result<serde_json::Value
 }
 
 async fn database(url: &str) -> Result<String, String> {
+    // A server that takes the login and then never answers must not hold the check forever.
+    tokio::time::timeout(TIMEOUT * 2, reach_database(url))
+        .await
+        .map_err(|_| "no answer in time".to_owned())?
+}
+
+async fn reach_database(url: &str) -> Result<String, String> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|error| format!("{error}"))?;
     let transport = portcullis_audit::pg_tls::transport(url, true)?;
     config

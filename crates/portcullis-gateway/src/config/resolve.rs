@@ -30,8 +30,10 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Time in-flight calls get to finish on shutdown.
     pub shutdown_grace: Duration,
-    /// TLS on the listener, if configured.
-    pub tls: Option<crate::http::Tls>,
+    /// TLS on the listener, if configured: the certificate chain and key files, loaded by
+    /// `serve` and `check` only (the operator commands and policy reloads read this
+    /// configuration too, and need not read the private key).
+    pub tls_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// On SIGTERM, time served while `/readyz` says draining, before the listener closes, if
     /// set; see [`Config::drain_delay`].
     pub drain_delay: Option<Duration>,
@@ -163,6 +165,17 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 const LOOPBACK_ORIGINS: [&str; 3] = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"];
 
 impl Config {
+    /// The listener's TLS, loaded from its files (`None` without `[server] tls_cert`).
+    pub fn load_tls(&self) -> Result<Option<crate::http::Tls>, ConfigError> {
+        self.tls_files
+            .as_ref()
+            .map(|(cert, key)| {
+                crate::http::Tls::load(cert, key)
+                    .map_err(|error| ConfigError::invalid("server.tls_cert", error))
+            })
+            .transpose()
+    }
+
     /// The files [`Config::write_files`] would write.
     pub fn files_to_write(&self) -> Vec<&Path> {
         self.identity
@@ -431,12 +444,9 @@ impl Config {
             header_timeout: duration("server.header_timeout", header_timeout, 10_000)?,
             request_timeout: duration("server.request_timeout", request_timeout, 300_000)?,
             shutdown_grace: duration("server.shutdown_grace", shutdown_grace, 30_000)?,
-            tls: match (tls_cert, tls_key) {
+            tls_files: match (tls_cert, tls_key) {
                 (None, None) => None,
-                (Some(cert), Some(key)) => Some(
-                    crate::http::Tls::load(&base.join(cert), &base.join(key))
-                        .map_err(|error| ConfigError::invalid("server.tls_cert", error))?,
-                ),
+                (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),
                 (Some(_), None) => {
                     return Err(ConfigError::invalid(
                         "server.tls_key",

@@ -91,10 +91,16 @@ pub struct Listening {
 }
 
 impl Listening {
+    /// These settings, serving `tls` (see [`crate::config::Config::load_tls`]).
+    #[must_use]
+    pub fn with_tls(self, tls: Option<super::Tls>) -> Self {
+        Self { tls, ..self }
+    }
+
     /// The listener settings of `config`.
     pub fn of(config: &crate::config::Config) -> Self {
         Self {
-            tls: config.tls.clone(),
+            tls: None,
             header_timeout: config.header_timeout,
             grace: config.shutdown_grace,
             unauthenticated_connections: config.limits.unauthenticated_connections,
@@ -203,8 +209,10 @@ pub async fn run(
         let tls = tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
+            // One deadline for the first byte and, with TLS, the whole handshake.
+            let deadline = tokio::time::Instant::now() + header_timeout;
             let mut first = [0u8; 1];
-            let sent = tokio::time::timeout(header_timeout, stream.peek(&mut first)).await;
+            let sent = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
             if !matches!(sent, Ok(Ok(read)) if read > 0) {
                 return;
             }
@@ -214,13 +222,20 @@ pub async fn run(
                     watcher.watch(connection.into_owned()).await
                 }
                 Some(tls) => {
-                    // The handshake gets the time headers get: a client that starts one and
-                    // stalls holds its connection no longer.
+                    // Within the deadline the first byte had: a client that starts a handshake
+                    // and stalls holds its connection no longer than one that sends nothing.
                     let accepted =
-                        tokio::time::timeout(header_timeout, tls.acceptor().accept(stream)).await;
-                    let Ok(Ok(stream)) = accepted else {
-                        tracing::debug!("TLS handshake failed or timed out");
-                        return;
+                        tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)).await;
+                    let stream = match accepted {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
                     };
                     let connection = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await

@@ -83,13 +83,15 @@ impl Tls {
         let current = self.current.clone();
         tokio::spawn(async move {
             let mut last = stamps(&current.files);
+            // A change that did not load is said once, not every look.
+            let mut refused = None;
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(CHECK) => {}
                 }
                 let now = stamps(&current.files);
-                if now == last {
+                if now == last || refused == Some(now) {
                     continue;
                 }
                 match certified(&current.files.0, &current.files.1) {
@@ -103,6 +105,7 @@ impl Tls {
                     }
                     // Perhaps half-written: tried again at the next look, the old one served.
                     Err(error) => {
+                        refused = Some(now);
                         tracing::error!(%error, "TLS certificate not reloaded; the one in force stays");
                     }
                 }

@@ -99,7 +99,7 @@ async fn the_listener_serves_tls_and_takes_a_renewed_certificate_without_a_resta
 }
 
 #[test]
-fn a_key_that_does_not_match_its_certificate_is_refused_at_load() {
+fn a_key_that_does_not_match_its_certificate_is_refused_when_loaded() {
     let dir = std::env::temp_dir().join(format!("tls-mismatch-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -113,7 +113,10 @@ fn a_key_that_does_not_match_its_certificate_is_refused_at_load() {
         dir.join("key.pem"),
         crate::stdio_upstream("fixture")
     );
-    let error = portcullis_gateway::config::Config::parse(&text, std::path::Path::new("<test>"))
+    let config =
+        portcullis_gateway::config::Config::parse(&text, std::path::Path::new("<test>")).unwrap();
+    let error = config
+        .load_tls()
         .err()
         .map(|error| error.to_string())
         .unwrap_or_default();
