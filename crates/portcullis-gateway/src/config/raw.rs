@@ -284,6 +284,9 @@ pub struct RawServer {
     pub tls_cert: Option<PathBuf>,
     /// The key of `tls_cert` (PEM).
     pub tls_key: Option<PathBuf>,
+    /// Load balancers (addresses or CIDR ranges) that open every connection with a PROXY
+    /// protocol header (v1 or v2) naming the client.
+    pub proxy_protocol: Option<Vec<String>>,
     /// Origin header values accepted, default loopback origins on any port.
     pub allowed_origins: Option<Vec<String>>,
     /// Largest request body, default 4 MiB.

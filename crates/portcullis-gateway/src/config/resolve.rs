@@ -30,6 +30,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Time in-flight calls get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Load balancers whose connections open with a PROXY header.
+    pub proxy_protocol: Vec<crate::http::proxy::Net>,
     /// TLS on the listener, if configured: the certificate chain and key files, loaded by
     /// `serve` and `check` only (the operator commands and policy reloads read this
     /// configuration too, and need not read the private key).
@@ -339,6 +341,7 @@ impl Config {
             allowed_hosts,
             tls_cert,
             tls_key,
+            proxy_protocol,
             allowed_origins,
             max_body_bytes,
             header_timeout,
@@ -444,6 +447,18 @@ impl Config {
             header_timeout: duration("server.header_timeout", header_timeout, 10_000)?,
             request_timeout: duration("server.request_timeout", request_timeout, 300_000)?,
             shutdown_grace: duration("server.shutdown_grace", shutdown_grace, 30_000)?,
+            proxy_protocol: proxy_protocol
+                .unwrap_or_default()
+                .iter()
+                .map(|text| {
+                    crate::http::proxy::Net::parse(text).ok_or_else(|| {
+                        ConfigError::invalid(
+                            "server.proxy_protocol",
+                            format!("`{text}`: an address or a CIDR range (`10.0.0.0/8`)"),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
             tls_files: match (tls_cert, tls_key) {
                 (None, None) => None,
                 (Some(cert), Some(key)) => Some((base.join(cert), base.join(key))),

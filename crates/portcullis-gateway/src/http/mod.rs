@@ -12,6 +12,7 @@ mod approvals;
 mod health;
 mod hygiene;
 mod peer;
+pub mod proxy;
 mod serve;
 mod tls;
 

@@ -80,6 +80,8 @@ pub(super) async fn track(
 pub struct Listening {
     /// TLS, if the listener serves it.
     pub tls: Option<super::Tls>,
+    /// Sources that open each connection with a PROXY header (trusted load balancers).
+    pub proxy_from: Vec<super::proxy::Net>,
     /// Time allowed to send request headers (and the first byte).
     pub header_timeout: Duration,
     /// Time in-flight calls get to finish on shutdown.
@@ -101,6 +103,7 @@ impl Listening {
     pub fn of(config: &crate::config::Config) -> Self {
         Self {
             tls: None,
+            proxy_from: config.proxy_protocol.clone(),
             header_timeout: config.header_timeout,
             grace: config.shutdown_grace,
             unauthenticated_connections: config.limits.unauthenticated_connections,
@@ -150,6 +153,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let Listening {
         tls,
+        proxy_from,
         header_timeout,
         grace,
         unauthenticated_connections,
@@ -187,30 +191,63 @@ pub async fn run(
             refused.note("the gateway holds its most connections");
             continue;
         };
-        let Some(peer) = sources.arrived(from.ip()) else {
-            // SECURITY: one address cannot hold every slot, signed in or not, and fewer still
-            // with connections that never sign in.
-            refused.note("one address holds its most connections");
-            continue;
+        // From a trusted balancer the client's address comes in a PROXY header, read in the
+        // connection's own task; it is admitted per address once known.
+        let proxied = proxy_from.iter().any(|net| net.contains(from.ip()));
+        let admitted = if proxied {
+            None
+        } else {
+            let Some(peer) = sources.arrived(from.ip()) else {
+                // SECURITY: one address cannot hold every slot, signed in or not, and fewer
+                // still with connections that never sign in.
+                refused.note("one address holds its most connections");
+                continue;
+            };
+            Some(peer)
         };
-        // Without it, small SSE frames wait for delayed ACKs: about 40 ms per reply.
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-        // SECURITY: hyper's header timeout starts with the first byte; a connection that sends
-        // nothing at all is closed after the same time.
         let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(peer.clone());
-            tower::ServiceExt::oneshot(app.clone(), request)
-        });
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let sources = sources.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            // One deadline for the first byte and, with TLS, the whole handshake.
+            // One deadline for the PROXY header, the first byte and, with TLS, the whole
+            // handshake: a connection that sends nothing, or stalls in any of them, is closed
+            // after the same time (hyper's header timeout starts with the first byte).
             let deadline = tokio::time::Instant::now() + header_timeout;
+            let mut stream = stream;
+            let peer = match admitted {
+                Some(peer) => peer,
+                None => {
+                    let read = tokio::time::timeout_at(
+                        deadline,
+                        super::proxy::read_header(&mut stream, from),
+                    )
+                    .await;
+                    let client = match read {
+                        Ok(Ok(client)) => client,
+                        Ok(Err(why)) => {
+                            tracing::debug!(%from, why, "a connection from a PROXY source refused");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let Some(peer) = sources.arrived(client.ip()) else {
+                        tracing::debug!(client = %client.ip(), "one address holds its most connections");
+                        return;
+                    };
+                    peer
+                }
+            };
+            // Without it, small SSE frames wait for delayed ACKs: about 40 ms per reply.
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(peer.clone());
+                tower::ServiceExt::oneshot(app.clone(), request)
+            });
             let mut first = [0u8; 1];
             let sent = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
             if !matches!(sent, Ok(Ok(read)) if read > 0) {

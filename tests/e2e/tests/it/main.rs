@@ -52,6 +52,7 @@ mod hygiene;
 mod limits;
 mod live;
 mod operator;
+mod proxy;
 mod regression;
 mod relay;
 mod replicas;

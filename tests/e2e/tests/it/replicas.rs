@@ -26,7 +26,7 @@ const KEEPING: [&str; 3] = ["bob1", "bob2", "bob3"];
     clippy::disallowed_methods,
     reason = "whether this runs in CI, where a missing haproxy is a failure"
 )]
-fn haproxy() -> Option<PathBuf> {
+pub(crate) fn haproxy() -> Option<PathBuf> {
     let found = [
         "/usr/sbin/haproxy",
         "/usr/bin/haproxy",
