@@ -40,13 +40,21 @@ fn v2(ip: [u8; 4], port: u16) -> Vec<u8> {
     header
 }
 
-#[tokio::test]
-async fn a_trusted_balancers_proxy_header_names_the_client() {
-    let dir = std::env::temp_dir().join(format!("proxy-{}", std::process::id()));
+/// A gateway with authentication on, taking PROXY headers from 127.0.0.1 and keeping a JSON
+/// lines trail: it, its issuer, the trail, and the folder to remove.
+async fn gateway(
+    label: &str,
+) -> (
+    TestGateway,
+    portcullis_e2e::DevIssuer,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let dir = std::env::temp_dir().join(format!("proxy-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let trail = dir.join("audit.jsonl");
-    let issuer = portcullis_e2e::DevIssuer::start("proxy", "http://127.0.0.1/mcp", &[]).await;
+    let issuer = portcullis_e2e::DevIssuer::start(label, "http://127.0.0.1/mcp", &[]).await;
     let gateway = TestGateway::spawn(&format!(
         "[server]\nproxy_protocol = [\"127.0.0.1\"]\n\n[audit]\njsonl = {trail:?}\n\n\
          [auth]\npublic_url = \"http://127.0.0.1/mcp\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
@@ -55,6 +63,35 @@ async fn a_trusted_balancers_proxy_header_names_the_client() {
         crate::stdio_upstream("fixture")
     ))
     .await;
+    (gateway, issuer, trail, dir)
+}
+
+/// The source addresses the trail records, once it holds at least `want` of them (5 s).
+async fn recorded_sources(
+    gateway: &TestGateway,
+    trail: &std::path::Path,
+    want: usize,
+) -> Vec<String> {
+    gateway.trail.flush_floods(true);
+    let mut sources = Vec::new();
+    for _ in 0..50 {
+        sources = portcullis_audit::Store::Lines(trail.to_path_buf())
+            .query(&portcullis_audit::Filter::default())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, record)| record.source)
+            .collect();
+        if sources.len() >= want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    sources
+}
+
+#[tokio::test]
+async fn a_trusted_balancers_proxy_header_names_the_client() {
+    let (gateway, _issuer, trail, dir) = gateway("headers").await;
     let address = gateway.base.trim_start_matches("http://").to_owned();
     let v1 = send(&address, b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n").await;
     assert!(
@@ -74,20 +111,7 @@ async fn a_trusted_balancers_proxy_header_names_the_client() {
 
     // Refusals before a decision are counted per window and source: the records name the
     // clients, not the balancer.
-    gateway.trail.flush_floods(true);
-    let mut sources = Vec::new();
-    for _ in 0..50 {
-        sources = portcullis_audit::Store::Lines(trail.clone())
-            .query(&portcullis_audit::Filter::default())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(_, record)| record.source)
-            .collect();
-        if sources.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let sources = recorded_sources(&gateway, &trail, 2).await;
     assert!(
         sources.iter().any(|s| s.starts_with("203.0.113.7"))
             && sources.iter().any(|s| s.starts_with("198.51.100.9")),
@@ -107,20 +131,7 @@ async fn haproxy_send_proxy_v2_names_the_client() {
     let Some(haproxy) = crate::replicas::haproxy() else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("proxy-haproxy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let trail = dir.join("audit.jsonl");
-    let issuer =
-        portcullis_e2e::DevIssuer::start("proxy-haproxy", "http://127.0.0.1/mcp", &[]).await;
-    let gateway = TestGateway::spawn(&format!(
-        "[server]\nproxy_protocol = [\"127.0.0.1\"]\n\n[audit]\njsonl = {trail:?}\n\n\
-         [auth]\npublic_url = \"http://127.0.0.1/mcp\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
-         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
-        issuer.issuer,
-        crate::stdio_upstream("fixture")
-    ))
-    .await;
+    let (gateway, _issuer, trail, dir) = gateway("haproxy").await;
     let backend = gateway.base.trim_start_matches("http://").to_owned();
     let front = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -167,20 +178,7 @@ async fn haproxy_send_proxy_v2_names_the_client() {
     let _ = balancer.kill();
     let _ = balancer.wait();
     assert_eq!(status, 401, "through the balancer");
-    gateway.trail.flush_floods(true);
-    let mut sources = Vec::new();
-    for _ in 0..50 {
-        sources = portcullis_audit::Store::Lines(trail.clone())
-            .query(&portcullis_audit::Filter::default())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(_, record)| record.source)
-            .collect();
-        if !sources.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let sources = recorded_sources(&gateway, &trail, 1).await;
     assert_eq!(sources, ["127.0.0.2"], "the client, not the balancer");
     let _ = std::fs::remove_dir_all(&dir);
 }
