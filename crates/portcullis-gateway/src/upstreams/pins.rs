@@ -136,6 +136,8 @@ pub(crate) struct Pins {
     known: Mutex<HashMap<Key, Pin>>,
     /// Pins per upstream (for the bound).
     counts: Mutex<HashMap<String, usize>>,
+    /// The keys of template pins: what a URI is looked up under (a few, among many tools).
+    templates: Mutex<Vec<Key>>,
     store: Option<PathBuf>,
     writes: Option<std::sync::mpsc::SyncSender<Write>>,
     trail: OnceLock<Trail>,
@@ -181,7 +183,13 @@ impl Pins {
                     known.insert(
                         (row.upstream, row.kind, row.name),
                         Pin {
-                            offered: row.digest.clone(),
+                            // SECURITY: a change waiting for approval is taken as still offered
+                            // until a list shows otherwise: a call right after a restart, before
+                            // any list, must not reach the changed definition.
+                            offered: row
+                                .pending_digest
+                                .clone()
+                                .unwrap_or_else(|| row.digest.clone()),
                             digest: row.digest,
                             definition: row
                                 .definition
@@ -214,6 +222,11 @@ impl Pins {
             );
             fixed.insert(key);
         }
+        let templates = known
+            .keys()
+            .filter(|(_, kind, _)| *kind == Kind::Template)
+            .cloned()
+            .collect();
         let mut counts = HashMap::<String, usize>::new();
         for (upstream, _, _) in known.keys() {
             *counts.entry(upstream.clone()).or_default() += 1;
@@ -224,6 +237,7 @@ impl Pins {
             fixed,
             broken: false,
             counts: Mutex::new(counts),
+            templates: Mutex::new(templates),
             known: Mutex::new(known),
             store: store.map(Path::to_path_buf),
             writes,
@@ -242,6 +256,7 @@ impl Pins {
             broken: true,
             known: Mutex::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
+            templates: Mutex::new(Vec::new()),
             store: None,
             writes: None,
             trail: OnceLock::new(),
@@ -291,13 +306,17 @@ impl Pins {
         if self.broken {
             return true;
         }
+        let templates = self
+            .templates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let known = self.lock();
-        known.iter().any(|(key, pin)| {
-            let (owner, kind, template) = key;
+        templates.iter().any(|key| {
+            let (owner, _, template) = key;
             owner == upstream
-                && *kind == Kind::Template
                 && uri.starts_with(template.split('{').next().unwrap_or_default())
-                && self.pin_held(key, pin)
+                && known.get(key).is_some_and(|pin| self.pin_held(key, pin))
         })
     }
 
@@ -392,6 +411,12 @@ impl Pins {
                     .unwrap_or_else(PoisonError::into_inner)
                     .entry(upstream.to_owned())
                     .or_default() += 1;
+                if kind == Kind::Template {
+                    self.templates
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(key.clone());
+                }
                 if self.hold_new {
                     known.insert(
                         key.clone(),
@@ -614,45 +639,25 @@ fn read_rows(connection: &rusqlite::Connection, query: &str) -> Result<Vec<Row>,
         .map_err(|error| error.to_string())?;
     let rows = statement
         .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, Option<String>>(4)?,
-                row.get::<_, Option<String>>(5)?,
-                row.get::<_, Option<String>>(6)?,
-                row.get::<_, Option<String>>(7)?,
-            ))
+            // A row of a kind this version does not know is left alone.
+            let Some(kind) = Kind::parse(&row.get::<_, String>(1)?) else {
+                return Ok(None);
+            };
+            Ok(Some(Row {
+                upstream: row.get(0)?,
+                kind,
+                name: row.get(2)?,
+                digest: row.get(3)?,
+                definition: row.get(4)?,
+                pending_digest: row.get(5)?,
+                pending_definition: row.get(6)?,
+                pending_since: row.get(7)?,
+            }))
         })
         .map_err(|error| error.to_string())?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (
-            upstream,
-            kind,
-            name,
-            digest,
-            definition,
-            pending_digest,
-            pending_definition,
-            pending_since,
-        ) = row.map_err(|error| error.to_string())?;
-        // A row of a kind this version does not know is left alone.
-        if let Some(kind) = Kind::parse(&kind) {
-            out.push(Row {
-                upstream,
-                kind,
-                name,
-                digest,
-                definition,
-                pending_digest,
-                pending_definition,
-                pending_since,
-            });
-        }
-    }
-    Ok(out)
+    rows.filter_map(Result::transpose)
+        .collect::<Result<_, _>>()
+        .map_err(|error| error.to_string())
 }
 
 /// Each pin's key, digest and pending digest: what the gateway reads back every two seconds
@@ -978,6 +983,13 @@ mod tests {
         }
         assert_eq!(waiting.len(), 1);
         assert_eq!(waiting[0].id, "tickets/tool:get");
+        // Review: a gateway started again held nothing until a list showed the change again,
+        // so a call right after a restart reached the changed definition.
+        let restarted = Pins::open(&settings(OnChange::Hold, Some(&store))).unwrap();
+        assert!(
+            restarted.held("tickets", Kind::Tool, "get"),
+            "held from the start"
+        );
         assert!(
             waiting[0]
                 .offered
