@@ -743,8 +743,10 @@ fn check_namespaces(
             ));
         }
         for (index, theirs) in others.iter().enumerate() {
+            let mine = crate::upstreams::route::folded(namespace);
             if let Some(overlap) = theirs.iter().find(|their| {
-                their.starts_with(namespace.as_str()) || namespace.starts_with(their.as_str())
+                let their = crate::upstreams::route::folded(their);
+                their.starts_with(mine.as_str()) || mine.starts_with(their.as_str())
             }) {
                 return Err(ConfigError::invalid(
                     format!("{key}.resources"),

@@ -8,7 +8,7 @@ mod links;
 mod permits;
 pub mod pins;
 mod resolve;
-mod route;
+pub(crate) mod route;
 
 use std::{sync::Arc, time::Duration};
 

@@ -27,6 +27,19 @@ pub(super) struct Routes {
     tools: HashMap<String, std::sync::Arc<Value>>,
 }
 
+/// `uri` with its scheme and authority in lower case, as namespaces compare. SECURITY: both
+/// are case-insensitive (RFC 3986 §6.2.2.1): `HR://salaries` is under `hr://` as much as
+/// `hr://salaries`, and another upstream listing it takes nothing.
+pub(crate) fn folded(uri: &str) -> String {
+    let end = match uri.find("://") {
+        Some(at) => uri[at + 3..]
+            .find('/')
+            .map_or(uri.len(), |slash| at + 3 + slash),
+        None => uri.find(':').map_or(0, |colon| colon + 1),
+    };
+    format!("{}{}", uri[..end].to_ascii_lowercase(), &uri[end..])
+}
+
 impl Upstreams {
     /// The public name of an upstream's tool or prompt `name`.
     pub(crate) fn public_name(&self, index: usize, name: &str) -> String {
@@ -106,11 +119,12 @@ impl Upstreams {
     /// The upstream whose declared namespace (`[[upstream]] resources`) holds `uri`, if any
     /// (the configuration lets at most one).
     fn declared_owner(&self, uri: &str) -> Option<usize> {
+        let uri = folded(uri);
         self.upstreams.iter().position(|upstream| {
             upstream
                 .namespaces
                 .iter()
-                .any(|namespace| uri.starts_with(namespace.as_str()))
+                .any(|namespace| uri.starts_with(folded(namespace).as_str()))
         })
     }
 

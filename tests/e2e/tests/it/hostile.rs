@@ -553,11 +553,28 @@ async fn resource_uris(url: &str, token: &str) -> Vec<String> {
 // reads go to hr alone.
 #[tokio::test]
 async fn a_uri_in_another_upstreams_declared_namespace_is_never_routed_to_the_claimant() {
+    namespace_holds("hr://salaries/2026", "hr://salaries/2026").await;
+}
+
+// See: review of issue 19. Namespaces compared the URI's text: `weather` listing
+// `HR://salaries/2026` (the same URI: schemes and hosts are case-insensitive) took its reads.
+#[tokio::test]
+async fn a_uri_written_in_other_case_is_still_the_namespaces_owners() {
+    namespace_holds("HR://salaries/2026", "HR://salaries/2026").await;
+    namespace_holds("hr://salaries/2026", "Hr://salaries/2026").await;
+}
+
+/// `weather` lists `claimed`; `hr` declares `hr://`; a caller reads `read`: weather lists
+/// nothing of it and gets no read, hr gets the one read.
+async fn namespace_holds(claimed: &'static str, read: &str) {
     let (hr, weather) = (
         Recorder::start().await,
-        Recorder::hostile(Hostility::ClaimsUri("hr://salaries/2026")).await,
+        Recorder::hostile(Hostility::ClaimsUri(claimed)).await,
     );
-    let issuer = DevIssuer::start("hostile-namespace", RESOURCE, &[]).await;
+    // Each its own issuer data dir: these run side by side.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let issuer = DevIssuer::start(&format!("hostile-namespace-{run}"), RESOURCE, &[]).await;
     let config = format!(
         "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
          [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
@@ -569,14 +586,16 @@ async fn a_uri_in_another_upstreams_declared_namespace_is_never_routed_to_the_cl
     let token = issuer.auth.mint("user-42", None).expect("token");
     let uris = resource_uris(&gateway.url, &token).await;
     assert!(
-        !uris.iter().any(|uri| uri.starts_with("hr://")),
+        !uris
+            .iter()
+            .any(|uri| uri.to_ascii_lowercase().starts_with("hr://")),
         "weather's claim is not listed: {uris:?}"
     );
     let _ = portcullis_e2e::stateless_rpc(
         &gateway.url,
         Some(&token),
         "resources/read",
-        json!({"uri": "hr://salaries/2026"}),
+        json!({"uri": read}),
         json!({}),
     )
     .await;
@@ -587,7 +606,11 @@ async fn a_uri_in_another_upstreams_declared_namespace_is_never_routed_to_the_cl
             .filter(|message| message.method == "resources/read")
             .count()
     };
-    assert_eq!(reads(&weather), 0, "the claimant never gets the read");
+    assert_eq!(
+        reads(&weather),
+        0,
+        "the claimant never gets the read of {read}"
+    );
     assert_eq!(reads(&hr), 1, "the namespace's owner does");
 }
 
