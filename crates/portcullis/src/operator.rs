@@ -39,6 +39,18 @@ pub(crate) fn policies_and_people(
     config: &Path,
     identities: Option<&Path>,
 ) -> anyhow::Result<(std::sync::Arc<PolicyEngine>, Vec<Principal>)> {
+    let (engine, (people, _)) = policies_and_sample(config, identities)?;
+    Ok((engine, people))
+}
+
+/// The sample: the people, and apart the subjects it disables.
+type Sample = (Vec<Principal>, Vec<String>);
+
+/// As [`policies_and_people`], with the subjects the sample disables.
+fn policies_and_sample(
+    config: &Path,
+    identities: Option<&Path>,
+) -> anyhow::Result<(std::sync::Arc<PolicyEngine>, Sample)> {
     let loaded = Config::load(config)?;
     let Some(auth) = loaded.auth else {
         bail!("this configuration has no `[auth]`, so no policies decide anything");
@@ -51,18 +63,13 @@ pub(crate) fn policies_and_people(
             .map(|source| source.path().to_owned())
             .context("give --identities FILE (the configuration has no [entitlements] file)")?,
     };
-    Ok((auth.policy, identities_of(&path)?))
+    Ok((auth.policy, people_of(&path)?))
 }
 
 /// People from an identities file, as policies see them holding every scope they may be
 /// granted: the demo's `identities.toml`, or an `[entitlements]` file (the same `[[identity]]`
-/// tables, with `issuer`); disabled subjects are left out (the gateway refuses them).
-pub(crate) fn identities_of(path: &Path) -> anyhow::Result<Vec<Principal>> {
-    Ok(people_of(path)?.0)
-}
-
-/// The active people of an identities file, and the subjects it disables.
-pub(crate) fn people_of(path: &Path) -> anyhow::Result<(Vec<Principal>, Vec<String>)> {
+/// tables, with `issuer`); and apart, the subjects it disables (the gateway refuses them).
+fn people_of(path: &Path) -> anyhow::Result<Sample> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file: toml::Table =
@@ -211,9 +218,7 @@ pub(crate) fn review(
     identities: Option<&Path>,
     format: Format,
 ) -> anyhow::Result<String> {
-    let (engine, _) = policies_and_people(config, identities)?;
-    let path = sample_path(config, identities)?;
-    let (people, disabled) = people_of(&path)?;
+    let (engine, (people, disabled)) = policies_and_sample(config, identities)?;
     let header = [
         "Identity",
         "Capability",
@@ -244,18 +249,6 @@ pub(crate) fn review(
         }
     }
     Ok(table(format, &header, &rows, engine.version()))
-}
-
-/// The sample file: `identities`, or the configuration's `[entitlements] file`.
-fn sample_path(config: &Path, identities: Option<&Path>) -> anyhow::Result<std::path::PathBuf> {
-    match identities {
-        Some(path) => Ok(path.to_owned()),
-        None => Config::load(config)?
-            .entitlements
-            .as_ref()
-            .map(|source| source.path().to_owned())
-            .context("give --identities FILE (the configuration has no [entitlements] file)"),
-    }
 }
 
 /// The forbidding policies of `engine`, by id.

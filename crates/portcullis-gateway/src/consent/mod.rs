@@ -27,6 +27,8 @@ pub(crate) use render::{fits_a_form, fits_approval, render};
 
 /// Unanswered requests one caller may have waiting on the page.
 pub(crate) const MAX_WAITING: usize = 64;
+/// Unused one-time form tokens one signed-in browser keeps (the newest).
+pub(crate) const MAX_FORMS_PER_BROWSER: usize = 32;
 
 /// Whether `id` has the shape of the gateway's approval request ids (`ap-` and 22 characters).
 pub(crate) fn looks_like_request(id: &str) -> bool {

@@ -20,7 +20,7 @@ const CLOCK_MARGIN: u64 = 300;
 /// Signed-in browsers kept in all, and per person; forms kept per browser.
 const MAX_PAGE_SESSIONS: i64 = 10_000;
 const MAX_PAGE_SESSIONS_PER_PERSON: i64 = 16;
-const MAX_FORMS_PER_BROWSER: i64 = 32;
+const MAX_FORMS_PER_BROWSER: i64 = super::MAX_FORMS_PER_BROWSER as i64;
 /// Unanswered requests kept per caller (as in memory).
 const MAX_WAITING_PER_CALLER: i64 = super::MAX_WAITING as i64;
 /// The advisory lock serialises the replicas' first `CREATE TABLE` (its key is "pcapprov" in

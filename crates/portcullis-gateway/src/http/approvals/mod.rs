@@ -8,7 +8,7 @@ mod page;
 mod sign_in;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -40,7 +40,9 @@ const MAX_SESSIONS: usize = 10_000;
 /// A signed-in browser: who, and the form tokens it was given and has not used.
 struct Web {
     principal: Principal,
-    forms: HashSet<String>,
+    /// Oldest first, at most `crate::consent::MAX_FORMS_PER_BROWSER`: a page reloaded in a
+    /// loop does not grow it.
+    forms: VecDeque<String>,
     at: Instant,
 }
 
@@ -118,7 +120,10 @@ impl Approvals {
             }
             None => {
                 if let Some(web) = self.sessions().get_mut(cookie) {
-                    web.forms.insert(token.clone());
+                    if web.forms.len() >= crate::consent::MAX_FORMS_PER_BROWSER {
+                        web.forms.pop_front();
+                    }
+                    web.forms.push_back(token.clone());
                 }
             }
         }
@@ -132,7 +137,11 @@ impl Approvals {
             None => self
                 .sessions()
                 .get_mut(cookie)
-                .is_some_and(|web| web.forms.remove(token)),
+                .and_then(|web| {
+                    let at = web.forms.iter().position(|form| form == token)?;
+                    web.forms.remove(at)
+                })
+                .is_some(),
         }
     }
 
@@ -154,7 +163,7 @@ impl Approvals {
             cookie.to_owned(),
             Web {
                 principal,
-                forms: HashSet::new(),
+                forms: VecDeque::new(),
                 at: Instant::now(),
             },
         );
