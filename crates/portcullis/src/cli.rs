@@ -333,8 +333,9 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
         } => {
             let file = file.path();
             let config = Config::load(&file)?;
-            // The listener's certificate and key, as serve loads them.
+            // The listener's certificate and key and the approval keys, as serve reads them.
             config.load_tls()?;
+            config.consent.read_keys()?;
             let mut out = String::new();
             for path in config.files_to_write() {
                 out.push_str(&format!("serve would write {}\n", path.display()));
@@ -508,7 +509,9 @@ pub(crate) async fn serve(
     reload: crate::reload::Source,
 ) -> anyhow::Result<()> {
     config.write_files()?;
+    // Secrets are read here, not with the configuration (the operator commands read it too).
     let tls = config.load_tls()?;
+    config.consent.read_keys()?;
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
     let draining = http::Draining::default();

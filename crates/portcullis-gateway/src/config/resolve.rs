@@ -81,8 +81,9 @@ pub struct ConsentConfig {
     pub ttl: Duration,
     /// How long a session client has to answer one.
     pub wait: Duration,
-    /// The keys sealing approvals, the sealing one first; empty: one made per process.
-    pub keys: Vec<Vec<u8>>,
+    /// The file of keys sealing approvals (read by the gateway and `check` only, see
+    /// [`ConsentConfig::read_keys`]); none: one key made per process.
+    pub keys_file: Option<std::path::PathBuf>,
     /// The lowest tier approved only on the approval page.
     pub out_of_band: portcullis_policy::RiskTier,
     /// The approval page's OAuth client, if not its own metadata document.
@@ -93,11 +94,10 @@ pub struct ConsentConfig {
 
 impl std::fmt::Debug for ConsentConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The keys seal approvals: never in a log.
         f.debug_struct("ConsentConfig")
             .field("ttl", &self.ttl)
             .field("wait", &self.wait)
-            .field("keys", &self.keys.len())
+            .field("keys_file", &self.keys_file)
             .field("out_of_band", &self.out_of_band)
             .field("client_id", &self.client_id)
             .field("issuer", &self.issuer)
@@ -555,11 +555,8 @@ impl Config {
                         )
                     })?,
                 };
-                let keys = match &consent.keys {
-                    None => Vec::new(),
-                    Some(file) => read_keys(&base.join(file))?,
-                };
-                if keys.is_empty() && cluster.postgres.is_some() {
+                let keys_file = consent.keys.map(|file| base.join(file));
+                if keys_file.is_none() && cluster.postgres.is_some() {
                     return Err(ConfigError::invalid(
                         "consent.keys",
                         "required with `[cluster] postgres`: every replica must open the \
@@ -569,7 +566,7 @@ impl Config {
                 // SECURITY: a key that outlives the process opens states after a restart, and
                 // one shared by replicas opens them on each: only the shared record of used
                 // approvals keeps each to one use.
-                if !keys.is_empty() && cluster.postgres.is_none() {
+                if keys_file.is_some() && cluster.postgres.is_none() {
                     return Err(ConfigError::invalid(
                         "consent.keys",
                         "needs `[cluster] postgres`, where used approvals are recorded for \
@@ -580,7 +577,7 @@ impl Config {
                 ConsentConfig {
                     ttl,
                     wait: duration("consent.wait", consent.wait, 300_000)?,
-                    keys,
+                    keys_file,
                     out_of_band,
                     client_id: consent.client_id,
                     issuer: consent.issuer,
@@ -596,6 +593,16 @@ impl Config {
                 })?),
             },
         })
+    }
+}
+
+impl ConsentConfig {
+    /// The sealing keys, the sealing one first; empty without a file. Read when needed, not
+    /// with the configuration: the operator commands read it too, and need not read secrets.
+    pub fn read_keys(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
+        self.keys_file
+            .as_deref()
+            .map_or_else(|| Ok(Vec::new()), read_keys)
     }
 }
 

@@ -183,12 +183,19 @@ impl Consent {
     ) -> Self {
         let mut consent = Self::new(config.ttl, config.wait);
         consent.out_of_band = config.out_of_band;
-        if !config.keys.is_empty() {
-            consent.keys = config
-                .keys
-                .iter()
-                .map(|key| hmac::Key::new(hmac::HMAC_SHA256, key))
-                .collect();
+        match config.read_keys() {
+            Ok(keys) if !keys.is_empty() => {
+                consent.keys = keys
+                    .iter()
+                    .map(|key| hmac::Key::new(hmac::HMAC_SHA256, key))
+                    .collect();
+            }
+            Ok(_) => {}
+            // `serve` read them before starting; gone since, this process seals with a key of
+            // its own: other replicas' approvals are refused here, never accepted unchecked.
+            Err(error) => {
+                tracing::error!(%error, "approval keys unreadable: a key of this process's own seals")
+            }
         }
         consent.ledger = Ledger::new(shared.clone());
         consent.shared = shared;

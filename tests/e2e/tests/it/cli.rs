@@ -86,6 +86,25 @@ fn check_validates_without_writing_and_points_at_a_bad_value() {
         !dir.join("identity-key.pem").exists(),
         "no command that fails writes a key"
     );
+
+    // Secrets are read by serve and check, not by every command that reads the configuration:
+    // an approval keys file missing fails `check`, and not an operator command.
+    let keyed = dir.join("keyed.toml");
+    std::fs::write(
+        &keyed,
+        format!(
+            "{base}\n[cluster]\npostgres = \"postgres://u@127.0.0.1:9/db\"\n\n\
+             [consent]\nkeys = \"missing.keys\"\n"
+        ),
+    )
+    .unwrap();
+    let (ok, said) = portcullis(&["check", "--config", keyed.to_str().unwrap()]);
+    assert!(!ok && said.contains("consent.keys"), "{said}");
+    let (ok, said) = portcullis(&["pins", "list", "--config", keyed.to_str().unwrap()]);
+    assert!(
+        !ok && said.contains("[pins] store") && !said.contains("consent.keys"),
+        "{said}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
