@@ -2,6 +2,8 @@
 # Interop with real third-party peers, pinned in package.json and requirements.txt.
 # Usage: tests/interop/run.sh [TARGET_DIR]
 #   1. oidc-provider as the authorization server in front of `portcullis serve`;
+#      then with a token-exchange grant, for an upstream (the TypeScript SDK's server) that
+#      takes only tokens for its own audience (`credentials = "token-exchange"`);
 #   2. the official TypeScript and Python MCP SDK clients through the whole OAuth flow against
 #      `portcullis demo` (its embedded authorization server), on their own.
 # Each step prints `NAME interop: N passed, N failed` (.ci/run adds those up); any failure makes
@@ -45,6 +47,7 @@ run_step() {
 }
 
 run_step oidc-provider node_modules/.bin/node oidc-provider.mjs "$bin/portcullis" "$bin/portcullis-fixture" || status=1
+run_step token-exchange node_modules/.bin/node token-exchange.mjs "$bin/portcullis" || status=1
 
 python_ready=1
 if [ ! -x .venv/bin/python ] || [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then

@@ -103,6 +103,10 @@ pub struct AuditRecord {
     /// For the record of a forwarded call's outcome: the upstream that served it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub upstream: Option<String>,
+    /// Which credential the request carried there (`gateway`, `token-exchange`), never the
+    /// credential itself.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub credential: Option<String>,
     /// For the record of a forwarded call's outcome: `ok`, `tool-error` or `error`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub outcome: Option<String>,
@@ -158,6 +162,7 @@ impl AuditRecord {
             consent: None,
             status: None,
             upstream: None,
+            credential: None,
             outcome: None,
             latency_ms: None,
             shadow: false,

@@ -69,11 +69,26 @@ pub fn redirect_policy(insecure: bool) -> reqwest::redirect::Policy {
 struct Metadata {
     issuer: String,
     jwks_uri: Option<String>,
+    token_endpoint: Option<String>,
 }
 
 /// The `jwks_uri` the issuer publishes, from the first metadata document that answers and names
 /// the same issuer (RFC 8414 §3.3: a document for another issuer is ignored, not trusted).
 pub async fn jwks_uri(http: &reqwest::Client, issuer: &str, insecure: bool) -> Option<Url> {
+    endpoint(http, issuer, insecure, |metadata| metadata.jwks_uri).await
+}
+
+/// The `token_endpoint` the issuer publishes, found as [`jwks_uri`] is.
+pub async fn token_endpoint(http: &reqwest::Client, issuer: &str, insecure: bool) -> Option<Url> {
+    endpoint(http, issuer, insecure, |metadata| metadata.token_endpoint).await
+}
+
+async fn endpoint(
+    http: &reqwest::Client,
+    issuer: &str,
+    insecure: bool,
+    field: fn(Metadata) -> Option<String>,
+) -> Option<Url> {
     let issuer_url = Url::parse(issuer).ok()?;
     for url in metadata_urls(&issuer_url) {
         let response = http
@@ -92,12 +107,12 @@ pub async fn jwks_uri(http: &reqwest::Client, issuer: &str, insecure: bool) -> O
             tracing::warn!(%url, "authorization server metadata names another issuer; ignored");
             continue;
         }
-        if let Some(jwks_uri) = metadata.jwks_uri.and_then(|uri| Url::parse(&uri).ok()) {
-            if !trusted_transport(&jwks_uri, insecure) {
-                tracing::warn!(%url, %jwks_uri, "the metadata's jwks_uri is not https; ignored");
+        if let Some(endpoint) = field(metadata).and_then(|uri| Url::parse(&uri).ok()) {
+            if !trusted_transport(&endpoint, insecure) {
+                tracing::warn!(%url, %endpoint, "an endpoint in the metadata is not https; ignored");
                 continue;
             }
-            return Some(jwks_uri);
+            return Some(endpoint);
         }
     }
     None

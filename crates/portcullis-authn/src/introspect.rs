@@ -97,6 +97,11 @@ impl ClientSecret {
     pub fn new(secret: String) -> Self {
         Self(secret)
     }
+
+    /// The secret itself, to authenticate with.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for ClientSecret {
@@ -340,13 +345,13 @@ impl Introspector {
 }
 
 /// A response body up to `most` bytes; `None` past it or on a read error.
-async fn read_bounded(mut response: reqwest::Response, most: usize) -> Option<Vec<u8>> {
+pub(crate) async fn read_bounded(mut response: reqwest::Response, most: usize) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.ok()? {
         if body.len() + chunk.len() > most {
             tracing::warn!(
                 most,
-                "introspection answer too large; treated as a malfunction"
+                "an authorization server's answer is too large; treated as a malfunction"
             );
             return None;
         }
@@ -369,7 +374,7 @@ fn unix_now() -> u64 {
 }
 
 /// `application/x-www-form-urlencoded` for one value.
-fn form_encode(value: &str) -> String {
+pub(crate) fn form_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

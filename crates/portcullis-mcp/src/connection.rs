@@ -88,6 +88,9 @@ pub struct Outbound {
     pub progress: bool,
     /// `Mcp-Param-*` headers for a stateless HTTP upstream (see [`crate::param_headers`]).
     pub param_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The `Authorization` this request carries instead of the gateway's own at an HTTP
+    /// upstream: a token issued for this upstream on the caller's behalf.
+    pub authorization: Option<HeaderValue>,
 }
 
 impl Outbound {
@@ -98,6 +101,7 @@ impl Outbound {
             params,
             progress: false,
             param_headers: Vec::new(),
+            authorization: None,
         }
     }
 }

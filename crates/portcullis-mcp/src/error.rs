@@ -28,6 +28,17 @@ pub enum UpstreamError {
         /// The upstream's configured name.
         upstream: String,
     },
+    /// No credential for the request at the upstream: the authorization server refused to
+    /// issue one for this caller (`refused`), or could not be asked.
+    #[error("upstream `{upstream}`: no credential: {reason}")]
+    Credential {
+        /// The upstream's configured name.
+        upstream: String,
+        /// Whether the authorization server said no (rather than could not be asked).
+        refused: bool,
+        /// What went wrong (never a token).
+        reason: String,
+    },
     /// A request could not be carried or answered (the transport failed, the upstream broke
     /// the protocol, a stream ended without an answer).
     #[error("upstream `{upstream}`: {reason}")]

@@ -81,9 +81,7 @@ fn open(
             &spec.name,
             http.clone(),
             url,
-            credential
-                .as_ref()
-                .and_then(crate::Credential::header_value),
+            credential.clone(),
             identity,
             attribution,
         ),

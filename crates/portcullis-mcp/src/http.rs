@@ -71,7 +71,7 @@ fn rustls_config_without_roots() -> rustls::ClientConfig {
 pub(crate) struct Endpoint {
     client: HttpClient,
     url: Uri,
-    credential: Option<HeaderValue>,
+    credential: Option<crate::Credential>,
     state: Mutex<State>,
 }
 
@@ -87,7 +87,7 @@ pub(crate) fn open(
     name: &str,
     client: HttpClient,
     url: &url::Url,
-    credential: Option<HeaderValue>,
+    credential: Option<crate::Credential>,
     identity: ClientIdentity,
     attribution: Attribution,
 ) -> Result<(Connection, tokio::sync::mpsc::Receiver<Event>), UpstreamError> {
@@ -114,15 +114,26 @@ impl Endpoint {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn headers(&self, outbound: Option<&Outbound>) -> HeaderMap {
+    /// The headers of a POST (of `outbound`, or of a one-way message); `Err` when the
+    /// gateway's own credential cannot be had.
+    async fn headers(&self, outbound: Option<&Outbound>) -> Result<HeaderMap, String> {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        if let Some(credential) = &self.credential {
-            headers.insert(AUTHORIZATION, credential.clone());
+        match (
+            outbound.and_then(|o| o.authorization.as_ref()),
+            &self.credential,
+        ) {
+            (Some(authorization), _) => {
+                headers.insert(AUTHORIZATION, authorization.clone());
+            }
+            (None, Some(credential)) => {
+                headers.insert(AUTHORIZATION, credential.current().await?);
+            }
+            (None, None) => {}
         }
         let inline = outbound
             .and_then(|o| o.params.get("_meta"))
@@ -154,7 +165,7 @@ impl Endpoint {
                 headers.insert(name.clone(), value.clone());
             }
         }
-        headers
+        Ok(headers)
     }
 
     async fn post(
@@ -179,7 +190,10 @@ impl Endpoint {
         outbound: &Outbound,
         body: Vec<u8>,
     ) -> Result<HttpBody, UpstreamError> {
-        let headers = self.headers(Some(outbound));
+        let headers = self
+            .headers(Some(outbound))
+            .await
+            .map_err(|reason| credential_missing(connection, &reason))?;
         let response = tokio::select! {
             response = self.post(headers, body) => response,
             () = connection.closed() => return Err(unavailable(connection)),
@@ -228,7 +242,10 @@ impl Endpoint {
         body: Vec<u8>,
         method: Option<&str>,
     ) -> Result<(), UpstreamError> {
-        let mut headers = self.headers(None);
+        let mut headers = self
+            .headers(None)
+            .await
+            .map_err(|reason| credential_missing(connection, &reason))?;
         if let Some(method) = method.and_then(|m| HeaderValue::from_str(m).ok()) {
             headers.insert("mcp-method", method);
         }
@@ -289,14 +306,19 @@ impl Endpoint {
         *request.method_mut() = Method::DELETE;
         *request.uri_mut() = self.url.clone();
         request.headers_mut().insert(SESSION_HEADER, session);
-        if let Some(credential) = &self.credential {
-            request
-                .headers_mut()
-                .insert(AUTHORIZATION, credential.clone());
-        }
+        let credential = self.credential.clone();
         let client = self.client.clone();
         runtime.spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), client.request(request)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), async move {
+                if let Some(credential) = credential {
+                    let Ok(value) = credential.current().await else {
+                        return;
+                    };
+                    request.headers_mut().insert(AUTHORIZATION, value);
+                }
+                let _ = client.request(request).await;
+            })
+            .await;
         });
     }
 }
@@ -313,16 +335,24 @@ async fn get_stream(connection: Weak<Inner>) {
             let Wire::Http(endpoint) = &inner.wire else {
                 return;
             };
-            let mut headers = endpoint.headers(None);
-            headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-            headers.remove(CONTENT_TYPE);
-            let mut request = http::Request::new(Full::new(Bytes::new()));
-            *request.method_mut() = Method::GET;
-            *request.uri_mut() = endpoint.url.clone();
-            *request.headers_mut() = headers;
-            (endpoint.client.clone(), request, inner.closed.clone())
+            match endpoint.headers(None).await {
+                Ok(mut headers) => {
+                    headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+                    headers.remove(CONTENT_TYPE);
+                    let mut request = http::Request::new(Full::new(Bytes::new()));
+                    *request.method_mut() = Method::GET;
+                    *request.uri_mut() = endpoint.url.clone();
+                    *request.headers_mut() = headers;
+                    Some((endpoint.client.clone(), request, inner.closed.clone()))
+                }
+                // No credential now: try again in a moment, as after a failed GET.
+                Err(_) => None,
+            }
         };
-        let (client, request, closed) = request;
+        let Some((client, request, closed)) = request else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
         let response = tokio::select! {
             response = client.request(request) => response,
             () = closed.cancelled() => return,
@@ -483,6 +513,14 @@ fn transport(connection: &Connection, reason: String) -> UpstreamError {
     UpstreamError::Transport {
         upstream: connection.upstream().to_owned(),
         reason,
+    }
+}
+
+fn credential_missing(connection: &Connection, reason: &str) -> UpstreamError {
+    UpstreamError::Credential {
+        upstream: connection.upstream().to_owned(),
+        refused: false,
+        reason: reason.to_owned(),
     }
 }
 

@@ -31,5 +31,7 @@ pub use frame::{Outcome, RpcError};
 pub use handshake::{SESSION_VERSION, STATELESS_VERSION, connect};
 pub use http::{HttpClient, http_client};
 pub use shared::{Change, ChangeKind, SharedUpstream, UpstreamStatus};
-pub use spec::{ClientIdentity, Credential, EraPreference, UpstreamSpec, UpstreamTransport};
+pub use spec::{
+    ClientIdentity, Credential, EraPreference, TokenSource, UpstreamSpec, UpstreamTransport, bearer,
+};
 pub use sse::{header_text, header_value_text, param_headers};

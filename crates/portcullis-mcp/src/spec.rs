@@ -1,6 +1,6 @@
 //! What an operator configures about an upstream, and what the gateway announces to it.
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, future::Future, path::PathBuf, pin::Pin, sync::Arc};
 
 use serde_json::{Map, Value};
 use url::Url;
@@ -40,23 +40,74 @@ pub enum UpstreamTransport {
     },
 }
 
-/// The gateway's credential at an upstream. Its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credential(String);
+/// The gateway's own credential at an upstream: a token from a file, or one the gateway asks an
+/// authorization server for (and asks again before it expires). Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Credential(Source);
+
+#[derive(Clone)]
+enum Source {
+    Fixed(String),
+    Fetched(Arc<dyn TokenSource>),
+}
+
+/// Where a credential that changes comes from.
+pub trait TokenSource: Send + Sync {
+    /// The `Authorization` value to send now; `Err` says why there is none (never the token).
+    fn authorization(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<http::HeaderValue, String>> + Send + '_>>;
+}
 
 impl Credential {
     /// A credential from its text (surrounding whitespace removed).
     pub fn new(text: &str) -> Self {
-        Self(text.trim().to_owned())
+        Self(Source::Fixed(text.trim().to_owned()))
     }
 
-    /// The `Authorization` header value carrying it.
+    /// A credential asked of `source` for every request.
+    pub fn fetched(source: Arc<dyn TokenSource>) -> Self {
+        Self(Source::Fetched(source))
+    }
+
+    /// The `Authorization` header value carrying a fixed credential; `None` for one that is
+    /// fetched, or text a header cannot carry.
     pub fn header_value(&self) -> Option<http::HeaderValue> {
-        let mut value = http::HeaderValue::from_str(&format!("Bearer {}", self.0)).ok()?;
-        value.set_sensitive(true);
-        Some(value)
+        match &self.0 {
+            Source::Fixed(text) => bearer(text),
+            Source::Fetched(_) => None,
+        }
+    }
+
+    /// The `Authorization` header value to send now.
+    pub(crate) async fn current(&self) -> Result<http::HeaderValue, String> {
+        match &self.0 {
+            Source::Fixed(text) => {
+                bearer(text).ok_or_else(|| "the credential cannot be sent in a header".to_owned())
+            }
+            Source::Fetched(source) => source.authorization().await,
+        }
     }
 }
+
+/// `Bearer <token>`, marked sensitive (kept out of HTTP/2 header tables and debug output).
+pub fn bearer(token: &str) -> Option<http::HeaderValue> {
+    let mut value = http::HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+impl PartialEq for Credential {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Source::Fixed(a), Source::Fixed(b)) => a == b,
+            (Source::Fetched(a), Source::Fetched(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Credential {}
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

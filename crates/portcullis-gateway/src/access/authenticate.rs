@@ -114,11 +114,12 @@ impl Authenticator {
     }
 
     /// The principal of the `Authorization` header values, or why there is none; with the
-    /// token when it is opaque (only an opaque token's answer can change while it lives).
+    /// token, and whether it is opaque (only an opaque token's answer can change while it
+    /// lives).
     pub(crate) async fn authenticate<'a>(
         &self,
         values: impl Iterator<Item = &'a [u8]>,
-    ) -> Result<(VerifiedPrincipal, Option<BearerToken>), Unauthenticated> {
+    ) -> Result<(VerifiedPrincipal, BearerToken, bool), Unauthenticated> {
         let token = match BearerToken::from_authorization(values) {
             Ok(Some(token)) => token,
             Ok(None) => {
@@ -133,7 +134,7 @@ impl Authenticator {
         };
         let (principal, opaque) = self.verify_token(&token).await?;
         self.passed(&token);
-        Ok((principal, opaque.then_some(token)))
+        Ok((principal, token, opaque))
     }
 
     fn passed(&self, token: &BearerToken) {

@@ -30,6 +30,9 @@ pub(crate) struct Identity {
     /// An opaque token, kept (in memory only) so its answer can be introspected again while the
     /// caller's session lives.
     pub(crate) opaque: Option<BearerToken>,
+    /// The token as presented, for this request only: the `subject_token` when an upstream's
+    /// token is exchanged for the caller's (never sent upstream itself).
+    pub(crate) presented: BearerToken,
 }
 
 impl Caller {

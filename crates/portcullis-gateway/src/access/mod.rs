@@ -197,7 +197,7 @@ impl Access {
             .get_all(AUTHORIZATION)
             .iter()
             .map(HeaderValue::as_bytes);
-        let (verified, opaque) = match authenticator.authenticate(values).await {
+        let (verified, presented, opaque) = match authenticator.authenticate(values).await {
             Ok(verified) => verified,
             Err(Unauthenticated::Challenge(challenge)) => {
                 let reason = match challenge {
@@ -247,7 +247,8 @@ impl Access {
                 verified,
                 token: token_principal,
                 principal: entitled,
-                opaque,
+                opaque: opaque.then(|| presented.clone()),
+                presented,
             }),
             correlation,
             policy,
@@ -300,6 +301,11 @@ impl Access {
     /// A receiver that wakes on every [`Access::changed`].
     pub(crate) fn generations(&self) -> tokio::sync::watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+
+    /// The generation of entitlements, policies and introspection answers in force.
+    pub(crate) fn generation(&self) -> u64 {
+        *self.generation.borrow()
     }
 
     /// Introspection's latest answer about a connected caller (`None`: no longer active);

@@ -4,6 +4,7 @@
 
 mod auth;
 mod cluster;
+mod credentials;
 mod error;
 mod limits;
 mod locate;
@@ -15,6 +16,7 @@ mod resolve;
 
 pub use auth::{Auth, Introspection, Issuer};
 pub use cluster::{Cluster, REPLICA_ENV};
+pub use credentials::{TokenEndpoint, TokenExchange, UpstreamCredentials};
 pub use error::ConfigError;
 pub use limits::{Limits, Rate};
 pub use pins::{FixedPin, OnChange, PinsConfig};

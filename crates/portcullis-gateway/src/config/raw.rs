@@ -360,4 +360,9 @@ pub struct RawUpstream {
     pub resources: Option<Vec<String>>,
     /// Definitions pinned ahead of time (`"tool:get@sha256:<hex>"`): served only as pinned.
     pub pins: Option<Vec<String>>,
+    /// Which token callers' requests carry there: `gateway` (default: `credential_file`, if
+    /// any) or `token-exchange` (one issued for the upstream on the caller's behalf).
+    pub credentials: Option<String>,
+    /// `[upstream.token_exchange]`: where and how those tokens are asked for.
+    pub token_exchange: Option<super::credentials::RawTokenExchange>,
 }

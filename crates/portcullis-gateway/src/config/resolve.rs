@@ -58,6 +58,8 @@ pub struct Config {
     /// The resource URI prefixes each upstream owns, in the order of `upstreams` (empty: it
     /// declared none, and owns what it lists that nobody declared).
     pub resource_namespaces: Vec<Vec<String>>,
+    /// Which token callers' requests carry to each upstream, in the order of `upstreams`.
+    pub upstream_credentials: Vec<super::UpstreamCredentials>,
     /// The upstreams, in routing order, each with its resolved prefix.
     pub upstreams: Vec<(UpstreamSpec, Option<String>)>,
     /// Authentication; `None` only when `[danger] unauthenticated = true`.
@@ -378,8 +380,31 @@ impl Config {
         let mut resolved = Vec::with_capacity(upstreams.len());
         let mut resource_namespaces: Vec<Vec<String>> = Vec::with_capacity(upstreams.len());
         let mut pins = super::pins::resolve_pins(pins, base)?;
-        for (index, upstream) in upstreams.into_iter().enumerate() {
+        let mut upstream_credentials = Vec::with_capacity(upstreams.len());
+        for (index, mut upstream) in upstreams.into_iter().enumerate() {
             let key = format!("upstream[{index}]");
+            let credentials = super::credentials::resolve_credentials(
+                &key,
+                (upstream.credentials.take(), upstream.token_exchange.take()),
+                upstream.url.is_some(),
+                base,
+                danger.insecure_issuers,
+            )?;
+            if !matches!(credentials, super::UpstreamCredentials::Gateway)
+                && upstream.credential_file.is_some()
+            {
+                return Err(ConfigError::invalid(
+                    format!("{key}.credential_file"),
+                    "with `credentials = \"token-exchange\"` the gateway asks for its own token there with the same client",
+                ));
+            }
+            if !matches!(credentials, super::UpstreamCredentials::Gateway) && auth.is_none() {
+                return Err(ConfigError::invalid(
+                    format!("{key}.credentials"),
+                    "a token on a caller's behalf needs an authenticated caller: add `[auth]`",
+                ));
+            }
+            upstream_credentials.push(credentials);
             let namespaces = upstream.resources.clone().unwrap_or_default();
             check_namespaces(&key, &namespaces, &resource_namespaces)?;
             resource_namespaces.push(namespaces);
@@ -499,6 +524,7 @@ impl Config {
             naming,
             upstreams: resolved,
             resource_namespaces,
+            upstream_credentials,
             auth,
             identity,
             audit: match audit {
@@ -786,6 +812,8 @@ fn resolve_upstream(
         prefix,
         resources: _,
         pins: _,
+        credentials: _,
+        token_exchange: _,
     } = raw;
     if name.is_empty()
         || !name

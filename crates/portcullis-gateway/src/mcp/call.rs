@@ -80,7 +80,7 @@ async fn stateless_tool(context: &Context, proof: &Authorized, index: usize) -> 
             .reply(&parked.question, Ok(answer));
         let replied = context.turn.away(replied).await;
         if let Err(error) = replied {
-            return unavailable(request, &error);
+            return unavailable(context, request, &error);
         }
         let mut forwarded = parked.forwarded;
         forwarded.set_progress(request.meta().and_then(|m| m.get("progressToken")).cloned());
@@ -104,7 +104,7 @@ async fn stateless_tool(context: &Context, proof: &Authorized, index: usize) -> 
         let forward = gateway.upstreams.prepare(proof, index);
         match send_via(context, proof, forward, via).await {
             Ok(forwarded) => forwarded,
-            Err(error) => return unavailable(request, &error),
+            Err(error) => return unavailable(context, request, &error),
         }
     };
     drive(context, proof, forwarded).await
@@ -143,7 +143,7 @@ async fn drive(context: &Context, proof: &Authorized, mut forwarded: Forwarded) 
         }
         Err(Failure::Upstream(error)) => {
             forwarded.finish("error");
-            unavailable(request, &error)
+            unavailable(context, request, &error)
         }
         Err(Failure::Timeout) => {
             forwarded.finish("timeout");
@@ -454,12 +454,12 @@ pub(super) async fn exchange(
     let request = proof.request();
     let mut forwarded = send(context, proof, forward)
         .await
-        .map_err(|error| unavailable(request, &error))?;
+        .map_err(|error| unavailable(context, request, &error))?;
     match relay_within(context, &mut forwarded).await {
         Ok(outcome) => Ok(Answer { outcome, forwarded }),
         Err(Failure::Upstream(error)) => {
             forwarded.finish("error");
-            Err(unavailable(request, &error))
+            Err(unavailable(context, request, &error))
         }
         Err(Failure::Timeout) => {
             forwarded.finish("timeout");
@@ -507,7 +507,7 @@ async fn send_via(
     let sent = gateway.upstreams.send(
         forward,
         via,
-        context.caller.principal(),
+        context.on_behalf(),
         (template, gateway.access.trail()),
     );
     context.turn.away(sent).await
@@ -670,8 +670,14 @@ fn finish(context: &Context, request: &McpRequest, answer: Answer) -> Final {
 }
 
 /// The upstream could not be reached or broke off: a malfunction with a correlation id, never
-/// a denial and never "not found".
-fn unavailable(request: &McpRequest, error: &UpstreamError) -> Final {
+/// a denial and never "not found"; unless its authorization server refused the caller a token
+/// there, which is a denial.
+fn unavailable(context: &Context, request: &McpRequest, error: &UpstreamError) -> Final {
+    if let UpstreamError::Credential { refused, .. } = error {
+        // The reference is the request's own: its records say what was refused.
+        let correlation = &context.caller.correlation;
+        return serve::no_credential(request, context.era, correlation, *refused);
+    }
     let correlation = portcullis_core::CorrelationId::fresh();
     tracing::warn!(%correlation, error = %portcullis_core::error_chain(error), "upstream unavailable");
     serve::error(

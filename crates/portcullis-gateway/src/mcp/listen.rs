@@ -148,7 +148,7 @@ async fn relay(
             .send(
                 forward,
                 context.via(),
-                context.caller.principal(),
+                context.on_behalf(),
                 (template, context.gateway().access.trail()),
             )
             .await

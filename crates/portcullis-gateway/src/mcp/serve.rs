@@ -18,7 +18,7 @@ use crate::{
     access::{self, Authorized, Caller, Scene, Verdict},
     gateway::Gateway,
     turns::Turn,
-    upstreams::Via,
+    upstreams::{OnBehalf, Via},
 };
 
 /// JSON-RPC codes Portcullis defines, outside the range the spec reserves (-32768..-32000).
@@ -126,6 +126,20 @@ impl Context {
             era: self.era,
             session: self.session.as_deref().map(|s| s.id.as_str()),
         }
+    }
+
+    /// Who a request is sent for: the principal as policies see it, and what a token on its
+    /// behalf is asked with.
+    pub(crate) fn on_behalf(&self) -> Option<(&portcullis_policy::Principal, OnBehalf<'_>)> {
+        let generation = self.gateway().access.generation();
+        self.caller.identity.as_ref().map(|identity| {
+            let on_behalf = OnBehalf {
+                id: &identity.id,
+                token: &identity.presented,
+                generation,
+            };
+            (&identity.principal, on_behalf)
+        })
     }
 
     /// The connection a request of this caller travels on.
@@ -322,6 +336,39 @@ fn denied(request: &McpRequest, correlation: &CorrelationId) -> Final {
         &text,
         Some(&json!({ "correlationId": correlation.as_str() })),
     )
+}
+
+/// No token for the caller at an upstream that wants its own: its authorization server refused
+/// one (`refused`: a denial, the caller may ask for access), or could not be asked (503 for a
+/// 2026-07-28 caller: try again later).
+pub(crate) fn no_credential(
+    request: &McpRequest,
+    era: Era,
+    correlation: &CorrelationId,
+    refused: bool,
+) -> Final {
+    if refused {
+        let text = format!(
+            "This request was denied: the service behind it would not accept a token for you. \
+             If you need this access, ask your administrator and quote reference {correlation}."
+        );
+        return error(
+            request,
+            DENIED_BY_POLICY,
+            &text,
+            Some(&json!({ "correlationId": correlation.as_str() })),
+        );
+    }
+    let mut answer = error(
+        request,
+        -32603,
+        &format!("the service behind this request cannot be reached now; reference {correlation}"),
+        Some(&json!({ "correlationId": correlation.as_str() })),
+    );
+    if era == Era::Stateless {
+        answer.status = http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    answer
 }
 
 /// Something the gateway depends on failed: never a denial, never an allow.

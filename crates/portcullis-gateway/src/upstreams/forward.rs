@@ -14,7 +14,7 @@ use portcullis_mcp::{ClientIdentity, Connection, Event, Outbound, UpstreamError}
 use portcullis_policy::Principal;
 use serde_json::{Map, Value};
 
-use super::{SessionLinks, Upstreams};
+use super::{OnBehalf, SessionLinks, Upstreams};
 use crate::{access::Authorized, trail::Trail};
 
 /// Where the gateway's signed identity assertion travels (see `crate::identity`).
@@ -89,16 +89,48 @@ impl Upstreams {
         }
     }
 
-    /// Send `forward` on `via`. `outcome` is the template of the request's outcome record,
-    /// written (to `trail`) when the returned [`Forwarded`] ends.
+    /// Send `forward` on `via`, for `caller` (its principal as policies see it, and what a
+    /// token on its behalf is asked with). `outcome` is the template of the request's outcome
+    /// record, written (to `trail`) when the returned [`Forwarded`] ends; if no credential can
+    /// be had for the caller there, it is written now, as a denial or an error.
     pub(crate) async fn send(
         &self,
         mut forward: Forward<'_>,
         via: Via<'_>,
-        principal: Option<&Principal>,
-        (outcome, trail): (AuditRecord, &Trail),
+        caller: Option<(&Principal, OnBehalf<'_>)>,
+        (mut outcome, trail): (AuditRecord, &Trail),
     ) -> Result<Forwarded, UpstreamError> {
         let index = forward.index;
+        outcome.upstream = Some(self.name(index).to_owned());
+        outcome.credential = self.upstreams[index].credential.map(str::to_owned);
+        let authorization = match self
+            .caller_credential(index, caller.as_ref().map(|(_, c)| c))
+            .await
+        {
+            Ok(authorization) => authorization,
+            Err(error) => {
+                let refused = matches!(error, UpstreamError::Credential { refused: true, .. });
+                outcome.decision = if refused {
+                    portcullis_audit::AuditDecision::Deny
+                } else {
+                    portcullis_audit::AuditDecision::Error
+                };
+                outcome.reasons = vec![
+                    if refused {
+                        "upstream_credential_refused"
+                    } else {
+                        "upstream_credential_unavailable"
+                    }
+                    .to_owned(),
+                ];
+                outcome.outcome = Some(if refused { "denied" } else { "error" }.to_owned());
+                // The policies permitted the call; they are not why it was refused.
+                outcome.policies.clear();
+                trail.record_later(outcome);
+                return Err(error);
+            }
+        };
+        let principal = caller.as_ref().map(|(principal, _)| *principal);
         let (connection, lease) = match via {
             Via::Shared => (self.shared(index).await?, None),
             Via::Session(links) => (links.connection(self, index).await?, None),
@@ -150,10 +182,9 @@ impl Upstreams {
             params: forward.params,
             progress: forward.progress.is_some(),
             param_headers,
+            authorization,
         };
         let exchange = connection.send(outbound).await?;
-        let mut outcome = outcome;
-        outcome.upstream = Some(self.name(index).to_owned());
         Ok(Forwarded {
             exchange,
             index,
@@ -166,6 +197,34 @@ impl Upstreams {
 }
 
 impl Upstreams {
+    /// The `Authorization` a caller's request carries to upstream `index` instead of the
+    /// gateway's own: a token exchanged for the caller, where the upstream is configured so.
+    async fn caller_credential(
+        &self,
+        index: usize,
+        caller: Option<&OnBehalf<'_>>,
+    ) -> Result<Option<http::HeaderValue>, UpstreamError> {
+        let Some(exchanger) = &self.upstreams[index].exchanger else {
+            return Ok(None);
+        };
+        let failed = |refused, reason: String| UpstreamError::Credential {
+            upstream: self.name(index).to_owned(),
+            refused,
+            reason,
+        };
+        // SECURITY: without a caller there is no subject to ask for; the gateway's own token
+        // is not a caller's.
+        let caller = caller.ok_or_else(|| failed(false, "no caller to ask a token for".into()))?;
+        match exchanger.for_caller(caller).await {
+            Ok(header) => Ok(Some(header)),
+            Err(portcullis_authn::TokenError::Refused { error }) => Err(failed(
+                true,
+                format!("the token exchange was refused: {error}"),
+            )),
+            Err(portcullis_authn::TokenError::Unavailable(reason)) => Err(failed(false, reason)),
+        }
+    }
+
     /// A connection for one request of a 2026-07-28 caller to upstream `index`, announcing the
     /// caller's own capabilities, for an upstream that speaks only the session era: a session
     /// of the request's own, so that what the upstream asks during it (and at its start, as

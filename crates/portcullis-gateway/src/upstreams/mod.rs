@@ -3,6 +3,7 @@
 //! its [`Authorized`](crate::access::Authorized) proof, and [`Upstreams::learn`] and object
 //! lookups, which take the gateway's own [`Internal`] proof.
 
+mod credentials;
 mod forward;
 mod links;
 mod permits;
@@ -19,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use credentials::OnBehalf;
 pub(crate) use forward::{Forward, Forwarded, Via};
 pub(crate) use links::SessionLinks;
 
@@ -57,6 +59,10 @@ pub struct Upstreams {
 
 struct Upstream {
     shared: Arc<SharedUpstream>,
+    /// Tokens exchanged for callers (`credentials = "token-exchange"`).
+    exchanger: Option<Arc<credentials::Exchanger>>,
+    /// The credential kind its requests carry, for records: `None` when they carry none.
+    credential: Option<&'static str>,
     prefix: Option<String>,
     /// The resource URI prefixes it owns (`[[upstream]] resources`); empty: none declared.
     namespaces: Vec<String>,
@@ -73,19 +79,22 @@ impl Upstreams {
             .upstreams
             .iter()
             .enumerate()
-            .map(|(index, (spec, prefix))| Upstream {
-                shared: SharedUpstream::start(
-                    spec.clone(),
-                    changes.clone(),
-                    shutdown.child_token(),
-                ),
-                prefix: prefix.clone(),
-                namespaces: config
-                    .resource_namespaces
-                    .get(index)
-                    .cloned()
-                    .unwrap_or_default(),
-                stateless_only: std::sync::atomic::AtomicBool::new(false),
+            .map(|(index, (spec, prefix))| {
+                let mut spec = spec.clone();
+                let (exchanger, credential) =
+                    credentials::start(&mut spec, config.upstream_credentials.get(index));
+                Upstream {
+                    shared: SharedUpstream::start(spec, changes.clone(), shutdown.child_token()),
+                    exchanger,
+                    credential,
+                    prefix: prefix.clone(),
+                    namespaces: config
+                        .resource_namespaces
+                        .get(index)
+                        .cloned()
+                        .unwrap_or_default(),
+                    stateless_only: std::sync::atomic::AtomicBool::new(false),
+                }
             })
             .collect();
         Self {

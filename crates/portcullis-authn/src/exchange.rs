@@ -1,0 +1,289 @@
+//! Asking an authorization server for a token for another audience: on a caller's behalf
+//! (RFC 8693 token exchange, the caller's token as `subject_token`) or as the gateway itself
+//! (client credentials). The protocol only; what is cached and for whom is the gateway's.
+
+use std::{fmt, time::Duration};
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::{BearerToken, ClientAuth, introspect};
+
+const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// A token endpoint's answer is a few kilobytes; anything much larger is not one.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client of one token endpoint.
+#[derive(Debug, Clone)]
+pub struct TokenClient {
+    /// The token endpoint.
+    pub endpoint: Url,
+    /// The gateway's credentials there.
+    pub client: ClientAuth,
+}
+
+/// What to ask a token for.
+#[derive(Debug, Clone, Default)]
+pub struct TokenTarget {
+    /// `audience` (RFC 8693 §2.1): the logical name of the service.
+    pub audience: Option<String>,
+    /// `resource` (RFC 8707): the service's URI.
+    pub resource: Option<String>,
+    /// `scope`, space-separated on the wire.
+    pub scopes: Vec<String>,
+}
+
+/// A token the authorization server issued. Its `Debug` never shows the token.
+pub struct IssuedToken {
+    token: String,
+    /// How long it is valid for, as the server said (`expires_in`).
+    pub expires_in: Option<Duration>,
+}
+
+impl IssuedToken {
+    /// A token as issued, valid for `expires_in` if known.
+    pub fn new(token: String, expires_in: Option<Duration>) -> Self {
+        Self { token, expires_in }
+    }
+
+    /// The token itself, for an `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.token
+    }
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"<redacted>")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// Why no token was issued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The server refused this request (RFC 6749 §5.2 `error`, e.g. `invalid_grant`,
+    /// `invalid_target`, `invalid_scope`, `unauthorized_client`): for a caller, a denial.
+    #[error("the authorization server refused: {error}")]
+    Refused {
+        /// The OAuth error code (only the characters RFC 6749 allows in one are kept).
+        error: String,
+    },
+    /// The server could not be asked, or did not answer as one does (unreachable, 5xx, the
+    /// gateway's own client refused, an answer that is no token).
+    #[error("no token: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    issued_token_type: Option<String>,
+    expires_in: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ErrorAnswer {
+    error: Option<String>,
+}
+
+impl TokenClient {
+    /// A token for `target` on behalf of the holder of `subject` (RFC 8693 §2.1).
+    pub async fn exchange(
+        &self,
+        http: &reqwest::Client,
+        subject: &BearerToken,
+        target: &TokenTarget,
+    ) -> Result<IssuedToken, TokenError> {
+        let mut form = vec![
+            ("grant_type", GRANT_TOKEN_EXCHANGE.to_owned()),
+            ("subject_token", subject.expose().to_owned()),
+            ("subject_token_type", ACCESS_TOKEN_TYPE.to_owned()),
+            ("requested_token_type", ACCESS_TOKEN_TYPE.to_owned()),
+        ];
+        target.add_to(&mut form);
+        self.ask(http, form).await
+    }
+
+    /// A token for `target` for the gateway itself (RFC 6749 §4.4).
+    pub async fn client_credentials(
+        &self,
+        http: &reqwest::Client,
+        target: &TokenTarget,
+    ) -> Result<IssuedToken, TokenError> {
+        let mut form = vec![("grant_type", "client_credentials".to_owned())];
+        target.add_to(&mut form);
+        self.ask(http, form).await
+    }
+
+    async fn ask(
+        &self,
+        http: &reqwest::Client,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<IssuedToken, TokenError> {
+        let mut request = http.post(self.endpoint.clone()).timeout(TIMEOUT);
+        match &self.client {
+            // RFC 6749 §2.3.1: id and secret are form-encoded before they are joined.
+            ClientAuth::Basic { id, secret } => {
+                request = request.basic_auth(
+                    introspect::form_encode(id),
+                    Some(introspect::form_encode(secret.expose())),
+                );
+            }
+            ClientAuth::Post { id, secret } => {
+                form.push(("client_id", id.clone()));
+                form.push(("client_secret", secret.expose().to_owned()));
+            }
+        }
+        let body = form
+            .iter()
+            .map(|(key, value)| format!("{key}={}", introspect::form_encode(value)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let response = request
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                TokenError::Unavailable(format!(
+                    "the token endpoint cannot be reached: {}",
+                    chain(&error)
+                ))
+            })?;
+        let status = response.status();
+        let body = introspect::read_bounded(response, MAX_ANSWER_BYTES)
+            .await
+            .ok_or_else(|| {
+                TokenError::Unavailable("the answer is too large or broke off".into())
+            })?;
+        if status.is_success() {
+            return issued(&body);
+        }
+        let error = serde_json::from_slice::<ErrorAnswer>(&body)
+            .ok()
+            .and_then(|answer| answer.error)
+            .map(|code| error_code(&code));
+        match (status.as_u16(), error) {
+            // The gateway's own client is refused: its configuration, not the caller's fault.
+            (_, Some(code)) if code == "invalid_client" => Err(TokenError::Unavailable(
+                "the authorization server does not accept the gateway's client credentials".into(),
+            )),
+            (400 | 403, Some(code)) => Err(TokenError::Refused { error: code }),
+            (status, _) => Err(TokenError::Unavailable(format!(
+                "the token endpoint answered HTTP {status}"
+            ))),
+        }
+    }
+}
+
+impl TokenTarget {
+    fn add_to(&self, form: &mut Vec<(&'static str, String)>) {
+        if let Some(audience) = &self.audience {
+            form.push(("audience", audience.clone()));
+        }
+        if let Some(resource) = &self.resource {
+            form.push(("resource", resource.clone()));
+        }
+        if !self.scopes.is_empty() {
+            form.push(("scope", self.scopes.join(" ")));
+        }
+    }
+}
+
+fn issued(body: &[u8]) -> Result<IssuedToken, TokenError> {
+    let malformed = |what: &str| TokenError::Unavailable(format!("the answer {what}"));
+    let answer: Answer =
+        serde_json::from_slice(body).map_err(|_| malformed("is not a token response"))?;
+    let token = answer
+        .access_token
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| malformed("has no access_token"))?;
+    // SECURITY: the token goes into a header as it is; one that cannot (a line break) could
+    // smuggle another header.
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(malformed("holds a token a header cannot carry"));
+    }
+    // RFC 8693 §2.2.1: `N_A` says the token is no access token; only a bearer token is sent.
+    if !answer
+        .token_type
+        .is_some_and(|kind| kind.eq_ignore_ascii_case("bearer"))
+    {
+        return Err(malformed("is not a bearer token"));
+    }
+    if let Some(kind) = &answer.issued_token_type
+        && kind != ACCESS_TOKEN_TYPE
+        && kind != JWT_TOKEN_TYPE
+    {
+        return Err(malformed("is not an access token"));
+    }
+    let expires_in = match answer.expires_in {
+        None => None,
+        Some(value) => Some(Duration::from_secs(value.as_u64().ok_or_else(|| {
+            malformed("has an expires_in that is not a number of seconds")
+        })?)),
+    };
+    Ok(IssuedToken { token, expires_in })
+}
+
+/// An OAuth error code as RFC 6749 §5.2 allows it (printable ASCII but `"` and `\`), at most
+/// 64 characters: what a server writes there reaches logs and records.
+fn error_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .take(64)
+        .collect()
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_issued_token_must_be_a_bearer_access_token_a_header_can_carry() {
+        let ok = issued(br#"{"access_token":"abc.def","token_type":"Bearer","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","expires_in":300}"#).unwrap();
+        assert_eq!(ok.expose(), "abc.def");
+        assert_eq!(ok.expires_in, Some(Duration::from_secs(300)));
+        assert!(!format!("{ok:?}").contains("abc"));
+        for refused in [
+            br#"{"access_token":"abc","token_type":"N_A"}"#.as_slice(),
+            br#"{"access_token":"abc"}"#,
+            br#"{"access_token":"","token_type":"bearer"}"#,
+            br#"{"access_token":"a\r\nX-Evil: 1","token_type":"bearer"}"#,
+            br#"{"access_token":"abc","token_type":"bearer","issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token"}"#,
+            br#"{"access_token":"abc","token_type":"bearer","expires_in":"soon"}"#,
+            b"not json",
+        ] {
+            assert!(
+                matches!(issued(refused), Err(TokenError::Unavailable(_))),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_code_keeps_only_what_rfc_6749_allows() {
+        assert_eq!(error_code("invalid_grant"), "invalid_grant");
+        assert_eq!(error_code("bad\"\\\n\u{7f}é"), "bad");
+        assert_eq!(error_code(&"x".repeat(100)).len(), 64);
+    }
+}

@@ -1,0 +1,244 @@
+//! Tokens for an upstream that wants its own (`credentials = "token-exchange"`): for each
+//! caller, one its authorization server issues on that caller's behalf (RFC 8693, the caller's
+//! token as `subject_token`), kept for that caller and that token of its alone until shortly
+//! before it expires; for the gateway's own requests there (its handshake, learning lists),
+//! one it asks for itself. No token is ever logged, recorded or sent to another upstream.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+use http::HeaderValue;
+use portcullis_authn::{BearerToken, IssuedToken, TokenClient, TokenError};
+use portcullis_core::CallerId;
+use url::Url;
+
+use crate::config::{TokenEndpoint, TokenExchange};
+
+/// Callers whose tokens are kept, per upstream; past it, expired ones go, then all.
+const MAX_CALLERS: usize = 10_000;
+/// A token is used until this long before it expires (at most a tenth of its life).
+const MARGIN: Duration = Duration::from_secs(30);
+/// A token issued without `expires_in` is kept this long.
+const UNSTATED_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Who a token is asked for, and under which entitlements.
+pub(crate) struct OnBehalf<'a> {
+    /// Issuer and subject: the key no other caller shares.
+    pub(crate) id: &'a CallerId,
+    /// The caller's own token, as it presented it (the `subject_token`).
+    pub(crate) token: &'a BearerToken,
+    /// The gateway's generation of entitlements and policies: a token kept from an earlier
+    /// one is dropped (the caller's roles or standing may have changed).
+    pub(crate) generation: u64,
+}
+
+/// Tokens for one upstream.
+pub(crate) struct Exchanger {
+    upstream: String,
+    config: TokenExchange,
+    http: reqwest::Client,
+    endpoint: tokio::sync::OnceCell<Url>,
+    own: tokio::sync::Mutex<Option<Kept>>,
+    /// Kept per caller and per token it presented: a token exchanged for one of its tokens
+    /// (say one of wide scope) is never used for a request made with another (a narrower one).
+    callers: Mutex<HashMap<(CallerId, [u8; 32]), Slot>>,
+}
+
+/// One caller's token, behind a lock held while it is asked for.
+type Slot = Arc<tokio::sync::Mutex<Option<Kept>>>;
+
+struct Kept {
+    header: HeaderValue,
+    until: Instant,
+    generation: u64,
+}
+
+impl Exchanger {
+    pub(crate) fn new(upstream: &str, config: TokenExchange) -> Self {
+        Self {
+            upstream: upstream.to_owned(),
+            http: crate::access::issuer_client(config.insecure),
+            config,
+            endpoint: tokio::sync::OnceCell::new(),
+            own: tokio::sync::Mutex::new(None),
+            callers: Mutex::default(),
+        }
+    }
+
+    /// The `Authorization` for a request of `caller`'s: its own exchanged token.
+    pub(crate) async fn for_caller(
+        &self,
+        caller: &OnBehalf<'_>,
+    ) -> Result<HeaderValue, TokenError> {
+        let key = (caller.id.clone(), caller.token.digest());
+        let slot = {
+            let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
+            if callers.len() >= MAX_CALLERS && !callers.contains_key(&key) {
+                let now = Instant::now();
+                callers.retain(|_, slot| {
+                    slot.try_lock()
+                        .map_or(true, |kept| kept.as_ref().is_some_and(|k| k.until > now))
+                });
+                if callers.len() >= MAX_CALLERS {
+                    callers.clear();
+                }
+            }
+            callers.entry(key).or_default().clone()
+        };
+        // One exchange at a time per caller: a burst of its calls waits for the first.
+        let mut kept = slot.lock().await;
+        if let Some(token) = kept.as_ref()
+            && token.until > Instant::now()
+            && token.generation == caller.generation
+        {
+            return Ok(token.header.clone());
+        }
+        *kept = None;
+        let client = self.client().await?;
+        let issued = client
+            .exchange(&self.http, caller.token, &self.config.target)
+            .await
+            .inspect_err(|error| self.log(error, Some(caller.id)))?;
+        let fresh = keep(&issued, caller.generation)?;
+        let header = fresh.header.clone();
+        *kept = Some(fresh);
+        Ok(header)
+    }
+
+    /// The `Authorization` for the gateway's own requests there.
+    pub(crate) async fn own(&self) -> Result<HeaderValue, TokenError> {
+        let mut kept = self.own.lock().await;
+        if let Some(token) = kept.as_ref()
+            && token.until > Instant::now()
+        {
+            return Ok(token.header.clone());
+        }
+        let client = self.client().await?;
+        let issued = client
+            .client_credentials(&self.http, &self.config.target)
+            .await
+            .inspect_err(|error| self.log(error, None))?;
+        let fresh = keep(&issued, 0)?;
+        let header = fresh.header.clone();
+        *kept = Some(fresh);
+        Ok(header)
+    }
+
+    async fn client(&self) -> Result<TokenClient, TokenError> {
+        let endpoint = self
+            .endpoint
+            .get_or_try_init(|| async {
+                match &self.config.endpoint {
+                    TokenEndpoint::Url(url) => Ok(url.clone()),
+                    TokenEndpoint::Issuer(issuer) => {
+                        portcullis_authn::token_endpoint(&self.http, issuer, self.config.insecure)
+                            .await
+                            .ok_or_else(|| {
+                                let error = TokenError::Unavailable(format!(
+                                    "no token endpoint in the metadata of `{issuer}`"
+                                ));
+                                self.log(&error, None);
+                                error
+                            })
+                    }
+                }
+            })
+            .await?;
+        Ok(TokenClient {
+            endpoint: endpoint.clone(),
+            client: self.config.client.clone(),
+        })
+    }
+
+    fn log(&self, error: &TokenError, caller: Option<&CallerId>) {
+        let upstream = &self.upstream;
+        match (error, caller) {
+            (TokenError::Refused { error }, Some(caller)) => tracing::info!(
+                %upstream, subject = caller.subject(), %error,
+                "the authorization server refused a token for this caller"
+            ),
+            (TokenError::Refused { error }, None) => tracing::error!(
+                %upstream, %error,
+                "the authorization server refused the gateway a token of its own for this upstream"
+            ),
+            (TokenError::Unavailable(reason), _) => {
+                tracing::warn!(%upstream, %reason, "no token for this upstream");
+            }
+        }
+    }
+}
+
+/// The exchanger of an upstream configured with `credentials`, its own requests then asking it
+/// for the gateway's token; and the credential kind its requests carry, for records.
+pub(super) fn start(
+    spec: &mut portcullis_mcp::UpstreamSpec,
+    credentials: Option<&crate::config::UpstreamCredentials>,
+) -> (Option<Arc<Exchanger>>, Option<&'static str>) {
+    let portcullis_mcp::UpstreamTransport::Http { credential, .. } = &mut spec.transport else {
+        return (None, None);
+    };
+    match credentials {
+        Some(crate::config::UpstreamCredentials::TokenExchange(config)) => {
+            let exchanger = Arc::new(Exchanger::new(&spec.name, (**config).clone()));
+            *credential = Some(portcullis_mcp::Credential::fetched(Arc::new(OwnToken(
+                exchanger.clone(),
+            ))));
+            (Some(exchanger), Some("token-exchange"))
+        }
+        _ => (None, credential.is_some().then_some("gateway")),
+    }
+}
+
+/// An issued token as kept: until a margin before it expires.
+fn keep(issued: &IssuedToken, generation: u64) -> Result<Kept, TokenError> {
+    let header = portcullis_mcp::bearer(issued.expose())
+        .ok_or_else(|| TokenError::Unavailable("the token cannot be sent in a header".into()))?;
+    let lifetime = issued.expires_in.unwrap_or(UNSTATED_LIFETIME);
+    let usable = lifetime.saturating_sub(MARGIN.min(lifetime / 10));
+    Ok(Kept {
+        header,
+        until: Instant::now() + usable,
+        generation,
+    })
+}
+
+/// The gateway's own token at an upstream, for its connection's requests.
+pub(crate) struct OwnToken(pub(crate) Arc<Exchanger>);
+
+impl portcullis_mcp::TokenSource for OwnToken {
+    fn authorization(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<HeaderValue, String>> + Send + '_>>
+    {
+        Box::pin(async move { self.0.own().await.map_err(|error| error.to_string()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_used_until_shortly_before_it_expires() {
+        let issued =
+            |seconds: Option<u64>| IssuedToken::new("t".into(), seconds.map(Duration::from_secs));
+        let until = |seconds| {
+            keep(&issued(seconds), 0)
+                .unwrap()
+                .until
+                .saturating_duration_since(Instant::now())
+                .as_secs()
+        };
+        assert!(
+            (3560..=3570).contains(&until(Some(3600))),
+            "{}",
+            until(Some(3600))
+        );
+        assert!((50..=54).contains(&until(Some(60))), "{}", until(Some(60)));
+        assert!((50..=54).contains(&until(None)), "{}", until(None));
+        assert_eq!(until(Some(0)), 0);
+    }
+}
