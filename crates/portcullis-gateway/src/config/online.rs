@@ -1,6 +1,7 @@
 //! `portcullis check --online`: what a configuration names out there, reached as `serve`
 //! would reach it, without changing anything: each issuer's metadata and keys, each
-//! PostgreSQL database, each HTTP upstream's address.
+//! PostgreSQL database, each HTTP upstream's address and the token endpoint it is asked
+//! tokens from.
 
 use std::time::Duration;
 
@@ -42,12 +43,37 @@ pub async fn probe(config: &Config) -> Vec<(String, Result<String, String>)> {
             found.push((format!("PostgreSQL ({what})"), database(&url).await));
         }
     }
-    for (spec, _) in &config.upstreams {
+    for (index, (spec, _)) in config.upstreams.iter().enumerate() {
         if let portcullis_mcp::UpstreamTransport::Http { url, .. } = &spec.transport {
             found.push((format!("upstream {}", spec.name), address(url).await));
         }
+        if let Some(super::UpstreamCredentials::TokenExchange(exchange)) =
+            config.upstream_credentials.get(index)
+        {
+            found.push((
+                format!("token endpoint of upstream {}", spec.name),
+                token_endpoint(exchange).await,
+            ));
+        }
     }
     found
+}
+
+/// The token endpoint a token exchange uses, found as `serve` finds it, and reachable; no
+/// token is asked for.
+async fn token_endpoint(exchange: &super::TokenExchange) -> Result<String, String> {
+    let endpoint = match &exchange.endpoint {
+        super::TokenEndpoint::Url(url) => url.clone(),
+        super::TokenEndpoint::Issuer(issuer) => {
+            let http = crate::access::issuer_client(exchange.insecure);
+            portcullis_authn::token_endpoint(&http, issuer, exchange.insecure)
+                .await
+                .ok_or("no usable metadata document (the issuer's own, naming an https token_endpoint)")?
+        }
+    };
+    address(&endpoint)
+        .await
+        .map(|reached| format!("{endpoint}: {reached}"))
 }
 
 async fn issuer_keys(

@@ -342,6 +342,7 @@ async fn check_online_reaches_the_issuer_and_the_upstreams() {
     let dir = std::env::temp_dir().join(format!("cli-online-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("exchange-secret"), "s3cret\n").unwrap();
     let config = |second: &str| {
         let path = dir.join("gateway.toml");
         std::fs::write(
@@ -349,8 +350,11 @@ async fn check_online_reaches_the_issuer_and_the_upstreams() {
             format!(
                 "[auth]\npublic_url = \"http://127.0.0.1:9/mcp\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
                  [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
-                 [[upstream]]\nname = \"up\"\nurl = \"{}\"\n\n[[upstream]]\nname = \"down\"\nurl = \"{second}\"\n",
-                issuer.issuer, upstream.url
+                 [[upstream]]\nname = \"up\"\nurl = \"{}\"\ncredentials = \"token-exchange\"\n\n\
+                 [upstream.token_exchange]\nissuer = \"{}\"\nclient_id = \"portcullis\"\n\
+                 client_secret_file = \"exchange-secret\"\naudience = \"up\"\n\n\
+                 [[upstream]]\nname = \"down\"\nurl = \"{second}\"\n",
+                issuer.issuer, upstream.url, issuer.issuer
             ),
         )
         .unwrap();
@@ -364,6 +368,10 @@ async fn check_online_reaches_the_issuer_and_the_upstreams() {
         "{said}"
     );
     assert!(said.contains("ok    upstream up"), "{said}");
+    assert!(
+        said.contains("ok    token endpoint of upstream up") && said.contains("/token"),
+        "{said}"
+    );
     let bad = config(&format!("http://127.0.0.1:{closed}/mcp"));
     let (ok, said) = portcullis(&["check", "--online", "--config", bad.to_str().unwrap()]);
     assert!(
