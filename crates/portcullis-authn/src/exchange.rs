@@ -15,6 +15,8 @@ const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// A token endpoint's answer is a few kilobytes; anything much larger is not one.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest lifetime believed: a server's `expires_in` of years keeps no token that long.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// A client of one token endpoint.
 #[derive(Debug, Clone)]
@@ -172,17 +174,28 @@ impl TokenClient {
             .and_then(|answer| answer.error)
             .map(|code| error_code(&code));
         match (status.as_u16(), error) {
-            // The gateway's own client is refused: its configuration, not the caller's fault.
-            (_, Some(code)) if code == "invalid_client" => Err(TokenError::Unavailable(
-                "the authorization server does not accept the gateway's client credentials".into(),
-            )),
-            (400 | 403, Some(code)) => Err(TokenError::Refused { error: code }),
-            (status, _) => Err(TokenError::Unavailable(format!(
+            // Whose fault it is decides the answer: the subject's token or what it may reach is
+            // the caller's refusal; the grant or client not allowed is the gateway's setup.
+            (400 | 403, Some(code)) if REFUSALS.contains(&code.as_str()) => {
+                Err(TokenError::Refused { error: code })
+            }
+            (status, Some(code)) => Err(TokenError::Unavailable(format!(
+                "the token endpoint answered HTTP {status}, `{code}`"
+            ))),
+            (status, None) => Err(TokenError::Unavailable(format!(
                 "the token endpoint answered HTTP {status}"
             ))),
         }
     }
 }
+
+/// Error codes that refuse this subject (RFC 6749 §5.2, RFC 8693 §2.2.2), not the gateway.
+const REFUSALS: &[&str] = &[
+    "invalid_grant",
+    "invalid_target",
+    "invalid_scope",
+    "access_denied",
+];
 
 impl TokenTarget {
     fn add_to(&self, form: &mut Vec<(&'static str, String)>) {
@@ -224,11 +237,22 @@ fn issued(body: &[u8]) -> Result<IssuedToken, TokenError> {
     {
         return Err(malformed("is not an access token"));
     }
+    // Seconds, as a number; some servers write `3600.0` or `"3600"`.
     let expires_in = match answer.expires_in {
         None => None,
-        Some(value) => Some(Duration::from_secs(value.as_u64().ok_or_else(|| {
-            malformed("has an expires_in that is not a number of seconds")
-        })?)),
+        Some(value) => {
+            let seconds = match &value {
+                serde_json::Value::Number(number) => number.as_f64(),
+                serde_json::Value::String(text) => text.trim().parse::<f64>().ok(),
+                _ => None,
+            }
+            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+            .ok_or_else(|| malformed("has an expires_in that is not a number of seconds"))?;
+            // Clamped: a lifetime of a day is more than any token should be kept for.
+            Some(Duration::from_secs_f64(
+                seconds.min(MAX_LIFETIME.as_secs_f64()),
+            ))
+        }
     };
     Ok(IssuedToken { token, expires_in })
 }
@@ -263,6 +287,19 @@ mod tests {
         assert_eq!(ok.expose(), "abc.def");
         assert_eq!(ok.expires_in, Some(Duration::from_secs(300)));
         assert!(!format!("{ok:?}").contains("abc"));
+        let lifetime = |expires_in: &str| {
+            issued(
+                format!(
+                    r#"{{"access_token":"a","token_type":"bearer","expires_in":{expires_in}}}"#
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+            .expires_in
+        };
+        assert_eq!(lifetime("3600.0"), Some(Duration::from_secs(3600)));
+        assert_eq!(lifetime("\"60\""), Some(Duration::from_secs(60)));
+        assert_eq!(lifetime("18446744073709551615"), Some(MAX_LIFETIME));
         for refused in [
             br#"{"access_token":"abc","token_type":"N_A"}"#.as_slice(),
             br#"{"access_token":"abc"}"#,
@@ -270,6 +307,7 @@ mod tests {
             br#"{"access_token":"a\r\nX-Evil: 1","token_type":"bearer"}"#,
             br#"{"access_token":"abc","token_type":"bearer","issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token"}"#,
             br#"{"access_token":"abc","token_type":"bearer","expires_in":"soon"}"#,
+            br#"{"access_token":"abc","token_type":"bearer","expires_in":-1}"#,
             b"not json",
         ] {
             assert!(

@@ -32,6 +32,9 @@ pub struct RawTokenExchange {
     /// The scopes to ask for.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The issuers whose callers' tokens are sent there as `subject_token`; default the
+    /// `issuer` above (required with `token_endpoint`).
+    pub subject_issuers: Option<Vec<String>>,
 }
 
 /// Which token requests to an upstream carry.
@@ -64,6 +67,8 @@ pub struct TokenExchange {
     pub client: ClientAuth,
     /// What tokens are asked for.
     pub target: TokenTarget,
+    /// Whose callers' tokens may be sent there: a caller of another issuer is refused.
+    pub subject_issuers: Vec<String>,
     /// `[danger] insecure_issuers`: the metadata may be read over plain http.
     pub insecure: bool,
 }
@@ -133,6 +138,7 @@ fn resolve_exchange(
         audience,
         resource,
         scopes,
+        subject_issuers,
     } = raw;
     let url = |field: &str, text: &str| {
         let url = Url::parse(text).map_err(|error| {
@@ -145,6 +151,16 @@ fn resolve_exchange(
             ));
         }
         Ok(url)
+    };
+    let subject_issuers = match (subject_issuers, &issuer) {
+        (Some(issuers), _) if !issuers.is_empty() => issuers,
+        (None, Some(issuer)) => vec![issuer.clone()],
+        _ => {
+            return Err(ConfigError::invalid(
+                format!("{key}.subject_issuers"),
+                "name the issuers whose callers' tokens may be sent to this token endpoint",
+            ));
+        }
     };
     let endpoint = match (token_endpoint, issuer) {
         (Some(endpoint), None) => TokenEndpoint::Url(url("token_endpoint", &endpoint)?),
@@ -234,6 +250,7 @@ fn resolve_exchange(
             resource,
             scopes,
         },
+        subject_issuers,
         insecure,
     })
 }
@@ -251,6 +268,7 @@ mod tests {
             client_id: Some("portcullis".into()),
             client_secret_file: Some("secret".into()),
             audience: Some("tickets".into()),
+            subject_issuers: Some(vec!["https://as.example".into()]),
             ..RawTokenExchange::default()
         };
         extra(&mut raw);
@@ -287,6 +305,10 @@ mod tests {
                 "not both",
             ),
             (Box::new(|raw| raw.client_id = None), "client_id"),
+            (
+                Box::new(|raw| raw.subject_issuers = None),
+                "subject_issuers",
+            ),
             (
                 Box::new(|raw| raw.client_secret_file = Some("missing".into())),
                 "client_secret_file",

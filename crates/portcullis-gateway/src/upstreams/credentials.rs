@@ -39,7 +39,11 @@ pub(crate) struct OnBehalf<'a> {
 pub(crate) struct Exchanger {
     upstream: String,
     config: TokenExchange,
+    /// For the issuer's metadata (redirects followed as for its keys).
     http: reqwest::Client,
+    /// For the token endpoint. SECURITY: never redirected: a redirect would carry the
+    /// caller's token (and a posted client secret) in its body to wherever it points.
+    token_http: reqwest::Client,
     endpoint: tokio::sync::OnceCell<Url>,
     own: tokio::sync::Mutex<Option<Kept>>,
     /// Kept per caller and per token it presented: a token exchanged for one of its tokens
@@ -61,6 +65,13 @@ impl Exchanger {
         Self {
             upstream: upstream.to_owned(),
             http: crate::access::issuer_client(config.insecure),
+            token_http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build()
+                // As `issuer_client`: a TLS backend that cannot start fails each request.
+                .unwrap_or_default(),
             config,
             endpoint: tokio::sync::OnceCell::new(),
             own: tokio::sync::Mutex::new(None),
@@ -73,6 +84,24 @@ impl Exchanger {
         &self,
         caller: &OnBehalf<'_>,
     ) -> Result<HeaderValue, TokenError> {
+        // SECURITY: a token goes only to a server that issued it, or that the operator named
+        // as accepting it: another issuer's token sent there could be replayed by that server
+        // at this gateway, whose audience it names.
+        if !self
+            .config
+            .subject_issuers
+            .iter()
+            .any(|issuer| issuer == caller.id.issuer())
+        {
+            tracing::info!(
+                upstream = %self.upstream,
+                issuer = caller.id.issuer(),
+                "a caller of an issuer this upstream's token exchange does not take"
+            );
+            return Err(TokenError::Refused {
+                error: "subject_issuer_not_accepted".into(),
+            });
+        }
         let key = (caller.id.clone(), caller.token.digest());
         let slot = {
             let mut callers = self.callers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -99,7 +128,7 @@ impl Exchanger {
         *kept = None;
         let client = self.client().await?;
         let issued = client
-            .exchange(&self.http, caller.token, &self.config.target)
+            .exchange(&self.token_http, caller.token, &self.config.target)
             .await
             .inspect_err(|error| self.log(error, Some(caller.id)))?;
         let fresh = keep(&issued, caller.generation)?;
@@ -118,7 +147,7 @@ impl Exchanger {
         }
         let client = self.client().await?;
         let issued = client
-            .client_credentials(&self.http, &self.config.target)
+            .client_credentials(&self.token_http, &self.config.target)
             .await
             .inspect_err(|error| self.log(error, None))?;
         let fresh = keep(&issued, 0)?;
@@ -196,6 +225,7 @@ pub(super) fn start(
 fn keep(issued: &IssuedToken, generation: u64) -> Result<Kept, TokenError> {
     let header = portcullis_mcp::bearer(issued.expose())
         .ok_or_else(|| TokenError::Unavailable("the token cannot be sent in a header".into()))?;
+    // (The client clamps `expires_in` to a day, so the addition below cannot overflow.)
     let lifetime = issued.expires_in.unwrap_or(UNSTATED_LIFETIME);
     let usable = lifetime.saturating_sub(MARGIN.min(lifetime / 10));
     Ok(Kept {
@@ -220,6 +250,37 @@ impl portcullis_mcp::TokenSource for OwnToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_token_of_another_issuer_is_never_sent_to_the_token_endpoint() {
+        let config = TokenExchange {
+            // Nothing listens there: reaching it would be `Unavailable`, not a refusal.
+            endpoint: TokenEndpoint::Url(Url::parse("http://127.0.0.1:9/token").unwrap()),
+            client: portcullis_authn::ClientAuth::Basic {
+                id: "portcullis".into(),
+                secret: portcullis_authn::ClientSecret::new("s".into()),
+            },
+            target: portcullis_authn::TokenTarget::default(),
+            subject_issuers: vec!["https://a.example".into()],
+            insecure: false,
+        };
+        let exchanger = Exchanger::new("up", config);
+        let token = BearerToken::from_authorization(std::iter::once(b"Bearer t".as_slice()))
+            .unwrap()
+            .unwrap();
+        let caller = CallerId::new("https://b.example", "user-1");
+        let refused = exchanger
+            .for_caller(&OnBehalf {
+                id: &caller,
+                token: &token,
+                generation: 0,
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(TokenError::Refused { ref error }) if error == "subject_issuer_not_accepted"),
+            "{refused:?}"
+        );
+    }
 
     #[test]
     fn a_token_is_used_until_shortly_before_it_expires() {

@@ -214,7 +214,8 @@ async fn token_exchange_gives_each_caller_its_own_token_and_refusals_are_denials
          [audit]\njsonl = {audit:?}\n\n\
          [[upstream]]\nname = \"fixture\"\nurl = \"{proxy}\"\ncredentials = \"token-exchange\"\n\n\
          [upstream.token_exchange]\ntoken_endpoint = \"{token_url}\"\nclient_id = \"portcullis\"\n\
-         client_secret_file = {:?}\nresource = \"https://upstream.example/mcp\"\n",
+         client_secret_file = {:?}\nresource = \"https://upstream.example/mcp\"\n\
+         subject_issuers = [\"{ISSUER}\"]\n",
         dir.join("secret")
     );
     let gateway = TestGateway::spawn(&config).await;
