@@ -143,11 +143,7 @@ impl TokenClient {
                 form.push(("client_secret", secret.expose().to_owned()));
             }
         }
-        let body = form
-            .iter()
-            .map(|(key, value)| format!("{key}={}", introspect::form_encode(value)))
-            .collect::<Vec<_>>()
-            .join("&");
+        let body = introspect::form_body(&form);
         let response = request
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
@@ -157,7 +153,7 @@ impl TokenClient {
             .map_err(|error| {
                 TokenError::Unavailable(format!(
                     "the token endpoint cannot be reached: {}",
-                    chain(&error)
+                    portcullis_core::error_chain(&error)
                 ))
             })?;
         let status = response.status();
@@ -264,17 +260,6 @@ fn error_code(code: &str) -> String {
         .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
         .take(64)
         .collect()
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

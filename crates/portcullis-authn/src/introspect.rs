@@ -252,11 +252,7 @@ impl Introspector {
                 form.push(("client_secret", secret.0.clone()));
             }
         }
-        let body = form
-            .iter()
-            .map(|(key, value)| format!("{key}={}", form_encode(value)))
-            .collect::<Vec<_>>()
-            .join("&");
+        let body = form_body(&form);
         let response = request
             .header("content-type", "application/x-www-form-urlencoded")
             .header("accept", "application/json")
@@ -374,6 +370,15 @@ fn unix_now() -> u64 {
 }
 
 /// `application/x-www-form-urlencoded` for one value.
+/// `application/x-www-form-urlencoded` pairs.
+pub(crate) fn form_body(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{key}={}", form_encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 pub(crate) fn form_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for byte in value.bytes() {
