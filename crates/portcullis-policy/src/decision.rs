@@ -1,7 +1,8 @@
 //! What `authorize()` answers, always with reasons: the determining policies and reason codes.
 
 /// The verified caller, as policies see it (built by the gateway from a verified token).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialized only to be kept for a signed-in browser of the approval page (replicas share it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Principal {
     /// `sub`.
     pub subject: String,
