@@ -135,7 +135,7 @@ pub(super) fn resolve_auth(
                 field.clone_from(given);
             }
         }
-        let introspection = resolve_introspection(&key, &issuer, insecure_issuers)?;
+        let introspection = resolve_introspection(&key, &issuer, insecure_issuers, base)?;
         let token_types = token_types(&key, preset, issuer.token_types.as_deref())?;
         issuers.push(Issuer {
             issuer: issuer.issuer,
@@ -197,6 +197,7 @@ fn resolve_introspection(
     key: &str,
     issuer: &RawIssuer,
     insecure: bool,
+    base: &Path,
 ) -> Result<Option<Introspection>, ConfigError> {
     let Some(endpoint) = &issuer.introspection_endpoint else {
         if issuer.client_id.is_some() || issuer.client_secret_file.is_some() {
@@ -224,36 +225,7 @@ fn resolve_introspection(
             "introspection needs `client_id` and `client_secret_file` (RFC 7662 §2.1)",
         ));
     };
-    let secret = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?
-        .trim()
-        .to_owned();
-    if secret.is_empty() {
-        return Err(ConfigError::invalid(
-            format!("{key}.client_secret_file"),
-            "the file is empty",
-        ));
-    }
-    let secret = ClientSecret::new(secret);
-    let client = match issuer.client_auth.as_deref().unwrap_or("basic") {
-        "basic" => ClientAuth::Basic {
-            id: id.clone(),
-            secret,
-        },
-        "post" => ClientAuth::Post {
-            id: id.clone(),
-            secret,
-        },
-        other => {
-            return Err(ConfigError::invalid(
-                format!("{key}.client_auth"),
-                format!("`{other}`: expected `basic` or `post`"),
-            ));
-        }
-    };
+    let client = client(key, (id.clone(), path), issuer.client_auth.as_deref(), base)?;
     let cache_ttl = duration(
         &format!("{key}.introspection_cache"),
         issuer.introspection_cache.clone(),
@@ -264,6 +236,41 @@ fn resolve_introspection(
         client,
         cache_ttl,
     }))
+}
+
+/// The gateway as a client of an authorization server (`key` names the table): its id, its
+/// secret read from a file (relative to the config file's folder), and how it sends them.
+pub(super) fn client(
+    key: &str,
+    (id, secret_file): (String, &Path),
+    method: Option<&str>,
+    base: &Path,
+) -> Result<ClientAuth, ConfigError> {
+    let path = base.join(secret_file);
+    let secret = std::fs::read_to_string(&path)
+        .map_err(|error| {
+            ConfigError::invalid(
+                format!("{key}.client_secret_file"),
+                format!("`{}`: {error}", path.display()),
+            )
+        })?
+        .trim()
+        .to_owned();
+    if secret.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{key}.client_secret_file"),
+            "the file is empty",
+        ));
+    }
+    let secret = ClientSecret::new(secret);
+    match method.unwrap_or("basic") {
+        "basic" => Ok(ClientAuth::Basic { id, secret }),
+        "post" => Ok(ClientAuth::Post { id, secret }),
+        other => Err(ConfigError::invalid(
+            format!("{key}.client_auth"),
+            format!("`{other}`: expected `basic` or `post`"),
+        )),
+    }
 }
 
 fn check_transport(key: &str, url: &Url, insecure: bool) -> Result<(), ConfigError> {

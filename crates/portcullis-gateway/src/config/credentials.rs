@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use portcullis_authn::{ClientAuth, ClientSecret, TokenTarget};
+use portcullis_authn::{ClientAuth, TokenTarget};
 use serde::Deserialize;
 use url::Url;
 
@@ -187,33 +187,7 @@ fn resolve_exchange(
             "the gateway asks as a client: give `client_id` and `client_secret_file`",
         ));
     };
-    let path = base.join(secret_file);
-    let secret = std::fs::read_to_string(&path)
-        .map_err(|error| {
-            ConfigError::invalid(
-                format!("{key}.client_secret_file"),
-                format!("`{}`: {error}", path.display()),
-            )
-        })?
-        .trim()
-        .to_owned();
-    if secret.is_empty() {
-        return Err(ConfigError::invalid(
-            format!("{key}.client_secret_file"),
-            "the file is empty",
-        ));
-    }
-    let secret = ClientSecret::new(secret);
-    let client = match client_auth.as_deref().unwrap_or("basic") {
-        "basic" => ClientAuth::Basic { id, secret },
-        "post" => ClientAuth::Post { id, secret },
-        other => {
-            return Err(ConfigError::invalid(
-                format!("{key}.client_auth"),
-                format!("`{other}`: expected `basic` or `post`"),
-            ));
-        }
-    };
+    let client = super::auth::client(key, (id, &secret_file), client_auth.as_deref(), base)?;
     // SECURITY: a token asked for no audience in particular may be good at every service
     // that trusts the server; one named service's token is good only there.
     if audience.is_none() && resource.is_none() {
