@@ -231,6 +231,7 @@ impl Connection {
                     connection: self.clone(),
                     source: Source::Channel(receiver),
                     finished: false,
+                    authorization: None,
                 };
                 pipe.write(body).await.map_err(|error| {
                     self.close();
@@ -248,6 +249,7 @@ impl Connection {
                     connection: self.clone(),
                     source: Source::Http(body),
                     finished: false,
+                    authorization: request.authorization,
                 })
             }
         }
@@ -262,7 +264,7 @@ impl Connection {
         let mut notification = Outbound::new(method, params);
         self.adapt_notification_meta(&mut notification);
         let body = frame::notification(method, &notification.params);
-        self.deliver(body, Some(method)).await
+        self.deliver(body, Some(method), None).await
     }
 
     /// Answer a request the upstream sent.
@@ -271,10 +273,17 @@ impl Connection {
         id: &Value,
         outcome: Result<Value, RpcError>,
     ) -> Result<(), UpstreamError> {
-        self.deliver(frame::response(id, outcome), None).await
+        self.deliver(frame::response(id, outcome), None, None).await
     }
 
-    async fn deliver(&self, body: Vec<u8>, method: Option<&str>) -> Result<(), UpstreamError> {
+    /// Send a one-way message; over HTTP with `authorization` instead of the gateway's own
+    /// credential (the caller's, for what is sent about its request).
+    async fn deliver(
+        &self,
+        body: Vec<u8>,
+        method: Option<&str>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<(), UpstreamError> {
         if self.is_closed() {
             return Err(self.closed_error());
         }
@@ -286,7 +295,11 @@ impl Connection {
                     reason: format!("cannot write to the child: {error}"),
                 }
             }),
-            Wire::Http(endpoint) => endpoint.send_one_way(self, body, method).await,
+            Wire::Http(endpoint) => {
+                endpoint
+                    .send_one_way(self, body, method, authorization)
+                    .await
+            }
         }
     }
 
@@ -437,6 +450,9 @@ pub struct Exchange {
     connection: Connection,
     source: Source,
     finished: bool,
+    /// What the request carried instead of the gateway's credential: what is sent about it
+    /// (answers to the upstream's questions, its cancellation) carries it too.
+    authorization: Option<HeaderValue>,
 }
 
 enum Source {
@@ -453,6 +469,19 @@ impl Exchange {
     /// The connection it runs on.
     pub fn connection(&self) -> &Connection {
         &self.connection
+    }
+
+    /// Answer a question the upstream asked during this request, as the request was sent
+    /// (with its own credential, if it had one).
+    pub async fn reply(
+        &self,
+        id: &Value,
+        outcome: Result<Value, RpcError>,
+    ) -> Result<(), UpstreamError> {
+        let body = frame::response(id, outcome);
+        self.connection
+            .deliver(body, None, self.authorization.as_ref())
+            .await
     }
 
     /// The next thing the upstream sent about this request; after a [`Event::Response`] the
@@ -487,7 +516,7 @@ impl Exchange {
                         message: "no client is waiting on this request".to_owned(),
                         data: None,
                     };
-                    let _ = self.connection.reply(&id, Err(refusal)).await;
+                    let _ = self.reply(&id, Err(refusal)).await;
                 }
                 Event::Notification { .. } => {}
             }
@@ -512,12 +541,22 @@ impl Drop for Exchange {
         // stop working on it.
         let connection = self.connection.clone();
         let id = self.id;
+        let authorization = self.authorization.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let mut params = Map::new();
                 params.insert("requestId".to_owned(), id.into());
                 params.insert("reason".to_owned(), "cancelled by the client".into());
-                let _ = connection.notify("notifications/cancelled", params).await;
+                let mut notification = Outbound::new("notifications/cancelled", params);
+                connection.adapt_notification_meta(&mut notification);
+                let body = frame::notification(&notification.method, &notification.params);
+                let _ = connection
+                    .deliver(
+                        body,
+                        Some("notifications/cancelled"),
+                        authorization.as_ref(),
+                    )
+                    .await;
             });
         }
     }

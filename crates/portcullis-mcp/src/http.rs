@@ -114,19 +114,20 @@ impl Endpoint {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The headers of a POST (of `outbound`, or of a one-way message); `Err` when the
-    /// gateway's own credential cannot be had.
-    async fn headers(&self, outbound: Option<&Outbound>) -> Result<HeaderMap, String> {
+    /// The headers of a POST (of `outbound`, or of a one-way message), with `authorization`
+    /// if given, else the gateway's own credential; `Err` when that cannot be had.
+    async fn headers(
+        &self,
+        outbound: Option<&Outbound>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<HeaderMap, String> {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
             ACCEPT,
             HeaderValue::from_static("application/json, text/event-stream"),
         );
-        match (
-            outbound.and_then(|o| o.authorization.as_ref()),
-            &self.credential,
-        ) {
+        match (authorization, &self.credential) {
             (Some(authorization), _) => {
                 headers.insert(AUTHORIZATION, authorization.clone());
             }
@@ -191,7 +192,7 @@ impl Endpoint {
         body: Vec<u8>,
     ) -> Result<HttpBody, UpstreamError> {
         let headers = self
-            .headers(Some(outbound))
+            .headers(Some(outbound), outbound.authorization.as_ref())
             .await
             .map_err(|reason| credential_missing(connection, &reason))?;
         let response = tokio::select! {
@@ -241,9 +242,10 @@ impl Endpoint {
         connection: &Connection,
         body: Vec<u8>,
         method: Option<&str>,
+        authorization: Option<&HeaderValue>,
     ) -> Result<(), UpstreamError> {
         let mut headers = self
-            .headers(None)
+            .headers(None, authorization)
             .await
             .map_err(|reason| credential_missing(connection, &reason))?;
         if let Some(method) = method.and_then(|m| HeaderValue::from_str(m).ok()) {
@@ -335,7 +337,7 @@ async fn get_stream(connection: Weak<Inner>) {
             let Wire::Http(endpoint) = &inner.wire else {
                 return;
             };
-            match endpoint.headers(None).await {
+            match endpoint.headers(None, None).await {
                 Ok(mut headers) => {
                     headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
                     headers.remove(CONTENT_TYPE);

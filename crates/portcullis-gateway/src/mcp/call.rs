@@ -74,10 +74,7 @@ async fn stateless_tool(context: &Context, proof: &Authorized, index: usize) -> 
                 None,
             );
         };
-        let replied = parked
-            .forwarded
-            .connection()
-            .reply(&parked.question, Ok(answer));
+        let replied = parked.forwarded.reply(&parked.question, Ok(answer));
         let replied = context.turn.away(replied).await;
         if let Err(error) = replied {
             return unavailable(context, request, &error);
@@ -591,10 +588,7 @@ async fn relay(
             } => {
                 narrow_context(&method, &mut params);
                 let answer = ask_client(context, &method, params).await;
-                let _ = forwarded
-                    .connection()
-                    .reply(&id, answer.map_err(rpc_error_of))
-                    .await;
+                let _ = forwarded.reply(&id, answer.map_err(rpc_error_of)).await;
             }
         }
     }

@@ -367,9 +367,14 @@ impl Forwarded {
         Ok(event)
     }
 
-    /// The connection it travels on (to answer the upstream's own requests).
-    pub(crate) fn connection(&self) -> &Connection {
-        self.exchange.connection()
+    /// Answer a question the upstream asked about this request (carrying the caller's own
+    /// credential there, if the request did).
+    pub(crate) async fn reply(
+        &self,
+        id: &Value,
+        outcome: Result<Value, portcullis_mcp::RpcError>,
+    ) -> Result<(), UpstreamError> {
+        self.exchange.reply(id, outcome).await
     }
 
     /// The upstream's index.
