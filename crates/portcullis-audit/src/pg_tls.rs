@@ -35,19 +35,28 @@ pub enum Transport {
 /// `sslmode=disable` is an error unless `plaintext_allowed`.
 pub fn transport(url: &str, plaintext_allowed: bool) -> Result<Transport, String> {
     let config: tokio_postgres::Config = url.parse().map_err(|error| format!("{error}"))?;
-    let local = config.get_hosts().iter().all(|host| match host {
-        Host::Unix(_) => true,
-        Host::Tcp(name) => {
-            name == "localhost"
-                || name
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-    });
+    // SECURITY: where the connection goes is `hostaddr` when given (the host name then only
+    // names the certificate): both must be loopback. No host at all is not taken as local.
+    let local = !config.get_hosts().is_empty()
+        && config
+            .get_hostaddrs()
+            .iter()
+            .all(std::net::IpAddr::is_loopback)
+        && config.get_hosts().iter().all(|host| match host {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        });
     if local {
-        let named = url.contains("sslmode=");
+        // Read from the parsed URL (text could hold `sslmode=` in a password): `prefer`, the
+        // default, is taken as not named.
+        let named = config.get_ssl_mode() != SslMode::Prefer;
         return Ok(if named {
             Transport::AsWritten
         } else {
@@ -184,6 +193,19 @@ mod tests {
         assert_eq!(
             transport("postgres://u@db.internal/db", false),
             Ok(Transport::Remote)
+        );
+        let elsewhere = "postgres://u@localhost/db?hostaddr=10.0.0.5&sslmode=disable";
+        assert!(
+            transport(elsewhere, false).is_err(),
+            "hostaddr is where it goes"
+        );
+        assert_eq!(
+            transport("postgres://u@localhost/db?hostaddr=10.0.0.5", false),
+            Ok(Transport::Remote)
+        );
+        assert_eq!(
+            transport("postgres://u:sslmode=x@localhost/db", false),
+            Ok(Transport::Local)
         );
         let plain = "postgres://u@db.internal/db?sslmode=disable";
         assert!(transport(plain, false).is_err());
