@@ -9,16 +9,29 @@ use axum::{
     extract::{Request, State},
     response::Response,
 };
-use portcullis_e2e::{HttpFixture, TestGateway};
+use portcullis_e2e::{HttpFixture, TestGateway, stateless_rpc};
 use serde_json::json;
 
 use crate::authn::{ISSUER, jwks};
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
+/// The `Authorization` of every request, and apart, of every POST that carries an answer (to
+/// a question the upstream asked).
+#[derive(Clone, Default)]
+struct Recorded {
+    all: Seen,
+    answers: Seen,
+}
+
 /// A pass-through in front of the fixture that writes down each request's `Authorization`.
 async fn recording_proxy(upstream: String) -> (String, Seen) {
-    let seen: Seen = Arc::default();
+    let (url, recorded) = recording_proxy_of_answers(upstream).await;
+    (url, recorded.all)
+}
+
+async fn recording_proxy_of_answers(upstream: String) -> (String, Recorded) {
+    let seen = Recorded::default();
     let app = Router::new().fallback(forward).with_state((
         upstream,
         seen.clone(),
@@ -31,7 +44,7 @@ async fn recording_proxy(upstream: String) -> (String, Seen) {
 }
 
 async fn forward(
-    State((upstream, seen, http)): State<(String, Seen, reqwest::Client)>,
+    State((upstream, seen, http)): State<(String, Recorded, reqwest::Client)>,
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
@@ -39,8 +52,14 @@ async fn forward(
         .headers
         .get("authorization")
         .map_or_else(|| "<none>".to_owned(), |v| v.to_str().unwrap().to_owned());
-    seen.lock().unwrap().push(authorization);
     let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+    let message: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if message.get("method").is_none()
+        && (message.get("result").is_some() || message.get("error").is_some())
+    {
+        seen.answers.lock().unwrap().push(authorization.clone());
+    }
+    seen.all.lock().unwrap().push(authorization);
     let mut outgoing = http.request(parts.method, &upstream).body(body);
     for (name, value) in &parts.headers {
         if !matches!(name.as_str(), "host" | "content-length" | "authorization") {
@@ -196,6 +215,72 @@ fn base64_url_decode(text: &str) -> Vec<u8> {
         .unwrap()
 }
 
+/// A gateway in front of `proxy` with `credentials = "token-exchange"` at `token_url`,
+/// recording to `dir/audit.jsonl`; `upstream` adds lines to the upstream's table.
+fn exchange_config(
+    dir: &std::path::Path,
+    jwks_uri: &str,
+    proxy: &str,
+    token_url: &str,
+    upstream: &str,
+) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("secret"), "exchange-secret\n").unwrap();
+    let audit = dir.join("audit.jsonl");
+    let _ = std::fs::remove_file(&audit);
+    format!(
+        "[auth]\npublic_url = \"http://127.0.0.1:8080/mcp\"\n\n\
+         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+         [[auth.issuer]]\nissuer = \"{ISSUER}\"\njwks_uri = \"{jwks_uri}\"\n\n\
+         [audit]\njsonl = {audit:?}\n\n\
+         [[upstream]]\nname = \"fixture\"\nurl = \"{proxy}\"\ncredentials = \"token-exchange\"\n{upstream}\n\
+         [upstream.token_exchange]\ntoken_endpoint = \"{token_url}\"\nclient_id = \"portcullis\"\n\
+         client_secret_file = {:?}\nresource = \"https://upstream.example/mcp\"\n\
+         subject_issuers = [\"{ISSUER}\"]\n",
+        dir.join("secret")
+    )
+}
+
+// See: the review of token exchange. What the gateway sends about a caller's request on its
+// own (its answer to the upstream's question) carried the gateway's token, not the caller's.
+#[tokio::test]
+async fn an_answer_to_the_upstreams_question_carries_the_callers_exchanged_token() {
+    let fixture = HttpFixture::start().await;
+    let (proxy, recorded) = recording_proxy_of_answers(fixture.url.clone()).await;
+    let (token_url, _) = token_endpoint().await;
+    let (issuer, jwks_uri) = jwks().await;
+    let dir = std::env::temp_dir().join(format!("token-exchange-answer-{}", std::process::id()));
+    let config = exchange_config(&dir, &jwks_uri, &proxy, &token_url, "era = \"2025-11-25\"");
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.token_with(json!({"sub": "user-42", "aud": "http://127.0.0.1:8080/mcp"}));
+    let capable = json!({"elicitation": {"form": {}}});
+    let asked = json!({"name": "test_elicitation", "arguments": {"message": "Who are you?"}});
+    let (_, first) = stateless_rpc(
+        &gateway.url,
+        Some(&token),
+        "tools/call",
+        asked.clone(),
+        capable.clone(),
+    )
+    .await;
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let mut answered = asked;
+    answered["requestState"] = first["result"]["requestState"].clone();
+    answered["inputResponses"] = json!({"upstream": {"action": "accept",
+        "content": {"username": "ada", "email": "ada@example.com"}}});
+    let (_, done) =
+        stateless_rpc(&gateway.url, Some(&token), "tools/call", answered, capable).await;
+    assert!(done.contains("ada@example.com"), "{done}");
+    let answers = recorded.answers.lock().unwrap().clone();
+    assert!(!answers.is_empty(), "the answer went upstream");
+    assert!(
+        answers.iter().all(|a| a == "Bearer exchanged-user-42-1"),
+        "{answers:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn token_exchange_gives_each_caller_its_own_token_and_refusals_are_denials() {
     let fixture = HttpFixture::start().await;
@@ -203,21 +288,8 @@ async fn token_exchange_gives_each_caller_its_own_token_and_refusals_are_denials
     let (token_url, issued) = token_endpoint().await;
     let (issuer, jwks_uri) = jwks().await;
     let dir = std::env::temp_dir().join(format!("token-exchange-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("secret"), "exchange-secret\n").unwrap();
     let audit = dir.join("audit.jsonl");
-    let _ = std::fs::remove_file(&audit);
-    let config = format!(
-        "[auth]\npublic_url = \"http://127.0.0.1:8080/mcp\"\n\n\
-         [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
-         [[auth.issuer]]\nissuer = \"{ISSUER}\"\njwks_uri = \"{jwks_uri}\"\n\n\
-         [audit]\njsonl = {audit:?}\n\n\
-         [[upstream]]\nname = \"fixture\"\nurl = \"{proxy}\"\ncredentials = \"token-exchange\"\n\n\
-         [upstream.token_exchange]\ntoken_endpoint = \"{token_url}\"\nclient_id = \"portcullis\"\n\
-         client_secret_file = {:?}\nresource = \"https://upstream.example/mcp\"\n\
-         subject_issuers = [\"{ISSUER}\"]\n",
-        dir.join("secret")
-    );
+    let config = exchange_config(&dir, &jwks_uri, &proxy, &token_url, "");
     let gateway = TestGateway::spawn(&config).await;
     let http = reqwest::Client::new();
     let tokens: std::collections::HashMap<&str, String> =
