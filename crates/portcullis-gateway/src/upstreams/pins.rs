@@ -138,6 +138,9 @@ pub(crate) struct Pins {
     counts: Mutex<HashMap<String, usize>>,
     /// The keys of template pins: what a URI is looked up under (a few, among many tools).
     templates: Mutex<Vec<Key>>,
+    /// Upstreams that showed a definition held back without a pin to remember it by (a name
+    /// past `MAX_NAME`, or past the bound): what it held is unknown, so no fallback route.
+    unpinned: Mutex<std::collections::HashSet<String>>,
     store: Option<PathBuf>,
     writes: Option<std::sync::mpsc::SyncSender<Write>>,
     trail: OnceLock<Trail>,
@@ -238,6 +241,7 @@ impl Pins {
             broken: false,
             counts: Mutex::new(counts),
             templates: Mutex::new(templates),
+            unpinned: Mutex::default(),
             known: Mutex::new(known),
             store: store.map(Path::to_path_buf),
             writes,
@@ -257,6 +261,7 @@ impl Pins {
             known: Mutex::new(HashMap::new()),
             counts: Mutex::new(HashMap::new()),
             templates: Mutex::new(Vec::new()),
+            unpinned: Mutex::default(),
             store: None,
             writes: None,
             trail: OnceLock::new(),
@@ -272,7 +277,8 @@ impl Pins {
 
     /// Whether `upstream`'s `kind` definition `name` is held back: changed, not approved.
     pub(crate) fn held(&self, upstream: &str, kind: Kind, name: &str) -> bool {
-        if self.broken {
+        // A name too long to pin was held when shown (`check`): it stays so when asked for.
+        if self.broken || name.len() > MAX_NAME {
             return true;
         }
         let key = (upstream.to_owned(), kind, name.to_owned());
@@ -298,26 +304,46 @@ impl Pins {
     /// (an unreviewed template may be what the URI is under), and not under a template of it
     /// that is held back (pins outlive a restart; routes are learned again).
     pub(crate) fn fallback_allowed(&self, upstream: &str, uri: &str) -> bool {
-        !self.broken && !self.hold_new && !self.template_held_over(upstream, uri)
+        !self.broken
+            && !self.hold_new
+            && !self
+                .unpinned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(upstream)
+            && !self.template_held_over(upstream, uri)
     }
 
-    /// Whether `uri` starts like a template of `upstream` that is held back.
+    /// Whether `uri` starts like a template of `upstream` that is held back (scheme and
+    /// authority compared without case, as routing compares them).
     pub(crate) fn template_held_over(&self, upstream: &str, uri: &str) -> bool {
         if self.broken {
             return true;
         }
+        let uri = super::route::folded(uri);
+        // In the order `check` takes them: the pins, then the template keys.
+        let known = self.lock();
         let templates = self
             .templates
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let known = self.lock();
+            .unwrap_or_else(PoisonError::into_inner);
         templates.iter().any(|key| {
             let (owner, _, template) = key;
             owner == upstream
-                && uri.starts_with(template.split('{').next().unwrap_or_default())
+                && uri.starts_with(&super::route::folded(
+                    template.split('{').next().unwrap_or_default(),
+                ))
                 && known.get(key).is_some_and(|pin| self.pin_held(key, pin))
         })
+    }
+
+    /// Remember that `upstream` showed a definition held back with no pin for it.
+    fn held_unpinned(&self, upstream: &str) {
+        let mut unpinned = self.unpinned.lock().unwrap_or_else(PoisonError::into_inner);
+        // Bounded by the configured upstreams: only their names come here.
+        if !unpinned.contains(upstream) {
+            unpinned.insert(upstream.to_owned());
+        }
     }
 
     /// `kept` as the store gets it: by digest only once the store's budget is spent.
@@ -337,7 +363,11 @@ impl Pins {
     /// Check `item`, a `kind` definition as `upstream` listed it (its own name, before any
     /// prefix), against its pin.
     pub(crate) fn check(&self, upstream: &str, kind: Kind, name: &str, item: &Value) -> Use {
-        if self.broken || name.len() > MAX_NAME {
+        if self.broken {
+            return Use::Hold;
+        }
+        if name.len() > MAX_NAME {
+            self.held_unpinned(upstream);
             return Use::Hold;
         }
         let key = (upstream.to_owned(), kind, name.to_owned());
@@ -403,6 +433,8 @@ impl Pins {
                         kind = kind.as_str(),
                         "too many definitions to pin; a new one is held back"
                     );
+                    drop(known);
+                    self.held_unpinned(upstream);
                     return Use::Hold;
                 }
                 *self
@@ -1065,6 +1097,9 @@ mod tests {
         );
         assert!(!pins.fallback_allowed("u", "note://7"));
         assert!(pins.template_held_over("u", "note://7"));
+        // Schemes and hosts have no case: routing folds them, so does the hold.
+        assert!(pins.template_held_over("u", "NOTE://7"));
+        assert!(!pins.fallback_allowed("u", "Note://7"));
         assert!(
             pins.fallback_allowed("u", "other://7"),
             "other URIs are not under it"
@@ -1097,5 +1132,26 @@ mod tests {
             !pins.held("v", Kind::Tool, "late"),
             "another upstream has its own bound"
         );
+        assert!(
+            !pins.fallback_allowed("u", "late://1"),
+            "what was held unpinned may be a template: no fallback"
+        );
+    }
+
+    #[test]
+    fn a_name_too_long_to_pin_stays_held_when_asked_for() {
+        let pins = Pins::open(&settings(OnChange::Hold, None)).unwrap();
+        let long = "p".repeat(MAX_NAME + 1);
+        let prompt = json!({"name": long});
+        assert_eq!(pins.check("u", Kind::Prompt, &long, &prompt), Use::Hold);
+        assert!(
+            pins.held("u", Kind::Prompt, &long),
+            "prompts/get is refused too"
+        );
+        let template = format!("x://{}/{{id}}", "t".repeat(MAX_NAME));
+        let item = json!({"uriTemplate": template});
+        assert_eq!(pins.check("v", Kind::Template, &template, &item), Use::Hold);
+        assert!(!pins.fallback_allowed("v", "x://anything"));
+        assert!(pins.fallback_allowed("w", "x://anything"));
     }
 }

@@ -96,7 +96,11 @@ impl Upstreams {
         claims.sort_unstable();
         claims.dedup();
         drop(routes);
-        claims.retain(|index| self.may_claim(*index, uri));
+        // A shown template starting like a held one of the same upstream does not carry URIs
+        // under the held one (which one a URI is under cannot be told from its start).
+        claims.retain(|index| {
+            self.may_claim(*index, uri) && !self.pins.template_held_over(self.name(*index), uri)
+        });
         match claims.as_slice() {
             [one] => Some(*one),
             [] if self.upstreams.len() == 1
