@@ -182,7 +182,7 @@ impl Pins {
         let writes = match store {
             Some(path) => {
                 let connection = connect(path)?;
-                for row in rows(&connection)? {
+                for row in pinned(&connection)? {
                     known.insert(
                         (row.upstream, row.kind, row.name),
                         Pin {
@@ -694,6 +694,16 @@ fn read_rows(connection: &rusqlite::Connection, query: &str) -> Result<Vec<Row>,
 
 /// Each pin's key, digest and pending digest: what the gateway reads back every two seconds
 /// (the definitions stay on disk).
+/// What the gateway starts from: the pinned definitions, and the digests of waiting changes
+/// (not their definitions, up to 256 KiB each, which only `pins diff` shows).
+fn pinned(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
+    read_rows(
+        connection,
+        "SELECT upstream, kind, name, digest, definition, pending_digest, NULL, NULL FROM pins \
+         ORDER BY upstream, kind, name",
+    )
+}
+
 fn digests(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
     read_rows(
         connection,
