@@ -182,7 +182,7 @@ impl Pins {
         let writes = match store {
             Some(path) => {
                 let connection = connect(path)?;
-                for row in pinned(&connection)? {
+                for row in at_start(&connection)? {
                     known.insert(
                         (row.upstream, row.kind, row.name),
                         Pin {
@@ -696,7 +696,7 @@ fn read_rows(connection: &rusqlite::Connection, query: &str) -> Result<Vec<Row>,
 /// (the definitions stay on disk).
 /// What the gateway starts from: the pinned definitions, and the digests of waiting changes
 /// (not their definitions, up to 256 KiB each, which only `pins diff` shows).
-fn pinned(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
+fn at_start(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
     read_rows(
         connection,
         "SELECT upstream, kind, name, digest, definition, pending_digest, NULL, NULL FROM pins \
