@@ -23,7 +23,8 @@ use crate::{config::OnChange, trail::Trail};
 /// Definitions pinned per upstream at most; past it, new ones are held back (fail closed).
 const MAX_PER_UPSTREAM: usize = 10_000;
 /// Writes waiting for the store at most.
-const WRITES_WAITING: usize = 1024;
+/// Writes the store takes in one transaction.
+const WRITES_PER_COMMIT: usize = 512;
 /// A name longer than this is not pinned: held back.
 const MAX_NAME: usize = 1024;
 /// A definition larger than this is kept in the store by digest only.
@@ -142,7 +143,7 @@ pub(crate) struct Pins {
     /// past `MAX_NAME`, or past the bound): what it held is unknown, so no fallback route.
     unpinned: Mutex<std::collections::HashSet<String>>,
     store: Option<PathBuf>,
-    writes: Option<std::sync::mpsc::SyncSender<Write>>,
+    writes: Option<std::sync::mpsc::Sender<Write>>,
     trail: OnceLock<Trail>,
     in_memory: Budget,
     written: Budget,
@@ -202,7 +203,11 @@ impl Pins {
                         },
                     );
                 }
-                let (sender, receiver) = std::sync::mpsc::sync_channel(WRITES_WAITING);
+                // Unbounded, yet bounded by what may be written: a write is a new pin (at most
+                // MAX_PER_UPSTREAM an upstream) or a pin's first change since its approval,
+                // and definitions are written within MAX_WRITTEN bytes. A dropped write would
+                // be a pin lost at the next restart, or a held change `pins diff` never shows.
+                let (sender, receiver) = std::sync::mpsc::channel();
                 std::thread::Builder::new()
                     .name("portcullis-pins".to_owned())
                     .spawn(move || write_all(&connection, &receiver))
@@ -558,10 +563,10 @@ impl Pins {
 
     fn write(&self, write: Write) {
         if let Some(writes) = &self.writes
-            && writes.try_send(write).is_err()
+            && writes.send(write).is_err()
         {
-            // The pin still holds in memory; only the store misses it until the next change.
-            tracing::warn!("the pin store is behind; a pin was not written");
+            // The writer is gone (its thread ended): the pin still holds in memory.
+            tracing::warn!("the pin store's writer has stopped; a pin was not written");
         }
     }
 
@@ -713,29 +718,44 @@ fn digests(connection: &rusqlite::Connection) -> Result<Vec<Row>, String> {
 }
 
 fn write_all(connection: &rusqlite::Connection, writes: &std::sync::mpsc::Receiver<Write>) {
-    while let Ok(write) = writes.recv() {
-        let now = portcullis_audit::now_rfc3339();
-        let written = match &write {
-            Write::Pinned((upstream, kind, name), digest, definition) => connection.execute(
-                "INSERT OR IGNORE INTO pins (upstream, kind, name, digest, definition, pinned_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                rusqlite::params![upstream, kind.as_str(), name, digest, definition, now],
-            ),
-            Write::New((upstream, kind, name), digest, definition) => connection.execute(
-                "INSERT OR IGNORE INTO pins (upstream, kind, name, digest, pinned_at, \
-                 pending_digest, pending_definition, pending_since) \
-                 VALUES (?1, ?2, ?3, '', ?5, ?4, ?6, ?5)",
-                rusqlite::params![upstream, kind.as_str(), name, digest, now, definition],
-            ),
-            Write::Pending((upstream, kind, name), digest, definition) => connection.execute(
-                "UPDATE pins SET pending_digest = ?4, pending_definition = ?5, pending_since = ?6 \
-                 WHERE upstream = ?1 AND kind = ?2 AND name = ?3",
-                rusqlite::params![upstream, kind.as_str(), name, digest, definition, now],
-            ),
-        };
+    while let Ok(first) = writes.recv() {
+        // What queued up meanwhile goes in the same transaction: a first list of thousands
+        // of tools is one commit, not thousands.
+        let batch: Vec<Write> = std::iter::once(first)
+            .chain(std::iter::from_fn(|| writes.try_recv().ok()))
+            .take(WRITES_PER_COMMIT)
+            .collect();
+        let written = connection.unchecked_transaction().and_then(|transaction| {
+            for write in &batch {
+                write_one(&transaction, write)?;
+            }
+            transaction.commit()
+        });
         if let Err(error) = written {
-            tracing::warn!(%error, "a pin was not written to the store");
+            tracing::warn!(%error, pins = batch.len(), "pins were not written to the store");
         }
+    }
+}
+
+fn write_one(connection: &rusqlite::Connection, write: &Write) -> rusqlite::Result<usize> {
+    let now = portcullis_audit::now_rfc3339();
+    match write {
+        Write::Pinned((upstream, kind, name), digest, definition) => connection.execute(
+            "INSERT OR IGNORE INTO pins (upstream, kind, name, digest, definition, pinned_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![upstream, kind.as_str(), name, digest, definition, now],
+        ),
+        Write::New((upstream, kind, name), digest, definition) => connection.execute(
+            "INSERT OR IGNORE INTO pins (upstream, kind, name, digest, pinned_at, \
+             pending_digest, pending_definition, pending_since) \
+             VALUES (?1, ?2, ?3, '', ?5, ?4, ?6, ?5)",
+            rusqlite::params![upstream, kind.as_str(), name, digest, now, definition],
+        ),
+        Write::Pending((upstream, kind, name), digest, definition) => connection.execute(
+            "UPDATE pins SET pending_digest = ?4, pending_definition = ?5, pending_since = ?6 \
+             WHERE upstream = ?1 AND kind = ?2 AND name = ?3",
+            rusqlite::params![upstream, kind.as_str(), name, digest, definition, now],
+        ),
     }
 }
 
@@ -1146,6 +1166,30 @@ mod tests {
             !pins.fallback_allowed("u", "late://1"),
             "what was held unpinned may be a template: no fallback"
         );
+    }
+
+    // See: review of the pins. The writer took one commit per pin behind a queue of 1024 that
+    // dropped what did not fit: an upstream's first list of thousands of tools lost pins.
+    #[test]
+    fn a_first_list_of_thousands_is_written_whole() {
+        let store = store_in("burst");
+        let pins = Pins::open(&settings(OnChange::Hold, Some(&store))).unwrap();
+        for n in 0..5_000 {
+            let name = format!("t{n}");
+            assert_eq!(
+                pins.check("u", Kind::Tool, &name, &json!({"name": name})),
+                Use::Show
+            );
+        }
+        let written = (0..500).find_map(|_| {
+            let count = pinned(&store).unwrap().len();
+            if count == 5_000 {
+                return Some(count);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            None
+        });
+        assert_eq!(written, Some(5_000));
     }
 
     #[test]
