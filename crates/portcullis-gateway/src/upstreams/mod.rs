@@ -326,8 +326,14 @@ impl Upstreams {
 
     /// Read the operator's approvals of changed definitions; if any, the lists are learned
     /// again and callers told their lists changed.
-    pub(crate) async fn reread_pins(&self) {
-        if self.pins.reread() {
+    pub(crate) async fn reread_pins(self: Arc<Self>) {
+        // SQLite waits up to its busy timeout for an operator's approval being written: not
+        // on a worker of the runtime.
+        let upstreams = self.clone();
+        let approved = tokio::task::spawn_blocking(move || upstreams.pins.reread())
+            .await
+            .unwrap_or(false);
+        if approved {
             self.forget_tools().await;
             for index in 0..self.count() {
                 for kind in [

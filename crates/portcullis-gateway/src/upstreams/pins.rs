@@ -144,6 +144,9 @@ pub(crate) struct Pins {
     unpinned: Mutex<std::collections::HashSet<String>>,
     store: Option<PathBuf>,
     writes: Option<std::sync::mpsc::Sender<Write>>,
+    /// The connection approvals are read on, and the store's `data_version` when last read:
+    /// unchanged, there is nothing to read.
+    reader: Mutex<Option<(rusqlite::Connection, i64)>>,
     trail: OnceLock<Trail>,
     in_memory: Budget,
     written: Budget,
@@ -247,6 +250,7 @@ impl Pins {
             counts: Mutex::new(counts),
             templates: Mutex::new(templates),
             unpinned: Mutex::default(),
+            reader: Mutex::default(),
             known: Mutex::new(known),
             store: store.map(Path::to_path_buf),
             writes,
@@ -267,6 +271,7 @@ impl Pins {
             counts: Mutex::new(HashMap::new()),
             templates: Mutex::new(Vec::new()),
             unpinned: Mutex::default(),
+            reader: Mutex::default(),
             store: None,
             writes: None,
             trail: OnceLock::new(),
@@ -517,9 +522,9 @@ impl Pins {
         let Some(store) = &self.store else {
             return false;
         };
-        let read = connect(store).and_then(|connection| digests(&connection));
-        let rows = match read {
-            Ok(rows) => rows,
+        let rows = match self.changed_rows(store) {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return false,
             Err(error) => {
                 tracing::warn!(%error, "the pin store cannot be read; approvals wait");
                 return false;
@@ -640,6 +645,28 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS pins (
     pending_since TEXT,
     PRIMARY KEY (upstream, kind, name)
 )";
+
+impl Pins {
+    /// The store's digests, if anything was committed to it since they were last read
+    /// (`PRAGMA data_version` moves with every other connection's commit).
+    fn changed_rows(&self, store: &Path) -> Result<Option<Vec<Row>>, String> {
+        let mut reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let (connection, seen) = match reader.take() {
+            Some(open) => open,
+            None => (connect(store)?, -1),
+        };
+        let version: i64 = connection
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .map_err(|error| error.to_string())?;
+        if version == seen {
+            *reader = Some((connection, seen));
+            return Ok(None);
+        }
+        let rows = digests(&connection)?;
+        *reader = Some((connection, version));
+        Ok(Some(rows))
+    }
+}
 
 fn connect(path: &Path) -> Result<rusqlite::Connection, String> {
     let connection =
