@@ -808,7 +808,7 @@ pub struct PendingChange {
 
 /// Every changed definition in the store at `path` waiting for approval.
 pub fn pending(path: &Path) -> Result<Vec<PendingChange>, String> {
-    let connection = open_existing(path)?;
+    let connection = open_to_read(path)?;
     Ok(rows(&connection)?
         .into_iter()
         .filter_map(|row| {
@@ -843,7 +843,7 @@ pub struct Pinned {
 
 /// Every pin in the store at `path`.
 pub fn pinned(path: &Path) -> Result<Vec<Pinned>, String> {
-    let connection = open_existing(path)?;
+    let connection = open_to_read(path)?;
     Ok(digests(&connection)?
         .into_iter()
         .map(|row| Pinned {
@@ -930,6 +930,21 @@ fn open_existing(path: &Path) -> Result<rusqlite::Connection, String> {
         ));
     }
     connect(path)
+}
+
+/// The store at `path`, read only: a command that only shows pins changes nothing, even
+/// pointed at the wrong file.
+fn open_to_read(path: &Path) -> Result<rusqlite::Connection, String> {
+    if !path.exists() {
+        return open_existing(path);
+    }
+    let connection =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|error| format!("{}: {error}", path.display()))?;
+    connection
+        .busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|error| format!("{}: {error}", path.display()))?;
+    Ok(connection)
 }
 
 #[cfg(test)]
@@ -1217,6 +1232,26 @@ mod tests {
             None
         });
         assert_eq!(written, Some(5_000));
+    }
+
+    #[test]
+    fn showing_pins_writes_nothing_even_to_the_wrong_file() {
+        let other = store_in("wrong-file").with_file_name("audit.db");
+        rusqlite::Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE records (x)")
+            .unwrap();
+        assert!(pinned(&other).is_err());
+        assert!(pending(&other).is_err());
+        let tables: i64 = rusqlite::Connection::open(&other)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'pins'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
     }
 
     #[test]
