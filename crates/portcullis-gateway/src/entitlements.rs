@@ -185,6 +185,35 @@ impl Entitlements {
             .clone()
     }
 
+    /// Everyone the file names, as the gateway would see each holding a token granted
+    /// `every_scope` (what the file allows of it, or all of it where the file says nothing);
+    /// and apart, the subjects it disables. For operators' reviews.
+    pub fn sample(&self, every_scope: &[String]) -> (Vec<Principal>, Vec<String>) {
+        let reading = self
+            .reading
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut entries: Vec<&Entry> = reading.values().flatten().collect();
+        entries.sort_by(|a, b| (&a.subject, &a.issuer).cmp(&(&b.subject, &b.issuer)));
+        let (mut people, mut disabled) = (Vec::new(), Vec::new());
+        for entry in entries {
+            let token = Principal {
+                subject: entry.subject.clone(),
+                issuer: entry.issuer.clone().unwrap_or_default(),
+                tenant: None,
+                roles: Vec::new(),
+                scopes: every_scope.to_vec(),
+                client_id: None,
+            };
+            match self.apply(token) {
+                Ok(principal) => people.push(principal),
+                Err(Disabled) => disabled.push(entry.subject.clone()),
+            }
+        }
+        (people, disabled)
+    }
+
     /// `principal` as its entitlements say it is now: roles and tenant replaced, scopes
     /// narrowed, or refused when disabled. A subject the file does not name keeps its claims.
     pub fn apply(&self, mut principal: Principal) -> Result<Principal, Disabled> {

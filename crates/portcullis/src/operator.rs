@@ -55,20 +55,31 @@ fn policies_and_sample(
     let Some(auth) = loaded.auth else {
         bail!("this configuration has no `[auth]`, so no policies decide anything");
     };
-    let path = match identities {
-        Some(path) => path.to_owned(),
-        None => loaded
-            .entitlements
-            .as_ref()
-            .map(|source| source.path().to_owned())
-            .context("give --identities FILE (the configuration has no [entitlements] file)")?,
-    };
-    Ok((auth.policy, people_of(&path)?))
+    if let Some(path) = identities {
+        return Ok((auth.policy, people_of(path)?));
+    }
+    // The configuration's own entitlements, read as the gateway reads them (issuers checked,
+    // roles required, scopes narrowing a token's), each person holding every scope the
+    // catalog names where the file does not narrow them.
+    let entitlements = loaded
+        .entitlements
+        .as_ref()
+        .context("give --identities FILE (the configuration has no [entitlements] file)")?;
+    let mut every_scope: Vec<String> = auth
+        .policy
+        .catalog()
+        .capabilities()
+        .iter()
+        .flat_map(|capability| capability.scopes.iter().cloned())
+        .collect();
+    every_scope.sort();
+    every_scope.dedup();
+    let sample = entitlements.sample(&every_scope);
+    Ok((auth.policy, sample))
 }
 
-/// People from an identities file, as policies see them holding every scope they may be
-/// granted: the demo's `identities.toml`, or an `[entitlements]` file (the same `[[identity]]`
-/// tables, with `issuer`); and apart, the subjects it disables (the gateway refuses them).
+/// People from an identities file in the demo's format (`--identities`), as policies see them
+/// holding every scope they may be granted; and apart, the subjects it disables.
 fn people_of(path: &Path) -> anyhow::Result<Sample> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;

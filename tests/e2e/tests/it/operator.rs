@@ -175,6 +175,43 @@ fn the_review_is_consistent_includes_every_identity_and_writes_json() {
     );
 }
 
+// See: review of issue 18's operator commands. Without `--identities` the review read the
+// `[entitlements]` file with a reader of its own: an entry without `scopes` held none (the
+// gateway keeps the token's), and an entry of an untrusted issuer was taken.
+#[test]
+fn the_review_reads_the_entitlements_file_as_the_gateway_does() {
+    let fixture = fixture("review-entitlements");
+    let entitlements = fixture.dir.join("entitlements.toml");
+    std::fs::write(
+        &entitlements,
+        "[[identity]]\nsubject = \"editor-b\"\ntenant = \"tenant-a\"\nroles = [\"editor\"]\n",
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(&fixture.config).unwrap();
+    std::fs::write(
+        &fixture.config,
+        format!("{config}\n[entitlements]\nfile = \"entitlements.toml\"\n"),
+    )
+    .unwrap();
+    let output = run(&["review", "--config", fixture.config.to_str().unwrap()]);
+    let row = output
+        .lines()
+        .find(|line| line.starts_with("| editor-b | update_policy |"))
+        .unwrap_or_default();
+    assert!(row.contains("| yes | allow |"), "{output}");
+    std::fs::write(
+        &entitlements,
+        "[[identity]]\nsubject = \"editor-b\"\nissuer = \"https://elsewhere.example\"\nroles = [\"editor\"]\n",
+    )
+    .unwrap();
+    let refused = Command::new(workspace_bin("portcullis", "portcullis"))
+        .args(["review", "--config", fixture.config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not trusted"));
+}
+
 #[test]
 fn the_review_of_the_demo_matches_its_golden_file() {
     let fixture = fixture("review");
