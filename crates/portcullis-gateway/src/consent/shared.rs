@@ -91,7 +91,6 @@ pub(crate) struct Shared {
     client: tokio::sync::Mutex<Option<Arc<Client>>>,
     /// When connecting last failed.
     failed_at: std::sync::Mutex<Option<std::time::Instant>>,
-    broken: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -131,19 +130,25 @@ impl Shared {
             tls: Some(tls),
             client: tokio::sync::Mutex::new(None),
             failed_at: std::sync::Mutex::new(None),
-            broken: false,
         })
     }
 
-    /// A state that never answers.
+    /// A state that never answers (it has no way to connect).
     fn broken() -> Self {
         Self {
             config: tokio_postgres::Config::new(),
             tls: None,
             client: tokio::sync::Mutex::new(None),
             failed_at: std::sync::Mutex::new(None),
-            broken: true,
         }
+    }
+
+    /// Whether connecting failed a moment ago.
+    fn resting(&self) -> bool {
+        self.failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER)
     }
 
     /// A connection failed now: requests in the next moments fail at once rather than each
@@ -156,12 +161,7 @@ impl Shared {
     }
 
     async fn client(&self) -> Result<Arc<Client>, Unavailable> {
-        let resting = self
-            .failed_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
-        let Some(tls) = self.tls.clone().filter(|_| !self.broken && !resting) else {
+        let Some(tls) = self.tls.clone().filter(|_| !self.resting()) else {
             return Err(Unavailable);
         };
         let mut slot = self.client.lock().await;
@@ -169,6 +169,10 @@ impl Shared {
             && !client.is_closed()
         {
             return Ok(client.clone());
+        }
+        // Those who waited for the lock while a connection failed fail now, not in turn.
+        if self.resting() {
+            return Err(Unavailable);
         }
         let connected = tokio::time::timeout(TIMEOUT, self.config.connect(tls)).await;
         let (client, connection) = match connected {
@@ -209,10 +213,13 @@ impl Shared {
     /// Use one-time id `id` (valid until `exp`): whether it was still unused.
     pub(crate) async fn spend(&self, id: &str, exp: u64) -> Result<bool, Unavailable> {
         let client = self.client().await?;
-        let forgotten = seconds(now().saturating_sub(CLOCK_MARGIN));
+        // SECURITY: by the database's clock, one for every replica: a replica whose clock
+        // ran ahead would otherwise forget ids the others still honour, and a spent
+        // approval could run again there.
         self.exec(client.execute(
-            "DELETE FROM portcullis_spent WHERE exp <= $1",
-            &[&forgotten],
+            "DELETE FROM portcullis_spent \
+             WHERE exp <= extract(epoch from now())::bigint - $1",
+            &[&seconds(CLOCK_MARGIN)],
         ))
         .await?;
         let inserted = self
