@@ -104,9 +104,10 @@ pub(crate) async fn read_header(
                     u16::from_be_bytes([body[32], body[33]]),
                 ))
             }
-            // UNSPEC (or a unix socket): the balancer's own address.
+            // UNSPEC: the balancer's own address (a health check, say).
             0x00 => Ok(from),
-            _ => Err("a PROXY header of an unknown family"),
+            0x11 | 0x21 => Err("a PROXY header with a short address block"),
+            _ => Err("a PROXY header of a family other than TCP over IPv4 or IPv6"),
         },
         _ => Err("a PROXY header of an unknown version"),
     }
@@ -133,10 +134,15 @@ async fn v1(
     let fields: Vec<&str> = text.split(' ').collect();
     match fields.as_slice() {
         ["PROXY", "UNKNOWN", ..] => Ok(from),
-        ["PROXY", "TCP4" | "TCP6", source, _, port, _] => {
+        ["PROXY", family @ ("TCP4" | "TCP6"), source, _, port, _] => {
             let ip: IpAddr = source
                 .parse()
                 .map_err(|_| "a PROXY line with a bad address")?;
+            // The protocol names the address's family: one that does not match is no header
+            // a balancer writes.
+            if ip.is_ipv4() != (*family == "TCP4") {
+                return Err("a PROXY line whose address is not of its protocol");
+            }
             let port: u16 = port.parse().map_err(|_| "a PROXY line with a bad port")?;
             Ok(SocketAddr::new(ip, port))
         }

@@ -108,6 +108,8 @@ async fn a_trusted_balancers_proxy_header_names_the_client() {
         bare, "",
         "from the balancer, a connection without a header is not served"
     );
+    let crossed = send(&address, b"PROXY TCP4 ::1 127.0.0.1 5555 80\r\n").await;
+    assert_eq!(crossed, "", "an address not of its protocol is no header");
 
     // Refusals before a decision are counted per window and source: the records name the
     // clients, not the balancer.
