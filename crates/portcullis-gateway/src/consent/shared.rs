@@ -345,14 +345,7 @@ impl Shared {
 
     /// As [`super::Ledger::answer`].
     pub(crate) async fn answer(&self, id: &str) -> Result<Option<Answer>, Unavailable> {
-        let client = self.client().await?;
-        let row = self
-            .exec(client.query_opt(
-                "SELECT answer FROM portcullis_approvals WHERE id = $1 AND exp > $2",
-                &[&id, &seconds(now())],
-            ))
-            .await?;
-        Ok(row.map(|row| parse_answer(row.get(0))))
+        Ok(self.request(id).await?.map(|(_, _, answer)| answer))
     }
 
     /// As [`super::Ledger::waiting_for`].
