@@ -21,6 +21,8 @@ use crate::config::{TokenEndpoint, TokenExchange};
 const MAX_CALLERS: usize = 10_000;
 /// A token is used until this long before it expires (at most a tenth of its life).
 const MARGIN: Duration = Duration::from_secs(30);
+/// After the token service could not be asked, how long requests fail at once.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// A token issued without `expires_in` is kept this long.
 const UNSTATED_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -49,6 +51,9 @@ pub(crate) struct Exchanger {
     /// Kept per caller and per token it presented: a token exchanged for one of its tokens
     /// (say one of wide scope) is never used for a request made with another (a narrower one).
     callers: Mutex<HashMap<(CallerId, [u8; 32]), Slot>>,
+    /// When the token service last could not be asked: for a moment after, requests fail
+    /// at once instead of each waiting out its own timeout (an outage is not a queue).
+    failed_at: Mutex<Option<Instant>>,
 }
 
 /// One caller's token, behind a lock held while it is asked for.
@@ -76,6 +81,7 @@ impl Exchanger {
             endpoint: tokio::sync::OnceCell::new(),
             own: tokio::sync::Mutex::new(None),
             callers: Mutex::default(),
+            failed_at: Mutex::default(),
         }
     }
 
@@ -130,7 +136,7 @@ impl Exchanger {
         let issued = client
             .exchange(&self.token_http, caller.token, &self.config.target)
             .await
-            .inspect_err(|error| self.log(error, Some(caller.id)))?;
+            .inspect_err(|error| self.failed(error, Some(caller.id)))?;
         let fresh = keep(&issued, caller.generation)?;
         let header = fresh.header.clone();
         *kept = Some(fresh);
@@ -149,7 +155,7 @@ impl Exchanger {
         let issued = client
             .client_credentials(&self.token_http, &self.config.target)
             .await
-            .inspect_err(|error| self.log(error, None))?;
+            .inspect_err(|error| self.failed(error, None))?;
         let fresh = keep(&issued, 0)?;
         let header = fresh.header.clone();
         *kept = Some(fresh);
@@ -157,6 +163,16 @@ impl Exchanger {
     }
 
     async fn client(&self) -> Result<TokenClient, TokenError> {
+        let resting = self
+            .failed_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        if resting {
+            return Err(TokenError::Unavailable(
+                "the token service could not be asked a moment ago".into(),
+            ));
+        }
         let endpoint = self
             .endpoint
             .get_or_try_init(|| async {
@@ -169,7 +185,7 @@ impl Exchanger {
                                 let error = TokenError::Unavailable(format!(
                                     "no token endpoint in the metadata of `{issuer}`"
                                 ));
-                                self.log(&error, None);
+                                self.failed(&error, None);
                                 error
                             })
                     }
@@ -182,7 +198,14 @@ impl Exchanger {
         })
     }
 
-    fn log(&self, error: &TokenError, caller: Option<&CallerId>) {
+    /// Say why no token was had; when the service could not be asked, rest a moment.
+    fn failed(&self, error: &TokenError, caller: Option<&CallerId>) {
+        if matches!(error, TokenError::Unavailable(_)) {
+            *self
+                .failed_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
         let upstream = &self.upstream;
         match (error, caller) {
             (TokenError::Refused { error }, Some(caller)) => tracing::info!(
@@ -252,18 +275,43 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_token_of_another_issuer_is_never_sent_to_the_token_endpoint() {
-        let config = TokenExchange {
-            // Nothing listens there: reaching it would be `Unavailable`, not a refusal.
-            endpoint: TokenEndpoint::Url(Url::parse("http://127.0.0.1:9/token").unwrap()),
+    async fn after_the_token_service_failed_requests_fail_at_once_for_a_moment() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let exchanger =
+            Exchanger::new("up", exchange_to(&format!("http://127.0.0.1:{port}/token")));
+
+        let first = exchanger.own().await;
+        assert!(
+            matches!(&first, Err(TokenError::Unavailable(reason)) if reason.contains("cannot be reached")),
+            "{first:?}"
+        );
+        let second = exchanger.own().await;
+        assert!(
+            matches!(&second, Err(TokenError::Unavailable(reason)) if reason.contains("a moment ago")),
+            "{second:?}"
+        );
+    }
+
+    fn exchange_to(endpoint: &str) -> TokenExchange {
+        TokenExchange {
+            endpoint: TokenEndpoint::Url(Url::parse(endpoint).unwrap()),
             client: portcullis_authn::ClientAuth::Basic {
                 id: "portcullis".into(),
                 secret: portcullis_authn::ClientSecret::new("s".into()),
             },
             target: portcullis_authn::TokenTarget::default(),
-            subject_issuers: vec!["https://a.example".into()],
+            subject_issuers: Vec::new(),
             insecure: false,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_of_another_issuer_is_never_sent_to_the_token_endpoint() {
+        // Nothing listens there: reaching it would be `Unavailable`, not a refusal.
+        let mut config = exchange_to("http://127.0.0.1:9/token");
+        config.subject_issuers = vec!["https://a.example".into()];
         let exchanger = Exchanger::new("up", config);
         let token = BearerToken::from_authorization(std::iter::once(b"Bearer t".as_slice()))
             .unwrap()
