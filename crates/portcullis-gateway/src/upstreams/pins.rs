@@ -309,6 +309,11 @@ impl Pins {
                 && pin.offered != pin.digest)
     }
 
+    /// Whether definitions never seen before are held until approved (`on_new = "hold"`).
+    pub(crate) fn holds_new(&self) -> bool {
+        self.hold_new
+    }
+
     /// Whether a URI no listed resource or shown template claims may be sent to `upstream`
     /// on the strength of it being the only one: not when new definitions wait for review
     /// (an unreviewed template may be what the URI is under), and not under a template of it

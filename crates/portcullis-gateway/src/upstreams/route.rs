@@ -81,7 +81,21 @@ impl Upstreams {
         // A namespace the configuration gives an upstream is its own, whatever anyone listed
         // (but not under a template of it held back: see `pins`).
         if let Some(owner) = self.declared_owner(uri) {
-            return (!self.pins.template_held_over(self.name(owner), uri)).then_some(owner);
+            if self.pins.template_held_over(self.name(owner), uri) {
+                return None;
+            }
+            if !self.pins.holds_new() {
+                return Some(owner);
+            }
+            // With new definitions held for review, a namespace carries only what its owner
+            // listed or showed under a reviewed template (an unreviewed one may be what the
+            // URI is under), as everywhere else.
+            let routes = self.routes();
+            let shown = routes.resources.get(uri) == Some(&Some(owner))
+                || routes.templates.iter().any(|(literal, index)| {
+                    *index == owner && !literal.is_empty() && uri.starts_with(literal.as_str())
+                });
+            return shown.then_some(owner);
         }
         let routes = self.routes();
         if let Some(owner) = routes.resources.get(uri) {

@@ -482,12 +482,27 @@ async fn with_pins_in_the_config_only_reviewed_definitions_are_served() {
 // is refused, and the upstream never sees it.
 #[tokio::test]
 async fn a_read_before_any_list_is_not_sent_under_an_unreviewed_template() {
+    a_read_under_an_unreviewed_template_is_refused("hostile-read-first", "").await;
+}
+
+// See: review of the pins. The same read under a namespace the configuration gives the
+// upstream went to it: the declared owner was not asked whether the URI was reviewed.
+#[tokio::test]
+async fn a_read_in_a_declared_namespace_is_not_sent_under_an_unreviewed_template() {
+    a_read_under_an_unreviewed_template_is_refused(
+        "hostile-read-declared",
+        "resources = [\"note://\"]\n",
+    )
+    .await;
+}
+
+async fn a_read_under_an_unreviewed_template_is_refused(label: &str, upstream_lines: &str) {
     let upstream = Recorder::hostile(Hostility::RugPull).await;
-    let issuer = DevIssuer::start("hostile-read-first", RESOURCE, &[]).await;
+    let issuer = DevIssuer::start(label, RESOURCE, &[]).await;
     let config = format!(
         "[auth]\npublic_url = \"{RESOURCE}\"\n\n[[auth.issuer]]\nissuer = \"{}\"\n\n\
          [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
-         [pins]\non_new = \"hold\"\n\n[[upstream]]\nname = \"tickets\"\nurl = \"{}\"\n",
+         [pins]\non_new = \"hold\"\n\n[[upstream]]\nname = \"tickets\"\nurl = \"{}\"\n{upstream_lines}",
         issuer.issuer, upstream.url,
     );
     let gateway = TestGateway::spawn(&config).await;
