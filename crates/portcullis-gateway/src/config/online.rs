@@ -71,9 +71,15 @@ async fn token_endpoint(exchange: &super::TokenExchange) -> Result<String, Strin
                 .ok_or("no usable metadata document (the issuer's own, naming an https token_endpoint)")?
         }
     };
+    // Shown without what a URL may carry besides where it is (userinfo, a query).
+    let shown = format!(
+        "{}{}",
+        endpoint.origin().ascii_serialization(),
+        endpoint.path()
+    );
     address(&endpoint)
         .await
-        .map(|reached| format!("{endpoint}: {reached}"))
+        .map(|reached| format!("{shown}: {reached}"))
 }
 
 async fn issuer_keys(

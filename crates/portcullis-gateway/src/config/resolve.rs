@@ -263,7 +263,8 @@ impl Config {
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
         let raw: Raw = toml::from_str(text).map_err(|error| ConfigError::Parse {
             path: origin.to_owned(),
-            message: error.to_string().trim_end().to_owned(),
+            // The parser quotes the line: a database URL's password is not repeated.
+            message: without_passwords(error.to_string().trim_end()),
         })?;
         // Paths in the file are its folder's; made absolute here, so that what they name does
         // not change with the directory a child process starts in.
@@ -964,6 +965,31 @@ pub(super) fn duration(
     }
 }
 
+/// `text` with the password of every `scheme://user:password@` in it masked.
+fn without_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(['/', '?', '#', '"', '\'', '\n', ' '])
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(userinfo_end), Some(colon)) if colon < userinfo_end => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[userinfo_end..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1132,6 +1158,25 @@ mod tests {
             "{base}[auth.issuer.claim_paths]\nsubject = [\"sub\"]\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n"
         );
         assert!(parse(&bad).unwrap_err().contains("claim_paths.subject"));
+    }
+
+    #[test]
+    fn a_parse_error_does_not_repeat_a_database_password() {
+        let text = "[cluster]\npostgres = \"postgres://app:hunter2@db.internal/x\" junk\n";
+        let quoted = toml::from_str::<Raw>(text).unwrap_err().to_string();
+        assert!(
+            quoted.contains("hunter2"),
+            "the parser quotes the line: {quoted}"
+        );
+        let error = Config::parse(text, Path::new("/etc/portcullis.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.contains("app:***@db.internal"), "{error}");
+        assert_eq!(
+            without_passwords("a postgres://app:pw@db/x and https://h/p?q and u://x@y"),
+            "a postgres://app:***@db/x and https://h/p?q and u://x@y"
+        );
     }
 
     #[test]
