@@ -64,7 +64,8 @@ struct Upstream {
     /// The credential kind its requests carry, for records: `None` when they carry none.
     credential: Option<&'static str>,
     prefix: Option<String>,
-    /// The resource URI prefixes it owns (`[[upstream]] resources`); empty: none declared.
+    /// The resource URI prefixes it owns (`[[upstream]] resources`), scheme and authority
+    /// folded to lower case (`route::folded`); empty: none declared.
     namespaces: Vec<String>,
     /// Set once the upstream refused a session handshake while answering stateless requests.
     stateless_only: std::sync::atomic::AtomicBool,
@@ -91,7 +92,7 @@ impl Upstreams {
                     namespaces: config
                         .resource_namespaces
                         .get(index)
-                        .cloned()
+                        .map(|namespaces| namespaces.iter().map(|n| route::folded(n)).collect())
                         .unwrap_or_default(),
                     stateless_only: std::sync::atomic::AtomicBool::new(false),
                 }

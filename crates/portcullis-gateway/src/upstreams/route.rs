@@ -142,7 +142,7 @@ impl Upstreams {
             upstream
                 .namespaces
                 .iter()
-                .any(|namespace| uri.starts_with(folded(namespace).as_str()))
+                .any(|namespace| uri.starts_with(namespace.as_str()))
         })
     }
 
