@@ -120,6 +120,20 @@ struct Refusals {
     count: u64,
 }
 
+/// The listener's refusals, noted by the accept loop and by connection tasks (whose clients
+/// are known only once a PROXY header is read).
+#[derive(Clone, Default)]
+struct Refused(std::sync::Arc<std::sync::Mutex<Refusals>>);
+
+impl Refused {
+    fn note(&self, why: &'static str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .note(why);
+    }
+}
+
 impl Refusals {
     fn note(&mut self, why: &'static str) {
         self.count += 1;
@@ -172,7 +186,7 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut refused = Refusals::default();
+    let refused = Refused::default();
     loop {
         let (stream, from) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -210,6 +224,7 @@ pub async fn run(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let sources = sources.clone();
+        let refused = refused.clone();
         tokio::spawn(async move {
             let _slot = slot;
             // One deadline for the PROXY header, the first byte and, with TLS, the whole
@@ -229,12 +244,13 @@ pub async fn run(
                         Ok(Ok(client)) => client,
                         Ok(Err(why)) => {
                             tracing::debug!(%from, why, "a connection from a PROXY source refused");
+                            refused.note("a PROXY source sent no valid header");
                             return;
                         }
                         Err(_) => return,
                     };
                     let Some(peer) = sources.arrived(client.ip()) else {
-                        tracing::debug!(client = %client.ip(), "one address holds its most connections");
+                        refused.note("one address holds its most connections");
                         return;
                     };
                     peer
