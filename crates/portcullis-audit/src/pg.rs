@@ -33,7 +33,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS portcullis_audit (
 /// Open the trail in the database at `url` (creating its table) and start a writer.
 pub(crate) fn open(url: &str) -> Result<Sink, AuditError> {
     let config = config(url)?;
-    let mut client = Some(connect(&config, url)?);
+    // SECURITY: the URL as shown in errors has no password.
+    let mut client = Some(connect(&config, &redacted(url))?);
     blocking(|| {
         client
             .as_mut()
@@ -55,37 +56,19 @@ pub(crate) fn open(url: &str) -> Result<Sink, AuditError> {
     Ok(Sink::new("postgres", queue))
 }
 
-fn config(url: &str) -> Result<Config, AuditError> {
-    let mut config: Config = url
-        .parse()
+fn config(url: &str) -> Result<(Config, crate::pg_tls::Tls), AuditError> {
+    let (config, tls) = crate::pg_tls::configure(url, "portcullis-audit", TIMEOUT)
         .map_err(|error| AuditError::open(redacted(url), error))?;
-    // Checked against `[danger]` when the configuration was read; here only applied.
-    let transport = crate::pg_tls::transport(url, true)
-        .map_err(|error| AuditError::open(redacted(url), error))?;
-    config.ssl_mode(crate::pg_tls::ssl_mode(config.get_ssl_mode(), transport));
-    config
-        .connect_timeout(TIMEOUT)
-        .options(&format!(
-            "-c statement_timeout={} -c synchronous_commit=on",
-            TIMEOUT.as_millis()
-        ))
-        .application_name("portcullis-audit");
-    Ok(config)
+    Ok((config.into(), tls))
 }
 
-/// The TLS connector, built once.
-fn tls(shown: &str) -> Result<crate::pg_tls::Tls, AuditError> {
-    static TLS: std::sync::OnceLock<Result<crate::pg_tls::Tls, String>> =
-        std::sync::OnceLock::new();
-    TLS.get_or_init(crate::pg_tls::Tls::new)
-        .clone()
-        .map_err(|error| AuditError::open(shown, error))
-}
-
-fn connect(config: &Config, shown: &str) -> Result<Client, AuditError> {
+fn connect(
+    (config, tls): &(Config, crate::pg_tls::Tls),
+    shown: &str,
+) -> Result<Client, AuditError> {
     blocking(|| {
         config
-            .connect(tls(shown)?)
+            .connect(tls.clone())
             .map_err(|error| AuditError::open(shown, error))
     })
 }
@@ -133,11 +116,12 @@ fn rows(
     after: i64,
     mut each: impl FnMut(i64, String, String, String) -> bool + Send,
 ) -> Result<(), AuditError> {
-    let config = config(url)?;
+    let (config, tls) = config(url)?;
     let shown = redacted(url);
+    // Opened, used and dropped on the thread of its own (see `blocking`).
     blocking(|| {
         let mut client = config
-            .connect(tls(&shown)?)
+            .connect(tls)
             .map_err(|error| AuditError::open(&shown, error))?;
         let mut after = after;
         loop {

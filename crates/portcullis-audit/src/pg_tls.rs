@@ -83,11 +83,48 @@ pub fn ssl_mode(written: SslMode, transport: Transport) -> SslMode {
     }
 }
 
+/// `url` as every PostgreSQL connection of the gateway's opens it: the transport `transport`
+/// says (checked against `[danger]` when the configuration was read; here only applied), its
+/// own options kept and statements bounded by `timeout`, commits durable, keepalives on,
+/// named `application`; and the connector.
+pub fn configure(
+    url: &str,
+    application: &str,
+    timeout: std::time::Duration,
+) -> Result<(tokio_postgres::Config, Tls), String> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|error| format!("{error}"))?;
+    let transport = transport(url, true)?;
+    config.ssl_mode(ssl_mode(config.get_ssl_mode(), transport));
+    let options = format!(
+        "{} -c statement_timeout={} -c synchronous_commit=on",
+        config.get_options().unwrap_or_default(),
+        timeout.as_millis()
+    );
+    config
+        .connect_timeout(timeout)
+        .options(options.trim_start())
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(10))
+        .application_name(application);
+    Ok((config, Tls::shared()?))
+}
+
 /// The connector: rustls with the system's trust store.
 #[derive(Clone)]
 pub struct Tls(Arc<rustls::ClientConfig>);
 
 impl Tls {
+    /// The process's connector, built (the trust store read) on first use; a failure is not
+    /// kept, the next use tries again.
+    pub fn shared() -> Result<Self, String> {
+        static SHARED: std::sync::OnceLock<Tls> = std::sync::OnceLock::new();
+        if let Some(tls) = SHARED.get() {
+            return Ok(tls.clone());
+        }
+        let tls = Self::new()?;
+        Ok(SHARED.get_or_init(|| tls).clone())
+    }
+
     /// Build it (reads the system's trust store).
     pub fn new() -> Result<Self, String> {
         use rustls_platform_verifier::BuilderVerifierExt;

@@ -103,28 +103,9 @@ impl Shared {
     /// The state at `url` (checked now, connected on first use; over verified TLS unless on
     /// loopback, as `portcullis_audit::pg_tls` says).
     pub(crate) fn new(url: &str) -> Result<Self, String> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|error| format!("cluster.postgres: {error}"))?;
-        // Checked against `[danger]` when the configuration was read; here only applied.
-        let transport = portcullis_audit::pg_tls::transport(url, true)?;
-        config.ssl_mode(portcullis_audit::pg_tls::ssl_mode(
-            config.get_ssl_mode(),
-            transport,
-        ));
-        let tls = portcullis_audit::pg_tls::Tls::new()?;
-        // The URL's own options (a search_path, say) are kept.
-        let options = format!(
-            "{} -c statement_timeout={} -c synchronous_commit=on",
-            config.get_options().unwrap_or_default(),
-            TIMEOUT.as_millis()
-        );
-        config
-            .connect_timeout(TIMEOUT)
-            .options(options.trim_start())
-            .keepalives(true)
-            .keepalives_idle(Duration::from_secs(10))
-            .application_name("portcullis-approvals");
+        let (config, tls) =
+            portcullis_audit::pg_tls::configure(url, "portcullis-approvals", TIMEOUT)
+                .map_err(|error| format!("cluster.postgres: {error}"))?;
         Ok(Self {
             config,
             tls: Some(tls),
