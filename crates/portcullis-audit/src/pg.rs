@@ -192,6 +192,24 @@ pub(crate) fn redacted(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    // See: the review of the PostgreSQL configuration. The first connection's error carried
+    // the URL as written, password and all.
+    #[test]
+    fn a_failed_first_connection_does_not_show_the_password() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let Err(error) = super::open(&format!("postgres://audit:s3cret@127.0.0.1:{port}/trail"))
+        else {
+            panic!("nothing listens there");
+        };
+        let said = error.to_string();
+        assert!(
+            !said.contains("s3cret") && said.contains("audit@127.0.0.1"),
+            "{said}"
+        );
+    }
+
     #[test]
     fn messages_never_show_the_password() {
         assert_eq!(
