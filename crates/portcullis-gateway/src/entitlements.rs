@@ -98,8 +98,7 @@ impl Entitlements {
     }
 
     fn stamp_of(&self) -> Option<(SystemTime, u64)> {
-        let meta = std::fs::metadata(&self.path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
+        crate::file_stamp(&self.path)
     }
 
     /// Re-read the file if it changed since the last reading. `Ok(true)` when the reading

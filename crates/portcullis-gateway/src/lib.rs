@@ -27,3 +27,11 @@ pub mod upstreams;
 
 pub use gateway::Gateway;
 pub use portcullis_mcp::UpstreamStatus;
+
+/// When a file was last changed and how long it is: what the watchers of files read live
+/// (policies, entitlements, the TLS certificate) compare to see a change; `None` when it
+/// cannot be read.
+pub fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}

@@ -4,7 +4,7 @@
 //! recomputed; an invalid one is refused with its file and line, and the policies in force
 //! stay. Only the policies reload: other settings need a restart.
 
-use std::{path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use portcullis_gateway::{Gateway, config::Config};
 use tokio_util::sync::CancellationToken;
@@ -13,11 +13,6 @@ use tokio_util::sync::CancellationToken;
 pub(crate) type Source = Box<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 const CHECK: Duration = Duration::from_secs(1);
-
-fn stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
 
 /// Reload the policies of `gateway` from `source` on SIGHUP or a change of `file`, until
 /// `stop`.
@@ -30,7 +25,7 @@ pub(crate) async fn run(
 ) {
     #[cfg(unix)]
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut last = file.as_ref().and_then(stamp);
+    let mut last = file.as_deref().and_then(portcullis_gateway::file_stamp);
     let mut version = version;
     loop {
         #[cfg(unix)]
@@ -48,7 +43,7 @@ pub(crate) async fn run(
             () = stop.cancelled() => return,
             () = hung_up => tracing::info!("SIGHUP: reloading policies"),
             () = tokio::time::sleep(CHECK) => {
-                let now = file.as_ref().and_then(stamp);
+                let now = file.as_deref().and_then(portcullis_gateway::file_stamp);
                 if now == last {
                     continue;
                 }

@@ -115,11 +115,7 @@ impl Tls {
 }
 
 fn stamps((cert, key): &(PathBuf, PathBuf)) -> [Option<(SystemTime, u64)>; 2] {
-    let stamp = |path: &Path| {
-        let meta = std::fs::metadata(path).ok()?;
-        Some((meta.modified().ok()?, meta.len()))
-    };
-    [stamp(cert), stamp(key)]
+    [crate::file_stamp(cert), crate::file_stamp(key)]
 }
 
 /// The chain in `cert` with the key in `key`, checked to belong together.
