@@ -162,6 +162,12 @@ fn pem_decode(pem: &str) -> Option<Vec<u8>> {
     STANDARD.decode(body).ok()
 }
 
+/// SHA-256, base64url: PKCE S256 (RFC 7636 §4.2), and the at-rest form of secrets kept only
+/// to be recognised (refresh tokens, cookies).
+pub fn s256(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, text.as_bytes()))
+}
+
 /// 32 random bytes, base64url: token ids, codes, client ids and secrets.
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];

@@ -1,14 +1,6 @@
-//! Keys and random values: the signing key and helpers live in `portcullis-authn`; PKCE's S256
-//! is this server's own.
+//! Keys and random values: the signing key and helpers live in `portcullis-authn`.
 
-use aws_lc_rs::digest;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-pub(crate) use portcullis_authn::signing::{SigningKey, random_token, write_private};
-
-/// SHA-256, base64url: PKCE S256 (RFC 7636 §4.2) and the at-rest form of refresh tokens.
-pub(crate) fn s256(text: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, text.as_bytes()))
-}
+pub(crate) use portcullis_authn::signing::{SigningKey, random_token, s256, write_private};
 
 #[cfg(test)]
 mod tests {

@@ -589,11 +589,7 @@ impl Shared {
 
 /// A cookie or token value as the tables keep it.
 fn digest(value: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.as_bytes());
-    base64::Engine::encode(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-        digest.as_ref(),
-    )
+    portcullis_authn::signing::s256(value)
 }
 
 /// `binding` as stored under `id`, expiring at `exp`.

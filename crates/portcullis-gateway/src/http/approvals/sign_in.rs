@@ -11,8 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aws_lc_rs::digest;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::Deserialize;
 
 /// How long a sign-in may take, from the redirect to the callback.
@@ -185,8 +183,7 @@ impl SignIn {
         let browser = portcullis_authn::signing::random_token();
         let state = portcullis_authn::signing::random_token();
         let verifier = portcullis_authn::signing::random_token();
-        let challenge =
-            URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref());
+        let challenge = portcullis_authn::signing::s256(&verifier);
         let admitted = match &self.shared {
             Some(shared) => shared
                 .start_sign_in(
