@@ -5,7 +5,6 @@
 // provider's data mid-session (its introspection answers change); that session alone is told
 // tools/list_changed, its next list omits the tool, and its still-valid token cannot call it.
 // Usage: node oidc-provider.mjs <portcullis binary> <portcullis-fixture binary>
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -13,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import Provider from 'oidc-provider';
+import { clientToken, serve } from './harness.mjs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
@@ -73,19 +73,7 @@ const provider = new Provider(issuer, {
 });
 server.on('request', provider.callback());
 
-async function token(client, resource) {
-  const response = await fetch(`${issuer}/token`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`${client}:${client}-secret`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'mcp', resource }),
-  });
-  const body = await response.json();
-  if (!body.access_token) throw new Error(`no token for ${client}: ${JSON.stringify(body)}`);
-  return body.access_token;
-}
+const token = (client, resource) => clientToken(issuer, client, resource);
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-interop-'));
 writeFileSync(join(work, 'secret'), SECRET);
@@ -111,15 +99,8 @@ name = "fixture"
 command = "${fixture}"
 args = ["--stdio"]
 `);
-const gateway = spawn(portcullis, ['serve', '--config', join(work, 'gateway.toml')], { stdio: ['ignore', 'pipe', 'inherit'] });
+const { gateway, url } = await serve(portcullis, join(work, 'gateway.toml'));
 let live;
-const url = await new Promise((resolve, reject) => {
-  gateway.stdout.on('data', (chunk) => {
-    const line = chunk.toString().split('\n').find((l) => l.startsWith('listening '));
-    if (line) resolve(line.slice('listening '.length).trim());
-  });
-  gateway.on('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
-});
 
 async function initialize(accessToken) {
   const response = await fetch(url, {
@@ -212,14 +193,8 @@ name = "fixture"
 command = "${fixture}"
 args = ["--stdio"]
 `);
-  live = spawn(portcullis, ['serve', '--config', join(work, 'live.toml')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const liveUrl = await new Promise((resolve, reject) => {
-    live.stdout.on('data', (chunk) => {
-      const line = chunk.toString().split('\n').find((l) => l.startsWith('listening '));
-      if (line) resolve(line.slice('listening '.length).trim());
-    });
-    live.on('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
-  });
+  let liveUrl;
+  ({ gateway: live, url: liveUrl } = await serve(portcullis, join(work, 'live.toml')));
   const connect = async (clientId) => {
     const accessToken = await token(clientId, RESOURCE);
     const heard = [];

@@ -5,7 +5,6 @@
 // with a token issued for that caller and that upstream, never the caller's own token, never
 // another caller's; a refused exchange is a clear denial, recorded.
 // Usage: node token-exchange.mjs <portcullis binary>
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -13,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import Provider, { errors } from 'oidc-provider';
+import { clientToken, serve } from './harness.mjs';
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -143,19 +143,7 @@ upstreamServer.on('request', async (req, res) => {
   await transport.handleRequest(req, res);
 });
 
-async function token(client, resource = GATEWAY) {
-  const response = await fetch(`${issuer}/token`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`${client}:${client}-secret`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'mcp', resource }),
-  });
-  const body = await response.json();
-  if (!body.access_token) throw new Error(`no token for ${client}: ${JSON.stringify(body)}`);
-  return body.access_token;
-}
+const token = (client) => clientToken(issuer, client, GATEWAY);
 
 const work = mkdtempSync(join(tmpdir(), 'portcullis-exchange-'));
 const audit = join(work, 'audit.jsonl');
@@ -189,9 +177,7 @@ client_secret_file = "secret"
 resource = "${UPSTREAM}"
 scopes = ["tickets"]
 `);
-let stderr = '';
-const gateway = spawn(portcullis, ['serve', '--config', join(work, 'gateway.toml')], { stdio: ['ignore', 'pipe', 'pipe'] });
-gateway.stderr.on('data', (chunk) => { stderr += chunk; process.stderr.write(chunk); });
+let gateway;
 
 const connect = async (accessToken) => {
   const client = new Client({ name: 'exchange-interop', version: '1' });
@@ -207,13 +193,7 @@ const whoami = async (client) => {
 
 let url;
 try {
-  url = await new Promise((resolve, reject) => {
-    gateway.stdout.on('data', (chunk) => {
-      const line = chunk.toString().split('\n').find((l) => l.startsWith('listening '));
-      if (line) resolve(line.slice('listening '.length).trim());
-    });
-    gateway.on('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
-  });
+  ({ gateway, url } = await serve(portcullis, join(work, 'gateway.toml'), { keep: true }));
   const tokens = { alice: await token('alice'), bob: await token('bob'), mallory: await token('mallory') };
 
   const own = seen.filter((s) => s.valid && s.sub === 'portcullis');
@@ -263,7 +243,7 @@ try {
   check('alice\'s calls are recorded with the credential kind, never a token',
     served.length === 2 && served.every((r) => r.credential === 'token-exchange'));
   const everyToken = [...Object.values(tokens), ...exchanges.filter((e) => e.token).map((e) => e.token), ...own.map((s) => s.token)];
-  const written = readFileSync(audit, 'utf8') + stderr;
+  const written = readFileSync(audit, 'utf8') + gateway.stderrText;
   check('no token appears in the audit trail or the gateway\'s log', !everyToken.some((t) => written.includes(t)));
 
   await Promise.all([alice.close(), bob.close(), mallory.close()]);
@@ -271,7 +251,7 @@ try {
   console.log(`FAIL setup: ${error.stack ?? error.message}`);
   failed++;
 } finally {
-  gateway.kill('SIGTERM');
+  gateway?.kill('SIGTERM');
   asServer.close();
   upstreamServer.close();
 }
