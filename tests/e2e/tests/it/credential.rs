@@ -291,7 +291,6 @@ async fn token_exchange_gives_each_caller_its_own_token_and_refusals_are_denials
     let audit = dir.join("audit.jsonl");
     let config = exchange_config(&dir, &jwks_uri, &proxy, &token_url, "");
     let gateway = TestGateway::spawn(&config).await;
-    let http = reqwest::Client::new();
     let tokens: std::collections::HashMap<&str, String> =
         ["user-42", "user-7", "refused", "outage"]
             .into_iter()
@@ -301,20 +300,14 @@ async fn token_exchange_gives_each_caller_its_own_token_and_refusals_are_denials
             })
             .collect();
     let call = |subject: &str| {
-        let token = tokens[subject].clone();
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-            "name": "fixture_echo", "arguments": {"text": "hi"},
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                      "io.modelcontextprotocol/clientCapabilities": {}}}});
-        http.post(&gateway.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "fixture_echo")
-            .bearer_auth(token)
-            .body(body.to_string())
-            .send()
+        let echo = json!({"name": "fixture_echo", "arguments": {"text": "hi"}});
+        stateless_rpc(
+            &gateway.url,
+            Some(&tokens[subject]),
+            "tools/call",
+            echo,
+            json!({}),
+        )
     };
     let seen_now = || seen.lock().unwrap().clone();
     assert!(
@@ -324,9 +317,8 @@ async fn token_exchange_gives_each_caller_its_own_token_and_refusals_are_denials
     );
     let before = seen_now().len();
     for subject in ["user-42", "user-7", "user-42"] {
-        let answer = call(subject).await.unwrap();
-        assert_eq!(answer.status(), 200);
-        let text = answer.text().await.unwrap();
+        let (status, text) = call(subject).await;
+        assert_eq!(status, 200);
         assert!(text.contains("\"hi\""), "{text}");
     }
     // The gateway's own requests (learning the tool list) may come in between.
@@ -346,17 +338,11 @@ async fn token_exchange_gives_each_caller_its_own_token_and_refusals_are_denials
     );
     assert_eq!(issued.lock().unwrap().len(), 2);
 
-    let refused = call("refused").await.unwrap();
-    assert_eq!(refused.status(), 200);
-    let text = refused.text().await.unwrap();
+    let (status, text) = call("refused").await;
+    assert_eq!(status, 200);
     assert!(text.contains("-31001") && text.contains("denied"), "{text}");
-    let outage = call("outage").await.unwrap();
-    assert_eq!(
-        outage.status(),
-        503,
-        "an unreachable token service is 503-class"
-    );
-    let text = outage.text().await.unwrap();
+    let (status, text) = call("outage").await;
+    assert_eq!(status, 503, "an unreachable token service is 503-class");
     assert!(
         text.contains("-32603") && !text.contains("outage"),
         "{text}"
