@@ -241,6 +241,46 @@ fn exchange_config(
     )
 }
 
+// An exchanged token is for its upstream only: another upstream behind the same gateway,
+// called by the same caller in the same breath, sees none.
+#[tokio::test]
+async fn an_exchanged_token_never_reaches_another_upstream() {
+    let (exchanging, plain) = (HttpFixture::start().await, HttpFixture::start().await);
+    let (proxy, seen) = recording_proxy(exchanging.url.clone()).await;
+    let (other, other_seen) = recording_proxy(plain.url.clone()).await;
+    let (token_url, _) = token_endpoint().await;
+    let (issuer, jwks_uri) = jwks().await;
+    let dir = std::env::temp_dir().join(format!("token-exchange-two-{}", std::process::id()));
+    let config = format!(
+        "{}\n[[upstream]]\nname = \"plain\"\nurl = \"{other}\"\n",
+        exchange_config(&dir, &jwks_uri, &proxy, &token_url, "")
+    );
+    let gateway = TestGateway::spawn(&config).await;
+    let token = issuer.token_with(json!({"sub": "user-42", "aud": "http://127.0.0.1:8080/mcp"}));
+    for name in [
+        "fixture__fixture_echo",
+        "plain__fixture_echo",
+        "fixture__fixture_echo",
+    ] {
+        let echo = json!({"name": name, "arguments": {"text": "hi"}});
+        let (status, text) =
+            stateless_rpc(&gateway.url, Some(&token), "tools/call", echo, json!({})).await;
+        assert!(
+            status == 200 && text.contains("\"hi\""),
+            "{name}: {status} {text}"
+        );
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|a| a == "Bearer exchanged-user-42-1"),
+        "{seen:?}"
+    );
+    let other_seen = other_seen.lock().unwrap().clone();
+    assert!(!other_seen.is_empty());
+    assert!(other_seen.iter().all(|a| a == "<none>"), "{other_seen:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 // See: the review of token exchange. What the gateway sends about a caller's request on its
 // own (its answer to the upstream's question) carried the gateway's token, not the caller's.
 #[tokio::test]
