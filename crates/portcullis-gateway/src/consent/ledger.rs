@@ -187,14 +187,13 @@ impl Ledger {
                 new: false,
             },
             None => {
-                // A caller cannot pile up requests without bound: past the cap, its oldest
-                // unanswered one goes (it is simply asked again if made again).
+                // A caller cannot pile up requests without bound, answered or not (declining
+                // on the page and asking anew would otherwise keep growing them): past the
+                // cap, its oldest goes (it is simply asked again if made again).
                 let theirs: Vec<(&String, u64)> = entries
                     .iter()
                     .filter(|(_, entry)| {
-                        entry.answer == Answer::Waiting
-                            && (&entry.binding.iss, &entry.binding.sub)
-                                == (&binding.iss, &binding.sub)
+                        (&entry.binding.iss, &entry.binding.sub) == (&binding.iss, &binding.sub)
                     })
                     .map(|(id, entry)| (id, entry.binding.exp))
                     .collect();
@@ -340,5 +339,25 @@ mod tests {
             ledger.claim_here(bob, String::new),
             Claim::Waiting { new: true, .. }
         ));
+    }
+
+    // See: review of the shared approval state. Only unanswered requests counted toward the
+    // cap: declining each on the page and asking anew kept growing a caller's entries.
+    #[test]
+    fn answered_requests_count_toward_the_cap_too() {
+        let consent = Consent::default();
+        let ledger = Ledger::default();
+        let ada = principal("ada");
+        for n in 0..MAX_WAITING_PER_CALLER * 3 {
+            let binding = consent.bind(&ada, "grant_access", &format!("d{n}"), "v1");
+            if let Claim::Waiting { binding, new: true } = ledger.claim_here(binding, String::new) {
+                assert!(ledger.decide_here(&binding.id, &ada, false).is_ok());
+            }
+        }
+        assert!(
+            ledger.lock().len() <= MAX_WAITING_PER_CALLER,
+            "{}",
+            ledger.lock().len()
+        );
     }
 }

@@ -272,10 +272,10 @@ impl Shared {
                 new: false,
             }));
         }
-        // A caller cannot pile up requests: past the cap, its oldest unanswered ones go.
+        // A caller cannot pile up requests, answered or not: past the cap, its oldest go.
         self.exec(client.execute(
-            "DELETE FROM portcullis_approvals WHERE answer = 'waiting' AND id IN (SELECT id \
-             FROM portcullis_approvals WHERE iss = $1 AND sub = $2 AND answer = 'waiting' \
+            "DELETE FROM portcullis_approvals WHERE id IN (SELECT id \
+             FROM portcullis_approvals WHERE iss = $1 AND sub = $2 \
              ORDER BY exp DESC OFFSET $3)",
             &[&binding.iss, &binding.sub, &(MAX_WAITING_PER_CALLER - 1)],
         ))
