@@ -20,6 +20,8 @@ use crate::{
 const LOCK: i64 = 0x706f_7274_6375_6c6c;
 /// How long connecting, and any one statement, may take before the batch fails.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries to open the trail at start before giving up.
+const OPEN_ATTEMPTS: u32 = 3;
 /// Rows read per round trip when reading a trail back.
 const PAGE: i64 = 5_000;
 
@@ -34,14 +36,30 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS portcullis_audit (
 pub(crate) fn open(url: &str) -> Result<Sink, AuditError> {
     let config = config(url)?;
     // SECURITY: the URL as shown in errors has no password.
-    let mut client = Some(connect(&config, &redacted(url))?);
-    blocking(|| {
-        client
-            .as_mut()
-            .map_or(Ok(()), |client| client.batch_execute(SCHEMA))
-            .map_err(|error| AuditError::open(redacted(url), error))
-    })?;
     let shown = redacted(url);
+    // Connected and its table made on a thread of its own: a client that fails there is
+    // dropped there too (dropping one on a runtime's thread would start a runtime in it).
+    // A database busy at that moment (a replica restarting under load, say) is tried again a
+    // few times before the gateway gives up starting.
+    let client = blocking(|| {
+        let mut attempt = 1;
+        loop {
+            let opened = config
+                .0
+                .connect(config.1.clone())
+                .and_then(|mut client| client.batch_execute(SCHEMA).map(|()| client))
+                .map_err(|error| AuditError::open(&shown, error));
+            match opened {
+                Err(error) if attempt < OPEN_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "the audit trail's database did not open; trying again");
+                    std::thread::sleep(Duration::from_secs(1));
+                    attempt += 1;
+                }
+                opened => return opened,
+            }
+        }
+    })?;
+    let mut client = Some(client);
     let queue = Queue::start("audit-postgres", move |records| {
         let live = match client.take() {
             Some(live) if !live.is_closed() => live,
