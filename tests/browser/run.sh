@@ -8,15 +8,7 @@ root=$(cd "$here/../.." && pwd)
 bin=$(cd "${1:-$root/target/debug}" && pwd)
 cd "$here"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-browser=$(command -v chromium || true)
-if [ -z "$browser" ]; then
-  echo "installing Debian's chromium"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
-  browser=$(command -v chromium)
-fi
-"$browser" --version
+browser=$("$here/chromium.sh")
 if [ ! -d node_modules/playwright-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -4,7 +4,10 @@
 #   1. oidc-provider as the authorization server in front of `portcullis serve`;
 #      then with a token-exchange grant, for an upstream (the TypeScript SDK's server) that
 #      takes only tokens for its own audience (`credentials = "token-exchange"`);
-#   2. the official TypeScript and Python MCP SDK clients through the whole OAuth flow against
+#   2. per-user upstream sign-in (`credentials = "user-oauth"`): two oidc-provider servers, the
+#      TypeScript SDK's server as the upstream, the TypeScript and Python SDK clients seeing the
+#      URL-mode elicitation, and Debian's Chromium (playwright-core) signing a person in;
+#   3. the official TypeScript and Python MCP SDK clients through the whole OAuth flow against
 #      `portcullis demo` (its embedded authorization server), on their own.
 # Each step prints `NAME interop: N passed, N failed` (.ci/run adds those up); any failure makes
 # this script exit non-zero, after every step has run.
@@ -56,6 +59,14 @@ if [ ! -x .venv/bin/python ] || [ ! -f .venv/.installed ] || [ requirements.txt 
   else
     python_ready=0
   fi
+fi
+
+browser=$("$root/tests/browser/chromium.sh") || browser=
+if [ "$python_ready" = 1 ] && [ -n "$browser" ]; then
+  run_step user-oauth node_modules/.bin/node user-oauth.mjs "$bin/portcullis" "$browser" .venv/bin/python || status=1
+else
+  not_run user-oauth "no Python venv from requirements.txt, or no Chromium"
+  status=1
 fi
 
 "$bin/portcullis" demo --port 0 --data-dir "$data" >"$work/demo.out" 2>"$work/demo.err" &

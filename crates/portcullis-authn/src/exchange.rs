@@ -1,6 +1,7 @@
-//! Asking an authorization server for a token for another audience: on a caller's behalf
-//! (RFC 8693 token exchange, the caller's token as `subject_token`) or as the gateway itself
-//! (client credentials). The protocol only; what is cached and for whom is the gateway's.
+//! Asking an authorization server's token endpoint for a token: on a caller's behalf (RFC 8693
+//! token exchange, the caller's token as `subject_token`), as the gateway itself (client
+//! credentials), for a person who signed in (authorization code with PKCE) or again for them
+//! (refresh). The protocol only; what is kept and for whom is the gateway's.
 
 use std::{fmt, time::Duration};
 
@@ -38,9 +39,10 @@ pub struct TokenTarget {
     pub scopes: Vec<String>,
 }
 
-/// A token the authorization server issued. Its `Debug` never shows the token.
+/// A token the authorization server issued. Its `Debug` never shows a token.
 pub struct IssuedToken {
     token: String,
+    refresh: Option<String>,
     /// How long it is valid for, as the server said (`expires_in`).
     pub expires_in: Option<Duration>,
 }
@@ -48,12 +50,21 @@ pub struct IssuedToken {
 impl IssuedToken {
     /// A token as issued, valid for `expires_in` if known.
     pub fn new(token: String, expires_in: Option<Duration>) -> Self {
-        Self { token, expires_in }
+        Self {
+            token,
+            refresh: None,
+            expires_in,
+        }
     }
 
     /// The token itself, for an `Authorization` header.
     pub fn expose(&self) -> &str {
         &self.token
+    }
+
+    /// The refresh token issued with it, if any.
+    pub fn refresh_token(&self) -> Option<&str> {
+        self.refresh.as_deref()
     }
 }
 
@@ -61,6 +72,7 @@ impl fmt::Debug for IssuedToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IssuedToken")
             .field("token", &"<redacted>")
+            .field("refresh", &self.refresh.as_ref().map(|_| "<redacted>"))
             .field("expires_in", &self.expires_in)
             .finish()
     }
@@ -85,6 +97,7 @@ pub enum TokenError {
 #[derive(Deserialize)]
 struct Answer {
     access_token: Option<String>,
+    refresh_token: Option<String>,
     token_type: Option<String>,
     issued_token_type: Option<String>,
     expires_in: Option<serde_json::Value>,
@@ -124,6 +137,41 @@ impl TokenClient {
         self.ask(http, form).await
     }
 
+    /// The tokens for an authorization `code` this client's sign-in at `redirect_uri` got,
+    /// proven with the PKCE `verifier`, for `resource` (RFC 6749 §4.1.3, RFC 8707).
+    pub async fn authorization_code(
+        &self,
+        http: &reqwest::Client,
+        (code, verifier, redirect_uri): (&str, &str, &str),
+        resource: &str,
+    ) -> Result<IssuedToken, TokenError> {
+        let form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("code_verifier", verifier.to_owned()),
+            ("redirect_uri", redirect_uri.to_owned()),
+            ("resource", resource.to_owned()),
+        ];
+        self.ask(http, form).await
+    }
+
+    /// Fresh tokens for a refresh token (RFC 6749 §6), for the same `resource`. A server that
+    /// rotates refresh tokens answers with a new one; one that does not, with none (the old one
+    /// stays good).
+    pub async fn refresh(
+        &self,
+        http: &reqwest::Client,
+        refresh_token: &str,
+        resource: &str,
+    ) -> Result<IssuedToken, TokenError> {
+        let form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token.to_owned()),
+            ("resource", resource.to_owned()),
+        ];
+        self.ask(http, form).await
+    }
+
     async fn ask(
         &self,
         http: &reqwest::Client,
@@ -142,6 +190,7 @@ impl TokenClient {
                 form.push(("client_id", id.clone()));
                 form.push(("client_secret", secret.expose().to_owned()));
             }
+            ClientAuth::Public { id } => form.push(("client_id", id.clone())),
         }
         let body = introspect::form_body(&form);
         let response = request
@@ -250,7 +299,14 @@ fn issued(body: &[u8]) -> Result<IssuedToken, TokenError> {
             ))
         }
     };
-    Ok(IssuedToken { token, expires_in })
+    let refresh = answer
+        .refresh_token
+        .filter(|token| !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()));
+    Ok(IssuedToken {
+        token,
+        refresh,
+        expires_in,
+    })
 }
 
 /// An OAuth error code as RFC 6749 §5.2 allows it (printable ASCII but `"` and `\`), at most

@@ -127,6 +127,21 @@ pub enum ClientAuth {
         /// Client secret.
         secret: ClientSecret,
     },
+    /// A public client: its id in the form body, no secret (`none`; OAuth 2.1 §2.1). Only for
+    /// a person's own sign-in, where PKCE binds the code to the one who started it.
+    Public {
+        /// Client id.
+        id: String,
+    },
+}
+
+impl ClientAuth {
+    /// The client id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Basic { id, .. } | Self::Post { id, .. } | Self::Public { id } => id,
+        }
+    }
 }
 
 /// How an introspecting issuer is trusted.
@@ -251,6 +266,7 @@ impl Introspector {
                 form.push(("client_id", id.clone()));
                 form.push(("client_secret", secret.0.clone()));
             }
+            ClientAuth::Public { id } => form.push(("client_id", id.clone())),
         }
         let body = form_body(&form);
         let response = request
@@ -341,7 +357,7 @@ impl Introspector {
 }
 
 /// A response body up to `most` bytes; `None` past it or on a read error.
-pub(crate) async fn read_bounded(mut response: reqwest::Response, most: usize) -> Option<Vec<u8>> {
+pub async fn read_bounded(mut response: reqwest::Response, most: usize) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.ok()? {
         if body.len() + chunk.len() > most {

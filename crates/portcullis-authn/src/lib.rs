@@ -23,6 +23,7 @@ pub use discovery::{jwks_uri, metadata_urls, redirect_policy, token_endpoint, tr
 pub use exchange::{IssuedToken, TokenClient, TokenError, TokenTarget};
 pub use introspect::{
     ClientAuth, ClientSecret, IntrospectionConfig, Introspector, MAX_INTROSPECTIONS_PER_SECOND,
+    read_bounded,
 };
 pub use jwt::{AuthnError, JwtConfig, JwtVerifier};
 pub use metadata::{MetadataError, ProtectedResource, ProtectedResourceMetadata};

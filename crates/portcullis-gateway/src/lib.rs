@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod config;
+pub mod connections;
 mod consent;
 pub mod entitlements;
 mod gateway;

@@ -39,6 +39,13 @@ pub enum UpstreamError {
         /// What went wrong (never a token).
         reason: String,
     },
+    /// The caller has not connected its own account at an upstream that takes only each
+    /// person's own token (or the connection ended): it must sign in there first.
+    #[error("upstream `{upstream}`: the caller has not connected it")]
+    NotConnected {
+        /// The upstream's configured name.
+        upstream: String,
+    },
     /// A request could not be carried or answered (the transport failed, the upstream broke
     /// the protocol, a stream ended without an answer).
     #[error("upstream `{upstream}`: {reason}")]

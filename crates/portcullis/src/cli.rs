@@ -184,6 +184,12 @@ enum Command {
         #[command(subcommand)]
         command: PinsCommand,
     },
+    /// People's connections to upstreams that want their own tokens (`user-oauth`): list them,
+    /// or disconnect one.
+    Connections {
+        #[command(subcommand)]
+        command: ConnectionsCommand,
+    },
     /// Read the audit trail: verify its chain, query it, or follow it.
     Audit {
         #[command(subcommand)]
@@ -268,6 +274,31 @@ enum PinsCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConnectionsCommand {
+    /// Who connected which upstream, and when.
+    List {
+        /// The configuration file (its `[connections]`).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Disconnect a person: their tokens are forgotten; their next call asks them to connect.
+    Revoke {
+        /// The configuration file (its `[connections]`).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The person (`sub`).
+        #[arg(long)]
+        subject: String,
+        /// Their issuer, when several issuers have that subject.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// The upstream [default: every one of theirs].
+        #[arg(long)]
+        upstream: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Check that every record links to the one before it; name the first that does not.
     Verify {
@@ -336,6 +367,7 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             // The listener's certificate and key and the approval keys, as serve reads them.
             config.load_tls()?;
             config.consent.read_keys()?;
+            portcullis_gateway::connections::check_key(&config).map_err(anyhow::Error::msg)?;
             let mut out = String::new();
             for path in config.files_to_write() {
                 out.push_str(&format!("serve would write {}\n", path.display()));
@@ -428,6 +460,21 @@ pub(crate) async fn run_command(args: Args) -> anyhow::Result<()> {
             &against,
             identities.as_deref(),
         )?),
+        Command::Connections {
+            command: ConnectionsCommand::List { config },
+        } => print(&crate::connections::list(&config).await?),
+        Command::Connections {
+            command:
+                ConnectionsCommand::Revoke {
+                    config,
+                    subject,
+                    issuer,
+                    upstream,
+                },
+        } => print(
+            &crate::connections::revoke(&config, &subject, issuer.as_deref(), upstream.as_deref())
+                .await?,
+        ),
         Command::Pins {
             command: PinsCommand::List { config },
         } => print(&crate::pins::list(&config)?),
@@ -512,6 +559,7 @@ pub(crate) async fn serve(
     // Secrets are read here, not with the configuration (the operator commands read it too).
     let tls = config.load_tls()?;
     config.consent.read_keys()?;
+    portcullis_gateway::connections::open_for_operator(&config).map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     let upstreams = CancellationToken::new();
     let draining = http::Draining::default();

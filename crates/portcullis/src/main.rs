@@ -3,6 +3,7 @@
 
 mod audit;
 mod cli;
+mod connections;
 mod demo;
 mod demo_upstream;
 mod operator;

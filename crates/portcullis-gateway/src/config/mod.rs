@@ -16,7 +16,9 @@ mod resolve;
 
 pub use auth::{Auth, Introspection, Issuer};
 pub use cluster::{Cluster, REPLICA_ENV};
-pub use credentials::{TokenEndpoint, TokenExchange, UpstreamCredentials};
+pub use credentials::{
+    ConnectionsConfig, TokenEndpoint, TokenExchange, UpstreamCredentials, UserOauth,
+};
 pub use error::ConfigError;
 pub use limits::{Limits, Rate};
 pub use pins::{FixedPin, OnChange, PinsConfig};

@@ -42,6 +42,8 @@ pub struct Raw {
     /// Replicas behind one load balancer.
     #[serde(default)]
     pub cluster: super::cluster::RawCluster,
+    /// Where people's upstream sign-ins (`credentials = "user-oauth"`) are kept.
+    pub connections: Option<super::credentials::RawConnections>,
     /// How the log is written (read by the binary before anything else, see `log_format`).
     #[serde(default)]
     pub log: RawLog,
@@ -361,8 +363,11 @@ pub struct RawUpstream {
     /// Definitions pinned ahead of time (`"tool:get@sha256:<hex>"`): served only as pinned.
     pub pins: Option<Vec<String>>,
     /// Which token callers' requests carry there: `gateway` (default: `credential_file`, if
-    /// any) or `token-exchange` (one issued for the upstream on the caller's behalf).
+    /// any), `token-exchange` (one issued for the upstream on the caller's behalf) or
+    /// `user-oauth` (each person's own, from signing in to the upstream's server).
     pub credentials: Option<String>,
     /// `[upstream.token_exchange]`: where and how those tokens are asked for.
     pub token_exchange: Option<super::credentials::RawTokenExchange>,
+    /// `[upstream.user_oauth]`: how people sign in to the upstream's authorization server.
+    pub user_oauth: Option<super::credentials::RawUserOauth>,
 }

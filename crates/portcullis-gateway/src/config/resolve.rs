@@ -60,6 +60,8 @@ pub struct Config {
     pub resource_namespaces: Vec<Vec<String>>,
     /// Which token callers' requests carry to each upstream, in the order of `upstreams`.
     pub upstream_credentials: Vec<super::UpstreamCredentials>,
+    /// Where people's upstream sign-ins are kept, when an upstream has `user-oauth`.
+    pub connections: Option<super::ConnectionsConfig>,
     /// The upstreams, in routing order, each with its resolved prefix.
     pub upstreams: Vec<(UpstreamSpec, Option<String>)>,
     /// Authentication; `None` only when `[danger] unauthenticated = true`.
@@ -295,6 +297,7 @@ impl Config {
             limits,
             pins,
             cluster,
+            connections,
             log,
             danger,
         } = raw;
@@ -386,12 +389,16 @@ impl Config {
             let key = format!("upstream[{index}]");
             let credentials = super::credentials::resolve_credentials(
                 &key,
-                (upstream.credentials.take(), upstream.token_exchange.take()),
-                upstream.url.is_some(),
+                (
+                    upstream.credentials.take(),
+                    upstream.token_exchange.take(),
+                    upstream.user_oauth.take(),
+                ),
+                upstream.url.as_deref(),
                 base,
                 danger.insecure_issuers,
             )?;
-            if !matches!(credentials, super::UpstreamCredentials::Gateway)
+            if matches!(credentials, super::UpstreamCredentials::TokenExchange(_))
                 && upstream.credential_file.is_some()
             {
                 return Err(ConfigError::invalid(
@@ -435,6 +442,14 @@ impl Config {
         }
         check_prefixes(&resolved, &naming.separator)?;
         let cluster = super::cluster::resolve_cluster(cluster)?;
+        let connections = super::credentials::resolve_connections(
+            connections,
+            upstream_credentials
+                .iter()
+                .any(|c| matches!(c, super::UpstreamCredentials::UserOauth(_))),
+            base,
+            cluster.postgres.as_deref(),
+        )?;
         // SECURITY: approvals and records cross the network only over TLS, unless the
         // operator says otherwise under [danger].
         let urls = [
@@ -526,6 +541,7 @@ impl Config {
             upstreams: resolved,
             resource_namespaces,
             upstream_credentials,
+            connections,
             auth,
             identity,
             audit: match audit {
@@ -815,6 +831,7 @@ fn resolve_upstream(
         pins: _,
         credentials: _,
         token_exchange: _,
+        user_oauth: _,
     } = raw;
     if name.is_empty()
         || !name

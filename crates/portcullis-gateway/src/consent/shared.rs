@@ -1,5 +1,6 @@
 //! Approval state shared by replicas, in PostgreSQL (`[cluster] postgres`): the approval
-//! page's requests and their answers, and the one-time ids of sealed approvals already used.
+//! page's requests and their answers, and the one-time ids of sealed approvals already used
+//! (and the tables of people's upstream connections, which `crate::connections` keeps).
 //! Every operation is one statement, so two replicas racing for the same answer or the same id
 //! cannot both win: an approval made through any replica runs its call once, through any.
 //! Unreachable, nothing is approved (callers are told to try again).
@@ -65,6 +66,20 @@ CREATE TABLE IF NOT EXISTS portcullis_page_forms (
     exp BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS portcullis_page_forms_cookie ON portcullis_page_forms (cookie);
+CREATE TABLE IF NOT EXISTS portcullis_connections (
+    iss TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    upstream TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    connected BIGINT NOT NULL,
+    PRIMARY KEY (iss, sub, upstream)
+);
+CREATE TABLE IF NOT EXISTS portcullis_registrations (
+    upstream TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    sealed TEXT NOT NULL,
+    PRIMARY KEY (upstream, issuer)
+);
 COMMIT;";
 
 /// The shared state `config` names, if any. A URL that cannot be used is refused at load
@@ -141,7 +156,7 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(std::time::Instant::now());
     }
 
-    async fn client(&self) -> Result<Arc<Client>, Unavailable> {
+    pub(crate) async fn client(&self) -> Result<Arc<Client>, Unavailable> {
         let Some(tls) = self.tls.clone().filter(|_| !self.resting()) else {
             return Err(Unavailable);
         };
@@ -616,7 +631,7 @@ fn seconds(at: u64) -> i64 {
 impl Shared {
     /// `work` as [`run`] does it; a connection that failed or timed out is dropped, so the
     /// next request connects afresh (a link gone silent never answers again).
-    async fn exec<T>(
+    pub(crate) async fn exec<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, Unavailable> {

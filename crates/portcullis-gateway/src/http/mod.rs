@@ -98,7 +98,11 @@ pub fn app(
                 &issuer,
                 config.consent.client_id.as_deref(),
             ),
-            config.limits.unauthenticated_connections,
+            (
+                (!auth.scopes.is_empty()).then(|| auth.scopes.joined()),
+                config.limits.unauthenticated_connections,
+            ),
+            gateway.upstreams.connections.clone(),
         );
         app = app.merge(approvals::router(Arc::new(approvals)));
         // Callers with opaque tokens: their introspection answers are asked again while their

@@ -667,6 +667,16 @@ fn finish(context: &Context, request: &McpRequest, answer: Answer) -> Final {
 /// a denial and never "not found"; unless its authorization server refused the caller a token
 /// there, which is a denial.
 fn unavailable(context: &Context, request: &McpRequest, error: &UpstreamError) -> Final {
+    if let UpstreamError::NotConnected { upstream } = error {
+        let link = context
+            .gateway()
+            .upstreams
+            .connections
+            .as_ref()
+            .and_then(|connections| connections.link(upstream));
+        let by_url = super::consent::client_declares(context, request, "url");
+        return serve::connect_first(request, &context.caller.correlation, link, by_url);
+    }
     if let UpstreamError::Credential { refused, .. } = error {
         // The reference is the request's own: its records say what was refused.
         let correlation = &context.caller.correlation;

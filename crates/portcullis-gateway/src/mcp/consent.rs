@@ -349,7 +349,7 @@ async fn requested(context: &Context, asking: &Asking<'_>, binding: &Binding) {
 
 /// Whether the caller's client declared elicitation (`mode`: `form` or `url`): a session
 /// client when it initialized, a 2026-07-28 request in its `_meta`.
-fn client_declares(context: &Context, request: &McpRequest, mode: &str) -> bool {
+pub(crate) fn client_declares(context: &Context, request: &McpRequest, mode: &str) -> bool {
     let capabilities = match &context.session {
         Some(session) => Some(Value::Object(session.links.identity().capabilities.clone())),
         None => request

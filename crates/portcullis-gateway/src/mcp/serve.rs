@@ -24,6 +24,8 @@ use crate::{
 /// JSON-RPC codes Portcullis defines, outside the range the spec reserves (-32768..-32000).
 pub(crate) const DENIED_BY_POLICY: i64 = -31001;
 pub(crate) const APPROVAL_REQUIRED: i64 = -31002;
+/// The spec's "URL elicitation required" (2025-11-25): the client is to open a link first.
+const URL_ELICITATION_REQUIRED: i64 = -32042;
 /// The 2026-07-28 code for a request that needs a capability the client did not declare.
 const MISSING_CLIENT_CAPABILITY: i64 = -32021;
 
@@ -369,6 +371,57 @@ pub(crate) fn no_credential(
         answer.status = http::StatusCode::SERVICE_UNAVAILABLE;
     }
     answer
+}
+
+/// The caller has not connected its own account at the service behind the request: where
+/// its client takes URL-mode elicitation, the spec's "URL elicitation required" (-32042) with
+/// the link to the gateway's page; otherwise the same link in an error a person can read.
+/// The link names the service, never the caller: whoever opens it signs in as themselves, and
+/// connects only their own account.
+pub(crate) fn connect_first(
+    request: &McpRequest,
+    correlation: &CorrelationId,
+    link: Option<String>,
+    by_url: bool,
+) -> Final {
+    let Some(link) = link else {
+        return error(
+            request,
+            DENIED_BY_POLICY,
+            &format!(
+                "The service behind this request needs you to connect your own account, and this gateway serves no page to do it on. Reference {correlation}."
+            ),
+            Some(&json!({ "correlationId": correlation.as_str() })),
+        );
+    };
+    let text = "The service behind this tool needs your own account: open the link, sign in \
+                there, then make the same call again.";
+    if by_url {
+        return error(
+            request,
+            URL_ELICITATION_REQUIRED,
+            text,
+            Some(&json!({
+                "elicitations": [{
+                    "mode": "url",
+                    "elicitationId": correlation.as_str(),
+                    "url": link,
+                    "message": text,
+                }],
+                "correlationId": correlation.as_str(),
+            })),
+        );
+    }
+    error(
+        request,
+        APPROVAL_REQUIRED,
+        &format!("{text} Open {link} . Reference {correlation}."),
+        Some(&json!({
+            "correlationId": correlation.as_str(),
+            "connection": "required",
+            "url": link,
+        })),
+    )
 }
 
 /// Something the gateway depends on failed: never a denial, never an allow.

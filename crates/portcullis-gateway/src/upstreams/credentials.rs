@@ -240,6 +240,9 @@ pub(super) fn start(
             ))));
             (Some(exchanger), Some("token-exchange"))
         }
+        // Each person's own token on their requests; the gateway's own carry
+        // `credential_file`, if any.
+        Some(crate::config::UpstreamCredentials::UserOauth(_)) => (None, Some("user-oauth")),
         _ => (None, credential.is_some().then_some("gateway")),
     }
 }

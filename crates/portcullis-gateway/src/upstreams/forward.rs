@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use portcullis_audit::AuditRecord;
+use portcullis_audit::{AuditDecision, AuditRecord};
 use portcullis_mcp::{ClientIdentity, Connection, Event, Outbound, UpstreamError};
 use portcullis_policy::Principal;
 use serde_json::{Map, Value};
@@ -102,28 +102,35 @@ impl Upstreams {
     ) -> Result<Forwarded, UpstreamError> {
         let index = forward.index;
         outcome.upstream = Some(self.name(index).to_owned());
-        outcome.credential = self.upstreams[index].credential.map(str::to_owned);
+        let method = forward.proof.request().method.as_str();
         let authorization = match self
-            .caller_credential(index, caller.as_ref().map(|(_, c)| c))
+            .caller_credential(index, method, caller.as_ref().map(|(_, c)| c))
             .await
         {
-            Ok(authorization) => authorization,
+            Ok((authorization, kind)) => {
+                outcome.credential = kind.map(str::to_owned);
+                authorization
+            }
             Err(error) => {
-                let refused = matches!(error, UpstreamError::Credential { refused: true, .. });
-                outcome.decision = if refused {
-                    portcullis_audit::AuditDecision::Deny
-                } else {
-                    portcullis_audit::AuditDecision::Error
-                };
-                outcome.reasons = vec![
-                    if refused {
-                        "upstream_credential_refused"
-                    } else {
-                        "upstream_credential_unavailable"
+                outcome.credential = self.upstreams[index].credential.map(str::to_owned);
+                let (decision, reason, word) = match &error {
+                    UpstreamError::NotConnected { .. } => (
+                        AuditDecision::Deny,
+                        "upstream_connection_required",
+                        "connection-required",
+                    ),
+                    UpstreamError::Credential { refused: true, .. } => {
+                        (AuditDecision::Deny, "upstream_credential_refused", "denied")
                     }
-                    .to_owned(),
-                ];
-                outcome.outcome = Some(if refused { "denied" } else { "error" }.to_owned());
+                    _ => (
+                        AuditDecision::Error,
+                        "upstream_credential_unavailable",
+                        "error",
+                    ),
+                };
+                outcome.decision = decision;
+                outcome.reasons = vec![reason.to_owned()];
+                outcome.outcome = Some(word.to_owned());
                 // The policies permitted the call; they are not why it was refused.
                 outcome.policies.clear();
                 trail.record_later(outcome);
@@ -197,26 +204,54 @@ impl Upstreams {
 }
 
 impl Upstreams {
-    /// The `Authorization` a caller's request carries to upstream `index` instead of the
-    /// gateway's own: a token exchanged for the caller, where the upstream is configured so.
+    /// The `Authorization` a caller's request (of `method`) carries to upstream `index`
+    /// instead of the gateway's own, and the credential kind it travels with (for records): a
+    /// token exchanged for the caller, or the caller's own from its connection there, where
+    /// the upstream is configured so.
     async fn caller_credential(
         &self,
         index: usize,
+        method: &str,
         caller: Option<&OnBehalf<'_>>,
-    ) -> Result<Option<http::HeaderValue>, UpstreamError> {
-        let Some(exchanger) = &self.upstreams[index].exchanger else {
-            return Ok(None);
-        };
+    ) -> Result<(Option<http::HeaderValue>, Option<&'static str>), UpstreamError> {
+        let upstream = &self.upstreams[index];
         let failed = |refused, reason: String| UpstreamError::Credential {
             upstream: self.name(index).to_owned(),
             refused,
             reason,
         };
+        if upstream.credential == Some("user-oauth") {
+            // SECURITY: without a caller there is nobody's connection to use.
+            let caller = caller.ok_or_else(|| failed(false, "no caller".into()))?;
+            let Some(connections) = &self.connections else {
+                return Err(failed(false, "people's connections cannot be used".into()));
+            };
+            // Boxed: discovery, registration and refresh make a large future, and this one is
+            // awaited deep inside every call's (debug builds overflowed a worker's stack).
+            let authorization = Box::pin(connections.authorization(caller.id, self.name(index)));
+            return match authorization.await {
+                Ok(header) => Ok((Some(header), Some("user-oauth"))),
+                // Someone not connected yet still sees what the upstream offers, as listed to
+                // the gateway itself (its own credential); calling any of it asks to connect.
+                Err(crate::connections::Missing::NotConnected) if is_list(method) => {
+                    Ok((None, upstream.gateway_credential.then_some("gateway")))
+                }
+                Err(crate::connections::Missing::NotConnected) => {
+                    Err(UpstreamError::NotConnected {
+                        upstream: self.name(index).to_owned(),
+                    })
+                }
+                Err(crate::connections::Missing::Unavailable(reason)) => Err(failed(false, reason)),
+            };
+        }
+        let Some(exchanger) = &upstream.exchanger else {
+            return Ok((None, upstream.credential));
+        };
         // SECURITY: without a caller there is no subject to ask for; the gateway's own token
         // is not a caller's.
         let caller = caller.ok_or_else(|| failed(false, "no caller to ask a token for".into()))?;
         match exchanger.for_caller(caller).await {
-            Ok(header) => Ok(Some(header)),
+            Ok(header) => Ok((Some(header), upstream.credential)),
             Err(portcullis_authn::TokenError::Refused { error }) => Err(failed(
                 true,
                 format!("the token exchange was refused: {error}"),
@@ -411,4 +446,11 @@ impl Drop for Forwarded {
     fn drop(&mut self) {
         self.record("cancelled");
     }
+}
+
+fn is_list(method: &str) -> bool {
+    matches!(
+        method,
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list"
+    )
 }

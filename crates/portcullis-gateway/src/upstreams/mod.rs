@@ -55,6 +55,9 @@ pub struct Upstreams {
     resources_learned: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// Each definition as first shown (`[pins]`).
     pub(crate) pins: pins::Pins,
+    /// People's own tokens at upstreams with `credentials = "user-oauth"`; `None` when none
+    /// has it, or the store or key could not be opened (their requests then fail closed).
+    pub(crate) connections: Option<Arc<crate::connections::Connections>>,
 }
 
 struct Upstream {
@@ -63,6 +66,8 @@ struct Upstream {
     exchanger: Option<Arc<credentials::Exchanger>>,
     /// The credential kind its requests carry, for records: `None` when they carry none.
     credential: Option<&'static str>,
+    /// Whether the gateway's own requests there carry a credential of its own.
+    gateway_credential: bool,
     prefix: Option<String>,
     /// The resource URI prefixes it owns (`[[upstream]] resources`), scheme and authority
     /// folded to lower case (`route::folded`); empty: none declared.
@@ -76,18 +81,30 @@ impl Upstreams {
     /// background and [`Upstreams::wait_ready`] waits for them.
     pub fn start(config: &Config, shutdown: &CancellationToken) -> Self {
         let (changes, _) = broadcast::channel(256);
+        let connections = crate::connections::Connections::open(config).unwrap_or_else(|error| {
+            tracing::error!(%error, "people's upstream connections cannot be used: requests needing them fail");
+            None
+        });
         let upstreams = config
             .upstreams
             .iter()
             .enumerate()
             .map(|(index, (spec, prefix))| {
                 let mut spec = spec.clone();
+                let gateway_credential = matches!(
+                    &spec.transport,
+                    portcullis_mcp::UpstreamTransport::Http {
+                        credential: Some(_),
+                        ..
+                    }
+                );
                 let (exchanger, credential) =
                     credentials::start(&mut spec, config.upstream_credentials.get(index));
                 Upstream {
                     shared: SharedUpstream::start(spec, changes.clone(), shutdown.child_token()),
                     exchanger,
                     credential,
+                    gateway_credential,
                     prefix: prefix.clone(),
                     namespaces: config
                         .resource_namespaces
@@ -114,6 +131,7 @@ impl Upstreams {
                     tracing::error!(%error, "the pin store cannot be opened: every upstream definition is held back until it can");
                     pins::Pins::broken()
                 }),
+            connections,
         }
     }
 

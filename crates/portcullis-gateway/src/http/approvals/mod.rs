@@ -4,6 +4,7 @@
 //! none in one form. Each form carries a one-time token; a request of another person, an
 //! expired request and a replayed form are refused, and every answer and refusal is audited.
 
+mod connect;
 mod page;
 mod sign_in;
 
@@ -55,6 +56,8 @@ pub(super) struct Approvals {
     secure: bool,
     /// The page's path as browsers reach it: `/approvals` under the public URL's prefix.
     page: String,
+    /// People's connections to upstreams that want their own tokens, if any upstream does.
+    connections: Option<Arc<crate::connections::Connections>>,
 }
 
 impl Approvals {
@@ -66,17 +69,21 @@ impl Approvals {
         access: Arc<crate::access::Access>,
         trail: Trail,
         (resource, endpoint, issuer, client_id): (&str, &str, &str, Option<&str>),
-        per_address: usize,
+        (scope, per_address): (Option<String>, usize),
+        connections: Option<Arc<crate::connections::Connections>>,
     ) -> Self {
         let (origin, page) = page_of(resource, endpoint);
         consent.set_page(format!("{origin}{page}"));
+        if let Some(connections) = &connections {
+            connections.set_page(format!("{origin}{page}"));
+        }
         let client_id =
             client_id.map_or_else(|| format!("{origin}{page}/client.json"), str::to_owned);
         let sign_in = sign_in::SignIn::new(
             issuer.to_owned(),
             client_id,
             format!("{origin}{page}/callback"),
-            resource.to_owned(),
+            (resource.to_owned(), scope),
             per_address,
             consent.shared().cloned(),
         );
@@ -88,6 +95,7 @@ impl Approvals {
             sessions: Mutex::new(HashMap::new()),
             secure: origin.starts_with("https://"),
             page,
+            connections,
         }
     }
 
@@ -199,6 +207,16 @@ pub(super) fn router(approvals: Arc<Approvals>) -> Router {
         .route("/approvals", get(show).post(answer))
         .route("/approvals/callback", get(callback))
         .route("/approvals/client.json", get(client_document))
+        .route("/approvals/connect", get(connect::start))
+        .route("/approvals/connect/callback", get(connect::callback))
+        .route(
+            "/approvals/connect/client.json",
+            get(connect::client_document),
+        )
+        .route(
+            "/approvals/connections",
+            get(connect::list).post(connect::disconnect),
+        )
         .with_state(approvals)
 }
 
@@ -344,48 +362,7 @@ async fn show(
     };
     let Some((cookie, principal)) = approvals.signed_in(&headers).await else {
         let source = peer.map(|axum::Extension(peer)| peer.source);
-        return match approvals.sign_in.start(&here, source).await {
-            Ok(started) => {
-                let mut response = redirect(&started.to);
-                if let Some(value) = set_cookie(
-                    (SIGN_IN_COOKIE, &started.browser),
-                    &approvals.page,
-                    sign_in::SIGN_IN_TIME,
-                    approvals.secure,
-                ) {
-                    response.headers_mut().append(header::SET_COOKIE, value);
-                }
-                response
-            }
-            Err(sign_in::NotStarted::Busy) => {
-                let mut record = AuditRecord::new(
-                    portcullis_core::CorrelationId::fresh().as_str(),
-                    "GET /approvals",
-                    AuditDecision::Deny,
-                );
-                record.status = Some(429);
-                record.reasons = vec!["approval_sign_in_busy".to_owned()];
-                record.source = source.map(|source| source.to_string());
-                approvals.trail.refused_counted(record);
-                html(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    page::notice(
-                        "Too many sign-ins",
-                        "Too many sign-ins are in progress. Try again in a few minutes.",
-                    ),
-                )
-            }
-            Err(sign_in::NotStarted::Unreachable(error)) => {
-                tracing::warn!(%error, "approval page cannot reach the authorization server");
-                html(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    page::notice(
-                        "Sign-in unavailable",
-                        "The sign-in service cannot be reached. Try again shortly.",
-                    ),
-                )
-            }
-        };
+        return sign_in_first(&approvals, &here, source).await;
     };
     if let Some(id) = &query.request {
         let ledger = &approvals.consent.ledger;
@@ -461,6 +438,56 @@ async fn show(
             query.request.as_deref(),
         ),
     )
+}
+
+/// Send a browser that is not signed in to the authorization server, to come back to `here`.
+async fn sign_in_first(
+    approvals: &Approvals,
+    here: &str,
+    source: Option<std::net::IpAddr>,
+) -> Response {
+    match approvals.sign_in.start(here, source).await {
+        Ok(started) => {
+            let mut response = redirect(&started.to);
+            if let Some(value) = set_cookie(
+                (SIGN_IN_COOKIE, &started.browser),
+                &approvals.page,
+                sign_in::SIGN_IN_TIME,
+                approvals.secure,
+            ) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+            response
+        }
+        Err(sign_in::NotStarted::Busy) => {
+            let mut record = AuditRecord::new(
+                portcullis_core::CorrelationId::fresh().as_str(),
+                "GET /approvals",
+                AuditDecision::Deny,
+            );
+            record.status = Some(429);
+            record.reasons = vec!["approval_sign_in_busy".to_owned()];
+            record.source = source.map(|source| source.to_string());
+            approvals.trail.refused_counted(record);
+            html(
+                StatusCode::TOO_MANY_REQUESTS,
+                page::notice(
+                    "Too many sign-ins",
+                    "Too many sign-ins are in progress. Try again in a few minutes.",
+                ),
+            )
+        }
+        Err(sign_in::NotStarted::Unreachable(error)) => {
+            tracing::warn!(%error, "approval page cannot reach the authorization server");
+            html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                page::notice(
+                    "Sign-in unavailable",
+                    "The sign-in service cannot be reached. Try again shortly.",
+                ),
+            )
+        }
+    }
 }
 
 /// The shared approval state cannot be reached: nothing is shown or answered.
@@ -651,9 +678,19 @@ async fn callback(
     if !approvals.remember(&cookie, principal).await {
         return unavailable();
     }
-    // Only back to the approval page: the sign-in cannot be turned into an open redirect.
+    // Only back to the page or its connections parts: the sign-in cannot be turned into an
+    // open redirect.
     let page = &approvals.page;
-    let to = if return_to == *page || return_to.starts_with(&format!("{page}?")) {
+    let ours = [
+        format!("{page}?"),
+        format!("{page}/connect?"),
+        format!("{page}/connections"),
+    ];
+    let to = if return_to == *page
+        || ours
+            .iter()
+            .any(|prefix| return_to.starts_with(prefix.as_str()))
+    {
         return_to
     } else {
         page.clone()

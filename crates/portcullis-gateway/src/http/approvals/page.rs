@@ -32,6 +32,60 @@ fn document(title: &str, body: &str) -> String {
     )
 }
 
+/// A service connected: the person goes back to their client.
+pub(super) fn connected(upstream: &str, connections: &str) -> String {
+    document(
+        "Connected",
+        &format!(
+            "<p><strong>{upstream}</strong> is connected to your account. Go back to your client and make the same call again.</p>\n<p class=\"meta\">Your connections: <a href=\"{connections}\">{connections}</a></p>",
+            upstream = escape(upstream),
+            connections = escape(connections),
+        ),
+    )
+}
+
+/// The services `subject` connected (name, since when), each with a button disconnecting it,
+/// on the page at `action`.
+pub(super) fn connections(
+    (subject, action): (&str, &str),
+    connected: &[(String, i64)],
+    form_token: &str,
+) -> String {
+    if connected.is_empty() {
+        return document(
+            "Connected services",
+            &format!(
+                "<p>Signed in as <strong>{}</strong>. You have connected no service.</p>",
+                escape(subject)
+            ),
+        );
+    }
+    let rows: String = connected
+        .iter()
+        .map(|(upstream, since)| {
+            format!(
+                "<div class=\"request\"><p><strong>{name}</strong></p>\
+                 <p class=\"meta\">connected {since}</p>\
+                 <form method=\"post\" action=\"{action}\">\
+                 <input type=\"hidden\" name=\"form\" value=\"{token}\">\
+                 <input type=\"hidden\" name=\"upstream\" value=\"{name}\">\
+                 <button type=\"submit\">Disconnect {name}</button></form></div>\n",
+                name = escape(upstream),
+                since = portcullis_audit::rfc3339_from_millis(since.saturating_mul(1000)),
+                action = escape(action),
+                token = escape(form_token),
+            )
+        })
+        .collect();
+    document(
+        "Connected services",
+        &format!(
+            "<p>Signed in as <strong>{}</strong>. The gateway keeps your tokens at these services and uses them only for your own calls to each.</p>\n{rows}",
+            escape(subject)
+        ),
+    )
+}
+
 /// The person's requests waiting for an answer, in one form: approve some, all, or none.
 /// The requests waiting for `subject`, on the page at `action`; only `selected` (the one a
 /// link named) starts ticked, so following a link for one request never approves another in

@@ -83,6 +83,9 @@ pub(super) struct SignIn {
     pub(super) client_id: String,
     pub(super) redirect_uri: String,
     resource: String,
+    /// The scopes asked for (the resource's, space-separated), if any: a server that grants
+    /// nothing unasked refuses a sign-in that asks for none.
+    scope: Option<String>,
     http: reqwest::Client,
     /// The authorization server's endpoints, and when they were learned.
     endpoints: tokio::sync::Mutex<Option<(Instant, Endpoints)>>,
@@ -104,7 +107,7 @@ impl SignIn {
         issuer: String,
         client_id: String,
         redirect_uri: String,
-        resource: String,
+        (resource, scope): (String, Option<String>),
         per_source: usize,
         shared: Option<std::sync::Arc<crate::consent::shared::Shared>>,
     ) -> Self {
@@ -113,6 +116,7 @@ impl SignIn {
             client_id,
             redirect_uri,
             resource,
+            scope,
             // Redirects never go to plain http here, whatever `[danger]` says: a person signs in.
             http: crate::access::issuer_client(false),
             endpoints: tokio::sync::Mutex::new(None),
@@ -227,6 +231,9 @@ impl SignIn {
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256")
             .append_pair("resource", &self.resource);
+        if let Some(scope) = &self.scope {
+            url.query_pairs_mut().append_pair("scope", scope);
+        }
         Ok(Redirect {
             to: url.to_string(),
             browser,
