@@ -61,7 +61,7 @@ const callersIssuer = `http://127.0.0.1:${callersServer.address().port}`;
 const callersKey = rsaKey('callers');
 const callers = new Provider(callersIssuer, {
   clients: [
-    ...['alice', 'bob'].map((id) => ({
+    ...['alice', 'bob', 'carol', 'dave'].map((id) => ({
       client_id: id, client_secret: `${id}-secret`, grant_types: ['client_credentials'],
       redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_basic',
     })),
@@ -181,7 +181,15 @@ issuer = "${callersIssuer}"
 client_id = "portcullis-page"
 
 [policy]
-cedar = "permit (principal, action, resource);"
+cedar = """
+permit (principal, action, resource);
+// Carol's tenant forbids delegation: she may not use services that take her own account.
+forbid (principal, action, resource)
+when { context.credential == "user-oauth" && principal.subject == "carol" };
+// Dave may use such a service only once he has connected it (he is refused, not sent the link).
+forbid (principal, action, resource)
+when { context.credential == "user-oauth" && !context.connected && principal.subject == "dave" };
+"""
 
 [audit]
 jsonl = "${audit}"
@@ -273,12 +281,22 @@ try {
   check('nothing reached the upstream on alice\'s behalf before she connected',
     !seen.some((s) => s.valid && s.sub !== 'portcullis-own'), JSON.stringify(seen.map((s) => s.sub)));
 
+  // Policies read the credential kind and whether the caller connected: denials, not links.
+  for (const [who, label] of [['carol', 'a policy on the credential kind (user-oauth) denies carol: -31001, no link'],
+    ['dave', 'a policy on `context.connected` denies dave, not connected: -31001, no link']]) {
+    const client = await sdkClient(await clientToken(callersIssuer, who, GATEWAY));
+    const answer = await whoami(client);
+    check(label, answer.error?.code === -31001 && !JSON.stringify(answer.error?.data ?? {}).includes('connect'),
+      JSON.stringify({ code: answer.error?.code, data: answer.error?.data, ran: answer.ran }));
+    await client.close();
+  }
+
   // 2. The person follows the link in a browser: signs in to the gateway, then to the service.
   browser = await chromium.launch({ executablePath: browserPath, args: ['--no-sandbox'] });
   const page = await (await browser.newContext()).newPage();
   const landed = await connectInBrowser(page, elicitation?.url ?? connectLink, { gatewayLogin: 'alice', upstreamLogin: 'alice-at-tickets' });
   check('the browser signs in to the gateway and to the upstream\'s server, and lands on "Connected"',
-    landed.url.startsWith(`${GW_ORIGIN}/approvals/connect/callback`) && /tickets is connected/.test(landed.text), `${landed.url}: ${landed.text}`);
+    landed.url.startsWith(`${GW_ORIGIN}/approvals/connect/tickets/callback`) && /tickets is connected/.test(landed.text), `${landed.url}: ${landed.text}`);
 
   check('the gateway registered itself at the upstream\'s server once (dynamic registration)',
     registrations.length === 1, JSON.stringify(registrations));

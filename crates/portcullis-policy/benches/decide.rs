@@ -78,6 +78,7 @@ fn decide(c: &mut Criterion) {
         era: "2026-07-28",
         object: None,
         risk_hint: None,
+        credential: Default::default(),
     };
     c.bench_function("authorize one call", |b| {
         b.iter(|| black_box(engine.authorize(&caller, black_box(&call))));

@@ -30,6 +30,8 @@ pub(crate) struct Reads {
     /// making equal calls (target, declared arguments, era) get equal verdicts, and may share
     /// them.
     pub(crate) time: bool,
+    /// Whether any policy reads `context.connected` (which costs the gateway a lookup).
+    pub(crate) connected: bool,
 }
 
 impl Principal {

@@ -55,6 +55,28 @@ pub struct Call<'a> {
     /// A tier the upstream's own annotations suggest (`destructiveHint`): it can raise the
     /// configured tier, never lower it.
     pub risk_hint: Option<RiskTier>,
+    /// The credential the call would travel with to its upstream.
+    pub credential: Credential,
+}
+
+/// The credential a call would travel with to its upstream, as policies read it:
+/// `context.credential` (`none`, `gateway`, `token-exchange`, `user-oauth`) and
+/// `context.connected` (a `user-oauth` upstream the caller has connected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential {
+    /// Which kind.
+    pub kind: &'static str,
+    /// Whether the caller's own credential there exists now.
+    pub connected: bool,
+}
+
+impl Default for Credential {
+    fn default() -> Self {
+        Self {
+            kind: "none",
+            connected: false,
+        }
+    }
 }
 
 impl Call<'_> {
@@ -102,6 +124,12 @@ impl std::fmt::Debug for PolicyEngine {
 }
 
 impl PolicyEngine {
+    /// Whether any policy reads `context.connected`: only then need a caller's connection be
+    /// looked up before deciding.
+    pub fn reads_connected(&self) -> bool {
+        self.reads.connected
+    }
+
     /// Load `text` (the contents of `file`) against the schema generated from `catalog`.
     pub fn new(catalog: Catalog, file: &str, text: &str) -> Result<Self, PolicyError> {
         let schema_text = cedar_schema(&catalog);
@@ -524,6 +552,8 @@ impl PolicyEngine {
                 field(resolved.and_then(|r| r.classification.as_deref())),
                 call.risk_of(capability).as_str().to_owned(),
                 call.era.to_owned(),
+                call.credential.kind.to_owned(),
+                call.credential.connected.to_string(),
                 // Declared arguments only, type-checked, in the catalog's order.
                 Value::Object(arguments.clone()).to_string(),
             ]
@@ -581,6 +611,8 @@ impl PolicyEngine {
             .map_or(0, |elapsed| elapsed.as_secs());
         let context = serde_json::json!({
             "era": call.era,
+            "credential": call.credential.kind,
+            "connected": call.credential.connected,
             "time": i64::try_from(now).unwrap_or(i64::MAX),
             "arguments": Value::Object(arguments),
         });

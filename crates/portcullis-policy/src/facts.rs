@@ -57,6 +57,7 @@ impl Facts {
             tenant: true,
             scopes: true,
             time: true,
+            connected: true,
         };
         self.names_read = true;
         self.object_readers.insert(id.to_owned());
@@ -94,6 +95,7 @@ impl Facts {
         self.reads.tenant |= reader.reads.tenant;
         self.reads.scopes |= reader.reads.scopes;
         self.reads.time |= reader.reads.time;
+        self.reads.connected |= reader.reads.connected;
         self.names_read |= reader.names_read;
         if reader.resource {
             self.object_readers.insert(id.to_owned());
@@ -153,8 +155,9 @@ impl Reader {
             (Some("principal"), Some("tenant")) => self.reads.tenant = true,
             (Some("principal"), Some("scopes")) => self.reads.scopes = true,
             (Some("principal"), _) => self.reads.identity = true,
-            // The era and the arguments are in every verdict key; anything else may be time.
-            (Some("context"), Some("era" | "arguments")) => {}
+            // These are in every verdict key; anything else may be time.
+            (Some("context"), Some("connected")) => self.reads.connected = true,
+            (Some("context"), Some("era" | "arguments" | "credential")) => {}
             (Some("context"), _) => self.reads.time = true,
             (Some("resource"), _) => self.resource = true,
             _ => {}

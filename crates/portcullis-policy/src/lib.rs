@@ -23,7 +23,7 @@ pub use catalog::{
     UTILITY_METHODS,
 };
 pub use decision::{Authorized, Decision, Pending, Principal, ReasonCode, Reasons, Visibility};
-pub use engine::{Call, PolicyEngine};
+pub use engine::{Call, Credential, PolicyEngine};
 pub use load::PolicyError;
 pub use matrix::{Approval, MatrixRow, ReviewRow};
 pub use scopes::ScopeHierarchy;

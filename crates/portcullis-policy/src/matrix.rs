@@ -136,6 +136,7 @@ impl PolicyEngine {
                         era: "2026-07-28",
                         object: None,
                         risk_hint: None,
+                        credential: Default::default(),
                     };
                     rows.push(ReviewRow {
                         subject: principal.subject.clone(),

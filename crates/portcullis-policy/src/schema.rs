@@ -82,7 +82,7 @@ pub(crate) fn cedar_schema(catalog: &Catalog) -> String {
 
 fn context(arguments: &[String]) -> String {
     format!(
-        "{{ \"era\": String, \"time\": Long, \"arguments\": {{ {} }} }}",
+        "{{ \"era\": String, \"credential\": String, \"connected\": Bool, \"time\": Long, \"arguments\": {{ {} }} }}",
         arguments.join(", ")
     )
 }

@@ -120,6 +120,7 @@ fn call<'a>(name: &'a str, arguments: &'a Map<String, Value>) -> Call<'a> {
         era: "2026-07-28",
         object: None,
         risk_hint: None,
+        credential: Default::default(),
     }
 }
 
@@ -207,6 +208,7 @@ fn a_target_in_another_tenant_is_not_visible_unless_a_policy_crosses_tenants() {
         era: "2025-11-25",
         object: None,
         risk_hint: None,
+        credential: Default::default(),
     };
     let decision = engine.authorize(&editor, &uri);
     assert_eq!(codes(&decision), [ReasonCode::TenantMismatch]);
@@ -801,5 +803,79 @@ fn list_decisions_shared_by_a_class_equal_decisions_made_one_by_one() {
                 "round {round}, {principal:?}\n{policies}"
             );
         }
+    }
+}
+
+// See: issue 17. Policies read how a call would reach its upstream (`context.credential`) and
+// whether the caller connected it (`context.connected`); equal calls with another credential
+// are decided anew, never answered from the cache of the first.
+#[test]
+fn policies_read_the_upstream_credential_and_the_cache_keeps_credentials_apart() {
+    let text = r#"
+permit (principal in Role::"viewer", action in Action::"family:policies", resource);
+forbid (principal, action, resource)
+when { context.credential == "user-oauth" && principal has tenant && principal.tenant == "no-delegation" };
+"#;
+    let engine = PolicyEngine::new(catalog(), "p.cedar", text).unwrap();
+    assert!(!engine.reads_connected());
+    let a = args(json!({"tenant": "no-delegation", "id": "P-1"}));
+    let strict = person("user-1", "no-delegation", &["viewer"], &["policies:read"]);
+    let open = person("user-2", "tenant-a", &["viewer"], &["policies:read"]);
+    let b = args(json!({"tenant": "tenant-a", "id": "P-2"}));
+    let with = |kind: &'static str| Call {
+        credential: portcullis_policy::Credential {
+            kind,
+            connected: true,
+        },
+        ..call("read_policy", &a)
+    };
+    let theirs = |kind: &'static str| Call {
+        credential: portcullis_policy::Credential {
+            kind,
+            connected: true,
+        },
+        ..call("read_policy", &b)
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            engine.authorize(&strict, &with("token-exchange")),
+            Decision::Allow(_)
+        ));
+        assert!(matches!(
+            engine.authorize(&strict, &with("user-oauth")),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            engine.authorize(&strict, &with("gateway")),
+            Decision::Allow(_)
+        ));
+        assert!(matches!(
+            engine.authorize(&open, &theirs("user-oauth")),
+            Decision::Allow(_)
+        ));
+    }
+
+    let connected = r#"
+permit (principal in Role::"viewer", action in Action::"family:policies", resource)
+when { context.credential != "user-oauth" || context.connected };
+"#;
+    let engine = PolicyEngine::new(catalog(), "p.cedar", connected).unwrap();
+    assert!(engine.reads_connected());
+    let as_connected = |connected| Call {
+        credential: portcullis_policy::Credential {
+            kind: "user-oauth",
+            connected,
+        },
+        ..call("read_policy", &b)
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            engine.authorize(&open, &as_connected(true)),
+            Decision::Allow(_)
+        ));
+        assert!(matches!(
+            engine.authorize(&open, &as_connected(false)),
+            Decision::Deny { .. }
+        ));
     }
 }

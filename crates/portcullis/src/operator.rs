@@ -367,6 +367,7 @@ pub(crate) fn explain(request: &Explain<'_>) -> anyhow::Result<String> {
         era: "2026-07-28",
         object: None,
         risk_hint: None,
+        credential: Default::default(),
     };
     let decision = engine.authorize(&principal, &call);
     let listed = engine.visible(&principal, kind, request.name);

@@ -76,6 +76,7 @@ pub(crate) fn role_change(
         era: "2025-11-25",
         object: None,
         risk_hint: None,
+        credential: Default::default(),
     };
     let decision = engine.authorize(&after, &call);
     let reasons = decision.reasons();

@@ -59,6 +59,16 @@ pub(crate) trait Objects: Sync {
     /// since it was pinned, and no operator approved the change.
     fn held(&self, kind: CapabilityKind, name: &str) -> bool;
 
+    /// The credential a call of `target` would travel with to its upstream, for `caller`;
+    /// whether the caller's own exists is looked up only when `connected` is asked for.
+    /// `Err` when it cannot be told.
+    fn credential(
+        &self,
+        target: (CapabilityKind, &str),
+        caller: Option<&CallerId>,
+        connected: bool,
+    ) -> impl Future<Output = Result<portcullis_policy::Credential, String>> + Send;
+
     /// The tier a tool's own annotations suggest (`destructiveHint`), learning them first
     /// if nobody has listed the tool yet.
     fn risk_hint(
@@ -204,6 +214,28 @@ pub(crate) async fn decide(
             return verdict;
         }
     };
+    // Policies may read how the call would reach its upstream (`context.credential`) and
+    // whether the caller connected it (`context.connected`). SECURITY: not knowing is not
+    // "not connected": the call does not run.
+    let credential = match objects
+        .credential((kind, name), scene.caller.id(), policy.reads_connected())
+        .await
+    {
+        Ok(credential) => credential,
+        Err(error) => {
+            tracing::warn!(%correlation, %error, "cannot tell whether the caller connected the upstream");
+            let mut record = about(
+                scene,
+                &request,
+                AuditDecision::Error,
+                &[Reason::ConnectionUnknown],
+                keep_arguments,
+            );
+            record.target = target;
+            let _ = access.record(record, Durability::Queued).await;
+            return Verdict::Malfunction(correlation);
+        }
+    };
     let call = Call {
         kind,
         name,
@@ -214,6 +246,7 @@ pub(crate) async fn decide(
             CapabilityKind::Tool => objects.risk_hint(name, principal).await,
             _ => None,
         },
+        credential,
     };
     let decision = policy.authorize(principal, &call);
     // A candidate set in shadow decides the same call; only a disagreement is recorded.
@@ -322,6 +355,7 @@ pub(crate) async fn readable(
         era,
         object: resolved.as_ref().map(|(attributes, _)| attributes),
         risk_hint: None,
+        credential: Default::default(),
     };
     matches!(policy.authorize(principal, &call), Decision::Allow(_))
 }

@@ -46,6 +46,8 @@ pub(crate) enum Reason {
     ObjectNotFound,
     /// The object's resolver failed.
     ObjectUnresolved,
+    /// Whether the caller connected the call's upstream could not be told (policies read it).
+    ConnectionUnknown,
     /// The caller cannot see what it names.
     NotVisible,
     /// The task is not this caller's, or does not exist.
@@ -98,6 +100,7 @@ impl Reason {
             Self::HeaderMismatch => "header_mismatch",
             Self::ObjectNotFound => "object_not_found",
             Self::ObjectUnresolved => "object_unresolved",
+            Self::ConnectionUnknown => "upstream_connection_unknown",
             Self::NotVisible => "not_visible",
             Self::TaskNotFound => "task_not_found",
             Self::NoRoute => "no_route",

@@ -33,6 +33,14 @@ const SIGN_IN_TIME: i64 = 600;
 const MARGIN: i64 = 60;
 /// A token issued without `expires_in` is used this long.
 const UNSTATED_LIFETIME: i64 = 3600;
+/// The shortest life a token is taken to have.
+const MIN_LIFETIME: i64 = 10;
+/// After the upstream's authorization server could not be found, how long asking fails at once.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// A refused refresh waits this long before ending the connection: another replica may have
+/// refreshed it with the same refresh token a moment before (a server rotating refresh tokens
+/// refuses the second use), and its result is used instead.
+const RACE_WAIT: Duration = Duration::from_secs(1);
 /// How long what an upstream's metadata says is believed.
 const METADATA_FOR: Duration = Duration::from_secs(3600);
 /// Refreshes of different people run at once; of one person, one at a time (a stripe each).
@@ -46,10 +54,20 @@ struct Tokens {
     /// Issued and expiring, seconds since the epoch.
     iat: i64,
     exp: i64,
+    /// The authorization server that issued them and the resource they are for. SECURITY:
+    /// tokens are used only while both are still the upstream's: an upstream whose URL was
+    /// changed, or whose metadata now names another server, never gets (or makes the
+    /// gateway send elsewhere) tokens issued for what it was.
+    server: String,
+    resource: String,
 }
 
 impl Tokens {
-    fn of(issued: &portcullis_authn::IssuedToken, refresh: Option<String>) -> Self {
+    fn of(
+        issued: &portcullis_authn::IssuedToken,
+        refresh: Option<String>,
+        (server, resource): (&str, &str),
+    ) -> Self {
         let iat = store::now();
         let life = issued.expires_in.map_or(UNSTATED_LIFETIME, |life| {
             i64::try_from(life.as_secs()).unwrap_or(UNSTATED_LIFETIME)
@@ -58,7 +76,11 @@ impl Tokens {
             access: issued.expose().to_owned(),
             refresh: issued.refresh_token().map(str::to_owned).or(refresh),
             iat,
-            exp: iat.saturating_add(life),
+            // A token said to live (almost) no time is used for ten seconds, not refreshed on
+            // every call.
+            exp: iat.saturating_add(life.max(MIN_LIFETIME)),
+            server: server.to_owned(),
+            resource: resource.to_owned(),
         }
     }
 
@@ -111,6 +133,8 @@ pub(crate) enum NotFinished {
 struct Upstream {
     config: UserOauth,
     server: tokio::sync::Mutex<Option<(Instant, oauth::Server)>>,
+    /// When finding its server last failed.
+    failed_at: std::sync::Mutex<Option<Instant>>,
     /// The client the gateway is there, per authorization server.
     client: tokio::sync::Mutex<Option<(String, ClientAuth)>>,
 }
@@ -121,10 +145,8 @@ pub(crate) struct Connections {
     upstreams: HashMap<String, Upstream>,
     /// The gateway page's address (`https://gateway.example/approvals`), once served.
     page: OnceLock<String>,
-    /// For metadata (redirects to https followed, as for issuers' keys).
-    http: reqwest::Client,
-    /// For token endpoints and registration. SECURITY: never redirected: a redirect would
-    /// carry a code, a refresh token or a client secret to wherever it points.
+    /// For metadata, token endpoints and registration. SECURITY: never redirected: a redirect
+    /// would carry a code, a refresh token or a client secret to wherever it points.
     token_http: reqwest::Client,
     stripes: Vec<tokio::sync::Mutex<()>>,
 }
@@ -161,22 +183,18 @@ impl Connections {
                     Upstream {
                         config: (**user).clone(),
                         server: tokio::sync::Mutex::new(None),
+                        failed_at: std::sync::Mutex::new(None),
                         client: tokio::sync::Mutex::new(None),
                     },
                 )),
                 _ => None,
             })
             .collect();
-        let insecure = config
-            .upstream_credentials
-            .iter()
-            .any(|c| matches!(c, UpstreamCredentials::UserOauth(user) if user.insecure));
         Ok(Some(Arc::new(Self {
             store,
             sealer,
             upstreams,
             page: OnceLock::new(),
-            http: crate::access::issuer_client(insecure),
             token_http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(10))
@@ -204,10 +222,12 @@ impl Connections {
         Some(url.to_string())
     }
 
-    /// Where upstreams' servers send people back to.
-    pub(crate) fn redirect_uri(&self) -> String {
+    /// Where `upstream`'s server sends people back to: a path of its own, so that a code
+    /// one server issued arriving for a sign-in started at another (a mix-up) is refused even
+    /// where servers do not name themselves in their answers (RFC 9207).
+    pub(crate) fn redirect_uri(&self, upstream: &str) -> String {
         format!(
-            "{}/connect/callback",
+            "{}/connect/{upstream}/callback",
             self.page.get().map_or("", String::as_str)
         )
     }
@@ -217,7 +237,7 @@ impl Connections {
         serde_json::json!({
             "client_id": self.document_url(),
             "client_name": "Portcullis",
-            "redirect_uris": [self.redirect_uri()],
+            "redirect_uris": self.upstreams.keys().map(|name| self.redirect_uri(name)).collect::<Vec<_>>(),
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": "none",
@@ -262,6 +282,25 @@ impl Connections {
         self.refresh(&key, &sealed, tokens).await
     }
 
+    /// Whether `caller` has connected `upstream` (a connection that can still be used or
+    /// refreshed); `Err` when the store cannot be read.
+    pub(crate) async fn connected(
+        &self,
+        caller: &CallerId,
+        upstream: &str,
+    ) -> Result<bool, String> {
+        let key = Key {
+            iss: caller.issuer().to_owned(),
+            sub: caller.subject().to_owned(),
+            upstream: upstream.to_owned(),
+        };
+        match self.read(&key).await {
+            Ok((_, tokens)) => Ok(tokens.refresh.is_some() || store::now() < tokens.exp),
+            Err(Missing::NotConnected) => Ok(false),
+            Err(Missing::Unavailable(reason)) => Err(reason),
+        }
+    }
+
     async fn read(&self, key: &Key) -> Result<(String, Tokens), Missing> {
         let sealed = self
             .store
@@ -279,6 +318,13 @@ impl Connections {
                 tracing::warn!(upstream = %key.upstream, "a kept connection does not open with the key; the person is asked to connect again");
                 Missing::NotConnected
             })?;
+        let resource = self
+            .upstream(&key.upstream)
+            .map(|u| u.config.resource.as_str());
+        if resource != Ok(tokens.resource.as_str()) {
+            tracing::info!(upstream = %key.upstream, "a kept connection is for the upstream's former URL; the person is asked to connect again");
+            return Err(Missing::NotConnected);
+        }
         Ok((sealed, tokens))
     }
 
@@ -302,6 +348,12 @@ impl Connections {
                 .server(upstream)
                 .await
                 .map_err(TokenError::Unavailable)?;
+            // SECURITY: a refresh token goes only to the server that issued it.
+            if server.issuer != tokens.server {
+                return Err(TokenError::Refused {
+                    error: "the upstream now names another authorization server".into(),
+                });
+            }
             let client = self
                 .client(&key.upstream, upstream, &server)
                 .await
@@ -320,7 +372,7 @@ impl Connections {
         .await;
         match refreshed {
             Ok(issued) => {
-                let fresh = Tokens::of(&issued, Some(refresh));
+                let fresh = Tokens::of(&issued, Some(refresh), (&tokens.server, &tokens.resource));
                 let plain = serde_json::to_vec(&fresh).unwrap_or_default();
                 let new = self.sealer.seal(&key.context(), &plain);
                 match self.store.swap(key, sealed, new).await {
@@ -335,6 +387,7 @@ impl Connections {
                 }
             }
             Err(TokenError::Refused { error }) => {
+                tokio::time::sleep(RACE_WAIT).await;
                 match self.store.remove(key, Some(sealed)).await {
                     Ok(true) => {
                         tracing::info!(upstream = %key.upstream, subject = %key.sub, %error, "a connection's refresh was refused; the person is asked to connect again");
@@ -375,14 +428,32 @@ impl Connections {
         {
             return Ok(server.clone());
         }
+        let resting = upstream
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        if resting {
+            return Err(
+                "the upstream's authorization server could not be found a moment ago".into(),
+            );
+        }
         let config = &upstream.config;
-        let server = oauth::discover(
-            &self.http,
+        // Never redirected: what the metadata says decides where tokens and secrets go.
+        let found = oauth::discover(
+            &self.token_http,
             &config.resource,
             config.issuer.as_deref(),
             config.insecure,
         )
-        .await?;
+        .await;
+        let server = found.inspect_err(|error| {
+            tracing::warn!(resource = %config.resource, %error, "cannot find the upstream's authorization server");
+            *upstream
+                .failed_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        })?;
         *known = Some((Instant::now(), server.clone()));
         Ok(server)
     }
@@ -419,7 +490,8 @@ impl Connections {
                 Some(sealed) => sealed,
                 None => {
                     let made =
-                        oauth::register(&self.token_http, endpoint, &self.redirect_uri()).await?;
+                        oauth::register(&self.token_http, endpoint, &self.redirect_uri(name))
+                            .await?;
                     tracing::info!(upstream = %name, server = %server.issuer, "registered the gateway as a client");
                     let sealed = self
                         .sealer
@@ -484,7 +556,7 @@ impl Connections {
             query
                 .append_pair("response_type", "code")
                 .append_pair("client_id", client.id())
-                .append_pair("redirect_uri", &self.redirect_uri())
+                .append_pair("redirect_uri", &self.redirect_uri(upstream))
                 .append_pair("state", &state)
                 .append_pair(
                     "code_challenge",
@@ -500,10 +572,11 @@ impl Connections {
     }
 
     /// Finish a sign-in `who` started in the browser whose page cookie is `browser`, with what
-    /// the server sent back (`code`, `state`, `iss`): the upstream now connected.
+    /// `upstream`'s server sent back to its callback (`code`, `state`, `iss`): the upstream
+    /// now connected.
     pub(crate) async fn finish(
         &self,
-        who: (&str, &str),
+        (who, upstream): ((&str, &str), &str),
         (code, state, iss): (&str, &str, Option<&str>),
         browser: &str,
     ) -> Result<String, NotFinished> {
@@ -525,6 +598,11 @@ impl Connections {
         if (started.iss.as_str(), started.sub.as_str()) != who {
             return Err(NotFinished::Invalid(
                 "the sign-in was started by someone else",
+            ));
+        }
+        if started.upstream != upstream {
+            return Err(NotFinished::Invalid(
+                "the answer came back for another service than the sign-in went to",
             ));
         }
         let entry = self
@@ -550,7 +628,11 @@ impl Connections {
         }
         .authorization_code(
             &self.token_http,
-            (code, &started.verifier, &self.redirect_uri()),
+            (
+                code,
+                &started.verifier,
+                &self.redirect_uri(&started.upstream),
+            ),
             entry.config.resource.as_str(),
         )
         .await
@@ -563,7 +645,11 @@ impl Connections {
             sub: started.sub,
             upstream: started.upstream,
         };
-        let tokens = Tokens::of(&issued, None);
+        let tokens = Tokens::of(
+            &issued,
+            None,
+            (&server.issuer, entry.config.resource.as_str()),
+        );
         let sealed = self.sealer.seal(
             &key.context(),
             &serde_json::to_vec(&tokens).unwrap_or_default(),
@@ -689,11 +775,11 @@ mod tests {
                 Upstream {
                     config,
                     server: tokio::sync::Mutex::new(None),
+                    failed_at: std::sync::Mutex::new(None),
                     client: tokio::sync::Mutex::new(None),
                 },
             )]),
             page: OnceLock::new(),
-            http: reqwest::Client::new(),
             token_http: reqwest::Client::new(),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         };
@@ -727,7 +813,7 @@ mod tests {
             let connections = &connections;
             async move {
                 connections
-                    .finish(who, ("code", &state, None), browser)
+                    .finish((who, "tickets"), ("code", &state, None), browser)
                     .await
                     .unwrap_err()
                     .to_string()
@@ -772,7 +858,7 @@ mod tests {
         assert!(
             finish(elsewhere, alice, "alices-browser")
                 .await
-                .contains("no longer configured")
+                .contains("another service")
         );
         // A state sealed for a connection row (same key, another context) is not a state.
         let key = Key {
@@ -812,6 +898,8 @@ mod tests {
             refresh: None,
             iat: store::now(),
             exp: store::now() + 600,
+            server: "https://as.example".into(),
+            resource: "http://127.0.0.1:9/mcp".into(),
         };
         let sealed = connections
             .sealer
@@ -836,6 +924,8 @@ mod tests {
             refresh: None,
             iat: store::now() - 600,
             exp: store::now() - 1,
+            server: "https://as.example".into(),
+            resource: "http://127.0.0.1:9/mcp".into(),
         };
         let sealed = connections
             .sealer
@@ -872,6 +962,8 @@ mod tests {
             refresh: Some("r".into()),
             iat: now - 590,
             exp: now + 10,
+            server: "https://as.example".into(),
+            resource: "http://127.0.0.1:9/mcp".into(),
         })
         .await
         .unwrap();
@@ -884,6 +976,8 @@ mod tests {
             refresh: Some("r".into()),
             iat: now - 600,
             exp: now - 1,
+            server: "https://as.example".into(),
+            resource: "http://127.0.0.1:9/mcp".into(),
         })
         .await
         .unwrap();
@@ -901,6 +995,8 @@ mod tests {
             refresh: None,
             iat: 1000,
             exp: 1000 + life,
+            server: "https://as.example".into(),
+            resource: "http://127.0.0.1:9/mcp".into(),
         };
         assert_eq!(tokens(3600).refresh_at(), 1000 + 3540);
         assert_eq!(tokens(20).refresh_at(), 1010);

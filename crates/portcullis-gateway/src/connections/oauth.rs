@@ -70,7 +70,7 @@ pub(crate) async fn discover(
             (issuer, metadata.scopes_supported)
         }
     };
-    let mut server = server_metadata(http, &issuer, insecure).await?;
+    let mut server = server_metadata(http, &issuer, (resource, insecure)).await?;
     server.scopes = scopes;
     Ok(server)
 }
@@ -105,7 +105,10 @@ async fn resource_metadata(
                 .find_map(|value| parameter(value, "resource_metadata"))
         })
         .flatten()
-        .and_then(|url| Url::parse(&url).ok());
+        .and_then(|url| Url::parse(&url).ok())
+        // SECURITY: the document is the resource's own, on its origin: a 401 pointing the
+        // gateway elsewhere (an internal address) is not followed.
+        .filter(|url| url.origin() == resource.origin());
     let mut candidates: Vec<Url> = pointed.into_iter().collect();
     // RFC 9728 §3.1: the well-known name goes between the host and the path.
     let mut at_path = resource.clone();
@@ -117,7 +120,7 @@ async fn resource_metadata(
     candidates.push(at_path);
     let mut last = String::from("no protected resource metadata");
     for url in candidates {
-        if !portcullis_authn::trusted_transport(&url, insecure) {
+        if !safe(&url, (resource, insecure)) {
             last = format!("{url}: not https");
             continue;
         }
@@ -133,6 +136,19 @@ async fn resource_metadata(
     Err(last)
 }
 
+/// Whether a discovered address may be used: https; plain http only with `[danger]
+/// insecure_issuers`, or on loopback for an upstream itself on loopback (a test or a
+/// developer's machine). SECURITY: what an upstream's metadata names is where people's codes,
+/// refresh tokens and the gateway's client secret go; a remote upstream naming a plain-http
+/// service on the gateway's own host is refused.
+fn safe(url: &Url, (resource, insecure): (&Url, bool)) -> bool {
+    let local =
+        |url: &Url| url.scheme() == "http" && portcullis_authn::trusted_transport(url, false);
+    url.scheme() == "https"
+        || (url.scheme() == "http" && insecure)
+        || (local(url) && local(resource))
+}
+
 fn same_resource(named: &str, resource: &Url) -> bool {
     named.trim_end_matches('/') == resource.as_str().trim_end_matches('/')
 }
@@ -143,10 +159,10 @@ fn same_resource(named: &str, resource: &Url) -> bool {
 async fn server_metadata(
     http: &reqwest::Client,
     issuer: &str,
-    insecure: bool,
+    (resource, insecure): (&Url, bool),
 ) -> Result<Server, String> {
     let issuer_url = Url::parse(issuer).map_err(|error| format!("issuer `{issuer}`: {error}"))?;
-    if !portcullis_authn::trusted_transport(&issuer_url, insecure) {
+    if !safe(&issuer_url, (resource, insecure)) {
         return Err(format!("issuer `{issuer}` is not https"));
     }
     let mut last = String::from("no metadata document");
@@ -165,7 +181,7 @@ async fn server_metadata(
         let endpoint = |name: &str, value: Option<String>| -> Result<Url, String> {
             let value = value.ok_or(format!("{url} names no {name}"))?;
             let parsed = Url::parse(&value).map_err(|error| format!("{name}: {error}"))?;
-            if !portcullis_authn::trusted_transport(&parsed, insecure) {
+            if !safe(&parsed, (resource, insecure)) {
                 return Err(format!("{url}: the {name} is not https"));
             }
             Ok(parsed)
@@ -293,28 +309,57 @@ pub(crate) async fn register(
     })
 }
 
-/// The value of auth-param `name` in a `WWW-Authenticate` header value, quoted or not.
+/// The value of auth-param `name` in a `WWW-Authenticate` header value (RFC 9110 §11.6.1),
+/// quoted or not: read parameter by parameter, so a name written inside another parameter's
+/// quoted value (an `error_description`) is not taken for one.
 fn parameter(header: &str, name: &str) -> Option<String> {
-    let mut rest = header;
-    while let Some(at) = rest.find(name) {
-        let before = rest[..at].chars().last();
-        let after = rest[at + name.len()..].trim_start();
-        rest = &rest[at + name.len()..];
-        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+    let mut rest = header.trim_start();
+    while !rest.is_empty() {
+        // A token: a scheme, or a parameter's name.
+        let end = rest
+            .find(|c: char| c == '=' || c == ',' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        let token = &rest[..end];
+        rest = rest[end..].trim_start();
+        let Some(after) = rest.strip_prefix('=') else {
+            // After a scheme, a comma between parameters, or (never, as `find` stops only at
+            // these) a character that is neither: step over it.
+            rest = match rest.strip_prefix(',') {
+                Some(next) => next.trim_start(),
+                None if end == 0 => rest.get(1..).unwrap_or_default(),
+                None => rest,
+            };
             continue;
+        };
+        let after = after.trim_start();
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut close = None;
+            while let Some((at, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, escaped)) = chars.next() {
+                            value.push(escaped);
+                        }
+                    }
+                    '"' => {
+                        close = Some(at);
+                        break;
+                    }
+                    other => value.push(other),
+                }
+            }
+            (value, &quoted[close? + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_owned(), &after[end..])
+        };
+        if token.eq_ignore_ascii_case(name) {
+            return Some(value);
         }
-        let Some(value) = after.strip_prefix('=') else {
-            continue;
-        };
-        let value = value.trim_start();
-        return match value.strip_prefix('"') {
-            Some(quoted) => quoted.split('"').next().map(str::to_owned),
-            None => value
-                .split([',', ' '])
-                .next()
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned),
-        };
+        rest = remaining.trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
     }
     None
 }
@@ -343,6 +388,33 @@ mod tests {
             None
         );
         assert_eq!(parameter("Bearer realm=\"x\"", "resource_metadata"), None);
+        // Inside another parameter's quoted value it is no parameter.
+        assert_eq!(
+            parameter(
+                r#"Bearer error_description="see resource_metadata=\"http://evil/\"", resource_metadata="https://t.example/m""#,
+                "resource_metadata"
+            )
+            .as_deref(),
+            Some("https://t.example/m")
+        );
+        assert_eq!(
+            parameter(
+                r#"Bearer error_description="resource_metadata=http://evil/""#,
+                "resource_metadata"
+            ),
+            None
+        );
+        assert_eq!(parameter(r#"Bearer error="x"#, "resource_metadata"), None);
+        assert_eq!(parameter("", "resource_metadata"), None);
+        assert_eq!(parameter(",,= =,", "resource_metadata"), None);
+        assert_eq!(
+            parameter(
+                "Bearer ,resource_metadata=https://t.example/m",
+                "resource_metadata"
+            )
+            .as_deref(),
+            Some("https://t.example/m")
+        );
     }
 
     #[test]
@@ -352,5 +424,18 @@ mod tests {
         assert!(same_resource("https://t.example/mcp", &url));
         assert!(!same_resource("https://t.example/other", &url));
         assert!(!same_resource("https://evil.example/mcp", &url));
+    }
+
+    #[test]
+    fn discovered_addresses_are_https_or_loopback_beside_a_loopback_upstream() {
+        let url = |text| Url::parse(text).unwrap();
+        let remote = url("https://t.example/mcp");
+        let local = url("http://127.0.0.1:8080/mcp");
+        assert!(safe(&url("https://as.example/token"), (&remote, false)));
+        assert!(!safe(&url("http://127.0.0.1:9000/token"), (&remote, false)));
+        assert!(!safe(&url("http://as.example/token"), (&remote, false)));
+        assert!(safe(&url("http://as.example/token"), (&remote, true)));
+        assert!(safe(&url("http://127.0.0.2:9000/token"), (&local, false)));
+        assert!(!safe(&url("http://as.example/token"), (&local, false)));
     }
 }

@@ -230,6 +230,7 @@ fn resource_listed(policy: &PolicyEngine, principal: &Principal, era: &str, uri:
         era,
         object: None,
         risk_hint: None,
+        credential: Default::default(),
     };
     !matches!(policy.authorize(principal, &call), Decision::Deny { .. })
 }

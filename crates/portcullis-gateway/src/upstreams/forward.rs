@@ -221,6 +221,12 @@ impl Upstreams {
             reason,
         };
         if upstream.credential == Some("user-oauth") {
+            // What the upstream offers is one list for everyone, learned with the gateway's
+            // own credential: a person's own view would otherwise become everyone's (routes,
+            // pins, parameter headers).
+            if is_definitions(method) {
+                return Ok((None, upstream.gateway_credential.then_some("gateway")));
+            }
             // SECURITY: without a caller there is nobody's connection to use.
             let caller = caller.ok_or_else(|| failed(false, "no caller".into()))?;
             let Some(connections) = &self.connections else {
@@ -231,11 +237,6 @@ impl Upstreams {
             let authorization = Box::pin(connections.authorization(caller.id, self.name(index)));
             return match authorization.await {
                 Ok(header) => Ok((Some(header), Some("user-oauth"))),
-                // Someone not connected yet still sees what the upstream offers, as listed to
-                // the gateway itself (its own credential); calling any of it asks to connect.
-                Err(crate::connections::Missing::NotConnected) if is_list(method) => {
-                    Ok((None, upstream.gateway_credential.then_some("gateway")))
-                }
                 Err(crate::connections::Missing::NotConnected) => {
                     Err(UpstreamError::NotConnected {
                         upstream: self.name(index).to_owned(),
@@ -448,9 +449,11 @@ impl Drop for Forwarded {
     }
 }
 
-fn is_list(method: &str) -> bool {
+/// The lists of what an upstream offers (not of the data it holds: `resources/list` names a
+/// person's documents, and is theirs to ask for).
+fn is_definitions(method: &str) -> bool {
     matches!(
         method,
-        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list"
+        "tools/list" | "prompts/list" | "resources/templates/list"
     )
 }

@@ -483,6 +483,33 @@ impl Objects for Upstreams {
         Self::held(self, kind, name)
     }
 
+    async fn credential(
+        &self,
+        (kind, name): (portcullis_policy::CapabilityKind, &str),
+        caller: Option<&portcullis_core::CallerId>,
+        connected: bool,
+    ) -> Result<portcullis_policy::Credential, String> {
+        use portcullis_policy::CapabilityKind;
+        let index = match kind {
+            CapabilityKind::Tool | CapabilityKind::Prompt => {
+                self.route_name(name).map(|(index, _)| index)
+            }
+            CapabilityKind::Resource => self.route_uri(name),
+            CapabilityKind::Method => None,
+        };
+        let Some(index) = index else {
+            return Ok(portcullis_policy::Credential::default());
+        };
+        let kind = self.upstreams[index].credential.unwrap_or("none");
+        let connected = match (kind, caller, &self.connections) {
+            ("user-oauth", Some(caller), Some(connections)) if connected => {
+                Box::pin(connections.connected(caller, self.name(index))).await?
+            }
+            _ => false,
+        };
+        Ok(portcullis_policy::Credential { kind, connected })
+    }
+
     async fn risk_hint(&self, tool: &str, on_behalf: &Principal) -> Option<RiskTier> {
         // SECURITY: learned before deciding, never after: a tier that depended on whether
         // someone had listed tools yet would let the first call run unapproved.

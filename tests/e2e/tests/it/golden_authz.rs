@@ -202,6 +202,7 @@ impl Harness {
             era: "2026-07-28",
             object: object.as_ref(),
             risk_hint: None,
+            credential: Default::default(),
         };
         let policy = &self.config.auth.as_ref()?.policy;
         Some(policy.authorize(&principal, &call))

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::{
     Form,
-    extract::{Query, State},
+    extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -28,6 +28,14 @@ fn connections(approvals: &Approvals) -> Option<&Arc<Connections>> {
     approvals.connections.as_ref()
 }
 
+/// No upstream takes people's own tokens: these pages do not exist.
+fn not_served() -> Response {
+    html(
+        StatusCode::NOT_FOUND,
+        page::notice("Not found", "This gateway connects no services."),
+    )
+}
+
 fn not_valid() -> Response {
     html(
         StatusCode::BAD_REQUEST,
@@ -44,7 +52,7 @@ pub(super) async fn start(
     headers: HeaderMap,
 ) -> Response {
     let Some(connections) = connections(&approvals) else {
-        return not_valid();
+        return not_served();
     };
     // SECURITY: only a configured upstream's name is kept with a sign-in (anyone can start one).
     let Some(upstream) = query.upstream.filter(|name| connections.handles(name)) else {
@@ -92,16 +100,28 @@ pub(super) struct Callback {
     error: Option<String>,
 }
 
-/// `GET {page}/connect/callback`: the upstream's server sends the person back with a code.
+/// `GET {page}/connect/{upstream}/callback`: the upstream's server sends the person back with
+/// a code.
 pub(super) async fn callback(
     State(approvals): State<Arc<Approvals>>,
+    Path(upstream): Path<String>,
     Query(query): Query<Callback>,
     headers: HeaderMap,
 ) -> Response {
     let Some(connections) = connections(&approvals) else {
-        return not_valid();
+        return not_served();
     };
     let Some((cookie, principal)) = approvals.signed_in(&headers).await else {
+        // Who it was is not known; that a sign-in came back to no signed-in browser is.
+        let mut record = AuditRecord::new(
+            portcullis_core::CorrelationId::fresh().as_str(),
+            "connections/page",
+            AuditDecision::Deny,
+        );
+        record.status = Some(401);
+        record.reasons = vec!["upstream_sign_in_signed_out".to_owned()];
+        record.upstream = connections.handles(&upstream).then(|| upstream.clone());
+        let _ = approvals.trail.record(record, Durability::Queued).await;
         return html(
             StatusCode::UNAUTHORIZED,
             page::notice(
@@ -110,13 +130,19 @@ pub(super) async fn callback(
             ),
         );
     };
+    // Only a configured upstream's name is written in a record.
+    let named = if connections.handles(&upstream) {
+        upstream.as_str()
+    } else {
+        ""
+    };
     let (Some(code), Some(state)) = (query.code, query.state) else {
         tracing::info!(error = ?query.error, "a sign-in at an upstream's authorization server was refused");
         record(
             &approvals,
             &principal,
             (AuditDecision::Deny, "upstream_sign_in_refused"),
-            "",
+            named,
         )
         .await;
         return html(
@@ -129,7 +155,7 @@ pub(super) async fn callback(
     };
     let finished = connections
         .finish(
-            (&principal.issuer, &principal.subject),
+            ((&principal.issuer, &principal.subject), &upstream),
             (&code, &state, query.iss.as_deref()),
             &cookie,
         )
@@ -167,7 +193,7 @@ pub(super) async fn callback(
                     StatusCode::SERVICE_UNAVAILABLE,
                 ),
             };
-            record(&approvals, &principal, (decision, reason), "").await;
+            record(&approvals, &principal, (decision, reason), named).await;
             html(
                 status,
                 page::notice(
@@ -186,7 +212,7 @@ pub(super) async fn list(
     headers: HeaderMap,
 ) -> Response {
     let Some(connections) = connections(&approvals) else {
-        return not_valid();
+        return not_served();
     };
     let Some((cookie, principal)) = approvals.signed_in(&headers).await else {
         let source = peer.map(|axum::Extension(peer)| peer.source);
@@ -224,7 +250,7 @@ pub(super) async fn disconnect(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let Some(connections) = connections(&approvals) else {
-        return not_valid();
+        return not_served();
     };
     let Some((cookie, principal)) = approvals.signed_in(&headers).await else {
         return html(
@@ -266,7 +292,23 @@ pub(super) async fn disconnect(
         upstream: upstream.to_owned(),
     };
     match connections.revoke(&key).await {
-        Ok(_) => {
+        Ok(false) => {
+            record(
+                &approvals,
+                &principal,
+                (AuditDecision::Deny, "upstream_not_connected"),
+                upstream,
+            )
+            .await;
+            html(
+                StatusCode::OK,
+                page::notice(
+                    "Not connected",
+                    &format!("{upstream} was not connected: there was nothing to forget."),
+                ),
+            )
+        }
+        Ok(true) => {
             record(
                 &approvals,
                 &principal,

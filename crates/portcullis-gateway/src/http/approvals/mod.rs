@@ -208,7 +208,10 @@ pub(super) fn router(approvals: Arc<Approvals>) -> Router {
         .route("/approvals/callback", get(callback))
         .route("/approvals/client.json", get(client_document))
         .route("/approvals/connect", get(connect::start))
-        .route("/approvals/connect/callback", get(connect::callback))
+        .route(
+            "/approvals/connect/{upstream}/callback",
+            get(connect::callback),
+        )
         .route(
             "/approvals/connect/client.json",
             get(connect::client_document),
