@@ -117,10 +117,20 @@ impl Trail {
         durability: Durability,
     ) -> Result<(), AuditError> {
         let record = self.prepare(record);
+        let span = tracing::error_span!(
+            target: crate::trace::TARGET,
+            "audit",
+            decision = record.decision.as_str(),
+            durable = matches!(durability, Durability::Durable),
+        );
         // Every sink gets every record; a durable record is durable only once all have it.
         let mut outcome = Ok(());
         for sink in &self.sinks {
-            if let Err(error) = sink.record(record.clone(), durability).await {
+            let written = tracing::Instrument::instrument(
+                sink.record(record.clone(), durability),
+                span.clone(),
+            );
+            if let Err(error) = written.await {
                 outcome = Err(error);
             }
         }

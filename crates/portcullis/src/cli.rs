@@ -55,6 +55,14 @@ impl ConfigArg {
 }
 
 impl Args {
+    /// The `[telemetry]` of the configuration `serve` runs: the traces URL and service name.
+    pub(crate) fn telemetry(&self) -> Option<(String, String)> {
+        match &self.command {
+            Command::Serve { config, .. } => Config::telemetry(config),
+            _ => None,
+        }
+    }
+
     /// Whether the log is JSON lines: `PORTCULLIS_LOG_FORMAT=json`, or the `[log] format` of
     /// the configuration `serve` runs.
     pub(crate) fn log_json(&self, from_env: Option<&str>) -> bool {

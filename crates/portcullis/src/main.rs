@@ -11,6 +11,7 @@ mod pins;
 mod policy_diff;
 mod reload;
 mod simulate;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -32,23 +33,35 @@ fn main() -> ExitCode {
         reason = "the binary reads the environment, once, here"
     )]
     let format = std::env::var("PORTCULLIS_LOG_FORMAT").ok();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr);
-    if args.log_json(format.as_deref()) {
+    use tracing_subscriber::{Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if args.log_json(format.as_deref()) {
         // One object a line, with the fields of the spans an event is in (the correlation id
         // of the request among them), for a log pipeline to index.
-        builder
-            .json()
+        fmt.json()
             .with_current_span(true)
             .with_span_list(false)
-            .init();
+            .boxed()
     } else {
         // Colour codes only for a person at a terminal, never into log files and CI output.
-        builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init();
-    }
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed()
+    };
+    let (traces, _telemetry) = match args.telemetry() {
+        Some((endpoint, service)) => match telemetry::start(&endpoint, &service) {
+            Ok((layer, kept)) => (Some(layer), Some(kept)),
+            Err(error) => {
+                eprintln!("portcullis: {error}");
+                return ExitCode::from(2);
+            }
+        },
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(traces)
+        .with(tracing_subscriber::EnvFilter::new(filter))
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -203,3 +203,20 @@ pub(crate) enum Verdict {
     /// A tasks method from a client without the tasks extension: recorded already.
     MissingTasksExtension,
 }
+
+impl Verdict {
+    /// The verdict in a word, for traces.
+    pub(crate) fn word(&self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Allow(_) => "allow",
+            Self::Ask(_) => "ask-approval",
+            Self::StepUp { .. } => "step-up",
+            Self::Hidden | Self::ObjectHidden(_) => "hidden",
+            Self::Denied(_) => "deny",
+            Self::Malfunction(_) => "error",
+            Self::RateLimited(_) => "rate-limited",
+            Self::NotInEra | Self::MissingTasksExtension => "refused",
+        }
+    }
+}

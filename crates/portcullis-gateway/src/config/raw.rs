@@ -47,6 +47,9 @@ pub struct Raw {
     /// How the log is written (read by the binary before anything else, see `log_format`).
     #[serde(default)]
     pub log: RawLog,
+    /// Traces to an OpenTelemetry collector (read by the binary before anything else, see
+    /// `telemetry`).
+    pub telemetry: Option<RawTelemetry>,
     /// Settings that weaken a check. Each one logs a warning at start-up.
     #[serde(default)]
     pub danger: RawDanger,
@@ -330,6 +333,16 @@ pub struct RawLog {
     /// `text` (default) or `json`: one JSON object per line, with each event's span fields
     /// (the correlation id among them).
     pub format: Option<String>,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// The collector's OTLP/HTTP base URL (`http://127.0.0.1:4318`); spans go to `/v1/traces`.
+    pub otlp_endpoint: String,
+    /// The `service.name` of the spans (default `portcullis`).
+    pub service_name: Option<String>,
 }
 
 /// `[[upstream]]`

@@ -252,6 +252,22 @@ impl Config {
         value.get("log")?.get("format")?.as_str().map(str::to_owned)
     }
 
+    /// `[telemetry]` of the file at `path`, read before anything else (the binary sets up
+    /// tracing first): the OTLP/HTTP traces URL and the service name. `None` when absent or
+    /// unreadable; `load` then says what is wrong with it.
+    pub fn telemetry(path: &Path) -> Option<(String, String)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let raw: Raw = toml::from_str(&text).ok()?;
+        let telemetry = raw.telemetry?;
+        let endpoint = traces_url(&telemetry.otlp_endpoint).ok()?;
+        Some((
+            endpoint,
+            telemetry
+                .service_name
+                .unwrap_or_else(|| "portcullis".to_owned()),
+        ))
+    }
+
     /// Read and resolve a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -299,6 +315,7 @@ impl Config {
             cluster,
             connections,
             log,
+            telemetry,
             danger,
         } = raw;
         if !matches!(log.format.as_deref(), None | Some("text" | "json")) {
@@ -442,6 +459,16 @@ impl Config {
         }
         check_prefixes(&resolved, &naming.separator)?;
         let cluster = super::cluster::resolve_cluster(cluster)?;
+        if let Some(telemetry) = &telemetry {
+            traces_url(&telemetry.otlp_endpoint)
+                .map_err(|error| ConfigError::invalid("telemetry.otlp_endpoint", error))?;
+            if telemetry.service_name.as_deref().is_some_and(str::is_empty) {
+                return Err(ConfigError::invalid(
+                    "telemetry.service_name",
+                    "must not be empty",
+                ));
+            }
+        }
         let connections = super::credentials::resolve_connections(
             connections,
             upstream_credentials
@@ -1007,6 +1034,21 @@ fn without_passwords(text: &str) -> String {
     out
 }
 
+/// The OTLP/HTTP traces URL for collector base URL `base` (`/v1/traces` added, as the
+/// OpenTelemetry exporter specification says for a base endpoint).
+fn traces_url(base: &str) -> Result<String, String> {
+    let url = url::Url::parse(base).map_err(|error| format!("`{base}`: {error}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "`{base}`: an http(s) URL of the collector is expected"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(format!("`{base}`: no query, fragment or credentials in it"));
+    }
+    Ok(format!("{}/v1/traces", base.trim_end_matches('/')))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1207,5 +1249,25 @@ mod tests {
             Duration::from_secs(120)
         );
         assert!(duration("k", Some("5h".into()), 0).is_err());
+    }
+
+    #[test]
+    fn the_traces_url_is_the_collectors_base_and_v1_traces() {
+        assert_eq!(
+            traces_url("http://127.0.0.1:4318").unwrap(),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(
+            traces_url("https://otel.example/base/").unwrap(),
+            "https://otel.example/base/v1/traces"
+        );
+        for bad in [
+            "grpc://x:4317",
+            "not a url",
+            "https://u:p@x.example",
+            "http://x.example/?a=b",
+        ] {
+            assert!(traces_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -88,16 +88,44 @@ impl Endpoint {
 /// `POST`: one message.
 pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    // 1. Who is calling.
-    let caller = match who(&endpoint, &parts, "POST").await {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
     // Every log line of the request's handling carries its correlation id (a field of the
-    // span, in both log formats).
+    // span, in both log formats), and its trace continues the caller's.
     // At error level: a span is kept whenever any line is, so `PORTCULLIS_LOG=warn` keeps it.
-    let span = tracing::error_span!("request", correlation = %caller.correlation);
-    tracing::Instrument::instrument(posted(endpoint, parts, body, caller), span).await
+    let span = tracing::error_span!(
+        target: crate::trace::TARGET,
+        "request",
+        correlation = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        "mcp.method" = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    crate::trace::continue_from(&span, crate::trace::header(&parts.headers));
+    // The authentication's span is made a child of the request once the request's own parent
+    // is known (a 2026-07-28 body may name it); until then it stays open.
+    let authenticating = tracing::error_span!(
+        target: crate::trace::TARGET,
+        parent: None,
+        "authenticate",
+        outcome = tracing::field::Empty,
+    );
+    let work = async move {
+        // 1. Who is calling.
+        let caller =
+            tracing::Instrument::instrument(who(&endpoint, &parts, "POST"), authenticating.clone())
+                .await;
+        authenticating.record("outcome", if caller.is_ok() { "ok" } else { "refused" });
+        let caller = match caller {
+            Ok(caller) => caller,
+            Err(response) => {
+                crate::trace::adopt(authenticating);
+                return response;
+            }
+        };
+        tracing::Span::current()
+            .record("correlation", tracing::field::display(&caller.correlation));
+        posted(endpoint, parts, body, (caller, authenticating)).await
+    };
+    tracing::Instrument::instrument(work, span).await
 }
 
 /// The rest of a `POST`, once its caller is known.
@@ -105,10 +133,11 @@ async fn posted(
     endpoint: Arc<Endpoint>,
     parts: http::request::Parts,
     body: axum::body::Body,
-    caller: crate::access::Caller,
+    (caller, authenticating): (crate::access::Caller, tracing::Span),
 ) -> Response {
     let access = &endpoint.gateway.access;
     if let Some(response) = wire::refuse_post(&parts.headers) {
+        crate::trace::adopt(authenticating);
         return response;
     }
     // A 2026-07-28 request says in its headers that it is one (checked against its body in
@@ -127,10 +156,32 @@ async fn posted(
         None => read.await,
     };
     let Ok(bytes) = read else {
+        crate::trace::adopt(authenticating);
         return (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n").into_response();
     };
     // 2. The body, parsed once.
-    let message = match McpMessage::parse(&bytes) {
+    let message = McpMessage::parse(&bytes);
+    if let Ok(McpMessage::Request(request)) = &message {
+        let span = tracing::Span::current();
+        // Only the names of known methods: the caller writes the rest.
+        let method = match &request.method {
+            portcullis_core::McpMethod::Other(_) => "other",
+            method => method.as_str(),
+        };
+        span.record("mcp.method", method);
+        // A 2026-07-28 request carries its trace context in `_meta`, which wins.
+        let meta = request
+            .meta()
+            .and_then(|meta| meta.get("traceparent"))
+            .and_then(serde_json::Value::as_str);
+        crate::trace::continue_from(&span, meta);
+    }
+    crate::trace::adopt(authenticating);
+    // The log's lines of this request name its trace (traces exported only).
+    if let Some(trace) = crate::trace::trace_id() {
+        tracing::Span::current().record("trace_id", trace);
+    }
+    let message = match message {
         Ok(message) => message,
         Err(error) => {
             tracing::info!(correlation = %caller.correlation, reason = %error.detail(), "malformed request refused");

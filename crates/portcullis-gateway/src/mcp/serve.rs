@@ -47,9 +47,20 @@ pub(crate) async fn request(
             session: session.as_deref().map(|s| s.id.as_str()),
         };
         let gateway = &endpoint.gateway;
-        let decided = access::decide(&gateway.access, &*gateway.upstreams, scene, request.clone());
+        let deciding = tracing::error_span!(
+            target: crate::trace::TARGET,
+            "decide",
+            outcome = tracing::field::Empty,
+        );
+        let decided = tracing::Instrument::instrument(
+            access::decide(&gateway.access, &*gateway.upstreams, scene, request.clone()),
+            deciding.clone(),
+        );
         // Deciding may wait on a backend that resolves the object.
-        turn.away(decided).await
+        let verdict = turn.away(decided).await;
+        deciding.record("outcome", verdict.word());
+        tracing::Span::current().record("outcome", verdict.word());
+        verdict
     };
     match verdict {
         Verdict::Local => lifecycle::answer(&endpoint, &caller, &request).await,
@@ -162,7 +173,25 @@ impl Context {
             match verdict {
                 Verdict::Allow(proof) => self.serve(proof).await,
                 Verdict::Ask(pending) => {
-                    match self.turn.away(consent::settle(&self, pending)).await {
+                    let asking = tracing::error_span!(
+                        target: crate::trace::TARGET,
+                        "consent",
+                        outcome = tracing::field::Empty,
+                    );
+                    let settled = tracing::Instrument::instrument(
+                        consent::settle(&self, pending),
+                        asking.clone(),
+                    );
+                    let settled = self.turn.away(settled).await;
+                    asking.record(
+                        "outcome",
+                        if settled.is_ok() {
+                            "approved"
+                        } else {
+                            "not-approved"
+                        },
+                    );
+                    match settled {
                         Ok(proof) => self.serve(proof).await,
                         Err(answer) => answer,
                     }

@@ -95,6 +95,28 @@ impl Upstreams {
     /// be had for the caller there, it is written now, as a denial or an error.
     pub(crate) async fn send(
         &self,
+        forward: Forward<'_>,
+        via: Via<'_>,
+        caller: Option<(&Principal, OnBehalf<'_>)>,
+        record: (AuditRecord, &Trail),
+    ) -> Result<Forwarded, UpstreamError> {
+        let span = tracing::error_span!(
+            target: crate::trace::TARGET,
+            "forward",
+            upstream = self.name(forward.index),
+            outcome = tracing::field::Empty,
+        );
+        let sent = tracing::Instrument::instrument(
+            self.send_in_span(forward, via, caller, record),
+            span.clone(),
+        )
+        .await;
+        span.record("outcome", if sent.is_ok() { "sent" } else { "not-sent" });
+        sent
+    }
+
+    async fn send_in_span(
+        &self,
         mut forward: Forward<'_>,
         via: Via<'_>,
         caller: Option<(&Principal, OnBehalf<'_>)>,
@@ -164,6 +186,14 @@ impl Upstreams {
                 .meta
                 .insert(IDENTITY_KEY.to_owned(), assertion.into());
         }
+        // The trace continues upstream, as the caller's era carries it: in `_meta`, and in
+        // the header an HTTP upstream reads.
+        let traceparent = crate::trace::traceparent();
+        if let Some(traceparent) = &traceparent {
+            forward
+                .meta
+                .insert("traceparent".to_owned(), traceparent.clone().into());
+        }
         if !forward.meta.is_empty() {
             let meta = std::mem::take(&mut forward.meta);
             forward
@@ -184,6 +214,10 @@ impl Upstreams {
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
+        let mut param_headers = param_headers;
+        if let Some(value) = traceparent.and_then(|t| http::HeaderValue::from_str(&t).ok()) {
+            param_headers.push((http::HeaderName::from_static("traceparent"), value));
+        }
         let outbound = Outbound {
             method,
             params: forward.params,

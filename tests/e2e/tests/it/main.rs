@@ -60,6 +60,7 @@ mod resume;
 mod stepup;
 mod tasks;
 mod tls;
+mod traces;
 mod workspace;
 
 use portcullis_e2e::{HttpFixture, fixture_bin};

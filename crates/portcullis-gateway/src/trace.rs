@@ -1,0 +1,65 @@
+//! The W3C trace context of a request: read from the caller (its `traceparent` header, or in a
+//! 2026-07-28 request `params._meta.traceparent`), and written to the upstream (its
+//! `traceparent` header and `_meta`), so that a trace crosses the gateway. Spans of target
+//! [`TARGET`] are the ones the binary exports (`[telemetry]`); with no exporter, none of this
+//! does anything. Only `traceparent` is read: a caller's `tracestate` is not passed on.
+
+use std::collections::HashMap;
+
+use opentelemetry::trace::TraceContextExt as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// The target of the spans that are exported.
+pub(crate) const TARGET: &str = "portcullis::trace";
+
+/// Make `span` a child of the trace `traceparent` names, if it is a valid one.
+pub(crate) fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Make `step` (a span opened before its request's trace context was known) a child of the
+/// current span, and close it.
+pub(crate) fn adopt(step: tracing::Span) {
+    let _ = step.set_parent(tracing::Span::current().context());
+    drop(step);
+}
+
+/// The `traceparent` naming the current span, for what is sent upstream on its behalf; `None`
+/// when nothing is traced.
+pub(crate) fn traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut carrier);
+    });
+    carrier.remove("traceparent")
+}
+
+/// The current span's trace id (hex), when it is traced.
+pub(crate) fn trace_id() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// A valid `traceparent` is 55 visible characters; anything else is not looked at.
+pub(crate) fn header(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| value.len() <= 128)
+}

@@ -1,0 +1,294 @@
+//! Traces: the gateway, run as the binary with `[telemetry]`, sends its spans to an OTLP/HTTP
+//! receiver (decoded with the OpenTelemetry project's own message definitions), continues the
+//! caller's trace (its `traceparent` header, or a 2026-07-28 request's `_meta.traceparent`),
+//! and passes the trace on to the upstream, whose parent is a span the gateway exported. No
+//! token or argument value is in any span.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, body::Body, extract::State, response::Response};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value,
+};
+use portcullis_e2e::HttpFixture;
+use prost::Message as _;
+use serde_json::json;
+use tokio::io::AsyncBufReadExt as _;
+
+use crate::authn::{ISSUER, jwks};
+
+/// One exported span: trace, id, parent (hex), name, and its attributes as text.
+#[derive(Debug, Clone)]
+struct Exported {
+    trace: String,
+    id: String,
+    parent: String,
+    name: String,
+    attributes: Vec<(String, String)>,
+    service: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn text(value: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+/// An OTLP/HTTP traces receiver: every span of every export, decoded.
+async fn receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
+    let spans: Arc<Mutex<Vec<Exported>>> = Arc::default();
+    let app = Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(
+                |State(spans): State<Arc<Mutex<Vec<Exported>>>>, body: axum::body::Bytes| async move {
+                    let request = ExportTraceServiceRequest::decode(body).unwrap();
+                    for resource in request.resource_spans {
+                        let service = resource
+                            .resource
+                            .iter()
+                            .flat_map(|r| &r.attributes)
+                            .find(|kv| kv.key == "service.name")
+                            .map(|kv| text(kv.value.as_ref()))
+                            .unwrap_or_default();
+                        for scope in resource.scope_spans {
+                            for span in scope.spans {
+                                spans.lock().unwrap().push(Exported {
+                                    trace: hex(&span.trace_id),
+                                    id: hex(&span.span_id),
+                                    parent: hex(&span.parent_span_id),
+                                    name: span.name,
+                                    attributes: span
+                                        .attributes
+                                        .iter()
+                                        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+                                        .collect(),
+                                    service: service.clone(),
+                                });
+                            }
+                        }
+                    }
+                    Response::builder()
+                        .status(200)
+                        .header("content-type", "application/x-protobuf")
+                        .body(Body::empty())
+                        .unwrap()
+                },
+            ),
+        )
+        .with_state(spans.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, spans)
+}
+
+/// What the upstream was sent: (method, `traceparent` header, `_meta.traceparent`).
+type Sent = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
+
+async fn recording_proxy(upstream: String) -> (String, Sent) {
+    let sent: Sent = Arc::default();
+    let app = Router::new().fallback(
+        |State((upstream, sent, http)): State<(String, Sent, reqwest::Client)>,
+         request: axum::extract::Request| async move {
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let message: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if let Some(method) = message.get("method").and_then(|m| m.as_str()) {
+                sent.lock().unwrap().push((
+                    method.to_owned(),
+                    parts
+                        .headers
+                        .get("traceparent")
+                        .map(|v| v.to_str().unwrap().to_owned()),
+                    message
+                        .pointer("/params/_meta/traceparent")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned),
+                ));
+            }
+            let mut outgoing = http.request(parts.method, &upstream).body(body);
+            for (name, value) in &parts.headers {
+                if !matches!(name.as_str(), "host" | "content-length") {
+                    outgoing = outgoing.header(name.as_str(), value.as_bytes());
+                }
+            }
+            let answer = outgoing.send().await.unwrap();
+            let mut response = Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                response = response.header(name.as_str(), value.as_bytes());
+            }
+            response
+                .body(Body::from_stream(answer.bytes_stream()))
+                .unwrap()
+        },
+    );
+    let app = app.with_state((upstream, sent.clone(), reqwest::Client::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, sent)
+}
+
+#[tokio::test]
+async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_upstream() {
+    let (collector, spans) = receiver().await;
+    let fixture = HttpFixture::start().await;
+    let (proxy, sent) = recording_proxy(fixture.url.clone()).await;
+    let (issuer, jwks_uri) = jwks().await;
+    let config =
+        std::env::temp_dir().join(format!("portcullis-traces-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n\
+             [auth]\npublic_url = \"http://127.0.0.1:8080/mcp\"\n\n\
+             [policy]\ncedar = \"permit (principal, action, resource);\"\n\n\
+             [[auth.issuer]]\nissuer = \"{ISSUER}\"\njwks_uri = \"{jwks_uri}\"\n\n\
+             [telemetry]\notlp_endpoint = \"{collector}\"\nservice_name = \"gw-under-test\"\n\n\
+             [[upstream]]\nname = \"fixture\"\nurl = \"{proxy}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut gateway =
+        tokio::process::Command::new(portcullis_e2e::workspace_bin("portcullis", "portcullis"))
+            .args(["serve", "--config", &config.to_string_lossy()])
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+    let mut stdout = tokio::io::BufReader::new(gateway.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = stdout.next_line().await.unwrap().unwrap();
+        if let Some(url) = line.strip_prefix("listening ") {
+            break url.to_owned();
+        }
+    };
+    let token = issuer.token_with(json!({"sub": "user-42", "aud": "http://127.0.0.1:8080/mcp"}));
+    let secret = "argument-value-nobody-may-see";
+    let call = |meta: serde_json::Value| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": "fixture_echo", "arguments": {"text": secret},
+            "_meta": meta}})
+    };
+    let base_meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                           "io.modelcontextprotocol/clientCapabilities": {}});
+    let (trace_a, parent_a) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let (trace_b, parent_b) = ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value, traceparent: Option<String>| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "fixture_echo")
+            .bearer_auth(&token)
+            .body(body.to_string());
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        request.send()
+    };
+    // A: the trace context in the HTTP header.
+    let a = post(
+        call(base_meta.clone()),
+        Some(format!("00-{trace_a}-{parent_a}-01")),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(a.contains(secret), "{a}");
+    // B: in `_meta`, as a 2026-07-28 request carries it.
+    let mut meta_b = base_meta.clone();
+    meta_b["traceparent"] = json!(format!("00-{trace_b}-{parent_b}-01"));
+    let b = post(call(meta_b), None)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(b.contains(secret), "{b}");
+
+    let named = |trace: &str, name: &str| {
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.trace == trace && s.name == name)
+            .cloned()
+    };
+    for _ in 0..100 {
+        if named(trace_a, "forward").is_some() && named(trace_b, "forward").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = spans.lock().unwrap().clone();
+    for (trace, parent) in [(trace_a, parent_a), (trace_b, parent_b)] {
+        let request = named(trace, "request")
+            .unwrap_or_else(|| panic!("no request span in {trace}: {all:#?}"));
+        assert_eq!(
+            request.parent, parent,
+            "the request continues the caller's span"
+        );
+        assert_eq!(request.service, "gw-under-test");
+        for step in ["authenticate", "decide", "forward", "audit"] {
+            let span =
+                named(trace, step).unwrap_or_else(|| panic!("no {step} span in {trace}: {all:#?}"));
+            assert_ne!(span.id, request.id);
+        }
+        let forward = named(trace, "forward").unwrap();
+        let decide = named(trace, "decide").unwrap();
+        assert_eq!(
+            decide.parent, request.id,
+            "a step is a child of its request"
+        );
+        assert!(
+            decide
+                .attributes
+                .iter()
+                .any(|(k, v)| k == "outcome" && v == "allow"),
+            "{decide:?}"
+        );
+        // The hop: what the upstream was sent names this trace and the forward span.
+        let expected = format!("00-{trace}-{}-01", forward.id);
+        let sent = sent.lock().unwrap().clone();
+        let call = sent
+            .iter()
+            .find(|(method, header, _)| {
+                method == "tools/call" && header.as_deref().is_some_and(|h| h.contains(trace))
+            })
+            .unwrap_or_else(|| panic!("the upstream saw no call in {trace}: {sent:?}"));
+        assert_eq!(call.1.as_deref(), Some(expected.as_str()), "header");
+        assert_eq!(call.2.as_deref(), Some(expected.as_str()), "_meta");
+    }
+    // Nothing of the caller's in any span: its token, its arguments.
+    let everything = format!("{all:?}");
+    assert!(
+        !everything.contains(secret),
+        "an argument value reached a span"
+    );
+    assert!(!everything.contains(&token), "a token reached a span");
+    assert!(
+        !everything.contains("user-42"),
+        "the subject reached a span"
+    );
+    let _ = gateway.kill().await;
+    let _ = std::fs::remove_file(config);
+}
