@@ -22,7 +22,7 @@ mod mcp;
 pub mod metrics;
 mod rate;
 mod redact;
-mod trace;
+pub mod trace;
 pub mod trail;
 mod turns;
 pub mod upstreams;

@@ -2,19 +2,23 @@
 //! 2026-07-28 request `params._meta.traceparent`), and written to the upstream (its
 //! `traceparent` header and `_meta`), so that a trace crosses the gateway. Spans of target
 //! [`TARGET`] are the ones the binary exports (`[telemetry]`); with no exporter, none of this
-//! does anything. Only `traceparent` is read: a caller's `tracestate` is not passed on.
+//! does anything. Only `traceparent` is read, and only an authenticated caller's: a caller's
+//! trace context is never passed on as it came (`upstreams::forward` drops it from `_meta`).
 
 use std::collections::HashMap;
 
 use opentelemetry::trace::TraceContextExt as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-/// The target of the spans that are exported.
-pub(crate) const TARGET: &str = "portcullis::trace";
+/// The target of the spans that are exported (under the crate's own, so that a log filter
+/// naming the crate keeps the request's span, and its correlation id, in the log).
+pub const TARGET: &str = "portcullis_gateway::trace";
+/// Longer than any `traceparent` a version of the format writes; longer ones are not read.
+const MAX_TRACEPARENT: usize = 128;
 
 /// Make `span` a child of the trace `traceparent` names, if it is a valid one.
 pub(crate) fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent else {
+    let Some(traceparent) = traceparent.filter(|t| t.len() <= MAX_TRACEPARENT) else {
         return;
     };
     let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
@@ -61,5 +65,5 @@ pub(crate) fn header(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get("traceparent")
         .and_then(|value| value.to_str().ok())
-        .filter(|value| value.len() <= 128)
+        .filter(|value| value.len() <= MAX_TRACEPARENT)
 }

@@ -57,11 +57,19 @@ fn main() -> ExitCode {
         },
         None => (None, None),
     };
-    tracing_subscriber::registry()
-        .with(fmt)
-        .with(traces)
-        .with(tracing_subscriber::EnvFilter::new(filter))
-        .init();
+    // The log's filter is the log's alone (a trace is exported whatever the log shows); the
+    // log does not see the steps' spans, so every line in a request names the request's span
+    // (its correlation id), not a step's.
+    let steps = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.is_span()
+            && meta.target() == portcullis_gateway::trace::TARGET
+            && meta.name() != "request")
+    });
+    let fmt = fmt.with_filter(tracing_subscriber::filter::FilterExt::and(
+        tracing_subscriber::EnvFilter::new(filter),
+        steps,
+    ));
+    tracing_subscriber::registry().with(fmt).with(traces).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

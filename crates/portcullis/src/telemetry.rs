@@ -1,5 +1,5 @@
 //! Traces to an OpenTelemetry collector (`[telemetry] otlp_endpoint`, off by default): the
-//! gateway's spans (target `portcullis::trace`: a request and its steps) go out over OTLP/HTTP
+//! gateway's spans (target `portcullis_gateway::trace`: a request and its steps) go out over OTLP/HTTP
 //! in batches, on the exporter's own thread. Only those spans: log events and every other
 //! span stay in the log, so what the log says about a caller (names, subjects) never reaches
 //! a collector. The W3C trace context is what the gateway reads from callers and writes to
@@ -9,8 +9,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use tracing_subscriber::{Layer, filter::filter_fn};
 
-/// The target of the spans that are exported.
-const TARGET: &str = "portcullis::trace";
+use portcullis_gateway::trace::TARGET;
 
 /// The exporter, flushed and stopped when dropped (at exit).
 pub(crate) struct Telemetry {

@@ -1037,6 +1037,9 @@ fn without_passwords(text: &str) -> String {
 /// The OTLP/HTTP traces URL for collector base URL `base` (`/v1/traces` added, as the
 /// OpenTelemetry exporter specification says for a base endpoint).
 fn traces_url(base: &str) -> Result<String, String> {
+    if base.trim() != base {
+        return Err(format!("`{base}`: no spaces around it"));
+    }
     let url = url::Url::parse(base).map_err(|error| format!("`{base}`: {error}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
@@ -1045,6 +1048,10 @@ fn traces_url(base: &str) -> Result<String, String> {
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return Err(format!("`{base}`: no query, fragment or credentials in it"));
+    }
+    // A URL already naming the traces path is taken as it is.
+    if url.path().trim_end_matches('/').ends_with("/v1/traces") {
+        return Ok(base.trim_end_matches('/').to_owned());
     }
     Ok(format!("{}/v1/traces", base.trim_end_matches('/')))
 }
@@ -1261,6 +1268,11 @@ mod tests {
             traces_url("https://otel.example/base/").unwrap(),
             "https://otel.example/base/v1/traces"
         );
+        assert_eq!(
+            traces_url("http://c:4318/v1/traces").unwrap(),
+            "http://c:4318/v1/traces"
+        );
+        assert!(traces_url(" http://c:4318").is_err());
         for bad in [
             "grpc://x:4317",
             "not a url",

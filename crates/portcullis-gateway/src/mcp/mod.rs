@@ -99,7 +99,6 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
         "mcp.method" = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
-    crate::trace::continue_from(&span, crate::trace::header(&parts.headers));
     // The authentication's span is made a child of the request once the request's own parent
     // is known (a 2026-07-28 body may name it); until then it stays open.
     let authenticating = tracing::error_span!(
@@ -121,8 +120,11 @@ pub(crate) async fn post(State(endpoint): State<Arc<Endpoint>>, request: Request
                 return response;
             }
         };
-        tracing::Span::current()
-            .record("correlation", tracing::field::display(&caller.correlation));
+        let current = tracing::Span::current();
+        current.record("correlation", tracing::field::display(&caller.correlation));
+        // SECURITY: only a caller that authenticated joins a trace of its choosing; a refused
+        // one's request starts its own.
+        crate::trace::continue_from(&current, crate::trace::header(&parts.headers));
         posted(endpoint, parts, body, (caller, authenticating)).await
     };
     tracing::Instrument::instrument(work, span).await

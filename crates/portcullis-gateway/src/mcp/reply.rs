@@ -81,7 +81,9 @@ where
     F: Future<Output = Final> + Send + 'static,
 {
     let (outlet, inbox) = mpsc::channel::<String>(BACKLOG);
-    let work = Box::pin(work(outlet));
+    // The work runs in the request's span wherever it is polled (a task of its own, a
+    // stream's pump): its log lines and its trace stay the request's.
+    let work = Box::pin(tracing::Instrument::in_current_span(work(outlet)));
     match resumable {
         Some(log) if !style.json => {
             // On a task of its own: the client going away drops this future, not the work.

@@ -64,6 +64,11 @@ impl Upstreams {
             _ => Map::new(),
         };
         let progress = meta.remove(PROGRESS_TOKEN_KEY);
+        // The trace context upstream is the gateway's own (added when sending, if traced),
+        // never the caller's as it came.
+        for key in ["traceparent", "tracestate", "baggage"] {
+            meta.remove(key);
+        }
         // SECURITY: only the gateway speaks for who the caller is.
         meta.remove(IDENTITY_KEY);
         // SECURITY: an approval the caller brought back was redeemed by the gateway; it is not

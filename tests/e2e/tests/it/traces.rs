@@ -94,8 +94,8 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
     (url, spans)
 }
 
-/// What the upstream was sent: (method, `traceparent` header, `_meta.traceparent`).
-type Sent = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
+/// What the upstream was sent: (method, `traceparent` header, `_meta.traceparent`, the body).
+type Sent = Arc<Mutex<Vec<(String, Option<String>, Option<String>, String)>>>;
 
 async fn recording_proxy(upstream: String) -> (String, Sent) {
     let sent: Sent = Arc::default();
@@ -116,6 +116,7 @@ async fn recording_proxy(upstream: String) -> (String, Sent) {
                         .pointer("/params/_meta/traceparent")
                         .and_then(|v| v.as_str())
                         .map(str::to_owned),
+                    String::from_utf8_lossy(&body).into_owned(),
                 ));
             }
             let mut outgoing = http.request(parts.method, &upstream).body(body);
@@ -217,6 +218,7 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
     // B: in `_meta`, as a 2026-07-28 request carries it.
     let mut meta_b = base_meta.clone();
     meta_b["traceparent"] = json!(format!("00-{trace_b}-{parent_b}-01"));
+    meta_b["tracestate"] = json!("caller=state-of-its-own");
     let b = post(call(meta_b), None)
         .await
         .unwrap()
@@ -224,6 +226,70 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
         .await
         .unwrap();
     assert!(b.contains(secret), "{b}");
+
+    // C: a 2025-11-25 session (its call answered on a stream, worked on in a task of its own).
+    let (trace_c, parent_c) = ("5bf92f3577b34da6a3ce929d0e0e4736", "10f067aa0ba902b7");
+    let session_post = |body: serde_json::Value, session: Option<&str>, traceparent: Option<String>| {
+        let mut request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(&token)
+            .body(body.to_string());
+        if let Some(session) = session {
+            request = request
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        if let Some(traceparent) = traceparent {
+            request = request.header("traceparent", traceparent);
+        }
+        request.send()
+    };
+    let opened = session_post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "traces", "version": "1"}}}),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let _ = opened.text().await;
+    let _ = session_post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(&session),
+        None,
+    )
+    .await
+    .unwrap()
+    .text()
+    .await;
+    let c = session_post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "fixture_echo", "arguments": {"text": secret}}}),
+        Some(&session),
+        Some(format!("00-{trace_c}-{parent_c}-01")),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(c.contains(secret), "{c}");
+    // D: a caller that does not authenticate joins no trace.
+    let trace_d = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let _ = http
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("traceparent", format!("00-{trace_d}-20f067aa0ba902b7-01"))
+        .body(call(base_meta.clone()).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await;
 
     let named = |trace: &str, name: &str| {
         spans
@@ -234,13 +300,16 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
             .cloned()
     };
     for _ in 0..100 {
-        if named(trace_a, "forward").is_some() && named(trace_b, "forward").is_some() {
+        if [trace_a, trace_b, trace_c]
+            .iter()
+            .all(|trace| named(trace, "forward").is_some())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = spans.lock().unwrap().clone();
-    for (trace, parent) in [(trace_a, parent_a), (trace_b, parent_b)] {
+    for (trace, parent) in [(trace_a, parent_a), (trace_b, parent_b), (trace_c, parent_c)] {
         let request = named(trace, "request")
             .unwrap_or_else(|| panic!("no request span in {trace}: {all:#?}"));
         assert_eq!(
@@ -271,13 +340,22 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
         let sent = sent.lock().unwrap().clone();
         let call = sent
             .iter()
-            .find(|(method, header, _)| {
+            .find(|(method, header, _, _)| {
                 method == "tools/call" && header.as_deref().is_some_and(|h| h.contains(trace))
             })
             .unwrap_or_else(|| panic!("the upstream saw no call in {trace}: {sent:?}"));
         assert_eq!(call.1.as_deref(), Some(expected.as_str()), "header");
         assert_eq!(call.2.as_deref(), Some(expected.as_str()), "_meta");
     }
+    assert!(
+        !all.iter().any(|s| s.trace == trace_d),
+        "an unauthenticated caller's request joined its trace"
+    );
+    let sent = sent.lock().unwrap().clone();
+    assert!(
+        !sent.iter().any(|(_, _, _, body)| body.contains("state-of-its-own")),
+        "the caller's tracestate went upstream"
+    );
     // Nothing of the caller's in any span: its token, its arguments.
     let everything = format!("{all:?}");
     assert!(
