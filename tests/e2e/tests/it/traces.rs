@@ -229,23 +229,24 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
 
     // C: a 2025-11-25 session (its call answered on a stream, worked on in a task of its own).
     let (trace_c, parent_c) = ("5bf92f3577b34da6a3ce929d0e0e4736", "10f067aa0ba902b7");
-    let session_post = |body: serde_json::Value, session: Option<&str>, traceparent: Option<String>| {
-        let mut request = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .bearer_auth(&token)
-            .body(body.to_string());
-        if let Some(session) = session {
-            request = request
-                .header("mcp-session-id", session)
-                .header("mcp-protocol-version", "2025-11-25");
-        }
-        if let Some(traceparent) = traceparent {
-            request = request.header("traceparent", traceparent);
-        }
-        request.send()
-    };
+    let session_post =
+        |body: serde_json::Value, session: Option<&str>, traceparent: Option<String>| {
+            let mut request = http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .bearer_auth(&token)
+                .body(body.to_string());
+            if let Some(session) = session {
+                request = request
+                    .header("mcp-session-id", session)
+                    .header("mcp-protocol-version", "2025-11-25");
+            }
+            if let Some(traceparent) = traceparent {
+                request = request.header("traceparent", traceparent);
+            }
+            request.send()
+        };
     let opened = session_post(
         json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {},
@@ -255,7 +256,10 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
     )
     .await
     .unwrap();
-    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let _ = opened.text().await;
     let _ = session_post(
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
@@ -309,7 +313,11 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all = spans.lock().unwrap().clone();
-    for (trace, parent) in [(trace_a, parent_a), (trace_b, parent_b), (trace_c, parent_c)] {
+    for (trace, parent) in [
+        (trace_a, parent_a),
+        (trace_b, parent_b),
+        (trace_c, parent_c),
+    ] {
         let request = named(trace, "request")
             .unwrap_or_else(|| panic!("no request span in {trace}: {all:#?}"));
         assert_eq!(
@@ -353,7 +361,9 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
     );
     let sent = sent.lock().unwrap().clone();
     assert!(
-        !sent.iter().any(|(_, _, _, body)| body.contains("state-of-its-own")),
+        !sent
+            .iter()
+            .any(|(_, _, _, body)| body.contains("state-of-its-own")),
         "the caller's tracestate went upstream"
     );
     // Nothing of the caller's in any span: its token, its arguments.
