@@ -123,3 +123,80 @@ fn a_key_that_does_not_match_its_certificate_is_refused_when_loaded() {
     assert!(error.contains("server.tls_cert"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// See: issue 18. Over TLS the listener speaks HTTP/2 where the client offers it (ALPN), and
+// HTTP/1.1 to a client that offers only that; in the clear, HTTP/1.1 only (no prior knowledge).
+#[tokio::test]
+async fn over_tls_a_client_offering_http2_gets_it_and_one_offering_http1_gets_that() {
+    let dir = std::env::temp_dir().join(format!("tls-h2-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (cert, key) = certificate();
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let gateway = TestGateway::spawn(&format!(
+        "[server]\ntls_cert = {cert_file:?}\ntls_key = {key_file:?}\n\n{}",
+        crate::stdio_upstream("fixture")
+    ))
+    .await;
+    let url = gateway.url.replacen("http://", "https://", 1);
+    let call = |client: reqwest::Client, url: String| async move {
+        let answer = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "fixture_echo")
+            .body(
+                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                    "name": "fixture_echo", "arguments": {"text": "over h2"},
+                    "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                              "io.modelcontextprotocol/clientCapabilities": {}}}})
+                .to_string(),
+            )
+            .send()
+            .await
+            .map_err(|error| format!("{error:?}"))?;
+        let version = answer.version();
+        let status = answer.status().as_u16();
+        let body = answer.text().await.map_err(|error| format!("{error:?}"))?;
+        Ok::<_, String>((version, status, body))
+    };
+    let (version, status, body) = call(trusting(&cert), url.clone()).await.unwrap();
+    assert_eq!(version, reqwest::Version::HTTP_2);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("over h2"), "{body}");
+    // Several calls at once on the one connection.
+    let client = trusting(&cert);
+    let running: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(call(client.clone(), url.clone())))
+        .collect();
+    let mut answers = Vec::new();
+    for one in running {
+        answers.push(one.await.unwrap());
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|a| matches!(a, Ok((v, 200, b)) if *v == reqwest::Version::HTTP_2 && b.contains("over h2"))),
+        "{answers:?}"
+    );
+    let http1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).unwrap())
+        .http1_only()
+        .build()
+        .unwrap();
+    let (version, status, _) = call(http1, url).await.unwrap();
+    assert_eq!((version, status), (reqwest::Version::HTTP_11, 200));
+    let prior = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    assert!(
+        call(prior, gateway.url.clone()).await.is_err(),
+        "no HTTP/2 in the clear"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
