@@ -154,13 +154,6 @@ impl Refusals {
 
 /// Connections open at once; past it, new ones are closed as they come.
 const MAX_CONNECTIONS: usize = 8192;
-/// HTTP/2: requests one connection may have open at once (one caller's calls are bounded
-/// again by `[limits] concurrent_per_caller`).
-const MAX_STREAMS: u32 = 64;
-/// HTTP/2: the largest header block, decoded (HTTP/1.1's own limit is hyper's, about as much).
-const MAX_HEADER_LIST: u32 = 64 * 1024;
-/// HTTP/2: streams a client may open and reset before the server has accepted them.
-const MAX_PENDING_RESETS: usize = 20;
 
 /// Serve `app` on `listener` until `shutdown` fires; then stop accepting, let in-flight calls
 /// finish (at most `grace`), end the SSE streams through `streams`, and return.
@@ -192,23 +185,6 @@ pub async fn run(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
-    // Over TLS, HTTP/2 where ALPN chose it. SECURITY: bounded as HTTP/1.1 is by its header
-    // timeout and per-address connection caps: streams a connection may open at once, the
-    // size of a header block, resets a client may make a server take in a row (the rapid
-    // reset attack), and a peer that stops answering pings is dropped.
-    let mut secure = Builder::new(TokioExecutor::new());
-    secure
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    secure
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS)
-        .max_header_list_size(MAX_HEADER_LIST)
-        .max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let refused = Refused::default();
     loop {
@@ -245,7 +221,6 @@ pub async fn run(
         };
         let app = app.clone();
         let builder = builder.clone();
-        let secure = secure.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let sources = sources.clone();
@@ -315,7 +290,7 @@ pub async fn run(
                             return;
                         }
                     };
-                    let connection = secure.serve_connection(TokioIo::new(stream), service);
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(connection.into_owned()).await
                 }
             };

@@ -64,9 +64,9 @@ impl Tls {
             .map_err(|error| error.to_string())?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
-        // HTTP/2 where the client offers it (ALPN), else HTTP/1.1. Only here: in the clear,
-        // HTTP/2 needs prior knowledge, and a client could hold a connection with the preface.
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // HTTP/1.1 only, as in the clear: the listener bounds the time to send headers, which
+        // HTTP/2 has no equivalent of here.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             current,

@@ -124,10 +124,13 @@ fn a_key_that_does_not_match_its_certificate_is_refused_when_loaded() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-// See: issue 18. Over TLS the listener speaks HTTP/2 where the client offers it (ALPN), and
-// HTTP/1.1 to a client that offers only that; in the clear, HTTP/1.1 only (no prior knowledge).
+// See: issue 18, and the attacker's read of an HTTP/2 listener (not shipped): served by the
+// version-sniffing builder, a TLS connection that sent nothing after its handshake had no
+// deadline at all, and one HTTP/2 connection multiplied every per-connection bound by its
+// streams. The listener stays HTTP/1.1 with TLS: a client that offers h2 gets HTTP/1.1, and
+// HTTP/2 by prior knowledge in the clear is refused.
 #[tokio::test]
-async fn over_tls_a_client_offering_http2_gets_it_and_one_offering_http1_gets_that() {
+async fn a_client_offering_http2_gets_http1_over_tls_and_none_in_the_clear() {
     let dir = std::env::temp_dir().join(format!("tls-h2-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -141,61 +144,29 @@ async fn over_tls_a_client_offering_http2_gets_it_and_one_offering_http1_gets_th
     ))
     .await;
     let url = gateway.url.replacen("http://", "https://", 1);
-    let call = |client: reqwest::Client, url: String| async move {
-        let answer = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", "tools/call")
-            .header("mcp-name", "fixture_echo")
-            .body(
-                json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-                    "name": "fixture_echo", "arguments": {"text": "over h2"},
-                    "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                              "io.modelcontextprotocol/clientCapabilities": {}}}})
-                .to_string(),
-            )
-            .send()
-            .await
-            .map_err(|error| format!("{error:?}"))?;
-        let version = answer.version();
-        let status = answer.status().as_u16();
-        let body = answer.text().await.map_err(|error| format!("{error:?}"))?;
-        Ok::<_, String>((version, status, body))
-    };
-    let (version, status, body) = call(trusting(&cert), url.clone()).await.unwrap();
-    assert_eq!(version, reqwest::Version::HTTP_2);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("over h2"), "{body}");
-    // Several calls at once on the one connection.
-    let client = trusting(&cert);
-    let running: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(call(client.clone(), url.clone())))
-        .collect();
-    let mut answers = Vec::new();
-    for one in running {
-        answers.push(one.await.unwrap());
-    }
-    assert!(
-        answers
-            .iter()
-            .all(|a| matches!(a, Ok((v, 200, b)) if *v == reqwest::Version::HTTP_2 && b.contains("over h2"))),
-        "{answers:?}"
-    );
-    let http1 = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.as_bytes()).unwrap())
-        .http1_only()
-        .build()
+    let answer = trusting(&cert)
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}}}})
+            .to_string(),
+        )
+        .send()
+        .await
         .unwrap();
-    let (version, status, _) = call(http1, url).await.unwrap();
-    assert_eq!((version, status), (reqwest::Version::HTTP_11, 200));
+    assert_eq!(answer.version(), reqwest::Version::HTTP_11);
+    assert_eq!(answer.status().as_u16(), 200);
     let prior = reqwest::Client::builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
     assert!(
-        call(prior, gateway.url.clone()).await.is_err(),
+        prior.post(&gateway.url).body("{}").send().await.is_err(),
         "no HTTP/2 in the clear"
     );
     let _ = std::fs::remove_dir_all(&dir);
