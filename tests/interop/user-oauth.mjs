@@ -120,8 +120,10 @@ const registrations = [];
 tickets.on('registration_create.success', (ctx, client) => registrations.push(client.clientId));
 asServer.on('request', tickets.callback());
 
-// The upstream MCP server: only this server's JWTs for its own audience; every token it saw kept.
+// The upstream MCP server: only this server's JWTs for its own audience, and not those revoked
+// there; every token it saw kept.
 const seen = [];
+const revokedThere = new Set();
 const metadataPath = '/.well-known/oauth-protected-resource/mcp';
 upstreamServer.on('request', async (req, res) => {
   if (req.url === metadataPath) {
@@ -133,6 +135,7 @@ upstreamServer.on('request', async (req, res) => {
   let claims;
   try {
     ({ payload: claims } = await jwtVerify(token, upstreamKeys, { issuer: upstreamIssuer, audience: UPSTREAM }));
+    if (revokedThere.has(token)) throw new Error('revoked');
   } catch {
     seen.push({ token, valid: false });
     const origin = new URL(UPSTREAM).origin;
@@ -351,7 +354,19 @@ try {
       && listedByOperator.includes(`${callersIssuer}\talice\ttickets`) && /disconnected 1 connection/.test(revoked) && seventh.error?.code === -32042,
     JSON.stringify({ again: again.text, sixth: sixth.ran?.sub, listedByOperator, revoked, seventh: seventh.error?.message }));
 
-  // 8. The audit trail: every step recorded, the credential kind named, no token anywhere.
+  // 8. The service revokes the person's token on its side: the gateway's next call with it is
+  // refused there (401), the connection ends, and the person is asked to connect again.
+  await connectInBrowser(page, connectLink, { gatewayLogin: 'alice', upstreamLogin: 'alice-at-tickets' });
+  const beforeRevocation = await whoami(alice);
+  if (beforeRevocation.ran?.token) revokedThere.add(beforeRevocation.ran.token);
+  const afterRevocation = await whoami(alice);
+  const listedAfter = (await run(portcullis, ['connections', 'list', '--config', config])).stdout;
+  check('a token the service refuses (revoked there) ends the connection: the next call is the link again',
+    beforeRevocation.ran?.sub === 'alice-at-tickets' && afterRevocation.error?.code === -32042
+      && !listedAfter.includes(`\talice\ttickets`),
+    JSON.stringify({ before: beforeRevocation.ran?.sub, after: afterRevocation.error?.code, listedAfter }));
+
+  // 9. The audit trail: every step recorded, the credential kind named, no token anywhere.
   await settle();
   const all = records();
   const asked = all.filter((r) => r.subject === 'alice' && r.reasons?.includes('upstream_connection_required'));
@@ -363,7 +378,10 @@ try {
       && ran.length >= 4 && ran.every((r) => r.credential === 'user-oauth') && listedRecord?.credential === 'gateway',
     JSON.stringify({ asked: asked.map((r) => [r.decision, r.credential]), ran: ran.map((r) => r.credential), list: listedRecord?.credential }));
   check('connecting and disconnecting on the page are recorded',
-    pageRecords.filter((r) => r === 'upstream_connected').length === 2 && pageRecords.includes('upstream_disconnected'), JSON.stringify(pageRecords));
+    pageRecords.filter((r) => r === 'upstream_connected').length === 3 && pageRecords.includes('upstream_disconnected'), JSON.stringify(pageRecords));
+  const rejected = all.find((r) => r.subject === 'alice' && r.reasons?.includes('upstream_connection_rejected'));
+  check('the refused token is recorded as a denial naming the credential kind',
+    rejected?.decision === 'deny' && rejected?.credential === 'user-oauth', JSON.stringify(rejected));
   const everyToken = [...Object.values(tokens), ownToken, ...seen.filter((s) => s.valid).map((s) => s.token)];
   const written = readFileSync(audit, 'utf8') + gateway.stderrText;
   check('no token (the callers\', the gateway\'s, the upstream\'s) appears in the audit trail or the log',

@@ -39,6 +39,13 @@ pub enum UpstreamError {
         /// What went wrong (never a token).
         reason: String,
     },
+    /// The upstream answered 401 to a request that carried a caller's own credential (not the
+    /// gateway's): it no longer takes that token (revoked or expired there).
+    #[error("upstream `{upstream}` refused the caller's credential")]
+    CredentialRejected {
+        /// The upstream's configured name.
+        upstream: String,
+    },
     /// The caller has not connected its own account at an upstream that takes only each
     /// person's own token (or the connection ended): it must sign in there first.
     #[error("upstream `{upstream}`: the caller has not connected it")]

@@ -201,6 +201,13 @@ impl Endpoint {
         }
         .map_err(|reason| transport(connection, reason))?;
         let status = response.status();
+        // A caller's own token refused: its owner (the gateway) decides what that means for the
+        // caller; the gateway's own credential refused is the connection's failure, as before.
+        if status == StatusCode::UNAUTHORIZED && outbound.authorization.is_some() {
+            return Err(UpstreamError::CredentialRejected {
+                upstream: connection.upstream().to_owned(),
+            });
+        }
         if outbound.method == "initialize" {
             let mut state = self.state();
             state.session = response.headers().get(SESSION_HEADER).cloned();

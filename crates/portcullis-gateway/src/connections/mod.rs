@@ -282,6 +282,24 @@ impl Connections {
         self.refresh(&key, &sealed, tokens).await
     }
 
+    /// Forget `caller`'s connection to `upstream` if it still holds the token `sent` (the
+    /// upstream refused it): a connection made again meanwhile is kept.
+    pub(crate) async fn forget_token(&self, caller: &CallerId, upstream: &str, sent: &HeaderValue) {
+        let key = Key {
+            iss: caller.issuer().to_owned(),
+            sub: caller.subject().to_owned(),
+            upstream: upstream.to_owned(),
+        };
+        let Ok((sealed, tokens)) = self.read(&key).await else {
+            return;
+        };
+        if header(&tokens).is_ok_and(|kept| kept == sent)
+            && self.store.remove(&key, Some(&sealed)).await == Ok(true)
+        {
+            tracing::info!(%upstream, subject = %key.sub, "the upstream refused a person's token; the connection ends and they are asked to connect again");
+        }
+    }
+
     /// Whether `caller` has connected `upstream` (a connection that can still be used or
     /// refreshed); `Err` when the store cannot be read.
     pub(crate) async fn connected(
@@ -986,6 +1004,37 @@ mod tests {
             Err(Missing::Unavailable(_))
         ));
         assert_eq!(connections.list(None).await.unwrap().len(), 1);
+    }
+
+    // A token the upstream refused ends its connection, but never one made again meanwhile.
+    #[tokio::test]
+    async fn a_refused_token_ends_only_the_connection_that_holds_it() {
+        let connections = connections();
+        let caller = CallerId::new("https://id.example", "alice");
+        let key = Key {
+            iss: "https://id.example".into(),
+            sub: "alice".into(),
+            upstream: "tickets".into(),
+        };
+        let now = store::now();
+        let tokens = Tokens {
+            access: "current".into(),
+            refresh: None,
+            iat: now,
+            exp: now + 600,
+            server: "https://as.example".into(),
+            resource: "http://127.0.0.1:9/mcp".into(),
+        };
+        let sealed = connections
+            .sealer
+            .seal(&key.context(), &serde_json::to_vec(&tokens).unwrap());
+        connections.store.put(&key, sealed).await.unwrap();
+        let older = HeaderValue::from_static("Bearer older");
+        connections.forget_token(&caller, "tickets", &older).await;
+        assert_eq!(connections.list(None).await.unwrap().len(), 1);
+        let current = HeaderValue::from_static("Bearer current");
+        connections.forget_token(&caller, "tickets", &current).await;
+        assert!(connections.list(None).await.unwrap().is_empty());
     }
 
     #[test]

@@ -111,8 +111,10 @@ impl Upstreams {
             upstream = self.name(forward.index),
             outcome = tracing::field::Empty,
         );
+        // Boxed: sending (credentials, discovery, refresh) is a large future awaited deep inside
+        // every call's; on the stack, debug builds overflowed a worker's.
         let sent = tracing::Instrument::instrument(
-            self.send_in_span(forward, via, caller, record),
+            Box::pin(self.send_in_span(forward, via, caller, record)),
             span.clone(),
         )
         .await;
@@ -223,6 +225,7 @@ impl Upstreams {
         if let Some(value) = traceparent.and_then(|t| http::HeaderValue::from_str(&t).ok()) {
             param_headers.push((http::HeaderName::from_static("traceparent"), value));
         }
+        let sent_with = authorization.clone();
         let outbound = Outbound {
             method,
             params: forward.params,
@@ -230,7 +233,28 @@ impl Upstreams {
             param_headers,
             authorization,
         };
-        let exchange = connection.send(outbound).await?;
+        let exchange = match connection.send(outbound).await {
+            Ok(exchange) => exchange,
+            // The service no longer takes the person's own token (revoked there): that
+            // connection ends, and the person is asked to connect again, as one never
+            // connected is.
+            Err(UpstreamError::CredentialRejected { upstream })
+                if self.upstreams[index].credential == Some("user-oauth") =>
+            {
+                if let (Some(connections), Some((_, on_behalf)), Some(sent)) =
+                    (&self.connections, caller.as_ref(), sent_with.as_ref())
+                {
+                    Box::pin(connections.forget_token(on_behalf.id, &upstream, sent)).await;
+                }
+                outcome.decision = AuditDecision::Deny;
+                outcome.reasons = vec!["upstream_connection_rejected".to_owned()];
+                outcome.outcome = Some("connection-required".to_owned());
+                outcome.policies.clear();
+                trail.record_later(outcome);
+                return Err(UpstreamError::NotConnected { upstream });
+            }
+            Err(error) => return Err(error),
+        };
         Ok(Forwarded {
             exchange,
             index,
