@@ -893,15 +893,43 @@ mod tests {
         assert!(connections.list(None).await.unwrap().is_empty());
     }
 
+    /// Alice of `https://id.example`, as a caller and as her connection's key to `tickets`.
+    fn alice() -> (CallerId, Key) {
+        (
+            CallerId::new("https://id.example", "alice"),
+            Key {
+                iss: "https://id.example".into(),
+                sub: "alice".into(),
+                upstream: "tickets".into(),
+            },
+        )
+    }
+
+    /// Tokens `access` (refreshable with `refresh`) issued `age` seconds ago, living `life`.
+    fn tokens(access: &str, refresh: Option<&str>, (age, life): (i64, i64)) -> Tokens {
+        let now = store::now();
+        Tokens {
+            access: access.into(),
+            refresh: refresh.map(str::to_owned),
+            iat: now - age,
+            exp: now - age + life,
+            server: "https://as.example".into(),
+            resource: "http://127.0.0.1:9/mcp".into(),
+        }
+    }
+
+    /// Keep `tokens` under `key`, sealed for `sealed_for`'s row.
+    async fn keep(connections: &Connections, (key, sealed_for): (&Key, &Key), tokens: &Tokens) {
+        let sealed = connections
+            .sealer
+            .seal(&sealed_for.context(), &serde_json::to_vec(tokens).unwrap());
+        connections.store.put(key, sealed).await.unwrap();
+    }
+
     #[tokio::test]
     async fn a_row_that_does_not_open_is_no_connection_and_an_expired_one_without_refresh_ends() {
         let connections = connections();
-        let caller = CallerId::new("https://id.example", "alice");
-        let key = Key {
-            iss: "https://id.example".into(),
-            sub: "alice".into(),
-            upstream: "tickets".into(),
-        };
+        let (caller, key) = alice();
         assert!(matches!(
             connections.authorization(&caller, "tickets").await,
             Err(Missing::NotConnected)
@@ -911,44 +939,20 @@ mod tests {
             sub: "bob".into(),
             ..key.clone()
         };
-        let tokens = Tokens {
-            access: "t".into(),
-            refresh: None,
-            iat: store::now(),
-            exp: store::now() + 600,
-            server: "https://as.example".into(),
-            resource: "http://127.0.0.1:9/mcp".into(),
-        };
-        let sealed = connections
-            .sealer
-            .seal(&bobs.context(), &serde_json::to_vec(&tokens).unwrap());
-        connections.store.put(&key, sealed).await.unwrap();
+        let fresh = tokens("t", None, (0, 600));
+        keep(&connections, (&key, &bobs), &fresh).await;
         assert!(matches!(
             connections.authorization(&caller, "tickets").await,
             Err(Missing::NotConnected)
         ));
         // Alice's own: used.
-        let sealed = connections
-            .sealer
-            .seal(&key.context(), &serde_json::to_vec(&tokens).unwrap());
-        connections.store.put(&key, sealed).await.unwrap();
+        keep(&connections, (&key, &key), &fresh).await;
         assert_eq!(
             connections.authorization(&caller, "tickets").await.unwrap(),
             "Bearer t"
         );
         // Expired, nothing to refresh it with: gone, and the person is asked again.
-        let expired = Tokens {
-            access: "t".into(),
-            refresh: None,
-            iat: store::now() - 600,
-            exp: store::now() - 1,
-            server: "https://as.example".into(),
-            resource: "http://127.0.0.1:9/mcp".into(),
-        };
-        let sealed = connections
-            .sealer
-            .seal(&key.context(), &serde_json::to_vec(&expired).unwrap());
-        connections.store.put(&key, sealed).await.unwrap();
+        keep(&connections, (&key, &key), &tokens("t", None, (600, 599))).await;
         assert!(matches!(
             connections.authorization(&caller, "tickets").await,
             Err(Missing::NotConnected)
@@ -962,43 +966,23 @@ mod tests {
     #[tokio::test]
     async fn an_outage_at_refresh_time_loses_no_connection() {
         let connections = connections();
-        let caller = CallerId::new("https://id.example", "alice");
-        let key = Key {
-            iss: "https://id.example".into(),
-            sub: "alice".into(),
-            upstream: "tickets".into(),
-        };
-        let put = |tokens: Tokens| {
-            let sealed = connections
-                .sealer
-                .seal(&key.context(), &serde_json::to_vec(&tokens).unwrap());
-            connections.store.put(&key, sealed)
-        };
-        let now = store::now();
-        put(Tokens {
-            access: "due".into(),
-            refresh: Some("r".into()),
-            iat: now - 590,
-            exp: now + 10,
-            server: "https://as.example".into(),
-            resource: "http://127.0.0.1:9/mcp".into(),
-        })
-        .await
-        .unwrap();
+        let (caller, key) = alice();
+        keep(
+            &connections,
+            (&key, &key),
+            &tokens("due", Some("r"), (590, 600)),
+        )
+        .await;
         assert_eq!(
             connections.authorization(&caller, "tickets").await.unwrap(),
             "Bearer due"
         );
-        put(Tokens {
-            access: "old".into(),
-            refresh: Some("r".into()),
-            iat: now - 600,
-            exp: now - 1,
-            server: "https://as.example".into(),
-            resource: "http://127.0.0.1:9/mcp".into(),
-        })
-        .await
-        .unwrap();
+        keep(
+            &connections,
+            (&key, &key),
+            &tokens("old", Some("r"), (600, 599)),
+        )
+        .await;
         assert!(matches!(
             connections.authorization(&caller, "tickets").await,
             Err(Missing::Unavailable(_))
@@ -1010,25 +994,13 @@ mod tests {
     #[tokio::test]
     async fn a_refused_token_ends_only_the_connection_that_holds_it() {
         let connections = connections();
-        let caller = CallerId::new("https://id.example", "alice");
-        let key = Key {
-            iss: "https://id.example".into(),
-            sub: "alice".into(),
-            upstream: "tickets".into(),
-        };
-        let now = store::now();
-        let tokens = Tokens {
-            access: "current".into(),
-            refresh: None,
-            iat: now,
-            exp: now + 600,
-            server: "https://as.example".into(),
-            resource: "http://127.0.0.1:9/mcp".into(),
-        };
-        let sealed = connections
-            .sealer
-            .seal(&key.context(), &serde_json::to_vec(&tokens).unwrap());
-        connections.store.put(&key, sealed).await.unwrap();
+        let (caller, key) = alice();
+        keep(
+            &connections,
+            (&key, &key),
+            &tokens("current", None, (0, 600)),
+        )
+        .await;
         let older = HeaderValue::from_static("Bearer older");
         connections.forget_token(&caller, "tickets", &older).await;
         assert_eq!(connections.list(None).await.unwrap().len(), 1);

@@ -11,6 +11,24 @@ fn certificate() -> (String, String) {
     (cert.pem(), signing_key.serialize_pem())
 }
 
+/// A gateway serving TLS with a fresh self-signed certificate (`cert.pem`, `key.pem` in the
+/// returned folder, named after `tag`), and the certificate's PEM.
+async fn tls_gateway(tag: &str) -> (TestGateway, String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (cert, key) = certificate();
+    std::fs::write(&cert_file, &cert).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let gateway = TestGateway::spawn(&format!(
+        "[server]\ntls_cert = {cert_file:?}\ntls_key = {key_file:?}\n\n{}",
+        crate::stdio_upstream("fixture")
+    ))
+    .await;
+    (gateway, cert, dir)
+}
+
 /// A client that trusts `cert` alone.
 fn trusting(cert: &str) -> reqwest::Client {
     reqwest::Client::builder()
@@ -47,18 +65,8 @@ fn replace(path: &std::path::Path, text: &str) {
 
 #[tokio::test]
 async fn the_listener_serves_tls_and_takes_a_renewed_certificate_without_a_restart() {
-    let dir = std::env::temp_dir().join(format!("tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (gateway, first, dir) = tls_gateway("tls").await;
     let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let (first, first_key) = certificate();
-    std::fs::write(&cert_file, &first).unwrap();
-    std::fs::write(&key_file, &first_key).unwrap();
-    let gateway = TestGateway::spawn(&format!(
-        "[server]\ntls_cert = {cert_file:?}\ntls_key = {key_file:?}\n\n{}",
-        crate::stdio_upstream("fixture")
-    ))
-    .await;
     let url = gateway.url.replacen("http://", "https://", 1);
     assert_eq!(
         list(&trusting(&first), &url).await,
@@ -131,18 +139,7 @@ fn a_key_that_does_not_match_its_certificate_is_refused_when_loaded() {
 // HTTP/2 by prior knowledge in the clear is refused.
 #[tokio::test]
 async fn a_client_offering_http2_gets_http1_over_tls_and_none_in_the_clear() {
-    let dir = std::env::temp_dir().join(format!("tls-h2-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let (cert, key) = certificate();
-    std::fs::write(&cert_file, &cert).unwrap();
-    std::fs::write(&key_file, &key).unwrap();
-    let gateway = TestGateway::spawn(&format!(
-        "[server]\ntls_cert = {cert_file:?}\ntls_key = {key_file:?}\n\n{}",
-        crate::stdio_upstream("fixture")
-    ))
-    .await;
+    let (gateway, cert, dir) = tls_gateway("tls-h2").await;
     let url = gateway.url.replacen("http://", "https://", 1);
     let answer = trusting(&cert)
         .post(&url)
