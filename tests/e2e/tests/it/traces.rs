@@ -303,11 +303,22 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
             .find(|s| s.trace == trace && s.name == name)
             .cloned()
     };
-    for _ in 0..100 {
-        if [trace_a, trace_b, trace_c]
-            .iter()
-            .all(|trace| named(trace, "forward").is_some())
-        {
+    // A request's span is exported when it closes, which for a streamed answer is a moment
+    // after the client read the answer: wait for every span expected.
+    for _ in 0..200 {
+        let complete = [trace_a, trace_b, trace_c].iter().all(|trace| {
+            ["request", "authenticate", "decide", "forward", "audit"]
+                .iter()
+                .all(|name| named(trace, name).is_some())
+        });
+        // D's refusal exported too (its authentication refused), wherever it went.
+        let refused = spans.lock().unwrap().iter().any(|s| {
+            s.name == "authenticate"
+                && s.attributes
+                    .iter()
+                    .any(|(k, v)| k == "outcome" && v == "refused")
+        });
+        if complete && refused {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -355,6 +366,16 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
         assert_eq!(call.1.as_deref(), Some(expected.as_str()), "header");
         assert_eq!(call.2.as_deref(), Some(expected.as_str()), "_meta");
     }
+    let refused = all
+        .iter()
+        .find(|s| {
+            s.name == "authenticate"
+                && s.attributes
+                    .iter()
+                    .any(|(k, v)| k == "outcome" && v == "refused")
+        })
+        .expect("the refused caller's authentication was exported");
+    assert_ne!(refused.trace, trace_d);
     assert!(
         !all.iter().any(|s| s.trace == trace_d),
         "an unauthenticated caller's request joined its trace"
