@@ -67,7 +67,6 @@ pub fn redirect_policy(insecure: bool) -> reqwest::redirect::Policy {
 
 #[derive(Deserialize)]
 struct Metadata {
-    issuer: String,
     jwks_uri: Option<String>,
     token_endpoint: Option<String>,
 }
@@ -89,33 +88,76 @@ async fn endpoint(
     insecure: bool,
     field: fn(Metadata) -> Option<String>,
 ) -> Option<Url> {
-    let issuer_url = Url::parse(issuer).ok()?;
+    issuer_metadata(http, issuer, |metadata: Metadata| {
+        let endpoint = field(metadata)
+            .and_then(|uri| Url::parse(&uri).ok())
+            .ok_or("names no such endpoint")?;
+        if !trusted_transport(&endpoint, insecure) {
+            tracing::warn!(%endpoint, "an endpoint in issuer metadata is not https; ignored");
+            return Err("names an endpoint that is not https".to_owned());
+        }
+        Ok(endpoint)
+    })
+    .await
+    .ok()
+}
+
+/// A metadata document is a few kilobytes; anything much larger is not one.
+const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// What `usable` makes of `issuer`'s metadata: the first document of [`metadata_urls`] that
+/// answers (64 KiB at most), names `issuer` itself (RFC 8414 §3.3: a document for another
+/// issuer is ignored, not trusted) and that `usable` accepts; else why none was.
+pub async fn issuer_metadata<T: serde::de::DeserializeOwned, U>(
+    http: &reqwest::Client,
+    issuer: &str,
+    usable: impl Fn(T) -> Result<U, String>,
+) -> Result<U, String> {
+    let issuer_url = Url::parse(issuer).map_err(|error| format!("issuer `{issuer}`: {error}"))?;
+    let mut last = String::from("no metadata document");
     for url in metadata_urls(&issuer_url) {
         let response = http
             .get(url.clone())
             .timeout(Duration::from_secs(5))
+            .header("accept", "application/json")
             .send()
             .await;
-        let Ok(response) = response else { continue };
-        if !response.status().is_success() {
-            continue;
-        }
-        let Ok(metadata) = response.json::<Metadata>().await else {
-            continue;
-        };
-        if metadata.issuer != issuer {
-            tracing::warn!(%url, "authorization server metadata names another issuer; ignored");
-            continue;
-        }
-        if let Some(endpoint) = field(metadata).and_then(|uri| Url::parse(&uri).ok()) {
-            if !trusted_transport(&endpoint, insecure) {
-                tracing::warn!(%url, %endpoint, "an endpoint in the metadata is not https; ignored");
+        let response = match response {
+            Ok(response) if response.status().is_success() => response,
+            Ok(response) => {
+                last = format!("{url}: HTTP {}", response.status().as_u16());
                 continue;
             }
-            return Some(endpoint);
+            Err(error) => {
+                last = format!("{url}: {}", portcullis_core::error_chain(&error));
+                continue;
+            }
+        };
+        let Some(body) = crate::introspect::read_bounded(response, MAX_METADATA_BYTES).await else {
+            last = format!("{url}: the document is too large or broke off");
+            continue;
+        };
+        let document: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(document) => document,
+            Err(error) => {
+                last = format!("{url}: {error}");
+                continue;
+            }
+        };
+        if document.get("issuer").and_then(serde_json::Value::as_str) != Some(issuer) {
+            tracing::warn!(%url, "authorization server metadata names another issuer; ignored");
+            last = format!("{url} names another issuer");
+            continue;
+        }
+        match serde_json::from_value(document)
+            .map_err(|error| error.to_string())
+            .and_then(&usable)
+        {
+            Ok(used) => return Ok(used),
+            Err(reason) => last = format!("{url}: {reason}"),
         }
     }
-    None
+    Err(last)
 }
 
 #[cfg(test)]

@@ -165,24 +165,12 @@ async fn server_metadata(
     if !safe(&issuer_url, (resource, insecure)) {
         return Err(format!("issuer `{issuer}` is not https"));
     }
-    let mut last = String::from("no metadata document");
-    for url in portcullis_authn::metadata_urls(&issuer_url) {
-        let metadata = match fetch::<ServerMetadata>(http, &url).await {
-            Ok(metadata) => metadata,
-            Err(error) => {
-                last = format!("{url}: {error}");
-                continue;
-            }
-        };
-        if metadata.issuer != issuer {
-            last = format!("{url} names another issuer");
-            continue;
-        }
+    portcullis_authn::issuer_metadata(http, issuer, |metadata: ServerMetadata| {
         let endpoint = |name: &str, value: Option<String>| -> Result<Url, String> {
-            let value = value.ok_or(format!("{url} names no {name}"))?;
+            let value = value.ok_or(format!("names no {name}"))?;
             let parsed = Url::parse(&value).map_err(|error| format!("{name}: {error}"))?;
             if !safe(&parsed, (resource, insecure)) {
-                return Err(format!("{url}: the {name} is not https"));
+                return Err(format!("the {name} is not https"));
             }
             Ok(parsed)
         };
@@ -191,11 +179,9 @@ async fn server_metadata(
             .iter()
             .any(|m| m == "S256")
         {
-            return Err(format!(
-                "{url}: the server does not say it supports PKCE with S256"
-            ));
+            return Err("the server does not say it supports PKCE with S256".to_owned());
         }
-        return Ok(Server {
+        Ok(Server {
             authorization_endpoint: endpoint(
                 "authorization_endpoint",
                 metadata.authorization_endpoint,
@@ -209,9 +195,9 @@ async fn server_metadata(
             names_itself: metadata.authorization_response_iss_parameter_supported,
             issuer: metadata.issuer,
             scopes: Vec::new(),
-        });
-    }
-    Err(last)
+        })
+    })
+    .await
 }
 
 async fn fetch<T: serde::de::DeserializeOwned>(

@@ -73,7 +73,6 @@ struct Started {
 /// The authorization server's endpoints (RFC 8414).
 #[derive(Debug, Clone, Deserialize)]
 struct Endpoints {
-    issuer: String,
     authorization_endpoint: String,
     token_endpoint: String,
 }
@@ -136,44 +135,20 @@ impl SignIn {
         {
             return Ok(endpoints.clone());
         }
-        let issuer = reqwest::Url::parse(&self.issuer).map_err(|error| error.to_string())?;
-        let mut last = String::from("no metadata document");
-        for url in portcullis_authn::metadata_urls(&issuer) {
-            let endpoints = match self.http.get(url.clone()).send().await {
-                Ok(answer) if answer.status().is_success() => {
-                    match answer.json::<Endpoints>().await {
-                        Ok(endpoints) => endpoints,
-                        Err(error) => {
-                            last = format!("{url}: {error}");
-                            continue;
-                        }
-                    }
+        let endpoints =
+            portcullis_authn::issuer_metadata(&self.http, &self.issuer, |e: Endpoints| {
+                let safe = |endpoint: &str| {
+                    reqwest::Url::parse(endpoint)
+                        .is_ok_and(|url| portcullis_authn::trusted_transport(&url, false))
+                };
+                if !safe(&e.authorization_endpoint) || !safe(&e.token_endpoint) {
+                    return Err("names endpoints that are not https".to_owned());
                 }
-                Ok(answer) => {
-                    last = format!("{url}: HTTP {}", answer.status());
-                    continue;
-                }
-                Err(error) => {
-                    last = format!("{url}: {error}");
-                    continue;
-                }
-            };
-            if endpoints.issuer != self.issuer {
-                last = format!("{url} names another issuer");
-                continue;
-            }
-            let safe = |endpoint: &str| {
-                reqwest::Url::parse(endpoint)
-                    .is_ok_and(|url| portcullis_authn::trusted_transport(&url, false))
-            };
-            if !safe(&endpoints.authorization_endpoint) || !safe(&endpoints.token_endpoint) {
-                last = format!("{url} names endpoints that are not https");
-                continue;
-            }
-            *known = Some((Instant::now(), endpoints.clone()));
-            return Ok(endpoints);
-        }
-        Err(last)
+                Ok(e)
+            })
+            .await?;
+        *known = Some((Instant::now(), endpoints.clone()));
+        Ok(endpoints)
     }
 
     /// The authorization server's URL to send the browser to; `return_to` is where the page
