@@ -9,6 +9,7 @@ mod gateway;
 mod issuer;
 pub mod load;
 mod pinned;
+mod proxy;
 mod recorder;
 
 pub use client::{Era, TestClient, connect, connect_as};
@@ -16,4 +17,5 @@ pub use fixture::{HttpFixture, fixture_bin, workspace_bin};
 pub use gateway::TestGateway;
 pub use issuer::{DevIssuer, last_message, stateless_rpc};
 pub use pinned::{Pinned, pin_this_process};
+pub use proxy::{Carried, recording_proxy};
 pub use recorder::{Hostility, Received, Recorder};

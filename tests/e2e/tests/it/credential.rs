@@ -3,77 +3,41 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::{
-    Router,
-    body::Body,
-    extract::{Request, State},
-    response::Response,
-};
-use portcullis_e2e::{HttpFixture, TestGateway, stateless_rpc};
+use axum::{Router, body::Body, extract::State, response::Response};
+use portcullis_e2e::{Carried, HttpFixture, TestGateway, recording_proxy, stateless_rpc};
 use serde_json::json;
 
 use crate::authn::{ISSUER, jwks};
 
-type Seen = Arc<Mutex<Vec<String>>>;
-
-/// The `Authorization` of every request, and apart, of every POST that carries an answer (to
-/// a question the upstream asked).
-#[derive(Clone, Default)]
-struct Recorded {
-    all: Seen,
-    answers: Seen,
-}
-
-/// A pass-through in front of the fixture that writes down each request's `Authorization`.
-async fn recording_proxy(upstream: String) -> (String, Seen) {
-    let (url, recorded) = recording_proxy_of_answers(upstream).await;
-    (url, recorded.all)
-}
-
-async fn recording_proxy_of_answers(upstream: String) -> (String, Recorded) {
-    let seen = Recorded::default();
-    let app = Router::new().fallback(forward).with_state((
-        upstream,
-        seen.clone(),
-        reqwest::Client::new(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
-}
-
-async fn forward(
-    State((upstream, seen, http)): State<(String, Recorded, reqwest::Client)>,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    let authorization = parts
-        .headers
-        .get("authorization")
-        .map_or_else(|| "<none>".to_owned(), |v| v.to_str().unwrap().to_owned());
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    let message: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if message.get("method").is_none()
-        && (message.get("result").is_some() || message.get("error").is_some())
-    {
-        seen.answers.lock().unwrap().push(authorization.clone());
-    }
-    seen.all.lock().unwrap().push(authorization);
-    let mut outgoing = http.request(parts.method, &upstream).body(body);
-    for (name, value) in &parts.headers {
-        if !matches!(name.as_str(), "host" | "content-length" | "authorization") {
-            outgoing = outgoing.header(name.as_str(), value.as_bytes());
-        }
-    }
-    let answer = outgoing.send().await.unwrap();
-    let mut response = Response::builder().status(answer.status().as_u16());
-    for (name, value) in answer.headers() {
-        response = response.header(name.as_str(), value.as_bytes());
-    }
-    response
-        .body(Body::from_stream(answer.bytes_stream()))
+/// The `Authorization` of every request the proxy carried (`<none>` when it had none).
+fn authorizations(carried: &Carried) -> Vec<String> {
+    carried
+        .lock()
         .unwrap()
+        .iter()
+        .map(|(headers, _)| authorization(headers))
+        .collect()
+}
+
+/// The `Authorization` of every POST that carried an answer (to a question the upstream asked).
+fn answers(carried: &Carried) -> Vec<String> {
+    carried
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, body)| {
+            let message: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            message.get("method").is_none()
+                && (message.get("result").is_some() || message.get("error").is_some())
+        })
+        .map(|(headers, _)| authorization(headers))
+        .collect()
+}
+
+fn authorization(headers: &http::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .map_or_else(|| "<none>".to_owned(), |v| v.to_str().unwrap().to_owned())
 }
 
 #[tokio::test]
@@ -124,7 +88,7 @@ async fn an_http_upstream_sees_the_gateways_credential_never_the_callers_token()
     let tools = client.list_all_tools().await.unwrap();
     assert!(tools.iter().any(|tool| tool.name == "fixture_echo"));
     client.cancel().await.unwrap();
-    let seen = seen.lock().unwrap().clone();
+    let seen = authorizations(&seen);
     assert!(seen.len() >= 3, "{seen:?}");
     for authorization in &seen {
         assert_eq!(authorization, "Bearer gateway-secret-123");
@@ -270,12 +234,12 @@ async fn an_exchanged_token_never_reaches_another_upstream() {
             "{name}: {status} {text}"
         );
     }
-    let seen = seen.lock().unwrap().clone();
+    let seen = authorizations(&seen);
     assert!(
         seen.iter().any(|a| a == "Bearer exchanged-user-42-1"),
         "{seen:?}"
     );
-    let other_seen = other_seen.lock().unwrap().clone();
+    let other_seen = authorizations(&other_seen);
     assert!(!other_seen.is_empty());
     assert!(other_seen.iter().all(|a| a == "<none>"), "{other_seen:?}");
     let _ = std::fs::remove_dir_all(dir);
@@ -286,7 +250,7 @@ async fn an_exchanged_token_never_reaches_another_upstream() {
 #[tokio::test]
 async fn an_answer_to_the_upstreams_question_carries_the_callers_exchanged_token() {
     let fixture = HttpFixture::start().await;
-    let (proxy, recorded) = recording_proxy_of_answers(fixture.url.clone()).await;
+    let (proxy, recorded) = recording_proxy(fixture.url.clone()).await;
     let (token_url, _) = token_endpoint().await;
     let (issuer, jwks_uri) = jwks().await;
     let dir = std::env::temp_dir().join(format!("token-exchange-answer-{}", std::process::id()));
@@ -312,7 +276,7 @@ async fn an_answer_to_the_upstreams_question_carries_the_callers_exchanged_token
     let (_, done) =
         stateless_rpc(&gateway.url, Some(&token), "tools/call", answered, capable).await;
     assert!(done.contains("ada@example.com"), "{done}");
-    let answers = recorded.answers.lock().unwrap().clone();
+    let answers = answers(&recorded);
     assert!(!answers.is_empty(), "the answer went upstream");
     assert!(
         answers.iter().all(|a| a == "Bearer exchanged-user-42-1"),
@@ -349,7 +313,7 @@ async fn token_exchange_gives_each_caller_its_own_token_and_refusals_are_denials
             json!({}),
         )
     };
-    let seen_now = || seen.lock().unwrap().clone();
+    let seen_now = || authorizations(&seen);
     assert!(
         seen_now().iter().all(|a| a == "Bearer own-token") && !seen_now().is_empty(),
         "the gateway's own requests carry its own token: {:?}",

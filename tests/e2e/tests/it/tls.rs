@@ -37,7 +37,8 @@ fn trusting(cert: &str) -> reqwest::Client {
         .unwrap()
 }
 
-async fn list(client: &reqwest::Client, url: &str) -> Result<u16, String> {
+/// A 2026-07-28 `tools/list` to `url`.
+async fn post_list(client: &reqwest::Client, url: &str) -> reqwest::Result<reqwest::Response> {
     client
         .post(url)
         .header("content-type", "application/json")
@@ -51,6 +52,11 @@ async fn list(client: &reqwest::Client, url: &str) -> Result<u16, String> {
             .to_string(),
         )
         .send()
+        .await
+}
+
+async fn list(client: &reqwest::Client, url: &str) -> Result<u16, String> {
+    post_list(client, url)
         .await
         .map(|answer| answer.status().as_u16())
         .map_err(|error| format!("{error:?}"))
@@ -141,21 +147,7 @@ fn a_key_that_does_not_match_its_certificate_is_refused_when_loaded() {
 async fn a_client_offering_http2_gets_http1_over_tls_and_none_in_the_clear() {
     let (gateway, cert, dir) = tls_gateway("tls-h2").await;
     let url = gateway.url.replacen("http://", "https://", 1);
-    let answer = trusting(&cert)
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/list")
-        .body(
-            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": {
-                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {}}}})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let answer = post_list(&trusting(&cert), &url).await.unwrap();
     assert_eq!(answer.version(), reqwest::Version::HTTP_11);
     assert_eq!(answer.status().as_u16(), 200);
     let prior = reqwest::Client::builder()

@@ -13,7 +13,7 @@ use axum::{Router, body::Body, extract::State, response::Response};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value,
 };
-use portcullis_e2e::HttpFixture;
+use portcullis_e2e::{Carried, HttpFixture, recording_proxy};
 use prost::Message as _;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
@@ -94,52 +94,29 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Exported>>>) {
     (url, spans)
 }
 
-/// What the upstream was sent: (method, `traceparent` header, `_meta.traceparent`, the body).
-type Sent = Arc<Mutex<Vec<(String, Option<String>, Option<String>, String)>>>;
-
-async fn recording_proxy(upstream: String) -> (String, Sent) {
-    let sent: Sent = Arc::default();
-    let app = Router::new().fallback(
-        |State((upstream, sent, http)): State<(String, Sent, reqwest::Client)>,
-         request: axum::extract::Request| async move {
-            let (parts, body) = request.into_parts();
-            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-            let message: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            if let Some(method) = message.get("method").and_then(|m| m.as_str()) {
-                sent.lock().unwrap().push((
-                    method.to_owned(),
-                    parts
-                        .headers
-                        .get("traceparent")
-                        .map(|v| v.to_str().unwrap().to_owned()),
-                    message
-                        .pointer("/params/_meta/traceparent")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned),
-                    String::from_utf8_lossy(&body).into_owned(),
-                ));
-            }
-            let mut outgoing = http.request(parts.method, &upstream).body(body);
-            for (name, value) in &parts.headers {
-                if !matches!(name.as_str(), "host" | "content-length") {
-                    outgoing = outgoing.header(name.as_str(), value.as_bytes());
-                }
-            }
-            let answer = outgoing.send().await.unwrap();
-            let mut response = Response::builder().status(answer.status().as_u16());
-            for (name, value) in answer.headers() {
-                response = response.header(name.as_str(), value.as_bytes());
-            }
-            response
-                .body(Body::from_stream(answer.bytes_stream()))
-                .unwrap()
-        },
-    );
-    let app = app.with_state((upstream, sent.clone(), reqwest::Client::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, sent)
+/// What the upstream was sent, request by request: (method, `traceparent` header,
+/// `_meta.traceparent`, the body).
+fn sent_upstream(carried: &Carried) -> Vec<(String, Option<String>, Option<String>, String)> {
+    carried
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(headers, body)| {
+            let message: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let method = message.get("method")?.as_str()?.to_owned();
+            Some((
+                method,
+                headers
+                    .get("traceparent")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+                message
+                    .pointer("/params/_meta/traceparent")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                String::from_utf8_lossy(body).into_owned(),
+            ))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -356,7 +333,7 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
         );
         // The hop: what the upstream was sent names this trace and the forward span.
         let expected = format!("00-{trace}-{}-01", forward.id);
-        let sent = sent.lock().unwrap().clone();
+        let sent = sent_upstream(&sent);
         let call = sent
             .iter()
             .find(|(method, header, _, _)| {
@@ -380,7 +357,7 @@ async fn spans_reach_an_otlp_receiver_and_the_trace_crosses_the_gateway_to_the_u
         !all.iter().any(|s| s.trace == trace_d),
         "an unauthenticated caller's request joined its trace"
     );
-    let sent = sent.lock().unwrap().clone();
+    let sent = sent_upstream(&sent);
     assert!(
         !sent
             .iter()
