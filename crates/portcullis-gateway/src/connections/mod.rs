@@ -258,11 +258,7 @@ impl Connections {
         caller: &CallerId,
         upstream: &str,
     ) -> Result<HeaderValue, Missing> {
-        let key = Key {
-            iss: caller.issuer().to_owned(),
-            sub: caller.subject().to_owned(),
-            upstream: upstream.to_owned(),
-        };
+        let key = Key::of(caller, upstream);
         let (sealed, tokens) = self.read(&key).await?;
         if store::now() < tokens.refresh_at() {
             return header(&tokens);
@@ -285,11 +281,7 @@ impl Connections {
     /// Forget `caller`'s connection to `upstream` if it still holds the token `sent` (the
     /// upstream refused it): a connection made again meanwhile is kept.
     pub(crate) async fn forget_token(&self, caller: &CallerId, upstream: &str, sent: &HeaderValue) {
-        let key = Key {
-            iss: caller.issuer().to_owned(),
-            sub: caller.subject().to_owned(),
-            upstream: upstream.to_owned(),
-        };
+        let key = Key::of(caller, upstream);
         let Ok((sealed, tokens)) = self.read(&key).await else {
             return;
         };
@@ -307,11 +299,7 @@ impl Connections {
         caller: &CallerId,
         upstream: &str,
     ) -> Result<bool, String> {
-        let key = Key {
-            iss: caller.issuer().to_owned(),
-            sub: caller.subject().to_owned(),
-            upstream: upstream.to_owned(),
-        };
+        let key = Key::of(caller, upstream);
         match self.read(&key).await {
             Ok((_, tokens)) => Ok(tokens.refresh.is_some() || store::now() < tokens.exp),
             Err(Missing::NotConnected) => Ok(false),

@@ -16,6 +16,15 @@ pub(crate) struct Key {
 }
 
 impl Key {
+    /// `caller`'s connection to `upstream`.
+    pub(crate) fn of(caller: &portcullis_core::CallerId, upstream: &str) -> Self {
+        Self {
+            iss: caller.issuer().to_owned(),
+            sub: caller.subject().to_owned(),
+            upstream: upstream.to_owned(),
+        }
+    }
+
     /// What a sealed row is bound to: opened under another key, it is nothing.
     pub(crate) fn context(&self) -> String {
         format!("connection\0{}\0{}\0{}", self.iss, self.sub, self.upstream)
