@@ -12,6 +12,10 @@
 //! and policies on: without an audit trail (the baseline) and with one (postgres needs
 //! PORTCULLIS_TEST_POSTGRES). Its `greet` call is state-changing, so its decision record is
 //! durable before the call is forwarded; the echo call's record is queued.
+//!
+//! BENCH_TLS=1 compares one gateway serving TLS (a self-signed certificate) with itself: HTTP/1.1
+//! (the baseline, a connection per concurrent caller) against HTTP/2 (one connection carrying
+//! them all), with authentication and policies on.
 
 #![expect(
     clippy::expect_used,
@@ -65,12 +69,20 @@ async fn main() {
         .map(|sink| audit_section(&sink));
     #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
     let authenticated = audit.is_some() || std::env::var("BENCH_AUTH").is_ok_and(|v| v == "1");
+    #[expect(clippy::disallowed_methods, reason = "benchmark knob")]
+    let tls =
+        (audit.is_none() && std::env::var("BENCH_TLS").is_ok_and(|v| v == "1")).then(certificate);
+    let authenticated = authenticated || tls.is_some();
     let (security, token, _issuer) = if authenticated {
         let (section, token, issuer) = auth_section().await;
         (section, Some(token), Some(issuer))
     } else {
         ("[danger]\nunauthenticated = true\n".to_owned(), None, None)
     };
+    let listener_tls = tls
+        .as_ref()
+        .map(|(cert, key, _)| format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"))
+        .unwrap_or_default();
     let start_gateway = |label: &str, extra: &str| {
         let config = std::env::temp_dir().join(format!(
             "portcullis-bench-{label}-{}.toml",
@@ -79,7 +91,7 @@ async fn main() {
         std::fs::write(
             &config,
             format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\n\n[limits]\ncaller = {{ per_second = 1000000 }}\ntenant = {{ per_second = 1000000 }}\nconcurrent_per_caller = 1000000\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n{security}\n{extra}"
+                "[server]\nlisten = \"127.0.0.1:0\"\n{listener_tls}\n[limits]\ncaller = {{ per_second = 1000000 }}\ntenant = {{ per_second = 1000000 }}\nconcurrent_per_caller = 1000000\n\n[[upstream]]\nname = \"fixture\"\n{upstream}\n\n{security}\n{extra}"
             ),
         )
         .expect("write bench config");
@@ -98,19 +110,41 @@ async fn main() {
         Some(_) => Some(start_gateway("baseline", "").await),
         None => None,
     };
-    let (baseline_label, baseline_url) = match &baseline_gateway {
-        Some(gateway) => ("gateway without audit", gateway.url.as_str()),
-        None => ("direct", fixture.url.as_str()),
+    let measured_url = match tls {
+        Some(_) => gateway.url.replacen("http://", "https://", 1),
+        None => gateway.url.clone(),
     };
-    let baseline_token = audit.as_ref().and(token.as_deref());
+    let (baseline_label, baseline_url) = match (&baseline_gateway, &tls) {
+        (Some(gateway), _) => ("gateway without audit", gateway.url.as_str()),
+        (None, Some(_)) => ("gateway over TLS, HTTP/1.1", measured_url.as_str()),
+        (None, None) => ("direct", fixture.url.as_str()),
+    };
+    let baseline_token = match tls {
+        Some(_) => token.as_deref(),
+        None => audit.as_ref().and(token.as_deref()),
+    };
     println!(
         "baseline: {baseline_label}; measured: {}",
-        if audit.is_some() {
-            "gateway with audit"
-        } else {
-            "gateway"
+        match (&audit, &tls) {
+            (Some(_), _) => "gateway with audit",
+            (None, Some(_)) => "gateway over TLS, HTTP/2",
+            (None, None) => "gateway",
         }
     );
+    // Over TLS the baseline speaks HTTP/1.1 only; the measured client offers HTTP/2 (ALPN).
+    let client = |http1_only: bool| {
+        let mut builder = reqwest::Client::builder().tcp_nodelay(true);
+        if let Some((_, _, pem)) = &tls {
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(pem.as_bytes()).expect("the certificate"),
+            );
+        }
+        if http1_only {
+            builder = builder.http1_only();
+        }
+        builder.build().expect("http client")
+    };
+    let (baseline_http, measured_http) = (client(true), client(false));
 
     let operations = [
         Operation {
@@ -147,24 +181,12 @@ async fn main() {
         for concurrency in [1usize, 16] {
             // Warm both paths (connections, caches) before measuring.
             let warm = Duration::from_millis(500);
-            drive(baseline_url, operation, concurrency, warm, baseline_token).await;
-            drive(&gateway.url, operation, concurrency, warm, token.as_deref()).await;
-            let direct = drive(
-                baseline_url,
-                operation,
-                concurrency,
-                duration,
-                baseline_token,
-            )
-            .await;
-            let through = drive(
-                &gateway.url,
-                operation,
-                concurrency,
-                duration,
-                token.as_deref(),
-            )
-            .await;
+            let baseline = (&baseline_http, baseline_url);
+            let measured = (&measured_http, measured_url.as_str());
+            drive(baseline, operation, concurrency, warm, baseline_token).await;
+            drive(measured, operation, concurrency, warm, token.as_deref()).await;
+            let direct = drive(baseline, operation, concurrency, duration, baseline_token).await;
+            let through = drive(measured, operation, concurrency, duration, token.as_deref()).await;
             println!(
                 "| {} | {} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {} |",
                 operation.label,
@@ -239,17 +261,25 @@ fn micros(duration: Duration) -> String {
     format!("{} µs", duration.as_micros())
 }
 
+/// A self-signed certificate for 127.0.0.1, written out: its file, its key's file, its PEM.
+fn certificate() -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("a certificate");
+    let dir = std::env::temp_dir().join(format!("portcullis-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, cert.pem()).expect("write the certificate");
+    std::fs::write(&key_file, signing_key.serialize_pem()).expect("write the key");
+    (cert_file, key_file, cert.pem())
+}
+
 async fn drive(
-    url: &str,
+    (http, url): (&reqwest::Client, &str),
     operation: &Operation,
     concurrency: usize,
     duration: Duration,
     token: Option<&str>,
 ) -> Measurement {
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .build()
-        .expect("http client");
     let start = Instant::now();
     let deadline = start + duration;
     let workers = (0..concurrency).map(|_| {

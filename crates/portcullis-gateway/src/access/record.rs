@@ -20,6 +20,8 @@ pub(crate) enum Reason {
     OriginNotAllowed,
     /// The body is larger than the limit.
     BodyTooLarge,
+    /// The body did not arrive in the time allowed.
+    BodyTooSlow,
     /// The caller sent more requests than its rate allows.
     RateLimited,
     /// No token.
@@ -87,6 +89,7 @@ impl Reason {
             Self::HostNotAllowed => "host_not_allowed",
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::BodyTooLarge => "body_too_large",
+            Self::BodyTooSlow => "body_too_slow",
             Self::RateLimited => "rate_limited",
             Self::MissingToken => "missing_token",
             Self::InvalidToken => "invalid_token",

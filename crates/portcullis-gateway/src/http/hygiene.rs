@@ -70,17 +70,33 @@ fn strip_port(host: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
+/// The one host a request names, or `None` when it names none or two. SECURITY: HTTP/2 names
+/// it in `:authority` (the URI's authority here) and may add a `Host` header; HTTP/1.1 in
+/// `Host`, and in the URI too when the request line is absolute. Were one of them checked and
+/// another read later, a request could pass as one host and be served as another: so both
+/// must agree (RFC 9113 §8.3.1), and there is exactly one `Host` at most.
+fn host(request: &Request) -> Option<&str> {
+    let mut headers = request.headers().get_all(header::HOST).iter();
+    let header = match (headers.next(), headers.next()) {
+        (None, _) => None,
+        (Some(one), None) => Some(one.to_str().ok()?),
+        (Some(_), Some(_)) => return None,
+    };
+    let authority = request.uri().authority().map(http::uri::Authority::as_str);
+    match (header, authority) {
+        (Some(header), Some(authority)) => {
+            header.eq_ignore_ascii_case(authority).then_some(authority)
+        }
+        (header, authority) => header.or(authority),
+    }
+}
+
 pub(super) async fn check(
     State(policy): State<Arc<Policy>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    let host = host(&request).map(str::to_owned);
     let source = request
         .extensions()
         .get::<super::Peer>()
@@ -172,6 +188,40 @@ mod tests {
         }
         for host in ["evil.example", "127.0.0.2", "localhost.evil.example:80"] {
             assert!(!policy.host_allowed(host), "{host}");
+        }
+    }
+
+    // See: issue 18. HTTP/2 names the host in `:authority`; only `Host` was read, so a request
+    // could pass the allow-list with one host and name another (and so could an absolute
+    // HTTP/1.1 request line).
+    #[test]
+    fn the_host_is_the_one_both_places_name_or_none() {
+        let request = |uri: &str, hosts: &[&str]| {
+            let mut builder = http::Request::builder().uri(uri);
+            for one in hosts {
+                builder = builder.header(header::HOST, *one);
+            }
+            builder.body(axum::body::Body::empty()).unwrap()
+        };
+        for (uri, hosts, expected) in [
+            ("/mcp", &["localhost:8080"][..], Some("localhost:8080")),
+            (
+                "https://localhost:8080/mcp",
+                &[][..],
+                Some("localhost:8080"),
+            ),
+            (
+                "https://LOCALHOST:8080/mcp",
+                &["localhost:8080"][..],
+                Some("LOCALHOST:8080"),
+            ),
+            ("https://evil.example/mcp", &["localhost"][..], None),
+            ("https://localhost/mcp", &["evil.example"][..], None),
+            ("/mcp", &["localhost", "evil.example"][..], None),
+            ("/mcp", &["localhost", "localhost"][..], None),
+            ("/mcp", &[][..], None),
+        ] {
+            assert_eq!(host(&request(uri, hosts)), expected, "{uri} {hosts:?}");
         }
     }
 

@@ -9,6 +9,7 @@
 //!    DELETE: each request authenticated, parsed once, decided, answered.
 
 mod approvals;
+mod connection;
 mod health;
 mod hygiene;
 mod peer;
@@ -55,7 +56,11 @@ pub fn app(
             }
         }
     });
-    let endpoint = Arc::new(mcp::Endpoint::new(gateway.clone(), config, streams.clone()));
+    let endpoint = Arc::new(mcp::Endpoint::new(
+        gateway.clone(),
+        config,
+        (streams.clone(), inflight.draining()),
+    ));
     let policy = Arc::new(hygiene::Policy::from_config(config, trail.clone()));
     let mut app = Router::new()
         .route(

@@ -1,5 +1,11 @@
-//! Where a request came from, and how many connections each source address holds: in all,
-//! and before any request on them has authenticated.
+//! Where a request came from, and what each source address holds: connections in all, those
+//! on which no request has authenticated yet, and token checks in progress. Per connection,
+//! one held-back refusal at a time.
+//!
+//! SECURITY: an HTTP/2 connection carries many requests at once, so nothing that bounds a
+//! client may count connections as if each were one request: token checks are bounded per
+//! address whatever the connections, and held-back refusals per connection whatever its
+//! streams.
 
 use std::{
     collections::HashMap,
@@ -9,6 +15,8 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
 };
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The connection a request arrived on (a request extension, set by the listener loop).
 #[derive(Clone)]
@@ -24,14 +32,66 @@ impl Peer {
     pub(crate) fn authenticated(&self) {
         self.standing.settle();
     }
+
+    /// Whether a request on this connection has authenticated.
+    pub(crate) fn has_authenticated(&self) -> bool {
+        self.standing.settled.load(Ordering::Acquire)
+    }
+
+    /// A place among the token checks its source address has in progress, waiting for one if
+    /// they are all taken (as many as its allowance of unauthenticated connections). Held until
+    /// the check has ended and been counted, even if the request is gone by then.
+    pub(crate) async fn checking(&self) -> Checking {
+        let permit = self.standing.checks.clone().acquire_owned().await.ok();
+        Checking {
+            permit,
+            sources: self.standing.sources.clone(),
+            source: self.source,
+        }
+    }
+
+    /// This connection's turn to hold back a refusal: one at a time, so that a connection
+    /// gets at most one refusal per delay however many requests it has open.
+    pub(crate) async fn refusing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.standing.refusing.lock().await
+    }
 }
 
-/// Open connections per source address.
+/// One token check in progress from a source address.
+pub(crate) struct Checking {
+    permit: Option<OwnedSemaphorePermit>,
+    sources: Arc<Sources>,
+    source: IpAddr,
+}
+
+impl Drop for Checking {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.sources.forget_if_unused(self.source);
+    }
+}
+
+/// Per source address: open connections, how many of them have not authenticated, and its
+/// token checks in progress (kept while either lasts, so that closing every connection does
+/// not free the places of checks still running).
+struct Held {
+    all: usize,
+    unauthenticated: usize,
+    checks: Arc<Semaphore>,
+}
+
+impl Held {
+    fn unused(&self) -> bool {
+        self.all == 0 && Arc::strong_count(&self.checks) == 1
+    }
+}
+
+/// What each source address holds.
 pub(crate) struct Sources {
-    /// Most connections per address, and most of them unauthenticated.
+    /// Most connections per address, and most of them unauthenticated (also its most token
+    /// checks in progress).
     most: (usize, usize),
-    /// Per address: open connections, and how many of them have not authenticated.
-    open: Mutex<HashMap<IpAddr, (usize, usize)>>,
+    open: Mutex<HashMap<IpAddr, Held>>,
 }
 
 impl Sources {
@@ -47,18 +107,24 @@ impl Sources {
     pub(crate) fn arrived(self: &Arc<Self>, source: IpAddr) -> Option<Peer> {
         let source = crate::rate::network(source);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let (all, unauthenticated) = open.entry(source).or_insert((0, 0));
-        if *all >= self.most.0 || *unauthenticated >= self.most.1 {
+        let held = open.entry(source).or_insert_with(|| Held {
+            all: 0,
+            unauthenticated: 0,
+            checks: Arc::new(Semaphore::new(self.most.1.max(1))),
+        });
+        if held.all >= self.most.0 || held.unauthenticated >= self.most.1 {
             return None;
         }
-        *all += 1;
-        *unauthenticated += 1;
+        held.all += 1;
+        held.unauthenticated += 1;
         Some(Peer {
             source,
             standing: Arc::new(Standing {
                 sources: self.clone(),
                 source,
                 settled: AtomicBool::new(false),
+                checks: held.checks.clone(),
+                refusing: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -66,17 +132,28 @@ impl Sources {
     /// Give back a connection's place: `closed`, it is gone; else it authenticated.
     fn release(&self, source: IpAddr, settled: bool, closed: bool) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((all, unauthenticated)) = open.get_mut(&source) {
+        if let Some(held) = open.get_mut(&source) {
             if !settled {
-                *unauthenticated = unauthenticated.saturating_sub(1);
+                held.unauthenticated = held.unauthenticated.saturating_sub(1);
             }
             if closed {
-                *all = all.saturating_sub(1);
-            }
-            if *all == 0 {
-                open.remove(&source);
+                held.all = held.all.saturating_sub(1);
             }
         }
+        forget_unused(&mut open, source);
+    }
+
+    fn forget_if_unused(&self, source: IpAddr) {
+        forget_unused(
+            &mut self.open.lock().unwrap_or_else(PoisonError::into_inner),
+            source,
+        );
+    }
+}
+
+fn forget_unused(open: &mut HashMap<IpAddr, Held>, source: IpAddr) {
+    if open.get(&source).is_some_and(Held::unused) {
+        open.remove(&source);
     }
 }
 
@@ -86,6 +163,9 @@ struct Standing {
     sources: Arc<Sources>,
     source: IpAddr,
     settled: AtomicBool,
+    /// Its source's token checks in progress.
+    checks: Arc<Semaphore>,
+    refusing: tokio::sync::Mutex<()>,
 }
 
 impl Standing {
@@ -99,6 +179,8 @@ impl Standing {
 impl Drop for Standing {
     fn drop(&mut self) {
         let settled = self.settled.swap(true, Ordering::AcqRel);
+        // Its hold on the checks first, so that a source with nothing left is forgotten.
+        self.checks = Arc::new(Semaphore::new(0));
         self.sources.release(self.source, settled, true);
     }
 }
@@ -148,7 +230,49 @@ mod tests {
                 .lock()
                 .unwrap()
                 .get(&here)
-                .is_none_or(|(all, _)| *all <= 1)
+                .is_none_or(|held| held.all <= 1)
         );
+    }
+
+    // See: issue 18. One HTTP/2 connection carries many requests at once: token checks are
+    // bounded per address, not per connection, and their places outlast the connection.
+    #[tokio::test]
+    async fn a_source_has_at_most_its_allowance_of_token_checks_in_progress() {
+        let sources = Sources::new(100, 2);
+        let here: IpAddr = "192.0.2.1".parse().unwrap();
+        let peer = sources.arrived(here).unwrap();
+        let first = peer.checking().await;
+        let second = peer.checking().await;
+        let third = tokio::time::timeout(std::time::Duration::from_millis(50), peer.checking());
+        assert!(third.await.is_err(), "a third waits");
+        let elsewhere = sources.arrived("192.0.2.2".parse().unwrap()).unwrap();
+        let _other = elsewhere.checking().await;
+        // Its connection gone and back: the two checks still hold their places.
+        drop(peer);
+        let again = sources.arrived(here).unwrap();
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), again.checking());
+        assert!(waiting.await.is_err(), "the places outlast the connection");
+        drop(first);
+        let third = again.checking().await;
+        drop((second, again));
+        assert!(sources.open.lock().unwrap().get(&here).is_some());
+        drop(third);
+        assert!(
+            sources.open.lock().unwrap().get(&here).is_none(),
+            "a source holding nothing is forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_holds_back_one_refusal_at_a_time() {
+        let sources = Sources::new(100, 2);
+        let peer = sources.arrived("192.0.2.1".parse().unwrap()).unwrap();
+        let other = sources.arrived("192.0.2.1".parse().unwrap()).unwrap();
+        let turn = peer.refusing().await;
+        let next = tokio::time::timeout(std::time::Duration::from_millis(50), peer.refusing());
+        assert!(next.await.is_err(), "the same connection waits");
+        let _theirs = other.refusing().await;
+        drop(turn);
+        let _next = peer.refusing().await;
     }
 }

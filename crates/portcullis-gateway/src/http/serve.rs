@@ -1,4 +1,6 @@
-//! The listener loop: TCP_NODELAY, header timeout, graceful shutdown that lets calls finish.
+//! The listener loop: admission per address, TCP_NODELAY, the deadline for a first byte and a
+//! TLS handshake, and graceful shutdown that lets calls finish (each connection is served by
+//! `connection`).
 
 use std::{
     sync::{
@@ -10,20 +12,20 @@ use std::{
 
 use axum::{Router, extract::Request, extract::State, middleware::Next, response::Response};
 use http::Method;
-use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto::Builder, graceful::GracefulShutdown},
-};
 use tokio::{net::TcpListener, sync::Notify};
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Counts MCP calls in progress (POSTs), so shutdown can wait for them and only for them: SSE
 /// streams stay open forever and must not hold shutdown up.
 #[derive(Clone, Default)]
-pub struct Inflight(Arc<(AtomicUsize, Notify)>);
+pub struct Inflight(Arc<(AtomicUsize, Notify, CancellationToken)>);
 
 impl Inflight {
+    /// Fires when shutdown begins: what waits on purpose (a held-back refusal) stops waiting.
+    pub(crate) fn draining(&self) -> CancellationToken {
+        self.0.2.clone()
+    }
+
     async fn drained(&self) {
         loop {
             let notified = self.0.1.notified();
@@ -177,14 +179,9 @@ pub async fn run(
     if let Some(tls) = &tls {
         tls.watch(shutdown.clone());
     }
-    let graceful = GracefulShutdown::new();
-    // HTTP/1.1 only: cleartext HTTP/2 (prior knowledge) has no header timeout, so a client that
-    // sends the preface and nothing more would hold its connection forever.
-    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
+    // Every connection's task, and the signal for them to finish what they have open and end.
+    let (connections, closing) = (TaskTracker::new(), CancellationToken::new());
+    let builders = super::connection::Builders::new(header_timeout);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let refused = Refused::default();
     loop {
@@ -220,12 +217,12 @@ pub async fn run(
             Some(peer)
         };
         let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let builders = builders.clone();
+        let closing = closing.clone();
         let tls = tls.clone();
         let sources = sources.clone();
         let refused = refused.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _slot = slot;
             // One deadline for the PROXY header, the first byte and, with TLS, the whole
             // handshake: a connection that sends nothing, or stalls in any of them, is closed
@@ -260,20 +257,15 @@ pub async fn run(
             if let Err(error) = stream.set_nodelay(true) {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request.extensions_mut().insert(peer.clone());
-                tower::ServiceExt::oneshot(app.clone(), request)
-            });
             let mut first = [0u8; 1];
             let sent = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
             if !matches!(sent, Ok(Ok(read)) if read > 0) {
                 return;
             }
+            // HTTP/1.1 in the clear: HTTP/2 there needs prior knowledge, which no MCP client
+            // uses.
             let served = match tls {
-                None => {
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
-                }
+                None => builders.serve(stream, false, (app, peer), closing).await,
                 Some(tls) => {
                     // Within the deadline the first byte had: a client that starts a handshake
                     // and stalls holds its connection no longer than one that sends nothing.
@@ -290,8 +282,8 @@ pub async fn run(
                             return;
                         }
                     };
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(connection.into_owned()).await
+                    let http2 = super::Tls::chose_http2(&stream);
+                    builders.serve(stream, http2, (app, peer), closing).await
                 }
             };
             if let Err(error) = served {
@@ -300,6 +292,11 @@ pub async fn run(
         });
     }
     drop(listener);
+    // Connections take no new request from here (HTTP/2: GOAWAY; HTTP/1.1: closed after the
+    // answer in progress), while the calls in progress finish.
+    closing.cancel();
+    inflight.draining().cancel();
+    connections.close();
     tracing::info!("shutting down: waiting for in-flight calls");
     if tokio::time::timeout(grace, inflight.drained())
         .await
@@ -311,7 +308,7 @@ pub async fn run(
         );
     }
     streams.cancel();
-    if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown())
+    if tokio::time::timeout(Duration::from_secs(2), connections.wait())
         .await
         .is_err()
     {

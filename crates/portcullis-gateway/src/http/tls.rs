@@ -64,9 +64,9 @@ impl Tls {
             .map_err(|error| error.to_string())?
             .with_no_client_auth()
             .with_cert_resolver(current.clone());
-        // HTTP/1.1 only, as in the clear: the listener bounds the time to send headers, which
-        // HTTP/2 has no equivalent of here.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 to a client that offers it, else HTTP/1.1; the connection is served by the
+        // protocol chosen here, never by a guess from its first bytes (`http::connection`).
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
             current,
@@ -76,6 +76,11 @@ impl Tls {
     /// The acceptor for new connections.
     pub(crate) fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
         &self.acceptor
+    }
+
+    /// Whether the handshake of `stream` chose HTTP/2.
+    pub(crate) fn chose_http2<S>(stream: &tokio_rustls::server::TlsStream<S>) -> bool {
+        stream.get_ref().1.alpn_protocol() == Some(b"h2")
     }
 
     /// Read the files again whenever they change, until `stop`.

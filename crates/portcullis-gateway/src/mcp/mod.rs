@@ -22,6 +22,7 @@ mod resume;
 mod serve;
 mod sessions;
 mod shape;
+mod who;
 mod wire;
 
 pub(crate) use bridge::Bridge;
@@ -39,6 +40,7 @@ use portcullis_core::{McpMessage, McpNotification, McpResponse, NotificationMeth
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use sessions::Sessions;
+use who::{held_back, who};
 
 use crate::{
     access::{Reason, record},
@@ -54,6 +56,8 @@ pub(crate) struct Endpoint {
     pub(crate) style: reply::Style,
     /// Ends every open stream (shutdown).
     pub(crate) streams: CancellationToken,
+    /// Fires when shutdown begins (before the calls in progress have finished).
+    pub(crate) draining: CancellationToken,
     /// How long a session client has to answer an approval request.
     pub(crate) consent_wait: std::time::Duration,
     /// How long a refusal for a rate is held back.
@@ -67,7 +71,7 @@ impl Endpoint {
     pub(crate) fn new(
         gateway: Arc<Gateway>,
         config: &crate::config::Config,
-        streams: CancellationToken,
+        (streams, draining): (CancellationToken, CancellationToken),
     ) -> Self {
         Self {
             gateway,
@@ -80,6 +84,7 @@ impl Endpoint {
                 keep_alive: config.sse_keep_alive,
             },
             streams,
+            draining,
             consent_wait: config.consent.wait,
         }
     }
@@ -240,7 +245,15 @@ async fn posted(
                 Some(turn) => turn,
                 None => endpoint.turns.take(caller.id()).await,
             };
-            serve::request(endpoint.clone(), caller, lifecycle, session, request, turn).await
+            serve::request(
+                endpoint.clone(),
+                caller,
+                lifecycle,
+                session,
+                request,
+                (turn, parts.extensions.get::<crate::http::Peer>().cloned()),
+            )
+            .await
         }
         McpMessage::Notification(notification) => notified(session.as_deref(), notification).await,
         McpMessage::Response(response) => answered(session.as_deref(), response),
@@ -346,99 +359,6 @@ pub(crate) async fn delete(State(endpoint): State<Arc<Endpoint>>, request: Reque
         }
         Err(response) => response,
     }
-}
-
-/// Step 1: who is calling, within the rates that apply to it. A source whose failed
-/// authentications used up its bucket is refused before a new token is even looked at (a
-/// token verified moments ago still passes: others behind the same address are not locked
-/// out); a verified caller is held to its own and its tenant's rate.
-async fn who(
-    endpoint: &Endpoint,
-    parts: &http::request::Parts,
-    verb: &str,
-) -> Result<crate::access::Caller, Response> {
-    let access = &endpoint.gateway.access;
-    let line = format!("{verb} {}", endpoint.path);
-    let peer = parts.extensions.get::<crate::http::Peer>();
-    let source = peer.map(|peer| peer.source);
-    let rates = access.rates();
-    if let Some(source) = source
-        && let Err(over) = rates.source_may_try(source)
-        && !access.recognizes(&parts.headers)
-    {
-        let mut record = record::refused_early(
-            portcullis_core::CorrelationId::fresh().as_str(),
-            &line,
-            AuditDecision::Deny,
-            429,
-            Reason::RateLimited,
-            None,
-        );
-        record.source = Some(source.to_string());
-        return Err(too_many(endpoint, record, over).await);
-    }
-    let caller = match access.caller(&parts.headers, &line, source).await {
-        Ok(caller) => caller,
-        Err(refused) => {
-            // Only a refused token counts against its address: an identity provider that
-            // cannot be reached is nobody's doing, and must not leave addresses refused
-            // after it recovers.
-            if let (Some(source), crate::access::Refused::Challenge(_)) = (source, &refused) {
-                rates.source_failed(source);
-            }
-            return Err(lifecycle::refused(access, refused));
-        }
-    };
-    if let Some(peer) = peer {
-        peer.authenticated();
-    }
-    if let Some(id) = caller.id() {
-        let tenant = caller.principal().and_then(|p| p.tenant.as_deref());
-        if let Err(over) = rates.admit(id, tenant) {
-            let record = record::of_caller(&caller, &line, AuditDecision::Deny);
-            return Err(too_many(endpoint, record, over).await);
-        }
-    }
-    Ok(caller)
-}
-
-/// A request past a rate before it was read: `record` counted as refused for it (see
-/// `rate::counted`), and the held-back 429.
-async fn too_many(
-    endpoint: &Endpoint,
-    record: portcullis_audit::AuditRecord,
-    over: crate::rate::Over,
-) -> Response {
-    crate::rate::counted(&endpoint.gateway.access, record);
-    held_back(endpoint, over).await
-}
-
-/// 429 with `Retry-After`, held back for `[limits] refusal_delay` first. SECURITY: refusing
-/// costs little but not nothing; a client that ignores `Retry-After` would otherwise get
-/// thousands of refusals a second on a few connections and slow everyone else. Held back,
-/// each of its connections gets at most one refusal per delay.
-pub(crate) async fn held_back(endpoint: &Endpoint, (limit, wait): crate::rate::Over) -> Response {
-    tokio::select! {
-        () = tokio::time::sleep(endpoint.refusal_delay) => {}
-        () = endpoint.streams.cancelled() => {}
-    }
-    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-    let mut response = wire::rpc_error(
-        StatusCode::TOO_MANY_REQUESTS,
-        None,
-        -32000,
-        &format!(
-            "Too Many Requests: {} is exceeded; retry after {seconds} s",
-            limit.as_str()
-        ),
-        None,
-    );
-    if let Ok(value) = http::HeaderValue::from_str(&seconds.to_string()) {
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, value);
-    }
-    response
 }
 
 fn method_not_allowed() -> Response {

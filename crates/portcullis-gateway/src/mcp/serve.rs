@@ -36,7 +36,7 @@ pub(crate) async fn request(
     lifecycle: Lifecycle,
     session: Option<Arc<Session>>,
     request: McpRequest,
-    turn: Turn,
+    (turn, peer): (Turn, Option<crate::http::Peer>),
 ) -> Response {
     let era = wire::era_of(&lifecycle);
     let request = Arc::new(request);
@@ -67,7 +67,7 @@ pub(crate) async fn request(
         Verdict::RateLimited(over) => {
             // Held back a second, it waits on nothing the caller's other requests need.
             turn.give_back();
-            super::held_back(&endpoint, over).await
+            super::held_back(&endpoint, peer.as_ref(), over).await
         }
         // A method this era does not have (`ping` or `initialize` in 2026-07-28, say).
         Verdict::NotInEra => lifecycle::one(&endpoint, method_not_found(&request, era)),

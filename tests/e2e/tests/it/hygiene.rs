@@ -48,6 +48,39 @@ async fn a_foreign_host_is_refused() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
 
+// See: issue 18. An absolute request line names a host too (RFC 9112 §3.2.2 says it wins over
+// `Host`); only `Host` was checked, so a request could pass as one host and name another.
+#[tokio::test]
+async fn an_absolute_request_line_naming_another_host_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = TestGateway::spawn(&stdio_upstream("fixture")).await;
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let send = |target: String| {
+        let address = address.clone();
+        async move {
+            let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+            let request = format!(
+                "POST {target} HTTP/1.1\r\nHost: {address}\r\ncontent-type: application/json\r\n\
+                 accept: application/json, text/event-stream\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{INIT}",
+                INIT.len()
+            );
+            socket.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            socket.read_to_end(&mut answer).await.unwrap();
+            String::from_utf8_lossy(&answer)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let ours = send(format!("http://{address}/mcp")).await;
+    assert!(ours.contains(" 200 "), "{ours}");
+    let theirs = send("http://rebind.evil.example/mcp".to_owned()).await;
+    assert!(theirs.contains(" 403 "), "{theirs}");
+}
+
 #[tokio::test]
 async fn an_oversized_body_gets_413() {
     let toml = format!(

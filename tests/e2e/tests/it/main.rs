@@ -48,6 +48,7 @@ mod differential;
 mod failure;
 mod golden_authz;
 mod hostile;
+mod http2;
 mod hygiene;
 mod limits;
 mod live;

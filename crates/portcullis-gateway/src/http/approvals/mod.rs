@@ -37,6 +37,9 @@ const SIGN_IN_COOKIE: &str = "portcullis_sign_in";
 const SIGNED_IN: Duration = Duration::from_secs(3600);
 /// Signed-in browsers kept at most (oldest dropped).
 const MAX_SESSIONS: usize = 10_000;
+/// A form's body at most, and the time to send it.
+const FORM_BYTES: usize = 16 * 1024;
+const FORM_TIME: Duration = Duration::from_secs(10);
 
 /// A signed-in browser: who, and the form tokens it was given and has not used.
 struct Web {
@@ -220,7 +223,57 @@ pub(super) fn router(approvals: Arc<Approvals>) -> Router {
             "/approvals/connections",
             get(connect::list).post(connect::disconnect),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            approvals.trail.clone(),
+            whole_form,
+        ))
         .with_state(approvals)
+}
+
+/// The request's body, read whole before anything else reads it: at most [`FORM_BYTES`]
+/// within [`FORM_TIME`]. SECURITY: the page's forms are read before their sender is known
+/// (the handler looks at the cookie after), so nobody may make the gateway hold a large body,
+/// or hold a request open sending one slowly, on these routes.
+async fn whole_form(
+    State(trail): State<Trail>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = tokio::time::timeout(FORM_TIME, axum::body::to_bytes(body, FORM_BYTES)).await;
+    let (status, reason) = match read {
+        Ok(Ok(bytes)) => {
+            let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            return next.run(request).await;
+        }
+        Ok(Err(_)) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            crate::access::Reason::BodyTooLarge,
+        ),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            crate::access::Reason::BodyTooSlow,
+        ),
+    };
+    let line = format!("{} {}", parts.method, parts.uri.path());
+    let mut record = crate::access::record::refused_early(
+        portcullis_core::CorrelationId::fresh().as_str(),
+        &line,
+        AuditDecision::Deny,
+        status.as_u16(),
+        reason,
+        None,
+    );
+    record.source = parts
+        .extensions
+        .get::<crate::http::Peer>()
+        .map(|peer| peer.source.to_string());
+    trail.refused_counted(record);
+    (
+        status,
+        format!("{}\n", status.canonical_reason().unwrap_or("Refused")),
+    )
+        .into_response()
 }
 
 /// A page with the headers every approval page carries: no framing, no caching, no scripts.
