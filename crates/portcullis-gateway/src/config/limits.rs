@@ -128,19 +128,19 @@ pub(super) fn resolve_limits(raw: RawLimits) -> Result<Limits, ConfigError> {
             defaults.unauthenticated,
         )?,
         unauthenticated_connections: match raw.unauthenticated_connections {
-            Some(0) => {
+            Some(connections) if !(1..=1_000_000).contains(&connections) => {
                 return Err(ConfigError::invalid(
                     "limits.unauthenticated_connections",
-                    "at least 1 (a client needs a connection to sign in on)",
+                    "from 1 (a client needs a connection to sign in on) to 1000000",
                 ));
             }
             connections => connections.unwrap_or(defaults.unauthenticated_connections),
         },
         connections_per_address: match raw.connections_per_address {
-            Some(0) => {
+            Some(connections) if !(1..=1_000_000).contains(&connections) => {
                 return Err(ConfigError::invalid(
                     "limits.connections_per_address",
-                    "at least 1",
+                    "from 1 to 1000000",
                 ));
             }
             connections => connections.unwrap_or(defaults.connections_per_address),

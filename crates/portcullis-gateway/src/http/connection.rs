@@ -21,7 +21,7 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::{Semaphore, watch},
+    sync::watch,
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
@@ -32,8 +32,8 @@ use super::Peer;
 /// connection is also kept per connection here (see `Peer`), and per caller and per address
 /// elsewhere, so this bounds memory rather than admission.
 const MAX_STREAMS: u32 = 64;
-/// HTTP/2: the largest header block, decoded (HTTP/1.1's own limit is hyper's, about as much).
-const MAX_HEADER_LIST: u32 = 64 * 1024;
+/// HTTP/2: the largest header block, decoded (hyper's default).
+const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// HTTP/2: streams a client may open and reset before the server has accepted them (the
 /// rapid reset attack).
 const MAX_PENDING_RESETS: usize = 20;
@@ -43,10 +43,6 @@ const STREAM_WINDOW: u32 = 64 * 1024;
 const CONNECTION_WINDOW: u32 = 256 * 1024;
 /// HTTP/2: answer bytes buffered per stream for a client that does not read them.
 const SEND_BUFFER: usize = 64 * 1024;
-/// HTTP/2: requests worked on at once on a connection none of whose requests has
-/// authenticated (the others wait): the per-address allowance of such connections was made
-/// for HTTP/1.1, where each has one at a time.
-const UNAUTHENTICATED_AT_ONCE: usize = 8;
 /// HTTP/2: header timeouts a connection may live without any of its requests authenticating.
 const UNAUTHENTICATED_PERIODS: u32 = 6;
 /// HTTP/2: a peer that stops answering pings is gone.
@@ -104,7 +100,7 @@ impl Builders {
             return drive(self.http1.serve_connection(io, service), closing, None).await;
         }
         let (activity, watched) = watch::channel(Activity::default());
-        let service = service(app, peer.clone(), Some(activity));
+        let service = service(app, peer.clone(), Some((activity, closing.clone())));
         let connection = self.http2.serve_connection(io, service);
         let watch = Watch {
             activity: watched,
@@ -132,38 +128,46 @@ struct Watch {
     period: Duration,
 }
 
-/// The app as one connection's service: each request carries its `peer`. With `activity`
-/// (HTTP/2), each request counts as open until its answer's body has ended or been dropped,
-/// and until one of its requests has authenticated the connection has at most
-/// [`UNAUTHENTICATED_AT_ONCE`] requests worked on at once (HTTP/1.1 has one).
+/// The app as one connection's service: each request carries its `peer`. With `http2` (its
+/// activity, and the signal to close), each request counts as open until its answer's body
+/// has ended or been dropped, waits for a place among its address's and the gateway's
+/// requests open, and, until a request on the connection has authenticated, for a turn among
+/// the few worked on at once (see `Peer`); a request still waiting when the connection is
+/// asked to close is answered 503.
 fn service(
     app: Router,
     peer: Peer,
-    activity: Option<watch::Sender<Activity>>,
+    http2: Option<(watch::Sender<Activity>, CancellationToken)>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response,
     Error = Infallible,
     Future = impl Future<Output = Result<Response, Infallible>> + Send,
 > + Clone {
-    let activity = activity.map(Arc::new);
-    let gate = Arc::new(Semaphore::new(UNAUTHENTICATED_AT_ONCE));
+    let http2 = http2.map(|(activity, closing)| (Arc::new(activity), closing));
     hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(peer.clone());
-        let held = activity.clone().map(Open::new);
-        let turn = (held.is_some() && !peer.has_authenticated()).then(|| gate.clone());
         let answer = tower::ServiceExt::oneshot(app.clone(), request);
+        let http2 = http2
+            .clone()
+            .map(|(activity, closing)| (Open::new(activity), closing));
+        let peer = peer.clone();
         async move {
-            // Held until the answer's head: a body its client does not read holds no turn.
-            let turn = match turn {
-                Some(gate) => gate.acquire_owned().await.ok(),
-                None => None,
+            let Some((open, closing)) = http2 else {
+                return answer.await;
+            };
+            let waited = async {
+                let places = peer.opening().await;
+                // Held until the answer's head: a body its client does not read holds no turn.
+                (places, peer.unauthenticated_turn().await)
+            };
+            let (places, turn) = tokio::select! {
+                waited = waited => waited,
+                () = closing.cancelled() => return Ok(closing_answer()),
             };
             let response = answer.await?;
             drop(turn);
-            let Some(held) = held else {
-                return Ok(response);
-            };
+            let held = (open, places);
             let (parts, body) = response.into_parts();
             let body = Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
                 let _ = &held;
@@ -172,6 +176,13 @@ fn service(
             Ok(Response::from_parts(parts, body))
         }
     })
+}
+
+/// 503 for a request that waited until its connection was asked to close.
+fn closing_answer() -> Response {
+    let mut response = Response::new(Body::from("Service Unavailable: closing\n"));
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    response
 }
 
 /// One request open on an HTTP/2 connection, until dropped.
@@ -210,9 +221,9 @@ where
 {
     let mut connection = std::pin::pin!(connection);
     let mut ending = false;
-    let mut deadline = watch
-        .as_ref()
-        .map(|watch| Instant::now() + watch.period * UNAUTHENTICATED_PERIODS);
+    let mut deadline = watch.as_ref().and_then(|watch| {
+        Instant::now().checked_add(watch.period.saturating_mul(UNAUTHENTICATED_PERIODS))
+    });
     let mut cut_off = false;
     loop {
         tokio::select! {
@@ -230,10 +241,6 @@ where
                 ending = true;
             }
             () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                if cut_off {
-                    tracing::debug!("a connection that never authenticated did not close; dropped");
-                    return Ok(());
-                }
                 let (authenticated, period) = watch
                     .as_ref()
                     .map_or((true, Duration::ZERO), |watch| (watch.peer.has_authenticated(), watch.period));
@@ -241,9 +248,13 @@ where
                     deadline = None;
                     continue;
                 }
+                if cut_off {
+                    tracing::debug!("a connection that never authenticated did not close; dropped");
+                    return Ok(());
+                }
                 connection.as_mut().graceful_shutdown();
                 (ending, cut_off) = (true, true);
-                deadline = Some(Instant::now() + period);
+                deadline = Instant::now().checked_add(period);
             }
         }
     }
@@ -259,10 +270,13 @@ async fn quiet(watch: Option<&mut Watch>) {
     };
     loop {
         // The service is gone with the connection: nothing can open any more.
-        if activity.wait_for(|now| now.open == 0).await.is_err() {
+        let Ok(seen) = activity
+            .wait_for(|now| now.open == 0)
+            .await
+            .map(|now| now.opened)
+        else {
             return;
-        }
-        let seen = activity.borrow().opened;
+        };
         let busy = activity.wait_for(|now| now.open > 0 || now.opened != seen);
         if tokio::time::timeout(*period, busy).await.is_err() {
             return;

@@ -1,11 +1,13 @@
 //! Where a request came from, and what each source address holds: connections in all, those
-//! on which no request has authenticated yet, and token checks in progress. Per connection,
-//! one held-back refusal at a time.
+//! on which no request has authenticated yet, HTTP/2 requests open and token checks in
+//! progress. Per connection, one held-back refusal at a time, and until a request on it
+//! authenticates, a few requests worked on at once.
 //!
 //! SECURITY: an HTTP/2 connection carries many requests at once, so nothing that bounds a
-//! client may count connections as if each were one request: token checks are bounded per
-//! address whatever the connections, and held-back refusals per connection whatever its
-//! streams.
+//! client may count connections as if each were one request: an address has no more requests
+//! open than it may have connections (HTTP/1.1 has one each), the gateway no more than a few
+//! times its connections, token checks are bounded per address whatever the connections, and
+//! held-back refusals per connection whatever its streams.
 
 use std::{
     collections::HashMap,
@@ -17,6 +19,13 @@ use std::{
 };
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// HTTP/2 requests open at once in all (each address has its own allowance too).
+const MAX_OPEN_REQUESTS: usize = 32_768;
+/// Requests worked on at once on a connection none of whose requests has authenticated (the
+/// others wait): the allowance of such connections per address was made for HTTP/1.1, where
+/// each has one at a time.
+const UNAUTHENTICATED_AT_ONCE: usize = 8;
 
 /// The connection a request arrived on (a request extension, set by the listener loop).
 #[derive(Clone)]
@@ -55,6 +64,30 @@ impl Peer {
     pub(crate) async fn refusing(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.standing.refusing.lock().await
     }
+
+    /// A place for one more HTTP/2 request open (until its answer has ended), among its
+    /// address's and the gateway's; waits for one.
+    pub(crate) async fn opening(&self) -> [Option<OwnedSemaphorePermit>; 2] {
+        let own = self.standing.requests.clone().acquire_owned().await.ok();
+        let all = self
+            .standing
+            .sources
+            .requests
+            .clone()
+            .acquire_owned()
+            .await
+            .ok();
+        [own, all]
+    }
+
+    /// A turn to be worked on while no request on this connection has authenticated (none
+    /// once one has, and those waiting then go on).
+    pub(crate) async fn unauthenticated_turn(&self) -> Option<OwnedSemaphorePermit> {
+        if self.has_authenticated() {
+            return None;
+        }
+        self.standing.turns.clone().acquire_owned().await.ok()
+    }
 }
 
 /// One token check in progress from a source address.
@@ -71,27 +104,32 @@ impl Drop for Checking {
     }
 }
 
-/// Per source address: open connections, how many of them have not authenticated, and its
-/// token checks in progress (kept while either lasts, so that closing every connection does
-/// not free the places of checks still running).
+/// Per source address: open connections, how many of them have not authenticated, its
+/// HTTP/2 requests open and its token checks in progress (kept while any lasts, so that
+/// closing every connection does not free the places of checks still running).
 struct Held {
     all: usize,
     unauthenticated: usize,
+    requests: Arc<Semaphore>,
     checks: Arc<Semaphore>,
 }
 
 impl Held {
     fn unused(&self) -> bool {
-        self.all == 0 && Arc::strong_count(&self.checks) == 1
+        self.all == 0
+            && Arc::strong_count(&self.checks) == 1
+            && Arc::strong_count(&self.requests) == 1
     }
 }
 
 /// What each source address holds.
 pub(crate) struct Sources {
-    /// Most connections per address, and most of them unauthenticated (also its most token
-    /// checks in progress).
+    /// Most connections per address (also its most HTTP/2 requests open), and most of them
+    /// unauthenticated (also its most token checks in progress).
     most: (usize, usize),
     open: Mutex<HashMap<IpAddr, Held>>,
+    /// HTTP/2 requests open in all.
+    requests: Arc<Semaphore>,
 }
 
 impl Sources {
@@ -99,6 +137,7 @@ impl Sources {
         Arc::new(Self {
             most: (most, most_unauthenticated),
             open: Mutex::new(HashMap::new()),
+            requests: Arc::new(Semaphore::new(MAX_OPEN_REQUESTS)),
         })
     }
 
@@ -110,6 +149,7 @@ impl Sources {
         let held = open.entry(source).or_insert_with(|| Held {
             all: 0,
             unauthenticated: 0,
+            requests: Arc::new(Semaphore::new(self.most.0.max(1))),
             checks: Arc::new(Semaphore::new(self.most.1.max(1))),
         });
         if held.all >= self.most.0 || held.unauthenticated >= self.most.1 {
@@ -124,7 +164,9 @@ impl Sources {
                 source,
                 settled: AtomicBool::new(false),
                 checks: held.checks.clone(),
+                requests: held.requests.clone(),
                 refusing: tokio::sync::Mutex::new(()),
+                turns: Arc::new(Semaphore::new(UNAUTHENTICATED_AT_ONCE)),
             }),
         })
     }
@@ -163,14 +205,18 @@ struct Standing {
     sources: Arc<Sources>,
     source: IpAddr,
     settled: AtomicBool,
-    /// Its source's token checks in progress.
+    /// Its source's token checks in progress, and HTTP/2 requests open.
     checks: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
     refusing: tokio::sync::Mutex<()>,
+    /// Requests worked on until one authenticates; closed when one does.
+    turns: Arc<Semaphore>,
 }
 
 impl Standing {
     fn settle(&self) {
         if !self.settled.swap(true, Ordering::AcqRel) {
+            self.turns.close();
             self.sources.release(self.source, false, false);
         }
     }
@@ -181,6 +227,7 @@ impl Drop for Standing {
         let settled = self.settled.swap(true, Ordering::AcqRel);
         // Its hold on the checks first, so that a source with nothing left is forgotten.
         self.checks = Arc::new(Semaphore::new(0));
+        self.requests = Arc::new(Semaphore::new(0));
         self.sources.release(self.source, settled, true);
     }
 }
@@ -261,6 +308,40 @@ mod tests {
             sources.open.lock().unwrap().get(&here).is_none(),
             "a source holding nothing is forgotten"
         );
+    }
+
+    // See: issue 18, second attacker's read. An address has no more HTTP/2 requests open than
+    // connections it may hold; a connection on which nothing has authenticated has a few
+    // worked on at once, and those waiting go on once one authenticates.
+    #[tokio::test]
+    async fn an_address_has_its_allowance_of_requests_open_and_few_unauthenticated() {
+        let sources = Sources::new(2, 2);
+        let here: IpAddr = "192.0.2.1".parse().unwrap();
+        let peer = sources.arrived(here).unwrap();
+        let first = peer.opening().await;
+        let second = sources.arrived(here).unwrap().opening().await;
+        let third = tokio::time::timeout(std::time::Duration::from_millis(50), peer.opening());
+        assert!(third.await.is_err(), "a third request waits");
+        drop(first);
+        let _third = peer.opening().await;
+        drop(second);
+        let turns: Vec<_> = futures::future::join_all(
+            (0..UNAUTHENTICATED_AT_ONCE).map(|_| peer.unauthenticated_turn()),
+        )
+        .await;
+        assert!(turns.iter().all(Option::is_some));
+        let waiting = tokio::spawn({
+            let peer = peer.clone();
+            async move { peer.unauthenticated_turn().await.is_none() }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "one more waits");
+        peer.authenticated();
+        assert!(
+            waiting.await.unwrap(),
+            "and goes on once the connection authenticated"
+        );
+        assert!(peer.unauthenticated_turn().await.is_none());
     }
 
     #[tokio::test]

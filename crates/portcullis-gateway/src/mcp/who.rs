@@ -41,10 +41,12 @@ pub(super) async fn who(
         return Err(too_many(endpoint, peer, record, over).await);
     }
     // SECURITY: a token nobody has seen pass takes one of its address's places for checks in
-    // progress (one HTTP/2 connection sends many at once), and its check runs to the end on
-    // its own: a client that cancels its request cannot stop a failure from being counted
-    // against its address, or recorded, after spending a check. The address's rate is looked
-    // at again once a place is had: the failures of those ahead may have used it up.
+    // progress (one HTTP/2 connection sends many at once), and its check runs to the end in a
+    // task of its own: a client that cancels its request cannot stop a failure from being
+    // counted against its address, or recorded, after spending a check. The address's rate is
+    // looked at again once a place is had: the failures of those ahead may have used it up.
+    // A token that passed before is checked in line (its answer is remembered, or its
+    // introspection within a budget of its own).
     let place = match peer {
         Some(peer) if !recognized && parts.headers.contains_key(http::header::AUTHORIZATION) => {
             let place = peer.checking().await;
@@ -56,32 +58,25 @@ pub(super) async fn who(
         }
         _ => None,
     };
-    let checked = {
-        let (access, headers) = (access.clone(), parts.headers.clone());
-        let line = line.clone();
-        tokio::spawn(tracing::Instrument::in_current_span(async move {
-            let checked = access.caller(&headers, &line, source).await;
-            // Only a refused token counts against its address: an identity provider that
-            // cannot be reached is nobody's doing, and must not leave addresses refused
-            // after it recovers.
-            if let (Some(source), Err(crate::access::Refused::Challenge(_))) = (source, &checked) {
-                access.rates().source_failed(source);
-            }
-            drop(place);
-            checked
-        }))
-    };
-    let caller = match checked.await {
-        Ok(Ok(caller)) => caller,
-        Ok(Err(refused)) => return Err(lifecycle::refused(access, refused)),
-        Err(failed) => {
-            let correlation = portcullis_core::CorrelationId::fresh();
-            tracing::error!(%correlation, error = %failed, "the token check failed");
-            return Err(lifecycle::refused(
-                access,
-                crate::access::Refused::Unavailable(correlation),
-            ));
+    let checked = match place {
+        None => check(access, &parts.headers, &line, source).await,
+        Some(place) => {
+            let (access, headers, line) = (access.clone(), parts.headers.clone(), line.clone());
+            let task = tokio::spawn(tracing::Instrument::in_current_span(async move {
+                let checked = check(&access, &headers, &line, source).await;
+                drop(place);
+                checked
+            }));
+            task.await.unwrap_or_else(|failed| {
+                let correlation = portcullis_core::CorrelationId::fresh();
+                tracing::error!(%correlation, error = %failed, "the token check failed");
+                Err(crate::access::Refused::Unavailable(correlation))
+            })
         }
+    };
+    let caller = match checked {
+        Ok(caller) => caller,
+        Err(refused) => return Err(lifecycle::refused(access, refused)),
     };
     if let Some(peer) = peer {
         peer.authenticated();
@@ -94,6 +89,22 @@ pub(super) async fn who(
         }
     }
     Ok(caller)
+}
+
+/// The caller `headers` name, a refused token counted against its `source`.
+async fn check(
+    access: &crate::access::Access,
+    headers: &http::HeaderMap,
+    line: &str,
+    source: Option<std::net::IpAddr>,
+) -> Result<crate::access::Caller, crate::access::Refused> {
+    let checked = access.caller(headers, line, source).await;
+    // Only a refused token counts against its address: an identity provider that cannot be
+    // reached is nobody's doing, and must not leave addresses refused after it recovers.
+    if let (Some(source), Err(crate::access::Refused::Challenge(_))) = (source, &checked) {
+        access.rates().source_failed(source);
+    }
+    checked
 }
 
 /// A request past a rate before it was read: `record` counted as refused for it (see

@@ -246,10 +246,18 @@ async fn whole_form(
             let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
             return next.run(request).await;
         }
-        Ok(Err(_)) => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            crate::access::Reason::BodyTooLarge,
-        ),
+        Ok(Err(error)) => {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|inner| inner.is::<http_body_util::LengthLimitError>());
+            // A body that ended badly (its client gone): nothing was refused.
+            if !too_large {
+                return (StatusCode::BAD_REQUEST, "Bad Request\n").into_response();
+            }
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                crate::access::Reason::BodyTooLarge,
+            )
+        }
         Err(_) => (
             StatusCode::REQUEST_TIMEOUT,
             crate::access::Reason::BodyTooSlow,
