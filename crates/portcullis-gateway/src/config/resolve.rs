@@ -512,7 +512,17 @@ impl Config {
             allowed_origins: allowed_origins
                 .unwrap_or_else(|| LOOPBACK_ORIGINS.map(str::to_owned).to_vec()),
             max_body_bytes: max_body_bytes.unwrap_or(4 * 1024 * 1024),
-            header_timeout: duration("server.header_timeout", header_timeout, 10_000)?,
+            header_timeout: match duration("server.header_timeout", header_timeout, 10_000)? {
+                // Every connection's deadlines are counted from it: a value too large for a
+                // clock would be no deadline at all.
+                timeout if timeout.is_zero() || timeout > Duration::from_secs(3600) => {
+                    return Err(ConfigError::invalid(
+                        "server.header_timeout",
+                        "from 1ms to 60m",
+                    ));
+                }
+                timeout => timeout,
+            },
             request_timeout: duration("server.request_timeout", request_timeout, 300_000)?,
             shutdown_grace: duration("server.shutdown_grace", shutdown_grace, 30_000)?,
             proxy_protocol: proxy_protocol
@@ -1195,6 +1205,14 @@ mod tests {
             (
                 "[server]\nheader_timeout = \"ten\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n",
                 "server.header_timeout",
+            ),
+            (
+                "[server]\nheader_timeout = \"61m\"\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n",
+                "server.header_timeout",
+            ),
+            (
+                "[limits]\nconnections_per_address = 2000000\n[[upstream]]\nname = \"a\"\ncommand = \"x\"\n",
+                "limits.connections_per_address",
             ),
             (
                 "[[upstream]]\nname = \"a b\"\ncommand = \"x\"\n",

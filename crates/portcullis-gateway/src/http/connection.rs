@@ -31,16 +31,19 @@ use super::Peer;
 /// HTTP/2: requests one connection may have open at once. Every bound that HTTP/1.1 gives per
 /// connection is also kept per connection here (see `Peer`), and per caller and per address
 /// elsewhere, so this bounds memory rather than admission.
-const MAX_STREAMS: u32 = 64;
+const MAX_STREAMS: u32 = 16;
 /// HTTP/2: the largest header block, decoded (hyper's default).
 const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// HTTP/2: streams a client may open and reset before the server has accepted them (the
 /// rapid reset attack).
 const MAX_PENDING_RESETS: usize = 20;
 /// HTTP/2: request body a stream may send before it is read, and all streams together: what
-/// an unread request (one that has not authenticated yet) can make the gateway hold.
+/// unread requests (waiting for their places, or not authenticated yet) can make the gateway
+/// hold. The connection's window holds every stream's whole: were it smaller, the bodies of
+/// streams waiting for a place could fill it and stop the streams holding places from reading
+/// theirs, and so from ever giving them back.
 const STREAM_WINDOW: u32 = 64 * 1024;
-const CONNECTION_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = MAX_STREAMS * STREAM_WINDOW;
 /// HTTP/2: answer bytes buffered per stream for a client that does not read them.
 const SEND_BUFFER: usize = 64 * 1024;
 /// HTTP/2: header timeouts a connection may live without any of its requests authenticating.
@@ -129,11 +132,9 @@ struct Watch {
 }
 
 /// The app as one connection's service: each request carries its `peer`. With `http2` (its
-/// activity, and the signal to close), each request counts as open until its answer's body
-/// has ended or been dropped, waits for a place among its address's and the gateway's
-/// requests open, and, until a request on the connection has authenticated, for a turn among
-/// the few worked on at once (see `Peer`); a request still waiting when the connection is
-/// asked to close is answered 503.
+/// activity, and shutdown's signal), each request counts as open until its answer's body has
+/// ended or been dropped, and waits for the places an open request holds (`Peer::opening`);
+/// a request still waiting when the gateway shuts down is answered 503.
 fn service(
     app: Router,
     peer: Peer,
@@ -156,18 +157,14 @@ fn service(
             let Some((open, closing)) = http2 else {
                 return answer.await;
             };
-            let waited = async {
-                let places = peer.opening().await;
-                // Held until the answer's head: a body its client does not read holds no turn.
-                (places, peer.unauthenticated_turn().await)
-            };
-            let (places, turn) = tokio::select! {
-                waited = waited => waited,
+            // Held until the answer's body has ended: a client that does not read its answers
+            // keeps them open, and with them its places.
+            let opened = tokio::select! {
+                opened = peer.opening() => opened,
                 () = closing.cancelled() => return Ok(closing_answer()),
             };
             let response = answer.await?;
-            drop(turn);
-            let held = (open, places);
+            let held = (open, opened);
             let (parts, body) = response.into_parts();
             let body = Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
                 let _ = &held;

@@ -50,10 +50,13 @@ impl Peer {
     /// A place among the token checks its source address has in progress, waiting for one if
     /// they are all taken (as many as its allowance of unauthenticated connections). Held until
     /// the check has ended and been counted, even if the request is gone by then.
-    pub(crate) async fn checking(&self) -> Checking {
-        let permit = self.standing.checks.clone().acquire_owned().await.ok();
-        Checking {
-            permit,
+    pub(crate) async fn checking(&self) -> Place {
+        self.place(&self.standing.checks).await
+    }
+
+    async fn place(&self, pool: &Arc<Semaphore>) -> Place {
+        Place {
+            permit: pool.clone().acquire_owned().await.ok(),
             sources: self.standing.sources.clone(),
             source: self.source,
         }
@@ -65,10 +68,24 @@ impl Peer {
         self.standing.refusing.lock().await
     }
 
-    /// A place for one more HTTP/2 request open (until its answer has ended), among its
-    /// address's and the gateway's; waits for one.
-    pub(crate) async fn opening(&self) -> [Option<OwnedSemaphorePermit>; 2] {
-        let own = self.standing.requests.clone().acquire_owned().await.ok();
+    /// The places one more HTTP/2 request holds while open (until its answer has ended),
+    /// waiting for each: on a connection none of whose requests has authenticated, one of its
+    /// few turns and one of its address's places for such requests (as many as its allowance
+    /// of such connections, each of which HTTP/1.1 gives one request at a time); else one of
+    /// its address's places for requests (as many as its connections); and one of the
+    /// gateway's. Those waiting for a turn go on as soon as a request on the connection
+    /// authenticates.
+    pub(crate) async fn opening(&self) -> Opened {
+        let turn = if self.has_authenticated() {
+            None
+        } else {
+            self.standing.turns.clone().acquire_owned().await.ok()
+        };
+        let pool = match turn {
+            Some(_) => &self.standing.unauthenticated_requests,
+            None => &self.standing.requests,
+        };
+        let place = self.place(pool).await;
         let all = self
             .standing
             .sources
@@ -77,31 +94,34 @@ impl Peer {
             .acquire_owned()
             .await
             .ok();
-        [own, all]
-    }
-
-    /// A turn to be worked on while no request on this connection has authenticated (none
-    /// once one has, and those waiting then go on).
-    pub(crate) async fn unauthenticated_turn(&self) -> Option<OwnedSemaphorePermit> {
-        if self.has_authenticated() {
-            return None;
+        Opened {
+            _held: (turn, place, all),
         }
-        self.standing.turns.clone().acquire_owned().await.ok()
     }
 }
 
-/// One token check in progress from a source address.
-pub(crate) struct Checking {
+/// One place held among some of a source address's, given back when dropped (and the address
+/// forgotten once it holds nothing, whenever its last place goes).
+pub(crate) struct Place {
     permit: Option<OwnedSemaphorePermit>,
     sources: Arc<Sources>,
     source: IpAddr,
 }
 
-impl Drop for Checking {
+impl Drop for Place {
     fn drop(&mut self) {
         drop(self.permit.take());
         self.sources.forget_if_unused(self.source);
     }
+}
+
+/// The places an open HTTP/2 request holds (see [`Peer::opening`]).
+pub(crate) struct Opened {
+    _held: (
+        Option<OwnedSemaphorePermit>,
+        Place,
+        Option<OwnedSemaphorePermit>,
+    ),
 }
 
 /// Per source address: open connections, how many of them have not authenticated, its
@@ -111,14 +131,16 @@ struct Held {
     all: usize,
     unauthenticated: usize,
     requests: Arc<Semaphore>,
+    unauthenticated_requests: Arc<Semaphore>,
     checks: Arc<Semaphore>,
 }
 
 impl Held {
     fn unused(&self) -> bool {
         self.all == 0
-            && Arc::strong_count(&self.checks) == 1
-            && Arc::strong_count(&self.requests) == 1
+            && [&self.checks, &self.requests, &self.unauthenticated_requests]
+                .into_iter()
+                .all(|pool| Arc::strong_count(pool) == 1)
     }
 }
 
@@ -150,6 +172,7 @@ impl Sources {
             all: 0,
             unauthenticated: 0,
             requests: Arc::new(Semaphore::new(self.most.0.max(1))),
+            unauthenticated_requests: Arc::new(Semaphore::new(self.most.1.max(1))),
             checks: Arc::new(Semaphore::new(self.most.1.max(1))),
         });
         if held.all >= self.most.0 || held.unauthenticated >= self.most.1 {
@@ -165,6 +188,7 @@ impl Sources {
                 settled: AtomicBool::new(false),
                 checks: held.checks.clone(),
                 requests: held.requests.clone(),
+                unauthenticated_requests: held.unauthenticated_requests.clone(),
                 refusing: tokio::sync::Mutex::new(()),
                 turns: Arc::new(Semaphore::new(UNAUTHENTICATED_AT_ONCE)),
             }),
@@ -208,6 +232,7 @@ struct Standing {
     /// Its source's token checks in progress, and HTTP/2 requests open.
     checks: Arc<Semaphore>,
     requests: Arc<Semaphore>,
+    unauthenticated_requests: Arc<Semaphore>,
     refusing: tokio::sync::Mutex<()>,
     /// Requests worked on until one authenticates; closed when one does.
     turns: Arc<Semaphore>,
@@ -228,6 +253,7 @@ impl Drop for Standing {
         // Its hold on the checks first, so that a source with nothing left is forgotten.
         self.checks = Arc::new(Semaphore::new(0));
         self.requests = Arc::new(Semaphore::new(0));
+        self.unauthenticated_requests = Arc::new(Semaphore::new(0));
         self.sources.release(self.source, settled, true);
     }
 }
@@ -310,38 +336,61 @@ mod tests {
         );
     }
 
-    // See: issue 18, second attacker's read. An address has no more HTTP/2 requests open than
-    // connections it may hold; a connection on which nothing has authenticated has a few
-    // worked on at once, and those waiting go on once one authenticates.
+    // See: issue 18, second and third attacker's reads. An address has no more HTTP/2 requests
+    // open than connections it may hold, and no more on connections where nothing has
+    // authenticated than such connections it may hold; such a connection has a few at once,
+    // and those waiting go on once one authenticates; an address is forgotten when its last
+    // request ends, even after its connections.
     #[tokio::test]
     async fn an_address_has_its_allowance_of_requests_open_and_few_unauthenticated() {
-        let sources = Sources::new(2, 2);
+        let wait = std::time::Duration::from_millis(50);
         let here: IpAddr = "192.0.2.1".parse().unwrap();
+        let sources = Sources::new(100, 2);
+        let (one, two) = (
+            sources.arrived(here).unwrap(),
+            sources.arrived(here).unwrap(),
+        );
+        let first = one.opening().await;
+        let _second = two.opening().await;
+        let third = tokio::time::timeout(wait, one.opening());
+        assert!(
+            third.await.is_err(),
+            "a third unauthenticated request waits"
+        );
+        drop(first);
+        let _third = one.opening().await;
+
+        let sources = Sources::new(2, 100);
         let peer = sources.arrived(here).unwrap();
-        let first = peer.opening().await;
-        let second = sources.arrived(here).unwrap().opening().await;
-        let third = tokio::time::timeout(std::time::Duration::from_millis(50), peer.opening());
+        peer.authenticated();
+        let (first, _second) = (peer.opening().await, peer.opening().await);
+        let third = tokio::time::timeout(wait, peer.opening());
         assert!(third.await.is_err(), "a third request waits");
         drop(first);
-        let _third = peer.opening().await;
-        drop(second);
-        let turns: Vec<_> = futures::future::join_all(
-            (0..UNAUTHENTICATED_AT_ONCE).map(|_| peer.unauthenticated_turn()),
-        )
-        .await;
-        assert!(turns.iter().all(Option::is_some));
+        let last = peer.opening().await;
+        drop(peer);
+        assert!(sources.open.lock().unwrap().get(&here).is_some());
+        drop((last, _second));
+        assert!(
+            sources.open.lock().unwrap().get(&here).is_none(),
+            "an address holding nothing is forgotten"
+        );
+
+        let sources = Sources::new(100, 100);
+        let peer = sources.arrived(here).unwrap();
+        let turns: Vec<_> =
+            futures::future::join_all((0..UNAUTHENTICATED_AT_ONCE).map(|_| peer.opening())).await;
         let waiting = tokio::spawn({
             let peer = peer.clone();
-            async move { peer.unauthenticated_turn().await.is_none() }
+            async move { peer.opening().await }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "one more waits");
+        tokio::time::sleep(wait).await;
+        assert!(!waiting.is_finished(), "one more than the turns waits");
         peer.authenticated();
-        assert!(
-            waiting.await.unwrap(),
-            "and goes on once the connection authenticated"
-        );
-        assert!(peer.unauthenticated_turn().await.is_none());
+        let _ninth = tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("it goes on once the connection authenticated");
+        drop(turns);
     }
 
     #[tokio::test]

@@ -726,3 +726,52 @@ async fn an_approval_form_larger_than_a_form_is_refused_before_it_is_read() {
     let large = post(64 * 1024).await.expect("answered").status().as_u16();
     assert_eq!(large, 413);
 }
+
+// See: issue 18, third attacker's read: requests on a connection where nothing had
+// authenticated took their address's places for requests, and a client that never reads its
+// answers kept them: with no token it could hold every place of its address, and stall the
+// signed-in callers behind the same address. Such requests now have places of their own, as
+// many as the address's allowance of unauthenticated connections.
+#[tokio::test]
+async fn answers_nobody_reads_without_signing_in_do_not_stall_signed_in_callers() {
+    let _ = fixture_bin();
+    let issuer = DevIssuer::start("h2-places", RESOURCE, &[]).await;
+    let rest = signed_in_rest(
+        &issuer,
+        "connections_per_address = 8\nunauthenticated_connections = 2",
+    );
+    let (gateway, cert, dir) = tls_gateway_with("h2-places", "", &rest).await;
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let url = gateway.url.replacen("http://", "https://", 1);
+    let token = issuer.auth.mint("user-42", None).expect("token");
+    let signed_in = trusting(&cert);
+    assert_eq!(list_as(&signed_in, &url, &token).await, 200);
+
+    let tls = tls_connect(&address, &cert, &[b"h2"]).await;
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .expect("h2 handshake");
+    let _connection = tokio::spawn(connection);
+    let mut unread = Vec::new();
+    for _ in 0..12 {
+        let mut send = send.clone().ready().await.expect("ready");
+        let request = http::Request::builder()
+            .method("GET")
+            .uri(format!(
+                "https://{address}/.well-known/oauth-protected-resource/mcp"
+            ))
+            .body(())
+            .expect("request");
+        unread.push(send.send_request(request, true).expect("sent").0);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 0..8 {
+        let answered =
+            tokio::time::timeout(Duration::from_secs(10), list_as(&signed_in, &url, &token)).await;
+        assert_eq!(answered, Ok(200), "call {n} of the signed-in caller");
+    }
+    drop(unread);
+    let _ = std::fs::remove_dir_all(&dir);
+}
