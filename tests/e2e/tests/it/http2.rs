@@ -103,6 +103,39 @@ fn header_map(method: &'static str, name: Option<&'static str>) -> http::HeaderM
         .collect()
 }
 
+/// A client that never reads its answers (stream window 0) asking `address` for the resource's
+/// metadata `count` times: its answers (none of whose bodies can be sent) and the task driving
+/// its connection.
+async fn unread_answers(
+    address: &str,
+    cert: &str,
+    count: usize,
+) -> (
+    Vec<h2::client::ResponseFuture>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
+    let tls = tls_connect(address, cert, &[b"h2"]).await;
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tls)
+        .await
+        .expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut answers = Vec::new();
+    for _ in 0..count {
+        let mut send = send.clone().ready().await.expect("ready");
+        let request = http::Request::builder()
+            .method("GET")
+            .uri(format!(
+                "https://{address}/.well-known/oauth-protected-resource/mcp"
+            ))
+            .body(())
+            .expect("request");
+        answers.push(send.send_request(request, true).expect("sent").0);
+    }
+    (answers, connection)
+}
+
 /// A 2026-07-28 request body for `method` with `params`.
 fn mcp_body(method: &str, mut params: serde_json::Value) -> String {
     params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
@@ -466,27 +499,8 @@ async fn a_connection_that_never_reads_its_answers_and_never_signs_in_is_dropped
     let (gateway, cert, dir) =
         tls_gateway_with("h2-stalled", "header_timeout = \"500ms\"", &rest).await;
     let address = gateway.base.trim_start_matches("http://").to_owned();
-    let tls = tls_connect(&address, &cert, &[b"h2"]).await;
-    let (send, connection) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, Bytes>(tls)
-        .await
-        .expect("h2 handshake");
-    let connection = tokio::spawn(connection);
     // Answers with a body (the resource's metadata), none of which can be sent.
-    let mut answers = Vec::new();
-    for _ in 0..4 {
-        let mut send = send.clone().ready().await.expect("ready");
-        let request = http::Request::builder()
-            .method("GET")
-            .uri(format!(
-                "https://{address}/.well-known/oauth-protected-resource/mcp"
-            ))
-            .body(())
-            .expect("request");
-        let (answer, _) = send.send_request(request, true).expect("sent");
-        answers.push(answer);
-    }
+    let (answers, connection) = unread_answers(&address, &cert, 4).await;
     let started = Instant::now();
     let ended = tokio::time::timeout(Duration::from_secs(8), connection).await;
     assert!(
@@ -747,25 +761,7 @@ async fn answers_nobody_reads_without_signing_in_do_not_stall_signed_in_callers(
     let signed_in = trusting(&cert);
     assert_eq!(list_as(&signed_in, &url, &token).await, 200);
 
-    let tls = tls_connect(&address, &cert, &[b"h2"]).await;
-    let (send, connection) = h2::client::Builder::new()
-        .initial_window_size(0)
-        .handshake::<_, Bytes>(tls)
-        .await
-        .expect("h2 handshake");
-    let _connection = tokio::spawn(connection);
-    let mut unread = Vec::new();
-    for _ in 0..12 {
-        let mut send = send.clone().ready().await.expect("ready");
-        let request = http::Request::builder()
-            .method("GET")
-            .uri(format!(
-                "https://{address}/.well-known/oauth-protected-resource/mcp"
-            ))
-            .body(())
-            .expect("request");
-        unread.push(send.send_request(request, true).expect("sent").0);
-    }
+    let (unread, _connection) = unread_answers(&address, &cert, 12).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for n in 0..8 {
         let answered =
