@@ -60,7 +60,8 @@ pub(crate) fn trace_id() -> Option<String> {
         .then(|| span_context.trace_id().to_string())
 }
 
-/// A valid `traceparent` is 55 visible characters; anything else is not looked at.
+/// The caller's `traceparent` header (version 00 writes 55 characters); one longer than any
+/// version writes is not looked at.
 pub(crate) fn header(headers: &http::HeaderMap) -> Option<&str> {
     headers
         .get("traceparent")

@@ -6,7 +6,7 @@
 //! upstreams.
 
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+use opentelemetry_otlp::WithExportConfig as _;
 use tracing_subscriber::{Layer, filter::filter_fn};
 
 use portcullis_gateway::trace::TARGET;
@@ -37,7 +37,6 @@ where
         .with_http()
         .with_endpoint(endpoint)
         .with_timeout(std::time::Duration::from_secs(5))
-        .with_headers(std::collections::HashMap::new())
         .build()
         .map_err(|error| format!("telemetry.otlp_endpoint: {error}"))?;
     let resource = opentelemetry_sdk::Resource::builder()

@@ -217,8 +217,13 @@ pub(crate) async fn decide(
     // Policies may read how the call would reach its upstream (`context.credential`) and
     // whether the caller connected it (`context.connected`). SECURITY: not knowing is not
     // "not connected": the call does not run.
+    // A candidate set in shadow that reads it gets it too, or it would disagree for nothing.
+    let reads_connected = policy.reads_connected()
+        || access
+            .shadow()
+            .is_some_and(|shadow| shadow.reads_connected());
     let credential = match objects
-        .credential((kind, name), scene.caller.id(), policy.reads_connected())
+        .credential((kind, name), scene.caller.id(), reads_connected)
         .await
     {
         Ok(credential) => credential,
@@ -340,12 +345,20 @@ pub(crate) async fn decide(
 pub(crate) async fn readable(
     objects: &impl Objects,
     policy: &PolicyEngine,
-    principal: &Principal,
+    (principal, caller): (&Principal, Option<&CallerId>),
     era: &str,
     uri: &str,
 ) -> bool {
     let target = (CapabilityKind::Resource, uri);
     let Ok(resolved) = resolve(objects, policy, principal, target, None).await else {
+        return false;
+    };
+    // As a read would be decided: a policy on how it would reach its upstream applies here
+    // too, and not knowing whether the caller connected it is not being allowed.
+    let Ok(credential) = objects
+        .credential(target, caller, policy.reads_connected())
+        .await
+    else {
         return false;
     };
     let call = Call {
@@ -355,7 +368,7 @@ pub(crate) async fn readable(
         era,
         object: resolved.as_ref().map(|(attributes, _)| attributes),
         risk_hint: None,
-        credential: Default::default(),
+        credential,
     };
     matches!(policy.authorize(principal, &call), Decision::Allow(_))
 }
@@ -490,5 +503,94 @@ async fn resolve(
             tracing::warn!(%error, "object resolution failed");
             Err(Unresolved::Failed)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An upstream side where every capability travels with the credential `0`, the caller
+    /// connected or not as `1` says, or where that cannot be told (`None`).
+    struct Routed(Option<(&'static str, bool)>);
+
+    impl Objects for Routed {
+        async fn resolve(
+            &self,
+            _: &Internal,
+            _: &Principal,
+            _: (CapabilityKind, &str),
+            _: &Resolver,
+            _: &str,
+        ) -> Result<Option<ObjectAttributes>, String> {
+            Ok(None)
+        }
+
+        fn task(&self, _: &str, _: Option<&CallerId>) -> TaskRoute {
+            TaskRoute::Unknown
+        }
+
+        fn routes_other_methods(&self) -> bool {
+            false
+        }
+
+        fn held(&self, _: CapabilityKind, _: &str) -> bool {
+            false
+        }
+
+        async fn credential(
+            &self,
+            _: (CapabilityKind, &str),
+            _: Option<&CallerId>,
+            _: bool,
+        ) -> Result<portcullis_policy::Credential, String> {
+            let (kind, connected) = self.0.ok_or("the store cannot be read")?;
+            Ok(portcullis_policy::Credential { kind, connected })
+        }
+
+        async fn risk_hint(&self, _: &str, _: &Principal) -> Option<RiskTier> {
+            None
+        }
+    }
+
+    // See: review of issue 17/18. What a subscription may hear of was decided with no
+    // credential at all, so a forbid on `context.credential` or `context.connected` let its
+    // caller hear of resources it may not read.
+    #[tokio::test]
+    async fn what_a_subscription_hears_of_is_decided_with_the_read_credential() {
+        let engine = PolicyEngine::new(
+            portcullis_policy::Catalog::default(),
+            "p.cedar",
+            "permit (principal, action, resource);\n\
+             forbid (principal, action, resource)\n\
+             when { context.credential == \"user-oauth\" && !context.connected };",
+        )
+        .unwrap();
+        let principal = Principal {
+            subject: "alice".to_owned(),
+            issuer: "https://issuer.example".to_owned(),
+            tenant: None,
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            client_id: None,
+        };
+        let caller = CallerId::new("https://issuer.example", "alice");
+        let heard = |routed| {
+            let (engine, principal, caller) = (&engine, &principal, &caller);
+            async move {
+                readable(
+                    &routed,
+                    engine,
+                    (principal, Some(caller)),
+                    "2026-07-28",
+                    "tickets://1",
+                )
+                .await
+            }
+        };
+        assert!(heard(Routed(Some(("gateway", false)))).await);
+        assert!(heard(Routed(Some(("user-oauth", true)))).await);
+        assert!(!heard(Routed(Some(("user-oauth", false)))).await);
+        assert!(!heard(Routed(None)).await, "not knowing is not allowed");
     }
 }

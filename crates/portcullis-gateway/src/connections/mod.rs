@@ -195,11 +195,12 @@ impl Connections {
             sealer,
             upstreams,
             page: OnceLock::new(),
+            // SECURITY: no fallback to a default client, which would follow redirects.
             token_http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(10))
                 .build()
-                .unwrap_or_default(),
+                .map_err(|error| format!("connections: no HTTP client: {error}"))?,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         })))
     }
@@ -259,22 +260,16 @@ impl Connections {
         upstream: &str,
     ) -> Result<HeaderValue, Missing> {
         let key = Key::of(caller, upstream);
-        let (sealed, tokens) = self.read(&key).await?;
+        let (_, tokens) = self.read(&key).await?;
         if store::now() < tokens.refresh_at() {
             return header(&tokens);
         }
         // One refresh per person and upstream at a time; those waiting find it done.
         let _turn = self.stripes[stripe(&key)].lock().await;
-        let (sealed, tokens) = match self.read(&key).await {
-            Ok((now_sealed, now_tokens)) if now_sealed != sealed => {
-                if store::now() < now_tokens.refresh_at() {
-                    return header(&now_tokens);
-                }
-                (now_sealed, now_tokens)
-            }
-            Ok(_) => (sealed, tokens),
-            Err(missing) => return Err(missing),
-        };
+        let (sealed, tokens) = self.read(&key).await?;
+        if store::now() < tokens.refresh_at() {
+            return header(&tokens);
+        }
         self.refresh(&key, &sealed, tokens).await
     }
 

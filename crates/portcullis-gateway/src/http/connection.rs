@@ -163,14 +163,7 @@ fn service(
                 opened = peer.opening() => opened,
                 () = closing.cancelled() => return Ok(closing_answer()),
             };
-            let response = answer.await?;
-            let held = (open, opened);
-            let (parts, body) = response.into_parts();
-            let body = Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-                let _ = &held;
-                frame
-            }));
-            Ok(Response::from_parts(parts, body))
+            Ok(super::serve::holding(answer.await?, (open, opened)))
         }
     })
 }

@@ -69,9 +69,14 @@ pub(super) async fn track(
     }
     // An SSE answer to a call is still in progress until its body ends; keep the ticket alive
     // as long as the body.
+    holding(response, ticket)
+}
+
+/// `response`, with `held` kept until its body has ended or been dropped.
+pub(super) fn holding<T: Send + Sync + 'static>(response: Response, held: T) -> Response {
     let (parts, body) = response.into_parts();
     let body = axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-        let _ = &ticket;
+        let _ = &held;
         frame
     }));
     Response::from_parts(parts, body)

@@ -225,7 +225,8 @@ async fn readable(context: &Context, uri: &str) -> bool {
         return true;
     };
     let upstreams = &*context.gateway().upstreams;
-    crate::access::readable(upstreams, policy, principal, context.era.as_str(), uri).await
+    let caller = (principal, context.caller.id());
+    crate::access::readable(upstreams, policy, caller, context.era.as_str(), uri).await
 }
 
 /// The graceful end of a subscription: a result naming it.

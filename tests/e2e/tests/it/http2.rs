@@ -366,13 +366,19 @@ async fn slow_introspection(delay: Duration) -> (String, Arc<[AtomicUsize; 4]>) 
     (base, counts)
 }
 
-/// A gateway over TLS whose callers' opaque tokens are introspected at `base`, with `limits`.
-async fn introspecting_gateway(
-    tag: &str,
-    base: &str,
-    limits: &str,
-) -> (portcullis_e2e::TestGateway, String, std::path::PathBuf) {
+/// A gateway over TLS whose callers' opaque tokens a [`slow_introspection`] (300 ms) checks,
+/// with `limits`: its https MCP URL, a client trusting it, and the introspection's counts.
+struct Introspected {
+    gateway: portcullis_e2e::TestGateway,
+    url: String,
+    client: reqwest::Client,
+    counts: Arc<[AtomicUsize; 4]>,
+    dir: std::path::PathBuf,
+}
+
+async fn introspecting_gateway(tag: &str, limits: &str) -> Introspected {
     let _ = fixture_bin();
+    let (base, counts) = slow_introspection(Duration::from_millis(300)).await;
     let secret = std::env::temp_dir().join(format!("{tag}-secret-{}", std::process::id()));
     std::fs::write(&secret, "s3cret\n").expect("secret");
     let rest = format!(
@@ -383,7 +389,28 @@ async fn introspecting_gateway(
          [policy]\ncedar = \"permit (principal, action, resource);\"\n\n{}",
         stdio_upstream("fixture"),
     );
-    tls_gateway_with(tag, "", &rest).await
+    let (gateway, cert, dir) = tls_gateway_with(tag, "", &rest).await;
+    Introspected {
+        url: gateway.url.replacen("http://", "https://", 1),
+        client: trusting(&cert),
+        gateway,
+        counts,
+        dir,
+    }
+}
+
+/// `tools/list` with the made-up tokens `made-up-{n}`, all at once: their tasks' statuses.
+fn made_up_lists(
+    client: &reqwest::Client,
+    url: &str,
+    tokens: std::ops::Range<usize>,
+) -> Vec<tokio::task::JoinHandle<u16>> {
+    tokens
+        .map(|n| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move { list_as(&client, &url, &format!("made-up-{n}")).await })
+        })
+        .collect()
 }
 
 /// `tools/list` by the holder of `token`, with `client`: the status.
@@ -408,28 +435,25 @@ async fn list_as(client: &reqwest::Client, url: &str, token: &str) -> u16 {
 // again once a place is had.
 #[tokio::test]
 async fn token_checks_from_one_address_are_bounded_however_many_streams_carry_them() {
-    let (base, counts) = slow_introspection(Duration::from_millis(300)).await;
-    let (gateway, cert, dir) = introspecting_gateway(
+    let Introspected {
+        gateway: _gateway,
+        url,
+        client,
+        counts,
+        dir,
+    } = introspecting_gateway(
         "h2-checks",
-        &base,
         "unauthenticated = { per_second = 1, burst = 4 }\nunauthenticated_connections = 2\n\
          refusal_delay = \"0s\"",
     )
     .await;
-    let url = gateway.url.replacen("http://", "https://", 1);
-    let client = trusting(&cert);
     // One connection first (HTTP/2 is known only once it is open), which no token is checked on.
     assert_eq!(
         post_list(&client, &url).await.expect("answered").status(),
         401
     );
     let started = Instant::now();
-    let running: Vec<_> = (0..16)
-        .map(|n| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { list_as(&client, &url, &format!("made-up-{n}")).await })
-        })
-        .collect();
+    let running: Vec<_> = made_up_lists(&client, &url, 0..16);
     let mut statuses = std::collections::BTreeMap::new();
     for one in running {
         *statuses.entry(one.await.expect("join")).or_insert(0) += 1;
@@ -452,25 +476,22 @@ async fn token_checks_from_one_address_are_bounded_however_many_streams_carry_th
 // connection worked on 64. Until a request on it authenticates, it has at most 8 at once.
 #[tokio::test]
 async fn a_connection_on_which_nothing_authenticated_has_few_requests_worked_on_at_once() {
-    let (base, counts) = slow_introspection(Duration::from_millis(300)).await;
-    let (gateway, cert, dir) = introspecting_gateway(
+    let Introspected {
+        gateway: _gateway,
+        url,
+        client,
+        counts,
+        dir,
+    } = introspecting_gateway(
         "h2-gate",
-        &base,
         "unauthenticated = { per_second = 1000, burst = 1000 }\nrefusal_delay = \"0s\"",
     )
     .await;
-    let url = gateway.url.replacen("http://", "https://", 1);
-    let client = trusting(&cert);
     assert_eq!(
         post_list(&client, &url).await.expect("answered").status(),
         401
     );
-    let running: Vec<_> = (0..24)
-        .map(|n| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { list_as(&client, &url, &format!("made-up-{n}")).await })
-        })
-        .collect();
+    let running: Vec<_> = made_up_lists(&client, &url, 0..24);
     for one in running {
         assert_eq!(one.await.expect("join"), 401);
     }
@@ -521,27 +542,24 @@ async fn a_connection_that_never_reads_its_answers_and_never_signs_in_is_dropped
 // so made-up tokens cost introspection calls without ever using up the address's allowance.
 #[tokio::test]
 async fn a_token_check_its_client_gave_up_on_still_counts_against_its_address() {
-    let (base, counts) = slow_introspection(Duration::from_millis(300)).await;
-    let (gateway, cert, dir) = introspecting_gateway(
+    let Introspected {
+        gateway,
+        url,
+        client,
+        counts,
+        dir,
+    } = introspecting_gateway(
         "h2-reset",
-        &base,
         "unauthenticated = { per_second = 1, burst = 3 }\nrefusal_delay = \"0s\"",
     )
     .await;
-    let url = gateway.url.replacen("http://", "https://", 1);
-    let client = trusting(&cert);
     // One connection first, so that all three are streams of it; on a request that no rate
     // counts (a refused one would use up part of the allowance this test measures).
     let metadata = format!("{}/.well-known/oauth-protected-resource/mcp", gateway.base)
         .replacen("http://", "https://", 1);
     let opened = client.get(&metadata).send().await.expect("answered");
     assert_eq!(opened.version(), reqwest::Version::HTTP_2);
-    let given_up: Vec<_> = (0..3)
-        .map(|n| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { list_as(&client, &url, &format!("made-up-{n}")).await })
-        })
-        .collect();
+    let given_up: Vec<_> = made_up_lists(&client, &url, 0..3);
     for _ in 0..100 {
         if counts[0].load(Ordering::SeqCst) == 3 {
             break;

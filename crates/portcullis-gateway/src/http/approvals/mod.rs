@@ -524,9 +524,12 @@ async fn sign_in_first(
             response
         }
         Err(sign_in::NotStarted::Busy) => {
+            // The page asked for (the approval page, or its connections parts), path only.
+            let path = url::Url::parse(here)
+                .map_or_else(|_| "/approvals".to_owned(), |url| url.path().to_owned());
             let mut record = AuditRecord::new(
                 portcullis_core::CorrelationId::fresh().as_str(),
-                "GET /approvals",
+                &format!("GET {path}"),
                 AuditDecision::Deny,
             );
             record.status = Some(429);
