@@ -105,6 +105,28 @@ async fn endpoint(
 /// A metadata document is a few kilobytes; anything much larger is not one.
 const MAX_METADATA_BYTES: usize = 64 * 1024;
 
+/// The JSON document at `url`: asked for as JSON, within 5 s, answered with success, at most
+/// 64 KiB; else why not.
+pub async fn fetch_document<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &Url,
+) -> Result<T, String> {
+    let response = http
+        .get(url.clone())
+        .timeout(Duration::from_secs(5))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|error| portcullis_core::error_chain(&error))?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status().as_u16()));
+    }
+    let body = crate::introspect::read_bounded(response, MAX_METADATA_BYTES)
+        .await
+        .ok_or("the document is too large or broke off")?;
+    serde_json::from_slice(&body).map_err(|error| format!("not the expected document: {error}"))
+}
+
 /// What `usable` makes of `issuer`'s metadata: the first document of [`metadata_urls`] that
 /// answers (64 KiB at most), names `issuer` itself (RFC 8414 §3.3: a document for another
 /// issuer is ignored, not trusted) and that `usable` accepts; else why none was.
@@ -116,31 +138,10 @@ pub async fn issuer_metadata<T: serde::de::DeserializeOwned, U>(
     let issuer_url = Url::parse(issuer).map_err(|error| format!("issuer `{issuer}`: {error}"))?;
     let mut last = String::from("no metadata document");
     for url in metadata_urls(&issuer_url) {
-        let response = http
-            .get(url.clone())
-            .timeout(Duration::from_secs(5))
-            .header("accept", "application/json")
-            .send()
-            .await;
-        let response = match response {
-            Ok(response) if response.status().is_success() => response,
-            Ok(response) => {
-                last = format!("{url}: HTTP {}", response.status().as_u16());
-                continue;
-            }
-            Err(error) => {
-                last = format!("{url}: {}", portcullis_core::error_chain(&error));
-                continue;
-            }
-        };
-        let Some(body) = crate::introspect::read_bounded(response, MAX_METADATA_BYTES).await else {
-            last = format!("{url}: the document is too large or broke off");
-            continue;
-        };
-        let document: serde_json::Value = match serde_json::from_slice(&body) {
+        let document: serde_json::Value = match fetch_document(http, &url).await {
             Ok(document) => document,
-            Err(error) => {
-                last = format!("{url}: {error}");
+            Err(reason) => {
+                last = format!("{url}: {reason}");
                 continue;
             }
         };

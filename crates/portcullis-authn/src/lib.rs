@@ -20,7 +20,8 @@ pub mod signing;
 pub use bearer::{BearerError, BearerToken, MAX_TOKEN_BYTES};
 pub use challenge::{Challenge, ScopeError, Scopes};
 pub use discovery::{
-    issuer_metadata, jwks_uri, metadata_urls, redirect_policy, token_endpoint, trusted_transport,
+    fetch_document, issuer_metadata, jwks_uri, metadata_urls, redirect_policy, token_endpoint,
+    trusted_transport,
 };
 pub use exchange::{IssuedToken, TokenClient, TokenError, TokenTarget};
 pub use introspect::{

@@ -124,7 +124,7 @@ async fn resource_metadata(
             last = format!("{url}: not https");
             continue;
         }
-        match fetch::<ResourceMetadata>(http, &url).await {
+        match portcullis_authn::fetch_document::<ResourceMetadata>(http, &url).await {
             // RFC 9728 §3.3: a document for another resource is not this one's.
             Ok(metadata) if same_resource(&metadata.resource, resource) => return Ok(metadata),
             Ok(metadata) => {
@@ -198,26 +198,6 @@ async fn server_metadata(
         })
     })
     .await
-}
-
-async fn fetch<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    url: &Url,
-) -> Result<T, String> {
-    let response = http
-        .get(url.clone())
-        .timeout(TIMEOUT)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|error| portcullis_core::error_chain(&error))?;
-    if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status().as_u16()));
-    }
-    let body = portcullis_authn::read_bounded(response, MAX_DOCUMENT_BYTES)
-        .await
-        .ok_or("the document is too large or broke off")?;
-    serde_json::from_slice(&body).map_err(|error| format!("not the expected document: {error}"))
 }
 
 /// A registration the gateway made, as kept (sealed: it may hold a secret).
